@@ -1,0 +1,97 @@
+"""The raw data contract (SPEC section 1): J-Quants API v1 column names and their v2 aliases."""
+
+from __future__ import annotations
+
+import polars as pl
+
+# Required columns and their logical dtype class per raw table.
+NUMERIC = "numeric"
+TEXT = "text"
+DATE = "date"
+
+QUOTES_COLUMNS: dict[str, str] = {
+    "Date": DATE,
+    "Code": TEXT,
+    "Open": NUMERIC,
+    "High": NUMERIC,
+    "Low": NUMERIC,
+    "Close": NUMERIC,
+    "Volume": NUMERIC,
+    "TurnoverValue": NUMERIC,
+    "AdjustmentFactor": NUMERIC,
+    "AdjustmentOpen": NUMERIC,
+    "AdjustmentHigh": NUMERIC,
+    "AdjustmentLow": NUMERIC,
+    "AdjustmentClose": NUMERIC,
+    "AdjustmentVolume": NUMERIC,
+}
+QUOTES_OPTIONAL: dict[str, str] = {"UpperLimit": NUMERIC, "LowerLimit": NUMERIC}
+
+LISTED_COLUMNS: dict[str, str] = {
+    "Date": DATE,
+    "Code": TEXT,
+    "Sector17Code": TEXT,
+    "Sector33Code": TEXT,
+    "MarketCode": TEXT,
+}
+LISTED_OPTIONAL: dict[str, str] = {"CompanyName": TEXT}
+
+TOPIX_COLUMNS: dict[str, str] = {
+    "Date": DATE,
+    "Open": NUMERIC,
+    "High": NUMERIC,
+    "Low": NUMERIC,
+    "Close": NUMERIC,
+}
+
+TABLES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "daily_quotes": (QUOTES_COLUMNS, QUOTES_OPTIONAL),
+    "listed_info": (LISTED_COLUMNS, LISTED_OPTIONAL),
+    "topix": (TOPIX_COLUMNS, {}),
+}
+
+# J-Quants API v2 short names -> v1 names of the raw contract.
+V2_TO_V1: dict[str, str] = {
+    "O": "Open",
+    "H": "High",
+    "L": "Low",
+    "C": "Close",
+    "UL": "UpperLimit",
+    "LL": "LowerLimit",
+    "Vo": "Volume",
+    "Va": "TurnoverValue",
+    "AdjFactor": "AdjustmentFactor",
+    "AdjO": "AdjustmentOpen",
+    "AdjH": "AdjustmentHigh",
+    "AdjL": "AdjustmentLow",
+    "AdjC": "AdjustmentClose",
+    "AdjVo": "AdjustmentVolume",
+    "CoName": "CompanyName",
+    "CoNameEn": "CompanyNameEnglish",
+    "S17": "Sector17Code",
+    "S17Nm": "Sector17CodeName",
+    "S33": "Sector33Code",
+    "S33Nm": "Sector33CodeName",
+    "Mkt": "MarketCode",
+    "MktNm": "MarketCodeName",
+    "ScaleCat": "ScaleCategory",
+}
+
+PRICE_COLUMNS = ("Open", "High", "Low", "Close")
+ADJ_PRICE_COLUMNS = ("AdjustmentOpen", "AdjustmentHigh", "AdjustmentLow", "AdjustmentClose")
+
+
+def to_v1_names(df: pl.DataFrame) -> pl.DataFrame:
+    """Rename J-Quants v2 short column names to the v1 names; v1 frames pass unchanged."""
+    mapping = {c: V2_TO_V1[c] for c in df.columns if c in V2_TO_V1 and V2_TO_V1[c] not in df.columns}
+    return df.rename(mapping) if mapping else df
+
+
+def dtype_class(dtype: pl.DataType) -> str | None:
+    if dtype.is_numeric():
+        return NUMERIC
+    if dtype == pl.String or dtype == pl.Categorical:
+        return TEXT
+    if dtype == pl.Date or dtype == pl.Datetime:
+        return DATE
+    return None

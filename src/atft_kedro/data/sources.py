@@ -1,0 +1,42 @@
+"""Pick the raw market from the ``source`` parameter (SPEC section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from atft_kedro.data.files import read_raw_tables
+from atft_kedro.data.synthetic import HORIZONS, SyntheticConfig, generate_market
+from atft_kedro.data.validation import ValidatedMarket, validate_market
+
+SOURCES = ("synthetic", "files", "jquants")
+ORACLE_SCHEMA = {"Date": pl.Date, "Code": pl.String, **{f"expected_return_{h}d": pl.Float64 for h in HORIZONS}}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    synthetic_size: str = "small"
+    synthetic_seed: int = 7
+    synthetic_overrides: dict = field(default_factory=dict)
+    files_dir: str = "data/01_raw/files"
+    on_bad_rows: str = "quarantine"
+
+
+def load_market(source: str, cfg: SourceConfig) -> tuple[ValidatedMarket, pl.DataFrame]:
+    """The validated raw market of ``source`` and the oracle (empty unless synthetic)."""
+    if source == "synthetic":
+        sim = generate_market(
+            SyntheticConfig.sized(cfg.synthetic_size, seed=cfg.synthetic_seed, **cfg.synthetic_overrides)
+        )
+        market = validate_market(sim.daily_quotes, sim.listed_info, sim.topix, on_bad_rows="error")
+        return market, sim.oracle.select(list(ORACLE_SCHEMA))
+    if source == "files":
+        tables = read_raw_tables(cfg.files_dir)
+        return validate_market(**tables, on_bad_rows=cfg.on_bad_rows), pl.DataFrame(schema=ORACLE_SCHEMA)
+    if source == "jquants":
+        raise NotImplementedError(
+            "source=jquants is not available yet. Fetch the tables yourself and use source=files "
+            "(daily_quotes, listed_info and topix parquet files in data/01_raw/files/)."
+        )
+    raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")

@@ -1,0 +1,176 @@
+"""Validation of the raw tables (SPEC section 1).
+
+Structural problems (a missing column, a wrong type, a duplicate (Date, Code), dates out of order)
+stop the run with a ``RawDataError`` naming the table, the column and the offending rows. Row-level
+problems (a missing or non-positive price, High < Low, a code with no known sector) either stop the
+run the same way (``on_bad_rows="error"``) or are set aside into a quarantine table that lists every
+row and the reason (``on_bad_rows="quarantine"``, the default). Input frames are never modified.
+Row numbers in messages are 0-based positions in the table as given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from atft_kedro.data.schema import (
+    ADJ_PRICE_COLUMNS,
+    DATE,
+    NUMERIC,
+    PRICE_COLUMNS,
+    TABLES,
+    TEXT,
+    dtype_class,
+    to_v1_names,
+)
+
+QUARANTINE_SCHEMA = {"table": pl.String, "row": pl.Int64, "Date": pl.Date, "Code": pl.String, "reason": pl.String}
+_MAX_SHOWN = 5
+
+
+class RawDataError(ValueError):
+    """A raw table breaks the data contract; the message names table, column and rows."""
+
+
+@dataclass(frozen=True)
+class ValidatedMarket:
+    daily_quotes: pl.DataFrame
+    listed_info: pl.DataFrame
+    topix: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+def _rows(df: pl.DataFrame, mask: pl.Expr) -> list[int]:
+    return df.filter(mask)["_row"].to_list()
+
+
+def _shown(rows: list) -> str:
+    more = f" and {len(rows) - _MAX_SHOWN} more" if len(rows) > _MAX_SHOWN else ""
+    return f"{rows[:_MAX_SHOWN]}{more}"
+
+
+def _coerce_and_check_columns(name: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Map v2 names, check required columns and their types; parse ISO date strings."""
+    required, optional = TABLES[name]
+    df = to_v1_names(df)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise RawDataError(f"{name}: missing column(s) {missing}; the table has {df.columns}")
+    df = df.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
+    for col, kind in {**required, **{c: k for c, k in optional.items() if c in df.columns}}.items():
+        got = dtype_class(df.schema[col])
+        if kind == DATE and got == TEXT:
+            parsed = df[col].str.to_date("%Y-%m-%d", strict=False)
+            bad = df.filter(parsed.is_null() & df[col].is_not_null())["_row"].to_list()
+            if bad:
+                raise RawDataError(
+                    f"{name}: column {col!r} has values that are not dates (YYYY-MM-DD) at rows {_shown(bad)}"
+                )
+            df = df.with_columns(parsed.alias(col))
+        elif kind == DATE and got == DATE:
+            df = df.with_columns(pl.col(col).cast(pl.Date))
+        elif got != kind:
+            raise RawDataError(
+                f"{name}: column {col!r} has type {df.schema[col]}, expected {kind}"
+                + (" (codes are strings such as '72030', so leading zeros survive)" if col.endswith("Code") else "")
+            )
+        elif kind == NUMERIC:
+            df = df.with_columns(pl.col(col).cast(pl.Float64))
+    nulls = [c for c in ("Date", "Code") if c in required and df[c].null_count()]
+    for col in nulls:
+        raise RawDataError(f"{name}: column {col!r} is empty at rows {_shown(_rows(df, pl.col(col).is_null()))}")
+    return df
+
+
+def _check_keys_and_order(name: str, df: pl.DataFrame) -> None:
+    keys = ["Date", "Code"] if "Code" in df.columns else ["Date"]
+    dup = df.filter(pl.struct(keys).is_duplicated())
+    if dup.height:
+        first = dup.head(_MAX_SHOWN).select(keys).rows()
+        raise RawDataError(
+            f"{name}: duplicate {tuple(keys)} at rows {_shown(dup['_row'].to_list())}, e.g. {first[0]}"
+        )
+    group = "Code" if "Code" in df.columns else None
+    prev = pl.col("Date").shift(1)
+    if group:
+        prev = prev.over(group)
+    back = df.filter(pl.col("Date") < prev)
+    if back.height:
+        where = f" (code {back['Code'][0]})" if group else ""
+        raise RawDataError(
+            f"{name}: dates out of order{where}: a date earlier than the row before it"
+            + (" of the same code" if group else "")
+            + f" at rows {_shown(back['_row'].to_list())}"
+        )
+
+
+def _bad_price_reasons(df: pl.DataFrame, price_cols: tuple[str, ...]) -> pl.Expr:
+    """One reason string per row, null for a good row."""
+    checks = [(pl.any_horizontal([pl.col(c).is_null() for c in price_cols]), "missing price")]
+    checks += [(pl.col(c) <= 0, f"non-positive {c}") for c in price_cols]
+    checks += [(pl.col("High") < pl.col("Low"), "High < Low")]
+    reason = pl.lit(None, dtype=pl.String)
+    for cond, text in reversed(checks):
+        reason = pl.when(cond.fill_null(False)).then(pl.lit(text)).otherwise(reason)
+    return reason
+
+
+def validate_market(
+    daily_quotes: pl.DataFrame,
+    listed_info: pl.DataFrame,
+    topix: pl.DataFrame,
+    *,
+    on_bad_rows: str = "quarantine",
+) -> ValidatedMarket:
+    """Check the three raw tables against the contract; return clean copies and the quarantine."""
+    if on_bad_rows not in ("quarantine", "error"):
+        raise ValueError(f"on_bad_rows must be 'quarantine' or 'error', got {on_bad_rows!r}")
+    frames = {
+        "daily_quotes": _coerce_and_check_columns("daily_quotes", daily_quotes),
+        "listed_info": _coerce_and_check_columns("listed_info", listed_info),
+        "topix": _coerce_and_check_columns("topix", topix),
+    }
+    for name, df in frames.items():
+        _check_keys_and_order(name, df)
+
+    quotes, listed, index = frames["daily_quotes"], frames["listed_info"], frames["topix"]
+    bad_sector = listed.filter(
+        pl.col("Sector33Code").is_null() | ~pl.col("Sector33Code").str.contains(r"^\d+$").fill_null(False)
+    )
+    if bad_sector.height:
+        raise RawDataError(
+            f"listed_info: column 'Sector33Code' has unknown sector codes "
+            f"{bad_sector['Sector33Code'].unique().to_list()[:_MAX_SHOWN]} at rows {_shown(bad_sector['_row'].to_list())}"
+        )
+    index_bad = index.with_columns(_reason=_bad_price_reasons(index, PRICE_COLUMNS)).filter(pl.col("_reason").is_not_null())
+    if index_bad.height:
+        raise RawDataError(
+            f"topix: {index_bad['_reason'][0]} at rows {_shown(index_bad['_row'].to_list())} "
+            "(the market index cannot be set aside row by row)"
+        )
+
+    known = listed["Code"].unique()
+    quotes = quotes.with_columns(
+        _reason=pl.coalesce(
+            _bad_price_reasons(quotes, PRICE_COLUMNS + ADJ_PRICE_COLUMNS),
+            pl.when(~pl.col("Code").is_in(known.implode())).then(pl.lit("unknown sector: code not in listed_info")),
+        )
+    )
+    bad = quotes.filter(pl.col("_reason").is_not_null())
+    if bad.height and on_bad_rows == "error":
+        first = bad.row(0, named=True)
+        raise RawDataError(
+            f"daily_quotes: {bad.height} bad row(s), first: {first['_reason']} at row {first['_row']} "
+            f"(Date {first['Date']}, Code {first['Code']}); rows {_shown(bad['_row'].to_list())}. "
+            "Fix the file or set on_bad_rows: quarantine to set these rows aside."
+        )
+    quarantine = bad.select(
+        pl.lit("daily_quotes").alias("table"), pl.col("_row").alias("row"), "Date", "Code", pl.col("_reason").alias("reason")
+    ).cast(QUARANTINE_SCHEMA)
+    return ValidatedMarket(
+        daily_quotes=quotes.filter(pl.col("_reason").is_null()).drop("_row", "_reason"),
+        listed_info=listed.drop("_row"),
+        topix=index.drop("_row"),
+        quarantine=quarantine,
+    )

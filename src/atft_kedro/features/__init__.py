@@ -1,0 +1,1 @@
+"""Point-in-time panel, features, targets, normalisation and splits."""

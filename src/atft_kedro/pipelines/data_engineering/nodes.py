@@ -1,0 +1,71 @@
+"""data_engineering nodes: typed config in, one library call, result out."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from atft_kedro.data.sources import SourceConfig, load_market
+from atft_kedro.features import builders, normalise, panel, splits, targets
+
+log = logging.getLogger(__name__)
+
+
+def load_raw_market(source: str, params: dict):
+    """-> daily_quotes, listed_info, topix, oracle_returns, quarantine."""
+    market, oracle = load_market(source, SourceConfig(**params))
+    q = market.daily_quotes
+    log.info(
+        "source=%s: %d quotes, %d stocks, %d dates (%s .. %s); %d rows quarantined",
+        source, q.height, q["Code"].n_unique(), q["Date"].n_unique(), q["Date"].min(), q["Date"].max(),
+        market.quarantine.height,
+    )  # fmt: skip
+    if market.quarantine.height:
+        log.warning("quarantined rows by reason: %s", dict(market.quarantine["reason"].value_counts().iter_rows()))
+    return market.daily_quotes, market.listed_info, market.topix, oracle, market.quarantine
+
+
+def build_panel(daily_quotes: pl.DataFrame, listed_info: pl.DataFrame) -> pl.DataFrame:
+    return panel.build_panel(daily_quotes, listed_info)
+
+
+def build_features(panel: pl.DataFrame, topix: pl.DataFrame):
+    """-> features, market_features, feature_manifest."""
+    features, market, manifest = builders.build_features(panel, topix)
+    log.info(
+        "%d stock features and %d market features on %d rows",
+        sum(not m["date_constant"] for m in manifest), sum(m["date_constant"] for m in manifest), features.height,
+    )  # fmt: skip
+    return features, market, manifest
+
+
+def build_targets(panel: pl.DataFrame) -> pl.DataFrame:
+    return targets.build_targets(panel)
+
+
+def make_splits(panel: pl.DataFrame, params: dict) -> pl.DataFrame:
+    result = splits.make_splits(panel["Date"], splits.SplitConfig(**params))
+    summary = result.group_by("fold", "split").agg(pl.col("Date").min().alias("start"), pl.col("Date").max().alias("end"), pl.len())
+    for row in summary.sort("fold", "start").iter_rows(named=True):
+        log.info("fold %d %-5s %s .. %s (%d dates)", row["fold"], row["split"], row["start"], row["end"], row["len"])
+    return result
+
+
+def build_model_input(
+    features: pl.DataFrame, targets: pl.DataFrame, panel: pl.DataFrame, feature_manifest: list[dict], params: dict
+) -> pl.DataFrame:
+    """Per-date robust z-scored stock features joined with targets and the traded flag."""
+    columns = [m["name"] for m in feature_manifest if not m["date_constant"]]
+    normalised = normalise.robust_zscore_by_date(features, columns, clip=params["clip"])
+    return normalised.join(targets, on=["Date", "Code"]).join(
+        panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"]
+    )
+
+
+def build_market_context(market_features: pl.DataFrame, splits: pl.DataFrame, params: dict) -> pl.DataFrame:
+    """Market features standardised with statistics of the first fold's training dates only."""
+    columns = [c for c in market_features.columns if c != "Date"]
+    train = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "train"))["Date"]
+    context, _ = normalise.standardise_with_train_stats(market_features, columns, train, clip=params["clip"])
+    return context
