@@ -47,7 +47,7 @@ MARKET_CODES = ("0111", "0112", "0113")  # Prime, Standard, Growth
 HORIZONS = (1, 5, 10, 20)
 
 SIZES: dict[str, tuple[int, int]] = {
-    "tiny": (60, 260),
+    "tiny": (60, 320),
     "small": (400, 600),
     "full": (3800, 1200),
 }
@@ -112,6 +112,14 @@ def _garch_paths(
     return out
 
 
+def _some(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:
+    """A mask picking round(fraction * n) stocks, at least one when fraction > 0."""
+    mask = np.zeros(n, dtype=bool)
+    if fraction > 0:
+        mask[rng.choice(n, size=max(1, round(fraction * n)), replace=False)] = True
+    return mask
+
+
 def generate_market(cfg: SyntheticConfig) -> SyntheticMarket:
     """Simulate a market; the same config (seed included) always gives the same tables."""
     rng = np.random.default_rng(cfg.seed)
@@ -167,7 +175,7 @@ def generate_market(cfg: SyntheticConfig) -> SyntheticMarket:
     start_price = np.exp(rng.uniform(np.log(200), np.log(20000), n))
     econ = start_price * np.cumprod(1.0 + ret, axis=0)  # (D, N)
     split_ratio = np.ones((d, n))
-    splitters = rng.random(n) < cfg.split_fraction
+    splitters = _some(rng, n, cfg.split_fraction)
     split_day = rng.integers(d // 10, d - 1, n)
     split_ratio[split_day[splitters], np.flatnonzero(splitters)] = rng.choice([2.0, 3.0, 5.0], splitters.sum())
     cum_split = np.cumprod(split_ratio, axis=0)  # shares per original share, as of day t
@@ -193,10 +201,10 @@ def generate_market(cfg: SyntheticConfig) -> SyntheticMarket:
 
     # --- who trades when: late listings, delistings, missing days
     first = np.zeros(n, dtype=np.int64)
-    late = rng.random(n) < cfg.late_listing_fraction
+    late = _some(rng, n, cfg.late_listing_fraction)
     first[late] = rng.integers(1, int(0.7 * d), late.sum())
     last = np.full(n, d - 1)
-    gone = rng.random(n) < cfg.delisting_fraction
+    gone = _some(rng, n, cfg.delisting_fraction)
     last[gone] = rng.integers(int(0.3 * d), d - 1, gone.sum())
     last = np.maximum(last, first + 30)
     day = np.arange(d)[:, None]

@@ -260,6 +260,7 @@ def build_features(panel: pl.DataFrame, topix: pl.DataFrame) -> tuple[pl.DataFra
     base = (
         panel.lazy()
         .join(index.lazy().select("Date", _mlr=(pl.col("mkt_close") / pl.col("mkt_close").shift(1)).log()), on="Date", how="left")
+        .sort("Code", "Date")  # joins do not keep row order; every window below relies on it
         .with_columns(_k=pl.int_range(pl.len()).over("Code"))
         .with_columns(
             _lr=(pl.col("close") / lag(pl.col("close"), 1)).log(),

@@ -60,7 +60,7 @@ def build_model_input(
     normalised = normalise.robust_zscore_by_date(features, columns, clip=params["clip"])
     return normalised.join(targets, on=["Date", "Code"]).join(
         panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"]
-    )
+    ).sort("Code", "Date")
 
 
 def build_market_context(market_features: pl.DataFrame, splits: pl.DataFrame, params: dict) -> pl.DataFrame:

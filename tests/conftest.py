@@ -1,0 +1,26 @@
+"""Test-wide settings. The environment must be set before torch/triton/kedro are imported."""
+
+import os
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on the CPU interpreter here
+
+import pytest  # noqa: E402
+
+from atft_kedro.data.synthetic import SyntheticConfig, generate_market  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_market():
+    return generate_market(SyntheticConfig.sized("tiny", seed=11))
+
+
+@pytest.fixture(scope="session")
+def stocknet_dir():
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here.parent / "shared" / "data" / "stocknet", here / "data" / "01_raw" / "stocknet"):
+        if (candidate / "daily_quotes.parquet").exists():
+            return candidate
+    pytest.skip("the stocknet tables (../shared/data/stocknet) are not present")

@@ -1,0 +1,94 @@
+import polars as pl
+import pytest
+
+from atft_kedro.data.synthetic import SyntheticConfig, generate_market
+from atft_kedro.data.validation import validate_market
+
+
+def _next_day_returns(quotes: pl.DataFrame) -> pl.DataFrame:
+    # consecutive rows of a stock; with missing days removed below this is the next trading day
+    return quotes.sort("Code", "Date").with_columns(
+        r_next=(pl.col("AdjustmentClose").shift(-1) / pl.col("AdjustmentClose") - 1).over("Code"),
+        r_today=(pl.col("AdjustmentClose") / pl.col("AdjustmentClose").shift(1) - 1).over("Code"),
+    )
+
+
+def test_same_seed_same_market_other_seed_other_market():
+    a = generate_market(SyntheticConfig.sized("tiny", seed=3))
+    b = generate_market(SyntheticConfig.sized("tiny", seed=3))
+    c = generate_market(SyntheticConfig.sized("tiny", seed=4))
+    for name in ("daily_quotes", "listed_info", "topix", "oracle"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    assert not a.daily_quotes.equals(c.daily_quotes)
+
+
+def test_market_is_valid_and_realistic(tiny_market):
+    market = validate_market(tiny_market.daily_quotes, tiny_market.listed_info, tiny_market.topix, on_bad_rows="error")
+    q = _next_day_returns(market.daily_quotes).drop_nulls("r_today")
+    r = q["r_today"].to_numpy()
+    kurt = ((r - r.mean()) ** 4).mean() / r.var() ** 2
+    assert kurt > 4.0  # fat tails
+    abs_r = q.select("Code", pl.col("r_today").abs().alias("a"))
+    clustering = abs_r.with_columns(prev=pl.col("a").shift(1).over("Code")).drop_nulls().select(pl.corr("a", "prev"))
+    assert clustering.item() > 0.05  # volatility clustering
+    assert tiny_market.listed_info["Sector33Code"].n_unique() > 15
+    assert (market.daily_quotes["AdjustmentFactor"] != 1.0).sum() >= 1  # at least one split
+
+
+def test_listing_delisting_and_missing_days():
+    m = generate_market(SyntheticConfig.sized("small"))
+    spans = m.daily_quotes.group_by("Code").agg(pl.col("Date").min().alias("first"), pl.col("Date").max().alias("last"), pl.len())
+    all_dates = m.daily_quotes["Date"].unique().sort()
+    assert (spans["first"] > all_dates[0]).sum() > 5  # late listings
+    assert (spans["last"] < all_dates[-1]).sum() > 5  # delistings
+    calendar_days = spans.with_columns(
+        expected=pl.struct("first", "last").map_elements(
+            lambda s: int(((all_dates >= s["first"]) & (all_dates <= s["last"])).sum()), return_dtype=pl.Int64
+        )
+    )
+    assert (calendar_days["expected"] > calendar_days["len"]).sum() > 5  # missing days inside a life
+
+
+def test_split_adjustment_is_consistent(tiny_market):
+    q = tiny_market.daily_quotes.sort("Code", "Date")
+    split = q.filter(pl.col("AdjustmentFactor") != 1.0).row(0, named=True)
+    s = q.filter(pl.col("Code") == split["Code"])
+    before = s.filter(pl.col("Date") < split["Date"]).tail(1).row(0, named=True)
+    raw_jump = split["Close"] / before["Close"]
+    adj_jump = split["AdjustmentClose"] / before["AdjustmentClose"]
+    assert raw_jump == pytest.approx(adj_jump * split["AdjustmentFactor"], rel=1e-3)
+    assert abs(adj_jump - 1) < 0.3  # the adjusted series has no split-sized jump
+    last = s.tail(1).row(0, named=True)
+    assert last["AdjustmentClose"] == pytest.approx(last["Close"])
+
+
+def test_oracle_rank_ic_matches_documentation():
+    """README: the oracle's 1-day RankIC on the default (small, seed 7) market is about 0.14."""
+    m = generate_market(SyntheticConfig.sized("small"))
+    q = _next_day_returns(m.daily_quotes).drop_nulls("r_next").join(m.oracle, on=["Date", "Code"])
+    ric = q.group_by("Date").agg(pl.corr("r_next", "expected_return_1d", method="spearman").alias("ric"))["ric"]
+    assert 0.12 < ric.mean() < 0.16
+    assert ric.mean() / ric.std() > 2.0  # consistent day after day
+
+
+def _leader_follower_ic(market) -> float:
+    q = _next_day_returns(market.daily_quotes).join(
+        market.oracle.select("Date", "Code", "is_leader", "cluster"), on=["Date", "Code"]
+    )
+    leaders = q.filter(pl.col("is_leader")).group_by("Date", "cluster").agg(pl.col("r_today").mean().alias("lead"))
+    followers = q.filter(~pl.col("is_leader")).join(leaders, on=["Date", "cluster"]).drop_nulls(["r_next", "lead"])
+    return followers.group_by("Date").agg(pl.corr("lead", "r_next", method="spearman").alias("ic"))["ic"].mean()
+
+
+def test_lead_lag_is_visible_through_peers():
+    """A follower's next-day return correlates with today's mean return of its cluster's leaders,
+    and the correlation goes away when the planted lead-lag is switched off."""
+    ic = _leader_follower_ic(generate_market(SyntheticConfig.sized("small", missing_day_rate=0.0)))
+    ic_off = _leader_follower_ic(generate_market(SyntheticConfig.sized("small", missing_day_rate=0.0, lead_lag=0.0)))
+    assert ic > 0.05
+    assert abs(ic_off) < ic / 2
+
+
+def test_unknown_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown synthetic size 'huge'"):
+        SyntheticConfig.sized("huge")

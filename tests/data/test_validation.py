@@ -1,0 +1,145 @@
+import hashlib
+
+import polars as pl
+import pytest
+
+from atft_kedro.data.files import read_raw_tables
+from atft_kedro.data.schema import V2_TO_V1
+from atft_kedro.data.validation import RawDataError, validate_market
+
+
+@pytest.fixture()
+def tables(tiny_market):
+    return {
+        "daily_quotes": tiny_market.daily_quotes.clone(),
+        "listed_info": tiny_market.listed_info.clone(),
+        "topix": tiny_market.topix.clone(),
+    }
+
+
+def _set(df: pl.DataFrame, row: int, column: str, value) -> pl.DataFrame:
+    return df.with_columns(
+        pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)
+    )
+
+
+def test_clean_tables_pass_unchanged(tables):
+    before = tables["daily_quotes"].clone()
+    market = validate_market(**tables)
+    assert market.quarantine.height == 0
+    assert market.daily_quotes.equals(before)
+    assert tables["daily_quotes"].equals(before)  # the input frame is not modified
+
+
+def test_missing_column(tables):
+    tables["daily_quotes"] = tables["daily_quotes"].drop("AdjustmentClose")
+    with pytest.raises(RawDataError, match=r"daily_quotes: missing column\(s\) \['AdjustmentClose'\]"):
+        validate_market(**tables)
+
+
+def test_wrong_type_numeric(tables):
+    tables["daily_quotes"] = tables["daily_quotes"].with_columns(pl.col("Close").cast(pl.String))
+    with pytest.raises(RawDataError, match=r"daily_quotes: column 'Close' has type String, expected numeric"):
+        validate_market(**tables)
+
+
+def test_wrong_type_code_is_an_integer(tables):
+    tables["listed_info"] = tables["listed_info"].with_columns(pl.col("Code").cast(pl.Int64))
+    with pytest.raises(RawDataError, match=r"listed_info: column 'Code' has type Int64, expected text.*leading zeros"):
+        validate_market(**tables)
+
+
+def test_unparseable_date_string(tables):
+    q = tables["daily_quotes"].with_columns(pl.col("Date").cast(pl.String))
+    tables["daily_quotes"] = _set(q, 7, "Date", "2020-13-45")
+    with pytest.raises(RawDataError, match=r"daily_quotes: column 'Date' has values that are not dates .* rows \[7\]"):
+        validate_market(**tables)
+
+
+def test_iso_date_strings_are_accepted(tables):
+    tables["topix"] = tables["topix"].with_columns(pl.col("Date").cast(pl.String))
+    assert validate_market(**tables).topix.schema["Date"] == pl.Date
+
+
+def test_duplicate_date_code(tables):
+    q = tables["daily_quotes"]
+    tables["daily_quotes"] = pl.concat([q.head(3), q.slice(1, 1), q.slice(3)])
+    with pytest.raises(RawDataError, match=r"daily_quotes: duplicate \('Date', 'Code'\) at rows \[1, 3\]"):
+        validate_market(**tables)
+
+
+def test_dates_out_of_order(tables):
+    q = tables["daily_quotes"].sort("Code", "Date")
+    first_code = q["Code"][0]
+    rows = q.with_row_index("i").filter(pl.col("Code") == first_code)["i"].to_list()
+    swapped = q.with_row_index("i").with_columns(
+        pl.when(pl.col("i") == rows[4]).then(rows[5]).when(pl.col("i") == rows[5]).then(rows[4]).otherwise(pl.col("i")).alias("i")
+    ).sort("i").drop("i")
+    tables["daily_quotes"] = swapped
+    with pytest.raises(RawDataError, match=rf"daily_quotes: dates out of order \(code {first_code}\).* rows \[{rows[5]}\]"):
+        validate_market(**tables)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [("Close", -5.0, "non-positive Close"), ("AdjustmentLow", 0.0, "non-positive AdjustmentLow"), ("Open", None, "missing price")],
+)
+def test_bad_price_rows_error_or_quarantine(tables, column, value, reason):
+    tables["daily_quotes"] = _set(tables["daily_quotes"], 10, column, value)
+    with pytest.raises(RawDataError, match=rf"daily_quotes: 1 bad row\(s\), first: {reason} at row 10 \(Date .*, Code .*\)"):
+        validate_market(**tables, on_bad_rows="error")
+    market = validate_market(**tables, on_bad_rows="quarantine")
+    assert market.quarantine.select("table", "row", "reason").rows() == [("daily_quotes", 10, reason)]
+    assert market.daily_quotes.height == tables["daily_quotes"].height - 1
+
+
+def test_high_below_low(tables):
+    q = tables["daily_quotes"]
+    low = q["Low"][20]
+    tables["daily_quotes"] = _set(q, 20, "High", low * 0.5)
+    market = validate_market(**tables)
+    assert market.quarantine.select("row", "reason").rows() == [(20, "High < Low")]
+    with pytest.raises(RawDataError, match=r"High < Low at row 20"):
+        validate_market(**tables, on_bad_rows="error")
+
+
+def test_unknown_sector(tables):
+    listed = tables["listed_info"]
+    gone = listed["Code"][0]
+    tables["listed_info"] = listed.slice(1)
+    market = validate_market(**tables)
+    n_rows = tables["daily_quotes"].filter(pl.col("Code") == gone).height
+    assert market.quarantine.height == n_rows
+    assert set(market.quarantine["reason"]) == {"unknown sector: code not in listed_info"}
+    tables["listed_info"] = _set(listed, 2, "Sector33Code", "n/a")
+    with pytest.raises(RawDataError, match=r"listed_info: column 'Sector33Code' has unknown sector codes \['n/a'\] at rows \[2\]"):
+        validate_market(**tables)
+
+
+def test_bad_index_row_is_an_error(tables):
+    tables["topix"] = _set(tables["topix"], 3, "Close", 0.0)
+    with pytest.raises(RawDataError, match=r"topix: non-positive Close at rows \[3\]"):
+        validate_market(**tables)
+
+
+def test_v2_short_names_give_the_same_tables(tables):
+    v1_to_v2 = {v: k for k, v in V2_TO_V1.items()}
+    as_v2 = {name: df.rename({c: v1_to_v2[c] for c in df.columns if c in v1_to_v2}) for name, df in tables.items()}
+    assert "AdjC" in as_v2["daily_quotes"].columns and "S33" in as_v2["listed_info"].columns
+    a, b = validate_market(**tables), validate_market(**as_v2)
+    assert a.daily_quotes.equals(b.daily_quotes)
+    assert a.listed_info.equals(b.listed_info)
+
+
+def test_stocknet_loads_through_the_files_source(stocknet_dir):
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in stocknet_dir.glob("*.parquet")}
+    market = validate_market(**read_raw_tables(stocknet_dir))
+    assert market.daily_quotes.height == 108_589
+    assert market.daily_quotes["Code"].n_unique() == 88
+    assert market.quarantine.height == 0
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in stocknet_dir.glob("*.parquet")} == digests
+
+
+def test_missing_files_say_where_to_put_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no daily_quotes.parquet \(or .csv\) in .*Put daily_quotes, listed_info and topix there"):
+        read_raw_tables(tmp_path)

@@ -1,0 +1,167 @@
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from atft_kedro.features.builders import build_features
+from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats
+from atft_kedro.features.panel import build_panel
+from atft_kedro.features.splits import SplitConfig, make_splits
+from atft_kedro.features.targets import build_targets
+
+
+@pytest.fixture(scope="module")
+def built(tiny_market):
+    panel = build_panel(tiny_market.daily_quotes, tiny_market.listed_info)
+    features, market, manifest = build_features(panel, tiny_market.topix)
+    return panel, features, market, manifest
+
+
+def test_manifest_names_and_groups_every_column(built):
+    _, features, market, manifest = built
+    stock = [m["name"] for m in manifest if not m["date_constant"]]
+    dated = [m["name"] for m in manifest if m["date_constant"]]
+    assert len(stock) + len(dated) >= 80
+    assert features.columns == ["Date", "Code", *stock]
+    assert market.columns == ["Date", *dated]
+    assert len({m["name"] for m in manifest}) == len(manifest)
+    groups = {m["group"] for m in manifest}
+    assert {"returns", "volatility", "moving_average", "oscillator", "liquidity", "range",
+            "market_relative", "sector", "cross_section_rank", "market"} <= groups  # fmt: skip
+    assert all(m["description"] for m in manifest)
+
+
+def test_panel_fills_missing_days_without_inventing_trades(tiny_market, built):
+    panel = built[0]
+    assert panel.height > tiny_market.daily_quotes.height  # the tiny market has missing days
+    filled = panel.filter(~pl.col("traded"))
+    assert filled.height == panel.height - tiny_market.daily_quotes.height
+    assert (filled["volume"] == 0).all()
+    one = filled.row(0, named=True)
+    prev = panel.filter((pl.col("Code") == one["Code"]) & (pl.col("Date") < one["Date"])).tail(1)
+    assert one["close"] == prev["close"][0]  # carried forward, not made up
+
+
+def _one_stock(panel: pl.DataFrame, features: pl.DataFrame, code: str):
+    p = panel.filter(pl.col("Code") == code).sort("Date")
+    f = features.filter(pl.col("Code") == code).sort("Date")
+    return p["close"].to_numpy(), f
+
+
+def test_features_equal_hand_computed_values(built):
+    panel, features, _, _ = built
+    code = panel.filter(pl.col("traded")).group_by("Code").len().sort("len")["Code"][-1]
+    close, f = _one_stock(panel, features, code)
+    t = 150
+    # a return
+    assert f["ret_5d"][t] == pytest.approx(close[t] / close[t - 5] - 1, rel=1e-5)
+    assert f["ret_5d"][4] is None  # not computable yet: null, not zero
+    # a volatility: sample std of the last 20 daily log returns, annualised
+    lr = [math.log(close[i] / close[i - 1]) for i in range(t - 19, t + 1)]
+    mean = sum(lr) / 20
+    vol = math.sqrt(sum((x - mean) ** 2 for x in lr) / 19) * math.sqrt(252)
+    assert f["vol_20d"][t] == pytest.approx(vol, rel=1e-4)
+    # RSI(14), Wilder: averages y = y + (x - y) / 14 started at the first change
+    gain = loss = None
+    for i in range(1, t + 1):
+        d = close[i] - close[i - 1]
+        g, l_ = max(d, 0.0), max(-d, 0.0)
+        gain = g if gain is None else gain + (g - gain) / 14
+        loss = l_ if loss is None else loss + (l_ - loss) / 14
+    assert f["rsi_14"][t] == pytest.approx(100 - 100 / (1 + gain / loss), rel=1e-4)
+
+
+def test_no_feature_of_day_t_sees_prices_after_t(tiny_market, built):
+    panel, features, market, _ = built
+    dates = panel["Date"].unique().sort()
+    cut = dates[len(dates) // 2]
+    rng = np.random.default_rng(0)
+    later = pl.col("Date") > cut
+    noise = pl.Series(rng.lognormal(0.0, 0.2, panel.height))
+    bumped = panel.with_columns(
+        [pl.when(later).then(pl.col(c) * noise).otherwise(pl.col(c)).alias(c) for c in ("open", "high", "low", "close", "volume", "turnover")]
+    ).with_columns(pl.max_horizontal("open", "high", "close").alias("high"), pl.min_horizontal("open", "low", "close").alias("low"))
+    topix = tiny_market.topix.with_columns(
+        [pl.when(later).then(pl.col(c) * 1.3).otherwise(pl.col(c)).alias(c) for c in ("Open", "High", "Low", "Close")]
+    )
+    f2, m2, _ = build_features(bumped, topix)
+    past, past2 = features.filter(~later), f2.filter(~later)
+    cols = features.columns[2:]
+    np.testing.assert_allclose(past2.select(cols).to_numpy(), past.select(cols).to_numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m2.filter(~later).select(market.columns[1:]).to_numpy(),
+                               market.filter(~later).select(market.columns[1:]).to_numpy(), rtol=1e-5, atol=1e-6)  # fmt: skip
+    # the perturbation is real: later features and earlier targets do change
+    assert not np.allclose(f2.filter(later)["ret_1d"].to_numpy(), features.filter(later)["ret_1d"].to_numpy(), equal_nan=True)
+    t1, t2 = build_targets(panel), build_targets(bumped)
+    day_before = t1.filter(pl.col("Date") == cut)["target_5d"].to_numpy()
+    assert not np.allclose(day_before, t2.filter(pl.col("Date") == cut)["target_5d"].to_numpy(), equal_nan=True)
+
+
+def test_targets_look_exactly_h_trading_days_ahead(built):
+    panel = built[0]
+    targets = build_targets(panel)
+    code = panel["Code"][0]
+    p = panel.filter(pl.col("Code") == code)
+    t = targets.filter(pl.col("Code") == code)
+    close, traded = p["close"].to_numpy(), p["traded"].to_numpy()
+    for h in (1, 5, 10, 20):
+        got = t[f"target_{h}d"].to_numpy()
+        for i in (30, 60, len(close) - h - 1, len(close) - h):
+            ok = i + h < len(close) and traded[i] and traded[i + h]
+            expected = close[i + h] / close[i] - 1 if ok else np.nan
+            np.testing.assert_allclose(got[i], expected, rtol=1e-12, equal_nan=True)
+    assert targets.filter(pl.col("Date") == panel["Date"].max())["target_1d"].null_count() == targets.filter(
+        pl.col("Date") == panel["Date"].max()
+    ).height
+
+
+def test_robust_zscore_uses_only_its_own_date(built):
+    _, features, _, manifest = built
+    cols = ["ret_5d", "vol_20d"]
+    z = robust_zscore_by_date(features, cols)
+    day = features["Date"].unique().sort()[100]
+    other = features.with_columns([pl.when(pl.col("Date") != day).then(pl.col(c) * 7 + 3).otherwise(pl.col(c)).alias(c) for c in cols])
+    z2 = robust_zscore_by_date(other, cols)
+    assert z.filter(pl.col("Date") == day).equals(z2.filter(pl.col("Date") == day))
+    x = z.filter(pl.col("Date") == day)["ret_5d"].to_numpy()
+    assert abs(np.median(x)) < 1e-6 and np.abs(x).max() <= 5.0
+    assert z[cols].null_count().sum_horizontal().item() == 0
+
+
+def test_market_context_scaling_is_fitted_on_training_dates_only(built):
+    market = built[2]
+    cols = ["mkt_ret_1d", "mkt_vol_20d"]
+    train = market["Date"][:120]
+    a, stats = standardise_with_train_stats(market, cols, train)
+    changed = market.with_columns([pl.when(pl.col("Date").is_in(train.implode())).then(pl.col(c)).otherwise(pl.col(c) * 100) for c in cols])
+    b, stats_b = standardise_with_train_stats(changed, cols, train)
+    assert stats == stats_b
+    assert a.head(120).equals(b.head(120))
+
+
+@pytest.mark.parametrize("n_folds", [1, 3])
+def test_splits_respect_purge_and_embargo(n_folds):
+    dates = pl.date_range(pl.date(2015, 1, 1), pl.date(2020, 1, 1), "1d", eager=True)[:1200]
+    cfg = SplitConfig(warmup_days=60, purge_days=20, embargo_days=20, n_folds=n_folds)
+    splits = make_splits(dates, cfg)
+    index = {d: i for i, d in enumerate(dates.to_list())}
+    for fold in range(n_folds):
+        s = splits.filter(pl.col("fold") == fold)
+        blocks = {name: sorted(index[d] for d in s.filter(pl.col("split") == name)["Date"].to_list()) for name in ("train", "val", "test")}
+        assert blocks["train"][0] == 60
+        for a, b in (("train", "val"), ("val", "test")):
+            assert blocks[b][0] - blocks[a][-1] - 1 >= cfg.purge_days + cfg.embargo_days
+            assert blocks[a][-1] + 20 < blocks[b][0]  # the longest label of a block ends before the next begins
+        for name, idx in blocks.items():
+            assert idx == list(range(idx[0], idx[-1] + 1)), name  # contiguous
+    if n_folds > 1:
+        tests = [splits.filter((pl.col("fold") == f) & (pl.col("split") == "test"))["Date"] for f in range(n_folds)]
+        assert all(tests[f].max() < tests[f + 1].min() for f in range(n_folds - 1))
+        assert tests[-1].max() == dates[-1]
+
+
+def test_too_short_history_is_a_clear_error():
+    dates = pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 6, 1), "1d", eager=True)
+    with pytest.raises(ValueError, match="too few dates for the splits"):
+        make_splits(dates, SplitConfig())
