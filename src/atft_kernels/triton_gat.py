@@ -1,0 +1,240 @@
+"""Fused GAT neighbour attention + gated residual in Triton (SPEC section 8).
+
+One story, top to bottom: the forward kernel, the backward kernel, the launcher and the
+``autograd.Function``. The readable specification is ``reference.py``; tests compare the two.
+
+Forward, one program per (block of BLOCK_N destination rows, head): an online softmax over the K
+neighbour slots (running max ``m`` and sum ``l``, as in FlashAttention), so the [E, H, C] tensor of
+weighted neighbour features is never written. The program keeps ``m``, ``l`` ([N, H]) and the
+aggregate ``agg`` ([N, H*C]) for the backward pass, then writes
+``out = sigmoid(gate) * residual + (1 - sigmoid(gate)) * agg``.
+
+Backward (SPEC 8.1), per destination i and head, with s = sigmoid(gate), G the upstream gradient:
+    d agg_i   = (1 - s) G_i
+    D_i       = d agg_i . agg_i                     (one dot per row replaces a sum over k)
+    alpha_k   = exp(z_k - m_i) / l_i                (recomputed, never stored)
+    d alpha_k = d agg_i . h[j_k]
+    d z_k     = alpha_k (d alpha_k - D_i);  d e_k = d z_k * (1 if e_k > 0 else negative_slope)
+    d s_dst_i = sum_k d e_k;  d edge_logits[i, k] = d e_k
+    d s_src[j_k] += d e_k;    d h[j_k] += alpha_k d agg_i        (scatters: fp32 atomics)
+The gate and residual gradients are elementwise and done in torch:
+    d residual = s G;  d gate = s (1 - s) sum_i G_i . (residual_i - agg_i)
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+_NEG = -1.0e30  # masked logits: a large negative number, not -inf (exp(-inf - -inf) is nan)
+
+
+@triton.jit
+def _gat_fwd(
+    h_ptr,  # [N, H, C] projected node features
+    s_src_ptr,  # [N, H] source attention terms
+    s_dst_ptr,  # [N, H] destination attention terms
+    nbr_ptr,  # [N, K] int, source index per slot, -1 = padding
+    edge_ptr,  # [N, K, H] edge logits (unused when HAS_EDGE is False)
+    res_ptr,  # [N, H*C] residual
+    gate_ptr,  # [] pre-sigmoid gate
+    out_ptr,  # [N, H*C] output
+    agg_ptr,  # [N, H*C] aggregate, kept for backward (ACC dtype)
+    m_ptr,  # [N, H] softmax running max, kept for backward (ACC dtype)
+    l_ptr,  # [N, H] softmax sum, kept for backward (ACC dtype)
+    N,
+    K,
+    HEADS,
+    negative_slope,
+    C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    HAS_EDGE: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    head = tl.program_id(1)
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    row_mask = rows < N
+    cols = tl.arange(0, BLOCK_C)
+    col_mask = cols < C
+    hc = HEADS * C
+
+    s_dst = tl.load(s_dst_ptr + rows * HEADS + head, mask=row_mask, other=0.0).to(ACC)
+    m = tl.full([BLOCK_N], _NEG, ACC)
+    l = tl.zeros([BLOCK_N], ACC)
+    acc = tl.zeros([BLOCK_N, BLOCK_C], ACC)
+    for k in range(0, K):
+        j = tl.load(nbr_ptr + rows * K + k, mask=row_mask, other=-1).to(tl.int64)
+        valid = j >= 0
+        j = tl.where(valid, j, 0)
+        e = s_dst + tl.load(s_src_ptr + j * HEADS + head, mask=valid, other=0.0).to(ACC)
+        if HAS_EDGE:
+            e += tl.load(edge_ptr + (rows * K + k) * HEADS + head, mask=valid, other=0.0).to(ACC)
+        z = tl.where(valid, tl.where(e > 0, e, e * negative_slope), _NEG)
+        m_new = tl.maximum(m, z)
+        scale = tl.exp(m - m_new)
+        p = tl.where(valid, tl.exp(z - m_new), 0.0)
+        x = tl.load(
+            h_ptr + j[:, None] * hc + head * C + cols[None, :],
+            mask=valid[:, None] & col_mask[None, :],
+            other=0.0,
+        ).to(ACC)
+        acc = acc * scale[:, None] + p[:, None] * x
+        l = l * scale + p
+        m = m_new
+
+    agg = acc / tl.where(l > 0, l, 1.0)[:, None]
+    s = 1.0 / (1.0 + tl.exp(-tl.load(gate_ptr).to(ACC)))
+    offs = rows[:, None] * hc + head * C + cols[None, :]
+    mask = row_mask[:, None] & col_mask[None, :]
+    res = tl.load(res_ptr + offs, mask=mask, other=0.0).to(ACC)
+    tl.store(out_ptr + offs, (s * res + (1.0 - s) * agg).to(out_ptr.dtype.element_ty), mask=mask)
+    tl.store(agg_ptr + offs, agg, mask=mask)
+    tl.store(m_ptr + rows * HEADS + head, m, mask=row_mask)
+    tl.store(l_ptr + rows * HEADS + head, l, mask=row_mask)
+
+
+@triton.jit
+def _gat_bwd(
+    h_ptr,  # [N, H, C]
+    s_src_ptr,  # [N, H]
+    s_dst_ptr,  # [N, H]
+    nbr_ptr,  # [N, K]
+    edge_ptr,  # [N, K, H] (unused when HAS_EDGE is False)
+    gate_ptr,  # []
+    gout_ptr,  # [N, H*C] upstream gradient
+    agg_ptr,  # [N, H*C] aggregate from the forward pass
+    m_ptr,  # [N, H] softmax max from the forward pass
+    l_ptr,  # [N, H] softmax sum from the forward pass
+    dh_ptr,  # [N, H, C] out: gradient of h (ACC dtype, zero-initialised, atomics)
+    ds_src_ptr,  # [N, H] out: gradient of s_src (ACC dtype, zero-initialised, atomics)
+    ds_dst_ptr,  # [N, H] out: gradient of s_dst (ACC dtype)
+    dedge_ptr,  # [N, K, H] out: gradient of edge_logits (ACC dtype)
+    N,
+    K,
+    HEADS,
+    negative_slope,
+    C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    HAS_EDGE: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    head = tl.program_id(1)
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    row_mask = rows < N
+    cols = tl.arange(0, BLOCK_C)
+    col_mask = cols < C
+    hc = HEADS * C
+    offs = rows[:, None] * hc + head * C + cols[None, :]
+    mask = row_mask[:, None] & col_mask[None, :]
+
+    s = 1.0 / (1.0 + tl.exp(-tl.load(gate_ptr).to(ACC)))
+    dagg = (1.0 - s) * tl.load(gout_ptr + offs, mask=mask, other=0.0).to(ACC)  # [BLOCK_N, BLOCK_C]
+    big_d = tl.sum(dagg * tl.load(agg_ptr + offs, mask=mask, other=0.0), axis=1)  # [BLOCK_N]
+    s_dst = tl.load(s_dst_ptr + rows * HEADS + head, mask=row_mask, other=0.0).to(ACC)
+    m = tl.load(m_ptr + rows * HEADS + head, mask=row_mask, other=0.0)
+    l = tl.load(l_ptr + rows * HEADS + head, mask=row_mask, other=0.0)
+    inv_l = tl.where(l > 0, 1.0 / tl.where(l > 0, l, 1.0), 0.0)
+    ds_dst = tl.zeros([BLOCK_N], ACC)
+    for k in range(0, K):
+        j = tl.load(nbr_ptr + rows * K + k, mask=row_mask, other=-1).to(tl.int64)
+        valid = j >= 0
+        j = tl.where(valid, j, 0)
+        e = s_dst + tl.load(s_src_ptr + j * HEADS + head, mask=valid, other=0.0).to(ACC)
+        if HAS_EDGE:
+            e += tl.load(edge_ptr + (rows * K + k) * HEADS + head, mask=valid, other=0.0).to(ACC)
+        z = tl.where(e > 0, e, e * negative_slope)
+        alpha = tl.where(valid, tl.exp(tl.where(valid, z - m, 0.0)) * inv_l, 0.0)
+        xmask = valid[:, None] & col_mask[None, :]
+        x = tl.load(h_ptr + j[:, None] * hc + head * C + cols[None, :], mask=xmask, other=0.0).to(ACC)
+        dz = alpha * (tl.sum(dagg * x, axis=1) - big_d)
+        de = tl.where(valid, tl.where(e > 0, dz, dz * negative_slope), 0.0)
+        ds_dst += de
+        tl.atomic_add(ds_src_ptr + j * HEADS + head, de, mask=valid)
+        if HAS_EDGE:
+            tl.store(dedge_ptr + (rows * K + k) * HEADS + head, de, mask=row_mask)
+        tl.atomic_add(dh_ptr + j[:, None] * hc + head * C + cols[None, :], alpha[:, None] * dagg, mask=xmask)
+    tl.store(ds_dst_ptr + rows * HEADS + head, ds_dst, mask=row_mask)
+
+
+def _launch_config(n: int, channels: int) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_C, num_warps). Under the CPU interpreter every program costs milliseconds, so
+    it gets large row blocks; on a GPU, 64 rows x C channels per program keeps registers modest."""
+    block_c = triton.next_power_of_2(max(channels, 1))
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return max(16, min(256, triton.next_power_of_2(max(n, 1)))), block_c, 1
+    return (64 if block_c <= 32 else 32), block_c, 4
+
+
+def _acc_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+class _GATAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope):
+        n, heads, channels = h.shape
+        k = neighbors.shape[1]
+        acc_torch = torch.float64 if h.dtype == torch.float64 else torch.float32
+        h, s_src, s_dst, neighbors, residual = (t.contiguous() for t in (h, s_src, s_dst, neighbors, residual))
+        has_edge = edge_logits is not None
+        edge = edge_logits.contiguous() if has_edge else s_dst  # a placeholder pointer when absent
+        ctx.gate_shape = gate.shape
+        gate = gate.reshape(()).contiguous()
+        out = torch.empty((n, heads * channels), device=h.device, dtype=residual.dtype)
+        agg = torch.empty((n, heads * channels), device=h.device, dtype=acc_torch)
+        m = torch.empty((n, heads), device=h.device, dtype=acc_torch)
+        l = torch.empty((n, heads), device=h.device, dtype=acc_torch)
+        block_n, block_c, warps = _launch_config(n, channels)
+        if n > 0:
+            grid = (triton.cdiv(n, block_n), heads)
+            _gat_fwd[grid](
+                h, s_src, s_dst, neighbors, edge, residual, gate, out, agg, m, l,
+                n, k, heads, negative_slope,
+                C=channels, BLOCK_N=block_n, BLOCK_C=block_c, HAS_EDGE=has_edge,
+                ACC=_acc_dtype(h.dtype), num_warps=warps,
+            )  # fmt: skip
+        ctx.save_for_backward(h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l)
+        ctx.has_edge = has_edge
+        ctx.negative_slope = negative_slope
+        ctx.edge_dtype = edge_logits.dtype if has_edge else None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l = ctx.saved_tensors
+        n, heads, channels = h.shape
+        k = neighbors.shape[1]
+        grad_out = grad_out.contiguous()
+        acc_torch = agg.dtype
+        dh = torch.zeros(h.shape, device=h.device, dtype=acc_torch)
+        ds_src = torch.zeros((n, heads), device=h.device, dtype=acc_torch)
+        ds_dst = torch.empty((n, heads), device=h.device, dtype=acc_torch)
+        dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if ctx.has_edge else ds_dst
+        block_n, block_c, warps = _launch_config(n, channels)
+        if n > 0:
+            grid = (triton.cdiv(n, block_n), heads)
+            _gat_bwd[grid](
+                h, s_src, s_dst, neighbors, edge, gate, grad_out, agg, m, l, dh, ds_src, ds_dst, dedge,
+                n, k, heads, ctx.negative_slope,
+                C=channels, BLOCK_N=block_n, BLOCK_C=block_c, HAS_EDGE=ctx.has_edge,
+                ACC=_acc_dtype(h.dtype), num_warps=warps,
+            )  # fmt: skip
+        s = torch.sigmoid(gate.to(acc_torch))
+        g = grad_out.to(acc_torch)
+        d_residual = (s * g).to(residual.dtype)
+        d_gate = (s * (1 - s) * (g * (residual.to(acc_torch) - agg)).sum()).to(gate.dtype)
+        d_edge = dedge.to(ctx.edge_dtype) if ctx.has_edge else None
+        return (
+            dh.to(h.dtype), ds_src.to(s_src.dtype), ds_dst.to(s_dst.dtype), None, d_edge,
+            d_residual, d_gate.reshape(ctx.gate_shape), None,
+        )  # fmt: skip
+
+
+def gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope=0.2):
+    """The fused op; same signature and result as ``reference.gat_attention_reference``."""
+    return _GATAttention.apply(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope)
