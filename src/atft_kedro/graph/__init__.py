@@ -1,0 +1,1 @@
+"""Per-date correlation kNN stock graphs and their compact store."""

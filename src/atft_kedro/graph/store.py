@@ -1,0 +1,48 @@
+"""GraphSet: every date's graph in five flat arrays, readable one date at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class DateGraph:
+    codes: np.ndarray  # [N_t] the date's stocks, in Code order
+    neighbors: torch.Tensor  # [N_t, k] int64, -1 = padding
+    edge_attr: torch.Tensor  # [N_t, k, 3] float32: rho, same Sector33, same MarketCode
+
+
+@dataclass(frozen=True)
+class GraphSet:
+    """Nodes of date ``dates[i]`` are rows ``offsets[i]:offsets[i+1]`` of ``codes``, ``neighbors``
+    (local indices into that date's rows) and ``edge_attr``. Arrays may be memory maps."""
+
+    dates: np.ndarray  # [D] datetime64[D]
+    offsets: np.ndarray  # [D+1] int64
+    codes: np.ndarray  # [sum N_t] str
+    neighbors: np.ndarray  # [sum N_t, k] int32
+    edge_attr: np.ndarray  # [sum N_t, k, 3] float32
+    config: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.dates)
+
+    def index_of(self, date) -> int:
+        d = np.datetime64(date, "D")
+        i = int(np.searchsorted(self.dates, d))
+        if i >= len(self.dates) or self.dates[i] != d:
+            raise KeyError(f"no graph for {d}; graphs cover {self.dates[0]} .. {self.dates[-1]}" if len(self) else "the graph set is empty")
+        return i
+
+    def graph(self, date) -> DateGraph:
+        """One date's graph as tensors; with memory-mapped arrays only its rows are read."""
+        i = self.index_of(date)
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return DateGraph(
+            codes=np.asarray(self.codes[lo:hi]),
+            neighbors=torch.from_numpy(np.asarray(self.neighbors[lo:hi], dtype=np.int64)),
+            edge_attr=torch.from_numpy(np.array(self.edge_attr[lo:hi], dtype=np.float32)),
+        )
