@@ -77,7 +77,6 @@ def return_grid(panel: pl.DataFrame) -> ReturnGrid:
     )
     dates = p["Date"].unique().sort()
     codes = p["Code"].unique().sort()
-    di = p["Date"].search_sorted(dates, side="left") if False else None  # noqa: F841 (kept simple below)
     d_idx = pl.DataFrame({"Date": dates, "d": np.arange(len(dates))})
     s_idx = pl.DataFrame({"Code": codes, "s": np.arange(len(codes))})
     p = p.join(d_idx, on="Date").join(s_idx, on="Code")
@@ -94,7 +93,7 @@ def return_grid(panel: pl.DataFrame) -> ReturnGrid:
 
 def correlation_matrix(window: np.ndarray | torch.Tensor, weights: np.ndarray, min_periods: int, shrinkage: float = 0.0):
     """[W, N] returns (NaN = missing) -> (rho [N, N] with 0 diagonal, ok [N] enough history)."""
-    x = torch.as_tensor(window, dtype=torch.float64)
+    x = torch.as_tensor(np.array(window, dtype=np.float64))
     w = torch.as_tensor(weights, dtype=torch.float64)[:, None]  # (W, 1)
     valid = ~torch.isnan(x)
     ok = valid.sum(0) >= min_periods  # (N,)

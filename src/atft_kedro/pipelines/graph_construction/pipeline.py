@@ -1,0 +1,7 @@
+from kedro.pipeline import Node, Pipeline
+
+from . import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline([Node(nodes.build_stock_graphs, ["panel", "params:graph"], "graphs", name="build_stock_graphs")])

@@ -1,0 +1,155 @@
+import numpy as np
+import polars as pl
+import pytest
+
+from atft_kedro.datasets import GraphStoreDataset
+from atft_kedro.features.panel import build_panel
+from atft_kedro.graph.correlation import GraphConfig, build_graphs, correlation_matrix
+from atft_kedro.graph.reference import build_graph_reference
+
+
+@pytest.fixture(scope="module")
+def panel(tiny_market):
+    return build_panel(tiny_market.daily_quotes, tiny_market.listed_info)
+
+
+CONFIGS = {
+    "pearson": GraphConfig(k=6, window=40, min_periods=25),
+    "ewm_shrunk_lag1": GraphConfig(k=6, window=40, min_periods=25, method="ewm_shrunk", lag=1, threshold=0.1),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_equals_the_plain_per_date_reference(panel, name):
+    cfg = CONFIGS[name]
+    dates = panel["Date"].unique().sort().to_numpy()
+    picked = dates[[0, 30, 41, 150, len(dates) - 1]]
+    graphs = build_graphs(panel, cfg, dates=picked, progress=False)
+    for d in picked:
+        codes, neighbors, edge_attr = build_graph_reference(panel, d, cfg)
+        g = graphs.graph(d)
+        np.testing.assert_array_equal(g.codes, codes)
+        np.testing.assert_array_equal(g.neighbors.numpy(), neighbors)
+        np.testing.assert_allclose(g.edge_attr.numpy(), edge_attr, atol=1e-6)
+
+
+def test_pearson_equals_pandas_corr_on_complete_windows(panel):
+    pivot = panel.filter(pl.col("Date") <= panel["Date"].unique().sort()[80]).pivot(on="Code", index="Date", values="close").sort("Date")
+    returns = pivot.drop("Date").to_pandas().pct_change().iloc[-40:]
+    complete = returns.columns[returns.notna().all()]
+    rho, ok = correlation_matrix(returns[complete].to_numpy(), np.ones(40), 40)
+    expected = returns[complete].corr().to_numpy().copy()
+    np.fill_diagonal(expected, 0.0)
+    assert ok.all()
+    np.testing.assert_allclose(rho.numpy(), expected, atol=1e-10)
+
+
+def test_no_graph_of_day_t_sees_returns_after_t(panel):
+    cfg = GraphConfig(k=6, window=40, min_periods=25)
+    dates = panel["Date"].unique().sort()
+    cut = dates[200]
+    rng = np.random.default_rng(1)
+    bumped = panel.with_columns(
+        pl.when(pl.col("Date") > cut).then(pl.col("close") * pl.Series(rng.lognormal(0, 0.3, panel.height))).otherwise(pl.col("close"))
+    )
+    a = build_graphs(panel, cfg, progress=False)
+    b = build_graphs(bumped, cfg, progress=False)
+    upto = int(a.offsets[a.index_of(cut) + 1])
+    np.testing.assert_array_equal(a.neighbors[:upto], b.neighbors[:upto])
+    np.testing.assert_array_equal(a.edge_attr[:upto], b.edge_attr[:upto])
+    assert not np.array_equal(a.neighbors[upto:], b.neighbors[upto:])  # later graphs do change
+    # lag=1: the graph of t does not even use the return of t
+    lagged = GraphConfig(k=6, window=40, min_periods=25, lag=1)
+    day_t = pl.col("Date") == cut
+    c = build_graphs(panel, lagged, dates=[cut], progress=False)
+    d = build_graphs(panel.with_columns(pl.when(day_t).then(pl.col("close") * 1.5).otherwise(pl.col("close"))), lagged, dates=[cut], progress=False)
+    np.testing.assert_array_equal(c.neighbors, d.neighbors)
+
+
+def test_degree_padding_self_exclusion_and_attribute_order(panel):
+    cfg = GraphConfig(k=8, window=40, min_periods=25)
+    graphs = build_graphs(panel, cfg, progress=False)
+    day = panel.filter(pl.col("Date") == graphs.dates[200]).sort("Code")
+    g = graphs.graph(graphs.dates[200])
+    n = day.height
+    nb, attr = g.neighbors.numpy(), g.edge_attr.numpy()
+    assert nb.shape == (n, 8) and attr.shape == (n, 8, 3)
+    valid = nb >= 0
+    assert not (nb == np.arange(n)[:, None]).any()  # no self loops
+    assert all(len(set(row[row >= 0])) == (row >= 0).sum() for row in nb)  # no duplicates
+    assert (np.diff(valid.astype(int), axis=1) <= 0).all()  # valid slots first, padding after
+    assert np.all(np.abs(attr[..., 0])[:, :-1] + 1e-7 >= np.abs(attr[..., 0])[:, 1:])  # strongest first
+    assert np.all(attr[~valid] == 0)
+    assert np.all(np.abs(attr[..., 0][valid]) >= cfg.threshold)
+    sector, market = day["Sector33Code"].to_numpy(), day["MarketCode"].to_numpy()
+    j = np.where(valid, nb, 0)
+    np.testing.assert_array_equal(attr[..., 1][valid], (sector[j] == sector[:, None])[valid])
+    np.testing.assert_array_equal(attr[..., 2][valid], (market[j] == market[:, None])[valid])
+    assert (valid.sum(1) == 8).mean() > 0.9
+
+
+def test_new_listings_get_no_made_up_neighbours(panel):
+    cfg = GraphConfig(k=6, window=40, min_periods=25)
+    firsts = panel.group_by("Code").agg(pl.col("Date").min()).sort("Date")
+    late_code, listed = firsts.row(-1)
+    assert listed > panel["Date"].min()
+    dates = panel["Date"].unique().sort()
+    i = dates.search_sorted(listed)
+    graphs = build_graphs(panel, cfg, dates=dates[i : i + 40], progress=False)
+    for d in dates[i : i + cfg.min_periods]:  # day i + m has m returns: fewer than min_periods
+        g = graphs.graph(d)
+        row = int(np.flatnonzero(g.codes == late_code)[0])
+        assert (g.neighbors[row] == -1).all()
+        assert not (g.neighbors == row).any()
+    g = graphs.graph(dates[i + 30])
+    assert (g.neighbors[int(np.flatnonzero(g.codes == late_code)[0])] >= 0).any()
+
+
+def test_delisted_stocks_leave_the_graph(panel):
+    lasts = panel.group_by("Code").agg(pl.col("Date").max()).sort("Date")
+    gone_code, gone = lasts.row(0)
+    assert gone < panel["Date"].max()
+    graphs = build_graphs(panel, GraphConfig(k=6, window=40, min_periods=25), progress=False)
+    after = graphs.dates[graphs.dates > np.datetime64(gone, "D")][0]
+    assert gone_code in graphs.graph(gone).codes and gone_code not in graphs.graph(after).codes
+
+
+def test_rebuild_every_r_dates_reuses_the_graph(panel):
+    every = build_graphs(panel, GraphConfig(k=6, window=40, min_periods=25, rebuild_every=5), progress=False)
+    daily = build_graphs(panel, GraphConfig(k=6, window=40, min_periods=25), progress=False)
+    for i in (100, 105):  # rebuilt dates equal the daily graphs
+        np.testing.assert_array_equal(every.graph(every.dates[i]).neighbors, daily.graph(daily.dates[i]).neighbors)
+    a, b = every.graph(every.dates[100]), every.graph(every.dates[103])
+    code_a = a.codes[a.neighbors.clamp(min=0).numpy()]
+    code_b = b.codes[b.neighbors.clamp(min=0).numpy()]
+    for ca in set(a.codes) & set(b.codes):  # same neighbour codes, where both dates have them
+        ra, rb = int(np.flatnonzero(a.codes == ca)[0]), int(np.flatnonzero(b.codes == ca)[0])
+        keep = set(b.codes)
+        assert [c for c, v in zip(code_a[ra], a.neighbors[ra]) if v >= 0 and c in keep] == [
+            c for c, v in zip(code_b[rb], b.neighbors[rb]) if v >= 0
+        ]
+
+
+def test_store_round_trip_and_one_date_loading(panel, tmp_path):
+    graphs = build_graphs(panel, GraphConfig(k=6, window=40, min_periods=25), progress=False)
+    ds = GraphStoreDataset(filepath=str(tmp_path / "graphs"))
+    assert not ds.exists()
+    ds.save(graphs)
+    loaded = ds.load()
+    assert isinstance(loaded.neighbors, np.memmap)  # one date's graph reads only its rows
+    assert loaded.config == graphs.config
+    for d in graphs.dates[[0, 77, -1]]:
+        a, b = graphs.graph(d), loaded.graph(d)
+        np.testing.assert_array_equal(a.codes, b.codes)
+        assert a.neighbors.equal(b.neighbors) and a.edge_attr.equal(b.edge_attr)
+    with pytest.raises(KeyError, match="no graph for 1999-01-01"):
+        loaded.graph("1999-01-01")
+    ds.save(graphs)  # overwriting is atomic and leaves no temporary folder behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graphs"]
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="graph method must be 'pearson' or 'ewm_shrunk'"):
+        GraphConfig(method="spearman")
+    with pytest.raises(ValueError, match=r"min_periods must be in \[1, window=60\]"):
+        GraphConfig(min_periods=100)
