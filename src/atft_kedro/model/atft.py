@@ -1,0 +1,128 @@
+"""ATFT-GAT-FAN, composed top to bottom (SPEC section 5).
+
+Per batch: the feature windows of every stock of one or more dates ``x [N, T, F]``, each date's
+market context ``market [D, T, M]`` with ``date_of_node [N]``, and the dates' graphs stacked
+block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [N, K, 3]``).
+
+    x ─ FAN/SAN ─┐                                       (phase >= 1; else [x, 0])
+                 ├─ variable selection ─ temporal encoder ─ z_t [N, d]
+    market ─ GRN ┘   (market is the selection's context)      │
+                                                               ├─ GAT over the graph ─ z_g [N, d]  (phase >= 2)
+    z = s * backbone([z_t, z_g]) + (1 - s) z_g,  s = sigmoid(g), g = 0 at init
+    quantile head per horizon (5 non-crossing quantiles; the point forecast is the median)
+
+The switches ``use_fan``, ``use_gat`` and ``horizons`` really change the forward pass: a block that
+is off is not run, so its parameters get no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from atft_kernels import GATLayer
+
+from .fan import FrequencyAdaptiveNorm
+from .heads import QUANTILES, QuantileHead
+from .temporal import GatedResidualNetwork, TemporalEncoder, VariableSelection
+
+HORIZONS = (1, 5, 10, 20)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_features: int
+    n_market: int
+    d_model: int = 64
+    temporal_heads: int = 4
+    gat_heads: int = 4
+    gat_layers: int = 2
+    edge_dim: int = 3
+    dropout: float = 0.1
+    fan_top_k: int = 3
+    san_slice: int = 5
+    gat_init_scale: float = 3.0
+    horizons: tuple[int, ...] = HORIZONS
+    use_fan: bool = True
+    use_gat: bool = True
+    gat_backend: str = "auto"
+
+
+class GraphBlock(nn.Module):
+    """Stacked GATLayers (each with its gated residual) over one batch graph: [N, d] -> [N, d]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.d_model % cfg.gat_heads:
+            raise ValueError(f"d_model={cfg.d_model} must be divisible by gat_heads={cfg.gat_heads}")
+        self.layers = nn.ModuleList(
+            GATLayer(cfg.d_model, cfg.gat_heads, cfg.d_model // cfg.gat_heads, cfg.edge_dim, cfg.dropout, backend=cfg.gat_backend)
+            for _ in range(cfg.gat_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in range(cfg.gat_layers))
+
+    def forward(self, z: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
+        for layer, norm in zip(self.layers, self.norms):
+            z = norm(torch.nn.functional.elu(layer(z, neighbors, edge_attr)))  # (N, d)
+        return z
+
+
+class ATFTGATFAN(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.fan = FrequencyAdaptiveNorm(cfg.n_features, cfg.fan_top_k, cfg.san_slice)
+        self.market = GatedResidualNetwork(cfg.n_market, d, d, cfg.dropout)
+        self.select = VariableSelection(2 * cfg.n_features, d, cfg.dropout, d_context=d)
+        self.encoder = TemporalEncoder(d, cfg.temporal_heads, cfg.dropout)
+        self.gat = GraphBlock(cfg)
+        self.backbone = nn.Linear(2 * d, d)
+        self.fusion_gate = nn.Parameter(torch.zeros(()))
+        self.heads = nn.ModuleDict({f"{h}d": QuantileHead(d) for h in HORIZONS})
+        with torch.no_grad():  # the seed's fix: GAT columns of the backbone start 3x larger
+            self.backbone.weight[:, d:] *= cfg.gat_init_scale
+        self.use_fan, self.use_gat, self.horizons = cfg.use_fan, cfg.use_gat, tuple(cfg.horizons)
+
+    def set_phase_switches(self, *, use_fan: bool, use_gat: bool, horizons: tuple[int, ...]) -> None:
+        unknown = set(horizons) - set(HORIZONS)
+        if unknown:
+            raise ValueError(f"unknown horizons {sorted(unknown)}; the model has {HORIZONS}")
+        self.use_fan, self.use_gat, self.horizons = use_fan, use_gat, tuple(horizons)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        market: torch.Tensor,
+        date_of_node: torch.Tensor,
+        neighbors: torch.Tensor | None = None,
+        edge_attr: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """-> {"1d": [N, 5], ...} quantiles for the active horizons, plus "gate": s."""
+        if self.use_fan:
+            x2 = self.fan(x)  # (N, T, 2F)
+        else:
+            x2 = torch.cat([x, torch.zeros_like(x)], dim=-1)  # (N, T, 2F)
+        context = self.market(market)[date_of_node]  # (D, T, d) -> (N, T, d)
+        selected, _ = self.select(x2, context)  # (N, T, d)
+        z_t = self.encoder(selected)  # (N, d)
+        if self.use_gat:
+            if neighbors is None:
+                raise ValueError("use_gat is on but no graph was given (neighbors is None)")
+            z_g = self.gat(z_t, neighbors, edge_attr)  # (N, d)
+            s = torch.sigmoid(self.fusion_gate)
+            z = s * self.backbone(torch.cat([z_t, z_g], dim=-1)) + (1 - s) * z_g  # (N, d)
+        else:
+            s = torch.ones((), device=x.device)
+            z = self.backbone(torch.cat([z_t, torch.zeros_like(z_t)], dim=-1))  # (N, d)
+        out = {f"{h}d": self.heads[f"{h}d"](z) for h in self.horizons}
+        out["gate"] = s
+        return out
+
+
+__all__ = ["ATFTGATFAN", "HORIZONS", "ModelConfig", "QUANTILES"]

@@ -1,0 +1,54 @@
+"""Frequency Adaptive Normalization (FAN, Ye et al., NeurIPS 2024) with SAN-style slice statistics.
+
+Per stock (instance) and feature (channel) over the window of T steps, the top-K Fourier
+components by amplitude are the non-stationary part; the residual is normalised slice by slice
+(Slice-Adaptive Normalization, Liu et al. 2023) and the removed part is kept as an input of its own.
+Every statistic is computed on one instance's own window: nothing is pooled across the batch or the
+cross-section, so one stock's features never depend on another's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def remove_dominant_frequencies(x: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, T, F] -> (residual, removed): ``removed`` is the inverse FFT of the top_k
+    largest-amplitude frequencies of each (instance, channel); residual = x - removed."""
+    t = x.shape[1]
+    spec = torch.fft.rfft(x.to(torch.promote_types(x.dtype, torch.float32)), dim=1)  # (B, T//2+1, F)
+    k = min(top_k, spec.shape[1])
+    top = spec.abs().topk(k, dim=1).indices  # (B, k, F)
+    keep = torch.zeros(spec.shape, dtype=torch.bool, device=x.device).scatter_(1, top, True)
+    removed = torch.fft.irfft(torch.where(keep, spec, torch.zeros_like(spec)), n=t, dim=1).to(x.dtype)  # (B, T, F)
+    return x - removed, removed
+
+
+def slice_normalise(x: torch.Tensor, slice_len: int, eps: float = 1e-5) -> torch.Tensor:
+    """SAN-style: z-score each non-overlapping slice of ``slice_len`` steps per instance and channel
+    (a last, shorter slice keeps its own statistics)."""
+    b, t, f = x.shape
+    out = []
+    for start in range(0, t, slice_len):
+        piece = x[:, start : start + slice_len]  # (B, L, F)
+        mean = piece.mean(1, keepdim=True)
+        std = piece.std(1, keepdim=True, unbiased=False) if piece.shape[1] > 1 else torch.ones_like(mean)
+        out.append((piece - mean) / (std + eps))
+    return torch.cat(out, dim=1)
+
+
+class FrequencyAdaptiveNorm(nn.Module):
+    """[B, T, F] -> [B, T, 2F]: normalised residual (with a learnable per-feature affine) and the
+    removed non-stationary part."""
+
+    def __init__(self, n_features: int, top_k: int = 3, slice_len: int = 5) -> None:
+        super().__init__()
+        self.top_k, self.slice_len = top_k, slice_len
+        self.weight = nn.Parameter(torch.ones(n_features))
+        self.bias = nn.Parameter(torch.zeros(n_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual, removed = remove_dominant_frequencies(x, self.top_k)  # (B, T, F) each
+        normed = slice_normalise(residual, self.slice_len) * self.weight + self.bias  # (B, T, F)
+        return torch.cat([normed, removed], dim=-1)  # (B, T, 2F)

@@ -1,0 +1,1 @@
+"""Losses, batching, the training loop and checkpoints."""

@@ -1,0 +1,176 @@
+import math
+
+import pytest
+import torch
+
+from atft_kedro.model import ATFTGATFAN, ModelConfig
+from atft_kedro.model.fan import FrequencyAdaptiveNorm, remove_dominant_frequencies, slice_normalise
+from atft_kedro.training.losses import (
+    LossWeights,
+    combined_loss,
+    long_short_returns,
+    per_date_correlations,
+    pinball_loss,
+    sharpe_loss,
+    soft_rank,
+)
+
+F_, M_, T_ = 9, 4, 20
+
+
+def _batch(sizes=(23, 31), k=6, seed=0):
+    """Two dates with ragged cross-sections, graphs stacked block-diagonally."""
+    g = torch.Generator().manual_seed(seed)
+    n = sum(sizes)
+    x = torch.randn(n, T_, F_, generator=g)
+    market = torch.randn(len(sizes), T_, M_, generator=g)
+    date_of_node = torch.cat([torch.full((s,), i) for i, s in enumerate(sizes)])
+    blocks, start = [], 0
+    for s in sizes:
+        blocks.append(torch.randint(0, s, (s, k), generator=g) + start)
+        start += s
+    neighbors = torch.cat(blocks)
+    neighbors[torch.rand(n, k, generator=g) < 0.2] = -1
+    edge_attr = torch.randn(n, k, 3, generator=g)
+    return x, market, date_of_node, neighbors, edge_attr
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    return ATFTGATFAN(ModelConfig(n_features=F_, n_market=M_, d_model=32, dropout=0.0, gat_backend="torch", **kw))
+
+
+def test_shapes_for_ragged_cross_sections_and_non_crossing_quantiles():
+    model = _model()
+    x, market, dates, nb, ea = _batch()
+    out = model(x * 5, market, dates, nb, ea)
+    assert set(out) == {"1d", "5d", "10d", "20d", "gate"}
+    for h in ("1d", "5d", "10d", "20d"):
+        q = out[h]
+        assert q.shape == (54, 5)
+        assert (q[:, 1:] >= q[:, :-1]).all()
+
+
+def test_fan_removes_a_sinusoid_from_sinusoid_plus_trend():
+    t = torch.arange(64, dtype=torch.float64)
+    wave = torch.sin(2 * math.pi * 5 * t / 64)
+    x = (wave + 0.01 * t).view(1, 64, 1)
+    residual, removed = remove_dominant_frequencies(x, top_k=2)
+    spec = torch.fft.rfft(residual[0, :, 0])
+    assert spec[5].abs() < 1e-9  # the sinusoid's frequency is gone from the residual
+    assert torch.corrcoef(torch.stack([removed[0, :, 0] - removed[0, :, 0].mean(), wave]))[0, 1] > 0.95
+    torch.testing.assert_close(residual + removed, x)
+
+
+def test_san_statistics_are_per_instance():
+    fan = FrequencyAdaptiveNorm(F_)
+    x = torch.randn(5, T_, F_)
+    a = fan(x)
+    other = x.clone()
+    other[1:] = other[1:] * 100 + 7  # change every other stock in the batch
+    b = fan(other)
+    torch.testing.assert_close(a[0], b[0])
+    z = slice_normalise(torch.randn(3, 20, 2) * 10 + 4, 5)
+    torch.testing.assert_close(z.view(3, 4, 5, 2).mean(2), torch.zeros(3, 4, 2), atol=1e-5, rtol=0)
+
+
+def test_pinball_loss_by_hand():
+    q = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    y = torch.tensor([1.0])
+    loss = pinball_loss(q, y)
+    assert loss.item() == pytest.approx((0.05 + 0.25 + 0.5 + 0.75 + 0.95) / 5)
+    loss.backward()
+    assert (q.grad < 0).all()  # raising the quantiles toward the target lowers the loss
+    assert pinball_loss(q, torch.tensor([float("nan")])).item() == 0.0
+
+
+def test_ic_and_rank_ic_by_hand_and_gradient_sign():
+    pred = torch.tensor([0.1, 0.2, 0.3, 0.4], requires_grad=True)
+    y = torch.tensor([1.0, 3.0, 2.0, 4.0])
+    dates = torch.zeros(4, dtype=torch.long)
+    ic, ric, valid = per_date_correlations(pred, y, dates, min_stocks=2, tau=1e-3)
+    # Pearson of (1,2,3,4) and (1,3,2,4) is 0.8; their Spearman is also 0.8
+    assert ic.item() == pytest.approx(0.8, abs=1e-6)
+    assert ric.item() == pytest.approx(0.8, abs=1e-3)
+    (-ic.mean()).backward()
+    # raising the prediction of the stock with the best target raises the IC
+    assert pred.grad[3] < 0 and pred.grad[0] > 0
+    torch.testing.assert_close(soft_rank(torch.tensor([3.0, 1.0, 2.0]), 1e-4), torch.tensor([3.0, 1.0, 2.0]))
+
+
+def test_small_or_nan_dates_are_masked_not_averaged_in():
+    pred = torch.arange(30, dtype=torch.float32)
+    y = pred.clone()
+    y[25:] = float("nan")
+    dates = torch.tensor([0] * 25 + [1] * 5)
+    ic, ric, valid = per_date_correlations(pred, y, dates, min_stocks=20)
+    assert valid.tolist() == [0] and ic.tolist() == pytest.approx([1.0])
+    assert long_short_returns(pred, y, dates).numel() == 1
+
+
+def test_sharpe_loss_by_hand():
+    r = torch.tensor([0.01, 0.03], requires_grad=True)
+    loss = sharpe_loss(r)
+    assert loss.item() == pytest.approx(-0.02 / torch.tensor([0.01, 0.03]).std().item(), rel=1e-5)
+    loss.backward()
+    assert r.grad[0] < 0  # raising the worse day's return improves the Sharpe ratio
+    assert sharpe_loss(torch.tensor([0.01])).item() == 0.0
+    w = long_short_returns(torch.tensor([1.0, 0.0, -1.0] * 7), torch.tensor([0.02, 0.0, -0.02] * 7), torch.zeros(21, dtype=torch.long))
+    assert w.item() == pytest.approx(0.02)  # +0.5 on the winner, -0.5 on the loser
+
+
+def _grad_norm(params):
+    grads = [p.grad.norm() for p in params if p.grad is not None]
+    return torch.stack(grads).norm().item() if grads else 0.0
+
+
+def test_gated_fusion_keeps_gat_gradients_alive():
+    model = _model()
+    x, market, dates, nb, ea = _batch()
+    y = {h: torch.randn(54) for h in ("1d", "5d", "10d", "20d")}
+    loss, _ = combined_loss(model(x, market, dates, nb, ea), y, dates, LossWeights(), min_stocks=10)
+    loss.backward()
+    assert _grad_norm(model.gat.parameters()) > 1e-6
+    assert model.fusion_gate.grad is not None and model.fusion_gate.grad.abs() > 0
+
+
+def test_what_the_bypass_protects_against():
+    """Without the bypass the GAT reaches the heads only through the backbone's GAT columns; when
+    those columns collapse (the seed's dilution), the GAT's gradient vanishes with them. The bypass
+    (1 - s) z_g keeps a direct path, so the gradient stays alive."""
+    x, market, dates, nb, ea = _batch()
+    y = {h: torch.randn(54) for h in ("1d", "5d", "10d", "20d")}
+
+    def gat_grad(gate_value):
+        model = _model()
+        with torch.no_grad():
+            model.backbone.weight[:, model.cfg.d_model :] = 0.0  # GAT columns collapsed
+            model.fusion_gate.fill_(gate_value)
+        loss, _ = combined_loss(model(x, market, dates, nb, ea), y, dates, LossWeights(), min_stocks=10)
+        loss.backward()
+        return _grad_norm(model.gat.parameters())
+
+    assert gat_grad(0.0) > 1e-6  # with the bypass, s = 0.5
+    assert gat_grad(40.0) < 1e-10  # s = 1: no bypass, the GAT is cut off
+
+
+@pytest.mark.parametrize("switch", ["fan", "gat", "horizons"])
+def test_switching_a_phase_block_off_removes_it(switch):
+    model = _model()
+    kw = {"use_fan": True, "use_gat": True, "horizons": (1, 5, 10, 20)}
+    kw[{"fan": "use_fan", "gat": "use_gat", "horizons": "horizons"}[switch]] = (1,) if switch == "horizons" else False
+    model.set_phase_switches(**kw)
+    x, market, dates, nb, ea = _batch()
+    out = model(x, market, dates, nb, ea)
+    sum(v.sum() for k, v in out.items() if k != "gate").backward()
+    params = {"fan": model.fan.parameters(), "gat": list(model.gat.parameters()) + [model.fusion_gate],
+              "horizons": [p for h in ("5d", "10d", "20d") for p in model.heads[h].parameters()]}[switch]  # fmt: skip
+    assert all(p.grad is None for p in params)
+    assert any(p.grad is not None for p in model.encoder.parameters())
+    if switch == "horizons":
+        assert set(out) == {"1d", "gate"}
+
+
+def test_parameter_count_at_default_size():
+    model = ATFTGATFAN(ModelConfig(n_features=91, n_market=14))
+    assert 100_000 < model.parameter_count() < 1_500_000
