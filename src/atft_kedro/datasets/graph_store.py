@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 from kedro.io import AbstractDataset
 
+from atft_kedro.datasets._atomic import atomic_folder
 from atft_kedro.graph.store import GraphSet
 
 _ARRAYS = ("dates", "offsets", "codes", "neighbors", "edge_attr")
+
+
+def open_graph_store(root: str) -> GraphSet:
+    path = Path(root)
+    meta = json.loads((path / "meta.json").read_text())
+    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+    arrays["dates"] = np.asarray(arrays["dates"]).astype("datetime64[D]")
+    arrays["offsets"] = np.asarray(arrays["offsets"])
+    return GraphSet(**arrays, config=meta["config"], root=root)
 
 
 class GraphStoreDataset(AbstractDataset[GraphSet, GraphSet]):
@@ -43,25 +51,11 @@ class GraphStoreDataset(AbstractDataset[GraphSet, GraphSet]):
         return (Path(self._filepath) / "meta.json").exists()
 
     def load(self) -> GraphSet:
-        root = Path(self._filepath)
-        meta = json.loads((root / "meta.json").read_text())
-        arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-        arrays["dates"] = np.asarray(arrays["dates"]).astype("datetime64[D]")
-        arrays["offsets"] = np.asarray(arrays["offsets"])
-        return GraphSet(**arrays, config=meta["config"])
+        return open_graph_store(str(self._filepath))
 
     def save(self, data: GraphSet) -> None:
-        root = Path(self._filepath)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
+        with atomic_folder(Path(self._filepath)) as tmp:
             for name in _ARRAYS:
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(data, name)), allow_pickle=False)
             meta = {"config": data.config, "n_dates": len(data), "n_nodes": int(data.offsets[-1])}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            if root.exists():
-                shutil.rmtree(root)
-            tmp.rename(root)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)

@@ -91,41 +91,46 @@ def return_grid(panel: pl.DataFrame) -> ReturnGrid:
     return ReturnGrid(dates.to_numpy().astype("datetime64[D]"), codes.to_numpy().astype(str), returns, present, sector, market)
 
 
-def correlation_matrix(window: np.ndarray | torch.Tensor, weights: np.ndarray, min_periods: int, shrinkage: float = 0.0):
-    """[W, N] returns (NaN = missing) -> (rho [N, N] with 0 diagonal, ok [N] enough history)."""
+def standardised_window(window: np.ndarray, weights: np.ndarray, min_periods: int, shrinkage: float = 0.0):
+    """[W, N] returns (NaN = missing) -> (xs [W, N], ok [N]) with xs^T xs = the correlation matrix
+    (shrunk by ``shrinkage``): columns centred on their weighted mean, missing days at 0, scaled to
+    unit norm; stocks with fewer than ``min_periods`` returns get an all-zero column."""
     x = torch.as_tensor(np.array(window, dtype=np.float64))
     w = torch.as_tensor(weights, dtype=torch.float64)[:, None]  # (W, 1)
     valid = ~torch.isnan(x)
     ok = valid.sum(0) >= min_periods  # (N,)
-    wv = w * valid
-    mean = torch.where(valid, x, 0.0).mul(w).sum(0) / wv.sum(0).clamp_min(1e-300)  # (N,)
+    mean = torch.where(valid, x, 0.0).mul(w).sum(0) / (w * valid).sum(0).clamp_min(1e-300)  # (N,)
     xw = torch.where(valid, x - mean, 0.0) * w.sqrt()  # (W, N)
-    cov = xw.t() @ xw  # (N, N): the one matrix product
-    sd = cov.diagonal().clamp_min(0).sqrt()
-    denom = sd[:, None] * sd[None, :]
-    rho = torch.where(denom > 0, cov / denom.clamp_min(1e-300), torch.zeros_like(cov)) * (1.0 - shrinkage)
+    norm = xw.norm(dim=0)  # (N,)
+    ok &= norm > 0
+    scale = torch.where(ok, (1.0 - shrinkage) ** 0.5 / norm.clamp_min(1e-300), 0.0)
+    return xw * scale, ok
+
+
+def correlation_matrix(window: np.ndarray, weights: np.ndarray, min_periods: int, shrinkage: float = 0.0):
+    """[W, N] returns -> (rho [N, N] with 0 on the diagonal and for short-history stocks, ok [N])."""
+    xs, ok = standardised_window(window, weights, min_periods, shrinkage)
+    rho = xs.t() @ xs  # (N, N): the one matrix product
     rho.fill_diagonal_(0.0)
-    rho[~ok] = 0.0
-    rho[:, ~ok] = 0.0
     return rho, ok
 
 
 def knn_from_correlation(rho: torch.Tensor, ok: torch.Tensor, k: int, threshold: float):
-    """Top-k |rho| per row above ``threshold`` (self and short-history stocks excluded) ->
-    (neighbors [N, k] int64 with -1 padding, rho of each slot [N, k])."""
+    """Top-k |rho| per row with |rho| >= ``threshold`` (self and short-history stocks excluded;
+    their rows and columns of ``rho`` are 0) -> (neighbors [N, k] int64 with -1 padding, rho of each
+    slot [N, k])."""
     n = rho.shape[0]
-    score = rho.abs()
-    score.fill_diagonal_(-1.0)
-    score[:, ~ok] = -1.0
-    score[score < threshold] = -1.0
-    kk = min(k, max(n - 1, 0))
     neighbors = torch.full((n, k), -1, dtype=torch.int64)
     slot_rho = torch.zeros((n, k), dtype=rho.dtype)
-    if kk > 0:
-        values, index = torch.topk(score, kk, dim=1)  # strongest first
-        keep = (values >= 0) & ok[:, None]
-        neighbors[:, :kk] = torch.where(keep, index, -1)
-        slot_rho[:, :kk] = torch.where(keep, torch.gather(rho, 1, index), 0.0)
+    kk = min(k, max(n - 1, 0))
+    if kk == 0:
+        return neighbors, slot_rho
+    score = rho.abs()
+    score.fill_diagonal_(-1.0)
+    values, index = torch.topk(score, kk, dim=1)  # strongest first; ties resolved by topk
+    keep = (values >= threshold) & (values > 0) & ok[:, None] & ok[index]
+    neighbors[:, :kk] = torch.where(keep, index, -1)
+    slot_rho[:, :kk] = torch.where(keep, torch.gather(rho, 1, index), 0.0)
     return neighbors, slot_rho
 
 
@@ -158,7 +163,10 @@ def _reuse(prev_codes: np.ndarray, prev_nbrs: np.ndarray, prev_rho: np.ndarray, 
 
 def build_graphs(panel: pl.DataFrame, cfg: GraphConfig, dates=None, progress: bool = True) -> GraphSet:
     """A graph for every date of the panel (or of ``dates``)."""
-    grid = return_grid(panel)
+    return build_graphs_from_grid(return_grid(panel), cfg, dates, progress)
+
+
+def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progress: bool = True) -> GraphSet:
     weights = cfg.weights()
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0
     wanted = grid.dates if dates is None else np.asarray(dates, dtype="datetime64[D]")
@@ -174,7 +182,8 @@ def build_graphs(panel: pl.DataFrame, cfg: GraphConfig, dates=None, progress: bo
             if window.shape[0] < cfg.window:  # the first dates: pad with missing days
                 pad = np.full((cfg.window - window.shape[0], len(members)), np.nan)
                 window = np.vstack([pad, window])
-            rho, ok = correlation_matrix(window, weights, cfg.min_periods, shrink)
+            xs, ok = standardised_window(window, weights, cfg.min_periods, shrink)
+            rho = xs.t() @ xs  # (N_t, N_t): the one matrix product per date
             nbrs_t, rho_t = knn_from_correlation(rho, ok, cfg.k, cfg.threshold)
             nbrs, slot_rho = nbrs_t.numpy(), rho_t.numpy()
             last = (codes, nbrs, slot_rho)

@@ -26,6 +26,15 @@ class GraphSet:
     neighbors: np.ndarray  # [sum N_t, k] int32
     edge_attr: np.ndarray  # [sum N_t, k, 3] float32
     config: dict = field(default_factory=dict)
+    root: str | None = None  # the store folder when the arrays are memory maps of it
+
+    def __reduce__(self):
+        # pickled into DataLoader workers: reopen the memory maps there instead of copying arrays
+        if self.root is not None:
+            from atft_kedro.datasets.graph_store import open_graph_store
+
+            return open_graph_store, (self.root,)
+        return super().__reduce__()
 
     def __len__(self) -> int:
         return len(self.dates)

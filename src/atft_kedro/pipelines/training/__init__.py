@@ -1,4 +1,4 @@
-"""Training phases 0-3 of ATFT-GAT-FAN (not built yet)."""
+"""Training phases 0-3 of ATFT-GAT-FAN with checkpoints and resume."""
 
 from .pipeline import create_pipeline
 

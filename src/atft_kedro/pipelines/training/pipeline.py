@@ -1,7 +1,23 @@
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
 
-from atft_kedro.pipelines.not_built import not_built_pipeline
+from . import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return not_built_pipeline("training", "phases 0-3, checkpoints and resume", "params:phase")
+    return Pipeline(
+        [
+            Node(
+                nodes.build_training_arrays,
+                ["model_input", "market_context", "feature_manifest"],
+                "training_arrays",
+                name="build_training_arrays",
+            ),
+            Node(
+                nodes.train_model,
+                ["training_arrays", "graphs", "splits", "feature_manifest", "checkpoints", "params:phase", "params:training"],
+                ["training_history", "model"],
+                name="train_model",
+            ),
+            Node(nodes.plot_training_history, "training_history", "training_history_plot", name="plot_training_history"),
+        ]
+    )

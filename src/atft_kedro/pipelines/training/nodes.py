@@ -1,0 +1,64 @@
+"""training nodes."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import polars as pl
+
+from atft_kedro.graph.store import GraphSet
+from atft_kedro.training.checkpoints import CheckpointStore
+from atft_kedro.training.data import TrainingArrays, build_arrays
+from atft_kedro.training.history import plot_history
+from atft_kedro.training.loop import PHASES, TrainConfig, train_phase
+
+log = logging.getLogger(__name__)
+
+
+def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_manifest: list[dict]) -> TrainingArrays:
+    names = [m["name"] for m in feature_manifest if not m["date_constant"]]
+    return build_arrays(model_input, market_context, names)
+
+
+def _phases(phase) -> list[int]:
+    if str(phase) == "all":
+        return sorted(PHASES)
+    try:
+        value = int(phase)
+    except (TypeError, ValueError):
+        value = None
+    if value not in PHASES:
+        raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
+    return [value]
+
+
+def split_indices(arrays: TrainingArrays, splits: pl.DataFrame, name: str, fold: int = 0) -> np.ndarray:
+    dates = splits.filter((pl.col("fold") == fold) & (pl.col("split") == name))["Date"].to_numpy().astype("datetime64[D]")
+    return np.flatnonzero(np.isin(arrays.dates, dates))
+
+
+def train_model(
+    training_arrays: TrainingArrays,
+    graphs: GraphSet,
+    splits: pl.DataFrame,
+    feature_manifest: list[dict],
+    checkpoints: CheckpointStore,
+    phase,
+    params: dict,
+):
+    """-> training_history (every phase in the store), model (best checkpoint of the last phase run)."""
+    cfg = TrainConfig(**params)
+    train_idx = split_indices(training_arrays, splits, "train")
+    val_idx = split_indices(training_arrays, splits, "val")
+    log.info("training on %d dates, validating on %d (%s mode)", len(train_idx), len(val_idx), cfg.mode)
+    for p in _phases(phase):
+        train_phase(p, training_arrays, graphs, train_idx, val_idx, cfg, checkpoints, feature_manifest)
+    rows = [row for p in checkpoints.phases() for row in checkpoints.load(p, "last")["history"]]
+    history = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+    last_phase = _phases(phase)[-1]
+    return history, checkpoints.load(last_phase, "best")
+
+
+def plot_training_history(training_history: pl.DataFrame):
+    return plot_history(training_history)

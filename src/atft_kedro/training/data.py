@@ -1,0 +1,141 @@
+"""Whole cross-sections as batches: the dense arrays training reads, and one date's batch.
+
+``TrainingArrays`` holds every (date, stock) of the model input in date-major dense arrays, so the
+feature windows of all stocks of date t are one slice ``features[t-T+1 : t+1, members]``. The arrays
+can be written as .npy files and memory-mapped: DataLoader workers then read them without copying.
+Nodes of date t are that date's stocks in Code order, the order of the date's graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from atft_kedro.graph.store import GraphSet
+
+TARGETS = ("target_1d", "target_5d", "target_10d", "target_20d")
+HORIZON_KEYS = ("1d", "5d", "10d", "20d")
+
+
+@dataclass(frozen=True)
+class TrainingArrays:
+    dates: np.ndarray  # [D] datetime64[D]
+    codes: np.ndarray  # [S] str
+    features: np.ndarray  # [D, S, F] float32 (0 where the stock is absent)
+    targets: np.ndarray  # [D, S, 4] float32 (NaN where unknown)
+    present: np.ndarray  # [D, S] bool
+    market: np.ndarray  # [D, M] float32
+    feature_names: tuple[str, ...]
+    root: str | None = None  # the folder when the arrays are memory maps of it
+
+    def __reduce__(self):
+        # pickled into DataLoader workers: reopen the memory maps there instead of copying arrays
+        return (TrainingArrays.open, (self.root,)) if self.root is not None else super().__reduce__()
+
+    def save(self, root: str | Path) -> None:
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        for name in ("dates", "codes", "features", "targets", "present", "market"):
+            np.save(root / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
+        (root / "feature_names.txt").write_text("\n".join(self.feature_names))
+
+    @classmethod
+    def open(cls, root: str | Path) -> "TrainingArrays":
+        path = Path(root)
+        mm = {n: np.load(path / f"{n}.npy", mmap_mode="r") for n in ("features", "targets", "present", "market")}
+        return cls(
+            dates=np.load(path / "dates.npy"), codes=np.load(path / "codes.npy"),
+            feature_names=tuple((path / "feature_names.txt").read_text().splitlines()), root=str(root), **mm,
+        )  # fmt: skip
+
+
+def build_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_names: list[str]) -> TrainingArrays:
+    dates = model_input["Date"].unique().sort()
+    codes = model_input["Code"].unique().sort()
+    d_idx = pl.DataFrame({"Date": dates, "_d": np.arange(len(dates))})
+    s_idx = pl.DataFrame({"Code": codes, "_s": np.arange(len(codes))})
+    mi = model_input.join(d_idx, on="Date").join(s_idx, on="Code")
+    d, s = mi["_d"].to_numpy(), mi["_s"].to_numpy()
+    features = np.zeros((len(dates), len(codes), len(feature_names)), dtype=np.float32)
+    features[d, s] = mi.select(feature_names).to_numpy().astype(np.float32)
+    targets = np.full((len(dates), len(codes), len(TARGETS)), np.nan, dtype=np.float32)
+    targets[d, s] = mi.select(TARGETS).fill_null(np.nan).to_numpy().astype(np.float32)
+    present = np.zeros((len(dates), len(codes)), dtype=bool)
+    present[d, s] = True
+    m_cols = [c for c in market_context.columns if c != "Date"]
+    market = d_idx.join(market_context, on="Date", how="left").sort("_d").select(m_cols).fill_null(0.0)
+    return TrainingArrays(
+        dates=dates.to_numpy().astype("datetime64[D]"), codes=codes.to_numpy().astype(str),
+        features=features, targets=targets, present=present,
+        market=market.to_numpy().astype(np.float32), feature_names=tuple(feature_names),
+    )  # fmt: skip
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # [N, T, F]
+    market: torch.Tensor  # [D, T, M]
+    date_of_node: torch.Tensor  # [N] int64 in 0..D-1
+    neighbors: torch.Tensor  # [N, K] int64, block-diagonal over the batch's dates
+    edge_attr: torch.Tensor  # [N, K, 3]
+    targets: dict[str, torch.Tensor]  # "1d" -> [N]
+    dates: list  # [D] numpy datetime64
+    codes: list  # [D] arrays of the dates' stock codes
+
+    def to(self, device) -> "Batch":
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.x), move(self.market), move(self.date_of_node), move(self.neighbors),
+                     move(self.edge_attr), {k: move(v) for k, v in self.targets.items()}, self.dates, self.codes)  # fmt: skip
+
+
+class DateDataset(torch.utils.data.Dataset):
+    """Item i = the whole cross-section of date ``date_indices[i]`` with its graph."""
+
+    def __init__(self, arrays: TrainingArrays, graphs: GraphSet, date_indices, window: int):
+        self.arrays, self.graphs, self.window = arrays, graphs, window
+        self.date_indices = np.asarray(date_indices)
+
+    def __len__(self) -> int:
+        return len(self.date_indices)
+
+    def __getitem__(self, i: int) -> dict:
+        a, t = self.arrays, int(self.date_indices[i])
+        members = np.flatnonzero(a.present[t])
+        lo = max(t - self.window + 1, 0)
+        x = np.zeros((len(members), self.window, a.features.shape[2]), dtype=np.float32)
+        x[:, self.window - (t + 1 - lo) :] = np.asarray(a.features[lo : t + 1, members]).transpose(1, 0, 2)  # (N, T, F)
+        market = np.zeros((self.window, a.market.shape[1]), dtype=np.float32)
+        market[self.window - (t + 1 - lo) :] = a.market[lo : t + 1]  # (T, M)
+        graph = self.graphs.graph(a.dates[t])
+        codes = a.codes[members]
+        if len(graph.codes) != len(codes) or not np.array_equal(graph.codes, codes):
+            raise ValueError(
+                f"the graph of {a.dates[t]} has {len(graph.codes)} stocks but the model input has {len(codes)}: "
+                "rebuild the graphs (kedro run --pipeline graph_construction) after data_engineering"
+            )
+        return {
+            "x": torch.from_numpy(x), "market": torch.from_numpy(market),
+            "neighbors": graph.neighbors, "edge_attr": graph.edge_attr,
+            "targets": torch.from_numpy(np.asarray(a.targets[t, members])), "date": a.dates[t], "codes": codes,
+        }  # fmt: skip
+
+
+def collate_dates(items: list[dict]) -> Batch:
+    """Stack several dates into one block-diagonal batch graph."""
+    offsets = np.cumsum([0] + [len(it["codes"]) for it in items])
+    neighbors = torch.cat([torch.where(it["neighbors"] >= 0, it["neighbors"] + int(off), -1) for it, off in zip(items, offsets)])
+    targets = torch.cat([it["targets"] for it in items])  # (N, 4)
+    return Batch(
+        x=torch.cat([it["x"] for it in items]),
+        market=torch.stack([it["market"] for it in items]),
+        date_of_node=torch.cat([torch.full((len(it["codes"]),), d, dtype=torch.int64) for d, it in enumerate(items)]),
+        neighbors=neighbors,
+        edge_attr=torch.cat([it["edge_attr"] for it in items]),
+        targets={h: targets[:, i] for i, h in enumerate(HORIZON_KEYS)},
+        dates=[it["date"] for it in items],
+        codes=[it["codes"] for it in items],
+    )

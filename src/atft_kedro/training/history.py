@@ -1,0 +1,38 @@
+"""The per-epoch training history as a picture."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+
+def plot_history(history: pl.DataFrame):
+    """Four panels over the epochs of every phase: train loss, validation RankIC per horizon,
+    GAT gradient norm and fusion gate, seconds per epoch."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    if history.height == 0:
+        fig.suptitle("no training history yet")
+        return fig
+    h = history.with_row_index("step")
+    x = h["step"].to_numpy()
+    axes[0, 0].plot(x, h["train_loss"], marker="o")
+    axes[0, 0].set_title("train loss")
+    for col in [c for c in h.columns if c.startswith("val_rank_ic_")]:
+        axes[0, 1].plot(x, h[col], marker="o", label=col.removeprefix("val_rank_ic_"))
+    axes[0, 1].axhline(0, color="grey", lw=0.5)
+    axes[0, 1].set_title("validation RankIC")
+    axes[0, 1].legend()
+    axes[1, 0].semilogy(x, h["gat_grad_norm"], marker="o", label="GAT grad norm")
+    ax2 = axes[1, 0].twinx()
+    ax2.plot(x, h["fusion_gate"], color="tab:orange", marker="s", label="fusion gate s")
+    axes[1, 0].set_title("GAT gradient norm (log) and fusion gate")
+    axes[1, 1].bar(x, h["seconds"])
+    axes[1, 1].set_title("seconds per epoch")
+    for ax in axes.flat:
+        for boundary in h.filter(pl.col("epoch") == 0)["step"].to_list()[1:]:
+            ax.axvline(boundary - 0.5, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel("epoch (all phases; dashed lines start a phase)")
+    return fig

@@ -1,0 +1,272 @@
+"""The training loop of one phase: whole cross-sections, early stopping on validation RankIC,
+best/last checkpoints every epoch, exact resume after an interruption.
+
+Phases (SPEC section 6): 0 baseline (temporal encoder, 1-day horizon), 1 + FAN/SAN and all
+horizons, 2 + GAT and gated fusion, 3 everything at a lower learning rate. Phase N > 0 starts from
+phase N-1's best checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm.auto import tqdm
+
+from atft_kedro.graph.store import GraphSet
+from atft_kedro.model import ATFTGATFAN, ModelConfig
+from atft_kedro.training.checkpoints import CheckpointStore
+from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, TrainingArrays, collate_dates
+from atft_kedro.training.losses import LossWeights, combined_loss
+
+log = logging.getLogger(__name__)
+
+PHASES = {
+    0: {"use_fan": False, "use_gat": False, "horizons": (1,), "lr_scale": 1.0},
+    1: {"use_fan": True, "use_gat": False, "horizons": (1, 5, 10, 20), "lr_scale": 1.0},
+    2: {"use_fan": True, "use_gat": True, "horizons": (1, 5, 10, 20), "lr_scale": 1.0},
+    3: {"use_fan": True, "use_gat": True, "horizons": (1, 5, 10, 20), "lr_scale": 0.1},
+}
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "safe"  # safe: one process, deterministic | optimized: multi-date batches, workers
+    epochs: int = 6
+    patience: int = 2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    window: int = 20
+    dates_per_batch: int = 1  # optimized mode stacks several dates per step
+    num_workers: int = 0  # optimized mode: DataLoader workers reading memory-mapped arrays
+    seed: int = 0
+    min_stocks: int = 20
+    rank_tau: float = 0.1
+    max_train_dates: int | None = None  # subsample of training dates per epoch (None: all)
+    max_bad_batch_fraction: float = 0.1  # more non-finite batches than this stops the run
+    early_stopping_weights: dict = field(default_factory=lambda: {"1d": 1.0})
+    loss_weights: dict = field(default_factory=lambda: asdict(LossWeights()))
+    model: dict = field(default_factory=dict)  # ModelConfig fields other than the data sizes
+    device: str = "auto"
+    resume: bool = True
+
+    def __post_init__(self):
+        if self.mode not in ("safe", "optimized"):
+            raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _loader(dataset: DateDataset, cfg: TrainConfig, shuffle_seed: int | None) -> torch.utils.data.DataLoader:
+    sampler = None
+    if shuffle_seed is not None:
+        g = torch.Generator().manual_seed(shuffle_seed)  # a function of (seed, epoch) only: exact resume
+        sampler = torch.randperm(len(dataset), generator=g).tolist()
+    per_batch = cfg.dates_per_batch if cfg.mode == "optimized" else 1
+    workers = cfg.num_workers if cfg.mode == "optimized" else 0
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=per_batch, sampler=sampler, collate_fn=collate_dates, num_workers=workers,
+        multiprocessing_context="spawn" if workers else None,  # never fork a process that runs Polars
+        persistent_workers=False, pin_memory=False,
+    )  # fmt: skip
+
+
+def _finite(batch: Batch) -> bool:
+    return bool(torch.isfinite(batch.x).all() and torch.isfinite(batch.market).all() and torch.isfinite(batch.edge_attr).all())
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@torch.no_grad()
+def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: torch.device) -> pl.DataFrame:
+    """Median forecasts (dropout off) for every date of ``dataset``: Date, Code, pred_{h}, target_{h}."""
+    model.eval()
+    frames = []
+    for batch in _loader(dataset, replace(cfg, mode="safe"), None):
+        b = batch.to(device)
+        with _autocast(device, cfg):
+            out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
+        cols = {f"pred_{h}": out[h][:, 2].float().cpu().numpy() for h in HORIZON_KEYS if h in out}
+        cols.update({f"target_{h}": batch.targets[h].numpy() for h in HORIZON_KEYS})
+        frames.append(pl.DataFrame({"Date": np.repeat(batch.dates[0], len(batch.codes[0])), "Code": batch.codes[0], **cols}))
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def daily_rank_ic(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[str, float]:
+    """Mean over dates of the Spearman correlation of prediction and target, per horizon."""
+    out = {}
+    for h in horizons:
+        p, y = f"pred_{h}", f"target_{h}"
+        ics = []
+        for _, g in predictions.select("Date", p, y).drop_nans().drop_nulls().group_by("Date"):
+            if g.height >= min_stocks:
+                ics.append(_spearman(g[p].to_numpy(), g[y].to_numpy()))
+        out[h] = float(np.mean(ics)) if ics else float("nan")
+    return out
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    enabled = device.type == "cuda" and cfg.mode == "optimized"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def build_model(arrays: TrainingArrays, cfg: TrainConfig, phase: int, device: torch.device) -> ATFTGATFAN:
+    backend = "auto" if cfg.mode == "optimized" else "torch"
+    mcfg = ModelConfig(n_features=arrays.features.shape[2], n_market=arrays.market.shape[1], gat_backend=backend, **cfg.model)
+    model = ATFTGATFAN(mcfg).to(device)
+    spec = PHASES[phase]
+    model.set_phase_switches(use_fan=spec["use_fan"], use_gat=spec["use_gat"], horizons=spec["horizons"])
+    return model
+
+
+def train_phase(
+    phase: int,
+    arrays: TrainingArrays,
+    graphs: GraphSet,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TrainConfig,
+    store: CheckpointStore,
+    manifest: list[dict],
+    *,
+    on_epoch_end=None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train one phase; returns its per-epoch history. Checkpoints go to ``store``."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
+    device = _device(cfg)
+    torch.manual_seed(cfg.seed)
+    if cfg.mode == "safe":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    model = build_model(arrays, cfg, phase, device)
+    spec = PHASES[phase]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr * spec["lr_scale"], weight_decay=cfg.weight_decay)
+    weights = LossWeights(**cfg.loss_weights)
+    horizons = [f"{h}d" for h in spec["horizons"]]
+    stop_weights = {h: w for h, w in cfg.early_stopping_weights.items() if h in horizons} or {horizons[0]: 1.0}
+    run_config = {"phase": phase, "train": asdict(cfg), "model": asdict(model.cfg)}
+
+    history: list[dict] = []
+    start_epoch, best, bad_epochs = 0, -math.inf, 0
+    if cfg.resume and store.exists(phase, "last") and not store.load(phase, "last")["finished"]:
+        state = store.load(phase, "last")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, best, bad_epochs, history = state["epoch"] + 1, state["best"], state["bad_epochs"], state["history"]
+        log.info("phase %d: resuming after epoch %d from %s", phase, state["epoch"], store.path(phase, "last"))
+    elif phase > 0:
+        if not store.exists(phase - 1, "best"):
+            raise TrainingError(
+                f"phase {phase} starts from phase {phase - 1}'s best checkpoint, and there is none at "
+                f"{store.path(phase - 1, 'best')}: run phase={phase - 1} first "
+                f"(kedro run --pipeline training --params phase={phase - 1}) or phase=all"
+            )
+        previous = store.load(phase - 1, "best")
+        model.load_state_dict(previous["model"])
+        log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
+                 phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
+
+    train_ds = DateDataset(arrays, graphs, train_idx, cfg.window)
+    val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order_seed = cfg.seed * 100_003 + phase * 1_009 + epoch
+        subset = train_ds
+        if cfg.max_train_dates and len(train_idx) > cfg.max_train_dates:
+            pick = np.sort(np.random.default_rng(order_seed).choice(len(train_idx), cfg.max_train_dates, replace=False))
+            subset = DateDataset(arrays, graphs, train_idx[pick], cfg.window)
+        sums = {"loss": 0.0, "pinball": 0.0, "rank_ic": 0.0, "ic": 0.0, "sharpe": 0.0}
+        steps = bad = 0
+        gat_norms = []
+        loader = _loader(subset, cfg, order_seed)
+        bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", disable=not progress, leave=False)
+        for batch in bar:
+            if not _finite(batch):
+                bad += 1
+                log.warning("phase %d epoch %d: non-finite input on %s, batch skipped", phase, epoch, [str(d) for d in batch.dates])
+                continue
+            b = batch.to(device)
+            with _autocast(device, cfg):
+                out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
+            out = {k: v.float() for k, v in out.items()}
+            loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=None,
+                                        min_stocks=cfg.min_stocks, tau=cfg.rank_tau)  # fmt: skip
+            if not torch.isfinite(loss):
+                bad += 1
+                log.warning("phase %d epoch %d: non-finite loss on %s, step skipped", phase, epoch, [str(d) for d in batch.dates])
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if model.use_gat:
+                grads = [p.grad.norm() for p in model.gat.parameters() if p.grad is not None]
+                gat_norms.append(float(torch.stack(grads).norm()) if grads else 0.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            steps += 1
+            sums["loss"] += float(loss.detach())
+            for k, v in parts.items():
+                sums[k] += v
+            bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}")
+        total = steps + bad
+        if total and bad / total > cfg.max_bad_batch_fraction:
+            raise TrainingError(
+                f"phase {phase} epoch {epoch}: {bad} of {total} batches had non-finite inputs or loss "
+                f"(limit {cfg.max_bad_batch_fraction:.0%}); check model_input and market_context for NaN/inf"
+            )
+        val = daily_rank_ic(predict(model, val_ds, cfg, device), horizons, cfg.min_stocks)
+        metric = sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())
+        row = {
+            "phase": phase, "epoch": epoch, "seconds": time.perf_counter() - t0, "steps": steps, "skipped": bad,
+            **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
+            **{f"val_rank_ic_{h}": val.get(h, float("nan")) for h in HORIZON_KEYS},
+            "val_metric": metric,
+            "gat_grad_norm": float(np.mean(gat_norms)) if gat_norms else float("nan"),
+            "fusion_gate": float(torch.sigmoid(model.fusion_gate)) if model.use_gat else float("nan"),
+        }  # fmt: skip
+        history.append(row)
+        improved = metric > best
+        if improved:
+            best, bad_epochs = metric, 0
+        else:
+            bad_epochs += 1
+        stop = bad_epochs > cfg.patience or epoch == cfg.epochs - 1
+        state = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
+            "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(), "finished": stop,
+            "config": run_config, "feature_manifest": manifest,
+        }  # fmt: skip
+        if improved:
+            store.save(phase, "best", state)
+        store.save(phase, "last", state)
+        log.info(
+            "phase %d epoch %d: loss %.4f, val RankIC %s, %.1f s%s",
+            phase, epoch, row["train_loss"], {h: round(v, 4) for h, v in val.items()}, row["seconds"],
+            " (best)" if improved else "",
+        )  # fmt: skip
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        if stop:
+            if bad_epochs > cfg.patience:
+                log.info("phase %d: early stop after epoch %d (best %.4f)", phase, epoch, best)
+            break
+    return history
