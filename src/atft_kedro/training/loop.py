@@ -115,7 +115,7 @@ def daily_rank_ic(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[
     for h in horizons:
         p, y = f"pred_{h}", f"target_{h}"
         ics = []
-        for _, g in predictions.select("Date", p, y).drop_nans().drop_nulls().group_by("Date"):
+        for _, g in predictions.select("Date", p, y).drop_nans().drop_nulls().group_by("Date", maintain_order=True):
             if g.height >= min_stocks:
                 ics.append(_spearman(g[p].to_numpy(), g[y].to_numpy()))
         out[h] = float(np.mean(ics)) if ics else float("nan")
@@ -241,7 +241,7 @@ def train_phase(
             **{f"val_rank_ic_{h}": val.get(h, float("nan")) for h in HORIZON_KEYS},
             "val_metric": metric,
             "gat_grad_norm": float(np.mean(gat_norms)) if gat_norms else float("nan"),
-            "fusion_gate": float(torch.sigmoid(model.fusion_gate)) if model.use_gat else float("nan"),
+            "fusion_gate": float(torch.sigmoid(model.fusion_gate.detach())) if model.use_gat else float("nan"),
         }  # fmt: skip
         history.append(row)
         improved = metric > best

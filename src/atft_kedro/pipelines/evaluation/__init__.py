@@ -1,4 +1,4 @@
-"""Metrics, backtest, baselines and the oracle (not built yet)."""
+"""Metrics, a cost-aware long-short backtest, baselines and the oracle, with plots."""
 
 from .pipeline import create_pipeline
 

@@ -1,7 +1,18 @@
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
 
-from atft_kedro.pipelines.not_built import not_built_pipeline
+from . import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return not_built_pipeline("evaluation", "metrics, backtest, baselines and the oracle", "params:source")
+    return Pipeline(
+        [
+            Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits"], "predictions", name="predict_test"),
+            Node(
+                nodes.evaluate,
+                ["predictions", "features", "model_input", "oracle_returns", "splits", "feature_manifest",
+                 "params:source", "params:evaluation"],
+                ["metrics", "evaluation_report", "cumulative_returns_plot", "rolling_ic_plot", "quantile_returns_plot"],
+                name="evaluate",
+            ),  # fmt: skip
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Metrics, the long-short backtest, baselines and plots."""

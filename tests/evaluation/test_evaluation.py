@@ -1,0 +1,120 @@
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from atft_kedro.evaluation.backtest import BacktestConfig, long_short_backtest
+from atft_kedro.evaluation.baselines import fit_ridge, ridge_scores
+from atft_kedro.evaluation.metrics import daily_scores, summarise
+from atft_kedro.evaluation.report import METRIC_KEYS, metrics_document
+
+D0 = dt.date(2024, 1, 1)
+
+
+def _frame(rows):
+    return pl.DataFrame(rows, schema=["Date", "Code", "s", "y"], orient="row")
+
+
+def test_ic_and_rank_ic_equal_scipy_and_pandas_with_ties_and_nan():
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in range(3):
+        s = np.round(rng.normal(size=25), 1)  # rounding makes ties
+        y = rng.normal(size=25)
+        y[3] = np.nan
+        s[7] = np.nan
+        rows += [(D0 + dt.timedelta(days=d), f"{i:04d}0", s[i], y[i]) for i in range(25)]
+    frame = _frame(rows).with_columns(pl.col("s").fill_nan(None))
+    d = daily_scores(frame, "s", "y", min_stocks=10)
+    pdf = frame.to_pandas().dropna()
+    expected_ic = [np.corrcoef(g.s, g.y)[0, 1] for _, g in pdf.groupby("Date")]
+    expected_ric = [stats.spearmanr(g.s, g.y).statistic for _, g in pdf.groupby("Date")]
+    np.testing.assert_allclose(d.ic, expected_ic, rtol=1e-10)
+    np.testing.assert_allclose(d.rank_ic, expected_ric, rtol=1e-10)
+    assert d.pairs == len(pdf)
+    summary = summarise(d)
+    assert summary["icir"] == pytest.approx(np.mean(expected_ic) / np.std(expected_ic, ddof=1))
+
+
+def test_too_few_stocks_dates_are_skipped_and_counted():
+    rows = [(D0, f"{i}", float(i), float(i)) for i in range(30)]
+    rows += [(D0 + dt.timedelta(days=1), f"{i}", float(i), -float(i)) for i in range(5)]
+    d = daily_scores(_frame(rows), "s", "y", min_stocks=20)
+    assert len(d.ic) == 1 and d.skipped_dates == 1
+    assert summarise(d)["rank_ic"] == pytest.approx(1.0)  # not (1 + 0) / 2
+
+
+def test_backtest_return_turnover_and_cost_by_hand():
+    # 4 stocks, quantile 0.25 -> one long, one short; three daily rebalances
+    s = {0: [4, 3, 2, 1], 1: [4, 3, 2, 1], 2: [1, 2, 3, 4]}
+    y = {0: [0.03, 0.0, 0.0, -0.01], 1: [0.02, 0.0, 0.0, 0.01], 2: [0.0, 0.0, 0.0, 0.05]}
+    rows = [(D0 + dt.timedelta(days=d), c, float(s[d][i]), y[d][i]) for d in range(3) for i, c in enumerate("ABCD")]
+    r = long_short_backtest(_frame(rows), "s", "y", 1, BacktestConfig(quantile=0.25, cost_bp=10, min_stocks=4))
+    # day 0: long A short D: 0.03 - (-0.01) = 0.04, turnover 2 (from flat)
+    # day 1: same book: 0.02 - 0.01 = 0.01, turnover 0
+    # day 2: long D short A: 0.05 - 0.0 = 0.05, turnover 4
+    np.testing.assert_allclose(r.gross, [0.04, 0.01, 0.05])
+    np.testing.assert_allclose(r.turnover, [2.0, 0.0, 4.0])
+    np.testing.assert_allclose(r.net, [0.04 - 0.002, 0.01, 0.05 - 0.004])
+    summary = r.summary()
+    curve = np.cumprod(1 + r.net)
+    assert summary["ls_ann_return"] == pytest.approx(curve[-1] ** (252 / 3) - 1)
+    assert summary["max_drawdown"] == 0.0
+    assert summary["turnover"] == pytest.approx(2.0)
+
+
+def test_missing_exit_price_counts_flat_and_holding_does_not_overlap():
+    rows = []
+    for d in range(10):
+        for i, c in enumerate("ABCDE"):
+            rows.append((D0 + dt.timedelta(days=d), c, float(i), 0.01 * (i - 2) if c != "E" else None))
+    r = long_short_backtest(_frame(rows), "s", "y", 5, BacktestConfig(quantile=0.2, cost_bp=0, min_stocks=5))
+    assert r.dates == [D0, D0 + dt.timedelta(days=5)]  # every 5th date for h = 5
+    np.testing.assert_allclose(r.gross, [0.0 - (-0.02)] * 2)  # long E (no exit price: 0), short A
+
+
+def test_a_prediction_at_t_only_meets_returns_after_t():
+    rng = np.random.default_rng(3)
+    rows = [(D0 + dt.timedelta(days=d), f"{i:02d}", float(rng.normal()), float(rng.normal()) * 0.01) for d in range(12) for i in range(30)]
+    base = _frame(rows)
+    cfg = BacktestConfig(quantile=0.2, cost_bp=0, min_stocks=10)
+    a = long_short_backtest(base, "s", "y", 1, cfg)
+    day = D0 + dt.timedelta(days=6)
+    changed = base.with_columns(pl.when(pl.col("Date") == day).then(-pl.col("s")).otherwise(pl.col("s")).alias("s"))
+    b = long_short_backtest(changed, "s", "y", 1, cfg)
+    differs = ~np.isclose(a.gross, b.gross)
+    assert differs.tolist() == [d == day for d in a.dates]  # only the period that starts at t moves
+    # and the period's return is the forward target of the chosen stocks
+    g = base.filter(pl.col("Date") == day).sort("s", "Code")
+    assert a.gross[6] == pytest.approx(g.tail(6)["y"].mean() - g.head(6)["y"].mean())
+
+
+def test_too_few_stocks_on_a_rebalance_date_is_skipped_and_counted():
+    rows = [(D0, c, float(i), 0.01) for i, c in enumerate("ABCDE")] + [(D0 + dt.timedelta(days=1), "A", 1.0, 0.01)]
+    r = long_short_backtest(_frame(rows), "s", "y", 1, BacktestConfig(min_stocks=5))
+    assert len(r.net) == 1 and r.skipped_dates == 1
+
+
+def test_ridge_is_fitted_on_training_dates_only():
+    rng = np.random.default_rng(0)
+    n = 400
+    dates = [D0 + dt.timedelta(days=i % 20) for i in range(n)]
+    x = rng.normal(size=(20, 20))
+    x = (x - x.mean(axis=1, keepdims=True)).T.reshape(-1)  # zero mean on every date
+    y = np.where(np.array([d.day for d in dates]) < 11, x, -x)  # the relation flips after day 10
+    mi = pl.DataFrame({"Date": dates, "f": x, "target_1d": y})
+    train = [D0 + dt.timedelta(days=i) for i in range(10)]
+    coef = fit_ridge(mi, ["f"], "target_1d", train, alpha=1e-6)
+    assert coef[0] == pytest.approx(1.0, abs=1e-6)
+    assert np.corrcoef(ridge_scores(mi, ["f"], coef), x)[0, 1] == pytest.approx(1.0)
+
+
+def test_metrics_document_has_the_spec_shape():
+    row = {k: 0.1 for k in METRIC_KEYS}
+    doc = metrics_document({"1d": {"model": row, "oracle": {**row, "ic": float("nan")}}})
+    assert list(doc) == ["horizons"]
+    assert list(doc["horizons"]["1d"]["model"]) == list(METRIC_KEYS)
+    assert doc["horizons"]["1d"]["oracle"]["ic"] is None
+    assert set(METRIC_KEYS) == {"ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_ann_return", "max_drawdown", "turnover"}

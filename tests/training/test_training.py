@@ -1,0 +1,101 @@
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from atft_kedro.pipelines.training.nodes import split_indices
+from atft_kedro.training.checkpoints import CheckpointStore
+from atft_kedro.training.data import DateDataset, collate_dates
+from atft_kedro.training.loop import TrainingError, train_phase
+
+from .conftest import small_config
+
+
+def _idx(prepared):
+    a, s = prepared["arrays"], prepared["splits"]
+    return split_indices(a, s, "train"), split_indices(a, s, "val")[:15]
+
+
+def _train(prepared, store, phase=0, **kw):
+    train_idx, val_idx = _idx(prepared)
+    cfg = small_config(**{k: v for k, v in kw.items() if k != "on_epoch_end"})
+    return train_phase(phase, prepared["arrays"], prepared["graphs"], train_idx, val_idx, cfg, store,
+                       prepared["manifest"], on_epoch_end=kw.get("on_epoch_end"), progress=False)  # fmt: skip
+
+
+def _without_seconds(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def test_batches_are_whole_cross_sections_with_block_diagonal_graphs(prepared):
+    a, g = prepared["arrays"], prepared["graphs"]
+    ds = DateDataset(a, g, [100, 101], window=20)
+    batch = collate_dates([ds[0], ds[1]])
+    n0, n1 = len(batch.codes[0]), len(batch.codes[1])
+    assert n0 == int(a.present[100].sum()) and batch.x.shape == (n0 + n1, 20, a.features.shape[2])
+    first, second = batch.neighbors[:n0], batch.neighbors[n0:]
+    assert first.max() < n0 and (second[second >= 0] >= n0).all()
+    assert batch.market.shape == (2, 20, a.market.shape[1])
+    assert batch.date_of_node.tolist() == [0] * n0 + [1] * n1
+
+
+def test_two_safe_runs_with_one_seed_are_identical(prepared, tmp_path):
+    a = _train(prepared, CheckpointStore(tmp_path / "a"))
+    b = _train(prepared, CheckpointStore(tmp_path / "b"))
+    assert len(a) == 2
+    np.testing.assert_equal(_without_seconds(a), _without_seconds(b))  # NaN-aware
+    wa, wb = CheckpointStore(tmp_path / "a").load(0, "last")["model"], CheckpointStore(tmp_path / "b").load(0, "last")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path):
+    whole = CheckpointStore(tmp_path / "whole")
+    _train(prepared, whole, epochs=3)
+
+    def kill_after_first_epoch(epoch):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    broken = CheckpointStore(tmp_path / "broken")
+    with pytest.raises(KeyboardInterrupt):
+        _train(prepared, broken, epochs=3, on_epoch_end=kill_after_first_epoch)
+    assert broken.load(0, "last")["epoch"] == 0 and not broken.load(0, "last")["finished"]
+    history = _train(prepared, broken, epochs=3)
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    a, b = whole.load(0, "last")["model"], broken.load(0, "last")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_equal(_without_seconds(whole.load(0, "last")["history"]), _without_seconds(history))
+
+
+def test_phase_two_without_phase_one_is_a_clear_error(prepared, tmp_path):
+    with pytest.raises(TrainingError, match=r"run phase=1 first \(kedro run --pipeline training --params phase=1\)"):
+        _train(prepared, CheckpointStore(tmp_path), phase=2)
+
+
+def test_phase_chain_starts_from_the_previous_best(prepared, tmp_path, caplog):
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store, phase=0, epochs=1)
+    with caplog.at_level("INFO"):
+        history = _train(prepared, store, phase=1, epochs=1)
+    assert "starting from phase 0's best checkpoint" in caplog.text
+    assert not math.isnan(history[0]["val_rank_ic_20d"])  # phase 1 validates every horizon
+    history = _train(prepared, store, phase=2, epochs=1)
+    assert history[0]["gat_grad_norm"] > 1e-6
+    assert 0.0 < history[0]["fusion_gate"] < 1.0
+
+
+def test_non_finite_inputs_are_reported_and_skipped_or_stop_the_run(prepared, tmp_path, caplog):
+    a = prepared["arrays"]
+    features = np.array(a.features)
+    train_idx, _ = _idx(prepared)
+    bad_day = int(train_idx[3])
+    features[bad_day, np.flatnonzero(a.present[bad_day])[0], 0] = np.nan
+    poisoned = {**prepared, "arrays": type(a)(**{**a.__dict__, "features": features})}
+    with caplog.at_level("WARNING"):
+        history = _train(poisoned, CheckpointStore(tmp_path / "a"), epochs=1, max_train_dates=None, max_bad_batch_fraction=0.5)
+    assert "non-finite input" in caplog.text
+    assert history[0]["skipped"] >= 1  # the poisoned date (and the 19 after it, whose windows hold it)
+    with pytest.raises(TrainingError, match="batches had non-finite inputs or loss"):
+        _train(poisoned, CheckpointStore(tmp_path / "b"), epochs=1, max_train_dates=None, max_bad_batch_fraction=0.0)
