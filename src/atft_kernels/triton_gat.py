@@ -33,6 +33,19 @@ _NEG = -1.0e30  # masked logits: a large negative number, not -inf (exp(-inf - -
 
 
 @triton.jit
+def _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, k, K, HEADS, head,
+                 HAS_EDGE: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+    """Slot k of every row of the block: (source index j, 0 on padding; valid; pre-activation e)."""
+    j = tl.load(nbr_ptr + rows * K + k, mask=row_mask, other=-1).to(tl.int64)
+    valid = j >= 0
+    j = tl.where(valid, j, 0)
+    e = s_dst + tl.load(s_src_ptr + j * HEADS + head, mask=valid, other=0.0).to(ACC)
+    if HAS_EDGE:
+        e += tl.load(edge_ptr + (rows * K + k) * HEADS + head, mask=valid, other=0.0).to(ACC)
+    return j, valid, e
+
+
+@triton.jit
 def _gat_fwd(
     h_ptr,  # [N, H, C] projected node features
     s_src_ptr,  # [N, H] source attention terms
@@ -67,12 +80,7 @@ def _gat_fwd(
     l = tl.zeros([BLOCK_N], ACC)
     acc = tl.zeros([BLOCK_N, BLOCK_C], ACC)
     for k in range(0, K):
-        j = tl.load(nbr_ptr + rows * K + k, mask=row_mask, other=-1).to(tl.int64)
-        valid = j >= 0
-        j = tl.where(valid, j, 0)
-        e = s_dst + tl.load(s_src_ptr + j * HEADS + head, mask=valid, other=0.0).to(ACC)
-        if HAS_EDGE:
-            e += tl.load(edge_ptr + (rows * K + k) * HEADS + head, mask=valid, other=0.0).to(ACC)
+        j, valid, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, k, K, HEADS, head, HAS_EDGE, ACC)
         z = tl.where(valid, tl.where(e > 0, e, e * negative_slope), _NEG)
         m_new = tl.maximum(m, z)
         scale = tl.exp(m - m_new)
@@ -141,12 +149,7 @@ def _gat_bwd(
     inv_l = tl.where(l > 0, 1.0 / tl.where(l > 0, l, 1.0), 0.0)
     ds_dst = tl.zeros([BLOCK_N], ACC)
     for k in range(0, K):
-        j = tl.load(nbr_ptr + rows * K + k, mask=row_mask, other=-1).to(tl.int64)
-        valid = j >= 0
-        j = tl.where(valid, j, 0)
-        e = s_dst + tl.load(s_src_ptr + j * HEADS + head, mask=valid, other=0.0).to(ACC)
-        if HAS_EDGE:
-            e += tl.load(edge_ptr + (rows * K + k) * HEADS + head, mask=valid, other=0.0).to(ACC)
+        j, valid, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, k, K, HEADS, head, HAS_EDGE, ACC)
         z = tl.where(e > 0, e, e * negative_slope)
         alpha = tl.where(valid, tl.exp(tl.where(valid, z - m, 0.0)) * inv_l, 0.0)
         xmask = valid[:, None] & col_mask[None, :]

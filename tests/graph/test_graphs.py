@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import polars as pl
 import pytest
 
@@ -153,3 +154,21 @@ def test_bad_config_is_a_clear_error():
         GraphConfig(method="spearman")
     with pytest.raises(ValueError, match=r"min_periods must be in \[1, window=60\]"):
         GraphConfig(min_periods=100)
+
+
+def test_fast_knn_equals_the_all_float64_top_k():
+    from atft_kedro.graph.correlation import knn_from_correlation, knn_graph, standardised_window
+
+    rng = np.random.default_rng(5)
+    factor = rng.normal(size=(60, 1)) * 0.01
+    window = factor * rng.uniform(0, 2, size=(1, 500)) + rng.normal(size=(60, 500)) * 0.02
+    window[rng.random((60, 500)) < 0.05] = np.nan
+    window[:40, :7] = np.nan  # short histories
+    xs, ok = standardised_window(window, np.ones(60), 40)
+    rho = xs.t() @ xs
+    rho.fill_diagonal_(0.0)
+    a_nb, a_rho = knn_from_correlation(rho, ok, 20, 0.05)
+    b_nb, b_rho = knn_graph(xs, ok, 20, 0.05)
+    assert torch.equal(a_nb, b_nb)
+    torch.testing.assert_close(a_rho, b_rho, rtol=0, atol=1e-12)
+    assert (a_nb[:7] == -1).all() and (a_nb >= 0).any()

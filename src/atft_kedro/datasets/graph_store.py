@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 import numpy as np
-from kedro.io import AbstractDataset
 
-from atft_kedro.datasets._atomic import atomic_folder
+from atft_kedro.datasets._base import PathDataset, atomic_folder
 from atft_kedro.graph.store import GraphSet
 
 _ARRAYS = ("dates", "offsets", "codes", "neighbors", "edge_attr")
@@ -24,7 +22,7 @@ def open_graph_store(root: str) -> GraphSet:
     return GraphSet(**arrays, config=meta["config"], root=root)
 
 
-class GraphStoreDataset(AbstractDataset[GraphSet, GraphSet]):
+class GraphStoreDataset(PathDataset):
     """Every date's stock graph in one folder; loading maps the arrays, so reading one date's
     graph (``GraphSet.graph(date)``) touches only that date's rows.
 
@@ -39,13 +37,6 @@ class GraphStoreDataset(AbstractDataset[GraphSet, GraphSet]):
     Saving writes into a temporary folder beside the target and renames it into place, so an
     interrupted save never leaves a half-written store behind.
     """
-
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = PurePosixPath(filepath)
-        self.metadata = metadata
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
 
     def _exists(self) -> bool:
         return (Path(self._filepath) / "meta.json").exists()

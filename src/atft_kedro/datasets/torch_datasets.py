@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 import torch
-from kedro.io import AbstractDataset
 
-from atft_kedro.datasets._atomic import atomic_folder
+from atft_kedro.datasets._base import PathDataset, atomic_folder
 from atft_kedro.training.checkpoints import CheckpointStore, atomic_torch_save
 from atft_kedro.training.data import TrainingArrays
 
 
-class TrainingArraysDataset(AbstractDataset[TrainingArrays, TrainingArrays]):
+class TrainingArraysDataset(PathDataset):
     """Dense [date, stock, feature] arrays as a folder of .npy files, loaded as memory maps.
 
     .. code-block:: yaml
@@ -22,13 +20,6 @@ class TrainingArraysDataset(AbstractDataset[TrainingArrays, TrainingArrays]):
           type: atft_kedro.datasets.TrainingArraysDataset
           filepath: data/05_model_input/training_arrays
     """
-
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = PurePosixPath(filepath)
-        self.metadata = metadata
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
 
     def _exists(self) -> bool:
         return (Path(self._filepath) / "feature_names.txt").exists()
@@ -41,7 +32,7 @@ class TrainingArraysDataset(AbstractDataset[TrainingArrays, TrainingArrays]):
             data.save(tmp)
 
 
-class CheckpointStoreDataset(AbstractDataset[CheckpointStore, None]):
+class CheckpointStoreDataset(PathDataset):
     """A handle on the folder of every phase's best and last checkpoints. Training writes into it
     during the run (every epoch), which is what lets an interrupted run resume.
 
@@ -52,13 +43,6 @@ class CheckpointStoreDataset(AbstractDataset[CheckpointStore, None]):
           filepath: data/06_models/checkpoints
     """
 
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = PurePosixPath(filepath)
-        self.metadata = metadata
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
-
     def load(self) -> CheckpointStore:
         return CheckpointStore(str(self._filepath))
 
@@ -66,7 +50,7 @@ class CheckpointStoreDataset(AbstractDataset[CheckpointStore, None]):
         raise NotImplementedError("checkpoints are written by the training loop through the store it loads")
 
 
-class TorchCheckpointDataset(AbstractDataset[dict, dict]):
+class TorchCheckpointDataset(PathDataset):
     """One checkpoint dict (tensors and plain values), saved atomically, loaded with weights_only.
 
     .. code-block:: yaml
@@ -75,13 +59,6 @@ class TorchCheckpointDataset(AbstractDataset[dict, dict]):
           type: atft_kedro.datasets.TorchCheckpointDataset
           filepath: data/06_models/model.pt
     """
-
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = PurePosixPath(filepath)
-        self.metadata = metadata
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
 
     def _exists(self) -> bool:
         return Path(self._filepath).exists()

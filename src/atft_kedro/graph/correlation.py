@@ -6,7 +6,7 @@ returns are standardised on the days it has one; a missing day counts as its win
 nothing to any covariance). Stocks with fewer than ``min_periods`` returns in the window get no
 neighbours and are nobody's neighbour: no edge is ever made up.
 
-    rho = Xw^T Xw / sqrt(diag diag^T)       one matrix product per date, Xw = sqrt(w) (X - mean)
+    rho = Xs^T Xs          one matrix product per date, Xs = sqrt(w) (X - mean) / norm, per column
 
 ``method="pearson"`` weighs the window equally; ``"ewm_shrunk"`` uses exponential weights (half-life
 ``halflife``) and shrinks every correlation toward 0 by ``shrinkage`` (a Ledoit-Wolf-style target of
@@ -134,6 +134,37 @@ def knn_from_correlation(rho: torch.Tensor, ok: torch.Tensor, k: int, threshold:
     return neighbors, slot_rho
 
 
+def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, margin: int = 8):
+    """Top-k neighbours from standardised returns ``xs [W, N]`` (float64), fast and exact.
+
+    The one N x N product and the top-k scan run in float32, keeping ``k + margin`` candidates per
+    stock; their correlations are then recomputed in float64 (N x (k + margin) dot products) and the
+    final top-k is taken on those. The result equals the all-float64 ``knn_from_correlation`` unless
+    more than ``margin`` correlations sit within float32 rounding (~1e-7) of the k-th one.
+    """
+    n = xs.shape[1]
+    kc = min(k + margin, max(n - 1, 0))
+    if kc <= k:  # a small cross-section: do it all in float64
+        rho = xs.t() @ xs
+        rho.fill_diagonal_(0.0)
+        return knn_from_correlation(rho, ok, k, threshold)
+    x32 = xs.to(torch.float32)
+    score = (x32.t() @ x32).abs_()  # (N, N) float32: the one matrix product per date
+    score.fill_diagonal_(-1.0)
+    cand = torch.topk(score, kc, dim=1).indices  # (N, kc)
+    exact = (xs.t().unsqueeze(1) * xs.t()[cand]).sum(-1)  # (N, kc) float64 rho of the candidates
+    exact = torch.where(cand == torch.arange(n)[:, None], torch.zeros_like(exact), exact)
+    order = torch.sort(exact.abs(), dim=1, descending=True, stable=True).indices[:, :k]
+    index = torch.gather(cand, 1, order)
+    rho = torch.gather(exact, 1, order)
+    keep = (rho.abs() >= threshold) & (rho.abs() > 0) & ok[:, None] & ok[index]
+    neighbors = torch.full((n, k), -1, dtype=torch.int64)
+    slot_rho = torch.zeros((n, k), dtype=xs.dtype)
+    neighbors[:, : index.shape[1]] = torch.where(keep, index, -1)
+    slot_rho[:, : index.shape[1]] = torch.where(keep, rho, 0.0)
+    return neighbors, slot_rho
+
+
 def _edge_attr(neighbors: np.ndarray, slot_rho: np.ndarray, sector: np.ndarray, market: np.ndarray) -> np.ndarray:
     valid = neighbors >= 0
     j = np.where(valid, neighbors, 0)
@@ -183,8 +214,7 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
                 pad = np.full((cfg.window - window.shape[0], len(members)), np.nan)
                 window = np.vstack([pad, window])
             xs, ok = standardised_window(window, weights, cfg.min_periods, shrink)
-            rho = xs.t() @ xs  # (N_t, N_t): the one matrix product per date
-            nbrs_t, rho_t = knn_from_correlation(rho, ok, cfg.k, cfg.threshold)
+            nbrs_t, rho_t = knn_graph(xs, ok, cfg.k, cfg.threshold)
             nbrs, slot_rho = nbrs_t.numpy(), rho_t.numpy()
             last = (codes, nbrs, slot_rho)
         else:

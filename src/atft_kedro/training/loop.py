@@ -8,6 +8,7 @@ phase N-1's best checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -40,7 +41,7 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    mode: str = "safe"  # safe: one process, deterministic | optimized: multi-date batches, workers
+    mode: str = "safe"  # safe: one process, one thread, deterministic | optimized: multi-date batches, all threads, workers
     epochs: int = 6
     patience: int = 2
     lr: float = 1e-3
@@ -136,6 +137,19 @@ def build_model(arrays: TrainingArrays, cfg: TrainConfig, phase: int, device: to
     return model
 
 
+@contextlib.contextmanager
+def _threads_for(mode: str):
+    """Safe mode runs on one CPU thread, as the seed's safe mode did: results then do not depend on
+    the machine's core count, and nothing can oversubscribe. Optimized mode keeps every thread."""
+    threads = torch.get_num_threads()
+    if mode == "safe":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_phase(
     phase: int,
     arrays: TrainingArrays,
@@ -150,6 +164,11 @@ def train_phase(
     progress: bool = True,
 ) -> list[dict]:
     """Train one phase; returns its per-epoch history. Checkpoints go to ``store``."""
+    with _threads_for(cfg.mode):
+        return _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress)
+
+
+def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress) -> list[dict]:
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
     device = _device(cfg)
