@@ -99,3 +99,14 @@ def test_non_finite_inputs_are_reported_and_skipped_or_stop_the_run(prepared, tm
     assert history[0]["skipped"] >= 1  # the poisoned date (and the 19 after it, whose windows hold it)
     with pytest.raises(TrainingError, match="batches had non-finite inputs or loss"):
         _train(poisoned, CheckpointStore(tmp_path / "b"), epochs=1, max_train_dates=None, max_bad_batch_fraction=0.0)
+
+
+def test_a_run_without_any_valid_validation_date_still_keeps_a_best_checkpoint(prepared, tmp_path):
+    """min_stocks above every cross-section: validation RankIC is NaN on every epoch, never a crash,
+    and the first epoch is kept as best so that the next phase can start."""
+    train_idx, val_idx = _idx(prepared)
+    store = CheckpointStore(tmp_path)
+    cfg = small_config(epochs=2, min_stocks=10_000)
+    history = train_phase(0, prepared["arrays"], prepared["graphs"], train_idx, val_idx, cfg, store, prepared["manifest"], progress=False)
+    assert all(math.isnan(row["val_metric"]) for row in history)
+    assert store.load(0, "best")["epoch"] == 0

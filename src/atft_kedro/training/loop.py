@@ -19,6 +19,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from atft_kedro.evaluation.metrics import daily_scores, summarise
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
 from atft_kedro.training.checkpoints import CheckpointStore
@@ -90,11 +91,6 @@ def _finite(batch: Batch) -> bool:
     return bool(torch.isfinite(batch.x).all() and torch.isfinite(batch.market).all() and torch.isfinite(batch.edge_attr).all())
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 @torch.no_grad()
 def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: torch.device) -> pl.DataFrame:
     """Median forecasts (dropout off) for every date of ``dataset``: Date, Code, pred_{h}, target_{h}."""
@@ -111,16 +107,11 @@ def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: t
 
 
 def daily_rank_ic(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[str, float]:
-    """Mean over dates of the Spearman correlation of prediction and target, per horizon."""
-    out = {}
-    for h in horizons:
-        p, y = f"pred_{h}", f"target_{h}"
-        ics = []
-        for _, g in predictions.select("Date", p, y).drop_nans().drop_nulls().group_by("Date", maintain_order=True):
-            if g.height >= min_stocks:
-                ics.append(_spearman(g[p].to_numpy(), g[y].to_numpy()))
-        out[h] = float(np.mean(ics)) if ics else float("nan")
-    return out
+    """Mean over dates of the Spearman correlation of prediction and target, per horizon (the
+    evaluation's own metric, so validation and test are measured alike)."""
+    return {
+        h: summarise(daily_scores(predictions, f"pred_{h}", f"target_{h}", min_stocks))["rank_ic"] for h in horizons
+    }
 
 
 def _autocast(device: torch.device, cfg: TrainConfig):
@@ -263,9 +254,10 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             "fusion_gate": float(torch.sigmoid(model.fusion_gate.detach())) if model.use_gat else float("nan"),
         }  # fmt: skip
         history.append(row)
-        improved = metric > best
+        score = metric if math.isfinite(metric) else -math.inf  # no valid validation date: worst
+        improved = score > best or len(history) == 1  # the first epoch of a run is always kept
         if improved:
-            best, bad_epochs = metric, 0
+            best, bad_epochs = score, 0
         else:
             bad_epochs += 1
         stop = bad_epochs > cfg.patience or epoch == cfg.epochs - 1
