@@ -24,6 +24,8 @@ class GATLayer(nn.Module):
         in_dim: input features per node. heads, head_dim: H and C; output is ``H*C``.
         edge_dim: edge attributes per slot (3: rho, same sector, same market).
         dropout: dropout on the input features (the fused op has no attention dropout).
+        edge_dropout: in training, the share of neighbour slots dropped (set to padding) at random
+            on each call (DropEdge); attention then renormalises over the slots that remain.
         negative_slope: LeakyReLU slope. gate_init: initial pre-sigmoid gate (0 -> 0.5).
         backend: passed to ``gat_attention``.
 
@@ -39,6 +41,7 @@ class GATLayer(nn.Module):
         head_dim: int = 16,
         edge_dim: int | None = 3,
         dropout: float = 0.0,
+        edge_dropout: float = 0.0,
         negative_slope: float = 0.2,
         gate_init: float = 0.0,
         bias: bool = True,
@@ -57,6 +60,7 @@ class GATLayer(nn.Module):
         self.gate = nn.Parameter(torch.empty(()))
         self.bias = nn.Parameter(torch.empty(out_dim)) if bias else None
         self.dropout = nn.Dropout(dropout)
+        self.edge_dropout = edge_dropout
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -76,6 +80,9 @@ class GATLayer(nn.Module):
 
         n = x.shape[0]
         x = self.dropout(x)
+        if self.training and self.edge_dropout > 0:
+            drop = torch.rand(neighbors.shape, device=neighbors.device) < self.edge_dropout
+            neighbors = neighbors.masked_fill(drop, -1)
         h = self.lin(x).view(n, self.heads, self.head_dim)  # (N, H, C)
         s_src = (h * self.att_src).sum(-1)  # (N, H)
         s_dst = (h * self.att_dst).sum(-1)  # (N, H)

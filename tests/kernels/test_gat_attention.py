@@ -192,3 +192,17 @@ def test_gat_layer_backends_agree_and_train(device):
     assert layer.gate.grad.abs() > 0
     layer.reset_parameters()
     assert layer.gate.item() == 0.0
+
+
+def test_edge_dropout_only_in_training():
+    torch.manual_seed(2)
+    layer = GATLayer(12, heads=2, head_dim=4, edge_dim=3, edge_dropout=1.0, backend="torch")
+    x = torch.randn(30, 12)
+    _, neighbors = make_inputs(30, 1, 1, 5, pad=0.0)
+    edge_attr = torch.randn(30, 5, 3)
+    layer.train()
+    all_dropped = layer(x, neighbors, edge_attr)  # every slot dropped: only the gated residual is left
+    expected = torch.sigmoid(layer.gate) * layer.lin_res(x) + layer.bias
+    torch.testing.assert_close(all_dropped, expected)
+    layer.eval()
+    assert not torch.allclose(layer(x, neighbors, edge_attr), expected)

@@ -41,6 +41,7 @@ class ModelConfig:
     gat_layers: int = 2
     edge_dim: int = 3
     dropout: float = 0.1
+    gat_edge_dropout: float = 0.0
     fan_top_k: int = 3
     san_slice: int = 5
     gat_init_scale: float = 3.0
@@ -58,7 +59,8 @@ class GraphBlock(nn.Module):
         if cfg.d_model % cfg.gat_heads:
             raise ValueError(f"d_model={cfg.d_model} must be divisible by gat_heads={cfg.gat_heads}")
         self.layers = nn.ModuleList(
-            GATLayer(cfg.d_model, cfg.gat_heads, cfg.d_model // cfg.gat_heads, cfg.edge_dim, cfg.dropout, backend=cfg.gat_backend)
+            GATLayer(cfg.d_model, cfg.gat_heads, cfg.d_model // cfg.gat_heads, cfg.edge_dim, cfg.dropout,
+                     edge_dropout=cfg.gat_edge_dropout, backend=cfg.gat_backend)  # fmt: skip
             for _ in range(cfg.gat_layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in range(cfg.gat_layers))
