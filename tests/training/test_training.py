@@ -1,13 +1,11 @@
 import math
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
-from atft_kedro.pipelines.training.nodes import split_indices
 from atft_kedro.training.checkpoints import CheckpointStore
-from atft_kedro.training.data import DateDataset, collate_dates
+from atft_kedro.training.data import DateDataset, collate_dates, split_indices
 from atft_kedro.training.loop import TrainingError, train_phase
 
 from .conftest import small_config

@@ -53,6 +53,12 @@ class TrainingArrays:
         )  # fmt: skip
 
 
+def split_indices(arrays: TrainingArrays, splits: pl.DataFrame, name: str, fold: int = 0) -> np.ndarray:
+    """Indices into ``arrays.dates`` of one split (train, val or test) of one fold."""
+    dates = splits.filter((pl.col("fold") == fold) & (pl.col("split") == name))["Date"].to_numpy().astype("datetime64[D]")
+    return np.flatnonzero(np.isin(arrays.dates, dates))
+
+
 def build_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_names: list[str]) -> TrainingArrays:
     dates = model_input["Date"].unique().sort()
     codes = model_input["Code"].unique().sort()

@@ -14,8 +14,7 @@ from atft_kedro.evaluation.metrics import daily_scores, summarise
 from atft_kedro.evaluation.report import markdown_report, metrics_document
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
-from atft_kedro.pipelines.training.nodes import split_indices
-from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays
+from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, split_indices
 from atft_kedro.training.loop import TrainConfig, predict
 
 log = logging.getLogger(__name__)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import polars as pl
 
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.training.checkpoints import CheckpointStore
-from atft_kedro.training.data import TrainingArrays, build_arrays
+from atft_kedro.training.data import TrainingArrays, build_arrays, split_indices
 from atft_kedro.training.history import plot_history
 from atft_kedro.training.loop import PHASES, TrainConfig, train_phase
 
@@ -31,11 +30,6 @@ def _phases(phase) -> list[int]:
     if value not in PHASES:
         raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
     return [value]
-
-
-def split_indices(arrays: TrainingArrays, splits: pl.DataFrame, name: str, fold: int = 0) -> np.ndarray:
-    dates = splits.filter((pl.col("fold") == fold) & (pl.col("split") == name))["Date"].to_numpy().astype("datetime64[D]")
-    return np.flatnonzero(np.isin(arrays.dates, dates))
 
 
 def train_model(
