@@ -36,12 +36,10 @@ def gat_attention_reference(
     e = s_dst.unsqueeze(1) + s_src.index_select(0, index).view(n, k, heads)  # (N, K, H)
     if edge_logits is not None:
         e = e + edge_logits
-    z = F.leaky_relu(e, negative_slope).masked_fill(~valid.unsqueeze(-1), float("-inf"))
-    z_max = z.amax(dim=1, keepdim=True)  # (N, 1, H); -inf on rows without neighbours
-    z_max = torch.where(torch.isfinite(z_max), z_max, torch.zeros_like(z_max)).detach()
-    p = torch.exp(z - z_max)  # (N, K, H); exactly 0 on padding
-    denom = p.sum(dim=1, keepdim=True)
-    alpha = p / torch.where(denom > 0, denom, torch.ones_like(denom))  # (N, K, H)
+    mask = valid.unsqueeze(-1)  # (N, K, 1)
+    z = F.leaky_relu(e, negative_slope).masked_fill(~mask, torch.finfo(e.dtype).min)
+    # padding gets weight 0; a row with no valid slot (uniform softmax) is zeroed by the mask
+    alpha = torch.softmax(z, dim=1) * mask  # (N, K, H)
 
     x_j = h.index_select(0, index).view(n, k, heads, channels)  # (N, K, H, C)
     agg = (alpha.unsqueeze(-1) * x_j).sum(dim=1).reshape(n, heads * channels)  # (N, H*C)
