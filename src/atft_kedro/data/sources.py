@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from atft_kedro.data.files import read_raw_tables
-from atft_kedro.data.synthetic import HORIZONS, SyntheticConfig, generate_market
+from atft_kedro.data.synthetic import SyntheticConfig, generate_market
 from atft_kedro.data.validation import ValidatedMarket, validate_market
+from atft_kedro.features.targets import HORIZONS
 
 SOURCES = ("synthetic", "files", "jquants")
 ORACLE_SCHEMA = {"Date": pl.Date, "Code": pl.String, **{f"expected_return_{h}d": pl.Float64 for h in HORIZONS}}

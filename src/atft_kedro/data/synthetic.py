@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from atft_kedro.features.targets import HORIZONS
+
 # The 33 TSE sector codes (Sector33Code) and their 17-sector grouping, as J-Quants reports them.
 SECTOR33_CODES = (
     "0050", "1050", "2050", "3050", "3100", "3150", "3200", "3250", "3300", "3350", "3400",
@@ -44,7 +46,6 @@ SECTOR33_TO_17 = (
     15, 15, 16, 16, 17, 17,
 )  # fmt: skip
 MARKET_CODES = ("0111", "0112", "0113")  # Prime, Standard, Growth
-HORIZONS = (1, 5, 10, 20)
 
 SIZES: dict[str, tuple[int, int]] = {
     "tiny": (60, 320),

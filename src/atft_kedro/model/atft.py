@@ -22,13 +22,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from atft_kedro.features.targets import HORIZONS
 from atft_kernels import GATLayer
 
 from .fan import FrequencyAdaptiveNorm
 from .heads import QUANTILES, QuantileHead
 from .temporal import GatedResidualNetwork, TemporalEncoder, VariableSelection
-
-HORIZONS = (1, 5, 10, 20)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ import numpy as np
 import polars as pl
 import torch
 
+from atft_kedro.features.targets import HORIZONS, target_columns
 from atft_kedro.graph.store import GraphSet
 
-TARGETS = ("target_1d", "target_5d", "target_10d", "target_20d")
-HORIZON_KEYS = ("1d", "5d", "10d", "20d")
+TARGETS = tuple(target_columns())
+HORIZON_KEYS = tuple(f"{h}d" for h in HORIZONS)
 
 
 @dataclass(frozen=True)
