@@ -9,6 +9,7 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from atft_kedro.data.jquants import JQuantsCredentials
 from atft_kedro.pipelines.data_engineering import create_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,7 @@ def _run(source: str, params: dict) -> DataCatalog:
     pipeline = create_pipeline()
     catalog = DataCatalog({name: _Kept() for name in pipeline.datasets() if not name.startswith("params:")})
     catalog["params:source"] = source
+    catalog["jquants_credentials"] = JQuantsCredentials()  # what the project's hook provides
     for key, value in params.items():
         catalog[f"params:{key}"] = value
     SequentialRunner().run(pipeline, catalog)

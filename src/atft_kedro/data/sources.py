@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from atft_kedro.data.files import read_raw_tables
-from atft_kedro.data.synthetic import SyntheticConfig, generate_market
+from atft_kedro.data.jquants import (
+    JQuantsConfig,
+    JQuantsCredentials,
+    fetch_jquants,
+    tse_equities_only,
+)
+from atft_kedro.data.synthetic import SECTOR33_CODES, SyntheticConfig, generate_market
 from atft_kedro.data.validation import ValidatedMarket, validate_market
 from atft_kedro.features.targets import HORIZONS
 
@@ -22,10 +28,14 @@ class SourceConfig:
     synthetic_overrides: dict = field(default_factory=dict)
     files_dir: str = "data/01_raw/files"
     on_bad_rows: str = "quarantine"
+    jquants: dict = field(default_factory=dict)  # JQuantsConfig fields
 
 
-def load_market(source: str, cfg: SourceConfig) -> tuple[ValidatedMarket, pl.DataFrame]:
-    """The validated raw market of ``source`` and the oracle (empty unless synthetic)."""
+def load_market(
+    source: str, cfg: SourceConfig, credentials: JQuantsCredentials | None = None
+) -> tuple[ValidatedMarket, pl.DataFrame]:
+    """The validated raw market of ``source`` and the oracle (empty unless synthetic).
+    ``credentials`` are used by source=jquants only."""
     if source == "synthetic":
         sim = generate_market(
             SyntheticConfig.sized(cfg.synthetic_size, seed=cfg.synthetic_seed, **cfg.synthetic_overrides)
@@ -36,8 +46,7 @@ def load_market(source: str, cfg: SourceConfig) -> tuple[ValidatedMarket, pl.Dat
         tables = read_raw_tables(cfg.files_dir)
         return validate_market(**tables, on_bad_rows=cfg.on_bad_rows), pl.DataFrame(schema=ORACLE_SCHEMA)
     if source == "jquants":
-        raise NotImplementedError(
-            "source=jquants is not available yet. Fetch the tables yourself and use source=files "
-            "(daily_quotes, listed_info and topix parquet files in data/01_raw/files/)."
-        )
+        tables = fetch_jquants(JQuantsConfig(**cfg.jquants), credentials or JQuantsCredentials.from_sources(None))
+        tables = tse_equities_only(tables, SECTOR33_CODES)
+        return validate_market(**tables, on_bad_rows=cfg.on_bad_rows), pl.DataFrame(schema=ORACLE_SCHEMA)
     raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")

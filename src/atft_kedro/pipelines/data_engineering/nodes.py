@@ -12,9 +12,10 @@ from atft_kedro.features import builders, normalise, panel, splits, targets
 log = logging.getLogger(__name__)
 
 
-def load_raw_market(source: str, params: dict):
-    """-> daily_quotes, listed_info, topix, oracle_returns, quarantine."""
-    market, oracle = load_market(source, SourceConfig(**params))
+def load_raw_market(source: str, params: dict, jquants_credentials=None):
+    """-> daily_quotes, listed_info, topix, oracle_returns, quarantine. ``jquants_credentials`` comes
+    from conf/local/credentials.yml through the project's hook (see ``atft_kedro.hooks``)."""
+    market, oracle = load_market(source, SourceConfig(**params), jquants_credentials)
     q = market.daily_quotes
     log.info(
         "source=%s: %d quotes, %d stocks, %d dates (%s .. %s); %d rows quarantined",

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.load_raw_market,
-                ["params:source", "params:raw"],
+                ["params:source", "params:raw", "jquants_credentials"],
                 ["daily_quotes", "listed_info", "topix", "oracle_returns", "quarantine"],
                 name="load_raw_market",
             ),
