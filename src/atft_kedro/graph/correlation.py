@@ -152,7 +152,12 @@ def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, marg
     score = (x32.t() @ x32).abs_()  # (N, N) float32: the one matrix product per date
     score.fill_diagonal_(-1.0)
     cand = torch.topk(score, kc, dim=1).indices  # (N, kc)
-    exact = (xs.t().unsqueeze(1) * xs.t()[cand]).sum(-1)  # (N, kc) float64 rho of the candidates
+    # float64 rho of the candidates, one slot at a time: gathering all [N, kc, W] at once costs ~7x
+    # more (memory traffic, not arithmetic), with bit-identical results
+    xt = xs.t().contiguous()  # (N, W)
+    exact = torch.empty(cand.shape, dtype=xs.dtype)  # (N, kc)
+    for j in range(kc):
+        exact[:, j] = (xt * xt[cand[:, j]]).sum(1)
     exact = torch.where(cand == torch.arange(n)[:, None], torch.zeros_like(exact), exact)
     order = torch.sort(exact.abs(), dim=1, descending=True, stable=True).indices[:, :k]
     index = torch.gather(cand, 1, order)
