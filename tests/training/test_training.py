@@ -62,8 +62,9 @@ def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path):
     assert broken.load(0, "last")["epoch"] == 0 and not broken.load(0, "last")["finished"]
     history = _train(prepared, broken, epochs=3)
     assert [row["epoch"] for row in history] == [0, 1, 2]
-    a, b = whole.load(0, "last")["model"], broken.load(0, "last")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("model", "train_weights"):  # the average and the weights being trained
+        a, b = whole.load(0, "last")[key], broken.load(0, "last")[key]
+        assert all(torch.equal(a[k], b[k]) for k in a)
     np.testing.assert_equal(_without_seconds(whole.load(0, "last")["history"]), _without_seconds(history))
 
 
@@ -108,3 +109,31 @@ def test_a_run_without_any_valid_validation_date_still_keeps_a_best_checkpoint(p
     history = train_phase(0, prepared["arrays"], prepared["graphs"], train_idx, val_idx, cfg, store, prepared["manifest"], progress=False)
     assert all(math.isnan(row["val_metric"]) for row in history)
     assert store.load(0, "best")["epoch"] == 0
+
+
+def test_weight_average_is_an_ema_with_warm_up():
+    from atft_kedro.training.loop import weight_average
+
+    net = torch.nn.Linear(3, 1)
+    avg = weight_average(net, 0.9)
+    avg.update_parameters(net)  # the first update copies
+    expected = net.weight.detach().clone()
+    for n in range(1, 40):
+        with torch.no_grad():
+            net.weight.add_(torch.randn_like(net.weight))
+        d = min(0.9, (1 + n) / (10 + n))  # warm-up, then the decay
+        expected = d * expected + (1 - d) * net.weight.detach()
+        avg.update_parameters(net)
+        torch.testing.assert_close(avg.module.weight, expected)
+    assert weight_average(net, None) is None
+
+
+def test_checkpoints_hold_the_average_and_the_trained_weights(prepared, tmp_path):
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store)
+    state = store.load(0, "last")
+    assert set(state["model"]) == set(state["train_weights"])
+    assert any(not torch.equal(state["model"][k], state["train_weights"][k]) for k in state["model"])
+    off = CheckpointStore(tmp_path / "off")
+    _train(prepared, off, ema_decay=None)
+    assert "train_weights" not in off.load(0, "last")

@@ -56,6 +56,7 @@ class TrainConfig:
     rank_tau: float = 0.1
     max_train_dates: int | None = None  # subsample of training dates per epoch (None: all)
     max_bad_batch_fraction: float = 0.1  # more non-finite batches than this stops the run
+    ema_decay: float | None = 0.998  # moving average of the weights for validation, checkpoints, predictions (None: off)
     early_stopping_weights: dict = field(default_factory=lambda: {"1d": 1.0})
     loss_weights: dict = field(default_factory=lambda: asdict(LossWeights()))
     model: dict = field(default_factory=dict)  # ModelConfig fields other than the data sizes
@@ -119,6 +120,23 @@ def _autocast(device: torch.device, cfg: TrainConfig):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def weight_average(model: ATFTGATFAN, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
+    """Exponential moving average of the weights (Polyak averaging), with the usual warm-up
+    ``min(decay, (1 + n) / (10 + n))`` after n updates so the start is not pinned to the initial
+    weights. One date's gradient is mostly that date's noise: measured on the small market, the
+    validation RankIC of a plain run swings from 0.00 to 0.06 with the order of the dates alone,
+    while the average's stays within about 0.01 (README, Training)."""
+    if not decay:
+        return None
+
+    def update(averaged, current, n_averaged):
+        n = float(n_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(averaged, current, 1.0 - d)
+
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
 def build_model(arrays: TrainingArrays, cfg: TrainConfig, phase: int, device: torch.device) -> ATFTGATFAN:
     backend = "auto" if cfg.mode == "optimized" else "torch"
     mcfg = ModelConfig(n_features=arrays.features.shape[2], n_market=arrays.market.shape[1], gat_backend=backend, **cfg.model)
@@ -178,7 +196,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     start_epoch, best, bad_epochs = 0, -math.inf, 0
     if cfg.resume and store.exists(phase, "last") and not store.load(phase, "last")["finished"]:
         state = store.load(phase, "last")
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("train_weights") or state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         start_epoch, best, bad_epochs, history = state["epoch"] + 1, state["best"], state["bad_epochs"], state["history"]
@@ -195,6 +213,10 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
 
+    averaged = weight_average(model, cfg.ema_decay)
+    if averaged is not None and start_epoch > 0:
+        averaged.load_state_dict(state["ema"])
+    evaluated = averaged.module if averaged is not None else model  # what validation, checkpoints and predictions use
     train_ds = DateDataset(arrays, graphs, train_idx, cfg.window)
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     for epoch in range(start_epoch, cfg.epochs):
@@ -232,6 +254,8 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                 gat_norms.append(float(torch.stack(grads).norm()) if grads else 0.0)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             steps += 1
             sums["loss"] += float(loss.detach())
             for k, v in parts.items():
@@ -243,7 +267,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                 f"phase {phase} epoch {epoch}: {bad} of {total} batches had non-finite inputs or loss "
                 f"(limit {cfg.max_bad_batch_fraction:.0%}); check model_input and market_context for NaN/inf"
             )
-        val = daily_rank_ic(predict(model, val_ds, cfg, device), horizons, cfg.min_stocks)
+        val = daily_rank_ic(predict(evaluated, val_ds, cfg, device), horizons, cfg.min_stocks)
         metric = sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())
         row = {
             "phase": phase, "epoch": epoch, "seconds": time.perf_counter() - t0, "steps": steps, "skipped": bad,
@@ -251,7 +275,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             **{f"val_rank_ic_{h}": val.get(h, float("nan")) for h in HORIZON_KEYS},
             "val_metric": metric,
             "gat_grad_norm": float(np.mean(gat_norms)) if gat_norms else float("nan"),
-            "fusion_gate": float(torch.sigmoid(model.fusion_gate.detach())) if model.use_gat else float("nan"),
+            "fusion_gate": float(torch.sigmoid(evaluated.fusion_gate.detach())) if model.use_gat else float("nan"),
         }  # fmt: skip
         history.append(row)
         score = metric if math.isfinite(metric) else -math.inf  # no valid validation date: worst
@@ -262,10 +286,12 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             bad_epochs += 1
         stop = bad_epochs > cfg.patience or epoch == cfg.epochs - 1
         state = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
+            "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
             "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(), "finished": stop,
             "config": run_config, "feature_manifest": manifest,
         }  # fmt: skip
+        if averaged is not None:  # the weights being trained and the average, to resume exactly
+            state.update(train_weights=model.state_dict(), ema=averaged.state_dict())
         if improved:
             store.save(phase, "best", state)
         store.save(phase, "last", state)
