@@ -174,3 +174,21 @@ def test_switching_a_phase_block_off_removes_it(switch):
 def test_parameter_count_at_default_size():
     model = ATFTGATFAN(ModelConfig(n_features=91, n_market=14))
     assert 100_000 < model.parameter_count() < 1_500_000
+
+
+@pytest.mark.parametrize("gates", ["sigmoid", "softmax"])
+def test_variable_selection_gates(gates):
+    from atft_kedro.model.temporal import VariableSelection
+
+    torch.manual_seed(0)
+    vs = VariableSelection(7, 8, gates=gates)
+    out, v = vs(torch.randn(5, 3, 7))
+    assert out.shape == (5, 3, 8) and v.shape == (5, 3, 7)
+    assert ((v > 0) & (v < 1)).all()
+    sums = v.sum(-1)
+    if gates == "softmax":  # TFT's: the features share one unit of weight
+        torch.testing.assert_close(sums, torch.ones_like(sums))
+    else:  # each feature gated on its own
+        assert (sums - 1).abs().min() > 0.5
+    with pytest.raises(ValueError, match="sigmoid' or 'softmax"):
+        VariableSelection(7, 8, gates="relu")

@@ -43,6 +43,7 @@ class ModelConfig:
     gat_edge_dropout: float = 0.0
     fan_top_k: int = 3
     san_slice: int = 5
+    selection_gates: str = "sigmoid"  # sigmoid: each feature gated on its own | softmax: TFT's, weights sum to 1
     gat_init_scale: float = 3.0
     horizons: tuple[int, ...] = HORIZONS
     use_fan: bool = True
@@ -77,7 +78,7 @@ class ATFTGATFAN(nn.Module):
         d = cfg.d_model
         self.fan = FrequencyAdaptiveNorm(cfg.n_features, cfg.fan_top_k, cfg.san_slice)
         self.market = GatedResidualNetwork(cfg.n_market, d, d, cfg.dropout)
-        self.select = VariableSelection(2 * cfg.n_features, d, cfg.dropout, d_context=d)
+        self.select = VariableSelection(2 * cfg.n_features, d, cfg.dropout, d_context=d, gates=cfg.selection_gates)
         self.encoder = TemporalEncoder(d, cfg.temporal_heads, cfg.dropout)
         self.gat = GraphBlock(cfg)
         self.backbone = nn.Linear(2 * d, d)

