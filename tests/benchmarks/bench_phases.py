@@ -1,0 +1,112 @@
+"""Validation RankIC per training phase over several seeds, and test RankIC against the oracle.
+
+    python tests/benchmarks/bench_phases.py --seeds 0 1 2 --out phases.json
+    python tests/benchmarks/bench_phases.py --report phases_s0.json phases_s1.json ...
+
+Runs phases 0..3 (``--phases``) one after another, as ``kedro run --params phase=all`` does, with
+the project's default parameters (conf/base) on the default synthetic market, once per seed (the
+seed sets the initial weights and the order of the training dates). Per seed and phase it records
+the best validation metric (1-day RankIC); for the last phase also the test RankIC (1d) of its best
+checkpoint, next to the oracle's on the same test dates. Seeds can run in separate processes (one
+per core) and be merged with ``--report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _params(name: str) -> dict:
+    return yaml.safe_load((ROOT / "conf" / "base" / f"parameters_{name}.yml").read_text())
+
+
+def run(seeds: list[int], phases: list[int]) -> list[dict]:
+    import torch
+
+    from atft_kedro.data.sources import SourceConfig, load_market
+    from atft_kedro.features.prepare import prepare_model_data
+    from atft_kedro.features.splits import SplitConfig
+    from atft_kedro.graph.correlation import GraphConfig, build_graphs
+    from atft_kedro.training.checkpoints import CheckpointStore
+    from atft_kedro.training.data import DateDataset, build_arrays, split_indices
+    from atft_kedro.training.loop import TrainConfig, build_model, daily_rank_ic, predict, train_phase
+
+    de = _params("data_engineering")
+    market, oracle = load_market("synthetic", SourceConfig(**de["raw"]))
+    data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix, SplitConfig(**de["splits"]))
+    arrays = build_arrays(data.model_input, data.market_context, data.feature_names)
+    graphs = build_graphs(data.panel, GraphConfig(**_params("graph_construction")["graph"]), progress=False)
+    train_idx, val_idx, test_idx = (split_indices(arrays, data.splits, s) for s in ("train", "val", "test"))
+    test_dates = arrays.dates[test_idx]
+    scored = (
+        data.model_input.select("Date", "Code", "target_1d")
+        .join(oracle.select("Date", "Code", "expected_return_1d"), on=["Date", "Code"])
+        .filter(pl.col("Date").is_in(pl.Series(test_dates).cast(pl.Date).implode()))
+        .rename({"expected_return_1d": "pred_1d"})
+    )
+    oracle_test = daily_rank_ic(scored, ["1d"], 20)["1d"]
+
+    rows = []
+    for seed in seeds:
+        cfg = TrainConfig(**{**_params("training")["training"], "seed": seed})
+        with tempfile.TemporaryDirectory() as tmp:
+            store = CheckpointStore(tmp)
+            row = {"seed": seed, "oracle_test_rank_ic_1d": oracle_test}
+            for phase in phases:
+                t0 = time.perf_counter()
+                train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, data.manifest, progress=False)
+                best = store.load(phase, "best")
+                row[f"phase{phase}_val"] = best["best"]
+                row[f"phase{phase}_seconds"] = round(time.perf_counter() - t0, 1)
+                print(f"seed {seed} phase {phase}: best validation RankIC {best['best']:.4f}", flush=True)
+            model = build_model(arrays, cfg, phases[-1], torch.device("cpu"))
+            model.load_state_dict(best["model"])
+            preds = predict(model, DateDataset(arrays, graphs, test_idx, cfg.window), cfg, torch.device("cpu"))
+            row["test_rank_ic_1d"] = daily_rank_ic(preds, ["1d"], cfg.min_stocks)["1d"]
+            print(f"seed {seed}: test RankIC {row['test_rank_ic_1d']:.4f} (oracle {oracle_test:.4f})", flush=True)
+            rows.append(row)
+    return rows
+
+
+def report(rows: list[dict]) -> str:
+    phases = sorted({int(k[5]) for r in rows for k in r if k.startswith("phase") and k.endswith("_val")})
+    lines = ["| phase | " + " | ".join(f"seed {r['seed']}" for r in rows) + " | mean | spread (max-min) |",
+             "|---|" + "---|" * (len(rows) + 2)]  # fmt: skip
+    for p in phases:
+        v = np.array([r[f"phase{p}_val"] for r in rows])
+        lines.append(f"| {p} | " + " | ".join(f"{x:.4f}" for x in v) + f" | {v.mean():.4f} | {v.max() - v.min():.4f} |")
+    t = np.array([r["test_rank_ic_1d"] for r in rows])
+    o = rows[0]["oracle_test_rank_ic_1d"]
+    lines.append(f"\ntest RankIC (1d) of the last phase: {', '.join(f'{x:.4f}' for x in t)} (mean {t.mean():.4f}); "
+                 f"oracle {o:.4f}; mean / oracle = {t.mean() / o:.0%}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--phases", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--report", nargs="+", default=None, help="merge these JSON files into one table")
+    args = parser.parse_args()
+    if args.report:
+        rows = [r for f in args.report for r in json.loads(Path(f).read_text())]
+    else:
+        rows = run(args.seeds, args.phases)
+        if args.out:
+            Path(args.out).write_text(json.dumps(rows, indent=1))
+    print(report(sorted(rows, key=lambda r: r["seed"])))
+
+
+if __name__ == "__main__":
+    main()
