@@ -33,6 +33,7 @@ import polars as pl
 import requests
 from tqdm.auto import tqdm
 
+from atft_kedro.atomic import atomic_file
 from atft_kedro.data.schema import (
     LISTED_COLUMNS,
     LISTED_OPTIONAL,
@@ -299,11 +300,9 @@ class JQuantsCache:
         path = self.path(table, date)
         if path.exists():
             return  # immutable: never rewritten
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         frame = pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
-        frame.write_parquet(tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            frame.write_parquet(tmp)
 
     def read(self, table: str, dates: list[dt.date]) -> pl.DataFrame:
         frames = [pl.read_parquet(self.path(table, d)) for d in dates if self.has(table, d)]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atft_kedro.datasets._base import PathDataset, atomic_folder
+from atft_kedro.atomic import atomic_folder
+from atft_kedro.datasets._base import PathDataset
 from atft_kedro.graph.store import GraphSet
 
 _ARRAYS = ("dates", "offsets", "codes", "neighbors", "edge_attr")

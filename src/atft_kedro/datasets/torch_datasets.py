@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from atft_kedro.datasets._base import PathDataset, atomic_folder
+from atft_kedro.atomic import atomic_folder
+from atft_kedro.datasets._base import PathDataset
 from atft_kedro.training.checkpoints import CheckpointStore, atomic_torch_save
 from atft_kedro.training.data import TrainingArrays
 

@@ -7,26 +7,19 @@ torch RNG state, the run's config and the feature manifest.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from atft_kedro.atomic import atomic_file
 
 KINDS = ("best", "last")
 
 
 def atomic_torch_save(state: dict, path: Path) -> None:
     """Write to a temporary file and rename: a kill mid-save leaves the old file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class CheckpointStore:
