@@ -214,8 +214,9 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
 
     averaged = weight_average(model, cfg.ema_decay)
-    if averaged is not None and start_epoch > 0:
-        averaged.load_state_dict(state["ema"])
+    if averaged is not None and start_epoch > 0:  # the average's weights are the checkpoint's "model"
+        averaged.module.load_state_dict(state["model"])
+        averaged.n_averaged.fill_(state["ema_updates"])
     evaluated = averaged.module if averaged is not None else model  # what validation, checkpoints and predictions use
     train_ds = DateDataset(arrays, graphs, train_idx, cfg.window)
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
@@ -290,8 +291,8 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(), "finished": stop,
             "config": run_config, "feature_manifest": manifest,
         }  # fmt: skip
-        if averaged is not None:  # the weights being trained and the average, to resume exactly
-            state.update(train_weights=model.state_dict(), ema=averaged.state_dict())
+        if averaged is not None:  # with "model" (the average), what an exact resume needs
+            state.update(train_weights=model.state_dict(), ema_updates=int(averaged.n_averaged))
         if improved:
             store.save(phase, "best", state)
         store.save(phase, "last", state)
