@@ -183,8 +183,7 @@ def _client_class():
         def __init__(self, cfg: JQuantsConfig, credentials: JQuantsCredentials, limiter: RateLimiter):
             self.JQUANTS_API_BASE = (cfg.base_url or BASE_URLS[cfg.api_version]).rstrip("/")
             self._cfg, self._limiter, self._bearer = cfg, limiter, None
-            http = requests.Session()
-            self._our_session = http
+            self._our_session = requests.Session()
             if cfg.api_version == "v1":
                 super().__init__(api_key="(v1 uses an ID token)")
                 self._bearer = self._v1_id_token(credentials)
@@ -322,14 +321,15 @@ def fetch_jquants(
     dates = business_days(cfg, today)
     listed_dates = dates[:: max(cfg.listed_info_every, 1)]
     cache = JQuantsCache(cfg.cache_dir, cfg.api_version)
-    todo = [("daily_quotes", d) for d in dates if not cache.has("daily_quotes", d)]
-    todo += [("listed_info", d) for d in listed_dates if not cache.has("listed_info", d)]
+    quotes_todo = [d for d in dates if not cache.has("daily_quotes", d)]
+    listed_todo = [d for d in listed_dates if not cache.has("listed_info", d)]
     topix_todo = [d for d in dates if not cache.has("topix", d)]
+    todo = [("daily_quotes", d) for d in quotes_todo] + [("listed_info", d) for d in listed_todo]
     log.info(
         "jquants %s: %d business days %s .. %s; cached: %d quote days, %d listed_info snapshots; to fetch: %d "
         "requests or more at %g/min (plan %s)",
-        cfg.api_version, len(dates), dates[0], dates[-1], len(dates) - sum(t == "daily_quotes" for t, _ in todo),
-        len(listed_dates) - sum(t == "listed_info" for t, _ in todo), len(todo) + bool(topix_todo), cfg.rate, cfg.plan,
+        cfg.api_version, len(dates), dates[0], dates[-1], len(dates) - len(quotes_todo),
+        len(listed_dates) - len(listed_todo), len(todo) + bool(topix_todo), cfg.rate, cfg.plan,
     )  # fmt: skip
     if todo or topix_todo:
         credentials.check(cfg.api_version)
