@@ -17,6 +17,7 @@ def panel(tiny_market):
 CONFIGS = {
     "pearson": GraphConfig(k=6, window=40, min_periods=25),
     "ewm_shrunk_lag1": GraphConfig(k=6, window=40, min_periods=25, method="ewm_shrunk", lag=1, threshold=0.1),
+    "relative": GraphConfig(k=6, window=40, min_periods=25, returns="relative"),
 }
 
 
@@ -45,8 +46,9 @@ def test_pearson_equals_pandas_corr_on_complete_windows(panel):
     np.testing.assert_allclose(rho.numpy(), expected, atol=1e-10)
 
 
-def test_no_graph_of_day_t_sees_returns_after_t(panel):
-    cfg = GraphConfig(k=6, window=40, min_periods=25)
+@pytest.mark.parametrize("returns", ["raw", "relative"])
+def test_no_graph_of_day_t_sees_returns_after_t(panel, returns):
+    cfg = GraphConfig(k=6, window=40, min_periods=25, returns=returns)
     dates = panel["Date"].unique().sort()
     cut = dates[200]
     rng = np.random.default_rng(1)
@@ -60,7 +62,7 @@ def test_no_graph_of_day_t_sees_returns_after_t(panel):
     np.testing.assert_array_equal(a.edge_attr[:upto], b.edge_attr[:upto])
     assert not np.array_equal(a.neighbors[upto:], b.neighbors[upto:])  # later graphs do change
     # lag=1: the graph of t does not even use the return of t
-    lagged = GraphConfig(k=6, window=40, min_periods=25, lag=1)
+    lagged = GraphConfig(k=6, window=40, min_periods=25, lag=1, returns=returns)
     day_t = pl.col("Date") == cut
     c = build_graphs(panel, lagged, dates=[cut], progress=False)
     d = build_graphs(panel.with_columns(pl.when(day_t).then(pl.col("close") * 1.5).otherwise(pl.col("close"))), lagged, dates=[cut], progress=False)
@@ -149,9 +151,31 @@ def test_store_round_trip_and_one_date_loading(panel, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["graphs"]
 
 
+def test_relative_returns_ignore_a_move_shared_by_every_stock(panel):
+    from dataclasses import replace
+
+    from atft_kedro.graph.correlation import build_graphs_from_grid, return_grid
+
+    grid = return_grid(panel)
+    common = np.random.default_rng(3).normal(0, 0.03, (len(grid.dates), 1))  # one shock per date, all stocks
+    shocked = replace(grid, returns=grid.returns + common)
+    dates = grid.dates[[60, 150, 300]]
+    cfg = GraphConfig(k=6, window=40, min_periods=25, returns="relative")
+    a = build_graphs_from_grid(grid, cfg, dates, progress=False)
+    b = build_graphs_from_grid(shocked, cfg, dates, progress=False)
+    np.testing.assert_array_equal(a.neighbors, b.neighbors)
+    np.testing.assert_allclose(a.edge_attr, b.edge_attr, atol=1e-6)
+    raw = replace(cfg, returns="raw")  # raw returns do see it: the shared shock lifts every correlation
+    c = build_graphs_from_grid(grid, raw, dates, progress=False)
+    d = build_graphs_from_grid(shocked, raw, dates, progress=False)
+    assert d.edge_attr[..., 0].mean() > c.edge_attr[..., 0].mean() + 0.1
+
+
 def test_bad_config_is_a_clear_error():
     with pytest.raises(ValueError, match="graph method must be 'pearson' or 'ewm_shrunk'"):
         GraphConfig(method="spearman")
+    with pytest.raises(ValueError, match="graph returns must be 'raw' or 'relative'"):
+        GraphConfig(returns="excess")
     with pytest.raises(ValueError, match=r"min_periods must be in \[1, window=60\]"):
         GraphConfig(min_periods=100)
 

@@ -8,6 +8,10 @@ neighbours and are nobody's neighbour: no edge is ever made up.
 
     rho = Xs^T Xs          one matrix product per date, Xs = sqrt(w) (X - mean) / norm, per column
 
+``returns="relative"`` correlates each stock's return minus the equal-weighted mean return of that
+date's stocks (known at the same close, so no leak): the market mode, which otherwise lifts every
+correlation alike, is taken out and the stock-specific co-movement decides the neighbours.
+
 ``method="pearson"`` weighs the window equally; ``"ewm_shrunk"`` uses exponential weights (half-life
 ``halflife``) and shrinks every correlation toward 0 by ``shrinkage`` (a Ledoit-Wolf-style target of
 the identity correlation matrix), which steadies the weakest edges.
@@ -40,8 +44,11 @@ class GraphConfig:
     shrinkage: float = 0.1
     lag: int = 0
     rebuild_every: int = 1
+    returns: str = "raw"  # raw | relative (minus the date's cross-sectional mean return)
 
     def __post_init__(self):
+        if self.returns not in ("raw", "relative"):
+            raise ValueError(f"graph returns must be 'raw' or 'relative', got {self.returns!r}")
         if self.method not in ("pearson", "ewm_shrunk"):
             raise ValueError(f"graph method must be 'pearson' or 'ewm_shrunk', got {self.method!r}")
         if not 1 <= self.min_periods <= self.window:
@@ -89,6 +96,16 @@ def return_grid(panel: pl.DataFrame) -> ReturnGrid:
     sector = attrs["Sector33Code"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
     market = attrs["MarketCode"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
     return ReturnGrid(dates.to_numpy().astype("datetime64[D]"), codes.to_numpy().astype(str), returns, present, sector, market)
+
+
+def graph_returns(grid: ReturnGrid, kind: str) -> np.ndarray:
+    """[D, S] returns the graphs correlate: ``raw``, or ``relative`` to each date's equal-weighted
+    mean over the stocks with a return that day (same-day information only)."""
+    if kind == "raw":
+        return grid.returns
+    valid = np.isfinite(grid.returns)
+    mean = np.where(valid, grid.returns, 0.0).sum(1, keepdims=True) / np.maximum(valid.sum(1, keepdims=True), 1)
+    return grid.returns - mean
 
 
 def standardised_window(window: np.ndarray, weights: np.ndarray, min_periods: int, shrinkage: float = 0.0):
@@ -203,6 +220,7 @@ def build_graphs(panel: pl.DataFrame, cfg: GraphConfig, dates=None, progress: bo
 
 
 def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progress: bool = True) -> GraphSet:
+    returns = graph_returns(grid, cfg.returns)
     weights = cfg.weights()
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0
     wanted = grid.dates if dates is None else np.asarray(dates, dtype="datetime64[D]")
@@ -214,7 +232,7 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
         codes = grid.codes[members]
         if last is None or i % cfg.rebuild_every == 0:
             end = d + 1 - cfg.lag
-            window = grid.returns[max(end - cfg.window, 0) : max(end, 0), members]
+            window = returns[max(end - cfg.window, 0) : max(end, 0), members]
             if window.shape[0] < cfg.window:  # the first dates: pad with missing days
                 pad = np.full((cfg.window - window.shape[0], len(members)), np.nan)
                 window = np.vstack([pad, window])

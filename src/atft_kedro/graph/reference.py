@@ -21,6 +21,7 @@ def prepare_returns(panel: pl.DataFrame) -> pd.DataFrame:
     prev_close = df.groupby("Code")["close"].shift(1)
     prev_traded = df.groupby("Code")["traded"].shift(1).fillna(False).astype(bool)
     df["ret"] = np.where(df["traded"] & prev_traded, df["close"] / prev_close - 1, np.nan)
+    df["relative_ret"] = df["ret"] - df.groupby("Date")["ret"].transform("mean")
     return df
 
 
@@ -34,7 +35,7 @@ def build_graph_reference(panel: pl.DataFrame | pd.DataFrame, date, cfg: GraphCo
     window_dates = calendar[max(end - cfg.window, 0) : max(end, 0)]
     today = df[df["Date"] == pd.Timestamp(date)].sort_values("Code")
     codes = list(today["Code"])
-    returns = df[df["Date"].isin(window_dates)].pivot(index="Date", columns="Code", values="ret")
+    returns = df[df["Date"].isin(window_dates)].pivot(index="Date", columns="Code", values="ret" if cfg.returns == "raw" else "relative_ret")
     returns = returns.reindex(index=window_dates, columns=codes)
     weights = pd.Series(cfg.weights()[cfg.window - len(window_dates) :], index=window_dates)
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0
