@@ -74,6 +74,33 @@ def test_san_statistics_are_per_instance():
     torch.testing.assert_close(z.view(3, 4, 5, 2).mean(2), torch.zeros(3, 4, 2), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("t, slice_len", [(20, 5), (22, 5), (21, 5), (7, 1), (3, 5)])
+def test_slice_normalise_is_a_z_score_per_slice(t, slice_len):
+    x = torch.randn(4, t, 3, dtype=torch.float64) * 3 + 1
+    expected = []
+    for start in range(0, t, slice_len):
+        piece = x[:, start : start + slice_len]
+        if piece.shape[1] == 1:
+            expected.append(torch.zeros_like(piece))
+        else:
+            expected.append((piece - piece.mean(1, keepdim=True)) / (piece.std(1, keepdim=True, unbiased=False) + 1e-5))
+    torch.testing.assert_close(slice_normalise(x, slice_len), torch.cat(expected, dim=1))
+
+
+def test_encoder_last_step_equals_full_causal_attention():
+    from atft_kedro.model.temporal import TemporalEncoder
+
+    torch.manual_seed(0)
+    enc = TemporalEncoder(16, 4).eval()
+    x = torch.randn(6, 9, 16)
+    h, _ = enc.lstm(x)  # the encoder written out with the whole [T, T] causal attention
+    h = enc.lstm_norm(x + torch.nn.functional.glu(enc.lstm_gate(h), dim=-1))
+    causal = torch.triu(torch.ones(9, 9, dtype=torch.bool), diagonal=1)
+    a, _ = enc.attn(h, h, h, attn_mask=causal, need_weights=False)
+    full = enc.out(enc.attn_norm(h + torch.nn.functional.glu(enc.attn_gate(a), dim=-1))[:, -1])
+    torch.testing.assert_close(enc(x), full, atol=1e-5, rtol=1e-5)
+
+
 def test_pinball_loss_by_hand():
     q = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0]], requires_grad=True)
     y = torch.tensor([1.0])

@@ -29,13 +29,17 @@ def slice_normalise(x: torch.Tensor, slice_len: int, eps: float = 1e-5) -> torch
     """SAN-style: z-score each non-overlapping slice of ``slice_len`` steps per instance and channel
     (a last, shorter slice keeps its own statistics)."""
     b, t, f = x.shape
+    full = t - t % slice_len
     out = []
-    for start in range(0, t, slice_len):
-        piece = x[:, start : start + slice_len]  # (B, L, F)
-        mean = piece.mean(1, keepdim=True)
-        std = piece.std(1, keepdim=True, unbiased=False) if piece.shape[1] > 1 else torch.ones_like(mean)
+    if full:  # all whole slices at once: (B, T/L, L, F)
+        pieces = x[:, :full].reshape(b, full // slice_len, slice_len, f)
+        std, mean = torch.std_mean(pieces, dim=2, keepdim=True, correction=0) if slice_len > 1 else (torch.ones_like(pieces), pieces)
+        out.append(((pieces - mean) / (std + eps)).reshape(b, full, f))
+    if full < t:
+        piece = x[:, full:]  # (B, T mod L, F)
+        std, mean = torch.std_mean(piece, dim=1, keepdim=True, correction=0) if piece.shape[1] > 1 else (torch.ones_like(piece), piece)
         out.append((piece - mean) / (std + eps))
-    return torch.cat(out, dim=1)
+    return torch.cat(out, dim=1) if len(out) > 1 else out[0]
 
 
 class FrequencyAdaptiveNorm(nn.Module):

@@ -61,7 +61,8 @@ class VariableSelection(nn.Module):
 
 class TemporalEncoder(nn.Module):
     """LSTM -> gated skip -> causal multi-head self-attention -> gated skip -> GRN; the last step
-    is each stock's vector."""
+    is each stock's vector. Only the last step is used, so only its attention query is computed:
+    under the causal mask it attends to every step, exactly as in the full [T, T] attention."""
 
     def __init__(self, d_model: int, n_heads: int = 4, dropout: float = 0.0):
         super().__init__()
@@ -74,10 +75,9 @@ class TemporalEncoder(nn.Module):
         self.out = GatedResidualNetwork(d_model, d_model, d_model, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = x.shape[1]
         h, _ = self.lstm(x)  # (N, T, d)
         h = self.lstm_norm(x + F.glu(self.lstm_gate(h), dim=-1))  # (N, T, d)
-        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=1)
-        a, _ = self.attn(h, h, h, attn_mask=causal, need_weights=False)  # (N, T, d)
-        h = self.attn_norm(h + F.glu(self.attn_gate(a), dim=-1))  # (N, T, d)
-        return self.out(h[:, -1])  # (N, d)
+        last = h[:, -1:]  # (N, 1, d)
+        a, _ = self.attn(last, h, h, need_weights=False)  # (N, 1, d)
+        z = self.attn_norm(last + F.glu(self.attn_gate(a), dim=-1))  # (N, 1, d)
+        return self.out(z[:, 0])  # (N, d)
