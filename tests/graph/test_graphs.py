@@ -1,7 +1,7 @@
 import numpy as np
-import torch
 import polars as pl
 import pytest
+import torch
 
 from atft_kedro.datasets import GraphStoreDataset
 from atft_kedro.features.panel import build_panel
@@ -181,7 +181,11 @@ def test_bad_config_is_a_clear_error():
 
 
 def test_fast_knn_equals_the_all_float64_top_k():
-    from atft_kedro.graph.correlation import knn_from_correlation, knn_graph, standardised_window
+    from atft_kedro.graph.correlation import (
+        knn_from_correlation,
+        knn_graph,
+        standardised_window,
+    )
 
     rng = np.random.default_rng(5)
     factor = rng.normal(size=(60, 1)) * 0.01
