@@ -18,6 +18,7 @@ CONFIGS = {
     "pearson": GraphConfig(k=6, window=40, min_periods=25),
     "ewm_shrunk_lag1": GraphConfig(k=6, window=40, min_periods=25, method="ewm_shrunk", lag=1, threshold=0.1),
     "relative": GraphConfig(k=6, window=40, min_periods=25, returns="relative"),
+    "lead_lag_ewm": GraphConfig(k=6, window=40, min_periods=25, lead_lag=True, method="ewm_shrunk", returns="relative"),
 }
 
 
@@ -46,9 +47,9 @@ def test_pearson_equals_pandas_corr_on_complete_windows(panel):
     np.testing.assert_allclose(rho.numpy(), expected, atol=1e-10)
 
 
-@pytest.mark.parametrize("returns", ["raw", "relative"])
-def test_no_graph_of_day_t_sees_returns_after_t(panel, returns):
-    cfg = GraphConfig(k=6, window=40, min_periods=25, returns=returns)
+@pytest.mark.parametrize("returns, lead_lag", [("raw", False), ("relative", False), ("relative", True)])
+def test_no_graph_of_day_t_sees_returns_after_t(panel, returns, lead_lag):
+    cfg = GraphConfig(k=6, window=40, min_periods=25, returns=returns, lead_lag=lead_lag)
     dates = panel["Date"].unique().sort()
     cut = dates[200]
     rng = np.random.default_rng(1)
@@ -62,7 +63,7 @@ def test_no_graph_of_day_t_sees_returns_after_t(panel, returns):
     np.testing.assert_array_equal(a.edge_attr[:upto], b.edge_attr[:upto])
     assert not np.array_equal(a.neighbors[upto:], b.neighbors[upto:])  # later graphs do change
     # lag=1: the graph of t does not even use the return of t
-    lagged = GraphConfig(k=6, window=40, min_periods=25, lag=1, returns=returns)
+    lagged = GraphConfig(k=6, window=40, min_periods=25, lag=1, returns=returns, lead_lag=lead_lag)
     day_t = pl.col("Date") == cut
     c = build_graphs(panel, lagged, dates=[cut], progress=False)
     d = build_graphs(panel.with_columns(pl.when(day_t).then(pl.col("close") * 1.5).otherwise(pl.col("close"))), lagged, dates=[cut], progress=False)
@@ -169,6 +170,22 @@ def test_relative_returns_ignore_a_move_shared_by_every_stock(panel):
     c = build_graphs_from_grid(grid, raw, dates, progress=False)
     d = build_graphs_from_grid(shocked, raw, dates, progress=False)
     assert d.edge_attr[..., 0].mean() > c.edge_attr[..., 0].mean() + 0.1
+
+
+def test_lead_lag_points_followers_at_their_leaders():
+    from atft_kedro.graph.correlation import knn_graph, standardised_window
+
+    rng = np.random.default_rng(8)
+    days, n = 251, 200
+    r = rng.normal(0, 0.02, (days, n))
+    leaders, followers = np.arange(0, 20), np.arange(20, 40)
+    r[1:, followers] += 0.8 * r[:-1, leaders]  # follower f moves the day after leader f - 20
+    xs, ok = standardised_window(r[1:], np.ones(250), 40)  # the window ending today
+    ys, _ = standardised_window(r[:-1], np.ones(250), 40)  # the same window one day earlier
+    lead_lag, _ = knn_graph(xs, ok, 3, 0.0, ys=ys)
+    plain, _ = knn_graph(xs, ok, 3, 0.0)
+    assert (lead_lag[followers, 0].numpy() == leaders).all()  # each follower's strongest neighbour: its leader
+    assert (plain[followers, 0].numpy() == leaders).mean() < 0.2  # same-day correlation does not see it
 
 
 def test_bad_config_is_a_clear_error():

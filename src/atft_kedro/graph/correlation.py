@@ -12,6 +12,12 @@ neighbours and are nobody's neighbour: no edge is ever made up.
 date's stocks (known at the same close, so no leak): the market mode, which otherwise lifts every
 correlation alike, is taken out and the stock-specific co-movement decides the neighbours.
 
+``lead_lag=True`` scores a pair by rho(i, j) + rho_lag(i, j), where rho_lag is the correlation of
+stock i's returns with stock j's returns one day earlier over the same window (j leads i): the
+graph of a stock that follows others then points at the stocks that move before it. It is still
+one product per date, ``Xs^T (Xs + Ys)`` with ``Ys`` the window one day earlier, and uses only
+returns up to t - lag. The edge attribute then holds that score.
+
 ``method="pearson"`` weighs the window equally; ``"ewm_shrunk"`` uses exponential weights (half-life
 ``halflife``) and shrinks every correlation toward 0 by ``shrinkage`` (a Ledoit-Wolf-style target of
 the identity correlation matrix), which steadies the weakest edges.
@@ -45,6 +51,7 @@ class GraphConfig:
     lag: int = 0
     rebuild_every: int = 1
     returns: str = "raw"  # raw | relative (minus the date's cross-sectional mean return)
+    lead_lag: bool = False  # score pairs by rho + the correlation with the other stock's previous day
 
     def __post_init__(self):
         if self.returns not in ("raw", "relative"):
@@ -151,8 +158,10 @@ def knn_from_correlation(rho: torch.Tensor, ok: torch.Tensor, k: int, threshold:
     return neighbors, slot_rho
 
 
-def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, margin: int = 8):
-    """Top-k neighbours from standardised returns ``xs [W, N]`` (float64), fast and exact.
+def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, margin: int = 8, ys: torch.Tensor | None = None):
+    """Top-k neighbours from standardised returns ``xs [W, N]`` (float64), fast and exact. With
+    ``ys`` (the window one day earlier, standardised alike) the score is ``xs^T (xs + ys)``:
+    rho plus the lead-lag correlation.
 
     The one N x N product and the top-k scan run in float32, keeping ``k + margin`` candidates per
     stock; their correlations are then recomputed in float64 (N x (k + margin) dot products) and the
@@ -160,21 +169,21 @@ def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, marg
     more than ``margin`` correlations sit within float32 rounding (~1e-7) of the k-th one.
     """
     n = xs.shape[1]
+    other = xs if ys is None else xs + ys  # (W, N): score = xs^T other
     kc = min(k + margin, max(n - 1, 0))
     if kc <= k:  # a small cross-section: do it all in float64
-        rho = xs.t() @ xs
+        rho = xs.t() @ other
         rho.fill_diagonal_(0.0)
         return knn_from_correlation(rho, ok, k, threshold)
-    x32 = xs.to(torch.float32)
-    score = (x32.t() @ x32).abs_()  # (N, N) float32: the one matrix product per date
+    score = (xs.to(torch.float32).t() @ other.to(torch.float32)).abs_()  # (N, N) float32: the one product per date
     score.fill_diagonal_(-1.0)
     cand = torch.topk(score, kc, dim=1).indices  # (N, kc)
-    # float64 rho of the candidates, one slot at a time: gathering all [N, kc, W] at once costs ~7x
-    # more (memory traffic, not arithmetic), with bit-identical results
-    xt = xs.t().contiguous()  # (N, W)
+    # float64 scores of the candidates, one slot at a time: gathering all [N, kc, W] at once costs
+    # ~7x more (memory traffic, not arithmetic), with bit-identical results
+    xt, ot = xs.t().contiguous(), other.t().contiguous()  # (N, W)
     exact = torch.empty(cand.shape, dtype=xs.dtype)  # (N, kc)
     for j in range(kc):
-        exact[:, j] = (xt * xt[cand[:, j]]).sum(1)
+        exact[:, j] = (xt * ot[cand[:, j]]).sum(1)
     exact = torch.where(cand == torch.arange(n)[:, None], torch.zeros_like(exact), exact)
     order = torch.sort(exact.abs(), dim=1, descending=True, stable=True).indices[:, :k]
     index = torch.gather(cand, 1, order)
@@ -214,6 +223,14 @@ def _reuse(prev_codes: np.ndarray, prev_nbrs: np.ndarray, prev_rho: np.ndarray, 
     return nbrs, rho
 
 
+def _window(returns: np.ndarray, end: int, length: int, members: np.ndarray) -> np.ndarray:
+    """[length, len(members)] returns of the dates before ``end``, NaN-padded at the start."""
+    window = returns[max(end - length, 0) : max(end, 0), members]
+    if window.shape[0] < length:  # the first dates: pad with missing days
+        window = np.vstack([np.full((length - window.shape[0], len(members)), np.nan), window])
+    return window
+
+
 def build_graphs(panel: pl.DataFrame, cfg: GraphConfig, dates=None, progress: bool = True) -> GraphSet:
     """A graph for every date of the panel (or of ``dates``)."""
     return build_graphs_from_grid(return_grid(panel), cfg, dates, progress)
@@ -232,12 +249,13 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
         codes = grid.codes[members]
         if last is None or i % cfg.rebuild_every == 0:
             end = d + 1 - cfg.lag
-            window = returns[max(end - cfg.window, 0) : max(end, 0), members]
-            if window.shape[0] < cfg.window:  # the first dates: pad with missing days
-                pad = np.full((cfg.window - window.shape[0], len(members)), np.nan)
-                window = np.vstack([pad, window])
-            xs, ok = standardised_window(window, weights, cfg.min_periods, shrink)
-            nbrs_t, rho_t = knn_graph(xs, ok, cfg.k, cfg.threshold)
+            xs, ok = standardised_window(_window(returns, end, cfg.window, members), weights, cfg.min_periods, shrink)
+            ys = None
+            if cfg.lead_lag:  # the same window one day earlier; a pair needs both stocks in both
+                ys, ok_y = standardised_window(_window(returns, end - 1, cfg.window, members), weights, cfg.min_periods, shrink)
+                ok &= ok_y
+                xs, ys = xs * ok, ys * ok
+            nbrs_t, rho_t = knn_graph(xs, ok, cfg.k, cfg.threshold, ys=ys)
             nbrs, slot_rho = nbrs_t.numpy(), rho_t.numpy()
             last = (codes, nbrs, slot_rho)
         else:

@@ -32,22 +32,37 @@ def build_graph_reference(panel: pl.DataFrame | pd.DataFrame, date, cfg: GraphCo
     calendar = sorted(df["Date"].unique())
     t = calendar.index(pd.Timestamp(date))
     end = t + 1 - cfg.lag
-    window_dates = calendar[max(end - cfg.window, 0) : max(end, 0)]
     today = df[df["Date"] == pd.Timestamp(date)].sort_values("Code")
     codes = list(today["Code"])
-    returns = df[df["Date"].isin(window_dates)].pivot(index="Date", columns="Code", values="ret" if cfg.returns == "raw" else "relative_ret")
-    returns = returns.reindex(index=window_dates, columns=codes)
-    weights = pd.Series(cfg.weights()[cfg.window - len(window_dates) :], index=window_dates)
+    column = "ret" if cfg.returns == "raw" else "relative_ret"
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0
 
-    centred = {}
-    for code in codes:
-        r = returns[code]
-        ok = r.notna()
-        if ok.sum() < cfg.min_periods:
-            continue
-        mean = (r[ok] * weights[ok]).sum() / weights[ok].sum()
-        centred[code] = ((r - mean).fillna(0.0) * np.sqrt(weights)).to_numpy()
+    def centred_window(end: int) -> dict:
+        """code -> weighted, centred returns of the W dates before ``end`` (0 for missing or
+        before the calendar), for the stocks with enough history."""
+        window_dates = calendar[max(end - cfg.window, 0) : max(end, 0)]
+        returns = df[df["Date"].isin(window_dates)].pivot(index="Date", columns="Code", values=column)
+        returns = returns.reindex(index=window_dates, columns=codes)
+        weights = pd.Series(cfg.weights()[cfg.window - len(window_dates) :], index=window_dates)
+        centred = {}
+        for code in codes:
+            r = returns[code]
+            ok = r.notna()
+            if ok.sum() < cfg.min_periods:
+                continue
+            mean = (r[ok] * weights[ok]).sum() / weights[ok].sum()
+            x = ((r - mean).fillna(0.0) * np.sqrt(weights)).to_numpy()
+            centred[code] = np.concatenate([np.zeros(cfg.window - len(x)), x])  # day-aligned across windows
+        return centred
+
+    def corr(x, y) -> float:
+        denom = np.sqrt((x @ x) * (y @ y))
+        return (x @ y) / denom * (1 - shrink) if denom > 0 else 0.0
+
+    centred = centred_window(end)
+    earlier = centred_window(end - 1) if cfg.lead_lag else None
+    if cfg.lead_lag:  # a pair needs both stocks in both windows
+        centred = {c: x for c, x in centred.items() if c in earlier}
 
     sector = dict(zip(today["Code"], today["Sector33Code"]))
     market = dict(zip(today["Code"], today["MarketCode"]))
@@ -61,9 +76,7 @@ def build_graph_reference(panel: pl.DataFrame | pd.DataFrame, date, cfg: GraphCo
         for b, xb in centred.items():
             if b == a:
                 continue
-            xa = centred[a]
-            denom = np.sqrt((xa @ xa) * (xb @ xb))
-            rho = (xa @ xb) / denom * (1 - shrink) if denom > 0 else 0.0
+            rho = corr(centred[a], xb) + (corr(centred[a], earlier[b]) if cfg.lead_lag else 0.0)
             if abs(rho) >= cfg.threshold:
                 candidates.append((-abs(rho), position[b], b, rho))
         for slot, (_, j, b, rho) in enumerate(sorted(candidates)[: cfg.k]):
