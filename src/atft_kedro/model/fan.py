@@ -29,17 +29,19 @@ def slice_normalise(x: torch.Tensor, slice_len: int, eps: float = 1e-5) -> torch
     """SAN-style: z-score each non-overlapping slice of ``slice_len`` steps per instance and channel
     (a last, shorter slice keeps its own statistics)."""
     b, t, f = x.shape
-    full = t - t % slice_len
-    out = []
-    if full:  # all whole slices at once: (B, T/L, L, F)
-        pieces = x[:, :full].reshape(b, full // slice_len, slice_len, f)
-        std, mean = torch.std_mean(pieces, dim=2, keepdim=True, correction=0) if slice_len > 1 else (torch.ones_like(pieces), pieces)
-        out.append(((pieces - mean) / (std + eps)).reshape(b, full, f))
+    full = t - t % slice_len  # steps in whole slices, z-scored all at once as (B, T/L, L, F)
+    out = [_zscore(x[:, :full].reshape(b, full // slice_len, slice_len, f), 2, eps).reshape(b, full, f)] if full else []
     if full < t:
-        piece = x[:, full:]  # (B, T mod L, F)
-        std, mean = torch.std_mean(piece, dim=1, keepdim=True, correction=0) if piece.shape[1] > 1 else (torch.ones_like(piece), piece)
-        out.append((piece - mean) / (std + eps))
+        out.append(_zscore(x[:, full:], 1, eps))  # the shorter last slice
     return torch.cat(out, dim=1) if len(out) > 1 else out[0]
+
+
+def _zscore(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
+    """(x - mean) / (std + eps) along ``dim`` (population std); a single step becomes 0."""
+    if x.shape[dim] == 1:
+        return torch.zeros_like(x)
+    std, mean = torch.std_mean(x, dim=dim, keepdim=True, correction=0)
+    return (x - mean) / (std + eps)
 
 
 class FrequencyAdaptiveNorm(nn.Module):
