@@ -217,3 +217,42 @@ def test_fast_knn_equals_the_all_float64_top_k():
     assert torch.equal(a_nb, b_nb)
     torch.testing.assert_close(a_rho, b_rho, rtol=0, atol=1e-12)
     assert (a_nb[:7] == -1).all() and (a_nb >= 0).any()
+
+
+def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market):
+    from atft_kedro.graph.quality import planted_structure_recall
+    from atft_kedro.graph.store import GraphSet
+
+    oracle = tiny_market.oracle
+    dates = panel["Date"].unique().sort()
+    splits = pl.DataFrame({"Date": dates, "split": ["train"] * (len(dates) - 50) + ["test"] * 50})
+    built = build_graphs(panel, GraphConfig(k=6, window=40, min_periods=25), progress=False)
+
+    # the true graph: every stock's neighbours are the leaders of its cluster (itself excluded)
+    truth = oracle.group_by("Code").agg(pl.col("cluster").first(), pl.col("is_leader").first())
+    info = dict(zip(truth["Code"], zip(truth["cluster"], truth["is_leader"])))
+    rows = []
+    for i in range(len(built)):
+        codes = built.codes[built.offsets[i] : built.offsets[i + 1]]
+        cl = np.array([info[c][0] for c in codes])
+        ld = np.array([info[c][1] for c in codes])
+        nb = np.full((len(codes), 6), -1, dtype=np.int32)
+        for r in range(len(codes)):
+            mates = np.flatnonzero((cl == cl[r]) & ld & (np.arange(len(codes)) != r))[:6]
+            nb[r, : len(mates)] = mates
+        rows.append(nb)
+    true_graph = GraphSet(built.dates, built.offsets, built.codes, np.concatenate(rows), built.edge_attr)
+
+    perfect = planted_structure_recall(true_graph, oracle, splits)
+    assert set(perfect) == {"train", "test"} and perfect["test"]["dates"] == 50
+    assert perfect["test"]["cluster_mate_share"] == 1.0
+    assert perfect["test"]["leader_share_of_follower_edges"] == 1.0
+    assert perfect["test"]["followers_with_a_leader"] > 0.9  # all but followers whose leaders are not trading
+
+    found = planted_structure_recall(built, oracle, splits)["test"]
+    for key in ("cluster_mate_share", "leader_share_of_follower_edges", "followers_with_a_leader"):
+        assert 0.0 < found[key] < perfect["test"][key]
+
+    assert planted_structure_recall(built, oracle.clear(), splits) == {}  # real data: nothing to score
+    with pytest.raises(ValueError, match="stocks that the oracle table does not"):
+        planted_structure_recall(built, oracle.filter(pl.col("Code") != built.codes[0]), splits)

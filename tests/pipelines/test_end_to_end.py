@@ -56,6 +56,8 @@ def test_kedro_run_runs_all_four_pipelines(project):
     for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "training_history"):
         assert (project / f"data/08_reporting/{name}.png").stat().st_size > 10_000
     assert "| model |" in (project / "data/08_reporting/evaluation_report.md").read_text()
+    quality = json.loads((project / "data/08_reporting/graph_quality.json").read_text())
+    assert set(quality) == {"train", "val", "test"} and 0 < quality["test"]["cluster_mate_share"] < 1
     for phase in range(4):
         assert (project / f"data/06_models/checkpoints/phase{phase}/best.pt").exists()
 

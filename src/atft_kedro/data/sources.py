@@ -18,7 +18,10 @@ from atft_kedro.data.validation import ValidatedMarket, validate_market
 from atft_kedro.features.targets import HORIZONS
 
 SOURCES = ("synthetic", "files", "jquants")
-ORACLE_SCHEMA = {"Date": pl.Date, "Code": pl.String, **{f"expected_return_{h}d": pl.Float64 for h in HORIZONS}}
+ORACLE_SCHEMA = {
+    "Date": pl.Date, "Code": pl.String, **{f"expected_return_{h}d": pl.Float64 for h in HORIZONS},
+    "cluster": pl.Int64, "is_leader": pl.Boolean,  # the planted lead-lag clusters, to score the graphs
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,60 @@
+"""How much of the synthetic market's planted lead-lag structure the graphs hold.
+
+The simulator puts stocks in clusters inside sectors; followers move a day after their cluster's
+leaders (``atft_kedro.data.synthetic``). The oracle table carries each stock's ``cluster`` and
+``is_leader`` (never a model input), so the graphs can be scored against the truth they should
+find: a follower gains from graph attention only through edges to its leaders. On real data there
+is no such truth and nothing is scored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from atft_kedro.graph.store import GraphSet
+
+
+def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.DataFrame) -> dict:
+    """-> {split: {"dates", "cluster_mate_share", "leader_share_of_follower_edges",
+    "followers_with_a_leader"}} over the graphs of each split's dates; {} without planted clusters.
+
+    cluster_mate_share: of all edges, the share joining two stocks of one cluster;
+    leader_share_of_follower_edges: of followers' edges, the share pointing at one of their leaders;
+    followers_with_a_leader: the share of followers (nodes of a date) with at least one such edge.
+    """
+    if oracle.is_empty() or "cluster" not in oracle.columns or oracle["cluster"].null_count() == oracle.height:
+        return {}
+    truth = oracle.group_by("Code").agg(pl.col("cluster").first(), pl.col("is_leader").first()).sort("Code")
+    known = truth["Code"].to_numpy().astype(str)
+    cluster, leader = truth["cluster"].to_numpy(), truth["is_leader"].to_numpy()
+
+    codes = np.asarray(graphs.codes).astype(str)
+    pos = np.searchsorted(known, codes)
+    pos = np.clip(pos, 0, len(known) - 1)
+    if not (known[pos] == codes).all():
+        raise ValueError("the graphs hold stocks that the oracle table does not: were they built on another market?")
+    node_cluster, node_leader = cluster[pos], leader[pos]  # per graph row
+    offsets = np.asarray(graphs.offsets)
+    row_date = np.repeat(np.asarray(graphs.dates), np.diff(offsets))  # (rows,)
+    nbrs = np.asarray(graphs.neighbors)  # (rows, k), local to each date
+    valid = nbrs >= 0
+    target = np.where(valid, nbrs + np.repeat(offsets[:-1], np.diff(offsets))[:, None], 0)  # global rows
+    mate = valid & (node_cluster[target] == node_cluster[:, None])
+    leads = mate & node_leader[target]
+    follower = ~node_leader
+
+    out = {}
+    for name in ("train", "val", "test"):
+        dates = splits.filter(pl.col("split") == name)["Date"].unique().to_numpy().astype("datetime64[D]")
+        rows = np.isin(row_date, dates)
+        if not rows.any():
+            continue
+        f = rows & follower
+        out[name] = {
+            "dates": int(np.isin(np.asarray(graphs.dates), dates).sum()),
+            "cluster_mate_share": float(mate[rows].sum() / max(valid[rows].sum(), 1)),
+            "leader_share_of_follower_edges": float(leads[f].sum() / max(valid[f].sum(), 1)),
+            "followers_with_a_leader": float(leads[f].any(1).mean()) if f.any() else 0.0,
+        }
+    return out
