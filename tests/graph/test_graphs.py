@@ -219,7 +219,7 @@ def test_fast_knn_equals_the_all_float64_top_k():
     assert (a_nb[:7] == -1).all() and (a_nb >= 0).any()
 
 
-def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market):
+def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market, monkeypatch):
     from atft_kedro.graph.quality import planted_structure_recall
     from atft_kedro.graph.store import GraphSet
 
@@ -252,6 +252,8 @@ def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market):
     found = planted_structure_recall(built, oracle, splits)["test"]
     for key in ("cluster_mate_share", "leader_share_of_follower_edges", "followers_with_a_leader"):
         assert 0.0 < found[key] < perfect["test"][key]
+    monkeypatch.setattr("atft_kedro.graph.quality.ROW_BLOCK", 997)  # many blocks, one ragged
+    assert planted_structure_recall(built, oracle, splits)["test"] == found
 
     assert planted_structure_recall(built, oracle.clear(), splits) == {}  # real data: nothing to score
     with pytest.raises(ValueError, match="stocks that the oracle table does not"):

@@ -14,6 +14,8 @@ import polars as pl
 
 from atft_kedro.graph.store import GraphSet
 
+ROW_BLOCK = 1 << 20  # graph rows scored at a time: the arrays may be memory maps of a big market
+
 
 def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.DataFrame) -> dict:
     """-> {split: {"dates", "cluster_mate_share", "leader_share_of_follower_edges",
@@ -37,11 +39,16 @@ def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.
     node_cluster, node_leader = cluster[pos], leader[pos]  # per graph row
     offsets = np.asarray(graphs.offsets)
     row_date = np.repeat(np.asarray(graphs.dates), np.diff(offsets))  # (rows,)
-    nbrs = np.asarray(graphs.neighbors)  # (rows, k), local to each date
-    valid = nbrs >= 0
-    target = np.where(valid, nbrs + np.repeat(offsets[:-1], np.diff(offsets))[:, None], 0)  # global rows
-    mate = valid & (node_cluster[target] == node_cluster[:, None])
-    leads = mate & node_leader[target]
+    row_start = np.repeat(offsets[:-1], np.diff(offsets))  # each row's date's first row
+    n_rows, k = len(codes), graphs.neighbors.shape[1]
+    valid, mate, leads = (np.zeros((n_rows, k), dtype=bool) for _ in range(3))
+    for lo in range(0, n_rows, ROW_BLOCK):
+        hi = min(lo + ROW_BLOCK, n_rows)
+        nbrs = np.asarray(graphs.neighbors[lo:hi])  # (rows, k), local to each date
+        valid[lo:hi] = nbrs >= 0
+        target = np.where(valid[lo:hi], nbrs + row_start[lo:hi, None], 0)  # global rows
+        mate[lo:hi] = valid[lo:hi] & (node_cluster[target] == node_cluster[lo:hi, None])
+        leads[lo:hi] = mate[lo:hi] & node_leader[target]
     follower = ~node_leader
 
     out = {}
