@@ -1,0 +1,89 @@
+"""How much of the synthetic market's planted lead-lag each graph configuration holds.
+
+    python tests/benchmarks/bench_graph_quality.py --size small --split val
+
+Builds the graphs of the default synthetic market once per configuration and scores them against
+the simulator's clusters with ``atft_kedro.graph.quality`` (the score ``graph_construction`` writes
+to ``graph_quality.json``), plus a probe of what the edges carry: the mean next-day RankIC of each
+stock's neighbours' mean market-relative return today (for the true leaders as neighbours it is
+printed as ``true leaders``). The README's graph findings come from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import polars as pl
+
+CONFIGS = {
+    "default (raw, W=60, k=20)": {},
+    "relative, W=60": {"returns": "relative"},
+    "relative, W=250": {"returns": "relative", "window": 250},
+    "lead_lag, relative, W=60": {"returns": "relative", "lead_lag": True},
+    "lead_lag, relative, W=250, k=8": {"returns": "relative", "lead_lag": True, "window": 250, "k": 8},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
+    args = parser.parse_args()
+
+    from scipy.stats import spearmanr
+
+    from atft_kedro.data.sources import SourceConfig, load_market
+    from atft_kedro.features.prepare import prepare_model_data
+    from atft_kedro.graph.correlation import (
+        GraphConfig,
+        build_graphs_from_grid,
+        return_grid,
+    )
+    from atft_kedro.graph.quality import planted_structure_recall
+
+    market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size))
+    data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix)
+    grid = return_grid(data.panel)
+    relative = grid.returns - np.nanmean(grid.returns, axis=1, keepdims=True)
+    dates = data.splits.filter(pl.col("split") == args.split)["Date"].to_numpy().astype("datetime64[D]")
+    position = {d: i for i, d in enumerate(grid.dates)}
+    truth = oracle.group_by("Code").agg(pl.col("cluster").first(), pl.col("is_leader").first()).sort("Code")
+    cluster, leader = truth["cluster"].to_numpy(), truth["is_leader"].to_numpy()  # grid.codes are sorted alike
+
+    def probe(neighbours_of) -> float:
+        """Mean over dates of the RankIC between the neighbours' mean relative return today and tomorrow's return."""
+        ics = []
+        for d in dates:
+            t = position[d]
+            if t + 1 >= len(grid.dates):
+                continue
+            members = np.flatnonzero(grid.present[t])
+            nbrs = neighbours_of(d, members)
+            valid = nbrs >= 0
+            today = np.nan_to_num(relative[t, members])
+            signal = np.where(valid, today[np.where(valid, nbrs, 0)], 0).sum(1) / np.maximum(valid.sum(1), 1)
+            tomorrow = grid.returns[t + 1, members]
+            ok = np.isfinite(tomorrow)
+            ics.append(spearmanr(signal[ok], tomorrow[ok])[0])
+        return float(np.nanmean(ics))
+
+    def true_leaders(d, members):
+        cl, ld = cluster[members], leader[members]
+        same = (cl[:, None] == cl[None, :]) & ld[None, :] & ~np.eye(len(members), dtype=bool)
+        order = np.argsort(~same, axis=1, kind="stable")[:, :8]
+        return np.where(np.take_along_axis(same, order, 1), order, -1)
+
+    out = {"size": args.size, "split": args.split, "dates": len(dates), "true leaders": {"neighbour_return_rank_ic": probe(true_leaders)}}
+    for name, overrides in CONFIGS.items():
+        graphs = build_graphs_from_grid(grid, GraphConfig(**overrides), dates, progress=False)
+        score = planted_structure_recall(graphs, oracle, data.splits.filter(pl.col("split") == args.split))[args.split]
+        score["neighbour_return_rank_ic"] = probe(lambda d, members, g=graphs: g.graph(d).neighbors.numpy())
+        out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in score.items()}
+        print(name, out[name], flush=True)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
