@@ -39,18 +39,18 @@ def main() -> None:
     from atft_kedro.graph.correlation import (
         GraphConfig,
         build_graphs_from_grid,
+        graph_returns,
         return_grid,
     )
-    from atft_kedro.graph.quality import planted_structure_recall
+    from atft_kedro.graph.quality import planted_clusters, planted_structure_recall
 
     market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size))
     data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix)
     grid = return_grid(data.panel)
-    relative = grid.returns - np.nanmean(grid.returns, axis=1, keepdims=True)
+    relative = graph_returns(grid, "relative")
     dates = data.splits.filter(pl.col("split") == args.split)["Date"].to_numpy().astype("datetime64[D]")
     position = {d: i for i, d in enumerate(grid.dates)}
-    truth = oracle.group_by("Code").agg(pl.col("cluster").first(), pl.col("is_leader").first()).sort("Code")
-    cluster, leader = truth["cluster"].to_numpy(), truth["is_leader"].to_numpy()  # grid.codes are sorted alike
+    cluster, leader = planted_clusters(oracle, grid.codes)  # per grid column
 
     def probe(neighbours_of) -> float:
         """Mean over dates of the RankIC between the neighbours' mean relative return today and tomorrow's return."""

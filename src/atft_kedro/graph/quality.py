@@ -27,16 +27,8 @@ def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.
     """
     if oracle.is_empty() or "cluster" not in oracle.columns or oracle["cluster"].null_count() == oracle.height:
         return {}
-    truth = oracle.group_by("Code").agg(pl.col("cluster").first(), pl.col("is_leader").first()).sort("Code")
-    known = truth["Code"].to_numpy().astype(str)
-    cluster, leader = truth["cluster"].to_numpy(), truth["is_leader"].to_numpy()
-
     codes = np.asarray(graphs.codes).astype(str)
-    pos = np.searchsorted(known, codes)
-    pos = np.clip(pos, 0, len(known) - 1)
-    if not (known[pos] == codes).all():
-        raise ValueError("the graphs hold stocks that the oracle table does not: were they built on another market?")
-    node_cluster, node_leader = cluster[pos], leader[pos]  # per graph row
+    node_cluster, node_leader = planted_clusters(oracle, codes)  # per graph row
     offsets = np.asarray(graphs.offsets)
     row_date = np.repeat(np.asarray(graphs.dates), np.diff(offsets))  # (rows,)
     row_start = np.repeat(offsets[:-1], np.diff(offsets))  # each row's date's first row
@@ -65,3 +57,13 @@ def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.
             "followers_with_a_leader": float(leads[f].any(1).mean()) if f.any() else 0.0,
         }
     return out
+
+
+def planted_clusters(oracle: pl.DataFrame, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> (cluster, is_leader) of each of ``codes``, from the oracle table; a code it lacks is an error."""
+    truth = oracle.group_by("Code").agg(pl.col("cluster").first(), pl.col("is_leader").first()).sort("Code")
+    known = truth["Code"].to_numpy().astype(str)
+    pos = np.clip(np.searchsorted(known, codes), 0, len(known) - 1)
+    if not (known[pos] == codes).all():
+        raise ValueError("the graphs hold stocks that the oracle table does not: were they built on another market?")
+    return truth["cluster"].to_numpy()[pos], truth["is_leader"].to_numpy()[pos]
