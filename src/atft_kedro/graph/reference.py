@@ -59,9 +59,9 @@ def build_graph_reference(panel: pl.DataFrame | pd.DataFrame, date, cfg: GraphCo
         denom = np.sqrt((x @ x) * (y @ y))
         return (x @ y) / denom * (1 - shrink) if denom > 0 else 0.0
 
-    centred = centred_window(end)
-    earlier = centred_window(end - 1) if cfg.lead_lag else None
-    if cfg.lead_lag:  # a pair needs both stocks in both windows
+    centred, earlier = centred_window(end), None
+    if cfg.lead_lag:  # the window one day earlier; a pair needs both stocks in both
+        earlier = centred_window(end - 1)
         centred = {c: x for c, x in centred.items() if c in earlier}
 
     sector = dict(zip(today["Code"], today["Sector33Code"]))
