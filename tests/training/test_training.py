@@ -73,6 +73,14 @@ def test_phase_two_without_phase_one_is_a_clear_error(prepared, tmp_path):
         _train(prepared, CheckpointStore(tmp_path), phase=2)
 
 
+def test_a_checkpoint_that_no_longer_fits_the_model_is_a_clear_error(prepared, tmp_path):
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store, phase=0, epochs=1)
+    wider = {"d_model": 32, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1, "dropout": 0.1}
+    with pytest.raises(TrainingError, match=r"does not fit this model .*--params phase=0\) or phase=all"):
+        _train(prepared, store, phase=1, epochs=1, model=wider)
+
+
 def test_phase_chain_starts_from_the_previous_best(prepared, tmp_path, caplog):
     store = CheckpointStore(tmp_path)
     _train(prepared, store, phase=0, epochs=1)
