@@ -89,6 +89,18 @@ def test_lead_lag_is_visible_through_peers():
     assert abs(ic_off) < ic / 2
 
 
+@pytest.mark.parametrize("cross", [False, True])
+def test_clusters_inside_a_sector_or_across_sectors(cross):
+    m = generate_market(SyntheticConfig.sized("tiny", cross_sector_clusters=cross, cluster_size=4))
+    info = m.oracle.select("Code", "cluster", "is_leader").unique().join(m.listed_info.select("Code", "Sector33Code"), on="Code")
+    per_cluster = info.group_by("cluster").agg(pl.col("Sector33Code").n_unique().alias("sectors"), pl.len(), pl.col("is_leader").sum())
+    assert (per_cluster["len"] <= 4).all() and (per_cluster["is_leader"] >= 1).all()
+    if cross:
+        assert (per_cluster["sectors"] > 1).mean() > 0.5
+    else:
+        assert (per_cluster["sectors"] == 1).all()
+
+
 def test_unknown_size_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown synthetic size 'huge'"):
         SyntheticConfig.sized("huge")
