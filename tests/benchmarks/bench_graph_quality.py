@@ -42,7 +42,7 @@ def main() -> None:
         graph_returns,
         return_grid,
     )
-    from atft_kedro.graph.quality import planted_clusters, planted_structure_recall
+    from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
 
     market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size))
     data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix)
@@ -70,10 +70,7 @@ def main() -> None:
         return float(np.nanmean(ics))
 
     def true_leaders(d, members):
-        cl, ld = cluster[members], leader[members]
-        same = (cl[:, None] == cl[None, :]) & ld[None, :] & ~np.eye(len(members), dtype=bool)
-        order = np.argsort(~same, axis=1, kind="stable")[:, :8]
-        return np.where(np.take_along_axis(same, order, 1), order, -1)
+        return true_leader_neighbours(cluster[members], leader[members], 8)
 
     out = {"size": args.size, "split": args.split, "dates": len(dates), "true leaders": {"neighbour_return_rank_ic": probe(true_leaders)}}
     for name, overrides in CONFIGS.items():

@@ -220,7 +220,7 @@ def test_fast_knn_equals_the_all_float64_top_k():
 
 
 def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market, monkeypatch):
-    from atft_kedro.graph.quality import planted_structure_recall
+    from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
     from atft_kedro.graph.store import GraphSet
 
     oracle = tiny_market.oracle
@@ -229,18 +229,15 @@ def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market, monk
     built = build_graphs(panel, GraphConfig(k=6, window=40, min_periods=25), progress=False)
 
     # the true graph: every stock's neighbours are the leaders of its cluster (itself excluded)
-    truth = oracle.group_by("Code").agg(pl.col("cluster").first(), pl.col("is_leader").first())
-    info = dict(zip(truth["Code"], zip(truth["cluster"], truth["is_leader"])))
+    cluster, leader = planted_clusters(oracle, built.codes)
     rows = []
     for i in range(len(built)):
-        codes = built.codes[built.offsets[i] : built.offsets[i + 1]]
-        cl = np.array([info[c][0] for c in codes])
-        ld = np.array([info[c][1] for c in codes])
-        nb = np.full((len(codes), 6), -1, dtype=np.int32)
-        for r in range(len(codes)):
-            mates = np.flatnonzero((cl == cl[r]) & ld & (np.arange(len(codes)) != r))[:6]
-            nb[r, : len(mates)] = mates
-        rows.append(nb)
+        lo, hi = built.offsets[i], built.offsets[i + 1]
+        nb = true_leader_neighbours(cluster[lo:hi], leader[lo:hi], 6)
+        for r in range(hi - lo):  # the same, row by row
+            mates = np.flatnonzero((cluster[lo:hi] == cluster[lo + r]) & leader[lo:hi] & (np.arange(hi - lo) != r))[:6]
+            assert nb[r].tolist() == mates.tolist() + [-1] * (6 - len(mates))
+        rows.append(nb.astype(np.int32))
     true_graph = GraphSet(built.dates, built.offsets, built.codes, np.concatenate(rows), built.edge_attr)
 
     perfect = planted_structure_recall(true_graph, oracle, splits)

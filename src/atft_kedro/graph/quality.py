@@ -67,3 +67,13 @@ def planted_clusters(oracle: pl.DataFrame, codes: np.ndarray) -> tuple[np.ndarra
     if not (known[pos] == codes).all():
         raise ValueError("the graphs hold stocks that the oracle table does not: were they built on another market?")
     return truth["cluster"].to_numpy()[pos], truth["is_leader"].to_numpy()[pos]
+
+
+def true_leader_neighbours(cluster: np.ndarray, leader: np.ndarray, k: int) -> np.ndarray:
+    """One date's stocks (their planted ``cluster`` and ``is_leader``, in row order) -> [n, k] the
+    leaders of each stock's own cluster, in row order, itself excluded, -1 padded: the graph that
+    would hold all of the planted lead-lag. A diagnostic of the simulator's truth, never a model input."""
+    n = len(cluster)
+    same = (cluster[:, None] == cluster[None, :]) & leader[None, :] & ~np.eye(n, dtype=bool)
+    order = np.argsort(~same, axis=1, kind="stable")[:, :k]
+    return np.where(np.take_along_axis(same, order, 1), order, -1)

@@ -1,0 +1,120 @@
+"""How much of the synthetic market's oracle a linear model can reach, and what the graph adds.
+
+    python tests/benchmarks/bench_synthetic_ceiling.py --size small
+    python tests/benchmarks/bench_synthetic_ceiling.py --overrides '{"cluster_vol": 0.010}'
+
+On the default synthetic market (or one with ``SyntheticConfig`` overrides), prints the mean
+validation RankIC (1d) of:
+
+- the oracle (the simulator's own expected return);
+- ridge on each stock's own features (the evaluation's ridge baseline, fitted on the training split);
+- ridge on own features plus the mean of its graph neighbours' features, for the default graph and
+  two variants, with the graph's planted-structure scores (``atft_kedro.graph.quality``);
+- the same with the *true* leaders of each stock's cluster as neighbours (diagnostic only: the
+  simulator's truth, never available to the model), the ceiling of what a perfect graph gives.
+
+The gap between "own" and "true leaders" is what graph attention can win on this market; the gap
+between the graph rows and "true leaders" is what the graph misses. Used to calibrate the
+simulator (its docstring and the README quote the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import polars as pl
+
+GRAPHS = {
+    "default graph (raw, W=60, k=20)": {},
+    "relative, W=60": {"returns": "relative"},
+    "relative, W=250": {"returns": "relative", "window": 250},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
+    parser.add_argument("--alpha", type=float, default=100.0, help="ridge penalty per 1,000 rows")
+    args = parser.parse_args()
+
+    from scipy.stats import spearmanr
+
+    from atft_kedro.data.sources import SourceConfig, load_market
+    from atft_kedro.features.prepare import prepare_model_data
+    from atft_kedro.graph.correlation import GraphConfig, build_graphs
+    from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
+    from atft_kedro.training.data import build_arrays, split_indices
+
+    overrides = json.loads(args.overrides)
+    market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size, synthetic_overrides=overrides))
+    data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix)
+    arrays = build_arrays(data.model_input, data.market_context, data.feature_names)
+    train, val = split_indices(arrays, data.splits, "train"), split_indices(arrays, data.splits, "val")
+    cluster, leader = planted_clusters(oracle, np.asarray(arrays.codes).astype(str))  # per array column
+    column = {c: i for i, c in enumerate(np.asarray(arrays.codes).astype(str))}
+    date_index = {d: i for i, d in enumerate(np.asarray(arrays.dates).astype("datetime64[D]"))}
+    expected = np.full(arrays.present.shape, np.nan)  # [dates, codes] the oracle's 1d forecast
+    known = oracle.filter(pl.col("Date").is_in(pl.Series(np.asarray(arrays.dates).astype("datetime64[D]")).implode()))
+    expected[[date_index[d] for d in known["Date"].to_numpy().astype("datetime64[D]")],
+             [column[c] for c in known["Code"]]] = known["expected_return_1d"].to_numpy()  # fmt: skip
+
+    def design(date_indices, neighbours_of):
+        """Rows of (own features [, neighbour-mean features]), 1d targets, oracle, date index."""
+        xs, ys, os, ds = [], [], [], []
+        for di in date_indices:
+            members = np.flatnonzero(arrays.present[di])
+            x, y = arrays.features[di, members], arrays.targets[di, members, 0]
+            if neighbours_of is not None:
+                nbrs = neighbours_of(di, members)  # (n, k) rows of ``members``, -1 padded
+                valid = nbrs >= 0
+                mean = (x[np.where(valid, nbrs, 0)] * valid[..., None]).sum(1) / np.maximum(valid.sum(1, keepdims=True), 1)
+                x = np.hstack([x, mean])
+            ok = np.isfinite(y)
+            xs.append(x[ok]), ys.append(y[ok]), os.append(expected[di, members][ok]), ds.append(np.full(ok.sum(), di))
+        return np.vstack(xs), np.concatenate(ys), np.concatenate(os), np.concatenate(ds)
+
+    def mean_rank_ic(score, y, d):
+        return float(np.nanmean([spearmanr(score[d == u], y[d == u])[0] for u in np.unique(d)]))
+
+    def ridge(neighbours_of=None) -> float:
+        x, y, _, d = design(train, neighbours_of)
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        xn = (x - mu) / sd
+        y = y - np.bincount(d, y)[d] / np.bincount(d)[d]  # only the cross-section matters
+        coef = np.linalg.solve(xn.T @ xn + args.alpha * len(y) / 1000 * np.eye(x.shape[1]), xn.T @ y)
+        xv, yv, _, dv = design(val, neighbours_of)
+        return mean_rank_ic(((xv - mu) / sd) @ coef, yv, dv)
+
+    def graph_neighbours(graphs):
+        def of(di, members):
+            g = graphs.graph(arrays.dates[di])
+            if not (np.asarray(g.codes) == np.asarray(arrays.codes)[members]).all():
+                raise AssertionError("graph rows and the date's stocks differ")
+            return g.neighbors.numpy()
+
+        return of
+
+    def true_leaders(di, members):
+        return true_leader_neighbours(cluster[members], leader[members], 8)
+
+    _, yv, ov, dv = design(val, None)
+    out = {"overrides": overrides, "val_dates": len(val), "oracle": mean_rank_ic(ov, yv, dv), "ridge, own features": ridge()}
+    val_splits = data.splits.filter(pl.col("split") == "val")
+    for name, cfg in GRAPHS.items():
+        graphs = build_graphs(data.panel, GraphConfig(**cfg), progress=False)
+        score = planted_structure_recall(graphs, oracle, val_splits)["val"]
+        out[name] = {
+            "ridge, own + neighbours": round(ridge(graph_neighbours(graphs)), 4),
+            "cluster_mate_share": round(score["cluster_mate_share"], 3),
+            "leader_share_of_follower_edges": round(score["leader_share_of_follower_edges"], 3),
+        }
+        print(name, out[name], flush=True)
+    out["ridge, own + true leaders"] = ridge(true_leaders)
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
