@@ -190,27 +190,12 @@ def test_switching_a_phase_block_off_removes_it(switch):
     x, market, dates, nb, ea = _batch()
     out = model(x, market, dates, nb, ea)
     sum(v.sum() for k, v in out.items() if k != "gate").backward()
-    params = {"fan": [*model.fan.parameters(), *model.fan_select.parameters(), model.fan_scale], "gat": list(model.gat.parameters()) + [model.fusion_gate],
+    params = {"fan": model.fan.parameters(), "gat": list(model.gat.parameters()) + [model.fusion_gate],
               "horizons": [p for h in ("5d", "10d", "20d") for p in model.heads[h].parameters()]}[switch]  # fmt: skip
     assert all(p.grad is None for p in params)
     assert any(p.grad is not None for p in model.encoder.parameters())
     if switch == "horizons":
         assert set(out) == {"1d", "gate"}
-
-
-def test_phase_1_starts_as_phase_0s_function_and_can_take_fan_in():
-    model = _model()
-    x, market, dates, _, _ = _batch()
-    model.set_phase_switches(use_fan=False, use_gat=False, horizons=(1,))
-    before = model(x, market, dates)["1d"]
-    model.set_phase_switches(use_fan=True, use_gat=False, horizons=(1, 5, 10, 20))
-    out = model(x, market, dates)
-    torch.testing.assert_close(out["1d"], before, rtol=0, atol=0)
-    out["1d"].square().sum().backward()
-    assert model.fan_scale.grad.abs() > 0  # FAN's channels come in as the scale moves off 0
-    with torch.no_grad():
-        model.fan_scale.fill_(0.5)
-    assert not torch.equal(model(x, market, dates)["1d"], before)
 
 
 def test_parameter_count_at_default_size():

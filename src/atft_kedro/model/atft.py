@@ -4,19 +4,12 @@ Per batch: the feature windows of every stock of one or more dates ``x [N, T, F]
 market context ``market [D, T, M]`` with ``date_of_node [N]``, and the dates' graphs stacked
 block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [N, K, 3]``).
 
-    x ──────────── variable selection ───┐
-    x ─ FAN/SAN ── variable selection ─ * a ─ + ─ temporal encoder ─ z_t [N, d]
-    market ─ GRN ─ (context of both selections)                          │
+    x ─ FAN/SAN ─┐                                       (phase >= 1; else [x, 0])
+                 ├─ variable selection ─ temporal encoder ─ z_t [N, d]
+    market ─ GRN ┘   (market is the selection's context)      │
                                                                ├─ GAT over the graph ─ z_g [N, d]  (phase >= 2)
     z = s * backbone([z_t, z_g]) + (1 - s) z_g,  s = sigmoid(g), g = 0 at init
     quantile head per horizon (5 non-crossing quantiles; the point forecast is the median)
-
-FAN/SAN (phase >= 1) adds its normalised residual and removed part next to the features, with a
-scale ``a`` that starts at 0: the features are already cross-sectional robust z-scores, and FAN's
-per-stock statistics take the cross-section's levels out of them. Put in their place (the first
-design), FAN made phase 1 start from a model fed inputs it was never trained on, and validation
-RankIC fell below phase 0's; added this way, phase 1 starts as exactly phase 0's function and
-learns how much of FAN to use.
 
 The switches ``use_fan``, ``use_gat`` and ``horizons`` really change the forward pass: a block that
 is off is not run, so its parameters get no gradient.
@@ -85,9 +78,7 @@ class ATFTGATFAN(nn.Module):
         d = cfg.d_model
         self.fan = FrequencyAdaptiveNorm(cfg.n_features, cfg.fan_top_k, cfg.san_slice)
         self.market = GatedResidualNetwork(cfg.n_market, d, d, cfg.dropout)
-        self.select = VariableSelection(cfg.n_features, d, cfg.dropout, d_context=d, gates=cfg.selection_gates)
-        self.fan_select = VariableSelection(2 * cfg.n_features, d, cfg.dropout, d_context=d, gates=cfg.selection_gates)
-        self.fan_scale = nn.Parameter(torch.zeros(()))  # a: phase 1 starts as phase 0's function
+        self.select = VariableSelection(2 * cfg.n_features, d, cfg.dropout, d_context=d, gates=cfg.selection_gates)
         self.encoder = TemporalEncoder(d, cfg.temporal_heads, cfg.dropout)
         self.gat = GraphBlock(cfg)
         self.backbone = nn.Linear(2 * d, d)
@@ -115,10 +106,12 @@ class ATFTGATFAN(nn.Module):
         edge_attr: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """-> {"1d": [N, 5], ...} quantiles for the active horizons, plus "gate": s."""
-        context = self.market(market)[date_of_node]  # (D, T, d) -> (N, T, d)
-        selected, _ = self.select(x, context)  # (N, T, d)
         if self.use_fan:
-            selected = selected + self.fan_scale * self.fan_select(self.fan(x), context)[0]  # (N, T, d)
+            x2 = self.fan(x)  # (N, T, 2F)
+        else:
+            x2 = torch.cat([x, torch.zeros_like(x)], dim=-1)  # (N, T, 2F)
+        context = self.market(market)[date_of_node]  # (D, T, d) -> (N, T, d)
+        selected, _ = self.select(x2, context)  # (N, T, d)
         z_t = self.encoder(selected)  # (N, d)
         if self.use_gat:
             if neighbors is None:
