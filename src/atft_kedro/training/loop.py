@@ -45,7 +45,8 @@ def load_weights(model: torch.nn.Module, weights: dict, path, remake: str) -> No
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        detail = " ".join(str(err).split())[:300]
+        detail = " ".join(str(err).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
         raise TrainingError(
             f"the checkpoint {path} does not fit this model (written by another version or model size: "
             f"{detail}); rerun that phase (kedro run --pipeline training --params {remake}) or phase=all"
