@@ -118,3 +118,17 @@ def test_metrics_document_has_the_spec_shape():
     assert list(doc["horizons"]["1d"]["model"]) == list(METRIC_KEYS)
     assert doc["horizons"]["1d"]["oracle"]["ic"] is None
     assert set(METRIC_KEYS) == {"ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_ann_return", "max_drawdown", "turnover"}
+
+
+def test_a_model_checkpoint_from_another_model_size_is_a_clear_error():
+    from dataclasses import asdict
+
+    from atft_kedro.model import ATFTGATFAN, ModelConfig
+    from atft_kedro.pipelines.evaluation.nodes import predict_test
+    from atft_kedro.training.loop import TrainingError
+
+    small = ModelConfig(n_features=5, n_market=3, d_model=16, temporal_heads=2, gat_heads=2)
+    wider = ATFTGATFAN(ModelConfig(n_features=5, n_market=3, d_model=32, temporal_heads=2, gat_heads=2))
+    model = {"config": {"model": asdict(small), "train": {}, "phase": 3}, "model": wider.state_dict()}
+    with pytest.raises(TrainingError, match=r"the catalog's model checkpoint does not fit this model .*--params phase=3\)"):
+        predict_test(model, None, None, None)

@@ -40,15 +40,16 @@ class TrainingError(RuntimeError):
     """A run that cannot go on; the message says why and what to do."""
 
 
-def load_weights(model: torch.nn.Module, weights: dict, path, remake: str) -> None:
-    """Load a checkpoint's weights, or say which checkpoint no longer fits the model and what remakes it."""
+def load_weights(model: torch.nn.Module, weights: dict, where: str, remake: str) -> None:
+    """Load a checkpoint's weights, or say which checkpoint (``where``) no longer fits the model and
+    which phase (``remake``, e.g. "phase=1") writes it again."""
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
         detail = " ".join(str(err).split())
         detail = detail if len(detail) <= 300 else detail[:300] + " ..."
         raise TrainingError(
-            f"the checkpoint {path} does not fit this model (written by another version or model size: "
+            f"{where} does not fit this model (written by another version or model size: "
             f"{detail}); rerun that phase (kedro run --pipeline training --params {remake}) or phase=all"
         ) from err
 
@@ -209,7 +210,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     start_epoch, best, bad_epochs = 0, -math.inf, 0
     if cfg.resume and store.exists(phase, "last") and not store.load(phase, "last")["finished"]:
         state = store.load(phase, "last")
-        load_weights(model, state.get("train_weights") or state["model"], store.path(phase, "last"), f"phase={phase}")
+        load_weights(model, state.get("train_weights") or state["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         start_epoch, best, bad_epochs, history = state["epoch"] + 1, state["best"], state["bad_epochs"], state["history"]
@@ -222,7 +223,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                 f"(kedro run --pipeline training --params phase={phase - 1}) or phase=all"
             )
         previous = store.load(phase - 1, "best")
-        load_weights(model, previous["model"], store.path(phase - 1, "best"), f"phase={phase - 1}")
+        load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
         log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
 

@@ -15,7 +15,7 @@ from atft_kedro.evaluation.report import markdown_report, metrics_document
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, split_indices
-from atft_kedro.training.loop import TrainConfig, predict
+from atft_kedro.training.loop import TrainConfig, load_weights, predict
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet,
     """The best model's median forecasts on every test date, dropout off."""
     cfg = ModelConfig(**{**model["config"]["model"], "horizons": tuple(model["config"]["model"]["horizons"]), "gat_backend": "auto"})
     net = ATFTGATFAN(cfg)
-    net.load_state_dict(model["model"])
+    load_weights(net, model["model"], "the catalog's model checkpoint", f"phase={model['config']['phase']}")
     train_cfg = TrainConfig(**model["config"]["train"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net.to(device)
