@@ -7,7 +7,8 @@ On the default synthetic market (or one with ``SyntheticConfig`` overrides), pri
 validation RankIC (1d) of:
 
 - the oracle (the simulator's own expected return);
-- ridge on each stock's own features (the evaluation's ridge baseline, fitted on the training split);
+- ridge on each stock's own features (the evaluation's ridge baseline: its solver, penalty and
+  per-date demeaned target, fitted on the training split);
 - ridge on own features plus the mean of its graph neighbours' features, for the default graph and
   two variants, with the graph's planted-structure scores (``atft_kedro.graph.quality``);
 - the same with the *true* leaders of each stock's cluster as neighbours (diagnostic only: the
@@ -37,16 +38,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="small")
     parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
-    parser.add_argument("--alpha", type=float, default=100.0, help="ridge penalty per 1,000 rows")
     args = parser.parse_args()
 
-    from scipy.stats import spearmanr
+    from bench_phases import _params
 
     from atft_kedro.data.sources import SourceConfig, load_market
+    from atft_kedro.evaluation.baselines import ridge_solve
     from atft_kedro.features.prepare import prepare_model_data
     from atft_kedro.graph.correlation import GraphConfig, build_graphs
     from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
     from atft_kedro.training.data import build_arrays, split_indices
+    from atft_kedro.training.loop import daily_rank_ic
 
     overrides = json.loads(args.overrides)
     market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size, synthetic_overrides=overrides))
@@ -76,17 +78,17 @@ def main() -> None:
             xs.append(x[ok]), ys.append(y[ok]), os.append(expected[di, members][ok]), ds.append(np.full(ok.sum(), di))
         return np.vstack(xs), np.concatenate(ys), np.concatenate(os), np.concatenate(ds)
 
-    def mean_rank_ic(score, y, d):
-        return float(np.nanmean([spearmanr(score[d == u], y[d == u])[0] for u in np.unique(d)]))
+    def mean_rank_ic(score, y, d):  # the evaluation's RankIC
+        return daily_rank_ic(pl.DataFrame({"Date": d, "pred_1d": score, "target_1d": y}), ["1d"], 20)["1d"]
+
+    alpha = _params("evaluation")["evaluation"]["ridge_alpha"]
 
     def ridge(neighbours_of=None) -> float:
         x, y, _, d = design(train, neighbours_of)
-        mu, sd = x.mean(0), x.std(0) + 1e-6
-        xn = (x - mu) / sd
-        y = y - np.bincount(d, y)[d] / np.bincount(d)[d]  # only the cross-section matters
-        coef = np.linalg.solve(xn.T @ xn + args.alpha * len(y) / 1000 * np.eye(x.shape[1]), xn.T @ y)
+        y = y - np.bincount(d, y)[d] / np.bincount(d)[d]  # only the cross-section matters, as in fit_ridge
+        coef = ridge_solve(x, y, alpha)
         xv, yv, _, dv = design(val, neighbours_of)
-        return mean_rank_ic(((xv - mu) / sd) @ coef, yv, dv)
+        return mean_rank_ic(xv @ coef[:-1] + coef[-1], yv, dv)
 
     def graph_neighbours(graphs):
         def of(di, members):

@@ -17,12 +17,15 @@ def fit_ridge(model_input: pl.DataFrame, feature_names: list[str], target: str, 
         .filter(pl.col(target).is_finite())
         .with_columns((pl.col(target) - pl.col(target).mean().over("Date")).alias(target))
     )
-    x = train.select(feature_names).to_numpy().astype(np.float64)
-    x = np.hstack([x, np.ones((len(x), 1))])
-    y = train[target].to_numpy().astype(np.float64)
+    return ridge_solve(train.select(feature_names).to_numpy(), train[target].to_numpy(), alpha)
+
+
+def ridge_solve(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """Ridge coefficients of ``y`` on ``x [rows, features]`` plus an unpenalised intercept (last)."""
+    x = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
     penalty = alpha * np.eye(x.shape[1])
     penalty[-1, -1] = 0.0
-    return np.linalg.solve(x.T @ x + penalty, x.T @ y)
+    return np.linalg.solve(x.T @ x + penalty, x.T @ y.astype(np.float64))
 
 
 def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.ndarray) -> np.ndarray:
