@@ -1,6 +1,7 @@
 """How much of the synthetic market's planted lead-lag structure the graphs hold.
 
-The simulator puts stocks in clusters inside sectors; followers move a day after their cluster's
+The simulator puts stocks in clusters (inside sectors, or across them with
+``cross_sector_clusters``); followers move a day after their cluster's
 leaders (``atft_kedro.data.synthetic``). The oracle table carries each stock's ``cluster`` and
 ``is_leader`` (never a model input), so the graphs can be scored against the truth they should
 find: a follower gains from graph attention only through edges to its leaders. On real data there
