@@ -32,8 +32,6 @@ def main() -> None:
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     args = parser.parse_args()
 
-    from scipy.stats import spearmanr
-
     from atft_kedro.data.sources import SourceConfig, load_market
     from atft_kedro.features.prepare import prepare_model_data
     from atft_kedro.graph.correlation import (
@@ -43,6 +41,7 @@ def main() -> None:
         return_grid,
     )
     from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
+    from atft_kedro.training.loop import daily_rank_ic
 
     market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size))
     data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix)
@@ -54,7 +53,7 @@ def main() -> None:
 
     def probe(neighbours_of) -> float:
         """Mean over dates of the RankIC between the neighbours' mean relative return today and tomorrow's return."""
-        ics = []
+        rows = []
         for d in dates:
             t = position[d]
             if t + 1 >= len(grid.dates):
@@ -64,10 +63,8 @@ def main() -> None:
             valid = nbrs >= 0
             today = np.nan_to_num(relative[t, members])
             signal = np.where(valid, today[np.where(valid, nbrs, 0)], 0).sum(1) / np.maximum(valid.sum(1), 1)
-            tomorrow = grid.returns[t + 1, members]
-            ok = np.isfinite(tomorrow)
-            ics.append(spearmanr(signal[ok], tomorrow[ok])[0])
-        return float(np.nanmean(ics))
+            rows.append(pl.DataFrame({"Date": np.full(len(members), d), "pred_1d": signal, "target_1d": grid.returns[t + 1, members]}))
+        return daily_rank_ic(pl.concat(rows), ["1d"], 20)["1d"]  # the evaluation's RankIC
 
     def true_leaders(d, members):
         return true_leader_neighbours(cluster[members], leader[members], 8)
