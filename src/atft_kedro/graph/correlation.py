@@ -175,7 +175,9 @@ def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, marg
         rho = xs.t() @ other
         rho.fill_diagonal_(0.0)
         return knn_from_correlation(rho, ok, k, threshold)
-    score = (xs.to(torch.float32).t() @ other.to(torch.float32)).abs_()  # (N, N) float32: the one product per date
+    x32 = xs.to(torch.float32)
+    o32 = x32 if ys is None else other.to(torch.float32)
+    score = (x32.t() @ o32).abs_()  # (N, N) float32: the one product per date
     score.fill_diagonal_(-1.0)
     cand = torch.topk(score, kc, dim=1).indices  # (N, kc)
     # float64 scores of the candidates, one slot at a time: gathering all [N, kc, W] at once costs
