@@ -1,0 +1,87 @@
+"""Compile the fused GAT kernels for an H100/H200 (sm_90) on a machine without a GPU.
+
+Triton's interpreter (what the CPU tests use) runs the kernels as Python, so it accepts code that
+the GPU compiler rejects (a plain global inside a kernel, say). This script takes both kernels
+through Triton's real compiler to PTX and through the ptxas that ships with Triton, with the
+launch configuration the op uses on a GPU, and prints one JSON line per kernel: registers, spills
+and the global memory instructions. It must run without TRITON_INTERPRET (test_gat_compile.py
+starts it in a subprocess).
+
+    python tests/kernels/sm90_compile.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+if os.environ.get("TRITON_INTERPRET") == "1":
+    sys.exit("run without TRITON_INTERPRET=1: the interpreter's kernels cannot be compiled")
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from atft_kernels import triton_gat  # noqa: E402
+
+ACC_OUTPUTS = {"agg_ptr", "m_ptr", "l_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr"}
+
+
+def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, arch: int = 90) -> dict:
+    block_n, block_h, block_c, warps = triton_gat._launch_config(1 << 20, heads, channels)
+    acc = "fp64" if dtype == "fp64" else "fp32"
+    consts = {"HEADS": heads, "C": channels, "BLOCK_N": block_n, "BLOCK_H": block_h, "BLOCK_C": block_c,
+              "HAS_EDGE": has_edge, "ACC": tl.float64 if acc == "fp64" else tl.float32}  # fmt: skip
+    signature = {}
+    for name in fn.arg_names:
+        if name in consts:
+            signature[name] = "constexpr"
+        elif name in ("N", "K"):
+            signature[name] = "i32"
+        elif name == "negative_slope":
+            signature[name] = "fp32"
+        elif name == "nbr_ptr":
+            signature[name] = "*i64"
+        else:
+            signature[name] = f"*{acc}" if name in ACC_OUTPUTS else f"*{dtype}"
+    # torch's allocations are 16-byte aligned; the launcher tells Triton so at run time as well
+    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if name.endswith("_ptr")}
+    constexprs = {(fn.arg_names.index(name),): value for name, value in consts.items()}
+    kernel = triton.compile(ASTSource(fn, signature, constexprs=constexprs, attrs=attrs),
+                            target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})  # fmt: skip
+    ptx = kernel.asm["ptx"]
+    target = re.search(r"^\.target (\S+)", ptx, re.M).group(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.ptx")
+        with open(path, "w") as f:
+            f.write(ptx)
+        report = subprocess.run([get_ptxas(arch).path, f"-arch={target}", "-v", path, "-o", os.devnull],
+                                capture_output=True, text=True, check=True).stderr  # fmt: skip
+    number = lambda pattern: int(re.search(pattern, report).group(1))  # noqa: E731
+    ops: dict[str, int] = {}
+    for op in re.findall(r"\b((?:ld|st|red|atom)\.global[\w.]*)", ptx):
+        ops[op] = ops.get(op, 0) + 1
+    return {
+        "kernel": fn.__name__, "dtype": dtype, "heads": heads, "channels": channels, "has_edge": has_edge,
+        "target": target, "block_n": block_n, "num_warps": warps,
+        "registers": number(r"Used (\d+) registers"), "spill_stores": number(r"(\d+) bytes spill stores"),
+        "spill_loads": number(r"(\d+) bytes spill loads"), "stack_frame": number(r"(\d+) bytes stack frame"),
+        "global_ops": ops,
+    }  # fmt: skip
+
+
+def main() -> None:
+    cases = [("fp32", 4, 16, True), ("fp32", 4, 16, False), ("bf16", 4, 16, True), ("fp64", 4, 16, True), ("fp32", 3, 5, True)]
+    for dtype, heads, channels, has_edge in cases:
+        for fn in (triton_gat._gat_fwd, triton_gat._gat_bwd):
+            print(json.dumps(compile_kernel(fn, dtype, heads, channels, has_edge)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
