@@ -219,3 +219,41 @@ def test_variable_selection_gates(gates):
         assert (sums - 1).abs().min() > 0.5
     with pytest.raises(ValueError, match="sigmoid' or 'softmax"):
         VariableSelection(7, 8, gates="relu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the model's fused Triton GAT runs compiled on CUDA")
+def test_model_on_cuda_triton_gat_matches_torch_gat_and_trains_under_bf16():
+    """The whole model on CUDA: the fused Triton GAT gives the torch GAT's outputs and gradients in
+    fp32, and a bf16-autocast step (optimized mode) gives a finite loss and finite gradients."""
+    from atft_kernels import GATLayer
+
+    batch = [t.cuda() for t in _batch()]
+    y = {h: torch.randn(54, device="cuda") for h in ("1d", "5d", "10d", "20d")}
+    results = {}
+    for backend in ("torch", "triton"):
+        model = _model().cuda()
+        for layer in model.modules():
+            if isinstance(layer, GATLayer):
+                layer.backend = backend
+        out = model(*batch)
+        loss, _ = combined_loss(out, y, batch[2], LossWeights(), min_stocks=10)
+        loss.backward()
+        results[backend] = (out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    (out_t, grads_t), (out_k, grads_k) = results["torch"], results["triton"]
+    for h in ("1d", "5d", "10d", "20d"):
+        torch.testing.assert_close(out_k[h], out_t[h], atol=1e-4, rtol=1e-4)
+    assert grads_k.keys() == grads_t.keys() and any(n.startswith("gat.") for n in grads_k)
+    for name in grads_t:
+        torch.testing.assert_close(grads_k[name], grads_t[name], atol=1e-4, rtol=1e-3, msg=lambda m: f"{name}: {m}")
+
+    model = _model().cuda()
+    for layer in model.modules():
+        if isinstance(layer, GATLayer):
+            layer.backend = "auto"  # Triton on CUDA tensors
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(*batch)
+    loss, _ = combined_loss({k: v.float() for k, v in out.items()}, y, batch[2], LossWeights(), min_stocks=10)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert _grad_norm(model.gat.parameters()) > 0
