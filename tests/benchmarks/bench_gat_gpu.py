@@ -1,0 +1,275 @@
+"""The fused GAT op on a GPU: accuracy against fp64, time, bandwidth and memory, against the torch
+reference and PyG's GATConv measured in the same run. Needs CUDA.
+
+    python tests/benchmarks/bench_gat_gpu.py --json gat_gpu.json
+
+1. Ceiling: a device-to-device copy of 1 GiB (bytes read + written per second).
+2. Accuracy: fresh random inputs at N=3,800 and 64 x 3,800, K=20, H=4, C=16; the output and all six
+   gradients of each backend against the reference run in fp64, as ||x - ref|| / ||ref||. The
+   caching allocator is first filled with NaN, so an output element the kernel never writes shows
+   up as NaN instead of passing on stale memory.
+3. Time (triton.testing.do_bench, median of CUDA-event timings): the op forward and
+   forward+backward, each backend; and the whole layer (projection, edge term, attention, gated
+   residual) against PyG's GATConv on the same graph. Achieved GB/s counts the fewest bytes the op
+   must move (each input read once, each output written once), against the measured copy ceiling.
+4. Memory: the peak memory a forward+backward adds beyond its inputs, at K = 10, 20, 40 and C = 16,
+   32: a fused op should grow with N*K*H (the edge-logit gradient), the reference with N*K*H*C.
+
+``--extra name=path.py:function`` adds another implementation of the op with the same signature
+(e.g. an earlier kernel, to compare versions in one run). ``--smoke`` runs every step on the CPU at
+a tiny size (Triton under TRITON_INTERPRET=1), to check the script before spending GPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+
+import time
+
+import torch
+
+DEVICE = "cuda"
+STOCKS, K, HEADS, CHANNELS, IN_DIM = 3800, 20, 4, 16, 64
+SIZES = {"one_date": 1, "64_dates": 64}
+GRADS = ("h", "s_src", "s_dst", "edge_logits", "residual", "gate")
+
+
+def _inputs(n, k, heads, channels, dtype, seed, dates=1):
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    per = n // dates
+    local = torch.randint(0, per, (n, k), device=DEVICE, generator=g)
+    neighbors = local + (torch.arange(n, device=DEVICE) // per * per)[:, None]  # block-diagonal by date
+    neighbors[torch.rand(n, k, device=DEVICE, generator=g) < 0.1] = -1  # some padding, as real graphs have
+    t = {
+        "h": torch.randn(n, heads, channels, device=DEVICE, generator=g),
+        "s_src": torch.randn(n, heads, device=DEVICE, generator=g),
+        "s_dst": torch.randn(n, heads, device=DEVICE, generator=g),
+        "edge_logits": torch.randn(n, k, heads, device=DEVICE, generator=g),
+        "residual": torch.randn(n, heads * channels, device=DEVICE, generator=g),
+        "gate": torch.tensor(0.3, device=DEVICE),
+    }
+    return {name: v.to(dtype).requires_grad_() for name, v in t.items()}, neighbors
+
+
+def _call(op, t, neighbors):
+    return op(t["h"], t["s_src"], t["s_dst"], neighbors, t["edge_logits"], t["residual"], t["gate"], 0.2)
+
+
+def _bench(fn) -> float:
+    """Median milliseconds: CUDA-event timings on the GPU, a host clock in the CPU smoke test."""
+    if DEVICE == "cuda":
+        from triton.testing import do_bench
+
+        return do_bench(fn, warmup=25, rep=200, return_mode="median")
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return sorted(times)[1]
+
+
+class _PeakMemory:
+    """Peak memory allocated inside the block beyond what was allocated on entry (0 on CPU)."""
+
+    def __enter__(self):
+        self.extra_mb = 0.0
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc):
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+            self.extra_mb = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+
+
+def _poison_cache(gib: float = 4.0) -> None:
+    """Leave NaN in the caching allocator's free blocks, so unwritten outputs read as NaN."""
+    if DEVICE != "cuda":
+        return
+    torch.cuda.synchronize()
+    blocks = [torch.full((1 << 26,), float("nan"), device="cuda") for _ in range(int(gib * 4))]  # 256 MiB each
+    del blocks
+
+
+def accuracy(ops: dict, dates: int, dtype, seed: int) -> dict:
+    from atft_kernels import gat_attention_reference
+
+    n = dates * STOCKS
+    t, neighbors = _inputs(n, K, HEADS, CHANNELS, dtype, seed, dates)
+    t64 = {name: v.detach().double().requires_grad_() for name, v in t.items()}
+    ref = _call(gat_attention_reference, t64, neighbors)
+    upstream = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(ref, [t64[g] for g in GRADS], upstream)
+    rows = {}
+    for name, op in ops.items():
+        _poison_cache()
+        out = _call(op, t, neighbors)
+        grads = torch.autograd.grad(out, [t[g] for g in GRADS], upstream.to(out.dtype))
+        rel = lambda a, b: float((a.double() - b).norm() / b.norm())  # noqa: E731
+        rows[name] = {"out": rel(out, ref), **{f"d_{g}": rel(d, r) for g, d, r in zip(GRADS, grads, ref_grads)}}
+    return rows
+
+
+def op_bytes(n: int, k: int, heads: int, channels: int, elt: int, backward: bool) -> int:
+    """Fewest bytes of the op: inputs read once, outputs written once (fp32 softmax state)."""
+    hc = n * heads * channels
+    fwd = hc * elt + 2 * n * heads * elt + n * k * 8 + n * k * heads * elt + hc * elt  # h, s_src/dst, nbr, edge, residual
+    fwd += hc * elt + hc * 4 + 2 * n * heads * 4  # out, agg, m, l
+    if not backward:
+        return fwd
+    # backward reads h, s_src/dst, nbr, edge, grad_out, agg, m, l, residual; writes dh, ds_src/dst, dedge, dresidual
+    bwd = 2 * hc * elt + 2 * n * heads * elt + n * k * 8 + n * k * heads * elt + hc * elt + hc * 4 + 2 * n * heads * 4
+    bwd += hc * 4 + 2 * n * heads * 4 + n * k * heads * 4 + hc * elt
+    return fwd + bwd
+
+
+def timing(ops: dict, dates: int, dtype, ceiling_gbs: float) -> dict:
+    n = dates * STOCKS
+    t, neighbors = _inputs(n, K, HEADS, CHANNELS, dtype, 1, dates)
+    upstream = torch.randn(n, HEADS * CHANNELS, device=DEVICE, dtype=dtype)
+    leaves = [t[g] for g in GRADS]
+    rows = {}
+    for name, op in ops.items():
+        def fwd():
+            with torch.no_grad():
+                _call(op, t, neighbors)
+
+        def fwd_bwd():
+            torch.autograd.grad(_call(op, t, neighbors), leaves, upstream)
+
+        row = {}
+        for mode, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
+            ms = _bench(fn)
+            moved = op_bytes(n, K, HEADS, CHANNELS, t["h"].element_size(), mode == "forward_backward")
+            row[mode] = {"ms": ms, "gb_s": moved / ms / 1e6, "of_copy_ceiling": moved / ms / 1e6 / ceiling_gbs,
+                         "edges_per_s": n * K / ms * 1e3}  # fmt: skip
+        rows[name] = row
+    return rows
+
+
+def layer_timing(dates: int, backends: list[str]) -> dict:
+    """The whole layer, forward+backward: PyG GATConv vs GATLayer per backend, one random graph."""
+    from torch_geometric.nn import GATConv
+
+    from atft_kernels import GATLayer
+
+    n = dates * STOCKS
+    _, neighbors = _inputs(n, K, 1, 1, torch.float32, 2, dates)
+    x = torch.randn(n, IN_DIM, device=DEVICE, requires_grad=True)
+    edge_attr = torch.randn(n, K, 3, device=DEVICE)
+    valid = neighbors >= 0
+    dst = torch.arange(n, device=DEVICE)[:, None].expand_as(neighbors)[valid]
+    edge_index, flat_attr = torch.stack([neighbors[valid], dst]), edge_attr[valid]
+    conv = GATConv(IN_DIM, CHANNELS, heads=HEADS, edge_dim=3, add_self_loops=False).to(DEVICE)
+    layers = {"pyg_gatconv": lambda: conv(x, edge_index, edge_attr=flat_attr)}
+    for backend in backends:
+        layer = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend).to(DEVICE)
+        layers[f"gatlayer_{backend}"] = lambda layer=layer: layer(x, neighbors, edge_attr)
+    rows = {}
+    for name, f in layers.items():
+        with _PeakMemory() as peak:
+            ms = _bench(lambda f=f: f().sum().backward())
+        rows[name] = {"ms": ms, "peak_extra_mb": peak.extra_mb}
+    return rows
+
+
+def memory(ops: dict) -> list[dict]:
+    rows = []
+    n = 64 * STOCKS
+    for k, channels in ((10, 16), (20, 16), (40, 16), (20, 32)):
+        t, neighbors = _inputs(n, k, HEADS, channels, torch.float32, 3, 64)
+        upstream = torch.randn(n, HEADS * channels, device=DEVICE)
+        for name, op in ops.items():
+            with _PeakMemory() as peak:
+                torch.autograd.grad(_call(op, t, neighbors), [t[g] for g in GRADS], upstream)
+            rows.append({"impl": name, "K": k, "C": channels, "peak_extra_mb": peak.extra_mb,
+                         "N*K*H_mb": n * k * HEADS * 4 / 2**20, "N*K*H*C_mb": n * k * HEADS * channels * 4 / 2**20})  # fmt: skip
+    return rows
+
+
+def copy_ceiling() -> float:
+    a = torch.empty(1 << 28 if DEVICE == "cuda" else 1 << 24, device=DEVICE)  # 1 GiB of fp32 on the GPU
+    a.uniform_()
+    b = torch.empty_like(a)
+    ms = _bench(lambda: b.copy_(a))
+    return 2 * a.numel() * 4 / ms / 1e6  # GB/s, read + write
+
+
+def _extra(spec: str):
+    path, _, fn = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return getattr(module, fn or "gat_attention_triton")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--extra", action="append", default=[], help="name=path.py:function, another op to compare")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, Triton interpreted")
+    args = parser.parse_args()
+    global DEVICE, STOCKS
+    if args.smoke:
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            raise SystemExit("--smoke runs Triton on the CPU: set TRITON_INTERPRET=1")
+        DEVICE, STOCKS = "cpu", 40
+    elif not torch.cuda.is_available():
+        raise SystemExit("bench_gat_gpu needs CUDA; on CPU use pytest tests/benchmarks -m benchmark --benchmark-only")
+
+    from atft_kernels import gat_attention_reference
+    from atft_kernels.triton_gat import gat_attention_triton
+
+    ops = {"torch_reference": gat_attention_reference, "triton_fused": gat_attention_triton}
+    for spec in args.extra:
+        name, _, where = spec.partition("=")
+        ops[name] = _extra(where)
+    result = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (smoke test)", "torch": torch.__version__}
+    import triton
+
+    result["triton"] = triton.__version__
+    result["copy_gb_s"] = ceiling = copy_ceiling()
+    print(f"{result['device']}: copy ceiling {ceiling:,.0f} GB/s", flush=True)
+    result["accuracy"] = {f"{size} {dt}": accuracy(ops, d, dtype, seed=10 + d)
+                          for size, d in SIZES.items() for dt, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}  # fmt: skip
+    for case, rows in result["accuracy"].items():
+        for name, r in rows.items():
+            worst = max(r.values())
+            print(f"accuracy {case:16s} {name:16s} worst rel. error {worst:.2e} ({max(r, key=r.get)})", flush=True)
+    result["op"] = {f"{size} {dt}": timing(ops, d, dtype, ceiling)
+                    for size, d in SIZES.items() for dt, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}  # fmt: skip
+    result["layer"] = {size: layer_timing(d, ["torch", "triton"]) for size, d in SIZES.items()}
+    result["memory"] = memory(ops)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+    print("\nop (median ms; GB/s of the fewest bytes; share of the copy ceiling)")
+    for case, rows in result["op"].items():
+        ref = rows["torch_reference"]
+        for name, r in rows.items():
+            cells = "  ".join(f"{m[:3]} {v['ms']:.3f} ms {v['gb_s']:,.0f} GB/s {v['of_copy_ceiling']:.0%} x{ref[m]['ms'] / v['ms']:.2f}"
+                              for m, v in r.items())  # fmt: skip
+            print(f"  {case:16s} {name:16s} {cells}")
+    print("layer forward+backward (median ms, speed-up over PyG GATConv, peak extra MiB)")
+    for size, rows in result["layer"].items():
+        pyg = rows["pyg_gatconv"]["ms"]
+        for name, r in rows.items():
+            print(f"  {size:10s} {name:18s} {r['ms']:.3f} ms  x{pyg / r['ms']:.2f}  {r['peak_extra_mb']:,.0f} MiB")
+    print("op forward+backward peak extra memory, 64 dates (MiB)")
+    for r in result["memory"]:
+        print(f"  K={r['K']:2d} C={r['C']:2d} {r['impl']:16s} {r['peak_extra_mb']:8,.0f}   (N*K*H fp32 {r['N*K*H_mb']:.0f}, N*K*H*C {r['N*K*H*C_mb']:.0f})")
+    if any(not math.isfinite(v) for rows in result["accuracy"].values() for r in rows.values() for v in r.values()):
+        raise SystemExit("a backend left NaN in its output or gradients")
+
+
+if __name__ == "__main__":
+    main()
