@@ -61,9 +61,9 @@ def _gat_fwd(
     agg_ptr,  # [N, H*C] aggregate, kept for backward (ACC dtype)
     m_ptr,  # [N, H] softmax running max, kept for backward (ACC dtype)
     l_ptr,  # [N, H] softmax sum, kept for backward (ACC dtype)
+    slope_ptr,  # [] LeakyReLU negative slope in the ACC dtype (a float argument would be fp32)
     N,
     K,
-    negative_slope,
     HEADS: tl.constexpr,
     C: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -72,6 +72,7 @@ def _gat_fwd(
     HAS_EDGE: tl.constexpr,
     ACC: tl.constexpr,
 ):
+    negative_slope = tl.load(slope_ptr)
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     row_mask = rows < N
     heads = tl.arange(0, BLOCK_H)
@@ -128,9 +129,9 @@ def _gat_bwd(
     ds_src_ptr,  # [N, H] out: gradient of s_src (ACC dtype, zero-initialised, atomics)
     ds_dst_ptr,  # [N, H] out: gradient of s_dst (ACC dtype)
     dedge_ptr,  # [N, K, H] out: gradient of edge_logits (ACC dtype)
+    slope_ptr,  # [] LeakyReLU negative slope in the ACC dtype (a float argument would be fp32)
     N,
     K,
-    negative_slope,
     HEADS: tl.constexpr,
     C: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -139,6 +140,7 @@ def _gat_bwd(
     HAS_EDGE: tl.constexpr,
     ACC: tl.constexpr,
 ):
+    negative_slope = tl.load(slope_ptr)
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     row_mask = rows < N
     heads = tl.arange(0, BLOCK_H)
@@ -203,6 +205,7 @@ class _GATAttention(torch.autograd.Function):
         edge = edge_logits.contiguous() if has_edge else s_dst  # a placeholder pointer when absent
         ctx.gate_shape = gate.shape
         gate = gate.reshape(()).contiguous()
+        slope = torch.full((), negative_slope, device=h.device, dtype=acc_torch)
         out = torch.empty((n, heads * channels), device=h.device, dtype=residual.dtype)
         agg = torch.empty((n, heads * channels), device=h.device, dtype=acc_torch)
         m = torch.empty((n, heads), device=h.device, dtype=acc_torch)
@@ -210,20 +213,19 @@ class _GATAttention(torch.autograd.Function):
         block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
         if n > 0:
             _gat_fwd[(triton.cdiv(n, block_n),)](
-                h, s_src, s_dst, neighbors, edge, residual, gate, out, agg, m, l,
-                n, k, negative_slope,
+                h, s_src, s_dst, neighbors, edge, residual, gate, out, agg, m, l, slope,
+                n, k,
                 HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=has_edge,
                 ACC=_acc_dtype(h.dtype), num_warps=warps,
             )  # fmt: skip
-        ctx.save_for_backward(h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l)
+        ctx.save_for_backward(h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l, slope)
         ctx.has_edge = has_edge
-        ctx.negative_slope = negative_slope
         ctx.edge_dtype = edge_logits.dtype if has_edge else None
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l = ctx.saved_tensors
+        h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l, slope = ctx.saved_tensors
         n, heads, channels = h.shape
         k = neighbors.shape[1]
         grad_out = grad_out.contiguous()
@@ -235,8 +237,8 @@ class _GATAttention(torch.autograd.Function):
         block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
         if n > 0:
             _gat_bwd[(triton.cdiv(n, block_n),)](
-                h, s_src, s_dst, neighbors, edge, gate, grad_out, agg, m, l, dh, ds_src, ds_dst, dedge,
-                n, k, ctx.negative_slope,
+                h, s_src, s_dst, neighbors, edge, gate, grad_out, agg, m, l, dh, ds_src, ds_dst, dedge, slope,
+                n, k,
                 HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=ctx.has_edge,
                 ACC=_acc_dtype(h.dtype), num_warps=warps,
             )  # fmt: skip

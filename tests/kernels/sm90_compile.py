@@ -30,7 +30,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from atft_kernels import triton_gat  # noqa: E402
 
-ACC_OUTPUTS = {"agg_ptr", "m_ptr", "l_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr"}
+ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "slope_ptr"}  # fp32, fp64 for fp64
 
 
 def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, arch: int = 90) -> dict:
@@ -44,12 +44,10 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, ar
             signature[name] = "constexpr"
         elif name in ("N", "K"):
             signature[name] = "i32"
-        elif name == "negative_slope":
-            signature[name] = "fp32"
         elif name == "nbr_ptr":
             signature[name] = "*i64"
         else:
-            signature[name] = f"*{acc}" if name in ACC_OUTPUTS else f"*{dtype}"
+            signature[name] = f"*{acc}" if name in ACC_DTYPED else f"*{dtype}"
     # torch's allocations are 16-byte aligned; the launcher tells Triton so at run time as well
     attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if name.endswith("_ptr")}
     constexprs = {(fn.arg_names.index(name),): value for name, value in consts.items()}
