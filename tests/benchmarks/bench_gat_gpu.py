@@ -113,7 +113,7 @@ def accuracy(ops: dict, dates: int, dtype, seed: int) -> dict:
         _poison_cache()
         out = _call(op, t, neighbors)
         grads = torch.autograd.grad(out, [t[g] for g in GRADS], upstream.to(out.dtype))
-        rel = lambda a, b: float((a.double() - b).norm() / b.norm())  # noqa: E731
+        rel = lambda a, b: float((a.detach().double() - b).norm() / b.norm())  # noqa: E731
         rows[name] = {"out": rel(out, ref), **{f"d_{g}": rel(d, r) for g, d, r in zip(GRADS, grads, ref_grads)}}
     return rows
 

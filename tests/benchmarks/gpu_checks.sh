@@ -6,7 +6,8 @@
 #
 # Each step's full log goes to $OUT/<step>.log and its tail to stdout; a step that fails or runs
 # past its limit does not stop the next. --extra is passed to bench_gat_gpu.py (another op to time
-# beside the fused kernel, e.g. an earlier version of it).
+# beside the fused kernel, e.g. an earlier version of it). STEPS="tests training_full" runs only
+# those steps (default: all, in the order below).
 set -u
 OUT=${OUT:-gpu_checks_out}
 mkdir -p "$OUT"
@@ -18,6 +19,7 @@ PY=${PYTHON:-python3}
 step() {
     local name=$1 limit=$2 start rc
     shift 2
+    [[ " ${STEPS:-$name} " == *" $name "* ]] || return 0
     start=$(date +%s)
     timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
     rc=$?
@@ -28,7 +30,7 @@ step() {
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv | tee "$OUT/gpu.txt"
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
 
-step tests 300 $PY -m pytest -q -p no:cacheprovider tests/kernels tests/model -k cuda
+step tests 300 $PY -m pytest -q -p no:cacheprovider tests/kernels tests/model tests/training -k cuda
 step gat_op 240 $PY tests/benchmarks/bench_gat_gpu.py --json "$OUT/gat_gpu.json" "$@"
 TAIL=20 step gat_pytest_benchmark 180 $PY -m pytest -q -p no:cacheprovider tests/benchmarks/test_gat_benchmark.py \
     -m benchmark --benchmark-only --benchmark-json="$OUT/gat_benchmark.json" --benchmark-columns=min,median,max,rounds

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from atft_kedro.training.checkpoints import CheckpointStore
-from atft_kedro.training.data import DateDataset, collate_dates, split_indices
-from atft_kedro.training.loop import TrainingError, train_phase
+from atft_kedro.training.data import DateDataset, ResidentDates, collate_dates, split_indices
+from atft_kedro.training.loop import TrainingError, _loader, _train_batches, train_phase
 
 from .conftest import small_config
 
@@ -145,3 +145,36 @@ def test_checkpoints_hold_the_average_and_the_trained_weights(prepared, tmp_path
     off = CheckpointStore(tmp_path / "off")
     _train(prepared, off, ema_decay=None)
     assert "train_weights" not in off.load(0, "last")
+
+
+def test_resident_batches_equal_the_dataloader_batches(prepared):
+    """Optimized mode on CUDA gathers batches from arrays kept on the GPU. Built on the CPU here, they
+    must equal the DataLoader's batches field for field, in the same order, the zero padding of
+    dates with less history than the window included."""
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    cfg = small_config(mode="optimized", dates_per_batch=3, window=20)
+    idx = np.array([0, 5, 19, 20, 40, 41, 100])  # dates 0 and 5 have less history than the window
+    ds = DateDataset(arrays, graphs, idx, cfg.window)
+    resident = ResidentDates(arrays, graphs, cfg.window, torch.device("cpu"))
+    got, want = list(_train_batches(ds, cfg, 7, resident)), list(_loader(ds, cfg, 7))
+    assert len(got) == len(want) == 3
+    assert [d for b in got for d in b.dates] != list(arrays.dates[idx])  # shuffled, and alike below
+    for g, w in zip(got, want):
+        for field in ("x", "market", "date_of_node", "neighbors", "edge_attr"):
+            assert torch.equal(getattr(g, field), getattr(w, field)), field
+        for h in w.targets:
+            torch.testing.assert_close(g.targets[h], w.targets[h], rtol=0, atol=0, equal_nan=True)
+        assert g.dates == w.dates and all(np.array_equal(a, b) for a, b in zip(g.codes, w.codes))
+    first = [(b, d) for b in got for d, date in enumerate(b.dates) if date == arrays.dates[0]]
+    assert len(first) == 1  # the first date: one day of history, the window's other 19 days are zeros
+    b, d = first[0]
+    nodes = b.date_of_node == d
+    assert b.x[nodes, :-1].abs().sum() == 0 and b.x[nodes, -1].abs().sum() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="resident arrays are for optimized mode on CUDA")
+def test_optimized_mode_on_cuda_trains_from_resident_arrays(prepared, tmp_path, caplog):
+    caplog.set_level("INFO", logger="atft_kedro.training.loop")
+    history = _train(prepared, CheckpointStore(tmp_path), mode="optimized", dates_per_batch=4, epochs=1)
+    assert any("training arrays on cuda" in r.getMessage() for r in caplog.records)
+    assert history[0]["steps"] == 3 and history[0]["skipped"] == 0 and math.isfinite(history[0]["train_loss"])

@@ -23,7 +23,7 @@ from atft_kedro.evaluation.metrics import daily_scores, summarise
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
 from atft_kedro.training.checkpoints import CheckpointStore
-from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, TrainingArrays, collate_dates
+from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, ResidentDates, TrainingArrays, collate_dates
 from atft_kedro.training.losses import LossWeights, combined_loss
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class TrainConfig:
     window: int = 20
     dates_per_batch: int = 1  # optimized mode stacks several dates per step
     num_workers: int = 0  # optimized mode: DataLoader workers reading memory-mapped arrays
+    resident_data: bool = True  # optimized mode on CUDA: arrays on the GPU (if under half its free memory), batches gathered there
     seed: int = 0
     min_stocks: int = 20
     rank_tau: float = 0.1
@@ -88,11 +89,13 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
+def _order(n: int, seed: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed)  # a function of (seed, epoch) only: exact resume
+    return torch.randperm(n, generator=g).tolist()
+
+
 def _loader(dataset: DateDataset, cfg: TrainConfig, shuffle_seed: int | None) -> torch.utils.data.DataLoader:
-    sampler = None
-    if shuffle_seed is not None:
-        g = torch.Generator().manual_seed(shuffle_seed)  # a function of (seed, epoch) only: exact resume
-        sampler = torch.randperm(len(dataset), generator=g).tolist()
+    sampler = None if shuffle_seed is None else _order(len(dataset), shuffle_seed)
     per_batch = cfg.dates_per_batch if cfg.mode == "optimized" else 1
     workers = cfg.num_workers if cfg.mode == "optimized" else 0
     return torch.utils.data.DataLoader(
@@ -100,6 +103,27 @@ def _loader(dataset: DateDataset, cfg: TrainConfig, shuffle_seed: int | None) ->
         multiprocessing_context="spawn" if workers else None,  # never fork a process that runs Polars
         persistent_workers=False, pin_memory=False,
     )  # fmt: skip
+
+
+def _resident(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, device: torch.device, phase: int) -> ResidentDates | None:
+    """Optimized mode on CUDA keeps the arrays on the GPU when they take under half its free memory."""
+    if cfg.mode != "optimized" or device.type != "cuda" or not cfg.resident_data:
+        return None
+    need, free = ResidentDates.nbytes(arrays), torch.cuda.mem_get_info(device)[0]
+    if need > free / 2:
+        log.info("phase %d: the training arrays (%.1f GB) exceed half of the GPU's free %.1f GB; batches come through the DataLoader",
+                 phase, need / 1e9, free / 1e9)  # fmt: skip
+        return None
+    log.info("phase %d: training arrays on %s (%.1f GB), batches gathered there", phase, device, need / 1e9)
+    return ResidentDates(arrays, graphs, cfg.window, device)
+
+
+def _train_batches(dataset: DateDataset, cfg: TrainConfig, seed: int, resident: ResidentDates | None):
+    """The epoch's batches in the order of ``seed``: from the device-resident arrays, or a DataLoader."""
+    if resident is None:
+        return _loader(dataset, cfg, seed)
+    order, per = _order(len(dataset), seed), cfg.dates_per_batch
+    return (resident.batch(dataset.date_indices[order[i : i + per]]) for i in range(0, len(order), per))
 
 
 def _finite(batch: Batch) -> bool:
@@ -234,6 +258,8 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     evaluated = averaged.module if averaged is not None else model  # what validation, checkpoints and predictions use
     train_ds = DateDataset(arrays, graphs, train_idx, cfg.window)
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
+    resident = _resident(arrays, graphs, cfg, device, phase)
+    per_batch = cfg.dates_per_batch if cfg.mode == "optimized" else 1
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
@@ -245,8 +271,9 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         sums = {"loss": 0.0, "pinball": 0.0, "rank_ic": 0.0, "ic": 0.0, "sharpe": 0.0}
         steps = bad = 0
         gat_norms = []
-        loader = _loader(subset, cfg, order_seed)
-        bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", disable=not progress, leave=False)
+        loader = _train_batches(subset, cfg, order_seed, resident)
+        bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / per_batch),
+                   disable=not progress, leave=False)  # fmt: skip
         for batch in bar:
             if not _finite(batch):
                 bad += 1
