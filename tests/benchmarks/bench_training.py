@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--dates-per-batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (optimized mode); they only help with spare cores")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--profile", type=int, default=0, metavar="DATES",
+                        help="then profile optimized mode over this many dates (torch.profiler) and print the costliest ops")
     args = parser.parse_args()
 
     from atft_kedro.data.synthetic import SyntheticConfig, generate_market
@@ -67,6 +69,8 @@ def main() -> None:
                 train_phase(2, arrays, graphs, idx if r >= 0 else idx[: 2 * args.dates_per_batch], val, cfg, store, manifest, progress=False)
                 if r >= 0:
                     seconds[name].append(time.perf_counter() - t)
+        if args.profile:
+            _profile(arrays, graphs, idx[: args.profile], val, modes["optimized"], CheckpointStore(Path(tmp) / "profile"), manifest)
     best = {k: min(v) for k, v in seconds.items()}
     print(json.dumps({
         "size": args.size, "stocks": int(arrays.features.shape[1]), "days": len(arrays.dates), "train_dates": len(idx),
@@ -75,6 +79,21 @@ def main() -> None:
         "all_runs": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
         "speedup_optimized_vs_safe": round(best["safe"] / best["optimized"], 2),
     }, indent=1))  # fmt: skip
+
+
+def _profile(arrays, graphs, idx, val, cfg, store, manifest) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from atft_kedro.training.loop import train_phase
+
+    store.save(1, "best", _phase1_start(arrays, cfg))
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        train_phase(2, arrays, graphs, idx, val, cfg, store, manifest, progress=False)
+    for key in (["self_cuda_time_total"] if cuda else []) + ["self_cpu_time_total"]:
+        print(prof.key_averages().table(sort_by=key, row_limit=22, max_name_column_width=60))
 
 
 def _phase1_start(arrays, cfg):

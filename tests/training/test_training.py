@@ -178,3 +178,23 @@ def test_optimized_mode_on_cuda_trains_from_resident_arrays(prepared, tmp_path, 
     history = _train(prepared, CheckpointStore(tmp_path), mode="optimized", dates_per_batch=4, epochs=1)
     assert any("training arrays on cuda" in r.getMessage() for r in caplog.records)
     assert history[0]["steps"] == 3 and history[0]["skipped"] == 0 and math.isfinite(history[0]["train_loss"])
+
+
+def test_a_safe_run_leaves_no_settings_behind(prepared, tmp_path):
+    """Safe mode's one thread and deterministic algorithms end with its run (the training benchmark
+    runs safe then optimized in one process; optimized must not inherit them)."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    _train(prepared, CheckpointStore(tmp_path), mode="safe", epochs=1)
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
+def test_the_finite_check_sees_nan_and_both_infinities(bad):
+    from atft_kedro.training.loop import _all_finite
+
+    t = torch.randn(50, 20, 7)
+    if bad is not None:
+        t[31, 4, 6] = bad
+    assert _all_finite(t) == (bad is None)
+    assert _all_finite(torch.empty(0, 20, 7))
