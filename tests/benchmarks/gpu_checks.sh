@@ -7,7 +7,8 @@
 # Each step's full log goes to $OUT/<step>.log and its tail to stdout; a step that fails or runs
 # past its limit does not stop the next. --extra is passed to bench_gat_gpu.py (another op to time
 # beside the fused kernel, e.g. an earlier version of it). STEPS="tests training_full" runs only
-# those steps (default: all, in the order below).
+# those steps (default: all, in the order below); PROFILE_DATES=N adds a torch.profiler table of an
+# optimized run over N dates to the full-size training step.
 set -u
 OUT=${OUT:-gpu_checks_out}
 mkdir -p "$OUT"
@@ -36,4 +37,4 @@ TAIL=20 step gat_pytest_benchmark 180 $PY -m pytest -q -p no:cacheprovider tests
     -m benchmark --benchmark-only --benchmark-json="$OUT/gat_benchmark.json" --benchmark-columns=min,median,max,rounds
 TAIL=12 step training_small 180 $PY tests/benchmarks/bench_training.py --size small --dates 120 --repeats 2
 TAIL=12 step training_full "${FULL_LIMIT:-330}" $PY tests/benchmarks/bench_training.py --size full --days 1450 --dates 1000 \
-    --repeats 1 --graph-rebuild-every 10
+    --repeats 1 --graph-rebuild-every 10 --profile "${PROFILE_DATES:-0}"
