@@ -146,6 +146,52 @@ def test_sharpe_loss_by_hand():
     assert w.item() == pytest.approx(0.02)  # +0.5 on the winner, -0.5 on the loser
 
 
+def _date_by_date_loss(outputs, targets, dates, w: LossWeights, min_stocks, tau):
+    """combined_loss written plainly, one date at a time (the batched version must equal it)."""
+    total = 0.0
+    corr = lambda a, b: torch.corrcoef(torch.stack([a, b]))[0, 1]  # noqa: E731
+    for h in outputs:
+        q, y = outputs[h], targets[h]
+        ok = torch.isfinite(y)
+        levels = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])
+        diff = y[ok, None] - q[ok]
+        pin = torch.maximum(levels * diff, (levels - 1) * diff).mean()
+        ics, rics, ls = [], [], []
+        for d in torch.unique(dates):
+            rows = (dates == d) & ok
+            if rows.sum() < min_stocks:
+                continue
+            p, t = q[rows, 2], y[rows]
+            ics.append(corr(p, t))
+            rics.append(corr(soft_rank(p, tau), torch.argsort(torch.argsort(t)).float() + 1))
+            c = p - p.mean()
+            ls.append((c / c.abs().sum() * t).sum())
+        ls = torch.stack(ls)
+        sharpe = -ls.mean() / (ls.std() + 1e-8) if len(ls) >= 2 else 0.0
+        total = total + (w.pinball * pin - w.rank_ic * torch.stack(rics).mean() - w.ic * torch.stack(ics).mean()
+                         + w.sharpe * sharpe) / len(outputs)  # fmt: skip
+    return total
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_losses_equal_the_date_by_date_losses(seed):
+    """Ragged dates in any node order, unknown targets, a date below min_stocks: the batched
+    losses (one padded grid, no loop over dates) give the plain per-date values and gradients."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = [31, 7, 45, 26]  # the date of 7 stocks is below min_stocks
+    dates = torch.cat([torch.full((s,), 10 * i + 3) for i, s in enumerate(sizes)])[torch.randperm(sum(sizes), generator=g)]
+    outputs = {h: torch.randn(len(dates), 5, generator=g).sort(1).values.requires_grad_() for h in ("1d", "5d")}
+    targets = {h: torch.randn(len(dates), generator=g) * 0.02 for h in outputs}
+    for y in targets.values():
+        y[torch.rand(len(y), generator=g) < 0.15] = float("nan")
+    loss, parts = combined_loss(outputs, targets, dates, LossWeights(), min_stocks=10, tau=0.1)
+    expected = _date_by_date_loss(outputs, targets, dates, LossWeights(), 10, 0.1)
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-5)
+    for got, want in zip(torch.autograd.grad(loss, list(outputs.values())), torch.autograd.grad(expected, list(outputs.values()))):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-4)
+    assert set(parts) == {"pinball", "rank_ic", "ic", "sharpe"} and all(math.isfinite(v) for v in parts.values())
+
+
 def _grad_norm(params):
     grads = [p.grad.norm() for p in params if p.grad is not None]
     return torch.stack(grads).norm().item() if grads else 0.0

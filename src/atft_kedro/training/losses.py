@@ -1,7 +1,8 @@
 """Cross-sectional losses (SPEC section 5), computed per date and averaged over valid dates.
 
 A date counts when it has at least ``min_stocks`` finite targets; NaN targets and dates with too
-few stocks are masked out, never averaged in as zeros.
+few stocks are masked out, never averaged in as zeros. The dates of a batch are laid out as one
+padded [D, n_max] grid (``DateLayout``), so each statistic is one batched operation over all dates.
 
 Differentiable rank-IC: soft ranks by pairwise sigmoids, r_i = 1/2 + sum_{j != i} sigmoid((p_i - p_j)/tau),
 then the Pearson correlation of the soft ranks with the targets' ordinary ranks (Spearman's rho
@@ -29,69 +30,127 @@ class LossWeights:
 
 
 def pinball_loss(quantiles: torch.Tensor, target: torch.Tensor, levels=QUANTILES) -> torch.Tensor:
-    """Mean pinball loss over finite targets: quantiles [N, Q], target [N]."""
-    ok = torch.isfinite(target)
-    if not ok.any():
-        return quantiles.sum() * 0.0
-    q, y = quantiles[ok], target[ok, None]
-    tau = torch.tensor(levels, dtype=q.dtype, device=q.device)
-    diff = y - q  # (n, Q)
-    return torch.maximum(tau * diff, (tau - 1) * diff).mean()
+    """Mean pinball loss over finite targets: quantiles [N, Q], target [N]; 0 when none is finite."""
+    ok = torch.isfinite(target)[:, None]
+    tau = torch.tensor(levels, dtype=quantiles.dtype, device=quantiles.device)
+    diff = torch.where(ok, target[:, None] - quantiles, 0.0)  # (N, Q), 0 where the target is unknown
+    count = (ok.sum() * len(levels)).clamp_min(1)
+    return torch.maximum(tau * diff, (tau - 1) * diff).sum() / count
 
 
-def _pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    a, b = a - a.mean(), b - b.mean()
-    return (a * b).sum() / (a.norm() * b.norm() + eps)
+@dataclass(frozen=True)
+class DateLayout:
+    """A batch's nodes laid out by date as a padded [D, n_max] grid, so every per-date statistic
+    is one batched operation instead of a Python loop with a host synchronisation per date.
+    ``mask`` marks real nodes with a finite target; ``valid`` the dates with at least min_stocks."""
+
+    flat: torch.Tensor  # [N] position of each node in the flattened grid
+    shape: tuple[int, int]  # (D, n_max)
+    dates: torch.Tensor  # [D] date ids, ascending
+    mask: torch.Tensor  # [D, n_max] bool
+    valid: torch.Tensor  # [D] bool
+
+    @classmethod
+    def of(cls, date_of_node: torch.Tensor) -> "DateLayout":
+        """The grid of a batch's dates, every real node counted (see ``masked``)."""
+        dates, date = torch.unique(date_of_node, return_inverse=True)
+        counts = torch.bincount(date, minlength=len(dates))
+        n_max = int(counts.max()) if len(dates) else 0
+        order = torch.argsort(date, stable=True)
+        slot = torch.empty_like(date)
+        slot[order] = torch.arange(len(date), device=date.device) - (torch.cumsum(counts, 0) - counts)[date[order]]
+        flat = date * n_max + slot
+        mask = torch.zeros(len(dates) * n_max, dtype=torch.bool, device=date.device)
+        mask[flat] = True
+        mask = mask.view(len(dates), n_max)
+        return cls(flat, (len(dates), n_max), dates, mask, mask.any(1))
+
+    def masked(self, target: torch.Tensor, min_stocks: int) -> "DateLayout":
+        """The same grid counting only nodes with a finite target, and dates with min_stocks of them."""
+        mask = torch.zeros_like(self.mask).view(-1).index_put((self.flat,), torch.isfinite(target)).view(self.shape)
+        return DateLayout(self.flat, self.shape, self.dates, mask, mask.sum(1) >= min_stocks)
+
+    def grid(self, values: torch.Tensor) -> torch.Tensor:
+        """[N] -> [D, n_max]: 0 at padding and wherever the target is unknown (never NaN)."""
+        out = values.new_zeros(self.shape[0] * self.shape[1]).scatter(0, self.flat, values)
+        return torch.where(self.mask, out.view(self.shape), 0.0)
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per row of [D, n]: the correlation of a and b over the masked entries."""
+    m = mask.to(a.dtype)
+    n = m.sum(-1, keepdim=True).clamp_min(1)
+    a = (a - (a * m).sum(-1, keepdim=True) / n) * m
+    b = (b - (b * m).sum(-1, keepdim=True) / n) * m
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + eps)
+
+
+def _soft_rank(x: torch.Tensor, mask: torch.Tensor, tau: float) -> torch.Tensor:
+    """Per row of [D, n]: pairwise-sigmoid soft ranks among the masked entries (1-based)."""
+    m = mask.to(x.dtype)
+    n = m.sum(-1, keepdim=True)
+    mean = (x * m).sum(-1, keepdim=True) / n.clamp_min(1)
+    std = (((x - mean) * m).square().sum(-1, keepdim=True) / (n - 1).clamp_min(1)).sqrt()  # unbiased, as Tensor.std
+    scale = tau * std.detach().clamp_min(1e-8)
+    diff = (x[..., :, None] - x[..., None, :]) / scale[..., None]  # (D, n, n)
+    return 0.5 + (torch.sigmoid(diff) * m[..., None, :]).sum(-1)  # includes sigmoid(0) = 1/2 for j = i
 
 
 def soft_rank(x: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """Pairwise-sigmoid soft ranks (1-based, as the ordinary ranks when tau -> 0)."""
-    scale = tau * x.detach().std().clamp_min(1e-8)
-    diff = (x[:, None] - x[None, :]) / scale  # (n, n)
-    return 0.5 + torch.sigmoid(diff).sum(1)  # includes sigmoid(0) = 1/2 for j = i
+    """Pairwise-sigmoid soft ranks of a 1-D tensor (1-based, as the ordinary ranks when tau -> 0)."""
+    return _soft_rank(x[None], torch.ones_like(x, dtype=torch.bool)[None], tau)[0]
 
 
-def _hard_rank(x: torch.Tensor) -> torch.Tensor:
-    return torch.argsort(torch.argsort(x)).to(x.dtype) + 1
+def _hard_rank(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per row: ordinary ranks 1..n of the masked entries (the rest rank after them)."""
+    y = torch.where(mask, y, torch.inf)
+    return torch.argsort(torch.argsort(y, dim=-1, stable=True), dim=-1, stable=True).to(y.dtype) + 1
+
+
+def _date_terms(pred, target, layout: DateLayout, tau: float):
+    """Per date: (IC, soft rank-IC, long-short return), each [D]; meaningful where layout.valid."""
+    p, y = layout.grid(pred), layout.grid(target)
+    ic = _pearson(p, y, layout.mask)
+    ric = _pearson(_soft_rank(p, layout.mask, tau), _hard_rank(y, layout.mask), layout.mask)
+    m = layout.mask.to(p.dtype)
+    centred = (p - (p * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp_min(1)) * m
+    ls = (centred / centred.abs().sum(-1, keepdim=True).clamp_min(1e-12) * y).sum(-1)
+    return ic, ric, ls
 
 
 def per_date_correlations(
     pred: torch.Tensor, target: torch.Tensor, date_of_node: torch.Tensor, *, min_stocks: int = 20, tau: float = 0.1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (ic [D_valid], soft rank-ic [D_valid], valid date ids)."""
-    ics, rics, dates = [], [], []
-    for d in torch.unique(date_of_node):
-        rows = (date_of_node == d) & torch.isfinite(target)
-        if int(rows.sum()) < min_stocks:
-            continue
-        p, y = pred[rows], target[rows]
-        ics.append(_pearson(p, y))
-        rics.append(_pearson(soft_rank(p, tau), _hard_rank(y)))
-        dates.append(d)
-    if not dates:
-        empty = pred.new_zeros(0)
-        return empty, empty, date_of_node.new_zeros(0)
-    return torch.stack(ics), torch.stack(rics), torch.stack(dates)
+    layout = DateLayout.of(date_of_node).masked(target, min_stocks)
+    ic, ric, _ = _date_terms(pred, target, layout, tau)
+    return ic[layout.valid], ric[layout.valid], layout.dates[layout.valid]
 
 
 def long_short_returns(pred: torch.Tensor, target: torch.Tensor, date_of_node: torch.Tensor, min_stocks: int = 20) -> torch.Tensor:
     """Per valid date, the return of a dollar-neutral, unit-gross portfolio with weights
     proportional to the demeaned prediction: w_i = (p_i - mean p) / sum_j |p_j - mean p|."""
-    out = []
-    for d in torch.unique(date_of_node):
-        rows = (date_of_node == d) & torch.isfinite(target)
-        if int(rows.sum()) < min_stocks:
-            continue
-        p = pred[rows] - pred[rows].mean()
-        out.append((p / p.abs().sum().clamp_min(1e-12) * target[rows]).sum())
-    return torch.stack(out) if out else pred.new_zeros(0)
+    layout = DateLayout.of(date_of_node).masked(target, min_stocks)
+    return _date_terms(pred, target, layout, 0.1)[2][layout.valid]
+
+
+def _valid_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of x over the valid dates; 0, with a zero gradient, when there is none."""
+    return torch.where(valid, x, 0.0).sum() / valid.sum().clamp_min(1)
+
+
+def _sharpe(ls: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """-mean/std of the valid dates' long-short returns; 0 (no gradient) with fewer than 2 dates."""
+    n = valid.sum()
+    mean = _valid_mean(ls, valid)
+    var = torch.where(valid, ls - mean, 0.0).square().sum() / (n - 1).clamp_min(1)
+    var = torch.where(n >= 2, var, 1.0)  # keeps the unused branch finite, so its zero gradient stays 0
+    return torch.where(n >= 2, -mean / (var.sqrt() + 1e-8), 0.0)
 
 
 def sharpe_loss(ls_returns: torch.Tensor) -> torch.Tensor:
     """-mean/std of the batch's long-short returns; 0 (no gradient) with fewer than 2 dates."""
-    if ls_returns.numel() < 2:
-        return ls_returns.sum() * 0.0
-    return -ls_returns.mean() / (ls_returns.std() + 1e-8)
+    return _sharpe(ls_returns, torch.ones_like(ls_returns, dtype=torch.bool))
 
 
 def combined_loss(
@@ -106,19 +165,20 @@ def combined_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum over the active horizons of pinball - rank_ic - ic + sharpe terms."""
     total = None
-    parts = {"pinball": 0.0, "rank_ic": 0.0, "ic": 0.0, "sharpe": 0.0}
+    names = ("pinball", "rank_ic", "ic", "sharpe")
+    parts = []
     horizons = [h for h in outputs if h != "gate"]
+    grid = DateLayout.of(date_of_node)
     for h in horizons:
         w_h = (horizon_weights or {}).get(h, 1.0) / len(horizons)
         q, y = outputs[h], targets[h]
         median = q[:, 2]
         pin = pinball_loss(q, y)
-        ic, ric, _ = per_date_correlations(median, y, date_of_node, min_stocks=min_stocks, tau=tau)
-        ic_term = -ic.mean() if ic.numel() else pin * 0.0
-        ric_term = -ric.mean() if ric.numel() else pin * 0.0
-        sh = sharpe_loss(long_short_returns(median, y, date_of_node, min_stocks))
+        layout = grid.masked(y, min_stocks)
+        ic, ric, ls = _date_terms(median, y, layout, tau)
+        ic_term, ric_term = -_valid_mean(ic, layout.valid), -_valid_mean(ric, layout.valid)
+        sh = _sharpe(ls, layout.valid)
         loss = weights.pinball * pin + weights.rank_ic * ric_term + weights.ic * ic_term + weights.sharpe * sh
         total = loss * w_h if total is None else total + loss * w_h
-        for name, value in (("pinball", pin), ("rank_ic", -ric_term), ("ic", -ic_term), ("sharpe", -sh)):
-            parts[name] += float(value.detach()) * w_h
-    return total, parts
+        parts.append(torch.stack([pin, -ric_term, -ic_term, -sh]).detach() * w_h)
+    return total, dict(zip(names, torch.stack(parts).sum(0).tolist()))  # one host synchronisation
