@@ -6,7 +6,7 @@ import torch
 
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.data import DateDataset, ResidentDates, collate_dates, split_indices
-from atft_kedro.training.loop import TrainingError, _loader, _train_batches, train_phase
+from atft_kedro.training.loop import TrainingError, _loader, _train_batches, build_model, predict, train_phase
 
 from .conftest import small_config
 
@@ -165,6 +165,9 @@ def test_resident_batches_equal_the_dataloader_batches(prepared):
         for h in w.targets:
             torch.testing.assert_close(g.targets[h], w.targets[h], rtol=0, atol=0, equal_nan=True)
         assert g.dates == w.dates and all(np.array_equal(a, b) for a, b in zip(g.codes, w.codes))
+    model = build_model(arrays, cfg, 2, torch.device("cpu"))  # validation reads the resident arrays too
+    with_resident = predict(model, ds, cfg, torch.device("cpu"), resident)
+    assert with_resident.height > 0 and with_resident.equals(predict(model, ds, cfg, torch.device("cpu")))
     first = [(b, d) for b in got for d, date in enumerate(b.dates) if date == arrays.dates[0]]
     assert len(first) == 1  # the first date: one day of history, the window's other 19 days are zeros
     b, d = first[0]

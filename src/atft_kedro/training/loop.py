@@ -140,16 +140,19 @@ def _finite(batch: Batch) -> bool:
 
 
 @torch.no_grad()
-def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: torch.device) -> pl.DataFrame:
-    """Median forecasts (dropout off) for every date of ``dataset``: Date, Code, pred_{h}, target_{h}."""
+def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: torch.device,
+            resident: ResidentDates | None = None) -> pl.DataFrame:  # fmt: skip
+    """Median forecasts (dropout off) for every date of ``dataset``: Date, Code, pred_{h}, target_{h}.
+    One date per batch, from the device-resident arrays when given, else through a DataLoader."""
     model.eval()
     frames = []
-    for batch in _loader(dataset, replace(cfg, mode="safe"), None):
+    batches = (resident.batch([t]) for t in dataset.date_indices) if resident else _loader(dataset, replace(cfg, mode="safe"), None)
+    for batch in batches:
         b = batch.to(device)
         with _autocast(device, cfg):
             out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
         cols = {f"pred_{h}": out[h][:, 2].float().cpu().numpy() for h in HORIZON_KEYS if h in out}
-        cols.update({f"target_{h}": batch.targets[h].numpy() for h in HORIZON_KEYS})
+        cols.update({f"target_{h}": batch.targets[h].cpu().numpy() for h in HORIZON_KEYS})
         frames.append(pl.DataFrame({"Date": np.repeat(batch.dates[0], len(batch.codes[0])), "Code": batch.codes[0], **cols}))
     return pl.concat(frames) if frames else pl.DataFrame()
 
@@ -321,7 +324,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                 f"phase {phase} epoch {epoch}: {bad} of {total} batches had non-finite inputs or loss "
                 f"(limit {cfg.max_bad_batch_fraction:.0%}); check model_input and market_context for NaN/inf"
             )
-        val = daily_rank_ic(predict(evaluated, val_ds, cfg, device), horizons, cfg.min_stocks)
+        val = daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)
         metric = sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())
         row = {
             "phase": phase, "epoch": epoch, "seconds": time.perf_counter() - t0, "steps": steps, "skipped": bad,
