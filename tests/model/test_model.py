@@ -87,6 +87,17 @@ def test_slice_normalise_is_a_z_score_per_slice(t, slice_len):
     torch.testing.assert_close(slice_normalise(x, slice_len), torch.cat(expected, dim=1))
 
 
+def test_slice_normalise_of_a_constant_slice_is_zero_with_a_finite_gradient():
+    """Windows are zero before a stock's first day: such slices are constant."""
+    x = torch.randn(2, 10, 3)
+    x[0, :5] = 0.0
+    x.requires_grad_()
+    z = slice_normalise(x, 5)
+    assert torch.all(z[0, :5] == 0)
+    z.square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
 def test_encoder_last_step_equals_full_causal_attention():
     from atft_kedro.model.temporal import TemporalEncoder
 
