@@ -41,7 +41,7 @@ def _zscore(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
     if x.shape[dim] == 1:
         return torch.zeros_like(x)
     # mean, then the mean square of the deviations: torch.std_mean over this middle dimension of
-    # (B, T/L, L, F) took 10-15x longer on the CPU (its Welford kernel does not vectorise here)
+    # (B, T/L, L, F) took about 10x longer on the CPU (its Welford kernel does not vectorise here)
     centred = x - x.mean(dim, keepdim=True)
     var = centred.square().mean(dim, keepdim=True)
     std = torch.where(var > 0, var.clamp_min(1e-30).sqrt(), 0.0)  # a constant slice: std 0, gradient finite
