@@ -94,9 +94,13 @@ def _order(n: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def _dates_per_step(cfg: TrainConfig) -> int:
+    return cfg.dates_per_batch if cfg.mode == "optimized" else 1
+
+
 def _loader(dataset: DateDataset, cfg: TrainConfig, shuffle_seed: int | None) -> torch.utils.data.DataLoader:
     sampler = None if shuffle_seed is None else _order(len(dataset), shuffle_seed)
-    per_batch = cfg.dates_per_batch if cfg.mode == "optimized" else 1
+    per_batch = _dates_per_step(cfg)
     workers = cfg.num_workers if cfg.mode == "optimized" else 0
     return torch.utils.data.DataLoader(
         dataset, batch_size=per_batch, sampler=sampler, collate_fn=collate_dates, num_workers=workers,
@@ -122,7 +126,7 @@ def _train_batches(dataset: DateDataset, cfg: TrainConfig, seed: int, resident: 
     """The epoch's batches in the order of ``seed``: from the device-resident arrays, or a DataLoader."""
     if resident is None:
         return _loader(dataset, cfg, seed)
-    order, per = _order(len(dataset), seed), cfg.dates_per_batch
+    order, per = _order(len(dataset), seed), _dates_per_step(cfg)
     return (resident.batch(dataset.date_indices[order[i : i + per]]) for i in range(0, len(order), per))
 
 
@@ -276,7 +280,6 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     train_ds = DateDataset(arrays, graphs, train_idx, cfg.window)
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     resident = _resident(arrays, graphs, cfg, device, phase)
-    per_batch = cfg.dates_per_batch if cfg.mode == "optimized" else 1
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
@@ -289,7 +292,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         steps = bad = 0
         gat_norms = []
         loader = _train_batches(subset, cfg, order_seed, resident)
-        bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / per_batch),
+        bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / _dates_per_step(cfg)),
                    disable=not progress, leave=False)  # fmt: skip
         for batch in bar:
             if not _finite(batch):
