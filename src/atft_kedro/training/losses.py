@@ -107,15 +107,16 @@ def _hard_rank(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.argsort(torch.argsort(y, dim=-1, stable=True), dim=-1, stable=True).to(y.dtype) + 1
 
 
-def _date_terms(pred, target, layout: DateLayout, tau: float):
-    """Per date: (IC, soft rank-IC, long-short return), each [D]; meaningful where layout.valid."""
-    p, y = layout.grid(pred), layout.grid(target)
-    ic = _pearson(p, y, layout.mask)
-    ric = _pearson(_soft_rank(p, layout.mask, tau), _hard_rank(y, layout.mask), layout.mask)
-    m = layout.mask.to(p.dtype)
+def _correlations(p: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, tau: float):
+    """Per date of [D, n] grids: (IC, soft rank-IC), each [D]."""
+    return _pearson(p, y, mask), _pearson(_soft_rank(p, mask, tau), _hard_rank(y, mask), mask)
+
+
+def _long_short(p: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per date of [D, n] grids: the dollar-neutral, unit-gross long-short return, [D]."""
+    m = mask.to(p.dtype)
     centred = (p - (p * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp_min(1)) * m
-    ls = (centred / centred.abs().sum(-1, keepdim=True).clamp_min(1e-12) * y).sum(-1)
-    return ic, ric, ls
+    return (centred / centred.abs().sum(-1, keepdim=True).clamp_min(1e-12) * y).sum(-1)
 
 
 def per_date_correlations(
@@ -123,7 +124,7 @@ def per_date_correlations(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (ic [D_valid], soft rank-ic [D_valid], valid date ids)."""
     layout = DateLayout.of(date_of_node).masked(target, min_stocks)
-    ic, ric, _ = _date_terms(pred, target, layout, tau)
+    ic, ric = _correlations(layout.grid(pred), layout.grid(target), layout.mask, tau)
     return ic[layout.valid], ric[layout.valid], layout.dates[layout.valid]
 
 
@@ -131,7 +132,7 @@ def long_short_returns(pred: torch.Tensor, target: torch.Tensor, date_of_node: t
     """Per valid date, the return of a dollar-neutral, unit-gross portfolio with weights
     proportional to the demeaned prediction: w_i = (p_i - mean p) / sum_j |p_j - mean p|."""
     layout = DateLayout.of(date_of_node).masked(target, min_stocks)
-    return _date_terms(pred, target, layout, 0.1)[2][layout.valid]
+    return _long_short(layout.grid(pred), layout.grid(target), layout.mask)[layout.valid]
 
 
 def _valid_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -175,7 +176,9 @@ def combined_loss(
         median = q[:, 2]
         pin = pinball_loss(q, y)
         layout = grid.masked(y, min_stocks)
-        ic, ric, ls = _date_terms(median, y, layout, tau)
+        p, t = layout.grid(median), layout.grid(y)
+        ic, ric = _correlations(p, t, layout.mask, tau)
+        ls = _long_short(p, t, layout.mask)
         ic_term, ric_term = -_valid_mean(ic, layout.valid), -_valid_mean(ric, layout.valid)
         sh = _sharpe(ls, layout.valid)
         loss = weights.pinball * pin + weights.rank_ic * ric_term + weights.ic * ic_term + weights.sharpe * sh
