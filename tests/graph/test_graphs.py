@@ -197,26 +197,72 @@ def test_bad_config_is_a_clear_error():
         GraphConfig(min_periods=100)
 
 
-def test_fast_knn_equals_the_all_float64_top_k():
-    from atft_kedro.graph.correlation import (
-        knn_from_correlation,
-        knn_graph,
-        standardised_window,
-    )
+def _window_with_ties(rng, n=500):
+    factor = rng.normal(size=(60, 1)) * 0.01
+    window = factor * rng.uniform(0, 2, size=(1, n)) + rng.normal(size=(60, n)) * 0.02
+    window[rng.random((60, n)) < 0.05] = np.nan
+    window[:40, :7] = np.nan  # short histories
+    window[:, 11] = window[:, 10]  # an exact twin: its |rho| ties with stock 10's everywhere
+    window[:, 13] = window[:, 12] + rng.normal(size=60) * 3e-8  # a near twin: float32 cannot order 12 and 13
+    return window
+
+
+@pytest.mark.parametrize("lead_lag", [False, True])
+def test_fast_knn_equals_the_all_float64_top_k(lead_lag):
+    from atft_kedro.graph.correlation import knn_graph, standardised_window
 
     rng = np.random.default_rng(5)
-    factor = rng.normal(size=(60, 1)) * 0.01
-    window = factor * rng.uniform(0, 2, size=(1, 500)) + rng.normal(size=(60, 500)) * 0.02
-    window[rng.random((60, 500)) < 0.05] = np.nan
-    window[:40, :7] = np.nan  # short histories
+    window = _window_with_ties(rng)
     xs, ok = standardised_window(window, np.ones(60), 40)
-    rho = xs.t() @ xs
-    rho.fill_diagonal_(0.0)
-    a_nb, a_rho = knn_from_correlation(rho, ok, 20, 0.05)
-    b_nb, b_rho = knn_graph(xs, ok, 20, 0.05)
-    assert torch.equal(a_nb, b_nb)
-    torch.testing.assert_close(a_rho, b_rho, rtol=0, atol=1e-12)
-    assert (a_nb[:7] == -1).all() and (a_nb >= 0).any()
+    ys = standardised_window(np.roll(window, 1, axis=0), np.ones(60), 40)[0] * ok if lead_lag else None
+    other = xs if ys is None else xs + ys
+    rho = (xs.t() @ other).numpy()
+    np.fill_diagonal(rho, 0.0)
+    # the definition, row by row: |rho| descending, ties to the lower column, threshold, short histories out
+    expected = np.full((500, 20), -1)
+    for i in np.flatnonzero(ok.numpy()):
+        order = sorted((-abs(r), j) for j, r in enumerate(rho[i]) if j != i and ok[j] and abs(r) >= 0.05 and r != 0)
+        expected[i, : min(20, len(order))] = [j for _, j in order[:20]]
+    nb, slot_rho = knn_graph(xs, ok, 20, 0.05, ys=ys)
+    np.testing.assert_array_equal(nb.numpy(), expected)
+    nb = nb.numpy()
+    taken = nb >= 0
+    exact = np.take_along_axis(rho, np.where(taken, nb, 0), 1)
+    bound = 63 * 2.0**-24 * (2 if lead_lag else 1)  # the float32 error bound the builder relies on
+    assert np.abs(slot_rho.numpy() - np.where(taken, exact, 0.0)).max() <= bound
+    assert (nb[:7] == -1).all() and taken.any()
+    assert ((nb[:, :-1] == 10) & (nb[:, 1:] == 11)).any()  # the tie was there to break
+
+
+def test_unclear_rows_are_settled_in_float64(monkeypatch):
+    """Rows whose float32 scores sit within the error bound of each other (twins) or of the
+    threshold go through the float64 path; the others do not, and both give the definition."""
+    from atft_kedro.graph import correlation
+
+    rng = np.random.default_rng(6)
+    xs, ok = correlation.standardised_window(_window_with_ties(rng), np.ones(60), 40)
+    settled = []
+    exact_rows = correlation._exact_rows
+    monkeypatch.setattr(correlation, "_exact_rows", lambda *a: settled.append(a[2].clone()) or exact_rows(*a))
+    nb, _ = correlation.knn_graph(xs, ok, 20, 0.05)
+    rows = settled[0].tolist()
+    twins_listed = [i for i in range(14, 500) if {10, 11, 12, 13} & set(nb[i].tolist())]  # a tie (or near-tie) in the row
+    assert twins_listed and set(twins_listed) <= set(rows) and len(rows) < 250
+    everything = exact_rows(xs, xs, torch.arange(500), ok, 20, 0.05)[0]
+    assert torch.equal(nb, everything)
+
+
+@pytest.mark.parametrize("n, k", [(3001, 21), (500, 20), (40, 9)])
+def test_row_topk_equals_torch_topk(n, k):
+    from atft_kedro.graph.correlation import row_topk
+
+    values = torch.rand(64, n)
+    values[3, ::2] = 0.5  # ties
+    top, index = row_topk(values, k)
+    expected = torch.topk(values, k, dim=1)
+    torch.testing.assert_close(top, expected.values, rtol=0, atol=0)
+    assert torch.equal(torch.gather(values, 1, index), top)
+    assert (index.sort(1).values.diff(dim=1) > 0).all()  # k distinct columns
 
 
 def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market, monkeypatch):

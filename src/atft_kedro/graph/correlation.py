@@ -29,6 +29,8 @@ with -1: ``neighbors [N_t, k]`` indexes that date's stocks (panel rows of the da
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -158,43 +160,95 @@ def knn_from_correlation(rho: torch.Tensor, ok: torch.Tensor, k: int, threshold:
     return neighbors, slot_rho
 
 
-def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, margin: int = 8, ys: torch.Tensor | None = None):
+def row_topk(values: torch.Tensor, k: int, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest entries of each row of ``values [B, n]``, largest first: the same set as
+    ``torch.topk`` (up to ties), at about half its cost on a CPU for n >> k.
+
+    The columns are cut into n // chunk strided chunks (chunk c holds columns c, c + n // chunk, ...,
+    read by one vectorised max over the middle axis) plus a short tail. Only the k chunks with the
+    largest maxima (and the tail) can hold a top-k entry: an entry of any other chunk is at most its
+    chunk's maximum, which is at most each of those k maxima, k distinct entries of the kept chunks.
+    So the top-k of the kept chunks' entries is the top-k of the row, and every entry left out is at
+    most the k-th value returned.
+    """
+    b, n = values.shape
+    c = n // chunk
+    if c < 2 * k:  # short rows: nothing to prune
+        return torch.topk(values, k, dim=1)
+    strided = values[:, : c * chunk].view(b, chunk, c)
+    best = torch.topk(strided.amax(1), k, dim=1, sorted=False).indices  # (B, k) chunks
+    cols = (best[:, :, None] + c * torch.arange(chunk)).view(b, k * chunk)
+    tail = torch.arange(c * chunk, n).expand(b, n - c * chunk)
+    cols = torch.cat([cols, tail], dim=1)
+    top, pos = torch.topk(torch.gather(values, 1, cols), k, dim=1)
+    return top, torch.gather(cols, 1, pos)
+
+
+def _exact_rows(xs: torch.Tensor, other: torch.Tensor, rows: torch.Tensor, ok: torch.Tensor, k: int, threshold: float):
+    """The float64 top-k of ``rows``: |rho| descending, ties to the lower column (as the plain
+    reference sorts) -> (neighbors [len(rows), k], rho [len(rows), k])."""
+    rho = xs[:, rows].t() @ other  # (R, N)
+    n, at = rho.shape[1], (torch.arange(len(rows)), rows)
+    rho[at] = 0.0
+    score = rho.abs()
+    score[at] = -1.0  # never oneself
+    kk = min(k, n - 1)
+    value, index = torch.topk(score, min(kk + 1, n), dim=1)  # one more, to see a tie at the cut
+    if value.shape[1] > kk and (tie := value[:, kk - 1] == value[:, kk]).any():
+        index[tie] = torch.sort(score[tie], dim=1, descending=True, stable=True).indices[:, : kk + 1]
+    index = index.sort(dim=1).values  # by column, then stably by |rho|: ties to the lower column
+    index = torch.gather(index, 1, torch.sort(torch.gather(score, 1, index), dim=1, descending=True, stable=True).indices)[:, :kk]
+    value = torch.gather(rho, 1, index)
+    keep = (value.abs() >= threshold) & (value != 0) & ok[rows, None] & ok[index]
+    neighbors = torch.full((len(rows), k), -1, dtype=torch.int64)
+    slot_rho = torch.zeros((len(rows), k), dtype=rho.dtype)
+    neighbors[:, :kk] = torch.where(keep, index, -1)
+    slot_rho[:, :kk] = torch.where(keep, value, 0.0)
+    return neighbors, slot_rho
+
+
+def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, ys: torch.Tensor | None = None, block_rows: int = 256):
     """Top-k neighbours from standardised returns ``xs [W, N]`` (float64), fast and exact. With
     ``ys`` (the window one day earlier, standardised alike) the score is ``xs^T (xs + ys)``:
     rho plus the lead-lag correlation.
 
-    The one N x N product and the top-k scan run in float32, keeping ``k + margin`` candidates per
-    stock; their correlations are then recomputed in float64 (N x (k + margin) dot products) and the
-    final top-k is taken on those. The result equals the all-float64 ``knn_from_correlation`` unless
-    more than ``margin`` correlations sit within float32 rounding (~1e-7) of the k-th one.
+    The N x N product runs in float32, one block of rows at a time (so the block stays in cache), and
+    ``row_topk`` keeps each row's k + 1 largest |score|. A float32 dot product of W terms is within
+    ``eps = (W + 3) 2^-24 |x| |y|`` of the exact one (the standard bound; columns have norm <= 1, or
+    <= 2 with ``ys``), so a row whose first k scores are more than 2 eps apart from each other and
+    from the next, and more than eps from the threshold, has exactly the float64 neighbours in the
+    float64 order. The few rows that are not that clear-cut (near-ties, scores at the threshold) are
+    recomputed in float64. Edge values of the other rows are the float32 scores (within eps of the
+    float64 ones; the store keeps float32).
     """
-    n = xs.shape[1]
+    w, n = xs.shape
     other = xs if ys is None else xs + ys  # (W, N): score = xs^T other
-    kc = min(k + margin, max(n - 1, 0))
-    if kc <= k:  # a small cross-section: do it all in float64
-        rho = xs.t() @ other
-        rho.fill_diagonal_(0.0)
-        return knn_from_correlation(rho, ok, k, threshold)
-    x32 = xs.to(torch.float32)
-    o32 = x32 if ys is None else other.to(torch.float32)
-    score = (x32.t() @ o32).abs_()  # (N, N) float32: the one product per date
-    score.fill_diagonal_(-1.0)
-    cand = torch.topk(score, kc, dim=1).indices  # (N, kc)
-    # float64 scores of the candidates, one slot at a time: gathering all [N, kc, W] at once costs
-    # ~7x more (memory traffic, not arithmetic), with bit-identical results
-    xt, ot = xs.t().contiguous(), other.t().contiguous()  # (N, W)
-    exact = torch.empty(cand.shape, dtype=xs.dtype)  # (N, kc)
-    for j in range(kc):
-        exact[:, j] = (xt * ot[cand[:, j]]).sum(1)
-    exact = torch.where(cand == torch.arange(n)[:, None], torch.zeros_like(exact), exact)
-    order = torch.sort(exact.abs(), dim=1, descending=True, stable=True).indices[:, :k]
-    index = torch.gather(cand, 1, order)
-    rho = torch.gather(exact, 1, order)
-    keep = (rho.abs() >= threshold) & (rho.abs() > 0) & ok[:, None] & ok[index]
-    neighbors = torch.full((n, k), -1, dtype=torch.int64)
-    slot_rho = torch.zeros((n, k), dtype=xs.dtype)
-    neighbors[:, : index.shape[1]] = torch.where(keep, index, -1)
-    slot_rho[:, : index.shape[1]] = torch.where(keep, rho, 0.0)
+    if k + 1 > n - 1 or torch.get_float32_matmul_precision() != "highest":  # all of it in float64
+        return _exact_rows(xs, other, torch.arange(n), ok, k, threshold)
+    xt, o32 = xs.t().to(torch.float32).contiguous(), other.to(torch.float32)
+    score = torch.empty((min(block_rows, n), n), dtype=torch.float32)  # reused by every block
+    size = torch.empty_like(score)
+    top = torch.empty((n, k + 1), dtype=torch.float32)
+    index = torch.empty((n, k + 1), dtype=torch.int64)
+    value = torch.empty((n, k), dtype=torch.float32)
+    for a in range(0, n, block_rows):
+        b = min(a + block_rows, n)
+        block = torch.mm(xt[a:b], o32, out=score[: b - a])  # (B, N) float32
+        torch.abs(block, out=size[: b - a])
+        size[torch.arange(b - a), torch.arange(a, b)] = -1.0  # never oneself
+        top[a:b], index[a:b] = row_topk(size[: b - a], k + 1)  # largest first
+        value[a:b] = torch.gather(block, 1, index[a:b, :k])
+    eps = (w + 3) * 2.0**-24 * float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())
+    level, top = max(threshold, 0.0), top.double()
+    index = index[:, :k]
+    pair_ok = ok[:, None] & ok[index]
+    take = (top[:, :k] > level + eps) & pair_ok
+    unclear = (take & (top[:, :k] - top[:, 1:] <= 2 * eps)).any(1) | (((top[:, :k] - level).abs() <= eps) & pair_ok).any(1)
+    neighbors = torch.where(take, index, -1)
+    slot_rho = torch.where(take, value.double(), 0.0)
+    if unclear.any():
+        rows = torch.nonzero(unclear)[:, 0]
+        neighbors[rows], slot_rho[rows] = _exact_rows(xs, other, rows, ok, k, threshold)
     return neighbors, slot_rho
 
 
@@ -238,40 +292,62 @@ def build_graphs(panel: pl.DataFrame, cfg: GraphConfig, dates=None, progress: bo
     return build_graphs_from_grid(return_grid(panel), cfg, dates, progress)
 
 
+@contextmanager
+def _one_thread_per_date():
+    """A ``map`` that builds dates side by side, one torch thread each (as many at once as torch
+    has threads): the per-date steps are short, and whole dates in parallel keep both cores busier
+    than splitting each step between them. Torch's thread count is restored after."""
+    threads = torch.get_num_threads()
+    if threads <= 1:
+        yield map
+        return
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            yield pool.map
+    finally:
+        torch.set_num_threads(threads)
+
+
 def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progress: bool = True) -> GraphSet:
     returns = graph_returns(grid, cfg.returns)
     weights = cfg.weights()
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0
     wanted = grid.dates if dates is None else np.asarray(dates, dtype="datetime64[D]")
-    positions = np.searchsorted(grid.dates, wanted)
-    out_codes, out_nbrs, out_attr, counts = [], [], [], []
-    last = None
-    for i, d in enumerate(tqdm(positions, desc="graphs", unit="date", disable=not progress)):
-        members = np.flatnonzero(grid.present[d])  # this date's stocks, in Code order
-        codes = grid.codes[members]
-        if last is None or i % cfg.rebuild_every == 0:
-            end = d + 1 - cfg.lag
-            xs, ok = standardised_window(_window(returns, end, cfg.window, members), weights, cfg.min_periods, shrink)
-            ys = None
-            if cfg.lead_lag:  # the same window one day earlier; a pair needs both stocks in both
-                ys, ok_y = standardised_window(_window(returns, end - 1, cfg.window, members), weights, cfg.min_periods, shrink)
-                ok &= ok_y
-                xs, ys = xs * ok, ys * ok
-            nbrs_t, rho_t = knn_graph(xs, ok, cfg.k, cfg.threshold, ys=ys)
-            nbrs, slot_rho = nbrs_t.numpy(), rho_t.numpy()
-            last = (codes, nbrs, slot_rho)
-        else:
-            nbrs, slot_rho = _reuse(*last, codes)
-        out_codes.append(codes)
-        out_nbrs.append(nbrs.astype(np.int32))
-        out_attr.append(_edge_attr(nbrs, slot_rho, grid.sector[members], grid.market[members]))
-        counts.append(len(members))
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    members = [np.flatnonzero(grid.present[d]) for d in np.searchsorted(grid.dates, wanted)]  # in Code order
+    ends = np.searchsorted(grid.dates, wanted) + 1 - cfg.lag
+    offsets = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
+    neighbors = np.full((offsets[-1], cfg.k), -1, dtype=np.int32)
+    edge_attr = np.zeros((offsets[-1], cfg.k, 3), dtype=np.float32)
+
+    def build(i: int):
+        """Date i's graph from its own window -> (neighbors [N, k], rho of each slot [N, k])."""
+        xs, ok = standardised_window(_window(returns, ends[i], cfg.window, members[i]), weights, cfg.min_periods, shrink)
+        ys = None
+        if cfg.lead_lag:  # the same window one day earlier; a pair needs both stocks in both
+            ys, ok_y = standardised_window(_window(returns, ends[i] - 1, cfg.window, members[i]), weights, cfg.min_periods, shrink)
+            ok &= ok_y
+            xs, ys = xs * ok, ys * ok
+        nbrs, rho = knn_graph(xs, ok, cfg.k, cfg.threshold, ys=ys)
+        return nbrs.numpy(), rho.numpy()
+
+    rebuilt = range(0, len(wanted), cfg.rebuild_every)
+    with tqdm(total=len(wanted), desc="graphs", unit="date", disable=not progress) as bar, _one_thread_per_date() as parallel_map:
+        for i, (nbrs, rho) in zip(rebuilt, parallel_map(build, rebuilt)):
+            for j in range(i, min(i + cfg.rebuild_every, len(wanted))):  # date i, then the dates that reuse its graph
+                if j > i:
+                    nbrs_j, rho_j = _reuse(grid.codes[members[i]], nbrs, rho, grid.codes[members[j]])
+                else:
+                    nbrs_j, rho_j = nbrs, rho
+                m, rows = members[j], slice(offsets[j], offsets[j + 1])
+                neighbors[rows] = nbrs_j
+                edge_attr[rows] = _edge_attr(nbrs_j, rho_j, grid.sector[m], grid.market[m])
+                bar.update()
     return GraphSet(
         dates=wanted,
         offsets=offsets,
-        codes=np.concatenate(out_codes) if out_codes else np.array([], dtype=str),
-        neighbors=np.concatenate(out_nbrs) if out_nbrs else np.zeros((0, cfg.k), np.int32),
-        edge_attr=np.concatenate(out_attr) if out_attr else np.zeros((0, cfg.k, 3), np.float32),
+        codes=grid.codes[np.concatenate(members)] if members else np.array([], dtype=str),
+        neighbors=neighbors,
+        edge_attr=edge_attr,
         config=asdict(cfg),
     )
