@@ -165,3 +165,22 @@ def test_too_short_history_is_a_clear_error():
     dates = pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 6, 1), "1d", eager=True)
     with pytest.raises(ValueError, match="too few dates for the splits"):
         make_splits(dates, SplitConfig())
+
+
+def test_robust_zscore_equals_the_polars_expression():
+    from atft_kedro.features.normalise import robust_zscore_expr
+
+    rng = np.random.default_rng(3)
+    dates = np.repeat(np.arange(30), 50)
+    frame = pl.DataFrame({"Date": dates, "Code": np.tile(np.arange(50), 30), "a": rng.standard_t(3, 1500), "b": rng.normal(size=1500)})
+    frame = frame.filter(~((pl.col("Date") == 4) & (pl.col("Code") > 10)))  # a short cross-section
+    frame = frame.with_columns(
+        a=pl.when(pl.col("Code") % 7 == 0).then(None).otherwise(pl.col("a")),  # nulls
+        b=pl.when(pl.col("Date") == 5).then(1.0).when(pl.col("Date") == 6).then(None).otherwise(pl.col("b").round(1)),  # constant, empty, ties
+    ).sample(fraction=1.0, shuffle=True, seed=0)
+    got = robust_zscore_by_date(frame, ["a", "b"])
+    expected = frame.with_columns(robust_zscore_expr("a"), robust_zscore_expr("b"))
+    assert got.select("Date", "Code").equals(expected.select("Date", "Code"))
+    np.testing.assert_allclose(got["a"].to_numpy(), expected["a"].to_numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["b"].to_numpy(), expected["b"].to_numpy(), rtol=1e-6, atol=1e-6)
+    assert got["b"].filter(got["Date"] == 6).eq(0).all() and got["b"].filter(got["Date"] == 5).eq(0).all()

