@@ -253,8 +253,8 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
 
     history: list[dict] = []
     start_epoch, best, bad_epochs = 0, -math.inf, 0
-    if cfg.resume and store.exists(phase, "last") and not store.load(phase, "last")["finished"]:
-        state = store.load(phase, "last")
+    state = store.load(phase, "last") if cfg.resume and store.exists(phase, "last") else None
+    if state is not None and not state["finished"]:
         load_weights(model, state.get("train_weights") or state["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
