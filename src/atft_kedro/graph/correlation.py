@@ -141,28 +141,10 @@ def correlation_matrix(window: np.ndarray, weights: np.ndarray, min_periods: int
     return rho, ok
 
 
-def knn_from_correlation(rho: torch.Tensor, ok: torch.Tensor, k: int, threshold: float):
-    """Top-k |rho| per row with |rho| >= ``threshold`` (self and short-history stocks excluded;
-    their rows and columns of ``rho`` are 0) -> (neighbors [N, k] int64 with -1 padding, rho of each
-    slot [N, k])."""
-    n = rho.shape[0]
-    neighbors = torch.full((n, k), -1, dtype=torch.int64)
-    slot_rho = torch.zeros((n, k), dtype=rho.dtype)
-    kk = min(k, max(n - 1, 0))
-    if kk == 0:
-        return neighbors, slot_rho
-    score = rho.abs()
-    score.fill_diagonal_(-1.0)
-    values, index = torch.topk(score, kk, dim=1)  # strongest first; ties resolved by topk
-    keep = (values >= threshold) & (values > 0) & ok[:, None] & ok[index]
-    neighbors[:, :kk] = torch.where(keep, index, -1)
-    slot_rho[:, :kk] = torch.where(keep, torch.gather(rho, 1, index), 0.0)
-    return neighbors, slot_rho
-
-
 def row_topk(values: torch.Tensor, k: int, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest entries of each row of ``values [B, n]``, largest first: the same set as
-    ``torch.topk`` (up to ties), at about half its cost on a CPU for n >> k.
+    ``torch.topk`` (up to ties), ~20% cheaper on a CPU for n >> k (one block of 256 x 3,800:
+    1.07 vs 1.29 ms, measured).
 
     The columns are cut into n // chunk strided chunks (chunk c holds columns c, c + n // chunk, ...,
     read by one vectorised max over the middle axis) plus a short tail. Only the k chunks with the
@@ -193,6 +175,10 @@ def _exact_rows(xs: torch.Tensor, other: torch.Tensor, rows: torch.Tensor, ok: t
     score = rho.abs()
     score[at] = -1.0  # never oneself
     kk = min(k, n - 1)
+    neighbors = torch.full((len(rows), k), -1, dtype=torch.int64)
+    slot_rho = torch.zeros((len(rows), k), dtype=rho.dtype)
+    if kk <= 0:  # a cross-section of one stock
+        return neighbors, slot_rho
     value, index = torch.topk(score, min(kk + 1, n), dim=1)  # one more, to see a tie at the cut
     if value.shape[1] > kk and (tie := value[:, kk - 1] == value[:, kk]).any():
         index[tie] = torch.sort(score[tie], dim=1, descending=True, stable=True).indices[:, : kk + 1]
@@ -200,8 +186,6 @@ def _exact_rows(xs: torch.Tensor, other: torch.Tensor, rows: torch.Tensor, ok: t
     index = torch.gather(index, 1, torch.sort(torch.gather(score, 1, index), dim=1, descending=True, stable=True).indices)[:, :kk]
     value = torch.gather(rho, 1, index)
     keep = (value.abs() >= threshold) & (value != 0) & ok[rows, None] & ok[index]
-    neighbors = torch.full((len(rows), k), -1, dtype=torch.int64)
-    slot_rho = torch.zeros((len(rows), k), dtype=rho.dtype)
     neighbors[:, :kk] = torch.where(keep, index, -1)
     slot_rho[:, :kk] = torch.where(keep, value, 0.0)
     return neighbors, slot_rho
@@ -314,8 +298,9 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
     weights = cfg.weights()
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0
     wanted = grid.dates if dates is None else np.asarray(dates, dtype="datetime64[D]")
-    members = [np.flatnonzero(grid.present[d]) for d in np.searchsorted(grid.dates, wanted)]  # in Code order
-    ends = np.searchsorted(grid.dates, wanted) + 1 - cfg.lag
+    positions = np.searchsorted(grid.dates, wanted)
+    members = [np.flatnonzero(grid.present[d]) for d in positions]  # each date's stocks, in Code order
+    ends = positions + 1 - cfg.lag
     offsets = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
     neighbors = np.full((offsets[-1], cfg.k), -1, dtype=np.int32)
     edge_attr = np.zeros((offsets[-1], cfg.k, 3), dtype=np.float32)
