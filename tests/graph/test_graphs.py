@@ -188,6 +188,22 @@ def test_lead_lag_points_followers_at_their_leaders():
     assert (plain[followers, 0].numpy() == leaders).mean() < 0.2  # same-day correlation does not see it
 
 
+def test_dates_built_side_by_side_equal_one_at_a_time_and_threads_are_restored(panel):
+    cfg = GraphConfig(k=6, window=40, min_periods=25, rebuild_every=3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        side_by_side = build_graphs(panel, cfg, progress=False)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        one_at_a_time = build_graphs(panel, cfg, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(side_by_side.neighbors, one_at_a_time.neighbors)
+    np.testing.assert_array_equal(side_by_side.edge_attr, one_at_a_time.edge_attr)
+    np.testing.assert_array_equal(side_by_side.codes, one_at_a_time.codes)
+
+
 def test_bad_config_is_a_clear_error():
     with pytest.raises(ValueError, match="graph method must be 'pearson' or 'ewm_shrunk'"):
         GraphConfig(method="spearman")
@@ -235,8 +251,8 @@ def test_fast_knn_equals_the_all_float64_top_k(lead_lag):
 
 
 def test_unclear_rows_are_settled_in_float64(monkeypatch):
-    """Rows whose float32 scores sit within the error bound of each other (twins) or of the
-    threshold go through the float64 path; the others do not, and both give the definition."""
+    """Rows whose float32 scores sit within the error bound of each other (the twins' rows) go
+    through the float64 path; most rows do not, and both give the definition."""
     from atft_kedro.graph import correlation
 
     rng = np.random.default_rng(6)
