@@ -32,14 +32,17 @@ def gat_attention_reference(
     k = neighbors.shape[1]
     valid = neighbors >= 0  # (N, K)
     index = neighbors.clamp(min=0).reshape(-1).long()  # (N*K,)
-
-    e = s_dst.unsqueeze(1) + s_src.index_select(0, index).view(n, k, heads)  # (N, K, H)
+    # s_src gathered as scalars: the backward is a 1-D index_add, ~4x cheaper on CPU than adding
+    # 4-wide rows
+    index_h = (index.unsqueeze(1) * heads + torch.arange(heads, device=index.device)).reshape(-1)
+    e = s_dst.unsqueeze(1) + s_src.reshape(-1).index_select(0, index_h).view(n, k, heads)  # (N, K, H)
     if edge_logits is not None:
         e = e + edge_logits
-    mask = valid.unsqueeze(-1)  # (N, K, 1)
-    z = F.leaky_relu(e, negative_slope).masked_fill(~mask, torch.finfo(e.dtype).min)
-    # padding gets weight 0; a row with no valid slot (uniform softmax) is zeroed by the mask
-    alpha = torch.softmax(z, dim=1) * mask  # (N, K, H)
+    # padding slots get a large negative logit (an add: its backward is free, a masked_fill's is
+    # not), so weight 0; a row with no valid slot would get a softmax over its padding: zeroed
+    pad = torch.zeros((n, k, 1), dtype=e.dtype, device=e.device)
+    pad.masked_fill_(~valid.unsqueeze(-1), torch.finfo(e.dtype).min / 2)
+    alpha = torch.softmax(F.leaky_relu(e, negative_slope) + pad, dim=1) * valid.any(1).view(n, 1, 1)  # (N, K, H)
 
     x_j = h.index_select(0, index).view(n, k, heads, channels)  # (N, K, H, C)
     agg = (alpha.unsqueeze(-1) * x_j).sum(dim=1).reshape(n, heads * channels)  # (N, H*C)
