@@ -49,6 +49,23 @@ def _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, hea
 
 
 @triton.jit
+def _block(N, HEADS: tl.constexpr, C: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
+           BLOCK_C: tl.constexpr):  # fmt: skip
+    """This program's destination rows and their masks: rows [BLOCK_N]; heads [BLOCK_H]; each
+    (head, channel)'s offset in a row of H*C [BLOCK_H, BLOCK_C]; (row, head) offsets in an [N, H]
+    tensor [BLOCK_N, BLOCK_H]."""
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    row_mask = rows < N
+    heads = tl.arange(0, BLOCK_H)
+    head_mask = heads < HEADS
+    feat = heads[:, None] * C + tl.arange(0, BLOCK_C)[None, :]
+    feat_mask = head_mask[:, None] & (tl.arange(0, BLOCK_C) < C)[None, :]
+    rh = rows[:, None] * HEADS + heads[None, :]
+    rh_mask = row_mask[:, None] & head_mask[None, :]
+    return rows, row_mask, heads, head_mask, feat, feat_mask, rh, rh_mask
+
+
+@triton.jit
 def _gat_fwd(
     h_ptr,  # [N, H, C] projected node features
     s_src_ptr,  # [N, H] source attention terms
@@ -73,15 +90,7 @@ def _gat_fwd(
     ACC: tl.constexpr,
 ):
     negative_slope = tl.load(slope_ptr)
-    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
-    row_mask = rows < N
-    heads = tl.arange(0, BLOCK_H)
-    head_mask = heads < HEADS
-    feat = heads[:, None] * C + tl.arange(0, BLOCK_C)[None, :]  # [BLOCK_H, BLOCK_C] offset in a row of H*C
-    feat_mask = head_mask[:, None] & (tl.arange(0, BLOCK_C) < C)[None, :]
-
-    rh = rows[:, None] * HEADS + heads[None, :]
-    rh_mask = row_mask[:, None] & head_mask[None, :]
+    rows, row_mask, heads, head_mask, feat, feat_mask, rh, rh_mask = _block(N, HEADS, C, BLOCK_N, BLOCK_H, BLOCK_C)
     s_dst = tl.load(s_dst_ptr + rh, mask=rh_mask, other=0.0).to(ACC)
     m = tl.full([BLOCK_N, BLOCK_H], _NEG, ACC)
     l = tl.zeros([BLOCK_N, BLOCK_H], ACC)
@@ -141,16 +150,9 @@ def _gat_bwd(
     ACC: tl.constexpr,
 ):
     negative_slope = tl.load(slope_ptr)
-    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
-    row_mask = rows < N
-    heads = tl.arange(0, BLOCK_H)
-    head_mask = heads < HEADS
-    feat = heads[:, None] * C + tl.arange(0, BLOCK_C)[None, :]
-    feat_mask = head_mask[:, None] & (tl.arange(0, BLOCK_C) < C)[None, :]
+    rows, row_mask, heads, head_mask, feat, feat_mask, rh, rh_mask = _block(N, HEADS, C, BLOCK_N, BLOCK_H, BLOCK_C)
     offs = rows[:, None, None] * (HEADS * C) + feat[None, :, :]
     mask = row_mask[:, None, None] & feat_mask[None, :, :]
-    rh = rows[:, None] * HEADS + heads[None, :]
-    rh_mask = row_mask[:, None] & head_mask[None, :]
 
     s = 1.0 / (1.0 + tl.exp(-tl.load(gate_ptr).to(ACC)))
     dagg = (1.0 - s) * tl.load(gout_ptr + offs, mask=mask, other=0.0).to(ACC)  # [BLOCK_N, BLOCK_H, BLOCK_C]
