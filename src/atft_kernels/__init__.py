@@ -15,7 +15,7 @@ import torch
 from .layer import GATLayer
 from .reference import gat_attention_reference
 
-__all__ = ["GATLayer", "gat_attention", "gat_attention_reference", "triton_available"]
+__all__ = ["GATLayer", "gat_attention", "gat_attention_reference", "to_edge_index", "triton_available"]
 BACKENDS = ("auto", "triton", "torch")
 
 
@@ -92,3 +92,12 @@ def gat_attention(
     from .triton_gat import gat_attention_triton
 
     return gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope)
+
+
+def to_edge_index(neighbors: torch.Tensor, edge_attr: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The padded neighbour list as a PyG-style edge list: ``edge_index [2, E]`` (row 0 the source
+    ``j = neighbors[i, k]``, row 1 the destination ``i``) over the valid slots in row-major order,
+    and their ``edge_attr [E, D]`` (``None`` when none is given)."""
+    valid = neighbors >= 0
+    dst = torch.arange(neighbors.shape[0], device=neighbors.device)[:, None].expand_as(neighbors)[valid]
+    return torch.stack([neighbors[valid], dst]), (edge_attr[valid] if edge_attr is not None else None)

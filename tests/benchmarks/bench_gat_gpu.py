@@ -159,15 +159,13 @@ def layer_timing(dates: int, backends: list[str]) -> dict:
     """The whole layer, forward+backward: PyG GATConv vs GATLayer per backend, one random graph."""
     from torch_geometric.nn import GATConv
 
-    from atft_kernels import GATLayer
+    from atft_kernels import GATLayer, to_edge_index
 
     n = dates * STOCKS
     _, neighbors = _inputs(n, K, 1, 1, torch.float32, 2, dates)
     x = torch.randn(n, IN_DIM, device=DEVICE, requires_grad=True)
     edge_attr = torch.randn(n, K, 3, device=DEVICE)
-    valid = neighbors >= 0
-    dst = torch.arange(n, device=DEVICE)[:, None].expand_as(neighbors)[valid]
-    edge_index, flat_attr = torch.stack([neighbors[valid], dst]), edge_attr[valid]
+    edge_index, flat_attr = to_edge_index(neighbors, edge_attr)
     conv = GATConv(IN_DIM, CHANNELS, heads=HEADS, edge_dim=3, add_self_loops=False).to(DEVICE)
     layers = {"pyg_gatconv": lambda: conv(x, edge_index, edge_attr=flat_attr)}
     for backend in backends:

@@ -5,7 +5,7 @@ the same comparisons run compiled on CUDA when a GPU is present."""
 import pytest
 import torch
 
-from atft_kernels import GATLayer, gat_attention, gat_attention_reference
+from atft_kernels import GATLayer, gat_attention, gat_attention_reference, to_edge_index
 
 TOL = {  # per dtype: (atol, rtol) for outputs and gradients
     torch.float64: (1e-10, 1e-9),
@@ -138,10 +138,9 @@ def test_matches_pyg_gatconv():
     neighbors[neighbors == torch.arange(n)[:, None]] = -1  # no self loops
     neighbors[3, 2:] = -1
     edge_attr = torch.randn(n, k, 3)
-    valid = neighbors >= 0
-    dst = torch.arange(n)[:, None].expand(n, k)[valid]
-    edge_index = torch.stack([neighbors[valid], dst])  # row 0 source j, row 1 destination i
-    expected = conv(x, edge_index, edge_attr=edge_attr[valid])
+    edge_index, flat_attr = to_edge_index(neighbors, edge_attr)
+    assert edge_index.shape == (2, int((neighbors >= 0).sum())) and (edge_index[1] == 3).sum() == (neighbors[3] >= 0).sum()
+    expected = conv(x, edge_index, edge_attr=flat_attr)
 
     h = conv.lin(x).view(n, heads, channels)
     s_src, s_dst = (h * conv.att_src).sum(-1), (h * conv.att_dst).sum(-1)
