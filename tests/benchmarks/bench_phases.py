@@ -30,7 +30,7 @@ def _params(name: str) -> dict:
     return yaml.safe_load((ROOT / "conf" / "base" / f"parameters_{name}.yml").read_text())
 
 
-def run(seeds: list[int], phases: list[int]) -> list[dict]:
+def run(seeds: list[int], phases: list[int], overrides: dict | None = None) -> list[dict]:
     import torch
 
     from atft_kedro.data.sources import SourceConfig, load_market
@@ -58,7 +58,9 @@ def run(seeds: list[int], phases: list[int]) -> list[dict]:
 
     rows = []
     for seed in seeds:
-        cfg = TrainConfig(**{**_params("training")["training"], "seed": seed})
+        base = _params("training")["training"]
+        model = {**base.get("model", {}), **(overrides or {}).get("model", {})}
+        cfg = TrainConfig(**{**base, **(overrides or {}), "model": model, "seed": seed})
         with tempfile.TemporaryDirectory() as tmp:
             store = CheckpointStore(tmp)
             row = {"seed": seed, "oracle_test_rank_ic_1d": oracle_test}
@@ -97,12 +99,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--phases", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--out", default=None)
+    parser.add_argument("--overrides", default="{}", help="training parameters as JSON, e.g. '{\"model\": {\"dropout\": 0.2}}'")
     parser.add_argument("--report", nargs="+", default=None, help="merge these JSON files into one table")
     args = parser.parse_args()
     if args.report:
         rows = [r for f in args.report for r in json.loads(Path(f).read_text())]
     else:
-        rows = run(args.seeds, args.phases)
+        rows = run(args.seeds, args.phases, json.loads(args.overrides))
         if args.out:
             Path(args.out).write_text(json.dumps(rows, indent=1))
     print(report(sorted(rows, key=lambda r: r["seed"])))
