@@ -314,3 +314,21 @@ def test_model_on_cuda_triton_gat_matches_torch_gat_and_trains_under_bf16():
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert _grad_norm(model.gat.parameters()) > 0
+
+
+def test_linear_skip_starts_as_the_model_without_it_and_adds_a_linear_map_of_the_last_day():
+    x, market, dates, nb, ea = _batch()
+    plain, skip = _model(linear_skip=False), _model(linear_skip=True)
+    before, after = plain(x, market, dates, nb, ea), skip(x, market, dates, nb, ea)
+    assert all(torch.equal(before[h], after[h]) for h in before)
+    with torch.no_grad():
+        skip.linear.weight.normal_()
+        skip.linear.bias.normal_()
+    shift = x[:, -1] @ skip.linear.weight.T + skip.linear.bias  # (N, horizons)
+    for horizons in [(1, 5, 10, 20), (1,)]:
+        for m in (plain, skip):
+            m.set_phase_switches(use_fan=True, use_gat=True, horizons=horizons)
+        a, b = plain(x, market, dates, nb, ea), skip(x, market, dates, nb, ea)
+        assert set(a) == set(b)
+        for i, h in enumerate(horizons):
+            torch.testing.assert_close(b[f"{h}d"] - a[f"{h}d"], shift[:, i : i + 1].expand(-1, 5))
