@@ -318,7 +318,7 @@ def test_model_on_cuda_triton_gat_matches_torch_gat_and_trains_under_bf16():
 
 def test_linear_skip_starts_as_the_model_without_it_and_adds_a_linear_map_of_the_last_day():
     x, market, dates, nb, ea = _batch()
-    plain, skip = _model(linear_skip=False), _model(linear_skip=True)
+    plain, skip = _model(linear_skip=()), _model(linear_skip=(1, 5, 10, 20))
     before, after = plain(x, market, dates, nb, ea), skip(x, market, dates, nb, ea)
     assert all(torch.equal(before[h], after[h]) for h in before)
     with torch.no_grad():
@@ -332,3 +332,11 @@ def test_linear_skip_starts_as_the_model_without_it_and_adds_a_linear_map_of_the
         assert set(a) == set(b)
         for i, h in enumerate(horizons):
             torch.testing.assert_close(b[f"{h}d"] - a[f"{h}d"], shift[:, i : i + 1].expand(-1, 5))
+    one = _model(linear_skip=(5,))
+    with torch.no_grad():
+        one.linear.weight.normal_()
+    plain.set_phase_switches(use_fan=True, use_gat=True, horizons=(1, 5, 10, 20))
+    a, b = plain(x, market, dates, nb, ea), one(x, market, dates, nb, ea)
+    assert [h for h in a if h != "gate" and not torch.equal(a[h], b[h])] == ["5d"]
+    with pytest.raises(ValueError, match="unknown horizons"):
+        _model(linear_skip=(2,))

@@ -10,7 +10,7 @@ block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [
                                                                ├─ GAT over the graph ─ z_g [N, d]  (phase >= 2)
     z = s * backbone([z_t, z_g]) + (1 - s) z_g,  s = sigmoid(g), g = 0 at init
     quantile head per horizon (5 non-crossing quantiles; the point forecast is the median)
-      + a linear map of the last day's features x[:, -1] per horizon (``linear_skip``; starts at 0)
+      + a linear map of the last day's features x[:, -1] for the ``linear_skip`` horizons (starts at 0)
 
 The linear skip gives the network a ridge regression's reach from the start: the temporal stack
 alone scored below a ridge on the same features (README, "What training has shown").
@@ -53,7 +53,7 @@ class ModelConfig:
     use_fan: bool = True
     use_gat: bool = True
     gat_backend: str = "auto"
-    linear_skip: bool = True  # a linear map of the last day's features added to every horizon's quantiles
+    linear_skip: tuple[int, ...] = HORIZONS  # horizons whose quantiles get a linear map of the last day's features added
 
 
 class GraphBlock(nn.Module):
@@ -89,7 +89,11 @@ class ATFTGATFAN(nn.Module):
         self.backbone = nn.Linear(2 * d, d)
         self.fusion_gate = nn.Parameter(torch.zeros(()))
         self.heads = nn.ModuleDict({f"{h}d": QuantileHead(d) for h in HORIZONS})
-        self.linear = nn.Linear(cfg.n_features, len(HORIZONS)) if cfg.linear_skip else None
+        self.skip_horizons = tuple(cfg.linear_skip)
+        unknown = set(self.skip_horizons) - set(HORIZONS)
+        if unknown:
+            raise ValueError(f"linear_skip has unknown horizons {sorted(unknown)}; the model has {HORIZONS}")
+        self.linear = nn.Linear(cfg.n_features, len(self.skip_horizons)) if self.skip_horizons else None
         if self.linear is not None:  # starts as the model without it
             nn.init.zeros_(self.linear.weight)
             nn.init.zeros_(self.linear.bias)
@@ -133,8 +137,8 @@ class ATFTGATFAN(nn.Module):
             z = self.backbone(torch.cat([z_t, torch.zeros_like(z_t)], dim=-1))  # (N, d)
         out = {f"{h}d": self.heads[f"{h}d"](z) for h in self.horizons}
         if self.linear is not None:
-            skip = self.linear(x[:, -1])  # (N, horizons)
-            for i, h in enumerate(HORIZONS):
+            skip = self.linear(x[:, -1])  # (N, skip horizons)
+            for i, h in enumerate(self.skip_horizons):
                 if h in self.horizons:
                     out[f"{h}d"] = out[f"{h}d"] + skip[:, i : i + 1]
         out["gate"] = s
