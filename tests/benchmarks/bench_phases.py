@@ -75,6 +75,10 @@ def run(seeds: list[int], phases: list[int], overrides: dict | None = None) -> l
             model.load_state_dict(best["model"])
             preds = predict(model, DateDataset(arrays, graphs, test_idx, cfg.window), cfg, torch.device("cpu"))
             row["test_rank_ic_1d"] = daily_rank_ic(preds, ["1d"], cfg.min_stocks)["1d"]
+            horizons = [h for h in ("1d", "5d", "10d", "20d") if f"pred_{h}" in preds.columns]
+            val_preds = predict(model, DateDataset(arrays, graphs, val_idx, cfg.window), cfg, torch.device("cpu"))
+            row["val_rank_ic"] = daily_rank_ic(val_preds, horizons, cfg.min_stocks)  # the last phase's best, every horizon
+            row["test_rank_ic"] = daily_rank_ic(preds, horizons, cfg.min_stocks)
             print(f"seed {seed}: test RankIC {row['test_rank_ic_1d']:.4f} (oracle {oracle_test:.4f})", flush=True)
             rows.append(row)
     return rows
@@ -91,6 +95,11 @@ def report(rows: list[dict]) -> str:
     o = rows[0]["oracle_test_rank_ic_1d"]
     lines.append(f"\ntest RankIC (1d) of the last phase: {', '.join(f'{x:.4f}' for x in t)} (mean {t.mean():.4f}); "
                  f"oracle {o:.4f}; mean / oracle = {t.mean() / o:.0%}")  # fmt: skip
+    if all("test_rank_ic" in r for r in rows):  # every horizon, the last phase's best checkpoint
+        for split in ("val", "test"):
+            per = {h: np.array([r[f"{split}_rank_ic"][h] for r in rows]) for h in rows[0][f"{split}_rank_ic"]}
+            lines.append(f"{split} RankIC per horizon, seeds in order (mean): "
+                         + "; ".join(f"{h} {', '.join(f'{x:.4f}' for x in v)} ({v.mean():.4f})" for h, v in per.items()))  # fmt: skip
     return "\n".join(lines)
 
 
