@@ -6,9 +6,11 @@
 Runs phases 0..3 (``--phases``) one after another, as ``kedro run --params phase=all`` does, with
 the project's default parameters (conf/base) on the default synthetic market, once per seed (the
 seed sets the initial weights and the order of the training dates). Per seed and phase it records
-the best validation metric (1-day RankIC); for the last phase also the test RankIC (1d) of its best
-checkpoint, next to the oracle's on the same test dates. Seeds can run in separate processes (one
-per core) and be merged with ``--report``.
+the best validation metric (1-day RankIC); for the last phase's best checkpoint also the validation
+and test RankIC at every horizon it predicts, and the oracle's test RankIC (1d) on the same dates.
+Seeds can run in separate processes (one per core) and be merged with ``--report``. ``--overrides``
+takes training parameters as JSON (model fields merged into the defaults), e.g.
+``--overrides '{"model": {"linear_skip": [1]}}'``.
 """
 
 from __future__ import annotations
