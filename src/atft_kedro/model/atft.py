@@ -57,6 +57,13 @@ class ModelConfig:
     linear_skip: tuple[int, ...] = ()  # horizons whose quantiles get a linear map of the last day's features added (off: README)
 
 
+def _known_horizons(horizons, what: str = "") -> tuple[int, ...]:
+    unknown = set(horizons) - set(HORIZONS)
+    if unknown:
+        raise ValueError(f"{what}unknown horizons {sorted(unknown)}; the model has {HORIZONS}")
+    return tuple(horizons)
+
+
 class GraphBlock(nn.Module):
     """Stacked GATLayers (each with its gated residual) over one batch graph: [N, d] -> [N, d]."""
 
@@ -90,10 +97,7 @@ class ATFTGATFAN(nn.Module):
         self.backbone = nn.Linear(2 * d, d)
         self.fusion_gate = nn.Parameter(torch.zeros(()))
         self.heads = nn.ModuleDict({f"{h}d": QuantileHead(d) for h in HORIZONS})
-        self.skip_horizons = tuple(cfg.linear_skip)
-        unknown = set(self.skip_horizons) - set(HORIZONS)
-        if unknown:
-            raise ValueError(f"linear_skip has unknown horizons {sorted(unknown)}; the model has {HORIZONS}")
+        self.skip_horizons = _known_horizons(cfg.linear_skip, "linear_skip has ")
         self.linear = nn.Linear(cfg.n_features, len(self.skip_horizons)) if self.skip_horizons else None
         if self.linear is not None:  # starts as the model without it
             nn.init.zeros_(self.linear.weight)
@@ -103,10 +107,7 @@ class ATFTGATFAN(nn.Module):
         self.use_fan, self.use_gat, self.horizons = cfg.use_fan, cfg.use_gat, tuple(cfg.horizons)
 
     def set_phase_switches(self, *, use_fan: bool, use_gat: bool, horizons: tuple[int, ...]) -> None:
-        unknown = set(horizons) - set(HORIZONS)
-        if unknown:
-            raise ValueError(f"unknown horizons {sorted(unknown)}; the model has {HORIZONS}")
-        self.use_fan, self.use_gat, self.horizons = use_fan, use_gat, tuple(horizons)
+        self.use_fan, self.use_gat, self.horizons = use_fan, use_gat, _known_horizons(horizons)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
