@@ -40,7 +40,7 @@ def run(seeds: list[int], phases: list[int], overrides: dict | None = None) -> l
     from atft_kedro.features.splits import SplitConfig
     from atft_kedro.graph.correlation import GraphConfig, build_graphs
     from atft_kedro.training.checkpoints import CheckpointStore
-    from atft_kedro.training.data import DateDataset, build_arrays, split_indices
+    from atft_kedro.training.data import HORIZON_KEYS, DateDataset, build_arrays, split_indices
     from atft_kedro.training.loop import TrainConfig, build_model, daily_rank_ic, predict, train_phase
 
     de = _params("data_engineering")
@@ -58,11 +58,11 @@ def run(seeds: list[int], phases: list[int], overrides: dict | None = None) -> l
     )
     oracle_test = daily_rank_ic(scored, ["1d"], 20)["1d"]
 
+    base = _params("training")["training"]
+    model_params = {**base.get("model", {}), **(overrides or {}).get("model", {})}
     rows = []
     for seed in seeds:
-        base = _params("training")["training"]
-        model = {**base.get("model", {}), **(overrides or {}).get("model", {})}
-        cfg = TrainConfig(**{**base, **(overrides or {}), "model": model, "seed": seed})
+        cfg = TrainConfig(**{**base, **(overrides or {}), "model": model_params, "seed": seed})
         with tempfile.TemporaryDirectory() as tmp:
             store = CheckpointStore(tmp)
             row = {"seed": seed, "oracle_test_rank_ic_1d": oracle_test}
@@ -76,11 +76,11 @@ def run(seeds: list[int], phases: list[int], overrides: dict | None = None) -> l
             model = build_model(arrays, cfg, phases[-1], torch.device("cpu"))
             model.load_state_dict(best["model"])
             preds = predict(model, DateDataset(arrays, graphs, test_idx, cfg.window), cfg, torch.device("cpu"))
-            row["test_rank_ic_1d"] = daily_rank_ic(preds, ["1d"], cfg.min_stocks)["1d"]
-            horizons = [h for h in ("1d", "5d", "10d", "20d") if f"pred_{h}" in preds.columns]
+            horizons = [h for h in HORIZON_KEYS if f"pred_{h}" in preds.columns]
             val_preds = predict(model, DateDataset(arrays, graphs, val_idx, cfg.window), cfg, torch.device("cpu"))
             row["val_rank_ic"] = daily_rank_ic(val_preds, horizons, cfg.min_stocks)  # the last phase's best, every horizon
             row["test_rank_ic"] = daily_rank_ic(preds, horizons, cfg.min_stocks)
+            row["test_rank_ic_1d"] = row["test_rank_ic"]["1d"]
             print(f"seed {seed}: test RankIC {row['test_rank_ic_1d']:.4f} (oracle {oracle_test:.4f})", flush=True)
             rows.append(row)
     return rows
