@@ -4,7 +4,7 @@
     python tests/benchmarks/bench_synthetic_ceiling.py --overrides '{"cluster_vol": 0.010}'
 
 On the default synthetic market (or one with ``SyntheticConfig`` overrides), prints the mean
-validation RankIC (1d) of:
+RankIC (1d) on the validation dates (``--split test``: the test dates) of:
 
 - the oracle (the simulator's own expected return);
 - ridge on each stock's own features (the evaluation's ridge baseline: its solver, penalty and
@@ -15,8 +15,23 @@ validation RankIC (1d) of:
   simulator's truth, never available to the model), the ceiling of what a perfect graph gives.
 
 The gap between "own" and "true leaders" is what graph attention can win on this market; the gap
-between the graph rows and "true leaders" is what the graph misses. Used to calibrate the
-simulator (its docstring and the README quote the numbers).
+between the graph rows and "true leaders" is what the graph misses.
+
+It also scores three *structural* forecasters that know how the simulator plants its 1-day effects
+(``SyntheticConfig.reversal`` and ``lead_lag``) and see only the stocks' past returns, given more or
+less of the simulator's truth (diagnostics, never available to the model). With ``res`` a stock's
+return today minus its sector's mean return today:
+
+- no graph: ``-reversal * res`` (yesterday's idiosyncratic shock reverts);
+- clusters known: plus ``lead_lag / 2 * mean(res of the other members of its cluster)`` (which half
+  leads is unknown, so every member expects half the catch-up);
+- clusters and roles known: plus ``lead_lag * mean(res of its cluster's leaders)`` for followers only.
+
+They show how much of the oracle's 1-day RankIC a forecaster can reach from prices once it knows
+the peers (and their roles) exactly: the ceiling a graph-based model works under, as opposed to the
+oracle, which also knows every stock's slow drift and today's shocks exactly. Each is also added,
+z-scored per date, as one more column to the ridge on own features. Used to calibrate
+the simulator (its docstring and the README quote the numbers).
 """
 
 from __future__ import annotations
@@ -38,12 +53,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="small")
     parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
+    parser.add_argument("--split", default="val", choices=["val", "test"], help="the dates scored (ridge fits on train)")
     args = parser.parse_args()
 
     from bench_phases import _params
 
     from atft_kedro.data.sources import SourceConfig, load_market
     from atft_kedro.evaluation.baselines import ridge_solve
+    from atft_kedro.data.synthetic import SyntheticConfig
     from atft_kedro.features.prepare import prepare_model_data
     from atft_kedro.graph.correlation import GraphConfig, build_graphs
     from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
@@ -54,7 +71,7 @@ def main() -> None:
     market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size, synthetic_overrides=overrides))
     data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix)
     arrays = build_arrays(data.model_input, data.market_context, data.feature_names)
-    train, val = split_indices(arrays, data.splits, "train"), split_indices(arrays, data.splits, "val")
+    train, scored = split_indices(arrays, data.splits, "train"), split_indices(arrays, data.splits, args.split)
     cluster, leader = planted_clusters(oracle, np.asarray(arrays.codes).astype(str))  # per array column
     column = {c: i for i, c in enumerate(np.asarray(arrays.codes).astype(str))}
     date_index = {d: i for i, d in enumerate(np.asarray(arrays.dates).astype("datetime64[D]"))}
@@ -63,8 +80,9 @@ def main() -> None:
     expected[[date_index[d] for d in known["Date"].to_numpy().astype("datetime64[D]")],
              [column[c] for c in known["Code"]]] = known["expected_return_1d"].to_numpy()  # fmt: skip
 
-    def design(date_indices, neighbours_of):
-        """Rows of (own features [, neighbour-mean features]), 1d targets, oracle, date index."""
+    def design(date_indices, neighbours_of, extra=None):
+        """Rows of (own features [, neighbour-mean features] [, ``extra`` [dates, codes]]), 1d
+        targets, oracle, date index."""
         xs, ys, os, ds = [], [], [], []
         for di in date_indices:
             members = np.flatnonzero(arrays.present[di])
@@ -74,6 +92,8 @@ def main() -> None:
                 valid = nbrs >= 0
                 mean = (x[np.where(valid, nbrs, 0)] * valid[..., None]).sum(1) / np.maximum(valid.sum(1, keepdims=True), 1)
                 x = np.hstack([x, mean])
+            if extra is not None:
+                x = np.hstack([x, extra[di, members, None]])
             ok = np.isfinite(y)
             xs.append(x[ok]), ys.append(y[ok]), os.append(expected[di, members][ok]), ds.append(np.full(ok.sum(), di))
         return np.vstack(xs), np.concatenate(ys), np.concatenate(os), np.concatenate(ds)
@@ -83,11 +103,11 @@ def main() -> None:
 
     alpha = _params("evaluation")["evaluation"]["ridge_alpha"]
 
-    def ridge(neighbours_of=None) -> float:
-        x, y, _, d = design(train, neighbours_of)
+    def ridge(neighbours_of=None, extra=None) -> float:
+        x, y, _, d = design(train, neighbours_of, extra)
         y = y - np.bincount(d, y)[d] / np.bincount(d)[d]  # only the cross-section matters, as in fit_ridge
         coef = ridge_solve(x, y, alpha)
-        xv, yv, _, dv = design(val, neighbours_of)
+        xv, yv, _, dv = design(scored, neighbours_of, extra)
         return mean_rank_ic(xv @ coef[:-1] + coef[-1], yv, dv)
 
     def graph_neighbours(graphs):
@@ -102,12 +122,12 @@ def main() -> None:
     def true_leaders(di, members):
         return true_leader_neighbours(cluster[members], leader[members], 8)
 
-    _, yv, ov, dv = design(val, None)
-    out = {"overrides": overrides, "val_dates": len(val), "oracle": mean_rank_ic(ov, yv, dv), "ridge, own features": ridge()}
-    val_splits = data.splits.filter(pl.col("split") == "val")
+    _, yv, ov, dv = design(scored, None)
+    out = {"overrides": overrides, "split": args.split, "dates": len(scored), "oracle": mean_rank_ic(ov, yv, dv), "ridge, own features": ridge()}
+    scored_splits = data.splits.filter(pl.col("split") == args.split)
     for name, cfg in GRAPHS.items():
         graphs = build_graphs(data.panel, GraphConfig(**cfg), progress=False)
-        score = planted_structure_recall(graphs, oracle, val_splits)["val"]
+        score = planted_structure_recall(graphs, oracle, scored_splits)[args.split]
         out[name] = {
             "ridge, own + neighbours": round(ridge(graph_neighbours(graphs)), 4),
             "cluster_mate_share": round(score["cluster_mate_share"], 3),
@@ -115,7 +135,51 @@ def main() -> None:
         }
         print(name, out[name], flush=True)
     out["ridge, own + true leaders"] = ridge(true_leaders)
+    structural = structural_forecasts(data.panel, oracle, SyntheticConfig.sized(args.size, **overrides), arrays)
+    for name, forecast in structural.items():
+        xv, yv, _, dv = design(scored, None, forecast)
+        out[name] = mean_rank_ic(xv[:, -1], yv, dv)
+        out[f"ridge, own features + {name}"] = ridge(extra=forecast)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}, indent=1))
+
+
+def group_mean(values: np.ndarray, group: np.ndarray, members: np.ndarray | None = None) -> np.ndarray:
+    """[D, S] -> [D, S]: each stock's date mean of ``values`` over the stocks of its ``group`` (those
+    in ``members`` only, when given), NaN ignored; NaN where the group has no value that date."""
+    members = np.ones(len(group), bool) if members is None else members
+    onehot = (group[:, None] == np.unique(group)[None, :]) & members[:, None]  # [S, G]
+    valid = np.isfinite(values)
+    sums, counts = np.where(valid, values, 0.0) @ onehot, valid.astype(float) @ onehot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums / counts)[:, np.searchsorted(np.unique(group), group)]
+
+
+def structural_forecasts(panel, oracle, cfg, arrays) -> dict[str, np.ndarray]:
+    """The three structural forecasters of the module docstring, as [dates, codes] of ``arrays``."""
+    from atft_kedro.graph.correlation import return_grid
+    from atft_kedro.graph.quality import planted_clusters
+
+    grid = return_grid(panel)
+    cluster, leader = planted_clusters(oracle, grid.codes)
+    res = grid.returns - group_mean(grid.returns, grid.sector)  # today's return minus its sector's mean
+    own = np.nan_to_num(res)
+    n_valid = group_mean(np.isfinite(res).astype(float), cluster) * np.bincount(cluster)[cluster]
+    mates = (group_mean(res, cluster) * n_valid - own) / np.maximum(n_valid - np.isfinite(res), 1)  # others only
+    leaders = group_mean(res, cluster, leader)
+    reversal = -cfg.reversal * own
+    forecasts = {
+        "structural, no graph": reversal,
+        "structural, clusters known": reversal + cfg.lead_lag / 2 * np.nan_to_num(mates),
+        "structural, clusters and roles known": reversal + np.where(leader, 0.0, cfg.lead_lag) * np.nan_to_num(leaders),
+    }
+    rows = np.searchsorted(grid.dates, np.asarray(arrays.dates).astype("datetime64[D]"))
+    columns = np.searchsorted(grid.codes, np.asarray(arrays.codes).astype(str))
+    out = {}
+    for name, f in forecasts.items():  # z-scored per date over its stocks, like the features
+        f = np.where(arrays.present, np.nan_to_num(f[np.ix_(rows, columns)]), np.nan)
+        mean, std = np.nanmean(f, 1, keepdims=True), np.nanstd(f, 1, keepdims=True)
+        out[name] = np.nan_to_num((f - mean) / np.where(std > 0, std, 1.0))
+    return out
 
 
 if __name__ == "__main__":
