@@ -30,8 +30,14 @@ return today minus its sector's mean return today:
 They show how much of the oracle's 1-day RankIC a forecaster can reach from prices once it knows
 the peers (and their roles) exactly: the ceiling a graph-based model works under, as opposed to the
 oracle, which also knows every stock's slow drift and today's shocks exactly. Each is also added,
-z-scored per date, as one more column to the ridge on own features. Used to calibrate
-the simulator (its docstring and the README quote the numbers).
+z-scored per date, as one more column to the ridge on own features.
+
+Last, at every horizon, a *privileged filter*: a Kalman filter told every past factor shock (market,
+sector, cluster), each stock's loadings and its idiosyncratic variance, so that what it does not
+know of a stock's return is only the slow drift and the idiosyncratic shock; it estimates both
+from the stock's own returns (the best linear forecast with that much knowledge). It bounds from
+above what any forecaster can see of the drift, the part of the oracle that dominates the longer
+horizons. Used to calibrate the simulator (its docstring and the README quote the numbers).
 """
 
 from __future__ import annotations
@@ -98,8 +104,9 @@ def main() -> None:
             xs.append(x[ok]), ys.append(y[ok]), os.append(expected[di, members][ok]), ds.append(np.full(ok.sum(), di))
         return np.vstack(xs), np.concatenate(ys), np.concatenate(os), np.concatenate(ds)
 
-    def mean_rank_ic(score, y, d):  # the evaluation's RankIC
-        return daily_rank_ic(pl.DataFrame({"Date": d, "pred_1d": score, "target_1d": y}), ["1d"], 20)["1d"]
+    def mean_rank_ic(score, y, d, h=1):  # the evaluation's RankIC
+        frame = pl.DataFrame({"Date": d, f"pred_{h}d": score, f"target_{h}d": y})
+        return daily_rank_ic(frame, [f"{h}d"], 20)[f"{h}d"]
 
     alpha = _params("evaluation")["evaluation"]["ridge_alpha"]
 
@@ -135,11 +142,13 @@ def main() -> None:
         }
         print(name, out[name], flush=True)
     out["ridge, own + true leaders"] = ridge(true_leaders)
-    structural = structural_forecasts(data.panel, oracle, SyntheticConfig.sized(args.size, **overrides), arrays)
+    cfg = SyntheticConfig.sized(args.size, seed=SourceConfig().synthetic_seed, **overrides)
+    structural = structural_forecasts(data.panel, oracle, cfg, arrays)
     for name, forecast in structural.items():
         xv, yv, _, dv = design(scored, None, forecast)
         out[name] = mean_rank_ic(xv[:, -1], yv, dv)
         out[f"ridge, own features + {name}"] = ridge(extra=forecast)
+    out["privileged filter"] = privileged_filter_scores(cfg, arrays, scored, mean_rank_ic)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}, indent=1))
 
 
@@ -179,6 +188,67 @@ def structural_forecasts(panel, oracle, cfg, arrays) -> dict[str, np.ndarray]:
         f = np.where(arrays.present, np.nan_to_num(f[np.ix_(rows, columns)]), np.nan)
         mean, std = np.nanmean(f, 1, keepdims=True), np.nanstd(f, 1, keepdims=True)
         out[name] = np.nan_to_num((f - mean) / np.where(std > 0, std, 1.0))
+    return out
+
+
+def privileged_filter(cfg, paths: dict) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """-> ({h: oracle}, {h: filter}) forecasts of the h-day return, [days, stocks] of ``paths``.
+
+    Told every factor shock, the filter sees y[t] = alpha[t-1] - reversal * eps[t-1] + eps[t] per
+    stock (its return minus everything it knows) and tracks the state (alpha[t], alpha[t-1], eps[t],
+    eps[t-1]) with a Kalman filter: AR(1) drift, eps[t] drawn with its known GARCH variance."""
+    from atft_kedro.features.targets import HORIZONS
+
+    alpha, eps, mu, eps_var = paths["alpha"], paths["eps"], paths["mu"], paths["eps_var"]
+    phi, rev = cfg.alpha_persistence, cfg.reversal
+    d, n = alpha.shape
+    y = np.vstack([eps[:1], alpha[:-1] - rev * eps[:-1] + eps[1:]])
+    transition = np.array([[phi, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]], float)
+    observe = np.array([0, 1, 1, -rev], float)
+    mean = np.zeros((n, 4))
+    mean[:, 2] = y[0]  # day 0's return carries no drift yet: its shock is seen exactly
+    cov = np.zeros((n, 4, 4))
+    cov[:, 0, 0] = cfg.alpha_std**2
+    alpha_hat, eps_hat = np.zeros((d, n)), np.zeros((d, n))
+    eps_hat[0] = y[0]
+    for t in range(1, d):
+        mean, cov = mean @ transition.T, transition @ cov @ transition.T
+        cov[:, 0, 0] += cfg.alpha_std**2 * (1 - phi**2)
+        cov[:, 2, 2] += eps_var[t]
+        gain = (cov @ observe) / (np.einsum("i,nij,j->n", observe, cov, observe) + 1e-18)[:, None]
+        mean = mean + gain * (y[t] - mean @ observe)[:, None]
+        cov = cov - gain[:, :, None] * (observe @ cov)[:, None, :]
+        alpha_hat[t], eps_hat[t] = mean[:, 0], mean[:, 2]
+    oracle, filtered = {}, {}
+    for h in HORIZONS:
+        drift_sum = (1 - phi**h) / (1 - phi)
+        rest = mu - alpha + (h - 1) * paths["beta"] * cfg.market_drift  # all but the stock's own drift
+        oracle[h] = alpha * drift_sum + rest
+        filtered[h] = alpha_hat * drift_sum + rest + rev * (eps - eps_hat)  # the filter's own shock estimate
+    return oracle, filtered
+
+
+def privileged_filter_scores(cfg, arrays, dates, mean_rank_ic) -> dict:
+    """RankIC per horizon of the oracle and the privileged filter on ``dates`` of ``arrays``."""
+    from atft_kedro.data.synthetic import generate_market
+
+    paths = generate_market(cfg, keep_paths=True).paths
+    oracle, filtered = privileged_filter(cfg, paths)
+    rows = np.searchsorted(paths["dates"], np.asarray(arrays.dates).astype("datetime64[D]"))
+    columns = np.searchsorted(paths["codes"], np.asarray(arrays.codes).astype(str))
+    out = {}
+    for hi, h in enumerate(sorted(oracle)):
+        scores = {}
+        for name, forecast in (("oracle", oracle[h]), ("filter", filtered[h])):
+            f, y, d = [], [], []
+            for di in dates:
+                members = np.flatnonzero(arrays.present[di] & np.isfinite(arrays.targets[di, :, hi]))
+                f.append(forecast[rows[di], columns[members]]), y.append(arrays.targets[di, members, hi])
+                d.append(np.full(len(members), di))
+            scores[name] = round(mean_rank_ic(np.concatenate(f), np.concatenate(y), np.concatenate(d), h), 4)
+        scores["share"] = round(scores["filter"] / scores["oracle"], 3)
+        out[f"{h}d"] = scores
+        print(f"privileged filter {h}d", scores, flush=True)
     return out
 
 

@@ -97,6 +97,10 @@ class SyntheticMarket:
     listed_info: pl.DataFrame
     topix: pl.DataFrame
     oracle: pl.DataFrame  # Date, Code, expected_return_{h}d: never fed to the model
+    # with ``generate_market(cfg, keep_paths=True)``: the simulated paths behind the tables, each
+    # [days, stocks] in ``codes`` order (``alpha``, ``eps``, ``eps_var``, ``mu``; ``dates``, ``codes``, ``beta``),
+    # for diagnostics of what a forecaster can see (tests/benchmarks/bench_synthetic_ceiling.py)
+    paths: dict[str, np.ndarray] | None = None
 
 
 def _student_t(rng: np.random.Generator, df: float, size) -> np.ndarray:
@@ -104,17 +108,17 @@ def _student_t(rng: np.random.Generator, df: float, size) -> np.ndarray:
     return rng.standard_t(df, size=size) * np.sqrt((df - 2.0) / df)
 
 
-def _garch_paths(
-    rng: np.random.Generator, z: np.ndarray, base_vol: np.ndarray, a: float = 0.07, b: float = 0.90
-) -> np.ndarray:
-    """GARCH(1,1) shocks for innovations z [D, N] with unconditional vol base_vol [N]."""
+def _garch_paths(z: np.ndarray, base_vol: np.ndarray, a: float = 0.07, b: float = 0.90) -> tuple[np.ndarray, np.ndarray]:
+    """GARCH(1,1) shocks for innovations z [D, N] with unconditional vol base_vol [N], and the
+    variance each was drawn with."""
     omega = base_vol**2 * (1.0 - a - b)
     var = base_vol**2 * np.ones_like(z[0])
-    out = np.empty_like(z)
+    out, variance = np.empty_like(z), np.empty_like(z)
     for t in range(z.shape[0]):
+        variance[t] = var
         out[t] = np.sqrt(var) * z[t]
         var = omega + a * out[t] ** 2 + b * var
-    return out
+    return out, variance
 
 
 def _some(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:
@@ -125,8 +129,9 @@ def _some(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:
     return mask
 
 
-def generate_market(cfg: SyntheticConfig) -> SyntheticMarket:
-    """Simulate a market; the same config (seed included) always gives the same tables."""
+def generate_market(cfg: SyntheticConfig, keep_paths: bool = False) -> SyntheticMarket:
+    """Simulate a market; the same config (seed included) always gives the same tables.
+    ``keep_paths``: also return the simulated paths (``SyntheticMarket.paths``)."""
     rng = np.random.default_rng(cfg.seed)
     n, d = cfg.n_stocks, cfg.n_days
     dates = pd.bdate_range(cfg.start_date, periods=d).values.astype("datetime64[D]")
@@ -154,10 +159,10 @@ def generate_market(cfg: SyntheticConfig) -> SyntheticMarket:
     idio_base = cfg.idio_vol * np.exp(rng.normal(0.0, 0.3, n)) * np.array([0.85, 1.0, 1.35])[market]
 
     # --- factors and shocks for days 0..d-1 (return of day t is realised at its close)
-    mkt = cfg.market_drift + _garch_paths(rng, _student_t(rng, 5.0, (d, 1)), np.array([cfg.market_vol]))[:, 0]
+    mkt = cfg.market_drift + _garch_paths(_student_t(rng, 5.0, (d, 1)), np.array([cfg.market_vol]))[0][:, 0]
     sec = cfg.sector_vol * _student_t(rng, 5.0, (d, 33))
     clu = cfg.cluster_vol * rng.standard_normal((d, n_clusters))
-    eps = _garch_paths(rng, _student_t(rng, cfg.tail_df, (d, n)), idio_base)
+    eps, eps_var = _garch_paths(_student_t(rng, cfg.tail_df, (d, n)), idio_base)
 
     alpha = np.empty((d, n))
     alpha_innov = cfg.alpha_std * np.sqrt(1 - cfg.alpha_persistence**2)
@@ -272,4 +277,5 @@ def generate_market(cfg: SyntheticConfig) -> SyntheticMarket:
         {"Date": quotes["Date"], "Code": quotes["Code"], **oracle_cols,
          "is_leader": leader[ii], "cluster": cluster[ii]}
     )  # fmt: skip
-    return SyntheticMarket(quotes, listed, topix, oracle)
+    paths = dict(dates=dates, codes=codes, alpha=alpha, eps=eps, eps_var=eps_var, mu=mu, beta=beta) if keep_paths else None
+    return SyntheticMarket(quotes, listed, topix, oracle, paths)
