@@ -7,8 +7,8 @@ from scipy import stats
 
 from atft_kedro.evaluation.backtest import BacktestConfig, long_short_backtest
 from atft_kedro.evaluation.baselines import fit_ridge, ridge_scores
-from atft_kedro.evaluation.metrics import daily_scores, summarise
-from atft_kedro.evaluation.report import METRIC_KEYS, metrics_document
+from atft_kedro.evaluation.metrics import daily_scores, neutral_scores, summarise
+from atft_kedro.evaluation.report import METRIC_KEYS, NEUTRAL_KEYS, markdown_report, metrics_document
 
 D0 = dt.date(2024, 1, 1)
 
@@ -118,6 +118,51 @@ def test_metrics_document_has_the_spec_shape():
     assert list(doc["horizons"]["1d"]["model"]) == list(METRIC_KEYS)
     assert doc["horizons"]["1d"]["oracle"]["ic"] is None
     assert set(METRIC_KEYS) == {"ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_ann_return", "max_drawdown", "turnover"}
+
+
+def test_neutral_scores_separate_bets_on_the_market_and_sectors_from_stock_picking():
+    """Returns = beta x the date's market move + the sector's move + a stock-specific part. A score
+    equal to beta ranks well in a rising market (every date rises here) but has nothing left once
+    beta is out; one equal to the sector's move keeps its RankIC without beta and loses it without
+    sectors; one equal to the stock-specific part keeps it throughout."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for day in range(30):
+        beta, sector = rng.uniform(0.5, 1.5, 200), rng.integers(0, 8, 200)
+        sector_move, own = rng.normal(0.0, 0.01, 8)[sector], rng.normal(0.0, 0.01, 200)
+        y = beta * 0.03 + sector_move + own + rng.normal(0.0, 0.002, 200)
+        date = D0 + dt.timedelta(days=day)
+        rows += [(date, f"{i}", *v) for i, v in enumerate(zip(beta, sector.astype(str), sector_move, own, y))]
+    frame = pl.DataFrame(rows, schema=["Date", "Code", "beta", "sector", "sector_move", "own", "y"], orient="row")
+
+    def scores(col, **kw):
+        return neutral_scores(frame, col, "y", "beta", "sector", **kw)
+
+    bet, sector_bet, picker = scores("beta"), scores("sector_move"), scores("own")
+    assert summarise(daily_scores(frame, "beta", "y"))["rank_ic"] > 0.4  # the plain RankIC rewards the bet
+    assert bet["beta_exposure"] == pytest.approx(1.0)
+    assert abs(bet["rank_ic_beta_neutral"]) < 0.05 and abs(bet["rank_ic_sector_beta_neutral"]) < 0.05
+    assert sector_bet["rank_ic_beta_neutral"] > 0.4 and abs(sector_bet["rank_ic_sector_beta_neutral"]) < 0.1
+    assert abs(picker["beta_exposure"]) < 0.05
+    assert picker["rank_ic_beta_neutral"] > 0.6 and picker["rank_ic_sector_beta_neutral"] > 0.9
+    # a date with one beta for all, or too few stocks, is skipped, not counted as 0
+    flat = frame.with_columns(pl.when(pl.col("Date") == D0).then(1.0).otherwise(pl.col("beta")).alias("beta"))
+    assert neutral_scores(flat, "own", "y", "beta", "sector") == pytest.approx(
+        neutral_scores(frame.filter(pl.col("Date") != D0), "own", "y", "beta", "sector")
+    )
+    assert np.isnan(scores("own", min_stocks=500)["beta_exposure"])
+
+
+def test_the_neutral_section_of_metrics_and_report():
+    row = {k: 0.1 for k in METRIC_KEYS}
+    neutral = {"beta_exposure": float("nan"), "rank_ic_beta_neutral": 0.02, "rank_ic_sector_beta_neutral": 0.01}
+    doc = metrics_document({"1d": {"model": row}}, {"1d": {"model": neutral}})
+    assert list(doc) == ["horizons", "neutral"]
+    assert doc["neutral"]["1d"]["model"] == {"beta_exposure": None, "rank_ic_beta_neutral": 0.02, "rank_ic_sector_beta_neutral": 0.01}
+    assert list(NEUTRAL_KEYS) == list(doc["neutral"]["1d"]["model"])
+    context = {"source": "synthetic", "n_dates": 1, "start": D0, "end": D0, "n_stocks": 1, "quantile": 0.2, "cost_bp": 10}
+    report = markdown_report(doc, {"1d": {"model": (1, 0)}}, context)
+    assert "## Without the market and the sectors" in report and "| model | 0.1000 | n/a | 0.0200 | 0.0100 |" in report
 
 
 def test_a_model_checkpoint_from_another_model_size_is_a_clear_error():

@@ -53,6 +53,7 @@ def test_kedro_run_runs_all_four_pipelines(project):
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert set(metrics["horizons"]) == {"1d", "5d", "10d", "20d"}
     assert set(metrics["horizons"]["1d"]) == {"model", "momentum_20d", "reversal_1d", "ridge", "oracle"}
+    assert set(metrics["neutral"]) == set(metrics["horizons"]) and set(metrics["neutral"]["20d"]) == set(metrics["horizons"]["20d"])
     for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "training_history"):
         assert (project / f"data/08_reporting/{name}.png").stat().st_size > 10_000
     assert "| model |" in (project / "data/08_reporting/evaluation_report.md").read_text()

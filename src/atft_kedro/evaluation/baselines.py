@@ -44,19 +44,22 @@ def baseline_frame(
     ridge_alpha: float,
 ) -> pl.DataFrame:
     """predictions (Date, Code, pred_{h}, target_{h}) joined with every baseline's score columns:
-    momentum_20d, reversal_1d, ridge_{h}, oracle_{h} (oracle only when ``oracle`` has rows)."""
+    momentum_20d, reversal_1d, ridge_{h}, oracle_{h} (oracle only when ``oracle`` has rows), and
+    each stock's beta_60d and Sector33Code (to score without the market and sectors)."""
     keys = predictions.select("Date", "Code")
-    raw = keys.join(features.select("Date", "Code", "ret_20d", "ret_1d"), on=["Date", "Code"], how="left")
+    # every join keeps the predictions' row order: the ridge scores below are placed by position
+    raw = keys.join(features.select("Date", "Code", "ret_20d", "ret_1d", "beta_60d"), on=["Date", "Code"], how="left", maintain_order="left")
     out = predictions.join(
-        raw.select("Date", "Code", pl.col("ret_20d").alias("momentum_20d"), (-pl.col("ret_1d")).alias("reversal_1d")),
-        on=["Date", "Code"], how="left",
+        raw.select("Date", "Code", pl.col("ret_20d").alias("momentum_20d"), (-pl.col("ret_1d")).alias("reversal_1d"), "beta_60d"),
+        on=["Date", "Code"], how="left", maintain_order="left",
     )  # fmt: skip
     train_dates = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "train"))["Date"]
-    rows = keys.join(model_input, on=["Date", "Code"], how="left")
+    rows = keys.join(model_input, on=["Date", "Code"], how="left", maintain_order="left")
+    out = out.with_columns(rows["Sector33Code"])
     for h in horizons:
         coef = fit_ridge(model_input, feature_names, f"target_{h}", train_dates, ridge_alpha)
         out = out.with_columns(pl.Series(f"ridge_{h}", ridge_scores(rows, feature_names, coef)))
     if oracle.height:
         cols = [pl.col(f"expected_return_{h}").alias(f"oracle_{h}") for h in horizons]
-        out = out.join(oracle.select("Date", "Code", *cols), on=["Date", "Code"], how="left")
+        out = out.join(oracle.select("Date", "Code", *cols), on=["Date", "Code"], how="left", maintain_order="left")
     return out

@@ -7,6 +7,11 @@ realised target; other dates are skipped and counted, never averaged in as zeros
 * icir / rank_icir: that mean divided by the standard deviation over dates (not annualised).
 * hit_rate: share of (date, stock) pairs where score and target fall on the same side of their
   date's cross-sectional median (directional accuracy of the ranking).
+
+``neutral_scores`` asks how much of a RankIC is a bet on the market or on sectors: a score that
+ranks high-beta stocks first scores well in a rising test period and badly in a falling one, and
+one that ranks last month's best sectors first scores well while sectors keep trending, whatever
+else it knows (over a few months of 20-day returns such bets can outweigh the rest).
 """
 
 from __future__ import annotations
@@ -66,3 +71,35 @@ def summarise(d: DailyScores) -> dict[str, float]:
         "rank_icir": _ir(d.rank_ic),
         "hit_rate": d.hits / d.pairs,
     }
+
+
+def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sector: str, min_stocks: int = 20) -> dict[str, float]:
+    """How much of a score's RankIC survives once the market and the sectors are out of the targets.
+
+    -> ``beta_exposure``: mean over dates of the Spearman correlation of ``score`` with ``beta`` (each
+    stock's beta to the market, known at t); ``rank_ic_beta_neutral``: mean Spearman correlation of
+    ``score`` with the target less its part explained by beta that date (least squares with an
+    intercept); ``rank_ic_sector_beta_neutral``: the same with the date's ``sector`` means also taken
+    out (least squares on sector dummies and beta, done as beta's slope within sectors). Dates with
+    fewer than ``min_stocks`` complete rows, or one beta for all, are skipped, as in ``daily_scores``."""
+    f = frame.select("Date", pl.col(score).alias("s"), pl.col(target).alias("y"), pl.col(beta).alias("b"), pl.col(sector).alias("g"))
+    f = f.drop_nulls().drop_nans().filter(pl.col("b").is_finite() & pl.col("y").is_finite())
+    y_in, b_in = (pl.col(c) - pl.col(c).mean().over("Date", "g") for c in ("y", "b"))  # within the date's sector
+    f = f.with_columns(
+        neutral=pl.col("y") - pl.col("y").mean().over("Date")
+        - pl.cov("y", "b").over("Date") / pl.col("b").var().over("Date") * (pl.col("b") - pl.col("b").mean().over("Date")),
+        y_in=y_in,
+        b_in=b_in,
+    )
+    f = f.with_columns(sector_neutral=pl.col("y_in") - (pl.col("y_in") * pl.col("b_in")).sum().over("Date") / (pl.col("b_in") ** 2).sum().over("Date") * pl.col("b_in"))
+    per_date = f.group_by("Date").agg(
+        pl.len().alias("n"),
+        pl.col("b").var().alias("var_b"),
+        (pl.col("b_in") ** 2).sum().alias("var_b_in"),
+        pl.corr("s", "b", method="spearman").alias("beta_exposure"),
+        pl.corr("s", "neutral", method="spearman").alias("rank_ic_beta_neutral"),
+        pl.corr("s", "sector_neutral", method="spearman").alias("rank_ic_sector_beta_neutral"),
+    )
+    keys = ("beta_exposure", "rank_ic_beta_neutral", "rank_ic_sector_beta_neutral")
+    ok = per_date.filter((pl.col("n") >= min_stocks) & (pl.col("var_b") > 0) & (pl.col("var_b_in") > 0), *[pl.col(k).is_not_nan() for k in keys])
+    return {k: float(ok[k].mean()) if ok.height else float("nan") for k in keys}
