@@ -8,7 +8,7 @@ from atft_kedro.features.builders import build_features
 from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats
 from atft_kedro.features.panel import build_panel
 from atft_kedro.features.splits import SplitConfig, make_splits
-from atft_kedro.features.targets import build_targets
+from atft_kedro.features.targets import build_targets, neutralise_targets
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +184,32 @@ def test_robust_zscore_equals_the_polars_expression():
     np.testing.assert_allclose(got["a"].to_numpy(), expected["a"].to_numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got["b"].to_numpy(), expected["b"].to_numpy(), rtol=1e-6, atol=1e-6)
     assert got["b"].filter(got["Date"] == 6).eq(0).all() and got["b"].filter(got["Date"] == 5).eq(0).all()
+
+
+def test_neutralised_targets_hold_no_sector_or_beta_and_keep_the_rest():
+    """Per date the neutralised target has zero mean in every sector and no covariance with beta;
+    a target with no sector or beta in it comes back unchanged; unknown targets stay unknown."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for day in range(3):
+        sector = rng.integers(0, 4, 60).astype(str)
+        beta, own = rng.uniform(0.5, 1.5, 60), rng.normal(0, 0.01, 60)
+        own = pl.DataFrame({"s": sector, "o": own}).select(pl.col("o") - pl.col("o").mean().over("s"))["o"].to_numpy()
+        b_in = beta - pl.DataFrame({"s": sector, "b": beta}).select(pl.col("b").mean().over("s"))["b"].to_numpy()
+        own = own - (own @ b_in) / (b_in @ b_in) * b_in  # within-sector mean 0 and orthogonal to beta
+        target = own + 0.02 * beta + np.array([0.01, -0.02, 0.0, 0.03])[sector.astype(int)]
+        rows += [(day, f"{i}", sector[i], beta[i], target[i], own[i]) for i in range(60)]
+    frame = pl.DataFrame(rows, schema=["Date", "Code", "Sector33Code", "beta_60d", "target_1d", "own"], orient="row")
+    frame = frame.with_columns(pl.when(pl.col("Code") == "0").then(None).otherwise(pl.col("target_1d")).alias("target_1d"))
+    out = neutralise_targets(frame, horizons=(1,))
+    assert out.drop("target_1d").equals(frame.drop("target_1d"))  # the labels only
+    assert out.filter(pl.col("Code") == "0")["target_1d"].null_count() == 3
+    known = out.filter(pl.col("Code") != "0")
+    sector_means = known.group_by("Date", "Sector33Code").agg(pl.col("target_1d").mean())["target_1d"]
+    np.testing.assert_allclose(sector_means.to_numpy(), 0.0, atol=1e-12)
+    beta_cov = known.group_by("Date").agg(
+        (pl.col("target_1d") * (pl.col("beta_60d") - pl.col("beta_60d").mean().over("Sector33Code"))).sum()
+    )["target_1d"]
+    np.testing.assert_allclose(beta_cov.to_numpy(), 0.0, atol=1e-12)
+    # the stock-specific part survives (not exactly: stock "0" sits out of the fit)
+    assert np.corrcoef(known["target_1d"].to_numpy(), known["own"].to_numpy())[0, 1] > 0.99

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from atft_kedro.features.targets import sector_beta_residual
+
 
 @dataclass(frozen=True)
 class DailyScores:
@@ -84,18 +86,16 @@ def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sect
     fewer than ``min_stocks`` complete rows, or one beta for all, are skipped, as in ``daily_scores``."""
     f = frame.select("Date", pl.col(score).alias("s"), pl.col(target).alias("y"), pl.col(beta).alias("b"), pl.col(sector).alias("g"))
     f = f.drop_nulls().drop_nans().filter(pl.col("b").is_finite() & pl.col("y").is_finite())
-    y_in, b_in = (pl.col(c) - pl.col(c).mean().over("Date", "g") for c in ("y", "b"))  # within the date's sector
     f = f.with_columns(
         neutral=pl.col("y") - pl.col("y").mean().over("Date")
         - pl.cov("y", "b").over("Date") / pl.col("b").var().over("Date") * (pl.col("b") - pl.col("b").mean().over("Date")),
-        y_in=y_in,
-        b_in=b_in,
+        sector_neutral=sector_beta_residual("y", "b", "g"),
+        var_b_in=((pl.col("b") - pl.col("b").mean().over("Date", "g")) ** 2).sum().over("Date"),
     )
-    f = f.with_columns(sector_neutral=pl.col("y_in") - (pl.col("y_in") * pl.col("b_in")).sum().over("Date") / (pl.col("b_in") ** 2).sum().over("Date") * pl.col("b_in"))
     per_date = f.group_by("Date").agg(
         pl.len().alias("n"),
         pl.col("b").var().alias("var_b"),
-        (pl.col("b_in") ** 2).sum().alias("var_b_in"),
+        pl.col("var_b_in").first(),
         pl.corr("s", "b", method="spearman").alias("beta_exposure"),
         pl.corr("s", "neutral", method="spearman").alias("rank_ic_beta_neutral"),
         pl.corr("s", "sector_neutral", method="spearman").alias("rank_ic_sector_beta_neutral"),

@@ -19,3 +19,19 @@ def build_targets(panel: pl.DataFrame, horizons=HORIZONS) -> pl.DataFrame:
         panel.sort("Code", "Date")
         .select("Date", "Code", *[(close.shift(-h) / close - 1).over("Code").alias(f"target_{h}d") for h in horizons])
     )
+
+
+def sector_beta_residual(y: str, beta: str, sector: str) -> pl.Expr:
+    """``y`` less its date's sector mean and less its part explained by ``beta`` within sectors
+    (least squares of ``y`` on sector dummies and beta, per date): what is left once the market
+    and the sectors are out. Rows need ``Date``; a null or NaN in ``y`` or ``beta`` gives null."""
+    ok = pl.col(y).is_finite() & pl.col(beta).is_finite()  # null or NaN in either: the row sits out
+    yv, bv = pl.when(ok).then(pl.col(y)), pl.when(ok).then(pl.col(beta))
+    y_in, b_in = yv - yv.mean().over("Date", sector), bv - bv.mean().over("Date", sector)
+    return y_in - (y_in * b_in).sum().over("Date") / (b_in**2).sum().over("Date") * b_in
+
+
+def neutralise_targets(frame: pl.DataFrame, horizons=HORIZONS, beta: str = "beta_60d", sector: str = "Sector33Code") -> pl.DataFrame:
+    """``frame`` with every target_{h}d replaced by ``sector_beta_residual`` of it: a training
+    target that holds no bet on the market or on sectors (the labels only: features untouched)."""
+    return frame.with_columns(sector_beta_residual(t, beta, sector).alias(t) for t in target_columns(horizons))
