@@ -11,6 +11,11 @@ and test RankIC at every horizon it predicts, and the oracle's test RankIC (1d) 
 Seeds can run in separate processes (one per core) and be merged with ``--report``. ``--overrides``
 takes training parameters as JSON (model fields merged into the defaults), e.g.
 ``--overrides '{"model": {"linear_skip": [1]}}'``.
+
+Every RankIC of the last phase's best checkpoint is also measured against *neutral* targets (each
+date's sector means and beta-explained part out, ``features.targets.neutralise_targets``): what
+it knows about stocks within their sector, without bets on the market or sectors.
+``--train-targets neutral`` trains (and early-stops) on those neutral targets instead of the raw ones.
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ def _params(name: str) -> dict:
     return yaml.safe_load((ROOT / "conf" / "base" / f"parameters_{name}.yml").read_text())
 
 
-def run(seeds: list[int], phases: list[int], overrides: dict | None = None) -> list[dict]:
+def run(seeds: list[int], phases: list[int], overrides: dict | None = None, train_targets: str = "raw") -> list[dict]:
     import torch
 
     from atft_kedro.data.sources import SourceConfig, load_market
     from atft_kedro.features.prepare import prepare_model_data
     from atft_kedro.features.splits import SplitConfig
+    from atft_kedro.features.targets import neutralise_targets
     from atft_kedro.graph.correlation import GraphConfig, build_graphs
     from atft_kedro.training.checkpoints import CheckpointStore
     from atft_kedro.training.data import HORIZON_KEYS, DateDataset, build_arrays, split_indices
@@ -47,6 +53,10 @@ def run(seeds: list[int], phases: list[int], overrides: dict | None = None) -> l
     market, oracle = load_market("synthetic", SourceConfig(**de["raw"]))
     data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix, SplitConfig(**de["splits"]))
     arrays = build_arrays(data.model_input, data.market_context, data.feature_names)
+    sectors = data.panel.select("Date", "Code", "Sector33Code")
+    neutral_input = neutralise_targets(data.model_input.join(sectors, on=["Date", "Code"], how="left"))
+    neutral = build_arrays(neutral_input, data.market_context, data.feature_names)
+    trained_on = {"raw": arrays, "neutral": neutral}[train_targets]
     graphs = build_graphs(data.panel, GraphConfig(**_params("graph_construction")["graph"]), progress=False)
     train_idx, val_idx, test_idx = (split_indices(arrays, data.splits, s) for s in ("train", "val", "test"))
     test_dates = arrays.dates[test_idx]
@@ -65,21 +75,21 @@ def run(seeds: list[int], phases: list[int], overrides: dict | None = None) -> l
         cfg = TrainConfig(**{**base, **(overrides or {}), "model": model_params, "seed": seed})
         with tempfile.TemporaryDirectory() as tmp:
             store = CheckpointStore(tmp)
-            row = {"seed": seed, "oracle_test_rank_ic_1d": oracle_test}
+            row = {"seed": seed, "oracle_test_rank_ic_1d": oracle_test, "train_targets": train_targets}
             for phase in phases:
                 t0 = time.perf_counter()
-                train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, data.manifest, progress=False)
+                train_phase(phase, trained_on, graphs, train_idx, val_idx, cfg, store, data.manifest, progress=False)
                 best = store.load(phase, "best")
                 row[f"phase{phase}_val"] = best["best"]
                 row[f"phase{phase}_seconds"] = round(time.perf_counter() - t0, 1)
                 print(f"seed {seed} phase {phase}: best validation RankIC {best['best']:.4f}", flush=True)
             model = build_model(arrays, cfg, phases[-1], torch.device("cpu"))
             model.load_state_dict(best["model"])
-            preds = predict(model, DateDataset(arrays, graphs, test_idx, cfg.window), cfg, torch.device("cpu"))
-            horizons = [h for h in HORIZON_KEYS if f"pred_{h}" in preds.columns]
-            val_preds = predict(model, DateDataset(arrays, graphs, val_idx, cfg.window), cfg, torch.device("cpu"))
-            row["val_rank_ic"] = daily_rank_ic(val_preds, horizons, cfg.min_stocks)  # the last phase's best, every horizon
-            row["test_rank_ic"] = daily_rank_ic(preds, horizons, cfg.min_stocks)
+            for name, scored_on in (("", arrays), ("_neutral", neutral)):  # the last phase's best, every horizon
+                for split, idx in (("val", val_idx), ("test", test_idx)):
+                    preds = predict(model, DateDataset(scored_on, graphs, idx, cfg.window), cfg, torch.device("cpu"))
+                    horizons = [h for h in HORIZON_KEYS if f"pred_{h}" in preds.columns]
+                    row[f"{split}_rank_ic{name}"] = daily_rank_ic(preds, horizons, cfg.min_stocks)
             row["test_rank_ic_1d"] = row["test_rank_ic"]["1d"]
             print(f"seed {seed}: test RankIC {row['test_rank_ic_1d']:.4f} (oracle {oracle_test:.4f})", flush=True)
             rows.append(row)
@@ -98,8 +108,11 @@ def report(rows: list[dict]) -> str:
     lines.append(f"\ntest RankIC (1d) of the last phase: {', '.join(f'{x:.4f}' for x in t)} (mean {t.mean():.4f}); "
                  f"oracle {o:.4f}; mean / oracle = {t.mean() / o:.0%}")  # fmt: skip
     if all("test_rank_ic" in r for r in rows):  # every horizon, the last phase's best checkpoint
-        for split in ("val", "test"):
-            per = {h: np.array([r[f"{split}_rank_ic"][h] for r in rows]) for h in rows[0][f"{split}_rank_ic"]}
+        for split in ("val", "test", "val_neutral", "test_neutral"):
+            key = split.replace("_neutral", "_rank_ic_neutral") if split.endswith("neutral") else f"{split}_rank_ic"
+            if key not in rows[0]:
+                continue
+            per = {h: np.array([r[key][h] for r in rows]) for h in rows[0][key]}
             lines.append(f"{split} RankIC per horizon, seeds in order (mean): "
                          + "; ".join(f"{h} {', '.join(f'{x:.4f}' for x in v)} ({v.mean():.4f})" for h, v in per.items()))  # fmt: skip
     return "\n".join(lines)
@@ -111,12 +124,14 @@ def main() -> None:
     parser.add_argument("--phases", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--out", default=None)
     parser.add_argument("--overrides", default="{}", help="training parameters as JSON, e.g. '{\"model\": {\"dropout\": 0.2}}'")
+    parser.add_argument("--train-targets", choices=["raw", "neutral"], default="raw",
+                        help="train and early-stop on raw targets or on targets without sector means and beta")
     parser.add_argument("--report", nargs="+", default=None, help="merge these JSON files into one table")
     args = parser.parse_args()
     if args.report:
         rows = [r for f in args.report for r in json.loads(Path(f).read_text())]
     else:
-        rows = run(args.seeds, args.phases, json.loads(args.overrides))
+        rows = run(args.seeds, args.phases, json.loads(args.overrides), args.train_targets)
         if args.out:
             Path(args.out).write_text(json.dumps(rows, indent=1))
     print(report(sorted(rows, key=lambda r: r["seed"])))
