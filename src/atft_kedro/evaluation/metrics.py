@@ -85,10 +85,9 @@ def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sect
     out (least squares on sector dummies and beta, done as beta's slope within sectors). Dates with
     fewer than ``min_stocks`` complete rows, or one beta for all, are skipped, as in ``daily_scores``."""
     f = frame.select("Date", pl.col(score).alias("s"), pl.col(target).alias("y"), pl.col(beta).alias("b"), pl.col(sector).alias("g"))
-    f = f.drop_nulls().drop_nans().filter(pl.col("b").is_finite() & pl.col("y").is_finite())
+    f = f.drop_nulls().drop_nans().filter(pl.col("b").is_finite() & pl.col("y").is_finite()).with_columns(one_group=pl.lit(0))
     f = f.with_columns(
-        neutral=pl.col("y") - pl.col("y").mean().over("Date")
-        - pl.cov("y", "b").over("Date") / pl.col("b").var().over("Date") * (pl.col("b") - pl.col("b").mean().over("Date")),
+        neutral=sector_beta_residual("y", "b", "one_group"),  # the whole date as one "sector": beta alone
         sector_neutral=sector_beta_residual("y", "b", "g"),
         var_b_in=((pl.col("b") - pl.col("b").mean().over("Date", "g")) ** 2).sum().over("Date"),
     )
