@@ -201,3 +201,37 @@ def test_the_finite_check_sees_nan_and_both_infinities(bad):
         t[31, 4, 6] = bad
     assert _all_finite(t) == (bad is None)
     assert _all_finite(torch.empty(0, 20, 7))
+
+
+def test_neutral_targets_are_what_training_sees_and_predictions_keep_the_realised_returns(tiny_market, prepared, tmp_path):
+    """``targets: neutral`` puts the neutralised returns in the training arrays (so the losses and
+    early stopping use them), while the test predictions carry the raw realised returns."""
+    import polars as pl
+
+    from atft_kedro.features.prepare import prepare_model_data
+    from atft_kedro.features.targets import neutralise_targets
+    from atft_kedro.pipelines.evaluation.nodes import predict_test
+    from atft_kedro.pipelines.training.nodes import build_training_arrays
+    from atft_kedro.training.data import build_arrays
+
+    data = prepare_model_data(tiny_market.daily_quotes, tiny_market.listed_info, tiny_market.topix)
+    model_input = data.model_input.join(data.panel.select("Date", "Code", "Sector33Code"), on=["Date", "Code"])  # as the pipeline's
+    cfg = small_config(epochs=1, targets="neutral")
+    params = {**cfg.__dict__}
+    neutral = build_training_arrays(model_input, data.market_context, data.manifest, params)
+    expected = build_arrays(neutralise_targets(model_input), data.market_context, data.feature_names)
+    np.testing.assert_array_equal(neutral.targets, expected.targets)
+    raw = build_training_arrays(model_input, data.market_context, data.manifest, {**params, "targets": "raw"})
+    with_beta = model_input.filter(pl.col("target_1d").is_finite() & pl.col("beta_60d").is_finite()).height
+    assert np.isfinite(neutral.targets[..., 0]).sum() == with_beta  # a row without a beta yet sits out
+    both = np.isfinite(neutral.targets) & np.isfinite(raw.targets)
+    assert not np.allclose(neutral.targets[both], raw.targets[both])
+
+    store = CheckpointStore(tmp_path)
+    train_idx, val_idx = _idx(prepared)
+    train_phase(0, neutral, prepared["graphs"], train_idx, val_idx, cfg, store, data.manifest, progress=False)
+    preds = predict_test(store.load(0, "best"), neutral, prepared["graphs"], data.splits, model_input)
+    realised = preds.join(model_input.select("Date", "Code", pl.col("target_1d").alias("raw_1d")), on=["Date", "Code"])
+    assert preds.height > 0 and realised["target_1d"].equals(realised["raw_1d"])
+    with pytest.raises(ValueError, match="training targets must be 'raw' or 'neutral'"):
+        small_config(targets="residual")

@@ -24,11 +24,13 @@ def build_targets(panel: pl.DataFrame, horizons=HORIZONS) -> pl.DataFrame:
 def sector_beta_residual(y: str, beta: str, sector: str) -> pl.Expr:
     """``y`` less its date's sector mean and less its part explained by ``beta`` within sectors
     (least squares of ``y`` on sector dummies and beta, per date): what is left once the market
-    and the sectors are out. Rows need ``Date``; a null or NaN in ``y`` or ``beta`` gives null."""
+    and the sectors are out. Rows need ``Date``; a null or NaN in ``y`` or ``beta`` gives null; on a
+    date whose betas are all alike within sectors only the sector means come out."""
     ok = pl.col(y).is_finite() & pl.col(beta).is_finite()  # null or NaN in either: the row sits out
     yv, bv = pl.when(ok).then(pl.col(y)), pl.when(ok).then(pl.col(beta))
     y_in, b_in = yv - yv.mean().over("Date", sector), bv - bv.mean().over("Date", sector)
-    return y_in - (y_in * b_in).sum().over("Date") / (b_in**2).sum().over("Date") * b_in
+    spread = (b_in**2).sum().over("Date")  # 0 on a date with no beta to tell stocks apart (yet): sectors only
+    return y_in - pl.when(spread > 0).then((y_in * b_in).sum().over("Date") / spread).otherwise(0.0) * b_in
 
 
 def neutralise_targets(frame: pl.DataFrame, horizons=HORIZONS, beta: str = "beta_60d", sector: str = "Sector33Code") -> pl.DataFrame:

@@ -77,10 +77,13 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # ModelConfig fields other than the data sizes
     device: str = "auto"
     resume: bool = True
+    targets: str = "raw"  # raw | neutral: train and validate on returns less each date's sector means and beta part
 
     def __post_init__(self):
         if self.mode not in ("safe", "optimized"):
             raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
+        if self.targets not in ("raw", "neutral"):
+            raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
 
 
 def _device(cfg: TrainConfig) -> torch.device:

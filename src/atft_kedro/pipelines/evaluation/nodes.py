@@ -20,8 +20,9 @@ from atft_kedro.training.loop import TrainConfig, load_weights, predict
 log = logging.getLogger(__name__)
 
 
-def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame) -> pl.DataFrame:
-    """The best model's median forecasts on every test date, dropout off."""
+def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame) -> pl.DataFrame:
+    """The best model's median forecasts on every test date, dropout off, beside the realised returns
+    (``model_input``'s targets: the arrays' may be the neutral ones training used)."""
     cfg = ModelConfig(**{**model["config"]["model"], "horizons": tuple(model["config"]["model"]["horizons"]), "gat_backend": "auto"})
     net = ATFTGATFAN(cfg)
     load_weights(net, model["model"], "the catalog's model checkpoint", f"phase={model['config']['phase']}")
@@ -31,7 +32,9 @@ def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet,
     test_idx = split_indices(training_arrays, splits, "test")
     preds = predict(net, DateDataset(training_arrays, graphs, test_idx, train_cfg.window), train_cfg, device)
     log.info("phase %d model: predictions for %d test dates", model["config"]["phase"], len(test_idx))
-    return preds
+    targets = [c for c in preds.columns if c.startswith("target_")]
+    realised = model_input.select("Date", "Code", *targets)
+    return preds.drop(targets).join(realised, on=["Date", "Code"], how="left", maintain_order="left")
 
 
 def evaluate(

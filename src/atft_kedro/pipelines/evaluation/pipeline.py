@@ -6,7 +6,7 @@ from . import nodes
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits"], "predictions", name="predict_test"),
+            Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits", "model_input"], "predictions", name="predict_test"),
             Node(
                 nodes.evaluate,
                 ["predictions", "features", "model_input", "oracle_returns", "splits", "feature_manifest",

@@ -6,6 +6,7 @@ import logging
 
 import polars as pl
 
+from atft_kedro.features.targets import neutralise_targets
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.data import TrainingArrays, build_arrays, split_indices
@@ -15,8 +16,14 @@ from atft_kedro.training.loop import PHASES, TrainConfig, train_phase
 log = logging.getLogger(__name__)
 
 
-def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_manifest: list[dict]) -> TrainingArrays:
+def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_manifest: list[dict], params: dict) -> TrainingArrays:
+    """The arrays training reads. With ``targets: neutral`` their targets (what the model learns and
+    is validated on) are the returns less each date's sector means and beta-explained part; the
+    evaluation scores predictions against the raw returns whatever this is."""
     names = [m["name"] for m in feature_manifest if not m["date_constant"]]
+    if TrainConfig(**params).targets == "neutral":
+        log.info("training targets: returns less each date's sector means and beta-explained part")
+        model_input = neutralise_targets(model_input)
     return build_arrays(model_input, market_context, names)
 
 

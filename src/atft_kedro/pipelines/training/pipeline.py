@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.build_training_arrays,
-                ["model_input", "market_context", "feature_manifest"],
+                ["model_input", "market_context", "feature_manifest", "params:training"],
                 "training_arrays",
                 name="build_training_arrays",
             ),
