@@ -83,7 +83,8 @@ def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sect
     ``score`` with the target less its part explained by beta that date (least squares with an
     intercept); ``rank_ic_sector_beta_neutral``: the same with the date's ``sector`` means also taken
     out (least squares on sector dummies and beta, done as beta's slope within sectors). Dates with
-    fewer than ``min_stocks`` complete rows, or one beta for all, are skipped, as in ``daily_scores``."""
+    fewer than ``min_stocks`` complete rows, or no beta spread within sectors (one beta for all, for
+    one), are skipped, as in ``daily_scores``."""
     f = frame.select("Date", pl.col(score).alias("s"), pl.col(target).alias("y"), pl.col(beta).alias("b"), pl.col(sector).alias("g"))
     f = f.drop_nulls().drop_nans().filter(pl.col("b").is_finite() & pl.col("y").is_finite()).with_columns(one_group=pl.lit(0))
     f = f.with_columns(
@@ -93,12 +94,11 @@ def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sect
     )
     per_date = f.group_by("Date").agg(
         pl.len().alias("n"),
-        pl.col("b").var().alias("var_b"),
         pl.col("var_b_in").first(),
         pl.corr("s", "b", method="spearman").alias("beta_exposure"),
         pl.corr("s", "neutral", method="spearman").alias("rank_ic_beta_neutral"),
         pl.corr("s", "sector_neutral", method="spearman").alias("rank_ic_sector_beta_neutral"),
     )
     keys = ("beta_exposure", "rank_ic_beta_neutral", "rank_ic_sector_beta_neutral")
-    ok = per_date.filter((pl.col("n") >= min_stocks) & (pl.col("var_b") > 0) & (pl.col("var_b_in") > 0), *[pl.col(k).is_not_nan() for k in keys])
+    ok = per_date.filter((pl.col("n") >= min_stocks) & (pl.col("var_b_in") > 0), *[pl.col(k).is_not_nan() for k in keys])
     return {k: float(ok[k].mean()) if ok.height else float("nan") for k in keys}
