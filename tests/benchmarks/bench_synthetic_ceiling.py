@@ -152,15 +152,29 @@ def main() -> None:
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}, indent=1))
 
 
-def group_mean(values: np.ndarray, group: np.ndarray, members: np.ndarray | None = None) -> np.ndarray:
-    """[D, S] -> [D, S]: each stock's date mean of ``values`` over the stocks of its ``group`` (those
-    in ``members`` only, when given), NaN ignored; NaN where the group has no value that date."""
+def group_sums(values: np.ndarray, group: np.ndarray, members: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[D, S] -> ([D, S], [D, S]): for each stock and date, the sum of ``values`` over the stocks of
+    its ``group`` (those in ``members`` only, when given) and how many had a value, NaN ignored."""
     members = np.ones(len(group), bool) if members is None else members
-    onehot = (group[:, None] == np.unique(group)[None, :]) & members[:, None]  # [S, G]
+    groups = np.unique(group)
+    onehot = (group[:, None] == groups[None, :]) & members[:, None]  # [S, G]
     valid = np.isfinite(values)
-    sums, counts = np.where(valid, values, 0.0) @ onehot, valid.astype(float) @ onehot
+    back = np.searchsorted(groups, group)
+    return (np.where(valid, values, 0.0) @ onehot)[:, back], (valid.astype(float) @ onehot)[:, back]
+
+
+def group_mean(values: np.ndarray, group: np.ndarray, members: np.ndarray | None = None) -> np.ndarray:
+    """``group_sums`` as a mean; NaN where the group has no value that date."""
+    sums, counts = group_sums(values, group, members)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (sums / counts)[:, np.searchsorted(np.unique(group), group)]
+        return sums / counts
+
+
+def in_arrays_layout(values: np.ndarray, dates: np.ndarray, codes: np.ndarray, arrays) -> np.ndarray:
+    """[dates, codes] (both sorted) -> [dates, codes] of ``arrays``."""
+    rows = np.searchsorted(dates, np.asarray(arrays.dates).astype("datetime64[D]"))
+    columns = np.searchsorted(codes, np.asarray(arrays.codes).astype(str))
+    return values[np.ix_(rows, columns)]
 
 
 def structural_forecasts(panel, oracle, cfg, arrays) -> dict[str, np.ndarray]:
@@ -172,8 +186,8 @@ def structural_forecasts(panel, oracle, cfg, arrays) -> dict[str, np.ndarray]:
     cluster, leader = planted_clusters(oracle, grid.codes)
     res = grid.returns - group_mean(grid.returns, grid.sector)  # today's return minus its sector's mean
     own = np.nan_to_num(res)
-    n_valid = group_mean(np.isfinite(res).astype(float), cluster) * np.bincount(cluster)[cluster]
-    mates = (group_mean(res, cluster) * n_valid - own) / np.maximum(n_valid - np.isfinite(res), 1)  # others only
+    sums, counts = group_sums(res, cluster)
+    mates = (sums - own) / np.maximum(counts - np.isfinite(res), 1)  # the other members only
     leaders = group_mean(res, cluster, leader)
     reversal = -cfg.reversal * own
     forecasts = {
@@ -181,11 +195,9 @@ def structural_forecasts(panel, oracle, cfg, arrays) -> dict[str, np.ndarray]:
         "structural, clusters known": reversal + cfg.lead_lag / 2 * np.nan_to_num(mates),
         "structural, clusters and roles known": reversal + np.where(leader, 0.0, cfg.lead_lag) * np.nan_to_num(leaders),
     }
-    rows = np.searchsorted(grid.dates, np.asarray(arrays.dates).astype("datetime64[D]"))
-    columns = np.searchsorted(grid.codes, np.asarray(arrays.codes).astype(str))
     out = {}
     for name, f in forecasts.items():  # z-scored per date over its stocks, like the features
-        f = np.where(arrays.present, np.nan_to_num(f[np.ix_(rows, columns)]), np.nan)
+        f = np.where(arrays.present, np.nan_to_num(in_arrays_layout(f, grid.dates, grid.codes, arrays)), np.nan)
         mean, std = np.nanmean(f, 1, keepdims=True), np.nanstd(f, 1, keepdims=True)
         out[name] = np.nan_to_num((f - mean) / np.where(std > 0, std, 1.0))
     return out
@@ -234,18 +246,15 @@ def privileged_filter_scores(cfg, arrays, dates, mean_rank_ic) -> dict:
 
     paths = generate_market(cfg, keep_paths=True).paths
     oracle, filtered = privileged_filter(cfg, paths)
-    rows = np.searchsorted(paths["dates"], np.asarray(arrays.dates).astype("datetime64[D]"))
-    columns = np.searchsorted(paths["codes"], np.asarray(arrays.codes).astype(str))
     out = {}
     for hi, h in enumerate(sorted(oracle)):
+        y = arrays.targets[dates, :, hi]
+        known = arrays.present[dates] & np.isfinite(y)  # [dates, codes]
+        d = np.broadcast_to(np.asarray(dates)[:, None], known.shape)[known]
         scores = {}
         for name, forecast in (("oracle", oracle[h]), ("filter", filtered[h])):
-            f, y, d = [], [], []
-            for di in dates:
-                members = np.flatnonzero(arrays.present[di] & np.isfinite(arrays.targets[di, :, hi]))
-                f.append(forecast[rows[di], columns[members]]), y.append(arrays.targets[di, members, hi])
-                d.append(np.full(len(members), di))
-            scores[name] = round(mean_rank_ic(np.concatenate(f), np.concatenate(y), np.concatenate(d), h), 4)
+            f = in_arrays_layout(forecast, paths["dates"], paths["codes"], arrays)[dates]
+            scores[name] = round(mean_rank_ic(f[known], y[known], d, h), 4)
         scores["share"] = round(scores["filter"] / scores["oracle"], 3)
         out[f"{h}d"] = scores
         print(f"privileged filter {h}d", scores, flush=True)
