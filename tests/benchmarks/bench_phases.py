@@ -43,20 +43,23 @@ def run(seeds: list[int], phases: list[int], overrides: dict | None = None, trai
     from atft_kedro.data.sources import SourceConfig, load_market
     from atft_kedro.features.prepare import prepare_model_data
     from atft_kedro.features.splits import SplitConfig
-    from atft_kedro.features.targets import neutralise_targets
+    from atft_kedro.features.targets import neutralise_targets, target_columns
     from atft_kedro.graph.correlation import GraphConfig, build_graphs
+    from atft_kedro.pipelines.training.nodes import build_training_arrays
     from atft_kedro.training.checkpoints import CheckpointStore
-    from atft_kedro.training.data import HORIZON_KEYS, DateDataset, build_arrays, split_indices
+    from atft_kedro.training.data import HORIZON_KEYS, DateDataset, split_indices
     from atft_kedro.training.loop import TrainConfig, build_model, daily_rank_ic, predict, train_phase
 
     de = _params("data_engineering")
     market, oracle = load_market("synthetic", SourceConfig(**de["raw"]))
     data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix, SplitConfig(**de["splits"]))
-    arrays = build_arrays(data.model_input, data.market_context, data.feature_names)
-    sectors = data.panel.select("Date", "Code", "Sector33Code")
-    neutral_input = neutralise_targets(data.model_input.join(sectors, on=["Date", "Code"], how="left"))
-    neutral = build_arrays(neutral_input, data.market_context, data.feature_names)
-    trained_on = {"raw": arrays, "neutral": neutral}[train_targets]
+    model_input = data.model_input.join(data.panel.select("Date", "Code", "Sector33Code"), on=["Date", "Code"], how="left")  # as the pipeline's
+    arrays = build_training_arrays(model_input, data.market_context, data.manifest, {"targets": train_targets})
+    targets = target_columns()
+    realised = {  # the targets each RankIC is scored against, in the arrays' float32
+        "": model_input.select("Date", "Code", *[pl.col(t).cast(pl.Float32) for t in targets]),
+        "_neutral": neutralise_targets(model_input).select("Date", "Code", *[pl.col(t).cast(pl.Float32) for t in targets]),
+    }
     graphs = build_graphs(data.panel, GraphConfig(**_params("graph_construction")["graph"]), progress=False)
     train_idx, val_idx, test_idx = (split_indices(arrays, data.splits, s) for s in ("train", "val", "test"))
     test_dates = arrays.dates[test_idx]
@@ -78,18 +81,19 @@ def run(seeds: list[int], phases: list[int], overrides: dict | None = None, trai
             row = {"seed": seed, "oracle_test_rank_ic_1d": oracle_test, "train_targets": train_targets}
             for phase in phases:
                 t0 = time.perf_counter()
-                train_phase(phase, trained_on, graphs, train_idx, val_idx, cfg, store, data.manifest, progress=False)
+                train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, data.manifest, progress=False)
                 best = store.load(phase, "best")
                 row[f"phase{phase}_val"] = best["best"]
                 row[f"phase{phase}_seconds"] = round(time.perf_counter() - t0, 1)
                 print(f"seed {seed} phase {phase}: best validation RankIC {best['best']:.4f}", flush=True)
             model = build_model(arrays, cfg, phases[-1], torch.device("cpu"))
             model.load_state_dict(best["model"])
-            for name, scored_on in (("", arrays), ("_neutral", neutral)):  # the last phase's best, every horizon
-                for split, idx in (("val", val_idx), ("test", test_idx)):
-                    preds = predict(model, DateDataset(scored_on, graphs, idx, cfg.window), cfg, torch.device("cpu"))
-                    horizons = [h for h in HORIZON_KEYS if f"pred_{h}" in preds.columns]
-                    row[f"{split}_rank_ic{name}"] = daily_rank_ic(preds, horizons, cfg.min_stocks)
+            for split, idx in (("val", val_idx), ("test", test_idx)):  # the last phase's best, every horizon
+                preds = predict(model, DateDataset(arrays, graphs, idx, cfg.window), cfg, torch.device("cpu")).drop(targets)
+                horizons = [h for h in HORIZON_KEYS if f"pred_{h}" in preds.columns]
+                for name, frame in realised.items():
+                    scored_preds = preds.join(frame, on=["Date", "Code"], how="left")
+                    row[f"{split}_rank_ic{name}"] = daily_rank_ic(scored_preds, horizons, cfg.min_stocks)
             row["test_rank_ic_1d"] = row["test_rank_ic"]["1d"]
             print(f"seed {seed}: test RankIC {row['test_rank_ic_1d']:.4f} (oracle {oracle_test:.4f})", flush=True)
             rows.append(row)
