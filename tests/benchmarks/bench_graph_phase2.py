@@ -8,17 +8,22 @@ data and training parameters (conf/base), trains phases 0 and 1 once, then phase
 configuration in ``--graphs`` (name -> GraphConfig fields; default: the default graph and
 market-relative returns over 250 days), each from a copy of the same phase-1 checkpoint, and
 prints every epoch's validation RankIC (1d). Phase 2 above phase 1 with one graph and not another
-says the GAT uses what that graph carries. One seed per process (one per core).
+says the GAT uses what that graph carries. ``--control`` adds, for each graph, the same graph with
+its edges pointed at random stocks of the date (``random_endpoints``: same degrees and edge
+attributes, no information in who the neighbours are): phase 2 on it is what the extra epochs and
+the GAT's own parameters give without the graph. One seed per process (one per core).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from bench_phases import _params
 
 GRAPHS = {"default": {}, "relative, W=250": {"returns": "relative", "window": 250}}
@@ -29,6 +34,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
     parser.add_argument("--graphs", default=json.dumps(GRAPHS), help="JSON: name -> GraphConfig fields")
+    parser.add_argument("--control", action="store_true", help="also each graph with its edges pointed at random stocks")
     args = parser.parse_args()
 
     from atft_kedro.data.sources import SourceConfig, load_market
@@ -49,6 +55,8 @@ def main() -> None:
     default = GraphConfig(**_params("graph_construction")["graph"])
     graphs = {name: build_graphs(data.panel, GraphConfig(**{**vars(default), **fields}), progress=False)
               for name, fields in json.loads(args.graphs).items()}  # fmt: skip
+    if args.control:
+        graphs.update({f"{name}, random endpoints": random_endpoints(g, seed=args.seed) for name, g in list(graphs.items())})
 
     def run(phase, store, graph):
         history = train_phase(phase, arrays, graph, train, val, cfg, store, data.manifest, progress=False)
@@ -67,6 +75,24 @@ def main() -> None:
                 out[f"phase 2, {name}"] = run(2, CheckpointStore(tmp), graph)
             print(f"phase 2, {name}", out[f"phase 2, {name}"], flush=True)
     print(json.dumps(out))
+
+
+def random_endpoints(graphs, seed: int):
+    """The same graphs with every edge's source replaced through a random permutation of the date's
+    stocks (a self-edge moves to the next stock): each stock keeps its number of edges and their
+    attributes, but whom it listens to carries no information."""
+    rng = np.random.default_rng(seed)
+    neighbors = np.array(graphs.neighbors)
+    for i in range(len(graphs)):
+        lo, hi = int(graphs.offsets[i]), int(graphs.offsets[i + 1])
+        block, n = neighbors[lo:hi], hi - lo
+        perm = rng.permutation(n).astype(block.dtype)
+        valid = block >= 0
+        block[valid] = perm[block[valid]]
+        rows = np.broadcast_to(np.arange(n, dtype=block.dtype)[:, None], block.shape)
+        self_edge = valid & (block == rows)
+        block[self_edge] = (block[self_edge] + 1) % n
+    return dataclasses.replace(graphs, neighbors=neighbors, root=None)
 
 
 if __name__ == "__main__":
