@@ -182,7 +182,7 @@ def weight_average(model: ATFTGATFAN, decay: float | None) -> torch.optim.swa_ut
     ``min(decay, (1 + n) / (10 + n))`` after n updates so the start is not pinned to the initial
     weights. One date's gradient is mostly that date's noise: measured on the small market, the
     validation RankIC of a plain run swings from 0.00 to 0.06 with the order of the dates alone,
-    while the average's stays within about 0.01 (README, Training)."""
+    while the average's stays within about 0.01-0.02 (docs/what_training_has_shown.md)."""
     if not decay:
         return None
 
