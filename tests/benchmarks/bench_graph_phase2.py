@@ -11,7 +11,9 @@ prints every epoch's validation RankIC (1d). Phase 2 above phase 1 with one grap
 says the GAT uses what that graph carries. ``--control`` adds, for each graph, the same graph with
 its edges pointed at random stocks of the date (``random_endpoints``: same degrees and edge
 attributes, no information in who the neighbours are): phase 2 on it is what the extra epochs and
-the GAT's own parameters give without the graph. One seed per process (one per core).
+the GAT's own parameters give without the graph. ``--true-leaders`` adds the graph that holds all
+of the planted lead-lag (each stock's neighbours: its cluster's leaders, from the simulator's labels;
+a diagnostic, never a model input). One seed per process (one per core).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
     parser.add_argument("--graphs", default=json.dumps(GRAPHS), help="JSON: name -> GraphConfig fields")
     parser.add_argument("--control", action="store_true", help="also each graph with its edges pointed at random stocks")
+    parser.add_argument("--true-leaders", action="store_true", help="also the graph of each stock's true cluster leaders (a diagnostic)")
     args = parser.parse_args()
 
     from atft_kedro.data.sources import SourceConfig, load_market
@@ -47,7 +50,7 @@ def main() -> None:
 
     de = _params("data_engineering")
     source = SourceConfig(**{**de["raw"], "synthetic_overrides": json.loads(args.overrides)})
-    market, _ = load_market("synthetic", source)
+    market, oracle = load_market("synthetic", source)
     data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix, SplitConfig(**de["splits"]))
     arrays = build_arrays(data.model_input, data.market_context, data.feature_names)
     train, val = split_indices(arrays, data.splits, "train"), split_indices(arrays, data.splits, "val")
@@ -55,6 +58,8 @@ def main() -> None:
     default = GraphConfig(**_params("graph_construction")["graph"])
     graphs = {name: build_graphs(data.panel, GraphConfig(**{**vars(default), **fields}), progress=False)
               for name, fields in json.loads(args.graphs).items()}  # fmt: skip
+    if args.true_leaders:
+        graphs["true leaders"] = true_leader_graphs(next(iter(graphs.values())), oracle)
     if args.control:
         graphs.update({f"{name}, random endpoints": random_endpoints(g, seed=args.seed) for name, g in list(graphs.items())})
 
@@ -75,6 +80,20 @@ def main() -> None:
                 out[f"phase 2, {name}"] = run(2, CheckpointStore(tmp), graph)
             print(f"phase 2, {name}", out[f"phase 2, {name}"], flush=True)
     print(json.dumps(out))
+
+
+def true_leader_graphs(graphs, oracle):
+    """The dates and stocks of ``graphs``, each stock's neighbours its planted cluster's leaders
+    (itself excluded, -1 padded to the same k), edge attributes 0: all of the lead-lag, nothing else."""
+    from atft_kedro.graph.quality import planted_clusters, true_leader_neighbours
+
+    codes = np.asarray(graphs.codes).astype(str)
+    cluster, leader = planted_clusters(oracle, codes)
+    neighbors = np.full(np.shape(graphs.neighbors), -1, dtype=np.asarray(graphs.neighbors).dtype)
+    for i in range(len(graphs)):
+        lo, hi = int(graphs.offsets[i]), int(graphs.offsets[i + 1])
+        neighbors[lo:hi] = true_leader_neighbours(cluster[lo:hi], leader[lo:hi], neighbors.shape[1])
+    return dataclasses.replace(graphs, neighbors=neighbors, edge_attr=np.zeros_like(np.asarray(graphs.edge_attr)), root=None)
 
 
 def random_endpoints(graphs, seed: int):
