@@ -82,6 +82,11 @@ def main() -> None:
     print(json.dumps(out))
 
 
+def _date_rows(graphs):
+    """(first, end) row of each date's nodes in the graph set's flat arrays."""
+    return ((int(graphs.offsets[i]), int(graphs.offsets[i + 1])) for i in range(len(graphs)))
+
+
 def true_leader_graphs(graphs, oracle):
     """The dates and stocks of ``graphs``, each stock's neighbours its planted cluster's leaders
     (itself excluded, -1 padded to the same k), edge attributes 0: all of the lead-lag, nothing else."""
@@ -90,8 +95,7 @@ def true_leader_graphs(graphs, oracle):
     codes = np.asarray(graphs.codes).astype(str)
     cluster, leader = planted_clusters(oracle, codes)
     neighbors = np.full(np.shape(graphs.neighbors), -1, dtype=np.asarray(graphs.neighbors).dtype)
-    for i in range(len(graphs)):
-        lo, hi = int(graphs.offsets[i]), int(graphs.offsets[i + 1])
+    for lo, hi in _date_rows(graphs):
         neighbors[lo:hi] = true_leader_neighbours(cluster[lo:hi], leader[lo:hi], neighbors.shape[1])
     return dataclasses.replace(graphs, neighbors=neighbors, edge_attr=np.zeros_like(np.asarray(graphs.edge_attr)), root=None)
 
@@ -102,8 +106,7 @@ def random_endpoints(graphs, seed: int):
     attributes, but whom it listens to carries no information."""
     rng = np.random.default_rng(seed)
     neighbors = np.array(graphs.neighbors)
-    for i in range(len(graphs)):
-        lo, hi = int(graphs.offsets[i]), int(graphs.offsets[i + 1])
+    for lo, hi in _date_rows(graphs):
         block, n = neighbors[lo:hi], hi - lo
         perm = rng.permutation(n).astype(block.dtype)
         valid = block >= 0
