@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from atft_kedro.features.targets import sector_beta_residual
+from atft_kedro.features.targets import beta_spread_within_sectors, sector_beta_residual
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sect
     f = f.with_columns(
         neutral=sector_beta_residual("y", "b", "one_group"),  # the whole date as one "sector": beta alone
         sector_neutral=sector_beta_residual("y", "b", "g"),
-        var_b_in=((pl.col("b") - pl.col("b").mean().over("Date", "g")) ** 2).sum().over("Date"),
+        var_b_in=beta_spread_within_sectors(pl.col("b"), "g"),
     )
     per_date = f.group_by("Date").agg(
         pl.len().alias("n"),

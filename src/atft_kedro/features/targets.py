@@ -21,6 +21,12 @@ def build_targets(panel: pl.DataFrame, horizons=HORIZONS) -> pl.DataFrame:
     )
 
 
+def beta_spread_within_sectors(beta: pl.Expr, sector: str) -> pl.Expr:
+    """Per date, the sum of squares of ``beta`` about its sector means: 0 on a date whose betas are
+    all alike within sectors, where beta tells no stocks apart (before day 60, say)."""
+    return ((beta - beta.mean().over("Date", sector)) ** 2).sum().over("Date")
+
+
 def sector_beta_residual(y: str, beta: str, sector: str) -> pl.Expr:
     """``y`` less its date's sector mean and less its part explained by ``beta`` within sectors
     (least squares of ``y`` on sector dummies and beta, per date): what is left once the market
@@ -29,7 +35,7 @@ def sector_beta_residual(y: str, beta: str, sector: str) -> pl.Expr:
     ok = pl.col(y).is_finite() & pl.col(beta).is_finite()  # null or NaN in either: the row sits out
     yv, bv = pl.when(ok).then(pl.col(y)), pl.when(ok).then(pl.col(beta))
     y_in, b_in = yv - yv.mean().over("Date", sector), bv - bv.mean().over("Date", sector)
-    spread = (b_in**2).sum().over("Date")  # 0 on a date with no beta to tell stocks apart (yet): sectors only
+    spread = beta_spread_within_sectors(bv, sector)  # 0: no beta to tell stocks apart (yet), sectors only
     return y_in - pl.when(spread > 0).then((y_in * b_in).sum().over("Date") / spread).otherwise(0.0) * b_in
 
 
