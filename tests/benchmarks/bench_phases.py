@@ -112,12 +112,12 @@ def report(rows: list[dict]) -> str:
     lines.append(f"\ntest RankIC (1d) of the last phase: {', '.join(f'{x:.4f}' for x in t)} (mean {t.mean():.4f}); "
                  f"oracle {o:.4f}; mean / oracle = {t.mean() / o:.0%}")  # fmt: skip
     if all("test_rank_ic" in r for r in rows):  # every horizon, the last phase's best checkpoint
-        for split in ("val", "test", "val_neutral", "test_neutral"):
-            key = split.replace("_neutral", "_rank_ic_neutral") if split.endswith("neutral") else f"{split}_rank_ic"
+        for suffix, split in ((s, p) for s in ("", "_neutral") for p in ("val", "test")):
+            key = f"{split}_rank_ic{suffix}"
             if key not in rows[0]:
                 continue
             per = {h: np.array([r[key][h] for r in rows]) for h in rows[0][key]}
-            lines.append(f"{split} RankIC per horizon, seeds in order (mean): "
+            lines.append(f"{split}{suffix} RankIC per horizon, seeds in order (mean): "
                          + "; ".join(f"{h} {', '.join(f'{x:.4f}' for x in v)} ({v.mean():.4f})" for h, v in per.items()))  # fmt: skip
     return "\n".join(lines)
 
