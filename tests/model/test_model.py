@@ -240,10 +240,9 @@ def test_what_the_bypass_protects_against():
 
 @pytest.mark.parametrize("switch", ["fan", "gat", "horizons"])
 def test_switching_a_phase_block_off_removes_it(switch):
-    model = _model()
     kw = {"use_fan": True, "use_gat": True, "horizons": (1, 5, 10, 20)}
     kw[{"fan": "use_fan", "gat": "use_gat", "horizons": "horizons"}[switch]] = (1,) if switch == "horizons" else False
-    model.set_phase_switches(**kw)
+    model = _model(**kw)
     x, market, dates, nb, ea = _batch()
     out = model(x, market, dates, nb, ea)
     sum(v.sum() for k, v in out.items() if k != "gate").backward()
@@ -326,16 +325,16 @@ def test_linear_skip_starts_as_the_model_without_it_and_adds_a_linear_map_of_the
         skip.linear.bias.normal_()
     shift = x[:, -1] @ skip.linear.weight.T + skip.linear.bias  # (N, horizons)
     for horizons in [(1, 5, 10, 20), (1,)]:
-        for m in (plain, skip):
-            m.set_phase_switches(use_fan=True, use_gat=True, horizons=horizons)
-        a, b = plain(x, market, dates, nb, ea), skip(x, market, dates, nb, ea)
+        a = _model(linear_skip=(), horizons=horizons)(x, market, dates, nb, ea)
+        one_phase = _model(linear_skip=(1, 5, 10, 20), horizons=horizons)
+        one_phase.load_state_dict(skip.state_dict())
+        b = one_phase(x, market, dates, nb, ea)
         assert set(a) == set(b)
         for i, h in enumerate(horizons):
             torch.testing.assert_close(b[f"{h}d"] - a[f"{h}d"], shift[:, i : i + 1].expand(-1, 5))
     one = _model(linear_skip=(5,))
     with torch.no_grad():
         one.linear.weight.normal_()
-    plain.set_phase_switches(use_fan=True, use_gat=True, horizons=(1, 5, 10, 20))
     a, b = plain(x, market, dates, nb, ea), one(x, market, dates, nb, ea)
     assert [h for h in a if h != "gate" and not torch.equal(a[h], b[h])] == ["5d"]
     with pytest.raises(ValueError, match="unknown horizons"):

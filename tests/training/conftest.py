@@ -1,18 +1,16 @@
 import pytest
 
-from atft_kedro.features.prepare import prepare_model_data
-from atft_kedro.graph.correlation import GraphConfig, build_graphs
-from atft_kedro.training.data import build_arrays
+from atft_kedro.pipelines.training.nodes import build_training_arrays
 from atft_kedro.training.loop import TrainConfig
 
 
 @pytest.fixture(scope="session")
-def prepared(tiny_market):
-    """Training arrays, splits and graphs of the tiny market, as the pipelines make them."""
-    data = prepare_model_data(tiny_market.daily_quotes, tiny_market.listed_info, tiny_market.topix)
-    arrays = build_arrays(data.model_input, data.market_context, data.feature_names)
-    graphs = build_graphs(data.panel, GraphConfig(k=6, window=40, min_periods=25), progress=False)
-    return {"arrays": arrays, "graphs": graphs, "splits": data.splits, "manifest": data.manifest}
+def prepared(tiny_pipeline):
+    """Training arrays, splits and graphs of the tiny market, made by the pipelines' own nodes."""
+    out = tiny_pipeline
+    arrays = build_training_arrays(out["model_input"], out["market_context"], out["feature_manifest"], {})
+    return {"arrays": arrays, "graphs": out["graphs"], "splits": out["splits"], "manifest": out["feature_manifest"],
+            "model_input": out["model_input"], "market_context": out["market_context"]}  # fmt: skip
 
 
 def small_config(**kw) -> TrainConfig:

@@ -119,20 +119,25 @@ def test_a_run_without_any_valid_validation_date_still_keeps_a_best_checkpoint(p
     assert store.load(0, "best")["epoch"] == 0
 
 
-def test_weight_average_is_an_ema_with_warm_up():
+@pytest.mark.parametrize("decay", [0.9, 0.998])
+def test_weight_average_weighs_each_step_decay_times_the_next(decay):
+    """After n updates the average is sum_k decay^(n-k) w_k / sum_k decay^(n-k): the configured
+    decay from the first step on (a warm-up that caps it would fail at either decay)."""
     from atft_kedro.training.loop import weight_average
 
+    torch.manual_seed(0)
     net = torch.nn.Linear(3, 1)
-    avg = weight_average(net, 0.9)
-    avg.update_parameters(net)  # the first update copies
-    expected = net.weight.detach().clone()
-    for n in range(1, 40):
+    avg = weight_average(net, decay)
+    seen = []
+    for n in range(1, 600):
         with torch.no_grad():
             net.weight.add_(torch.randn_like(net.weight))
-        d = min(0.9, (1 + n) / (10 + n))  # warm-up, then the decay
-        expected = d * expected + (1 - d) * net.weight.detach()
+        seen.append(net.weight.detach().clone().double())
         avg.update_parameters(net)
-        torch.testing.assert_close(avg.module.weight, expected)
+        if n in (1, 2, 10, 599):
+            w = decay ** torch.arange(n - 1, -1, -1, dtype=torch.float64)  # oldest first
+            expected = (w[:, None, None] * torch.stack(seen)).sum(0) / w.sum()
+            torch.testing.assert_close(avg.module.weight.double(), expected, atol=2e-5, rtol=1e-5)
     assert weight_average(net, None) is None
 
 
@@ -165,7 +170,7 @@ def test_resident_batches_equal_the_dataloader_batches(prepared):
         for h in w.targets:
             torch.testing.assert_close(g.targets[h], w.targets[h], rtol=0, atol=0, equal_nan=True)
         assert g.dates == w.dates and all(np.array_equal(a, b) for a, b in zip(g.codes, w.codes))
-    model = build_model(arrays, cfg, 2, torch.device("cpu"))  # validation reads the resident arrays too
+    model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))  # validation reads the resident arrays too
     with_resident = predict(model, ds, cfg, torch.device("cpu"), resident)
     assert with_resident.height > 0 and with_resident.equals(predict(model, ds, cfg, torch.device("cpu")))
     first = [(b, d) for b in got for d, date in enumerate(b.dates) if date == arrays.dates[0]]
@@ -203,25 +208,24 @@ def test_the_finite_check_sees_nan_and_both_infinities(bad):
     assert _all_finite(torch.empty(0, 20, 7))
 
 
-def test_neutral_targets_are_what_training_sees_and_predictions_keep_the_realised_returns(tiny_market, prepared, tmp_path):
+def test_neutral_targets_are_what_training_sees_and_predictions_keep_the_realised_returns(prepared, tmp_path):
     """``targets: neutral`` puts the neutralised returns in the training arrays (so the losses and
     early stopping use them), while the test predictions carry the raw realised returns."""
     import polars as pl
 
-    from atft_kedro.features.prepare import prepare_model_data
     from atft_kedro.features.targets import neutralise_targets
     from atft_kedro.pipelines.evaluation.nodes import predict_test
     from atft_kedro.pipelines.training.nodes import build_training_arrays
     from atft_kedro.training.data import build_arrays
 
-    data = prepare_model_data(tiny_market.daily_quotes, tiny_market.listed_info, tiny_market.topix)
-    model_input = data.model_input.join(data.panel.select("Date", "Code", "Sector33Code"), on=["Date", "Code"])  # as the pipeline's
+    model_input, context, manifest = prepared["model_input"], prepared["market_context"], prepared["manifest"]
     cfg = small_config(epochs=1, targets="neutral")
     params = {**cfg.__dict__}
-    neutral = build_training_arrays(model_input, data.market_context, data.manifest, params)
-    expected = build_arrays(neutralise_targets(model_input), data.market_context, data.feature_names)
+    neutral = build_training_arrays(model_input, context, manifest, params)
+    names = [m["name"] for m in manifest if not m["date_constant"]]
+    expected = build_arrays(neutralise_targets(model_input), context, names)
     np.testing.assert_array_equal(neutral.targets, expected.targets)
-    raw = build_training_arrays(model_input, data.market_context, data.manifest, {**params, "targets": "raw"})
+    raw = build_training_arrays(model_input, context, manifest, {**params, "targets": "raw"})
     with_beta = model_input.filter(pl.col("target_1d").is_finite() & pl.col("beta_60d").is_finite()).height
     assert np.isfinite(neutral.targets[..., 0]).sum() == with_beta  # a row without a beta yet sits out
     both = np.isfinite(neutral.targets) & np.isfinite(raw.targets)
@@ -229,9 +233,44 @@ def test_neutral_targets_are_what_training_sees_and_predictions_keep_the_realise
 
     store = CheckpointStore(tmp_path)
     train_idx, val_idx = _idx(prepared)
-    train_phase(0, neutral, prepared["graphs"], train_idx, val_idx, cfg, store, data.manifest, progress=False)
-    preds = predict_test(store.load(0, "best"), neutral, prepared["graphs"], data.splits, model_input)
+    train_phase(0, neutral, prepared["graphs"], train_idx, val_idx, cfg, store, manifest, progress=False)
+    preds = predict_test(store.load(0, "best"), neutral, prepared["graphs"], prepared["splits"], model_input)
     realised = preds.join(model_input.select("Date", "Code", pl.col("target_1d").alias("raw_1d")), on=["Date", "Code"])
     assert preds.height > 0 and realised["target_1d"].equals(realised["raw_1d"])
     with pytest.raises(ValueError, match="training targets must be 'raw' or 'neutral'"):
         small_config(targets="residual")
+
+
+@pytest.mark.parametrize("phase", [0, 1])
+def test_a_checkpoint_rebuilds_the_model_it_was_trained_as(prepared, tmp_path, phase):
+    """Evaluation rebuilds each phase's model with that phase's switches: a phase-0 model runs
+    without FAN, GAT and the longer horizons, and the test predictions are the trained model's."""
+    from atft_kedro.pipelines.evaluation.nodes import predict_test
+    from atft_kedro.training.checkpoints import model_from_checkpoint
+
+    store = CheckpointStore(tmp_path)
+    for p in range(phase + 1):
+        _train(prepared, store, phase=p, epochs=1)
+    state = store.load(phase, "best")
+    net = model_from_checkpoint(state)
+    expected = {0: (False, False, (1,)), 1: (True, False, (1, 5, 10, 20))}[phase]
+    assert (net.use_fan, net.use_gat, net.horizons) == expected
+    cfg = small_config()
+    trained = build_model(prepared["arrays"], prepared["graphs"], cfg, phase, torch.device("cpu"))
+    trained.load_state_dict(state["model"])
+    test_idx = split_indices(prepared["arrays"], prepared["splits"], "test")
+    want = predict(trained, DateDataset(prepared["arrays"], prepared["graphs"], test_idx, cfg.window), cfg, torch.device("cpu"))
+    got = predict_test(state, prepared["arrays"], prepared["graphs"], prepared["splits"], prepared["model_input"])
+    preds = [c for c in want.columns if c.startswith("pred_")]
+    assert len(preds) == len(expected[2]) and [c for c in got.columns if c.startswith("pred_")] == preds
+    np.testing.assert_array_equal(got.select(preds).to_numpy(), want.select(preds).to_numpy())
+
+
+def test_a_checkpoint_of_an_earlier_format_is_a_clear_error(prepared, tmp_path):
+    from atft_kedro.training.checkpoints import TrainingError, model_from_checkpoint
+
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store, phase=0, epochs=1)
+    old = {k: v for k, v in store.load(0, "best").items() if k != "format"}
+    with pytest.raises(TrainingError, match=r"earlier version .* \(kedro run --pipeline training --params phase=0\)"):
+        model_from_checkpoint(old)

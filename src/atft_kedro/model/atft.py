@@ -11,13 +11,21 @@ block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [
     z = s * backbone([z_t, z_g]) + (1 - s) z_g,  s = sigmoid(g), g = 0 at init
     quantile head per horizon (5 non-crossing quantiles; the point forecast is the median)
       + a linear map of the last day's features x[:, -1] for the ``linear_skip`` horizons (starts at 0)
+    times ``target_scale`` (per horizon): the network works in units of a typical return
 
 The linear skip (off by default) gives the network a ridge regression's reach from the start: it
 lifted 1-day RankIC and lowered 5-20-day RankIC, on validation and test, over three seeds (README,
 "Phases over three seeds").
 
-The switches ``use_fan``, ``use_gat`` and ``horizons`` really change the forward pass: a block that
-is off is not run, so its parameters get no gradient.
+``target_scale`` (a buffer, set by training from the training split's returns and saved with the
+weights) puts the outputs in return units while every parameter works at order one: a daily return
+is ~0.02, and Adam's steps (~lr whatever the gradient's size) would otherwise swamp weights whose
+useful size is ~1e-4, the linear skip's first of all.
+
+The switches ``use_fan``, ``use_gat`` and ``horizons`` are part of the config (each training phase
+builds its model with its own), and they really change the forward pass: a block that is off is not
+run, so its parameters get no gradient. Every parameter exists whatever the switches, so one
+phase's weights load into the next phase's model.
 """
 
 from __future__ import annotations
@@ -104,10 +112,8 @@ class ATFTGATFAN(nn.Module):
             nn.init.zeros_(self.linear.bias)
         with torch.no_grad():  # the seed's fix: GAT columns of the backbone start 3x larger
             self.backbone.weight[:, d:] *= cfg.gat_init_scale
-        self.use_fan, self.use_gat, self.horizons = cfg.use_fan, cfg.use_gat, tuple(cfg.horizons)
-
-    def set_phase_switches(self, *, use_fan: bool, use_gat: bool, horizons: tuple[int, ...]) -> None:
-        self.use_fan, self.use_gat, self.horizons = use_fan, use_gat, _known_horizons(horizons)
+        self.register_buffer("target_scale", torch.ones(len(HORIZONS)))  # per horizon, in HORIZONS order
+        self.use_fan, self.use_gat, self.horizons = cfg.use_fan, cfg.use_gat, _known_horizons(cfg.horizons)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -143,6 +149,8 @@ class ATFTGATFAN(nn.Module):
             for i, h in enumerate(self.skip_horizons):
                 if h in self.horizons:
                     out[f"{h}d"] = out[f"{h}d"] + skip[:, i : i + 1]
+        scale = dict(zip(HORIZONS, self.target_scale))
+        out = {f"{h}d": out[f"{h}d"] * scale[h] for h in self.horizons}  # (N, 5) each, in return units
         out["gate"] = s
         return out
 

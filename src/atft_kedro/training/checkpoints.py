@@ -2,18 +2,58 @@
 
 Layout under the store's root: ``phase{N}/best.pt`` and ``phase{N}/last.pt``. A checkpoint is a dict
 of tensors and plain Python values: model and optimizer state, epoch, best metric, history, the
-torch RNG state, the run's config and the feature manifest.
+torch RNG state, the run's config (``config["model"]`` is the ``ModelConfig`` of the phase, its
+switches included) and the feature manifest. ``model_from_checkpoint`` rebuilds the trained model from
+one: training, evaluation and inference all go through it.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from atft_kedro.atomic import atomic_file
+from atft_kedro.model import ATFTGATFAN, ModelConfig
 
 KINDS = ("best", "last")
+FORMAT = 2  # 2: config["model"] holds the phase's switches (use_fan, use_gat, horizons)
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message says why and what to do."""
+
+
+def load_weights(model: torch.nn.Module, weights: dict, where: str, remake: str) -> None:
+    """Load a checkpoint's weights, or say which checkpoint (``where``) no longer fits the model and
+    which phase (``remake``, e.g. "phase=1") writes it again."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
+        raise TrainingError(
+            f"{where} does not fit this model (written by another version or model size: "
+            f"{detail}); rerun that phase (kedro run --pipeline training --params {remake}) or phase=all"
+        ) from err
+
+
+def model_from_checkpoint(state: dict, where: str = "the checkpoint", backend: str = "auto") -> ATFTGATFAN:
+    """The model a checkpoint was trained as (its phase's switches, sizes and weights), on the CPU,
+    in eval mode. ``backend`` picks the GAT kernel (``auto``: Triton on CUDA tensors)."""
+    phase = state.get("config", {}).get("phase", "all")
+    if state.get("format") != FORMAT:
+        raise TrainingError(
+            f"{where} was written by an earlier version of atft-kedro that did not record the phase's "
+            f"model switches; retrain it (kedro run --pipeline training --params phase={phase})"
+        )
+    saved = state["config"]["model"]
+    known = {f.name for f in fields(ModelConfig)}
+    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known} | {"gat_backend": backend})
+    model = ATFTGATFAN(cfg)
+    load_weights(model, state["model"], where, f"phase={phase}")
+    return model.eval()
 
 
 def atomic_torch_save(state: dict, path: Path) -> None:

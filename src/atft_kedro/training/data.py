@@ -61,6 +61,15 @@ def split_indices(arrays: TrainingArrays, splits: pl.DataFrame, name: str, fold:
     return np.flatnonzero(np.isin(arrays.dates, dates))
 
 
+def typical_returns(arrays: TrainingArrays, date_indices) -> np.ndarray:
+    """[4] per horizon: the standard deviation of the targets of ``date_indices`` less each date's
+    mean (the size of a return's cross-sectional part), the model's ``target_scale``."""
+    y = np.asarray(arrays.targets[np.asarray(date_indices)], dtype=np.float64)  # (D, S, 4)
+    centred = y - np.nanmean(y, axis=1, keepdims=True)
+    scale = np.sqrt(np.nanmean(centred**2, axis=(0, 1)))
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
 def build_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_names: list[str]) -> TrainingArrays:
     dates = model_input["Date"].unique().sort()
     codes = model_input["Code"].unique().sort()

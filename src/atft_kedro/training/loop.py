@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 
 from atft_kedro.evaluation.metrics import daily_scores, summarise
 from atft_kedro.graph.store import GraphSet
+from atft_kedro.features.targets import HORIZONS
 from atft_kedro.model import ATFTGATFAN, ModelConfig
-from atft_kedro.training.checkpoints import CheckpointStore
-from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, ResidentDates, TrainingArrays, collate_dates
+from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
+from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, ResidentDates, TrainingArrays, collate_dates, typical_returns
 from atft_kedro.training.losses import LossWeights, combined_loss
 
 log = logging.getLogger(__name__)
@@ -34,24 +35,6 @@ PHASES = {
     2: {"use_fan": True, "use_gat": True, "horizons": (1, 5, 10, 20), "lr_scale": 1.0},
     3: {"use_fan": True, "use_gat": True, "horizons": (1, 5, 10, 20), "lr_scale": 0.1},
 }
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on; the message says why and what to do."""
-
-
-def load_weights(model: torch.nn.Module, weights: dict, where: str, remake: str) -> None:
-    """Load a checkpoint's weights, or say which checkpoint (``where``) no longer fits the model and
-    which phase (``remake``, e.g. "phase=1") writes it again."""
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        detail = " ".join(str(err).split())
-        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
-        raise TrainingError(
-            f"{where} does not fit this model (written by another version or model size: "
-            f"{detail}); rerun that phase (kedro run --pipeline training --params {remake}) or phase=all"
-        ) from err
 
 
 @dataclass(frozen=True)
@@ -78,12 +61,17 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = True
     targets: str = "raw"  # raw | neutral: train and validate on returns less each date's sector means and beta part
+    scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
+    linear_start: str = "zero"  # zero | ridge: phase 0 starts the linear skip at the ridge fit on the training split
+    linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
 
     def __post_init__(self):
         if self.mode not in ("safe", "optimized"):
             raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
         if self.targets not in ("raw", "neutral"):
             raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
+        if self.linear_start not in ("zero", "ridge"):
+            raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
 
 
 def _device(cfg: TrainConfig) -> torch.device:
@@ -178,29 +166,54 @@ def _autocast(device: torch.device, cfg: TrainConfig):
 
 
 def weight_average(model: ATFTGATFAN, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
-    """Exponential moving average of the weights (Polyak averaging), with the usual warm-up
-    ``min(decay, (1 + n) / (10 + n))`` after n updates so the start is not pinned to the initial
-    weights. One date's gradient is mostly that date's noise: measured on the small market, the
-    validation RankIC of a plain run swings from 0.00 to 0.06 with the order of the dates alone,
-    while the average's stays within about 0.01-0.02 (docs/what_training_has_shown.md)."""
+    """Exponential moving average of the weights (Polyak averaging) with the decay as configured
+    from the first step, bias-corrected as Adam's moments are: after n updates the average is
+
+        sum_k decay^(n-k) w_k / sum_k decay^(n-k)
+
+    so every step weighs exactly ``decay`` times the next one, and the first steps are not pinned to
+    the initial weights (the recursion's lerp weight is (1 - decay) / (1 - decay^n)). One date's
+    gradient is mostly that date's noise; validation, checkpoints and predictions use the average
+    (docs/what_training_has_shown.md)."""
     if not decay:
         return None
 
     def update(averaged, current, n_averaged):
-        n = float(n_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(averaged, current, 1.0 - d)
+        n = float(n_averaged) + 1.0  # updates including this one (the first one copies)
+        torch._foreach_lerp_(averaged, current, (1.0 - decay) / (1.0 - decay**n))
 
     return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
-def build_model(arrays: TrainingArrays, cfg: TrainConfig, phase: int, device: torch.device) -> ATFTGATFAN:
+def _start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float) -> None:
+    """The linear skip set to the ridge regression of each of its horizons' targets (less each
+    date's mean, in the model's units) on the last day's features of the training dates."""
+    from atft_kedro.evaluation.baselines import ridge_solve
+
+    idx = np.asarray(train_idx)
+    present = np.asarray(arrays.present[idx])  # (D, S)
+    x = np.asarray(arrays.features[idx])[present]  # (rows, F)
+    y = np.asarray(arrays.targets[idx], dtype=np.float64)
+    y = (y - np.nanmean(np.where(present[..., None], y, np.nan), axis=1, keepdims=True))[present]  # (rows, 4)
+    scale = model.target_scale.cpu().numpy()
+    with torch.no_grad():
+        for i, h in enumerate(model.skip_horizons):
+            col = HORIZONS.index(h)
+            ok = np.isfinite(y[:, col])
+            coef = ridge_solve(x[ok], y[ok, col] / scale[col], alpha)
+            model.linear.weight[i] = torch.as_tensor(coef[:-1], dtype=model.linear.weight.dtype)
+            model.linear.bias[i] = float(coef[-1])
+
+
+def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phase: int, device: torch.device) -> ATFTGATFAN:
+    """A new model of ``phase``: the phase's switches in its config, sizes from the arrays and graphs."""
     backend = "auto" if cfg.mode == "optimized" else "torch"
-    mcfg = ModelConfig(n_features=arrays.features.shape[2], n_market=arrays.market.shape[1], gat_backend=backend, **cfg.model)
-    model = ATFTGATFAN(mcfg).to(device)
     spec = PHASES[phase]
-    model.set_phase_switches(use_fan=spec["use_fan"], use_gat=spec["use_gat"], horizons=spec["horizons"])
-    return model
+    mcfg = ModelConfig(
+        n_features=arrays.features.shape[2], n_market=arrays.market.shape[1], edge_dim=graphs.edge_attr.shape[-1], gat_backend=backend,
+        **{**cfg.model, "use_fan": spec["use_fan"], "use_gat": spec["use_gat"], "horizons": spec["horizons"]},
+    )  # fmt: skip
+    return ATFTGATFAN(mcfg).to(device)
 
 
 @contextlib.contextmanager
@@ -244,7 +257,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
     device = _device(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(arrays, cfg, phase, device)
+    model = build_model(arrays, graphs, cfg, phase, device)
     spec = PHASES[phase]
     # fused: one kernel (CPU or CUDA) for all parameters instead of ~50 small ops per tensor
     # (0.6 ms a step on this model vs 4.3 ms on the CPU, measured)
@@ -274,6 +287,11 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
         log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
+    else:  # a new model
+        if cfg.scale_targets:  # its outputs in units of the training split's typical return
+            model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
+        if cfg.linear_start == "ridge" and model.linear is not None:
+            _start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha)
 
     averaged = weight_average(model, cfg.ema_decay)
     if averaged is not None and start_epoch > 0:  # the average's weights are the checkpoint's "model"
@@ -353,7 +371,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         state = {
             "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
             "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(), "finished": stop,
-            "config": run_config, "feature_manifest": manifest,
+            "config": run_config, "feature_manifest": manifest, "format": FORMAT,
         }  # fmt: skip
         if averaged is not None:  # with "model" (the average), what an exact resume needs
             state.update(train_weights=model.state_dict(), ema_updates=int(averaged.n_averaged))

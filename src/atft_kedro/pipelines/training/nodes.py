@@ -6,6 +6,7 @@ import logging
 
 import polars as pl
 
+from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.targets import neutralise_targets
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.training.checkpoints import CheckpointStore
@@ -20,7 +21,7 @@ def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFram
     """The arrays training reads. With ``targets: neutral`` their targets (what the model learns and
     is validated on) are the returns less each date's sector means and beta-explained part; the
     evaluation scores predictions against the raw returns whatever this is."""
-    names = [m["name"] for m in feature_manifest if not m["date_constant"]]
+    names = stock_feature_names(feature_manifest)
     if TrainConfig(**params).targets == "neutral":
         log.info("training targets: returns less each date's sector means and beta-explained part")
         model_input = neutralise_targets(model_input)
