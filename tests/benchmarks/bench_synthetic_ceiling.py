@@ -48,6 +48,7 @@ import json
 import numpy as np
 import polars as pl
 
+RIDGE_ALPHA = 1000.0  # the ridge's penalty here (features are robust z-scores)
 GRAPHS = {
     "default graph (raw, W=60, k=20)": {},
     "relative, W=60": {"returns": "relative"},
@@ -58,26 +59,26 @@ GRAPHS = {
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="small")
+    parser.add_argument("--market", default="size_leaders", help="the synthetic market's layout (raw.synthetic_market)")
     parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
     parser.add_argument("--split", default="val", choices=["val", "test"], help="the dates scored (ridge fits on train)")
     args = parser.parse_args()
 
-    from bench_phases import _params
-
-    from atft_kedro.data.sources import SourceConfig, load_market
-    from atft_kedro.evaluation.baselines import ridge_solve
     from atft_kedro.data.synthetic import SyntheticConfig
-    from atft_kedro.features.prepare import prepare_model_data
+    from atft_kedro.evaluation.baselines import ridge_solve
+    from atft_kedro.features.builders import stock_feature_names
     from atft_kedro.graph.correlation import GraphConfig, build_graphs
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
     from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
     from atft_kedro.training.data import build_arrays, split_indices
     from atft_kedro.training.loop import daily_rank_ic
 
     overrides = json.loads(args.overrides)
-    market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size, synthetic_overrides=overrides))
-    data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix)
-    arrays = build_arrays(data.model_input, data.market_context, data.feature_names)
-    train, scored = split_indices(arrays, data.splits, "train"), split_indices(arrays, data.splits, args.split)
+    params = project_parameters({"raw": {"synthetic_size": args.size, "synthetic_market": args.market, "synthetic_overrides": overrides}})
+    data = run_in_memory(["data_engineering"], params)
+    oracle, splits, panel = data["oracle_returns"], data["splits"], data["panel"]
+    arrays = build_arrays(data["model_input"], data["market_context"], stock_feature_names(data["feature_manifest"]))
+    train, scored = split_indices(arrays, splits, "train"), split_indices(arrays, splits, args.split)
     cluster, leader = planted_clusters(oracle, np.asarray(arrays.codes).astype(str))  # per array column
     column = {c: i for i, c in enumerate(np.asarray(arrays.codes).astype(str))}
     date_index = {d: i for i, d in enumerate(np.asarray(arrays.dates).astype("datetime64[D]"))}
@@ -108,7 +109,7 @@ def main() -> None:
         frame = pl.DataFrame({"Date": d, f"pred_{h}d": score, f"target_{h}d": y})
         return daily_rank_ic(frame, [f"{h}d"], 20)[f"{h}d"]
 
-    alpha = _params("evaluation")["evaluation"]["ridge_alpha"]
+    alpha = RIDGE_ALPHA
 
     def ridge(neighbours_of=None, extra=None) -> float:
         x, y, _, d = design(train, neighbours_of, extra)
@@ -131,19 +132,19 @@ def main() -> None:
 
     _, yv, ov, dv = design(scored, None)
     out = {"overrides": overrides, "split": args.split, "dates": len(scored), "oracle": mean_rank_ic(ov, yv, dv), "ridge, own features": ridge()}
-    scored_splits = data.splits.filter(pl.col("split") == args.split)
+    scored_splits = splits.filter(pl.col("split") == args.split)
     for name, cfg in GRAPHS.items():
-        graphs = build_graphs(data.panel, GraphConfig(**cfg), progress=False)
+        graphs = build_graphs(panel, GraphConfig(**{**params["graph"], **cfg}), progress=False)
         score = planted_structure_recall(graphs, oracle, scored_splits)[args.split]
         out[name] = {
             "ridge, own + neighbours": round(ridge(graph_neighbours(graphs)), 4),
-            "cluster_mate_share": round(score["cluster_mate_share"], 3),
-            "leader_share_of_follower_edges": round(score["leader_share_of_follower_edges"], 3),
+            "mate_recall": round(score["mate_recall"], 3),
+            "leader_precision": round(score["leader_precision"], 3),
         }
         print(name, out[name], flush=True)
     out["ridge, own + true leaders"] = ridge(true_leaders)
-    cfg = SyntheticConfig.sized(args.size, seed=SourceConfig().synthetic_seed, **overrides)
-    structural = structural_forecasts(data.panel, oracle, cfg, arrays)
+    cfg = SyntheticConfig.sized(args.size, args.market, seed=params["raw"]["synthetic_seed"], **overrides)
+    structural = structural_forecasts(panel, oracle, cfg, arrays)
     for name, forecast in structural.items():
         xv, yv, _, dv = design(scored, None, forecast)
         out[name] = mean_rank_ic(xv[:, -1], yv, dv)

@@ -36,9 +36,8 @@ def main() -> None:
                         help="then profile optimized mode over this many dates (torch.profiler) and print the costliest ops")
     args = parser.parse_args()
 
-    from atft_kedro.data.synthetic import SyntheticConfig, generate_market
-    from atft_kedro.features.prepare import prepare_model_data
-    from atft_kedro.graph.correlation import GraphConfig, build_graphs
+    from atft_kedro.features.builders import stock_feature_names
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
     from atft_kedro.training.checkpoints import CheckpointStore
     from atft_kedro.training.data import TrainingArrays, build_arrays
     from atft_kedro.training.loop import TrainConfig, train_phase
@@ -46,13 +45,13 @@ def main() -> None:
     import torch
 
     overrides = {"n_days": args.days} if args.days else {}
-    m = generate_market(SyntheticConfig.sized(args.size, **overrides))
-    data = prepare_model_data(m.daily_quotes, m.listed_info, m.topix)
-    train_dates = data.splits.filter(pl.col("split") == "train")["Date"]
-    manifest = data.manifest
-    graphs = build_graphs(data.panel, GraphConfig(rebuild_every=args.graph_rebuild_every), progress=False)
+    params = project_parameters({"raw": {"synthetic_size": args.size, "synthetic_overrides": overrides},
+                                 "graph": {"rebuild_every": args.graph_rebuild_every}})  # fmt: skip
+    data = run_in_memory(["data_engineering", "graph_construction"], params)
+    train_dates = data["splits"].filter(pl.col("split") == "train")["Date"]
+    manifest, graphs = data["feature_manifest"], data["graphs"]
     with tempfile.TemporaryDirectory() as tmp:
-        build_arrays(data.model_input, data.market_context, data.feature_names).save(Path(tmp) / "arrays")
+        build_arrays(data["model_input"], data["market_context"], stock_feature_names(manifest)).save(Path(tmp) / "arrays")
         arrays = TrainingArrays.open(Path(tmp) / "arrays")  # memory-mapped, as the catalog loads it
         idx = np.flatnonzero(np.isin(arrays.dates, train_dates.to_numpy().astype("datetime64[D]")))[: args.dates]
         val = idx[:1]
@@ -64,7 +63,7 @@ def main() -> None:
         for r in range(-1, args.repeats):  # round -1, untimed on a few dates: start-up (CUDA, kernel builds) off the clock
             for name, cfg in modes.items():
                 store = CheckpointStore(Path(tmp) / f"{name}{r}")
-                store.save(1, "best", _phase1_start(arrays, cfg))
+                store.save(1, "best", _phase1_start(arrays, graphs, cfg))
                 t = time.perf_counter()
                 train_phase(2, arrays, graphs, idx if r >= 0 else idx[: 2 * args.dates_per_batch], val, cfg, store, manifest, progress=False)
                 if r >= 0:
@@ -87,7 +86,7 @@ def _profile(arrays, graphs, idx, val, cfg, store, manifest) -> None:
 
     from atft_kedro.training.loop import train_phase
 
-    store.save(1, "best", _phase1_start(arrays, cfg))
+    store.save(1, "best", _phase1_start(arrays, graphs, cfg))
     cuda = torch.cuda.is_available()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
@@ -96,14 +95,14 @@ def _profile(arrays, graphs, idx, val, cfg, store, manifest) -> None:
         print(prof.key_averages().table(sort_by=key, row_limit=22, max_name_column_width=60))
 
 
-def _phase1_start(arrays, cfg):
+def _phase1_start(arrays, graphs, cfg):
     """A phase-1 'best' checkpoint with fixed initial weights, so both modes start alike."""
     import torch
 
     from atft_kedro.training.loop import build_model
 
     torch.manual_seed(0)
-    model = build_model(arrays, cfg, 1, torch.device("cpu"))
+    model = build_model(arrays, graphs, cfg, 1, torch.device("cpu"))
     return {"model": model.state_dict(), "epoch": 0, "best": 0.0}
 
 

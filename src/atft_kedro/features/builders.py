@@ -291,3 +291,8 @@ def build_features(panel: pl.DataFrame, topix: pl.DataFrame) -> tuple[pl.DataFra
     manifest += [asdict(FeatureSpec(n, "market", True, d)) for n, d, _ in _market_exprs()]
     manifest += [asdict(FeatureSpec(n, "market", True, d)) for n, d in CROSS_MARKET]
     return features, market, manifest
+
+
+def stock_feature_names(manifest: list[dict]) -> list[str]:
+    """The manifest's per-stock features (the date-constant ones form the market context)."""
+    return [m["name"] for m in manifest if not m["date_constant"]]

@@ -57,7 +57,7 @@ def build_model_input(
     features: pl.DataFrame, targets: pl.DataFrame, panel: pl.DataFrame, feature_manifest: list[dict], params: dict
 ) -> pl.DataFrame:
     """Per-date robust z-scored stock features joined with targets and the traded flag."""
-    columns = [m["name"] for m in feature_manifest if not m["date_constant"]]
+    columns = builders.stock_feature_names(feature_manifest)
     normalised = normalise.robust_zscore_by_date(features, columns, clip=params["clip"])
     return normalised.join(targets, on=["Date", "Code"]).join(
         panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"]
