@@ -170,10 +170,83 @@ def test_a_model_checkpoint_from_another_model_size_is_a_clear_error():
 
     from atft_kedro.model import ATFTGATFAN, ModelConfig
     from atft_kedro.pipelines.evaluation.nodes import predict_test
-    from atft_kedro.training.loop import TrainingError
+    from atft_kedro.training.checkpoints import FORMAT, TrainingError
 
     small = ModelConfig(n_features=5, n_market=3, d_model=16, temporal_heads=2, gat_heads=2)
     wider = ATFTGATFAN(ModelConfig(n_features=5, n_market=3, d_model=32, temporal_heads=2, gat_heads=2))
-    model = {"config": {"model": asdict(small), "train": {}, "phase": 3}, "model": wider.state_dict()}
+    model = {"config": {"model": asdict(small), "train": {}, "phase": 3}, "model": wider.state_dict(), "format": FORMAT}
     with pytest.raises(TrainingError, match=r"the catalog's model checkpoint does not fit this model .*--params phase=3\)"):
         predict_test(model, None, None, None, None)
+
+
+def test_newey_west_error_of_overlapping_sums_counts_the_overlap():
+    """Daily h-day targets overlap: sums of h consecutive iid shocks (variance 1) have autocovariances
+    h - k at lag k < h. Bartlett weights 1 - k/h at lag h - 1 give the long-run variance
+    h + 2 sum_k (1 - k/h)(h - k) = 17 for h = 5, against a variance of 5 for one sum."""
+    from atft_kedro.evaluation.metrics import newey_west_se
+
+    rng = np.random.default_rng(0)
+    h, n = 5, 40_000
+    overlapping = np.convolve(rng.normal(size=n + h - 1), np.ones(h), mode="valid")  # (n,)
+    plain = newey_west_se(overlapping, 0)
+    assert plain == pytest.approx(overlapping.std() / np.sqrt(n))
+    assert newey_west_se(overlapping, h - 1) * np.sqrt(n) == pytest.approx(np.sqrt(17), rel=0.05)
+    assert plain * np.sqrt(n) == pytest.approx(np.sqrt(h), rel=0.05)
+    e = overlapping[:50] - overlapping[:50].mean()  # the Bartlett sum written out
+    by_hand = (e @ e + 2 * sum((1 - k / 3) * e[k:] @ e[:-k] for k in (1, 2))) / 50
+    assert newey_west_se(overlapping[:50], 2) == pytest.approx(np.sqrt(by_hand / 50))
+
+
+def test_paired_difference_pairs_dates_and_brackets_the_mean():
+    from atft_kedro.evaluation.metrics import DailyScores, paired_difference
+
+    dates = [D0 + dt.timedelta(days=i) for i in range(4)]
+    a = DailyScores(dates, np.zeros(4), np.array([0.3, 0.1, 0.2, 0.4]), 0, 0, 0)
+    b = DailyScores(dates[1:], np.zeros(3), np.array([0.0, 0.1, 0.1]), 0, 0, 0)  # no score on the first date
+    p = paired_difference(a, b, lag=0)
+    assert p["dates"] == 3 and p["mean"] == pytest.approx(np.mean([0.1, 0.1, 0.3]))
+    assert p["ci95_low"] < p["mean"] < p["ci95_high"]
+    assert p["ci95_high"] - p["mean"] == pytest.approx(1.96 * np.std([0.1, 0.1, 0.3]) / np.sqrt(3))
+
+
+def _regression_market(rng, n_dates=60, n_stocks=80):
+    """Per date a feature ``f`` and a noise feature ``g``; the target is a nonlinear function of f."""
+    dates = pl.Series([D0 + dt.timedelta(days=i) for i in range(n_dates)]).gather(np.repeat(np.arange(n_dates), n_stocks))
+    f, g = rng.normal(size=len(dates)), rng.normal(size=len(dates))
+    y = np.abs(f) + 0.3 * rng.normal(size=len(dates))  # |f|: nothing a linear model can use
+    return pl.DataFrame({"Date": dates, "Code": np.tile(np.arange(n_stocks).astype(str), n_dates), "f": f, "g": g, "target_1d": y})
+
+
+def test_lightgbm_baseline_learns_what_ridge_cannot_and_repeats_itself():
+    from atft_kedro.evaluation.baselines import BaselineConfig, LightGBMConfig, mean_daily_rank_ic, tuned_lightgbm, tuned_ridge
+
+    mi = _regression_market(np.random.default_rng(0))
+    days = mi["Date"].unique().sort()
+    train, val, test = days[:40], days[40:50], days[50:]
+    cfg = BaselineConfig(lightgbm=LightGBMConfig(max_trees=200, early_stopping=20, min_data_in_leaf=20), min_stocks=10)
+    booster, info = tuned_lightgbm(mi, ["f", "g"], "target_1d", train, val, cfg)
+    again, _ = tuned_lightgbm(mi, ["f", "g"], "target_1d", train, val, cfg)
+    rows = mi.filter(pl.col("Date").is_in(test.implode()))
+    x = rows.select("f", "g").to_numpy()
+    score = booster.predict(x, num_iteration=booster.best_iteration)
+    np.testing.assert_array_equal(score, again.predict(x, num_iteration=again.best_iteration))
+    assert 1 <= info["trees"] <= 200 and info["val_rank_ic"] > 0.5
+    assert mean_daily_rank_ic(rows["Date"].to_numpy(), score, rows["target_1d"].to_numpy(), 10) > 0.5
+    coef, ridge_info = tuned_ridge(mi, ["f", "g"], "target_1d", train, val, cfg)
+    assert abs(ridge_info["val_rank_ic"]) < 0.2 and ridge_info["alpha"] in cfg.ridge_alphas
+
+
+def test_ridge_penalty_is_chosen_on_validation():
+    """Many noise features and few training rows: the smallest penalty overfits, validation picks a larger one."""
+    from atft_kedro.evaluation.baselines import BaselineConfig, tuned_ridge
+
+    rng = np.random.default_rng(1)
+    n_dates, n_stocks, n_noise = 30, 40, 60
+    dates = pl.Series([D0 + dt.timedelta(days=i) for i in range(n_dates)]).gather(np.repeat(np.arange(n_dates), n_stocks))
+    x = rng.normal(size=(len(dates), n_noise + 1))
+    cols = {f"x{i}": x[:, i] for i in range(n_noise + 1)}
+    mi = pl.DataFrame({"Date": dates, **cols, "target_1d": 0.2 * x[:, 0] + rng.normal(size=len(dates))})
+    days = mi["Date"].unique().sort()
+    cfg = BaselineConfig(ridge_alphas=(1e-6, 300.0), min_stocks=10)
+    _, info = tuned_ridge(mi, list(cols), "target_1d", days[:10], days[10:], cfg)
+    assert info["alpha"] == 300.0

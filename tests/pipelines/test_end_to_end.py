@@ -52,13 +52,21 @@ def test_kedro_run_runs_all_four_pipelines(project):
     _kedro(project, "--params", TINY)
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert set(metrics["horizons"]) == {"1d", "5d", "10d", "20d"}
-    assert set(metrics["horizons"]["1d"]) == {"model", "momentum_20d", "reversal_1d", "ridge", "oracle"}
+    assert set(metrics["horizons"]["1d"]) == {"model", "momentum_20d", "reversal_1d", "ridge", "lightgbm", "oracle"}
     assert set(metrics["neutral"]) == set(metrics["horizons"]) and set(metrics["neutral"]["20d"]) == set(metrics["horizons"]["20d"])
+    for h in ("1d", "5d", "10d", "20d"):
+        paired, ablation = metrics["paired"][h], metrics["graph_ablation"][h]
+        assert paired["best_baseline"] in {"momentum_20d", "reversal_1d", "ridge", "lightgbm"} and paired["lag"] == int(h[:-1]) - 1
+        model, best = metrics["horizons"][h]["model"]["rank_ic"], metrics["horizons"][h][paired["best_baseline"]]["rank_ic"]
+        assert paired["ci95_low"] <= paired["mean"] <= paired["ci95_high"] and abs(paired["mean"] - (model - best)) < 1e-4
+        assert ablation["with_graph"] == model and ablation["random_endpoints"] is not None
+    assert metrics["baselines"]["lightgbm"]["1d"]["trees"] >= 1 and metrics["baselines"]["ridge"]["1d"]["alpha"] > 0
     for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "training_history"):
         assert (project / f"data/08_reporting/{name}.png").stat().st_size > 10_000
-    assert "| model |" in (project / "data/08_reporting/evaluation_report.md").read_text()
+    report = (project / "data/08_reporting/evaluation_report.md").read_text()
+    assert "| model |" in report and "## The model against the best baseline" in report and "## What the graph is worth" in report
     quality = json.loads((project / "data/08_reporting/graph_quality.json").read_text())
-    assert set(quality) == {"train", "val", "test"} and 0 < quality["test"]["cluster_mate_share"] < 1
+    assert set(quality) == {"train", "val", "test"} and 0 < quality["test"]["mate_recall"] < 1
     for phase in range(4):
         assert (project / f"data/06_models/checkpoints/phase{phase}/best.pt").exists()
 

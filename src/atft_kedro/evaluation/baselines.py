@@ -1,23 +1,114 @@
 """Baseline scores, computed on the same dates as the model: 20-day momentum, 1-day reversal, a
-ridge regression on the model's own features fitted on the training split, and the oracle."""
+ridge regression and a LightGBM model on the model's own features (the last day's, as the model's
+linear skip sees them), and the oracle.
+
+Ridge and LightGBM are fitted on the training split and tuned on the validation split only, as a
+quant researcher would tune them against the model: the ridge penalty is the one of ``ridge_alphas``
+with the best mean daily validation RankIC, and LightGBM's number of trees is chosen by early
+stopping on the same measure. Both learn each date's target less its cross-sectional mean (only
+the ranking within a date matters). LightGBM runs on the CPU with a fixed seed and its
+deterministic mode, so a rerun gives the same scores.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 
-def fit_ridge(model_input: pl.DataFrame, feature_names: list[str], target: str, train_dates, alpha: float) -> np.ndarray:
-    """Ridge coefficients (with intercept last) on training rows only; the target is demeaned per
-    date, since only the cross-section matters."""
-    train = (
-        model_input.filter(pl.col("Date").is_in(pl.Series(train_dates).implode()))
+@dataclass(frozen=True)
+class LightGBMConfig:
+    """LightGBM's settings (``lightgbm.train`` parameters); the number of trees is early-stopped."""
+
+    num_leaves: int = 15
+    learning_rate: float = 0.03
+    min_data_in_leaf: int = 200
+    feature_fraction: float = 0.5
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 10.0
+    max_trees: int = 1000
+    early_stopping: int = 100  # trees without a better validation RankIC before stopping
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    ridge_alphas: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0, 100000.0)
+    lightgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
+    min_stocks: int = 20
+
+    @classmethod
+    def from_params(cls, params: dict) -> "BaselineConfig":
+        return cls(tuple(float(a) for a in params["ridge_alphas"]), LightGBMConfig(**params.get("lightgbm", {})), params["min_stocks"])
+
+
+def _rows(model_input: pl.DataFrame, feature_names: list[str], target: str, dates) -> pl.DataFrame:
+    """The rows of ``dates`` with a finite target, the target less its date's mean."""
+    return (
+        model_input.filter(pl.col("Date").is_in(pl.Series(dates).implode()))
         .select("Date", *feature_names, target)
         .drop_nulls(target)
         .filter(pl.col(target).is_finite())
         .with_columns((pl.col(target) - pl.col(target).mean().over("Date")).alias(target))
     )
+
+
+def mean_daily_rank_ic(dates: np.ndarray, score: np.ndarray, target: np.ndarray, min_stocks: int) -> float:
+    """The mean over dates (with at least ``min_stocks`` rows) of the Spearman correlation."""
+    per_date = (
+        pl.DataFrame({"d": dates, "s": score, "y": target})
+        .group_by("d")
+        .agg(pl.len().alias("n"), pl.corr("s", "y", method="spearman").alias("r"))
+        .filter((pl.col("n") >= min_stocks) & pl.col("r").is_not_nan())
+    )
+    return float(per_date["r"].mean()) if per_date.height else float("nan")
+
+
+def fit_ridge(model_input: pl.DataFrame, feature_names: list[str], target: str, train_dates, alpha: float) -> np.ndarray:
+    """Ridge coefficients (with intercept last) on training rows only; the target is demeaned per
+    date, since only the cross-section matters."""
+    train = _rows(model_input, feature_names, target, train_dates)
     return ridge_solve(train.select(feature_names).to_numpy(), train[target].to_numpy(), alpha)
+
+
+def tuned_ridge(model_input, feature_names, target, train_dates, val_dates, cfg: BaselineConfig) -> tuple[np.ndarray, dict]:
+    """The ridge of the penalty with the best validation RankIC -> (coefficients, {"alpha", "val_rank_ic"})."""
+    val = _rows(model_input, feature_names, target, val_dates)
+    x_val, best = val.select(feature_names).to_numpy().astype(np.float64), None
+    for alpha in cfg.ridge_alphas:
+        coef = fit_ridge(model_input, feature_names, target, train_dates, alpha)
+        score = mean_daily_rank_ic(val["Date"].to_numpy(), x_val @ coef[:-1], val[target].to_numpy(), cfg.min_stocks)
+        if best is None or score > best[1]["val_rank_ic"]:
+            best = coef, {"alpha": alpha, "val_rank_ic": score}
+    return best
+
+
+def tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, cfg: BaselineConfig):
+    """LightGBM on the training rows, trees early-stopped on the validation RankIC -> (booster,
+    {"trees", "val_rank_ic"})."""
+    import lightgbm as lgb
+
+    train, val = (_rows(model_input, feature_names, target, d) for d in (train_dates, val_dates))
+    g = cfg.lightgbm
+    params = {
+        "objective": "regression", "learning_rate": g.learning_rate, "num_leaves": g.num_leaves,
+        "min_data_in_leaf": g.min_data_in_leaf, "feature_fraction": g.feature_fraction,
+        "bagging_fraction": g.bagging_fraction, "bagging_freq": 1, "lambda_l2": g.lambda_l2,
+        "seed": g.seed, "deterministic": True, "force_row_wise": True, "verbosity": -1,
+    }  # fmt: skip
+    val_dates_rows, val_y = val["Date"].to_numpy(), val[target].to_numpy()
+
+    def rank_ic(preds, _data):
+        return "rank_ic", mean_daily_rank_ic(val_dates_rows, preds, val_y, cfg.min_stocks), True
+
+    dtrain = lgb.Dataset(train.select(feature_names).to_numpy(), train[target].to_numpy(), free_raw_data=True)
+    dval = lgb.Dataset(val.select(feature_names).to_numpy(), val_y, reference=dtrain)
+    params["metric"] = "None"  # early stopping on the validation RankIC alone
+    booster = lgb.train(params, dtrain, g.max_trees, valid_sets=[dval], feval=rank_ic,
+                        callbacks=[lgb.early_stopping(g.early_stopping, verbose=False)])  # fmt: skip
+    return booster, {"trees": booster.best_iteration, "val_rank_ic": float(booster.best_score["valid_0"]["rank_ic"])}
 
 
 def ridge_solve(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
@@ -41,11 +132,12 @@ def baseline_frame(
     splits: pl.DataFrame,
     feature_names: list[str],
     horizons: list[str],
-    ridge_alpha: float,
-) -> pl.DataFrame:
+    cfg: BaselineConfig,
+) -> tuple[pl.DataFrame, dict]:
     """predictions (Date, Code, pred_{h}, target_{h}) joined with every baseline's score columns:
-    momentum_20d, reversal_1d, ridge_{h}, oracle_{h} (oracle only when ``oracle`` has rows), and
-    each stock's beta_60d and Sector33Code (to score without the market and sectors)."""
+    momentum_20d, reversal_1d, ridge_{h}, lightgbm_{h}, oracle_{h} (oracle only when ``oracle`` has
+    rows), and each stock's beta_60d and Sector33Code (to score without the market and sectors)
+    -> (frame, {"ridge": {h: {"alpha", "val_rank_ic"}}, "lightgbm": {h: {"trees", "val_rank_ic"}}})."""
     keys = predictions.select("Date", "Code")
     # every join keeps the predictions' row order: the ridge scores below are placed by position
     raw = keys.join(features.select("Date", "Code", "ret_20d", "ret_1d", "beta_60d"), on=["Date", "Code"], how="left", maintain_order="left")
@@ -53,13 +145,19 @@ def baseline_frame(
         raw.select("Date", "Code", pl.col("ret_20d").alias("momentum_20d"), (-pl.col("ret_1d")).alias("reversal_1d"), "beta_60d"),
         on=["Date", "Code"], how="left", maintain_order="left",
     )  # fmt: skip
-    train_dates = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "train"))["Date"]
+    train_dates, val_dates = (splits.filter((pl.col("fold") == 0) & (pl.col("split") == s))["Date"] for s in ("train", "val"))
     rows = keys.join(model_input, on=["Date", "Code"], how="left", maintain_order="left")
     out = out.with_columns(rows["Sector33Code"])
+    x = rows.select(feature_names).to_numpy()
+    info = {"ridge": {}, "lightgbm": {}}
     for h in horizons:
-        coef = fit_ridge(model_input, feature_names, f"target_{h}", train_dates, ridge_alpha)
-        out = out.with_columns(pl.Series(f"ridge_{h}", ridge_scores(rows, feature_names, coef)))
+        coef, info["ridge"][h] = tuned_ridge(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
+        booster, info["lightgbm"][h] = tuned_lightgbm(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
+        out = out.with_columns(
+            pl.Series(f"ridge_{h}", ridge_scores(rows, feature_names, coef)),
+            pl.Series(f"lightgbm_{h}", booster.predict(x, num_iteration=booster.best_iteration)),
+        )
     if oracle.height:
         cols = [pl.col(f"expected_return_{h}").alias(f"oracle_{h}") for h in horizons]
         out = out.join(oracle.select("Date", "Code", *cols), on=["Date", "Code"], how="left", maintain_order="left")
-    return out
+    return out, info

@@ -23,6 +23,8 @@ import polars as pl
 
 from atft_kedro.features.targets import beta_spread_within_sectors, sector_beta_residual
 
+NEUTRAL_KEYS = ("beta_exposure", "rank_ic_beta_neutral", "rank_ic_sector_beta_neutral")
+
 
 @dataclass(frozen=True)
 class DailyScores:
@@ -75,16 +77,17 @@ def summarise(d: DailyScores) -> dict[str, float]:
     }
 
 
-def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sector: str, min_stocks: int = 20) -> dict[str, float]:
-    """How much of a score's RankIC survives once the market and the sectors are out of the targets.
+def neutral_daily(frame: pl.DataFrame, score: str, target: str, beta: str, sector: str, min_stocks: int = 20) -> pl.DataFrame:
+    """How much of a score's RankIC survives once the market and the sectors are out of the targets,
+    date by date -> Date, ``beta_exposure``, ``rank_ic_beta_neutral``, ``rank_ic_sector_beta_neutral``.
 
-    -> ``beta_exposure``: mean over dates of the Spearman correlation of ``score`` with ``beta`` (each
-    stock's beta to the market, known at t); ``rank_ic_beta_neutral``: mean Spearman correlation of
-    ``score`` with the target less its part explained by beta that date (least squares with an
-    intercept); ``rank_ic_sector_beta_neutral``: the same with the date's ``sector`` means also taken
-    out (least squares on sector dummies and beta, done as beta's slope within sectors). Dates with
-    fewer than ``min_stocks`` complete rows, or no beta spread within sectors (one beta for all, for
-    one), are skipped, as in ``daily_scores``."""
+    ``beta_exposure``: the Spearman correlation of ``score`` with ``beta`` (each stock's beta to the
+    market, known at t); ``rank_ic_beta_neutral``: the Spearman correlation of ``score`` with the
+    target less its part explained by beta that date (least squares with an intercept);
+    ``rank_ic_sector_beta_neutral``: the same with the date's ``sector`` means also taken out (least
+    squares on sector dummies and beta, done as beta's slope within sectors). Dates with fewer than
+    ``min_stocks`` complete rows, or no beta spread within sectors (one beta for all, for one), are
+    left out, as in ``daily_scores``."""
     f = frame.select("Date", pl.col(score).alias("s"), pl.col(target).alias("y"), pl.col(beta).alias("b"), pl.col(sector).alias("g"))
     f = f.drop_nulls().drop_nans().filter(pl.col("b").is_finite() & pl.col("y").is_finite()).with_columns(one_group=pl.lit(0))
     f = f.with_columns(
@@ -99,6 +102,41 @@ def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sect
         pl.corr("s", "neutral", method="spearman").alias("rank_ic_beta_neutral"),
         pl.corr("s", "sector_neutral", method="spearman").alias("rank_ic_sector_beta_neutral"),
     )
-    keys = ("beta_exposure", "rank_ic_beta_neutral", "rank_ic_sector_beta_neutral")
-    ok = per_date.filter((pl.col("n") >= min_stocks) & (pl.col("var_b_in") > 0), *[pl.col(k).is_not_nan() for k in keys])
-    return {k: float(ok[k].mean()) if ok.height else float("nan") for k in keys}
+    ok = per_date.filter((pl.col("n") >= min_stocks) & (pl.col("var_b_in") > 0), *[pl.col(k).is_not_nan() for k in NEUTRAL_KEYS])
+    return ok.select("Date", *NEUTRAL_KEYS).sort("Date")
+
+
+def neutral_scores(frame: pl.DataFrame, score: str, target: str, beta: str, sector: str, min_stocks: int = 20) -> dict[str, float]:
+    """``neutral_daily``'s columns, each a mean over its dates (NaN where no date qualifies)."""
+    ok = neutral_daily(frame, score, target, beta, sector, min_stocks)
+    return {k: float(ok[k].mean()) if ok.height else float("nan") for k in NEUTRAL_KEYS}
+
+
+def newey_west_se(x: np.ndarray, lag: int) -> float:
+    """Standard error of the mean of the series ``x`` with a Newey-West (Bartlett) correction for
+    autocorrelation up to ``lag`` (0: the plain standard error, with the population variance).
+    Daily RankICs of h-day targets overlap for h - 1 days, so their mean's error uses lag h - 1."""
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    e = np.asarray(x, dtype=np.float64) - np.mean(x)
+    long_run = e @ e / n
+    for k in range(1, min(lag, n - 1) + 1):
+        long_run += 2.0 * (1.0 - k / (lag + 1.0)) * (e[k:] @ e[:-k]) / n
+    return float(np.sqrt(max(long_run, 0.0) / n))
+
+
+def paired_difference(a: DailyScores, b: DailyScores, lag: int) -> dict[str, float]:
+    """Per-date RankIC of ``a`` minus ``b`` on the dates both scored -> mean, Newey-West standard
+    error at ``lag``, the 95% confidence interval (mean -+ 1.96 se) and the number of dates."""
+    _, ia, ib = np.intersect1d(np.asarray(a.dates), np.asarray(b.dates), return_indices=True)
+    diff = a.rank_ic[ia] - b.rank_ic[ib]
+    return difference_summary(diff, lag)
+
+
+def difference_summary(diff: np.ndarray, lag: int) -> dict[str, float]:
+    """Mean, Newey-West standard error, 95% interval and count of a per-date difference series."""
+    if not len(diff):
+        return {"mean": float("nan"), "se": float("nan"), "ci95_low": float("nan"), "ci95_high": float("nan"), "dates": 0}
+    mean, se = float(np.mean(diff)), newey_west_se(diff, lag)
+    return {"mean": mean, "se": se, "ci95_low": mean - 1.96 * se, "ci95_high": mean + 1.96 * se, "dates": len(diff)}

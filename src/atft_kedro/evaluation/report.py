@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 
+from atft_kedro.evaluation.metrics import NEUTRAL_KEYS
+
+__all__ = ["METRIC_KEYS", "NEUTRAL_KEYS", "markdown_report", "metrics_document"]
+
 METRIC_KEYS = ("ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_ann_return", "max_drawdown", "turnover")
 
 
@@ -11,20 +15,40 @@ def _clean(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 6)
 
 
-NEUTRAL_KEYS = ("beta_exposure", "rank_ic_beta_neutral", "rank_ic_sector_beta_neutral")
-
-
 def _document(table: dict, keys) -> dict:
     return {h: {s: {k: _clean(m[k]) for k in keys} for s, m in scorers.items()} for h, scorers in table.items()}
 
 
-def metrics_document(table: dict[str, dict[str, dict[str, float]]], neutral: dict | None = None) -> dict:
+def _cleaned(value):
+    """Nested dicts with every float rounded and NaN -> null."""
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    return _clean(value) if isinstance(value, float) else value
+
+
+def metrics_document(
+    table: dict[str, dict[str, dict[str, float]]],
+    neutral: dict | None = None,
+    *,
+    paired: dict | None = None,
+    graph_ablation: dict | None = None,
+    baselines: dict | None = None,
+) -> dict:
     """table[horizon][scorer][key] -> {"horizons": {h: {scorer: {key: value}}}}; NaN -> null. With
-    ``neutral`` (the same layout, ``metrics.neutral_scores``'s keys) also {"neutral": ...}."""
+    ``neutral`` (the same layout, ``metrics.neutral_scores``'s keys) also {"neutral": ...}; with
+    ``paired`` (model minus the best baseline), ``graph_ablation`` and ``baselines`` (what tuning
+    chose) those sections as given, cleaned the same way."""
     document = {"horizons": _document(table, METRIC_KEYS)}
     if neutral is not None:
         document["neutral"] = _document(neutral, NEUTRAL_KEYS)
+    for name, section in (("paired", paired), ("graph_ablation", graph_ablation), ("baselines", baselines)):
+        if section is not None:
+            document[name] = _cleaned(section)
     return document
+
+
+def _num(v, fmt: str = ".4f") -> str:
+    return "n/a" if v is None else f"{v:{fmt}}"
 
 
 def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]], context: dict) -> str:
@@ -43,6 +67,40 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             cells = ["n/a" if m[k] is None else f"{m[k]:.4f}" for k in METRIC_KEYS]
             used, skipped = counts[h][s]
             lines.append(f"| {s} | " + " | ".join(cells) + f" | {used} / {skipped} |")
+        lines.append("")
+    if "paired" in document:
+        lines += [
+            "## The model against the best baseline",
+            "",
+            "Per date, the model's RankIC minus that of the baseline with the highest test RankIC at that",
+            "horizon; the 95% interval uses a Newey-West standard error at lag h - 1 (h-day targets of",
+            "neighbouring dates overlap). An interval above 0 says the model ranks better than every baseline.",
+            "",
+            "| horizon | best baseline | model | baseline | difference | 95% interval | dates |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for h, p in document["paired"].items():
+            best = p["best_baseline"]
+            lines.append(
+                f"| {h} | {best} | {_num(document['horizons'][h]['model']['rank_ic'])} | "
+                f"{_num(document['horizons'][h][best]['rank_ic'])} | {_num(p['mean'], '+.4f')} | "
+                f"[{_num(p['ci95_low'], '+.4f')}, {_num(p['ci95_high'], '+.4f')}] | {p['dates']} |"
+            )
+        lines.append("")
+    if "graph_ablation" in document:
+        lines += [
+            "## What the graph is worth",
+            "",
+            "The same trained model with its graph and with the graph's endpoints redrawn at random (same",
+            "degrees and edge attributes): the difference is what the model takes from whom each stock listens to.",
+            "",
+            "| horizon | with the graph | random endpoints | difference | 95% interval |",
+            "|---|---|---|---|---|",
+        ]
+        for h, g in document["graph_ablation"].items():
+            d = g["difference"]
+            lines.append(f"| {h} | {_num(g['with_graph'])} | {_num(g['random_endpoints'])} | {_num(d['mean'], '+.4f')} | "
+                         f"[{_num(d['ci95_low'], '+.4f')}, {_num(d['ci95_high'], '+.4f')}] |")  # fmt: skip
         lines.append("")
     if "neutral" in document:
         lines += [

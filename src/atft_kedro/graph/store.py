@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,3 +56,24 @@ class GraphSet:
             neighbors=torch.from_numpy(np.asarray(self.neighbors[lo:hi], dtype=np.int64)),
             edge_attr=torch.from_numpy(np.array(self.edge_attr[lo:hi], dtype=np.float32)),
         )
+
+    def date_rows(self):
+        """(first, end) row of each date's nodes in the flat arrays, in date order."""
+        return ((int(self.offsets[i]), int(self.offsets[i + 1])) for i in range(len(self)))
+
+    def with_random_endpoints(self, seed: int) -> "GraphSet":
+        """The same graphs with every edge's source replaced through a random permutation of the
+        date's stocks (a self-edge moves to the next stock): each stock keeps its number of edges
+        and their attributes, but whom it listens to carries no information. The control that says
+        what a trained model gets from its graph (evaluation's ``graph_ablation``)."""
+        rng = np.random.default_rng(seed)
+        neighbors = np.array(self.neighbors)
+        for lo, hi in self.date_rows():
+            block, n = neighbors[lo:hi], hi - lo
+            perm = rng.permutation(n).astype(block.dtype)
+            valid = block >= 0
+            block[valid] = perm[block[valid]]
+            rows = np.broadcast_to(np.arange(n, dtype=block.dtype)[:, None], block.shape)
+            self_edge = valid & (block == rows)
+            block[self_edge] = (block[self_edge] + 1) % n
+        return dataclasses.replace(self, neighbors=neighbors, root=None)

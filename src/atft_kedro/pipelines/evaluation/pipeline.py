@@ -8,9 +8,15 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits", "model_input"], "predictions", name="predict_test"),
             Node(
+                nodes.predict_test_random_graph,
+                ["model", "training_arrays", "graphs", "splits", "model_input", "params:evaluation"],
+                "random_graph_predictions",
+                name="predict_test_random_graph",
+            ),
+            Node(
                 nodes.evaluate,
-                ["predictions", "features", "model_input", "oracle_returns", "splits", "feature_manifest",
-                 "params:source", "params:evaluation"],
+                ["predictions", "random_graph_predictions", "features", "model_input", "oracle_returns", "splits",
+                 "feature_manifest", "params:source", "params:evaluation"],
                 ["metrics", "evaluation_report", "cumulative_returns_plot", "rolling_ic_plot", "quantile_returns_plot"],
                 name="evaluate",
             ),  # fmt: skip

@@ -1,0 +1,160 @@
+"""The model against the strongest baselines over several seeds: one table with confidence intervals.
+
+    python tests/benchmarks/bench_seeds.py --seeds 0 1 2 --out seeds.json
+    python tests/benchmarks/bench_seeds.py --seeds 0 1 2 --params '{"raw": {"synthetic_market": "random_leaders"}}'
+    python tests/benchmarks/bench_seeds.py --seeds 0 1 2 --params '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}}'
+    python tests/benchmarks/bench_seeds.py --report seeds.json other.json
+
+Each seed (the initial weights and the order of the training dates: ``training.seed``) runs the whole
+default ``kedro run`` (the pipelines' own nodes on an in-memory catalog, parameters from conf/base
+with ``--params`` merged in; the evaluation's scoring called as its node calls it, to keep the
+scored frame) in a process of its own with one thread, ``--jobs`` at a time. The seconds reported
+are data_engineering, graph_construction and training.
+The baselines (ridge, LightGBM, momentum, reversal) do not depend on the seed.
+
+The table, per horizon, on the test split: the model's RankIC per seed and its mean, the best
+baseline's, and the paired per-date difference pooled over seeds (each date's model RankIC averaged
+over the seeds, minus the baseline's that date) with its 95% interval (Newey-West at lag h - 1);
+the same without the market and sectors (RankIC against the returns less each date's sector means
+and beta part). Also each phase's best validation RankIC per seed, and the graph ablation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HORIZONS = ("1d", "5d", "10d", "20d")
+BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
+
+
+def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
+    """One whole run; -> its metrics, the phases' best validation RankIC, and its seconds. The
+    evaluation's scored frame (predictions beside every baseline) goes to ``frames_dir``."""
+    from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
+    from atft_kedro.features.builders import stock_feature_names
+    from atft_kedro.pipelines.evaluation import nodes
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+    from atft_kedro.training.checkpoints import CheckpointStore
+
+    params = project_parameters(overrides)
+    params["training"] = {**params["training"], "seed": seed}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run_in_memory(["data_engineering", "graph_construction", "training"], params, {"checkpoints": CheckpointStore(tmp)})
+    seconds = time.perf_counter() - t0
+    # the evaluation pipeline's nodes, with the scored frame kept (the evaluate node reports it)
+    inputs = (out["model"], out["training_arrays"], out["graphs"], out["splits"], out["model_input"])
+    predictions = nodes.predict_test(*inputs)
+    shuffled = nodes.predict_test_random_graph(*inputs, params["evaluation"])
+    result = evaluate_predictions(
+        predictions, shuffled, out["features"], out["model_input"], out["oracle_returns"], out["splits"],
+        stock_feature_names(out["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]),
+    )  # fmt: skip
+    keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "target_", "ridge_", "lightgbm_", "oracle_"))]
+    result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
+    history = out["training_history"]
+    phases = {str(p): float(history.filter(history["phase"] == p)["val_metric"].max()) for p in sorted(set(history["phase"]))}
+    return {"seed": seed, "metrics": result.document, "phase_val": phases, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet")}
+
+
+def _daily(frame, score: str, target: str, neutral: bool, min_stocks: int = 20) -> dict:
+    """{date: RankIC} of one scorer, against raw or neutral (sector means and beta out) targets."""
+    from atft_kedro.evaluation.metrics import daily_scores, neutral_daily
+
+    if neutral:
+        d = neutral_daily(frame, score, target, "beta_60d", "Sector33Code", min_stocks)
+        return dict(zip(d["Date"].to_list(), d["rank_ic_sector_beta_neutral"].to_numpy()))
+    d = daily_scores(frame, score, target, min_stocks)
+    return dict(zip(d.dates, d.rank_ic))
+
+
+def report(rows: list[dict]) -> str:
+    import polars as pl
+
+    from atft_kedro.evaluation.metrics import difference_summary
+
+    frames = [pl.read_parquet(r["frame"]) for r in rows]
+    times = ", ".join(f"{r['seconds']:.0f}" for r in rows)
+    lines = [f"seeds {[r['seed'] for r in rows]}; data, graphs and training took {times} s (one thread each)", ""]
+    phases = sorted({p for r in rows for p in r["phase_val"]})
+    lines.append("best validation RankIC (early-stopping metric) per phase, seeds in order: "
+                 + "; ".join(f"phase {p}: " + ", ".join(f"{r['phase_val'].get(p, float('nan')):.4f}" for r in rows) for p in phases))  # fmt: skip
+    for neutral in (False, True):
+        title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
+        lines += ["", f"### {title}", "",
+                  "| horizon | model per seed | model mean | ridge | lightgbm | best baseline | model - best, pooled | 95% interval | dates |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for h in HORIZONS:
+            if f"pred_{h}" not in frames[0].columns:
+                continue
+            target = f"target_{h}"
+            model = [_daily(f, f"pred_{h}", target, neutral) for f in frames]
+            cols = {"momentum_20d": "momentum_20d", "reversal_1d": "reversal_1d", "ridge": f"ridge_{h}", "lightgbm": f"lightgbm_{h}"}
+            base = {b: _daily(frames[0], c, target, neutral) for b, c in cols.items()}
+            mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
+            best = max(BASELINES, key=lambda b: mean(base[b]))
+            dates = sorted(set.intersection(*(set(m) for m in model), set(base[best])))
+            pooled = np.array([np.mean([m[d] for m in model]) - base[best][d] for d in dates])
+            s = difference_summary(pooled, int(h[:-1]) - 1)
+            per_seed = [mean(m) for m in model]
+            lines.append(
+                f"| {h} | {', '.join(f'{x:.4f}' for x in per_seed)} | {np.mean(per_seed):.4f} | {mean(base['ridge']):.4f} | "
+                f"{mean(base['lightgbm']):.4f} | {best} {mean(base[best]):.4f} | {s['mean']:+.4f} | "
+                f"[{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}] | {s['dates']} |"
+            )
+    ablation = [r["metrics"].get("graph_ablation", {}) for r in rows]
+    if all(ablation):
+        lines += ["", "graph ablation (test RankIC with the graph minus with random endpoints), seeds in order: "
+                  + "; ".join(f"{h}: " + ", ".join(f"{a[h]['difference']['mean']:+.4f}" for a in ablation) for h in ablation[0])]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--params", default="{}", help="parameters merged into conf/base's, as JSON")
+    parser.add_argument("--jobs", type=int, default=2, help="seeds run side by side (one thread each)")
+    parser.add_argument("--out", default=None, help="write the runs' JSON here (and the scored frames beside it)")
+    parser.add_argument("--report", nargs="+", default=None, help="merge these JSON files into one table")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one seed
+    parser.add_argument("--frames", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames))), flush=True)
+        return
+    if args.report:
+        rows = [r for f in args.report for r in json.loads(Path(f).read_text())]
+    else:
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_seeds_")) / "runs.json"
+        frames = out.with_suffix("")
+        frames.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+
+        def child(seed: int) -> dict:
+            cmd = [sys.executable, __file__, "--one", str(seed), "--params", args.params, "--frames", str(frames)]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not result:
+                raise RuntimeError(f"seed {seed} failed:\n{done.stderr[-3000:]}")
+            print(f"seed {seed} done", flush=True)
+            return json.loads(result[-1][len("RESULT "):])
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            rows = list(pool.map(child, args.seeds))
+        out.write_text(json.dumps(rows, indent=1))
+        print(f"runs written to {out}")
+    print(report(sorted(rows, key=lambda r: r["seed"])))
+
+
+if __name__ == "__main__":
+    main()
