@@ -1,12 +1,14 @@
 """How much of the synthetic market's planted lead-lag each graph configuration holds.
 
     python tests/benchmarks/bench_graph_quality.py --size small --split val
+    python tests/benchmarks/bench_graph_quality.py --market random_leaders
 
-Builds the graphs of the default synthetic market once per configuration and scores them against
-the simulator's clusters with ``atft_kedro.graph.quality`` (the score ``graph_construction`` writes
-to ``graph_quality.json``), plus a probe of what the edges carry: the mean next-day RankIC of each
-stock's neighbours' mean market-relative return today (for the true leaders as neighbours it is
-printed as ``true leaders``). The README's graph findings come from this script.
+Builds the graphs of the default synthetic market (``--market``: the layout, ``--size``) once per
+configuration and scores them against the simulator's clusters with ``atft_kedro.graph.quality``
+(the score ``graph_construction`` writes to ``graph_quality.json``: mate recall and precision,
+leader precision and its chance level), plus a probe of what the edges carry: the mean next-day
+RankIC of each stock's neighbours' mean market-relative return today (for the true leaders as
+neighbours it is printed as ``true leaders``). The graph findings in docs/ come from this script.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import numpy as np
 import polars as pl
 
 CONFIGS = {
-    "default (raw, W=60, k=20)": {},
-    "relative, W=60": {"returns": "relative"},
-    "relative, W=250": {"returns": "relative", "window": 250},
-    "lead_lag, relative, W=60": {"returns": "relative", "lead_lag": True},
-    "lead_lag, relative, W=250, k=8": {"returns": "relative", "lead_lag": True, "window": 250, "k": 8},
+    "raw, W=60": {"returns": "raw", "window": 60, "min_periods": 40, "blend_window": None},
+    "relative, W=60": {"returns": "relative", "window": 60, "min_periods": 40, "blend_window": None},
+    "sector_relative, W=60": {"returns": "sector_relative", "window": 60, "min_periods": 40, "blend_window": None},
+    "relative, W=120": {"returns": "relative", "window": 120, "min_periods": 40, "blend_window": None},
+    "relative, W=250": {"returns": "relative", "window": 250, "min_periods": 40, "blend_window": None},
+    "sector_relative, W=250": {"returns": "sector_relative", "window": 250, "min_periods": 40, "blend_window": None},
+    "relative, W=60 + 250": {"returns": "relative", "window": 60, "min_periods": 40, "blend_window": 250},
+    "sector_relative, W=60 + 250": {"returns": "sector_relative", "window": 60, "min_periods": 40, "blend_window": 250},
+    "lead_lag, relative, W=250": {"returns": "relative", "window": 250, "min_periods": 40, "lead_lag": True, "blend_window": None},
 }
 
 
@@ -30,24 +36,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="small")
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
+    parser.add_argument("--market", default="size_leaders", help="the synthetic market's layout (raw.synthetic_market)")
+    parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON (raw.synthetic_overrides)")
+    parser.add_argument("--configs", default=None, help="JSON: name -> GraphConfig fields, instead of the built-in list")
     args = parser.parse_args()
 
-    from atft_kedro.data.sources import SourceConfig, load_market
-    from atft_kedro.features.prepare import prepare_model_data
-    from atft_kedro.graph.correlation import (
-        GraphConfig,
-        build_graphs_from_grid,
-        graph_returns,
-        return_grid,
-    )
+    from atft_kedro.graph.correlation import GraphConfig, build_graphs_from_grid, graph_returns, return_grid
     from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
     from atft_kedro.training.loop import daily_rank_ic
 
-    market, oracle = load_market("synthetic", SourceConfig(synthetic_size=args.size))
-    data = prepare_model_data(market.daily_quotes, market.listed_info, market.topix)
-    grid = return_grid(data.panel)
+    raw = {"synthetic_size": args.size, "synthetic_market": args.market, "synthetic_overrides": json.loads(args.overrides)}
+    params = project_parameters({"raw": raw})
+    data = run_in_memory(["data_engineering"], params)
+    oracle, splits = data["oracle_returns"], data["splits"]
+    grid = return_grid(data["panel"])
     relative = graph_returns(grid, "relative")
-    dates = data.splits.filter(pl.col("split") == args.split)["Date"].to_numpy().astype("datetime64[D]")
+    dates = splits.filter(pl.col("split") == args.split)["Date"].to_numpy().astype("datetime64[D]")
     position = {d: i for i, d in enumerate(grid.dates)}
     cluster, leader = planted_clusters(oracle, grid.codes)  # per grid column
 
@@ -69,10 +74,13 @@ def main() -> None:
     def true_leaders(d, members):
         return true_leader_neighbours(cluster[members], leader[members], 8)
 
-    out = {"size": args.size, "split": args.split, "dates": len(dates), "true leaders": {"neighbour_return_rank_ic": probe(true_leaders)}}
-    for name, overrides in CONFIGS.items():
-        graphs = build_graphs_from_grid(grid, GraphConfig(**overrides), dates, progress=False)
-        score = planted_structure_recall(graphs, oracle, data.splits.filter(pl.col("split") == args.split))[args.split]
+    out = {"size": args.size, "market": args.market, "overrides": raw["synthetic_overrides"], "split": args.split, "dates": len(dates),
+           "true leaders": {"neighbour_return_rank_ic": probe(true_leaders)}}  # fmt: skip
+    default = params["graph"]
+    configs = json.loads(args.configs) if args.configs else CONFIGS
+    for name, overrides in {"default (conf/base)": {}, **configs}.items():
+        graphs = build_graphs_from_grid(grid, GraphConfig(**{**default, **overrides}), dates, progress=False)
+        score = planted_structure_recall(graphs, oracle, splits.filter(pl.col("split") == args.split))[args.split]
         score["neighbour_return_rank_ic"] = probe(lambda d, members, g=graphs: g.graph(d).neighbors.numpy())
         out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in score.items()}
         print(name, out[name], flush=True)

@@ -62,13 +62,16 @@ def test_split_adjustment_is_consistent(tiny_market):
     assert last["AdjustmentClose"] == pytest.approx(last["Close"])
 
 
-def test_oracle_rank_ic_matches_documentation():
-    """README: the oracle's 1-day RankIC on the default (small, seed 7) market is about 0.14."""
-    m = generate_market(SyntheticConfig.sized("small"))
+@pytest.mark.parametrize("market", ["size_leaders", "random_leaders"])
+def test_oracle_rank_ic_matches_documentation(market):
+    """docs/synthetic_market.md: the oracle's 1-day RankIC on the default (small, seed 7) market is
+    0.119, on the previous market 0.139."""
+    m = generate_market(SyntheticConfig.sized("small", market))
     q = _next_day_returns(m.daily_quotes).drop_nulls("r_next").join(m.oracle, on=["Date", "Code"])
     ric = q.group_by("Date").agg(pl.corr("r_next", "expected_return_1d", method="spearman").alias("ric"))["ric"]
-    assert 0.12 < ric.mean() < 0.16
-    assert ric.mean() / ric.std() > 2.0  # consistent day after day
+    expected = {"size_leaders": 0.119, "random_leaders": 0.139}[market]
+    assert abs(ric.mean() - expected) < 0.01
+    assert ric.mean() / ric.std() > {"size_leaders": 1.8, "random_leaders": 2.0}[market]  # consistent day after day
 
 
 def _leader_follower_ic(market) -> float:
@@ -80,27 +83,69 @@ def _leader_follower_ic(market) -> float:
     return followers.group_by("Date").agg(pl.corr("lead", "r_next", method="spearman").alias("ic"))["ic"].mean()
 
 
-def test_lead_lag_is_visible_through_peers():
+@pytest.mark.parametrize("market", ["size_leaders", "random_leaders"])
+def test_lead_lag_is_visible_through_peers(market):
     """A follower's next-day return correlates with today's mean return of its cluster's leaders,
     and the correlation goes away when the planted lead-lag is switched off."""
-    ic = _leader_follower_ic(generate_market(SyntheticConfig.sized("small", missing_day_rate=0.0)))
-    ic_off = _leader_follower_ic(generate_market(SyntheticConfig.sized("small", missing_day_rate=0.0, lead_lag=0.0)))
+    ic = _leader_follower_ic(generate_market(SyntheticConfig.sized("small", market, missing_day_rate=0.0)))
+    ic_off = _leader_follower_ic(generate_market(SyntheticConfig.sized("small", market, missing_day_rate=0.0, lead_lag=0.0)))
     assert ic > 0.05
     assert abs(ic_off) < ic / 2
 
 
-@pytest.mark.parametrize("cross", [False, True])
-def test_clusters_inside_a_sector_or_across_sectors(cross):
-    m = generate_market(SyntheticConfig.sized("tiny", cross_sector_clusters=cross, cluster_size=4))
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_clusters_inside_a_sector_or_across_sectors(fraction):
+    m = generate_market(SyntheticConfig.sized("small", cross_sector_fraction=fraction, cluster_size=4))
     info = m.oracle.select("Code", "cluster", "is_leader").unique().join(m.listed_info.select("Code", "Sector33Code"), on="Code")
     per_cluster = info.group_by("cluster").agg(pl.col("Sector33Code").n_unique().alias("sectors"), pl.len(), pl.col("is_leader").sum())
     assert (per_cluster["len"] <= 4).all() and (per_cluster["is_leader"] >= 1).all()
-    if cross:
-        assert (per_cluster["sectors"] > 1).mean() > 0.5
-    else:
-        assert (per_cluster["sectors"] == 1).all()
+    crossing = (per_cluster["sectors"] > 1).mean()
+    if fraction == 0.0:
+        assert crossing == 0.0
+    elif fraction == 1.0:
+        assert crossing > 0.9
+    else:  # about half of the stocks in clusters across sectors, the rest inside theirs
+        assert 0.3 < crossing < 0.6 and (per_cluster["sectors"] == 1).sum() > 20
 
 
-def test_unknown_size_is_a_clear_error():
+def _leader_bigger_share(m, days: int | None = None) -> float:
+    """Within clusters, the share of (leader, follower) pairs where the leader's mean log traded
+    value (over its last ``days`` quotes, or its whole life) is the larger."""
+    q = m.daily_quotes.sort("Date")
+    q = q.group_by("Code").tail(days) if days else q
+    size = q.group_by("Code").agg(pl.col("TurnoverValue").log1p().mean().alias("size"))
+    truth = m.oracle.group_by("Code").agg(pl.col("is_leader").first(), pl.col("cluster").first())
+    t = size.join(truth, on="Code")
+    pairs = t.join(t, on="cluster", suffix="_f").filter(pl.col("is_leader") & ~pl.col("is_leader_f"))
+    return float((pairs["size"] > pairs["size_f"]).mean())
+
+
+def test_leaders_are_the_larger_more_liquid_stocks_and_observable_from_turnover():
+    """size_leaders: the larger half of each cluster leads, and 20 days of traded value tell a
+    leader from its followers in most pairs; random_leaders (the previous market): a coin flip."""
+    assert _leader_bigger_share(generate_market(SyntheticConfig.sized("small")), days=20) > 0.85
+    assert 0.4 < _leader_bigger_share(generate_market(SyntheticConfig.sized("small", "random_leaders"))) < 0.6
+
+
+def test_the_previous_market_is_reproduced_table_for_table():
+    """random_leaders draws exactly what the earlier releases drew (fingerprint of the earlier tiny market)."""
+    import hashlib
+
+    m = generate_market(SyntheticConfig.sized("tiny", "random_leaders", seed=11))
+    h, q = hashlib.sha256(), m.daily_quotes
+    for column in ("Close", "Volume", "AdjustmentClose", "TurnoverValue"):
+        h.update(q[column].to_numpy().tobytes())
+    h.update(q["Code"].cast(pl.Categorical).to_physical().to_numpy().tobytes())
+    h.update(q["Date"].to_physical().to_numpy().tobytes())
+    h.update(m.oracle["expected_return_1d"].to_numpy().tobytes())
+    h.update(m.oracle["is_leader"].to_numpy().tobytes())
+    assert h.hexdigest()[:16] == "693c97ee83512a7a"
+
+
+def test_unknown_size_or_layout_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown synthetic size 'huge'"):
         SyntheticConfig.sized("huge")
+    with pytest.raises(ValueError, match="unknown synthetic market 'v0'"):
+        SyntheticConfig.sized("tiny", "v0")
+    with pytest.raises(ValueError, match="leaders must be 'size' or 'random'"):
+        SyntheticConfig(leaders="big")

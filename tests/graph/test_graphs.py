@@ -5,7 +5,7 @@ import torch
 
 from atft_kedro.datasets import GraphStoreDataset
 from atft_kedro.features.panel import build_panel
-from atft_kedro.graph.correlation import GraphConfig, build_graphs, correlation_matrix
+from atft_kedro.graph.correlation import EDGE_ATTRIBUTES, GraphConfig, build_graphs, correlation_matrix
 from atft_kedro.graph.reference import build_graph_reference
 
 
@@ -19,6 +19,7 @@ CONFIGS = {
     "ewm_shrunk_lag1": GraphConfig(k=6, window=40, min_periods=25, method="ewm_shrunk", lag=1, threshold=0.1),
     "relative": GraphConfig(k=6, window=40, min_periods=25, returns="relative"),
     "lead_lag_ewm": GraphConfig(k=6, window=40, min_periods=25, lead_lag=True, method="ewm_shrunk", returns="relative"),
+    "sector_relative_blend": GraphConfig(k=6, window=40, min_periods=25, returns="sector_relative", blend_window=80),
 }
 
 
@@ -47,14 +48,19 @@ def test_pearson_equals_pandas_corr_on_complete_windows(panel):
     np.testing.assert_allclose(rho.numpy(), expected, atol=1e-10)
 
 
-@pytest.mark.parametrize("returns, lead_lag", [("raw", False), ("relative", False), ("relative", True)])
-def test_no_graph_of_day_t_sees_returns_after_t(panel, returns, lead_lag):
-    cfg = GraphConfig(k=6, window=40, min_periods=25, returns=returns, lead_lag=lead_lag)
+@pytest.mark.parametrize(
+    "returns, lead_lag, blend", [("raw", False, None), ("relative", False, None), ("relative", True, None), ("sector_relative", False, 80)]
+)
+def test_no_graph_of_day_t_sees_returns_after_t(panel, returns, lead_lag, blend):
+    """Prices and traded values after t move: no neighbour and no edge attribute of a graph up to t changes."""
+    cfg = GraphConfig(k=6, window=40, min_periods=25, returns=returns, lead_lag=lead_lag, blend_window=blend)
     dates = panel["Date"].unique().sort()
     cut = dates[200]
     rng = np.random.default_rng(1)
+    later = pl.col("Date") > cut
     bumped = panel.with_columns(
-        pl.when(pl.col("Date") > cut).then(pl.col("close") * pl.Series(rng.lognormal(0, 0.3, panel.height))).otherwise(pl.col("close"))
+        pl.when(later).then(pl.col("close") * pl.Series(rng.lognormal(0, 0.3, panel.height))).otherwise(pl.col("close")),
+        pl.when(later).then(pl.col("turnover") * pl.Series(rng.lognormal(0, 1.0, panel.height))).otherwise(pl.col("turnover")),
     )
     a = build_graphs(panel, cfg, progress=False)
     b = build_graphs(bumped, cfg, progress=False)
@@ -63,11 +69,14 @@ def test_no_graph_of_day_t_sees_returns_after_t(panel, returns, lead_lag):
     np.testing.assert_array_equal(a.edge_attr[:upto], b.edge_attr[:upto])
     assert not np.array_equal(a.neighbors[upto:], b.neighbors[upto:])  # later graphs do change
     # lag=1: the graph of t does not even use the return of t
-    lagged = GraphConfig(k=6, window=40, min_periods=25, lag=1, returns=returns, lead_lag=lead_lag)
+    lagged = GraphConfig(k=6, window=40, min_periods=25, lag=1, returns=returns, lead_lag=lead_lag, blend_window=blend)
     day_t = pl.col("Date") == cut
     c = build_graphs(panel, lagged, dates=[cut], progress=False)
-    d = build_graphs(panel.with_columns(pl.when(day_t).then(pl.col("close") * 1.5).otherwise(pl.col("close"))), lagged, dates=[cut], progress=False)
+    shocked = panel.with_columns(pl.when(day_t).then(pl.col("close") * 1.5).otherwise(pl.col("close")),
+                                 pl.when(day_t).then(pl.col("turnover") * 9).otherwise(pl.col("turnover")))  # fmt: skip
+    d = build_graphs(shocked, lagged, dates=[cut], progress=False)
     np.testing.assert_array_equal(c.neighbors, d.neighbors)
+    np.testing.assert_array_equal(c.edge_attr, d.edge_attr)
 
 
 def test_degree_padding_self_exclusion_and_attribute_order(panel):
@@ -77,7 +86,8 @@ def test_degree_padding_self_exclusion_and_attribute_order(panel):
     g = graphs.graph(graphs.dates[200])
     n = day.height
     nb, attr = g.neighbors.numpy(), g.edge_attr.numpy()
-    assert nb.shape == (n, 8) and attr.shape == (n, 8, 3)
+    assert nb.shape == (n, 8) and attr.shape == (n, 8, len(EDGE_ATTRIBUTES))
+    assert graphs.config["edge_attributes"] == list(EDGE_ATTRIBUTES)
     valid = nb >= 0
     assert not (nb == np.arange(n)[:, None]).any()  # no self loops
     assert all(len(set(row[row >= 0])) == (row >= 0).sum() for row in nb)  # no duplicates
@@ -90,6 +100,20 @@ def test_degree_padding_self_exclusion_and_attribute_order(panel):
     np.testing.assert_array_equal(attr[..., 1][valid], (sector[j] == sector[:, None])[valid])
     np.testing.assert_array_equal(attr[..., 2][valid], (market[j] == market[:, None])[valid])
     assert (valid.sum(1) == 8).mean() > 0.9
+    # one edge by hand: the traded-value and volatility ratios and both lag correlations over the window
+    i, slot = 5, 0
+    window = panel.filter(pl.col("Date").is_in(pl.Series(graphs.dates[161:201]).implode()))
+    a, b = day["Code"][i], day["Code"][int(nb[i, slot])]
+    ret = (panel.sort("Date").with_columns(r=(pl.col("close") / pl.col("close").shift(1) - 1).over("Code"))
+           .filter(pl.col("Date").is_in(pl.Series(graphs.dates[160:201]).implode()))
+           .pivot(on="Code", index="Date", values="r").sort("Date"))  # fmt: skip
+    value = window.group_by("Code").agg(pl.col("turnover").filter(pl.col("traded")).mean().log1p().alias("v"))
+    v = dict(value.iter_rows())
+    ra, rb = ret[a].to_numpy(), ret[b].to_numpy()  # 41 days: the window and the day before it
+    assert attr[i, slot, 3] == pytest.approx(v[b] - v[a], abs=1e-5)
+    assert attr[i, slot, 4] == pytest.approx(np.log(np.nanstd(rb[1:]) / np.nanstd(ra[1:])), abs=1e-5)
+    assert attr[i, slot, 5] == pytest.approx(np.corrcoef(ra[1:], rb[:-1])[0, 1], abs=0.05)  # b a day before a
+    assert attr[i, slot, 6] == pytest.approx(np.corrcoef(ra[:-1], rb[1:])[0, 1], abs=0.05)
 
 
 def test_new_listings_get_no_made_up_neighbours(panel):
@@ -207,10 +231,12 @@ def test_dates_built_side_by_side_equal_one_at_a_time_and_threads_are_restored(p
 def test_bad_config_is_a_clear_error():
     with pytest.raises(ValueError, match="graph method must be 'pearson' or 'ewm_shrunk'"):
         GraphConfig(method="spearman")
-    with pytest.raises(ValueError, match="graph returns must be 'raw' or 'relative'"):
+    with pytest.raises(ValueError, match=r"graph returns must be one of \('raw', 'relative', 'sector_relative'\)"):
         GraphConfig(returns="excess")
     with pytest.raises(ValueError, match=r"min_periods must be in \[1, window=60\]"):
         GraphConfig(min_periods=100)
+    with pytest.raises(ValueError, match="blend_window and lead_lag are two different scores"):
+        GraphConfig(blend_window=250, lead_lag=True)
 
 
 def _window_with_ties(rng, n=500):
@@ -304,13 +330,27 @@ def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market, monk
 
     perfect = planted_structure_recall(true_graph, oracle, splits)
     assert set(perfect) == {"train", "test"} and perfect["test"]["dates"] == 50
-    assert perfect["test"]["cluster_mate_share"] == 1.0
-    assert perfect["test"]["leader_share_of_follower_edges"] == 1.0
-    assert perfect["test"]["followers_with_a_leader"] > 0.9  # all but followers whose leaders are not trading
+    assert perfect["test"]["mate_precision"] == 1.0 and perfect["test"]["leader_precision"] == 1.0
+    assert perfect["test"]["followers_with_a_leader"] == 1.0  # followers whose leaders trade that date
+    assert 0.3 < perfect["test"]["mate_recall"] < 1.0  # the leaders are about half of the mates
 
     found = planted_structure_recall(built, oracle, splits)["test"]
-    for key in ("cluster_mate_share", "leader_share_of_follower_edges", "followers_with_a_leader"):
+    for key in ("mate_precision", "leader_precision", "followers_with_a_leader"):
         assert 0.0 < found[key] < perfect["test"][key]
+    assert 0.0 < found["mate_recall"] < 1.0
+    # by hand on the last date: mate recall, and what random neighbours would give a follower
+    lo, hi = int(built.offsets[-2]), int(built.offsets[-1])
+    c, lead, nb = cluster[lo:hi], leader[lo:hi], np.asarray(built.neighbors[lo:hi])
+    recall, chance = [], []
+    for r in range(hi - lo):
+        mates = set(np.flatnonzero((c == c[r]) & (np.arange(hi - lo) != r)))
+        if mates:
+            recall.append(len(mates & set(nb[r][nb[r] >= 0])) / len(mates))
+        if not lead[r] and (lead[list(mates)].sum() if mates else 0):
+            chance.append(lead[list(mates)].sum() / (hi - lo - 1))
+    last = pl.DataFrame({"Date": [dates[-1]], "split": ["test"]})
+    one = planted_structure_recall(built, oracle, last)["test"]
+    assert one["mate_recall"] == pytest.approx(np.mean(recall)) and one["leader_precision_chance"] == pytest.approx(np.mean(chance))
     monkeypatch.setattr("atft_kedro.graph.quality.ROW_BLOCK", 997)  # many blocks, one ragged
     assert planted_structure_recall(built, oracle, splits)["test"] == found
 

@@ -28,6 +28,7 @@ ORACLE_SCHEMA = {
 class SourceConfig:
     synthetic_size: str = "small"
     synthetic_seed: int = 7
+    synthetic_market: str = "size_leaders"  # size_leaders | random_leaders (the previous market)
     synthetic_overrides: dict = field(default_factory=dict)
     files_dir: str = "data/01_raw/files"
     on_bad_rows: str = "quarantine"
@@ -41,7 +42,7 @@ def load_market(
     ``credentials`` are used by source=jquants only."""
     if source == "synthetic":
         sim = generate_market(
-            SyntheticConfig.sized(cfg.synthetic_size, seed=cfg.synthetic_seed, **cfg.synthetic_overrides)
+            SyntheticConfig.sized(cfg.synthetic_size, cfg.synthetic_market, seed=cfg.synthetic_seed, **cfg.synthetic_overrides)
         )
         market = validate_market(sim.daily_quotes, sim.listed_info, sim.topix, on_bad_rows="error")
         return market, sim.oracle.select(list(ORACLE_SCHEMA))

@@ -15,14 +15,31 @@ Planted structure: mu[i, t] is known at the close of day t and is the oracle's 1
   medium-term momentum of the stock's own returns.
 * ``reversal``: a fraction of yesterday's idiosyncratic shock reverts; learnable from the stock's own
   1-day return relative to its market and sector.
-* ``lead_lag``: stocks sit in clusters of ``cluster_size`` inside a sector; half are *leaders* that load
-  fully on the cluster shock g[c, t] the day it happens, the others are *followers* that load only
+* ``lead_lag``: stocks sit in clusters of ``cluster_size``; half are *leaders* that load fully on the
+  cluster shock g[c, t] the day it happens, the others are *followers* that load only
   ``follower_sync`` on it the same day and catch up ``lead_lag`` of it the next day. Most of that
   signal is visible only through the leaders' returns, i.e. through correlated peers: this is what the
-  graph attention has to find. Clusters sit inside one sector by default; with
-  ``cross_sector_clusters`` they are drawn across the whole market (peers such as a supplier and its
-  customer), so that a sector average cannot stand in for the cluster: in a small market a sector of
-  ~12 stocks holds one or two clusters, and its mean return already carries most of the leaders' move.
+  graph attention has to find.
+
+Who leads follows what is documented on real markets (docs/synthetic_market.md):
+
+* ``leaders="size"`` (default): within a cluster the larger half leads. Followers take in the whole
+  cluster shock, ``follower_sync`` (75%) the same day and ``lead_lag`` (25%) the next: slow diffusion
+  of news to small firms, which also gives their daily returns a little positive autocorrelation
+  (as small-stock portfolios show). The cluster factor is strong enough (``cluster_vol``) that its
+  members correlate at 0.2-0.35 on market-relative returns, as close industry peers do, so that a
+  correlation graph over a long window finds most of them. Each stock has a latent size
+  (its segment's scale times a lognormal), its traded value follows its size, and small stocks are
+  more volatile; big, liquid firms lead small ones within industries (Hou, 2007, RFS), so leaders
+  are observable from size and turnover. ``cross_sector_fraction`` of the stocks (default half) sit
+  in clusters drawn across sectors, as customer-supplier links are (Cohen and Frazzini, 2008, JF);
+  the others in clusters inside their sector. A sector average cannot stand in for a cross-sector
+  cluster: in a small market a sector of ~12 stocks holds one or two clusters, and its mean return
+  carries most of an in-sector cluster's move.
+* ``leaders="random"``: a random half of each cluster leads, whatever its size: with the earlier
+  strengths (followers 30% the same day, 35% the next, ``cluster_vol`` 0.010) and every cluster
+  inside its sector, ``MARKETS["random_leaders"]`` (``raw.synthetic_market: random_leaders``) is the
+  earlier market, table for table (``cross_sector_fraction`` 1: its all-cross-sector variant).
 
 The strength of each part is set in ``SyntheticConfig``; the resulting oracle RankIC on the default
 market is measured in the tests and written in the README.
@@ -68,27 +85,45 @@ class SyntheticConfig:
     market_vol: float = 0.011
     market_drift: float = 0.0003
     sector_vol: float = 0.007
-    cluster_vol: float = 0.010
+    cluster_vol: float = 0.014
     idio_vol: float = 0.018
     tail_df: float = 4.0
     alpha_std: float = 0.0008
     alpha_persistence: float = 0.98
     reversal: float = 0.06
-    lead_lag: float = 0.35
-    follower_sync: float = 0.3
+    lead_lag: float = 0.25
+    follower_sync: float = 0.75
     cluster_size: int = 8
-    cross_sector_clusters: bool = False
+    leaders: str = "size"  # size: the larger half of a cluster leads | random: a random half (the previous market)
+    cross_sector_fraction: float = 0.5  # share of stocks in clusters drawn across sectors (the rest: inside their sector)
+    size_dispersion: float = 1.0  # std of log size within a segment (leaders="size")
     late_listing_fraction: float = 0.08
     delisting_fraction: float = 0.05
     missing_day_rate: float = 0.002
     split_fraction: float = 0.04
 
+    def __post_init__(self):
+        if self.leaders not in ("size", "random"):
+            raise ValueError(f"synthetic leaders must be 'size' or 'random', got {self.leaders!r}")
+        if not 0.0 <= self.cross_sector_fraction <= 1.0:
+            raise ValueError(f"cross_sector_fraction must be in [0, 1], got {self.cross_sector_fraction}")
+
     @classmethod
-    def sized(cls, size: str, **overrides) -> "SyntheticConfig":
+    def sized(cls, size: str, market: str = "size_leaders", **overrides) -> "SyntheticConfig":
+        """A market of a named size (``SIZES``) and layout (``MARKETS``), plus field overrides."""
         if size not in SIZES:
             raise ValueError(f"unknown synthetic size {size!r}; choose one of {sorted(SIZES)}")
+        if market not in MARKETS:
+            raise ValueError(f"unknown synthetic market {market!r}; choose one of {sorted(MARKETS)}")
         n_stocks, n_days = SIZES[size]
-        return replace(cls(n_stocks=n_stocks, n_days=n_days), **overrides)
+        return replace(cls(n_stocks=n_stocks, n_days=n_days, **MARKETS[market]), **overrides)
+
+
+# the layouts of the lead-lag; random_leaders is the market of earlier releases, table for table
+MARKETS: dict[str, dict] = {
+    "size_leaders": {},
+    "random_leaders": {"leaders": "random", "cross_sector_fraction": 0.0, "cluster_vol": 0.010, "lead_lag": 0.35, "follower_sync": 0.3},
+}
 
 
 @dataclass(frozen=True)
@@ -129,6 +164,35 @@ def _some(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:
     return mask
 
 
+SEGMENT_SCALE = np.array([3e9, 6e8, 2e8])  # typical yen traded a day in Prime, Standard, Growth
+
+
+def _clusters(cfg: SyntheticConfig, rng, side, sector: np.ndarray, order: np.ndarray, log_size: np.ndarray):
+    """-> (cluster id, is_leader) per stock. Clusters are consecutive chunks of ``cluster_size`` of
+    each group: every sector's stocks (``order``), or a random order of the cross-sector share."""
+    n = len(sector)
+    if cfg.cross_sector_fraction >= 1.0:
+        groups = [rng.permutation(n)]  # the main stream, as the earlier all-cross-sector market drew it
+    else:
+        crossing = np.zeros(n, dtype=bool)
+        if cfg.cross_sector_fraction > 0:
+            crossing[side.choice(n, size=round(cfg.cross_sector_fraction * n), replace=False)] = True
+        groups = [order[(sector[order] == s) & ~crossing[order]] for s in range(33)]
+        groups.append(side.permutation(np.flatnonzero(crossing)))
+    cluster = np.empty(n, dtype=np.int64)
+    leader = np.zeros(n, dtype=bool)
+    next_cluster = 0
+    for members in groups:
+        for start in range(0, len(members), cfg.cluster_size):
+            chunk = members[start : start + cfg.cluster_size]
+            if cfg.leaders == "size":
+                chunk = chunk[np.argsort(-log_size[chunk], kind="stable")]  # the larger half leads
+            cluster[chunk] = next_cluster
+            leader[chunk[: max(1, len(chunk) // 2)]] = True
+            next_cluster += 1
+    return cluster, leader
+
+
 def generate_market(cfg: SyntheticConfig, keep_paths: bool = False) -> SyntheticMarket:
     """Simulate a market; the same config (seed included) always gives the same tables.
     ``keep_paths``: also return the simulated paths (``SyntheticMarket.paths``)."""
@@ -142,17 +206,11 @@ def generate_market(cfg: SyntheticConfig, keep_paths: bool = False) -> Synthetic
     sector = rng.choice(33, size=n, p=rng.dirichlet(np.full(33, 3.0)))
     market = rng.choice(3, size=n, p=[0.45, 0.40, 0.15])
     order = np.lexsort((rng.random(n), sector))  # stocks grouped by sector, random within
-    cluster = np.empty(n, dtype=np.int64)
-    leader = np.zeros(n, dtype=bool)
-    next_cluster = 0
-    groups = [rng.permutation(n)] if cfg.cross_sector_clusters else [order[sector[order] == s] for s in range(33)]
-    for members in groups:
-        for start in range(0, len(members), cfg.cluster_size):
-            chunk = members[start : start + cfg.cluster_size]
-            cluster[chunk] = next_cluster
-            leader[chunk[: max(1, len(chunk) // 2)]] = True
-            next_cluster += 1
-    n_clusters = next_cluster
+    # draws of the size layout come from a stream of their own: the random layout's tables stay as they were
+    side = np.random.default_rng([cfg.seed, 1])
+    log_size = np.log(SEGMENT_SCALE)[market] + cfg.size_dispersion * side.standard_normal(n)
+    cluster, leader = _clusters(cfg, rng, side, sector, order, log_size)
+    n_clusters = int(cluster.max()) + 1
 
     beta = np.clip(rng.normal(1.0, 0.3, n), 0.2, 2.0)
     gamma = np.clip(rng.normal(1.0, 0.3, n), 0.0, 2.0)
@@ -202,7 +260,9 @@ def generate_market(cfg: SyntheticConfig, keep_paths: bool = False) -> Synthetic
     raw_low = np.round(np.minimum(raw_open, raw_close) * np.exp(-wick[1]), 1)
     raw_low = np.maximum(raw_low, 0.1)
 
-    liquidity = np.exp(rng.normal(0.0, 1.0, n)) * np.array([3e5, 6e4, 2e4])[market]
+    liquidity = np.exp(rng.normal(0.0, 1.0, n)) * np.array([3e5, 6e4, 2e4])[market]  # shares a day
+    if cfg.leaders == "size":  # traded value follows size: shares a day = value / the starting price
+        liquidity = np.exp(log_size) / start_price
     volume = np.round(
         liquidity * cum_split * np.exp(0.35 * rng.standard_normal((d, n)) + 12.0 * vol_today)
     )

@@ -22,9 +22,31 @@ returns up to t - lag. The edge attribute then holds that score.
 ``halflife``) and shrinks every correlation toward 0 by ``shrinkage`` (a Ledoit-Wolf-style target of
 the identity correlation matrix), which steadies the weakest edges.
 
-Each stock keeps its top-k other stocks by |rho| with |rho| >= threshold, strongest first, padded
-with -1: ``neighbors [N_t, k]`` indexes that date's stocks (panel rows of the date, in Code order),
-``edge_attr [N_t, k, 3]`` = [rho, same Sector33, same MarketCode] (0 on padding).
+``returns="sector_relative"`` takes each return minus the mean return of its Sector33 that date
+(the market and the sector modes out): what is left is what a stock shares with peers that are not
+simply its sector, e.g. the other members of a supply chain.
+
+``blend_window`` (e.g. 250 beside ``window`` 60) scores a pair by the mean of the two windows'
+correlations: the long window finds persistent peers whose correlation a short window cannot tell
+from noise, the short one follows what changed. Shrinking every correlation toward 0 by one factor
+(``ewm_shrunk``'s ``shrinkage``, a Ledoit-Wolf-style target) leaves each stock's ranking of the others,
+and so its neighbours, unchanged: it only scales the edge values.
+
+Each stock keeps its top-k other stocks by |score| with |score| >= threshold, strongest first,
+padded with -1: ``neighbors [N_t, k]`` indexes that date's stocks (panel rows of the date, in Code
+order). ``edge_attr [N_t, k, E]`` holds, per edge from neighbour j to stock i (0 on padding), the
+``EDGE_ATTRIBUTES``:
+
+* ``rho``: the pair's score (the correlation, or what ``lead_lag`` / ``blend_window`` make of it);
+* ``same_sector33``, ``same_market``: 1 when the two share a Sector33Code / MarketCode;
+* ``rel_log_turnover``: log of j's mean traded value over the window minus i's (size and liquidity:
+  bigger, more liquid firms lead smaller ones within industries, Hou 2007);
+* ``rel_log_volatility``: log of the volatility of j's returns (those the graph correlates) over
+  the window minus i's;
+* ``neighbour_leads``: corr(i's return on day s, j's return on day s - 1) over the window;
+* ``neighbour_follows``: corr(i's return on day s - 1, j's return on day s): the other direction.
+
+All of it uses returns and traded values up to t - lag only.
 """
 
 from __future__ import annotations
@@ -41,6 +63,12 @@ from tqdm.auto import tqdm
 from atft_kedro.graph.store import GraphSet
 
 
+EDGE_ATTRIBUTES = (
+    "rho", "same_sector33", "same_market", "rel_log_turnover", "rel_log_volatility", "neighbour_leads", "neighbour_follows",
+)  # fmt: skip
+RETURNS = ("raw", "relative", "sector_relative")
+
+
 @dataclass(frozen=True)
 class GraphConfig:
     window: int = 60
@@ -52,12 +80,17 @@ class GraphConfig:
     shrinkage: float = 0.1
     lag: int = 0
     rebuild_every: int = 1
-    returns: str = "raw"  # raw | relative (minus the date's cross-sectional mean return)
+    returns: str = "raw"  # raw | relative (minus the date's mean return) | sector_relative (minus the sector's)
     lead_lag: bool = False  # score pairs by rho + the correlation with the other stock's previous day
+    blend_window: int | None = None  # also correlate over this many days and score by the mean of the two
 
     def __post_init__(self):
-        if self.returns not in ("raw", "relative"):
-            raise ValueError(f"graph returns must be 'raw' or 'relative', got {self.returns!r}")
+        if self.returns not in RETURNS:
+            raise ValueError(f"graph returns must be one of {RETURNS}, got {self.returns!r}")
+        if self.blend_window is not None and self.blend_window < self.min_periods:
+            raise ValueError(f"blend_window must be at least min_periods={self.min_periods}, got {self.blend_window}")
+        if self.blend_window and self.lead_lag:
+            raise ValueError("blend_window and lead_lag are two different scores: choose one")
         if self.method not in ("pearson", "ewm_shrunk"):
             raise ValueError(f"graph method must be 'pearson' or 'ewm_shrunk', got {self.method!r}")
         if not 1 <= self.min_periods <= self.window:
@@ -65,11 +98,12 @@ class GraphConfig:
         if self.lag not in (0, 1):
             raise ValueError(f"lag must be 0 (window ends at t) or 1 (ends at t-1), got {self.lag}")
 
-    def weights(self) -> np.ndarray:
+    def weights(self, window: int | None = None) -> np.ndarray:
         """Window weights, oldest first."""
+        window = window or self.window
         if self.method == "pearson":
-            return np.ones(self.window)
-        age = np.arange(self.window)[::-1]
+            return np.ones(window)
+        age = np.arange(window)[::-1]
         return 0.5 ** (age / self.halflife)
 
 
@@ -83,13 +117,15 @@ class ReturnGrid:
     present: np.ndarray  # [D, S] bool: the stock is in the cross-section of that date
     sector: np.ndarray  # [S] sector33 id
     market: np.ndarray  # [S] market id
+    turnover: np.ndarray  # [D, S] float64 traded value (NaN = not traded that day)
 
 
 def return_grid(panel: pl.DataFrame) -> ReturnGrid:
     """Pivot the panel into dense [date, stock] arrays (one pass, no loop over stocks)."""
     p = panel.sort("Code", "Date").with_columns(
         ret=pl.when(pl.col("traded") & pl.col("traded").shift(1).over("Code"))
-        .then(pl.col("close") / pl.col("close").shift(1).over("Code") - 1)
+        .then(pl.col("close") / pl.col("close").shift(1).over("Code") - 1),
+        value=pl.when(pl.col("traded")).then(pl.col("turnover")),
     )
     dates = p["Date"].unique().sort()
     codes = p["Code"].unique().sort()
@@ -101,20 +137,53 @@ def return_grid(panel: pl.DataFrame) -> ReturnGrid:
     returns[d, s] = p["ret"].fill_null(np.nan).to_numpy()
     present = np.zeros((len(dates), len(codes)), dtype=bool)
     present[d, s] = True
+    turnover = np.full((len(dates), len(codes)), np.nan)
+    turnover[d, s] = p["value"].fill_null(np.nan).to_numpy()
     attrs = p.group_by("s").agg(pl.col("Sector33Code").last(), pl.col("MarketCode").last()).sort("s")
     sector = attrs["Sector33Code"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
     market = attrs["MarketCode"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-    return ReturnGrid(dates.to_numpy().astype("datetime64[D]"), codes.to_numpy().astype(str), returns, present, sector, market)
+    return ReturnGrid(dates.to_numpy().astype("datetime64[D]"), codes.to_numpy().astype(str), returns, present, sector, market, turnover)
 
 
 def graph_returns(grid: ReturnGrid, kind: str) -> np.ndarray:
-    """[D, S] returns the graphs correlate: ``raw``, or ``relative`` to each date's equal-weighted
-    mean over the stocks with a return that day (same-day information only)."""
+    """[D, S] returns the graphs correlate: ``raw``; ``relative`` to each date's equal-weighted
+    mean over the stocks with a return that day; ``sector_relative`` to that mean over the stock's
+    Sector33 (same-day information only)."""
     if kind == "raw":
         return grid.returns
     valid = np.isfinite(grid.returns)
-    mean = np.where(valid, grid.returns, 0.0).sum(1, keepdims=True) / np.maximum(valid.sum(1, keepdims=True), 1)
-    return grid.returns - mean
+    r = np.where(valid, grid.returns, 0.0)
+    if kind == "relative":
+        mean = r.sum(1, keepdims=True) / np.maximum(valid.sum(1, keepdims=True), 1)
+        return grid.returns - mean
+    groups = np.zeros((grid.returns.shape[1], int(grid.sector.max()) + 1))  # (S, sectors) membership
+    groups[np.arange(len(grid.sector)), grid.sector] = 1.0
+    sums, counts = r @ groups, valid.astype(np.float64) @ groups  # (D, sectors)
+    return grid.returns - (sums / np.maximum(counts, 1))[:, grid.sector]
+
+
+def window_scales(grid: ReturnGrid, returns: np.ndarray, window: int, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per date t and stock, over the same days as the graph's window (the ``window`` dates ending
+    at t - lag): (log of the mean traded value, log of the volatility of ``returns`` [D, S], the
+    returns the graph correlates), NaN without data. Running sums over the date axis: one pass."""
+
+    def rolling_mean(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ok = np.isfinite(x)
+        c = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(np.where(ok, x, 0.0), 0)])
+        n = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(ok, 0)])
+        end = np.clip(np.arange(x.shape[0]) + 1 - lag, 0, None)
+        start = np.clip(end - window, 0, None)
+        count = n[end] - n[start]
+        return (c[end] - c[start]) / np.maximum(count, 1), count
+
+    value, n_value = rolling_mean(grid.turnover)
+    mean, n = rolling_mean(returns)
+    square, _ = rolling_mean(returns**2)
+    variance = np.maximum(square - mean**2, 0.0)
+    with np.errstate(divide="ignore"):
+        log_value = np.where(n_value > 0, np.log1p(value), np.nan)
+        log_vol = np.where((n > 1) & (variance > 0), 0.5 * np.log(variance), np.nan)
+    return log_value, log_vol
 
 
 def standardised_window(window: np.ndarray, weights: np.ndarray, min_periods: int, shrinkage: float = 0.0):
@@ -236,17 +305,40 @@ def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, ys: 
     return neighbors, slot_rho
 
 
-def _edge_attr(neighbors: np.ndarray, slot_rho: np.ndarray, sector: np.ndarray, market: np.ndarray) -> np.ndarray:
+def _lag_correlations(xs: torch.Tensor, ys: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+    """For each slot (i, k) with neighbour j: (sum_w xs[w, i] ys[w, j], sum_w ys[w, i] xs[w, j]),
+    i.e. corr(i today, j a day earlier) and corr(i a day earlier, j today) -> [N, k, 2]; 0 on padding."""
+    xt, yt = xs.t().contiguous(), ys.t().contiguous()  # (N, W): each stock's window is one row to gather
+    j = neighbors.clamp_min(0)
+    out = torch.stack([(xt[:, None, :] * yt[j]).sum(-1), (yt[:, None, :] * xt[j]).sum(-1)], dim=-1)  # (N, k, 2)
+    return torch.where((neighbors >= 0)[..., None], out, 0.0)
+
+
+def _slot_values(neighbors: np.ndarray, score: np.ndarray, lags: np.ndarray, log_value: np.ndarray, log_vol: np.ndarray) -> np.ndarray:
+    """The per-edge numbers of one date that ``_reuse`` carries: [N, k, 5] = score, relative log
+    traded value, relative log volatility, and the two lag correlations (0 on padding or unknown)."""
+    valid = neighbors >= 0
+    j = np.where(valid, neighbors, 0)
+
+    def relative(x):
+        return np.where(valid & np.isfinite(x[j]) & np.isfinite(x)[:, None], x[j] - x[:, None], 0.0)
+
+    return np.concatenate([np.where(valid, score, 0.0)[..., None], relative(log_value)[..., None], relative(log_vol)[..., None], lags], axis=-1)
+
+
+def _edge_attr(neighbors: np.ndarray, values: np.ndarray, sector: np.ndarray, market: np.ndarray) -> np.ndarray:
+    """[N, k, len(EDGE_ATTRIBUTES)] from a date's slot values and its stocks' sector and market."""
     valid = neighbors >= 0
     j = np.where(valid, neighbors, 0)
     same_sector = (sector[j] == sector[:, None]) & valid
     same_market = (market[j] == market[:, None]) & valid
-    return np.stack([np.where(valid, slot_rho, 0.0), same_sector, same_market], axis=-1).astype(np.float32)
+    return np.concatenate([values[..., :1], same_sector[..., None], same_market[..., None], values[..., 1:]], axis=-1).astype(np.float32)
 
 
 def _reuse(prev_codes: np.ndarray, prev_nbrs: np.ndarray, prev_rho: np.ndarray, codes: np.ndarray):
     """Carry a graph built on an earlier date onto today's cross-section (same stocks by code;
-    stocks new today have no neighbours, neighbours gone today are dropped, valid slots first)."""
+    stocks new today have no neighbours, neighbours gone today are dropped, valid slots first).
+    ``prev_rho`` [N, k, ...] holds each slot's values, carried with it."""
     k = prev_nbrs.shape[1]
     pos_prev = {c: i for i, c in enumerate(prev_codes)}
     rows = np.array([pos_prev.get(c, -1) for c in codes])
@@ -254,12 +346,14 @@ def _reuse(prev_codes: np.ndarray, prev_nbrs: np.ndarray, prev_rho: np.ndarray, 
     found = rows >= 0
     today[rows[found]] = np.flatnonzero(found)
     nbrs = np.full((len(codes), k), -1, dtype=np.int64)
-    rho = np.zeros((len(codes), k))
+    rho = np.zeros((len(codes), *prev_rho.shape[1:]))
     src = prev_nbrs[rows[found]]
     mapped = np.where(src >= 0, today[np.where(src >= 0, src, 0)], -1)
     order = np.argsort(mapped < 0, axis=1, kind="stable")
     nbrs[found] = np.take_along_axis(mapped, order, 1)
-    rho[found] = np.where(nbrs[found] >= 0, np.take_along_axis(prev_rho[rows[found]], order, 1), 0.0)
+    extra = (1,) * (prev_rho.ndim - 2)  # the slot values' own axes
+    kept = (nbrs[found] >= 0).reshape(*nbrs[found].shape, *extra)
+    rho[found] = np.where(kept, np.take_along_axis(prev_rho[rows[found]], order.reshape(*order.shape, *extra), 1), 0.0)
     return nbrs, rho
 
 
@@ -295,6 +389,7 @@ def _one_thread_per_date():
 
 def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progress: bool = True) -> GraphSet:
     returns = graph_returns(grid, cfg.returns)
+    log_value, log_vol = window_scales(grid, returns, cfg.window, cfg.lag)
     weights = cfg.weights()
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0
     wanted = grid.dates if dates is None else np.asarray(dates, dtype="datetime64[D]")
@@ -303,18 +398,24 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
     ends = positions + 1 - cfg.lag
     offsets = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
     neighbors = np.full((offsets[-1], cfg.k), -1, dtype=np.int32)
-    edge_attr = np.zeros((offsets[-1], cfg.k, 3), dtype=np.float32)
+    edge_attr = np.zeros((offsets[-1], cfg.k, len(EDGE_ATTRIBUTES)), dtype=np.float32)
 
     def build(i: int):
-        """Date i's graph from its own window -> (neighbors [N, k], rho of each slot [N, k])."""
-        xs, ok = standardised_window(_window(returns, ends[i], cfg.window, members[i]), weights, cfg.min_periods, shrink)
-        ys = None
-        if cfg.lead_lag:  # the same window one day earlier; a pair needs both stocks in both
-            ys, ok_y = standardised_window(_window(returns, ends[i] - 1, cfg.window, members[i]), weights, cfg.min_periods, shrink)
+        """Date i's graph from its own window -> (neighbors [N, k], slot values [N, k, 5])."""
+        m = members[i]
+        xs, ok = standardised_window(_window(returns, ends[i], cfg.window, m), weights, cfg.min_periods, shrink)
+        ys, ok_y = standardised_window(_window(returns, ends[i] - 1, cfg.window, m), weights, cfg.min_periods, shrink)  # a day earlier
+        if cfg.lead_lag:  # a pair needs both stocks in both windows
             ok &= ok_y
             xs, ys = xs * ok, ys * ok
-        nbrs, rho = knn_graph(xs, ok, cfg.k, cfg.threshold, ys=ys)
-        return nbrs.numpy(), rho.numpy()
+        if cfg.blend_window:  # the mean of two windows' correlations, xs^T xs / 2 + xl^T xl / 2: still one product
+            xl, ok_l = standardised_window(_window(returns, ends[i], cfg.blend_window, m), cfg.weights(cfg.blend_window), cfg.min_periods, shrink)
+            ok &= ok_l
+            nbrs, rho = knn_graph(torch.cat([xs, xl]) * ok * 0.5**0.5, ok, cfg.k, cfg.threshold)  # (W + W', N)
+        else:
+            nbrs, rho = knn_graph(xs, ok, cfg.k, cfg.threshold, ys=ys if cfg.lead_lag else None)
+        lags = _lag_correlations(xs, ys, nbrs)
+        return nbrs.numpy(), _slot_values(nbrs.numpy(), rho.numpy(), lags.numpy(), log_value[positions[i], m], log_vol[positions[i], m])
 
     rebuilt = range(0, len(wanted), cfg.rebuild_every)
     with tqdm(total=len(wanted), desc="graphs", unit="date", disable=not progress) as bar, _one_thread_per_date() as parallel_map:
@@ -334,5 +435,5 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
         codes=grid.codes[np.concatenate(members)] if members else np.array([], dtype=str),
         neighbors=neighbors,
         edge_attr=edge_attr,
-        config=asdict(cfg),
+        config={**asdict(cfg), "edge_attributes": list(EDGE_ATTRIBUTES)},
     )

@@ -18,13 +18,20 @@ from atft_kedro.graph.store import GraphSet
 ROW_BLOCK = 1 << 20  # graph rows scored at a time: the arrays may be memory maps of a big market
 
 
-def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.DataFrame) -> dict:
-    """-> {split: {"dates", "cluster_mate_share", "leader_share_of_follower_edges",
-    "followers_with_a_leader"}} over the graphs of each split's dates; {} without planted clusters.
+TOP = 3  # leader_precision looks at each follower's first TOP neighbours (the graph's strongest)
 
-    cluster_mate_share: of all edges, the share joining two stocks of one cluster;
-    leader_share_of_follower_edges: of followers' edges, the share pointing at one of their leaders;
-    followers_with_a_leader: the share of followers (nodes of a date) with at least one such edge.
+
+def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.DataFrame, top: int = TOP) -> dict:
+    """-> {split: {"dates", "mate_recall", "mate_precision", "leader_precision",
+    "leader_precision_chance", "followers_with_a_leader"}} over the graphs of each split's dates; {}
+    without planted clusters.
+
+    mate_recall: the mean over stocks (with a cluster mate that date) of the share of their cluster
+    mates that are among their neighbours; mate_precision: the share of edges that join two cluster
+    mates; leader_precision: of the first ``top`` neighbours of every follower (the graph's
+    strongest), the share that are one of its leaders; leader_precision_chance: the same share for
+    neighbours drawn at random from the date's other stocks (its leaders present over N_t - 1);
+    followers_with_a_leader: the share of followers with at least one leader among all neighbours.
     """
     if oracle.is_empty() or "cluster" not in oracle.columns or oracle["cluster"].null_count() == oracle.height:
         return {}
@@ -42,7 +49,16 @@ def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.
         target = np.where(valid[lo:hi], nbrs + row_start[lo:hi, None], 0)  # global rows
         mate[lo:hi] = valid[lo:hi] & (node_cluster[target] == node_cluster[lo:hi, None])
         leads[lo:hi] = mate[lo:hi] & node_leader[target]
+    mates_present, leaders_present, others = (np.zeros(n_rows) for _ in range(3))
+    for lo, hi in graphs.date_rows():  # per date: each stock's cluster mates and leaders in the cross-section
+        c = node_cluster[lo:hi]
+        _, inverse, count = np.unique(c, return_inverse=True, return_counts=True)
+        leaders = np.bincount(inverse, weights=node_leader[lo:hi].astype(float))
+        mates_present[lo:hi] = count[inverse] - 1
+        leaders_present[lo:hi] = leaders[inverse] - node_leader[lo:hi]
+        others[lo:hi] = hi - lo - 1
     follower = ~node_leader
+    first = valid[:, :top]
 
     out = {}
     for name in ("train", "val", "test"):
@@ -50,11 +66,14 @@ def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.
         rows = np.isin(row_date, dates)
         if not rows.any():
             continue
-        f = rows & follower
+        with_mates = rows & (mates_present > 0)
+        f = rows & follower & (leaders_present > 0)
         out[name] = {
             "dates": int(np.isin(np.asarray(graphs.dates), dates).sum()),
-            "cluster_mate_share": float(mate[rows].sum() / max(valid[rows].sum(), 1)),
-            "leader_share_of_follower_edges": float(leads[f].sum() / max(valid[f].sum(), 1)),
+            "mate_recall": float((mate[with_mates].sum(1) / mates_present[with_mates]).mean()) if with_mates.any() else 0.0,
+            "mate_precision": float(mate[rows].sum() / max(valid[rows].sum(), 1)),
+            "leader_precision": float(leads[f, :top].sum() / max(first[f].sum(), 1)),
+            "leader_precision_chance": float((leaders_present[f] / np.maximum(others[f], 1)).mean()) if f.any() else 0.0,
             "followers_with_a_leader": float(leads[f].any(1).mean()) if f.any() else 0.0,
         }
     return out

@@ -35,9 +35,10 @@ def score_graphs(graphs: GraphSet, oracle_returns: pl.DataFrame, splits: pl.Data
         log.info("no planted structure to score the graphs against (real data)")
     for split, s in scores.items():
         log.info(
-            "graphs vs planted clusters, %s (%d dates): %.1f%% of edges join cluster mates; %.1f%% of "
-            "followers' edges point at their leaders; %.1f%% of followers have one",
-            split, s["dates"], 100 * s["cluster_mate_share"], 100 * s["leader_share_of_follower_edges"],
-            100 * s["followers_with_a_leader"],
+            "graphs vs planted clusters, %s (%d dates): %.0f%% of each stock's cluster mates are its "
+            "neighbours, %.0f%% of edges join mates; %.0f%% of followers' first neighbours lead them "
+            "(chance %.1f%%)",
+            split, s["dates"], 100 * s["mate_recall"], 100 * s["mate_precision"], 100 * s["leader_precision"],
+            100 * s["leader_precision_chance"],
         )  # fmt: skip
     return scores
