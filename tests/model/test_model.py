@@ -246,7 +246,7 @@ def test_switching_a_phase_block_off_removes_it(switch):
     x, market, dates, nb, ea = _batch()
     out = model(x, market, dates, nb, ea)
     sum(v.sum() for k, v in out.items() if k != "gate").backward()
-    params = {"fan": model.fan.parameters(), "gat": list(model.gat.parameters()) + [model.fusion_gate],
+    params = {"fan": [*model.fan.parameters(), *model.fan_select.parameters(), model.fan_scale], "gat": list(model.gat.parameters()) + [model.fusion_gate],
               "horizons": [p for h in ("5d", "10d", "20d") for p in model.heads[h].parameters()]}[switch]  # fmt: skip
     assert all(p.grad is None for p in params)
     assert any(p.grad is not None for p in model.encoder.parameters())
@@ -339,3 +339,43 @@ def test_linear_skip_starts_as_the_model_without_it_and_adds_a_linear_map_of_the
     assert [h for h in a if h != "gate" and not torch.equal(a[h], b[h])] == ["5d"]
     with pytest.raises(ValueError, match="unknown horizons"):
         _model(linear_skip=(2,))
+
+
+def test_phase_one_starts_as_phase_zero_and_fan_then_gets_a_gradient():
+    """FAN is a side input scaled by fan_scale = 0 at first: switching it on (phase 1) leaves the
+    function as it was, and its scale is what training moves first."""
+    x, market, dates, nb, ea = _batch()
+    before = _model(use_fan=False, use_gat=False, horizons=(1,))
+    after = _model(use_fan=True, use_gat=False, horizons=(1, 5, 10, 20))
+    after.load_state_dict(before.state_dict())
+    torch.testing.assert_close(after(x, market, dates, nb, ea)["1d"], before(x, market, dates, nb, ea)["1d"], rtol=0, atol=0)
+    after(x, market, dates, nb, ea)["1d"][:, 2].sum().backward()
+    assert after.fan_scale.grad.abs() > 0
+
+
+def test_neighbour_skip_starts_as_the_plain_neighbour_mean_and_adds_nothing():
+    """The graph's linear path: at first a plain mean of the neighbours' last-day features (uniform
+    attention) and a zero map, so switching it on changes no output; with weights it adds exactly
+    its linear map of that mean, and the attention moves with the edge attributes."""
+    x, market, dates, nb, ea = _batch()
+    plain = _model()
+    with_peers = _model(neighbour_skip=(1, 5, 10, 20))
+    with_peers.load_state_dict(plain.state_dict(), strict=False)
+    a, b = plain(x, market, dates, nb, ea), with_peers(x, market, dates, nb, ea)
+    assert all(torch.equal(a[h], b[h]) for h in ("1d", "5d", "10d", "20d"))
+    skip = with_peers.neighbour
+    mean = skip.neighbour_mean(x[:, -1], nb, ea)
+    valid = nb >= 0
+    by_hand = (x[:, -1][nb.clamp_min(0)] * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp_min(1)
+    torch.testing.assert_close(mean, by_hand)
+    with torch.no_grad():
+        skip.linear.weight.normal_()
+        skip.attention.weight.normal_()
+    b = with_peers(x, market, dates, nb, ea)
+    shift = skip(x[:, -1], nb, ea)  # (N, 4)
+    for i, h in enumerate(("1d", "5d", "10d", "20d")):
+        torch.testing.assert_close(b[h] - a[h], shift[:, i : i + 1].expand(-1, 5))
+    assert not torch.allclose(skip.neighbour_mean(x[:, -1], nb, ea), by_hand)  # attention no longer uniform
+    off = _model(neighbour_skip=(1, 5, 10, 20), use_gat=False)
+    off.load_state_dict(with_peers.state_dict())
+    assert torch.equal(off(x, market, dates, nb, ea)["1d"], _model(use_gat=False)(x, market, dates, nb, ea)["1d"])

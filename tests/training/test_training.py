@@ -274,3 +274,78 @@ def test_a_checkpoint_of_an_earlier_format_is_a_clear_error(prepared, tmp_path):
     old = {k: v for k, v in store.load(0, "best").items() if k != "format"}
     with pytest.raises(TrainingError, match=r"earlier version .* \(kedro run --pipeline training --params phase=0\)"):
         model_from_checkpoint(old)
+
+
+def test_the_sharpe_term_has_no_effect_with_one_date_per_step(prepared, tmp_path):
+    """The Sharpe loss is across the dates of a step: safe mode's one-date steps train the same
+    weights whatever its weight (as the training config says), several dates per step do not."""
+    runs = {}
+    for mode, sharpe in [("safe", 0.0), ("safe", 5.0), ("optimized", 0.0), ("optimized", 5.0)]:
+        store = CheckpointStore(tmp_path / f"{mode}{sharpe}")
+        weights = {"pinball": 1.0, "rank_ic": 0.5, "ic": 0.3, "sharpe": sharpe}
+        _train(prepared, store, epochs=1, mode=mode, dates_per_batch=3, loss_weights=weights)
+        runs[mode, sharpe] = store.load(0, "last")["train_weights"]
+    same = lambda a, b: all(torch.equal(runs[a][k], runs[b][k]) for k in runs[a])  # noqa: E731
+    assert same(("safe", 0.0), ("safe", 5.0))
+    assert not same(("optimized", 0.0), ("optimized", 5.0))
+
+
+def test_epochs_per_phase(prepared, tmp_path):
+    from atft_kedro.training.loop import epochs_of
+
+    cfg = small_config(epochs={0: 2, 1: 1, 2: 1, 3: 1})
+    assert [epochs_of(cfg, p) for p in range(4)] == [2, 1, 1, 1] and epochs_of(small_config(epochs=3), 2) == 3
+    assert len(_train(prepared, CheckpointStore(tmp_path), epochs={0: 2, 1: 1, 2: 1, 3: 1})) == 2
+    with pytest.raises(ValueError, match=r"training epochs must be a number or \{phase: epochs\} for phases \[0, 1, 2, 3\]"):
+        small_config(epochs={0: 2})
+
+
+def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
+    """linear_start=ridge: the linear skip solves the ridge problem of the targets (less each date's
+    mean, in the model's units) on the last day's features, and the neighbour skip that of what the
+    linear skip leaves on the neighbours' mean features: the ridge objective's gradient is 0 there."""
+    from atft_kedro.training.loop import _start_at_ridge, _start_neighbours_at_ridge, _training_rows
+
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    train_idx, _ = _idx(prepared)
+    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 20)})
+    model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
+    model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
+    _start_at_ridge(model, arrays, train_idx, alpha=50.0)
+    _start_neighbours_at_ridge(model, arrays, graphs, train_idx, alpha=50.0)
+    x, y, dates = _training_rows(arrays, train_idx, model.target_scale.numpy())
+    with torch.no_grad():
+        means = np.vstack([model.neighbour.neighbour_mean(torch.as_tensor(arrays.features[t, m]), graphs.graph(arrays.dates[t]).neighbors,
+                                                          graphs.graph(arrays.dates[t]).edge_attr).double().numpy() for t, m in dates])  # fmt: skip
+    own = model.linear(torch.as_tensor(x, dtype=torch.float32)).double().detach().numpy()
+    for linear, horizons, design, target in (
+        (model.linear, (1, 5), x, y),
+        (model.neighbour.linear, (1, 20), means, y - np.stack([own[:, 0], 0 * own[:, 0], 0 * own[:, 0], 0 * own[:, 0]], 1)),
+    ):
+        for i, h in enumerate(horizons):
+            col = (1, 5, 10, 20).index(h)
+            ok = np.isfinite(target[:, col])
+            w, b = linear.weight[i].detach().double().numpy(), float(linear.bias[i])
+            residual = design[ok] @ w + b - target[ok, col]
+            gradient = design[ok].T @ residual + 50.0 * w
+            assert np.abs(gradient).max() < 1e-3 * np.abs(design[ok].T @ target[ok, col]).max()
+            assert abs(residual.sum()) < 1e-6 * len(residual)  # the unpenalised intercept
+    assert np.abs(model.neighbour.linear.weight.detach().numpy()).sum() > 0
+
+
+def test_a_phase_never_ends_below_its_start_on_validation(prepared, tmp_path):
+    """keep_start: the starting weights are the phase's epoch -1. Phase 1 starts as phase 0's best
+    function (FAN enters at scale 0), so its best validation metric is at least phase 0's, and when
+    no epoch beats the start, the start's weights are what phase 1 hands on."""
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store, phase=0, epochs=2)
+    _train(prepared, store, phase=1, epochs=2, lr=0.5)  # a rate that wrecks what phase 0 learnt
+    first, second = store.load(0, "best"), store.load(1, "best")
+    assert second["best"] >= first["best"] - 1e-12
+    history = store.load(1, "last")["history"]
+    assert second["best"] >= max(row["val_metric"] for row in history)
+    if second["epoch"] == -1:
+        assert all(torch.equal(second["model"][k], first["model"][k]) for k in first["model"] if "n_averaged" not in k)
+    off = CheckpointStore(tmp_path / "off")
+    _train(prepared, off, phase=0, epochs=2, keep_start=False)
+    assert off.load(0, "best")["epoch"] >= 0

@@ -4,14 +4,30 @@ Per batch: the feature windows of every stock of one or more dates ``x [N, T, F]
 market context ``market [D, T, M]`` with ``date_of_node [N]``, and the dates' graphs stacked
 block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [N, K, 3]``).
 
-    x ─ FAN/SAN ─┐                                       (phase >= 1; else [x, 0])
-                 ├─ variable selection ─ temporal encoder ─ z_t [N, d]
-    market ─ GRN ┘   (market is the selection's context)      │
+    x ────────── variable selection ──┐
+    x ─ FAN/SAN ─ variable selection ─ x fan_scale (phase >= 1; starts at 0)
+                                      + ─ temporal encoder ─ z_t [N, d]
+    market ─ GRN (the selections' context)                    │
                                                                ├─ GAT over the graph ─ z_g [N, d]  (phase >= 2)
     z = s * backbone([z_t, z_g]) + (1 - s) z_g,  s = sigmoid(g), g = 0 at init
     quantile head per horizon (5 non-crossing quantiles; the point forecast is the median)
       + a linear map of the last day's features x[:, -1] for the ``linear_skip`` horizons (starts at 0)
+      + with the GAT on: a linear map of an attention-weighted mean of the neighbours' last-day
+        features, the attention a learned function of the edge attributes (``neighbour_skip``)
     times ``target_scale`` (per horizon): the network works in units of a typical return
+
+FAN's two parts (the normalised residual and the removed dominant frequencies) are a side input
+with a selection of their own, scaled by ``fan_scale`` that starts at 0: phase 1 starts as exactly
+phase 0's function and learns how much of FAN to use. Put in the features' place, FAN's per-window
+normalisation erased the cross-sectional level that carries the signal (phase 1 fell from 0.044 to
+0.010 validation RankIC, docs/what_training_has_shown.md).
+
+The neighbour skip is the graph's linear path, as the linear skip is the stock's own: a ridge on a
+stock's own features plus the mean features of its graph neighbours ranks better than one on its own
+features alone (docs/what_training_has_shown.md), and this path gives the network that reach from
+the phase the graph is switched on. Its attention starts uniform and learns from the edge
+attributes whom to listen to (larger, more liquid peers; peers that move a day earlier); it runs
+through the same fused ``gat_attention`` op as the GAT.
 
 The linear skip (off by default) gives the network a ridge regression's reach from the start: it
 lifted 1-day RankIC and lowered 5-20-day RankIC, on validation and test, over three seeds (README,
@@ -36,7 +52,7 @@ import torch
 from torch import nn
 
 from atft_kedro.features.targets import HORIZONS
-from atft_kernels import GATLayer
+from atft_kernels import GATLayer, gat_attention
 
 from .fan import FrequencyAdaptiveNorm
 from .heads import QUANTILES, QuantileHead
@@ -62,7 +78,9 @@ class ModelConfig:
     use_fan: bool = True
     use_gat: bool = True
     gat_backend: str = "auto"
-    linear_skip: tuple[int, ...] = ()  # horizons whose quantiles get a linear map of the last day's features added (off: README)
+    linear_skip: tuple[int, ...] = ()  # horizons whose quantiles get a linear map of the last day's features added
+    neighbour_skip: tuple[int, ...] = ()  # horizons that get a linear map of the neighbours' attention-weighted last-day features (GAT on)
+    head_init: float = 1.0  # scale of the heads' last layer at init: small, the network starts as its linear paths
 
 
 def _known_horizons(horizons, what: str = "") -> tuple[int, ...]:
@@ -92,6 +110,32 @@ class GraphBlock(nn.Module):
         return z
 
 
+class NeighbourSkip(nn.Module):
+    """[N, F] last-day features -> [N, outputs]: a linear map of the attention-weighted mean of each
+    stock's neighbours' features, alpha_ik = softmax_k(w . edge_attr_ik). Both ``w`` and the map start
+    at 0 (a plain mean, and no contribution); a stock without neighbours gets the map's bias."""
+
+    def __init__(self, n_features: int, edge_dim: int, n_out: int, backend: str = "auto"):
+        super().__init__()
+        self.backend = backend
+        self.attention = nn.Linear(edge_dim, 1, bias=False)
+        self.linear = nn.Linear(n_features, n_out)
+        for p in (self.attention.weight, self.linear.weight, self.linear.bias):
+            nn.init.zeros_(p)
+
+    def neighbour_mean(self, x_last: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
+        n, f = x_last.shape
+        zeros = x_last.new_zeros(n, 1)
+        logits = self.attention(edge_attr) if edge_attr is not None else None  # (N, K, 1)
+        # gate 0 and residual 0: the op's output is half the aggregate; slope 1: the logits as they are
+        agg = gat_attention(x_last[:, None, :], zeros, zeros, neighbors, logits, x_last.new_zeros(n, f),
+                            x_last.new_zeros(()), negative_slope=1.0, backend=self.backend)  # fmt: skip
+        return 2.0 * agg  # (N, F)
+
+    def forward(self, x_last: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
+        return self.linear(self.neighbour_mean(x_last, neighbors, edge_attr))  # (N, outputs)
+
+
 class ATFTGATFAN(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -99,17 +143,23 @@ class ATFTGATFAN(nn.Module):
         d = cfg.d_model
         self.fan = FrequencyAdaptiveNorm(cfg.n_features, cfg.fan_top_k, cfg.san_slice)
         self.market = GatedResidualNetwork(cfg.n_market, d, d, cfg.dropout)
-        self.select = VariableSelection(2 * cfg.n_features, d, cfg.dropout, d_context=d, gates=cfg.selection_gates)
+        self.select = VariableSelection(cfg.n_features, d, cfg.dropout, d_context=d, gates=cfg.selection_gates)
+        self.fan_select = VariableSelection(2 * cfg.n_features, d, cfg.dropout, d_context=d, gates=cfg.selection_gates)
+        self.fan_scale = nn.Parameter(torch.zeros(()))  # FAN's share of the selected input: none at first
         self.encoder = TemporalEncoder(d, cfg.temporal_heads, cfg.dropout)
         self.gat = GraphBlock(cfg)
         self.backbone = nn.Linear(2 * d, d)
         self.fusion_gate = nn.Parameter(torch.zeros(()))
-        self.heads = nn.ModuleDict({f"{h}d": QuantileHead(d) for h in HORIZONS})
+        self.heads = nn.ModuleDict({f"{h}d": QuantileHead(d, init_scale=cfg.head_init) for h in HORIZONS})
         self.skip_horizons = _known_horizons(cfg.linear_skip, "linear_skip has ")
         self.linear = nn.Linear(cfg.n_features, len(self.skip_horizons)) if self.skip_horizons else None
         if self.linear is not None:  # starts as the model without it
             nn.init.zeros_(self.linear.weight)
             nn.init.zeros_(self.linear.bias)
+        self.neighbour_horizons = _known_horizons(cfg.neighbour_skip, "neighbour_skip has ")
+        self.neighbour = (
+            NeighbourSkip(cfg.n_features, cfg.edge_dim, len(self.neighbour_horizons), cfg.gat_backend) if self.neighbour_horizons else None
+        )
         with torch.no_grad():  # the seed's fix: GAT columns of the backbone start 3x larger
             self.backbone.weight[:, d:] *= cfg.gat_init_scale
         self.register_buffer("target_scale", torch.ones(len(HORIZONS)))  # per horizon, in HORIZONS order
@@ -127,12 +177,11 @@ class ATFTGATFAN(nn.Module):
         edge_attr: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """-> {"1d": [N, 5], ...} quantiles for the active horizons, plus "gate": s."""
-        if self.use_fan:
-            x2 = self.fan(x)  # (N, T, 2F)
-        else:
-            x2 = torch.cat([x, torch.zeros_like(x)], dim=-1)  # (N, T, 2F)
         context = self.market(market)[date_of_node]  # (D, T, d) -> (N, T, d)
-        selected, _ = self.select(x2, context)  # (N, T, d)
+        selected, _ = self.select(x, context)  # (N, T, d)
+        if self.use_fan:
+            fan_selected, _ = self.fan_select(self.fan(x), context)  # (N, T, 2F) -> (N, T, d)
+            selected = selected + self.fan_scale * fan_selected
         z_t = self.encoder(selected)  # (N, d)
         if self.use_gat:
             if neighbors is None:
@@ -149,6 +198,11 @@ class ATFTGATFAN(nn.Module):
             for i, h in enumerate(self.skip_horizons):
                 if h in self.horizons:
                     out[f"{h}d"] = out[f"{h}d"] + skip[:, i : i + 1]
+        if self.neighbour is not None and self.use_gat:
+            peers = self.neighbour(x[:, -1], neighbors, edge_attr)  # (N, neighbour horizons)
+            for i, h in enumerate(self.neighbour_horizons):
+                if h in self.horizons:
+                    out[f"{h}d"] = out[f"{h}d"] + peers[:, i : i + 1]
         scale = dict(zip(HORIZONS, self.target_scale))
         out = {f"{h}d": out[f"{h}d"] * scale[h] for h in self.horizons}  # (N, 5) each, in return units
         out["gate"] = s

@@ -24,7 +24,16 @@ from atft_kedro.graph.store import GraphSet
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.model import ATFTGATFAN, ModelConfig
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
-from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, ResidentDates, TrainingArrays, collate_dates, typical_returns
+from atft_kedro.training.data import (
+    HORIZON_KEYS,
+    Batch,
+    DateDataset,
+    ResidentDates,
+    TrainingArrays,
+    _graph_of,
+    collate_dates,
+    typical_returns,
+)
 from atft_kedro.training.losses import LossWeights, combined_loss
 
 log = logging.getLogger(__name__)
@@ -40,7 +49,7 @@ PHASES = {
 @dataclass(frozen=True)
 class TrainConfig:
     mode: str = "safe"  # safe: one process, one thread, deterministic | optimized: multi-date batches, all threads, workers
-    epochs: int = 6
+    epochs: int | dict = 6  # per phase at most: one number for all, or {phase: epochs} for every phase
     patience: int = 2
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -56,22 +65,33 @@ class TrainConfig:
     max_bad_batch_fraction: float = 0.1  # more non-finite batches than this stops the run
     ema_decay: float | None = 0.998  # moving average of the weights for validation, checkpoints, predictions (None: off)
     early_stopping_weights: dict = field(default_factory=lambda: {"1d": 1.0})
+    horizon_weights: dict = field(default_factory=dict)  # loss weight per horizon ("5d": 0.5); 1 where not given
     loss_weights: dict = field(default_factory=lambda: asdict(LossWeights()))
     model: dict = field(default_factory=dict)  # ModelConfig fields other than the data sizes
     device: str = "auto"
     resume: bool = True
     targets: str = "raw"  # raw | neutral: train and validate on returns less each date's sector means and beta part
     scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
-    linear_start: str = "zero"  # zero | ridge: phase 0 starts the linear skip at the ridge fit on the training split
+    linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2) start at ridge fits on the training split
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
+    keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
 
     def __post_init__(self):
         if self.mode not in ("safe", "optimized"):
             raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
         if self.targets not in ("raw", "neutral"):
             raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
+        if isinstance(self.epochs, dict) and sorted(str(p) for p in self.epochs) != sorted(str(p) for p in PHASES):
+            raise ValueError(f"training epochs must be a number or {{phase: epochs}} for phases {sorted(PHASES)}, got {self.epochs!r}")
         if self.linear_start not in ("zero", "ridge"):
             raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
+
+
+def epochs_of(cfg: TrainConfig, phase: int) -> int:
+    """The most epochs ``phase`` trains for."""
+    if isinstance(cfg.epochs, dict):
+        return int({int(p): e for p, e in cfg.epochs.items()}[phase])
+    return int(cfg.epochs)
 
 
 def _device(cfg: TrainConfig) -> torch.device:
@@ -185,24 +205,56 @@ def weight_average(model: ATFTGATFAN, decay: float | None) -> torch.optim.swa_ut
     return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
+def _training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray):
+    """(last-day features [rows, F], targets less each date's mean, in the model's units [rows, 4],
+    (date index, members) per date) of the training dates' stocks, date by date."""
+    x, y, dates = [], [], []
+    for t in np.asarray(train_idx):
+        members = np.flatnonzero(arrays.present[t])
+        target = np.asarray(arrays.targets[t, members], dtype=np.float64)  # (n, 4)
+        x.append(np.asarray(arrays.features[t, members], dtype=np.float64))
+        y.append((target - np.nanmean(target, axis=0)) / scale)
+        dates.append((int(t), members))
+    return np.vstack(x), np.vstack(y), dates
+
+
+def _set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float) -> None:
+    """Each output of ``linear`` (one per horizon of ``horizons``) to the ridge fit of that horizon's
+    column of ``y`` on ``x`` (rows with a finite target)."""
+    from atft_kedro.evaluation.baselines import ridge_solve
+
+    with torch.no_grad():
+        for i, h in enumerate(horizons):
+            col = HORIZONS.index(h)
+            ok = np.isfinite(y[:, col])
+            coef = ridge_solve(x[ok], y[ok, col], alpha)
+            linear.weight[i] = torch.as_tensor(coef[:-1], dtype=linear.weight.dtype)
+            linear.bias[i] = float(coef[-1])
+
+
 def _start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float) -> None:
     """The linear skip set to the ridge regression of each of its horizons' targets (less each
     date's mean, in the model's units) on the last day's features of the training dates."""
-    from atft_kedro.evaluation.baselines import ridge_solve
+    x, y, _ = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    _set_to_ridge(model.linear, model.skip_horizons, x, y, alpha)
 
-    idx = np.asarray(train_idx)
-    present = np.asarray(arrays.present[idx])  # (D, S)
-    x = np.asarray(arrays.features[idx])[present]  # (rows, F)
-    y = np.asarray(arrays.targets[idx], dtype=np.float64)
-    y = (y - np.nanmean(np.where(present[..., None], y, np.nan), axis=1, keepdims=True))[present]  # (rows, 4)
-    scale = model.target_scale.cpu().numpy()
-    with torch.no_grad():
+
+@torch.no_grad()
+def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, alpha: float) -> None:
+    """The neighbour skip (its attention still uniform) set to the ridge regression of what the
+    linear skip leaves of each horizon's target on the neighbours' mean last-day features."""
+    x, y, dates = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    device, means = model.target_scale.device, []
+    for t, members in dates:
+        graph, _ = _graph_of(graphs, arrays, t, members)
+        own = torch.as_tensor(np.asarray(arrays.features[t, members]), dtype=torch.float32, device=device)
+        mean = model.neighbour.neighbour_mean(own, graph.neighbors.to(device), graph.edge_attr.to(device))
+        means.append(mean.double().cpu().numpy())
+    if model.linear is not None:  # what the stock's own linear path leaves
+        own = model.linear(torch.as_tensor(x, dtype=torch.float32, device=device)).double().cpu().numpy()
         for i, h in enumerate(model.skip_horizons):
-            col = HORIZONS.index(h)
-            ok = np.isfinite(y[:, col])
-            coef = ridge_solve(x[ok], y[ok, col] / scale[col], alpha)
-            model.linear.weight[i] = torch.as_tensor(coef[:-1], dtype=model.linear.weight.dtype)
-            model.linear.bias[i] = float(coef[-1])
+            y[:, HORIZONS.index(h)] -= own[:, i]
+    _set_to_ridge(model.neighbour.linear, model.neighbour_horizons, np.vstack(means), y, alpha)
 
 
 def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phase: int, device: torch.device) -> ATFTGATFAN:
@@ -263,6 +315,8 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     # (0.6 ms a step on this model vs 4.3 ms on the CPU, measured)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr * spec["lr_scale"], weight_decay=cfg.weight_decay, fused=True)
     weights = LossWeights(**cfg.loss_weights)
+    if weights.sharpe and _dates_per_step(cfg) == 1:
+        log.info("phase %d: the Sharpe loss term needs several dates per step; with one (safe mode) it is 0", phase)
     horizons = [f"{h}d" for h in spec["horizons"]]
     stop_weights = {h: w for h, w in cfg.early_stopping_weights.items() if h in horizons} or {horizons[0]: 1.0}
     run_config = {"phase": phase, "train": asdict(cfg), "model": asdict(model.cfg)}
@@ -287,6 +341,9 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
         log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
+        graph_on = spec["use_gat"] and not PHASES[phase - 1]["use_gat"]
+        if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
+            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.linear_ridge_alpha)
     else:  # a new model
         if cfg.scale_targets:  # its outputs in units of the training split's typical return
             model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
@@ -301,7 +358,16 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     train_ds = DateDataset(arrays, graphs, train_idx, cfg.window)
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     resident = _resident(arrays, graphs, cfg, device, phase)
-    for epoch in range(start_epoch, cfg.epochs):
+    epochs = epochs_of(cfg, phase)
+    if cfg.keep_start and start_epoch == 0:  # the start is the best until an epoch beats it on validation
+        start = daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)
+        score = sum(w * start[h] for h, w in stop_weights.items()) / sum(stop_weights.values())
+        if math.isfinite(score):
+            best = score
+            store.save(phase, "best", {"model": evaluated.state_dict(), "epoch": -1, "best": best, "history": [],
+                                       "config": run_config, "feature_manifest": manifest, "format": FORMAT})  # fmt: skip
+            log.info("phase %d: validation at the start %s", phase, {h: round(v, 4) for h, v in start.items()})
+    for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         model.train()
         order_seed = cfg.seed * 100_003 + phase * 1_009 + epoch
@@ -324,7 +390,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             with _autocast(device, cfg):
                 out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
             out = {k: v.float() for k, v in out.items()}
-            loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=None,
+            loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=cfg.horizon_weights,
                                         min_stocks=cfg.min_stocks, tau=cfg.rank_tau)  # fmt: skip
             if not torch.isfinite(loss):
                 bad += 1
@@ -362,12 +428,12 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         }  # fmt: skip
         history.append(row)
         score = metric if math.isfinite(metric) else -math.inf  # no valid validation date: worst
-        improved = score > best or len(history) == 1  # the first epoch of a run is always kept
+        improved = score > best or (len(history) == 1 and best == -math.inf)  # without a valid start, the first epoch is kept
         if improved:
             best, bad_epochs = score, 0
         else:
             bad_epochs += 1
-        stop = bad_epochs > cfg.patience or epoch == cfg.epochs - 1
+        stop = bad_epochs > cfg.patience or epoch == epochs - 1
         state = {
             "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
             "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(), "finished": stop,
