@@ -6,14 +6,14 @@
 Builds the synthetic market with the project's parameters (conf/base, with ``--params`` merged in),
 trains phases 0 and 1 once, then phase 2 once per graph configuration in ``--graphs`` (name ->
 GraphConfig fields merged into the default graph's; default: the default graph alone), each from a
-copy of the same phase-1 checkpoint, and
-prints every epoch's validation RankIC (1d). Phase 2 above phase 1 with one graph and not another
-says the GAT uses what that graph carries. ``--control`` adds, for each graph, the same graph with
-its edges pointed at random stocks of the date (``random_endpoints``: same degrees and edge
-attributes, no information in who the neighbours are): phase 2 on it is what the extra epochs and
-the GAT's own parameters give without the graph. ``--true-leaders`` adds the graph that holds all
-of the planted lead-lag (each stock's neighbours: its cluster's leaders, from the simulator's labels;
-a diagnostic, never a model input). One seed per process (one per core).
+copy of the same phase-1 checkpoint, and prints every epoch's validation RankIC (1d) and the best
+checkpoint's RankIC (1d) on validation and test. Phase 2 above phase 1 with one graph and not
+another says the model uses what that graph carries. ``--control`` adds, for each graph, the same
+graph with its edges pointed at random stocks of the date (``GraphSet.with_random_endpoints``: same
+degrees and edge attributes, no information in who the neighbours are): phase 2 on it is what the
+extra epochs and the graph parts' own parameters give without the graph. ``--true-leaders`` adds
+the graph that holds all of the planted lead-lag (each stock's neighbours: its cluster's leaders,
+from the simulator's labels; a diagnostic, never a model input). One seed per process (one per core).
 """
 
 from __future__ import annotations
@@ -42,15 +42,17 @@ def main() -> None:
     from atft_kedro.graph.correlation import GraphConfig, build_graphs
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
     from atft_kedro.pipelines.training.nodes import build_training_arrays
-    from atft_kedro.training.checkpoints import CheckpointStore
-    from atft_kedro.training.data import split_indices
-    from atft_kedro.training.loop import TrainConfig, train_phase
+    import torch
+
+    from atft_kedro.training.checkpoints import CheckpointStore, model_from_checkpoint
+    from atft_kedro.training.data import DateDataset, split_indices
+    from atft_kedro.training.loop import TrainConfig, daily_rank_ic, predict, train_phase
 
     params = project_parameters(json.loads(args.params))
     data = run_in_memory(["data_engineering"], params)
     oracle, manifest = data["oracle_returns"], data["feature_manifest"]
     arrays = build_training_arrays(data["model_input"], data["market_context"], manifest, params["training"])
-    train, val = split_indices(arrays, data["splits"], "train"), split_indices(arrays, data["splits"], "val")
+    train, val, test = (split_indices(arrays, data["splits"], s) for s in ("train", "val", "test"))
     cfg = TrainConfig(**{**params["training"], "seed": args.seed})
     graphs = {name: build_graphs(data["panel"], GraphConfig(**{**params["graph"], **fields}), progress=False)
               for name, fields in json.loads(args.graphs).items()}  # fmt: skip
@@ -63,6 +65,12 @@ def main() -> None:
         history = train_phase(phase, arrays, graph, train, val, cfg, store, manifest, progress=False)
         return [round(row["val_rank_ic_1d"], 4) for row in history]
 
+    def scores(store, graph) -> dict:
+        """The phase-2 best checkpoint's RankIC (1d) on validation and test, on ``graph``."""
+        net = model_from_checkpoint(store.load(2, "best"), backend="torch")
+        return {split: round(daily_rank_ic(predict(net, DateDataset(arrays, graph, idx, cfg.window), cfg, torch.device("cpu")), ["1d"], cfg.min_stocks)["1d"], 4)
+                for split, idx in (("val", val), ("test", test))}  # fmt: skip
+
     out = {"seed": args.seed, "params": json.loads(args.params)}
     with tempfile.TemporaryDirectory() as base:
         store = CheckpointStore(base)
@@ -74,7 +82,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copytree(store.path(1, "best").parent, Path(tmp) / "phase1")
                 out[f"phase 2, {name}"] = run(2, CheckpointStore(tmp), graph)
-            print(f"phase 2, {name}", out[f"phase 2, {name}"], flush=True)
+                out[f"phase 2, {name}, best"] = scores(CheckpointStore(tmp), graph)
+            print(f"phase 2, {name}", out[f"phase 2, {name}"], "best:", out[f"phase 2, {name}, best"], flush=True)
     print(json.dumps(out))
 
 

@@ -32,6 +32,34 @@ CONFIGS = {
 }
 
 
+def pair_correlations(quotes: pl.DataFrame, oracle: pl.DataFrame, listed: pl.DataFrame) -> dict:
+    """Mean correlation of cluster mates' market-relative daily returns over all days, by pair
+    (leader, follower) and by whether they share a sector -> {pair: (same day, follower on day t
+    with the other on day t-1)}."""
+    q = quotes.sort("Code", "Date").with_columns(r=(pl.col("AdjustmentClose") / pl.col("AdjustmentClose").shift(1) - 1).over("Code"))
+    wide = q.pivot(on="Code", index="Date", values="r").sort("Date")
+    codes = wide.columns[1:]
+    r = wide.drop("Date").to_numpy()[1:]
+    r = r - np.nanmean(r, axis=1, keepdims=True)
+    truth = oracle.group_by("Code").agg(pl.col("cluster").first(), pl.col("is_leader").first()).join(listed.select("Code", "Sector33Code"), on="Code")
+    row = {c: rest for c, *rest in truth.iter_rows()}
+    cluster, leader, sector = (np.array([row[c][i] for c in codes]) for i in range(3))
+    same_day = np.ma.corrcoef(np.ma.masked_invalid(r).T).filled(np.nan)
+    a, b = np.nan_to_num(r[1:]), np.nan_to_num(r[:-1])
+    a, b = (a - a.mean(0)) / a.std(0), (b - b.mean(0)) / b.std(0)
+    lagged = a.T @ b / len(a)  # [i, j]: i on day t with j on day t-1
+    mates = (cluster[:, None] == cluster[None, :]) & ~np.eye(len(codes), dtype=bool)
+    pairs = {"leader-leader": leader[:, None] & leader[None, :], "follower-leader": ~leader[:, None] & leader[None, :],
+             "follower-follower": ~leader[:, None] & ~leader[None, :]}  # fmt: skip
+    out = {}
+    for name, kind in pairs.items():
+        for where, place in (("across sectors", sector[:, None] != sector[None, :]), ("in one sector", sector[:, None] == sector[None, :])):
+            chosen = mates & kind & place
+            if chosen.any():
+                out[f"{name}, {where}"] = (round(float(np.nanmean(same_day[chosen])), 3), round(float(np.nanmean(lagged[chosen])), 3))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="small")
@@ -50,6 +78,8 @@ def main() -> None:
     params = project_parameters({"raw": raw})
     data = run_in_memory(["data_engineering"], params)
     oracle, splits = data["oracle_returns"], data["splits"]
+    print("cluster mates' return correlations (same day, follower a day after):",
+          pair_correlations(data["daily_quotes"], oracle, data["listed_info"]), flush=True)  # fmt: skip
     grid = return_grid(data["panel"])
     relative = graph_returns(grid, "relative")
     dates = splits.filter(pl.col("split") == args.split)["Date"].to_numpy().astype("datetime64[D]")

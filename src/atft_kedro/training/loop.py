@@ -72,7 +72,7 @@ class TrainConfig:
     resume: bool = True
     targets: str = "raw"  # raw | neutral: train and validate on returns less each date's sector means and beta part
     scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
-    linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2) start at ridge fits on the training split
+    linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
 
@@ -240,21 +240,20 @@ def _start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.nda
 
 
 @torch.no_grad()
-def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, alpha: float) -> None:
-    """The neighbour skip (its attention still uniform) set to the ridge regression of what the
-    linear skip leaves of each horizon's target on the neighbours' mean last-day features."""
-    x, y, dates = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    device, means = model.target_scale.device, []
-    for t, members in dates:
-        graph, _ = _graph_of(graphs, arrays, t, members)
-        own = torch.as_tensor(np.asarray(arrays.features[t, members]), dtype=torch.float32, device=device)
-        mean = model.neighbour.neighbour_mean(own, graph.neighbors.to(device), graph.edge_attr.to(device))
-        means.append(mean.double().cpu().numpy())
-    if model.linear is not None:  # what the stock's own linear path leaves
-        own = model.linear(torch.as_tensor(x, dtype=torch.float32, device=device)).double().cpu().numpy()
-        for i, h in enumerate(model.skip_horizons):
-            y[:, HORIZONS.index(h)] -= own[:, i]
-    _set_to_ridge(model.neighbour.linear, model.neighbour_horizons, np.vstack(means), y, alpha)
+def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int, alpha: float) -> None:
+    """The neighbour skip (its attention still uniform, its map 0) set to the ridge regression of
+    what the model leaves of each horizon's target (its median forecast, dropout off, in its units)
+    on the neighbours' mean last-day features, over the training dates."""
+    _, y, _ = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    device, means, forecasts = model.target_scale.device, [], []
+    model.eval()
+    for item in DateDataset(arrays, graphs, train_idx, window):  # the dates and stocks of _training_rows, in order
+        b = collate_dates([item]).to(device)
+        means.append(model.neighbour.neighbour_mean(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy())
+        out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
+        forecasts.append(np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
+                                   for h, s in zip(HORIZON_KEYS, model.target_scale)], 1))  # fmt: skip
+    _set_to_ridge(model.neighbour.linear, model.neighbour_horizons, np.vstack(means), y - np.vstack(forecasts), alpha)
 
 
 def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phase: int, device: torch.device) -> ATFTGATFAN:
@@ -343,7 +342,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
         graph_on = spec["use_gat"] and not PHASES[phase - 1]["use_gat"]
         if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
-            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.linear_ridge_alpha)
+            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha)
     else:  # a new model
         if cfg.scale_targets:  # its outputs in units of the training split's typical return
             model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
