@@ -22,7 +22,7 @@ class GATLayer(nn.Module):
 
     Args:
         in_dim: input features per node. heads, head_dim: H and C; output is ``H*C``.
-        edge_dim: edge attributes per slot (3: rho, same sector, same market).
+        edge_dim: edge attributes per slot (the graphs' EDGE_ATTRIBUTES; 0 or None: no edge term).
         dropout: dropout on the input features (the fused op has no attention dropout).
         edge_dropout: in training, the share of neighbour slots dropped (set to padding) at random
             on each call (DropEdge); attention then renormalises over the slots that remain.

@@ -3,8 +3,9 @@
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 \\
         python tests/benchmarks/bench_graph_construction.py --size full --reference-dates 2
 
-Builds every date's graph of the synthetic market (default full: ~3,800 stocks x 1,200 dates) and
-times the plain reference (``atft_kedro.graph.reference``, pandas + a loop per stock) on a few of the
+Builds every date's graph of the synthetic market (default full: ~3,800 stocks x 1,200 dates) with
+the project's graph parameters (conf/base; ``--graph`` overrides fields as JSON) and times the plain
+reference (``atft_kedro.graph.reference``, pandas + a loop per stock) on a few of the
 same dates. Each side's one-off preparation (the dense return grid; the pandas return table) is
 timed separately and left out of the per-date comparison. The speed-up is per date, same dates,
 same run; the two results are also checked to be equal on those dates.
@@ -23,16 +24,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="full")
     parser.add_argument("--reference-dates", type=int, default=2)
+    parser.add_argument("--graph", default="{}", help="GraphConfig fields as JSON, over conf/base's")
     args = parser.parse_args()
 
     from atft_kedro.data.synthetic import SyntheticConfig, generate_market
     from atft_kedro.features.panel import build_panel
     from atft_kedro.graph.correlation import GraphConfig, build_graphs_from_grid, return_grid
     from atft_kedro.graph.reference import build_graph_reference, prepare_returns
+    from atft_kedro.pipelines.in_memory import project_parameters
 
     market = generate_market(SyntheticConfig.sized(args.size))
     panel = build_panel(market.daily_quotes, market.listed_info)
-    cfg = GraphConfig()
+    cfg = GraphConfig(**{**project_parameters()["graph"], **json.loads(args.graph)})
 
     start = time.perf_counter()
     grid = return_grid(panel)
@@ -57,6 +60,7 @@ def main() -> None:
     )
     print(json.dumps({
         "size": args.size,
+        "graph": {k: getattr(cfg, k) for k in ("returns", "window", "k", "blend_window", "lead_lag")},
         "dates": len(dates),
         "nodes": int(graphs.offsets[-1]),
         "all_dates_seconds": round(all_seconds, 2),

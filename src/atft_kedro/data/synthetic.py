@@ -42,7 +42,7 @@ Who leads follows what is documented on real markets (docs/synthetic_market.md):
   earlier market, table for table (``cross_sector_fraction`` 1: its all-cross-sector variant).
 
 The strength of each part is set in ``SyntheticConfig``; the resulting oracle RankIC on the default
-market is measured in the tests and written in the README.
+market is measured in the tests and written in docs/synthetic_market.md.
 """
 
 from __future__ import annotations

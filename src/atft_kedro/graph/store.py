@@ -13,7 +13,7 @@ import torch
 class DateGraph:
     codes: np.ndarray  # [N_t] the date's stocks, in Code order
     neighbors: torch.Tensor  # [N_t, k] int64, -1 = padding
-    edge_attr: torch.Tensor  # [N_t, k, 3] float32: rho, same Sector33, same MarketCode
+    edge_attr: torch.Tensor  # [N_t, k, E] float32: the EDGE_ATTRIBUTES of graph.correlation
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class GraphSet:
     offsets: np.ndarray  # [D+1] int64
     codes: np.ndarray  # [sum N_t] str
     neighbors: np.ndarray  # [sum N_t, k] int32
-    edge_attr: np.ndarray  # [sum N_t, k, 3] float32
+    edge_attr: np.ndarray  # [sum N_t, k, E] float32
     config: dict = field(default_factory=dict)
     root: str | None = None  # the store folder when the arrays are memory maps of it
 

@@ -2,7 +2,7 @@
 
 Per batch: the feature windows of every stock of one or more dates ``x [N, T, F]``, each date's
 market context ``market [D, T, M]`` with ``date_of_node [N]``, and the dates' graphs stacked
-block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [N, K, 3]``).
+block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [N, K, E]``).
 
     x ────────── variable selection ──┐
     x ─ FAN/SAN ─ variable selection ─ x fan_scale (phase >= 1; starts at 0)
@@ -18,20 +18,15 @@ block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [
 
 FAN's two parts (the normalised residual and the removed dominant frequencies) are a side input
 with a selection of their own, scaled by ``fan_scale`` that starts at 0: phase 1 starts as exactly
-phase 0's function and learns how much of FAN to use. Put in the features' place, FAN's per-window
-normalisation erased the cross-sectional level that carries the signal (phase 1 fell from 0.044 to
-0.010 validation RankIC, docs/what_training_has_shown.md).
+phase 0's function and learns how much of FAN to use. (In the features' place, FAN's per-window
+normalisation erases the cross-sectional level that carries the signal: docs/what_training_has_shown.md.)
 
-The neighbour skip is the graph's linear path, as the linear skip is the stock's own: a ridge on a
-stock's own features plus the mean features of its graph neighbours ranks better than one on its own
-features alone (docs/what_training_has_shown.md), and this path gives the network that reach from
-the phase the graph is switched on. Its attention starts uniform and learns from the edge
-attributes whom to listen to (larger, more liquid peers; peers that move a day earlier); it runs
-through the same fused ``gat_attention`` op as the GAT.
-
-The linear skip (off by default) gives the network a ridge regression's reach from the start: it
-lifted 1-day RankIC and lowered 5-20-day RankIC, on validation and test, over three seeds (README,
-"Phases over three seeds").
+The linear skip gives the network a ridge regression's reach on a stock's own features, and the
+neighbour skip, the graph's linear path, the reach of a ridge on its neighbours' mean features,
+from the phase the graph is switched on. The neighbour skip's attention starts uniform and learns
+from the edge attributes whom to listen to (e.g. larger, more liquid peers; peers that move a day
+earlier); it runs through the same fused ``gat_attention`` op as the GAT. With ``head_init`` small,
+the network starts as these linear paths and the deep part grows from there.
 
 ``target_scale`` (a buffer, set by training from the training split's returns and saved with the
 weights) puts the outputs in return units while every parameter works at order one: a daily return

@@ -98,7 +98,7 @@ class Batch:
     market: torch.Tensor  # [D, T, M]
     date_of_node: torch.Tensor  # [N] int64 in 0..D-1
     neighbors: torch.Tensor  # [N, K] int64, block-diagonal over the batch's dates
-    edge_attr: torch.Tensor  # [N, K, 3]
+    edge_attr: torch.Tensor  # [N, K, E]
     targets: dict[str, torch.Tensor]  # "1d" -> [N]
     dates: list  # [D] numpy datetime64
     codes: list  # [D] arrays of the dates' stock codes
