@@ -1,8 +1,8 @@
 """Project settings (Kedro defaults, local env for runs, the credentials hook)."""
 
-from atft_kedro.hooks import JQuantsCredentialsHook
+from atft_kedro.hooks import JQuantsCredentialsHook, OneLineErrorHook
 
-HOOKS = (JQuantsCredentialsHook(),)
+HOOKS = (JQuantsCredentialsHook(), OneLineErrorHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

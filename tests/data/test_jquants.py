@@ -186,7 +186,7 @@ def test_load_market_keeps_tse_equities_and_quarantines_untraded_rows(v2, tmp_pa
     market, oracle = load_market("jquants", cfg, V2_CREDS)
     codes = set(market.daily_quotes["Code"].to_list())
     assert codes == {"13010", "72030", "86970"}  # the ETF (sector 9999) is left out
-    assert market.quarantine.filter(pl.col("Code") == "13010")["reason"].to_list() == ["missing price"]
+    assert market.quarantine.filter(pl.col("Code") == "13010")["reason"].to_list() == ["missing Open"]
     assert oracle.is_empty()
 
 

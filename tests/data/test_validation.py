@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from atft_kedro.data.files import read_raw_tables
-from atft_kedro.data.schema import V2_TO_V1
+from atft_kedro.data.schema import NUMERIC, QUOTES_COLUMNS, QUOTES_OPTIONAL, TOPIX_COLUMNS, V2_TO_V1
 from atft_kedro.data.validation import RawDataError, validate_market
 
 
@@ -56,6 +56,33 @@ def test_unparseable_date_string(tables):
         validate_market(**tables)
 
 
+def test_bad_date_shows_the_values_and_a_hint(tables):
+    q = tables["daily_quotes"].with_columns(pl.col("Date").cast(pl.String))
+    tables["daily_quotes"] = _set(_set(q, 7, "Date", "2020/01/06"), 9, "Date", "06.01.2020")
+    with pytest.raises(RawDataError, match=r"rows \[7, 9\]: '2020/01/06', '06.01.2020' \(write dates as YYYY-MM-DD"):
+        validate_market(**tables)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("1,234.5", r"'1,234.5' \(a thousands separator\? write 1234.5"), ("n/a", r"'n/a'$"), ("-", r"'-' \(leave a missing number's cell empty")],
+)
+def test_text_in_a_number_column_shows_the_values_and_a_hint(tables, text, shown):
+    q = tables["daily_quotes"].with_columns(pl.col("Volume").cast(pl.String))
+    tables["daily_quotes"] = _set(q, 12, "Volume", text)
+    with pytest.raises(RawDataError, match=rf"daily_quotes: column 'Volume' has type String, expected numeric: text that is not a number at rows \[12\]: {shown}"):
+        validate_market(**tables)
+
+
+def test_bad_row_error_shows_the_value(tables):
+    tables["daily_quotes"] = _set(tables["daily_quotes"], 10, "Close", -5.0)
+    with pytest.raises(RawDataError, match=r"first: non-positive Close at row 10 \(Date \S+, Code \S+; Close = -5.0\)"):
+        validate_market(**tables, on_bad_rows="error")
+    tables["topix"] = _set(tables["topix"], 3, "Low", 1e9)
+    with pytest.raises(RawDataError, match=r"topix: High < Low at rows \[3\] \(High = \S+, Low = 1000000000.0, on \S+\)"):
+        validate_market(**tables)
+
+
 def test_iso_date_strings_are_accepted(tables):
     tables["topix"] = tables["topix"].with_columns(pl.col("Date").cast(pl.String))
     assert validate_market(**tables).topix.schema["Date"] == pl.Date
@@ -82,7 +109,7 @@ def test_dates_out_of_order(tables):
 
 @pytest.mark.parametrize(
     ("column", "value", "reason"),
-    [("Close", -5.0, "non-positive Close"), ("AdjustmentLow", 0.0, "non-positive AdjustmentLow"), ("Open", None, "missing price")],
+    [("Close", -5.0, "non-positive Close"), ("AdjustmentLow", 0.0, "non-positive AdjustmentLow"), ("Open", None, "missing Open")],
 )
 def test_bad_price_rows_error_or_quarantine(tables, column, value, reason):
     tables["daily_quotes"] = _set(tables["daily_quotes"], 10, column, value)
@@ -91,6 +118,39 @@ def test_bad_price_rows_error_or_quarantine(tables, column, value, reason):
     market = validate_market(**tables, on_bad_rows="quarantine")
     assert market.quarantine.select("table", "row", "reason").rows() == [("daily_quotes", 10, reason)]
     assert market.daily_quotes.height == tables["daily_quotes"].height - 1
+
+
+QUOTE_NUMBERS = [c for c, kind in QUOTES_COLUMNS.items() if kind == NUMERIC] + list(QUOTES_OPTIONAL)
+NOT_A_VALUE = [(float("nan"), "NaN"), (float("inf"), "infinite"), (float("-inf"), "infinite"), (None, "missing")]
+
+
+@pytest.mark.parametrize("column", QUOTE_NUMBERS)
+@pytest.mark.parametrize(("value", "kind"), NOT_A_VALUE, ids=["nan", "inf", "-inf", "null"])
+def test_nan_inf_and_null_are_set_aside_alike_in_every_numeric_column(tables, column, value, kind):
+    q = tables["daily_quotes"]
+    if column not in q.columns:  # the optional limit flags: a clean 0 everywhere first
+        q = q.with_columns(pl.lit(0.0).alias(column))
+    tables["daily_quotes"] = _set(q, 10, column, value)
+    market = validate_market(**tables)
+    assert market.quarantine.select("row", "reason").rows() == [(10, f"{kind} {column}")]
+    assert market.daily_quotes.height == q.height - 1
+    with pytest.raises(RawDataError, match=rf"first: {kind} {column} at row 10"):
+        validate_market(**tables, on_bad_rows="error")
+
+
+@pytest.mark.parametrize("column", [c for c, kind in TOPIX_COLUMNS.items() if kind == NUMERIC])
+@pytest.mark.parametrize(("value", "kind"), NOT_A_VALUE, ids=["nan", "inf", "-inf", "null"])
+def test_nan_inf_and_null_in_the_index_stop_the_run(tables, column, value, kind):
+    tables["topix"] = _set(tables["topix"], 3, column, value)
+    with pytest.raises(RawDataError, match=rf"topix: {kind} {column} at rows \[3\]"):
+        validate_market(**tables)
+
+
+def test_negative_volume_and_bad_limit_flag(tables):
+    q = _set(tables["daily_quotes"].with_columns(pl.lit(0.0).alias("UpperLimit")), 4, "Volume", -1.0)
+    tables["daily_quotes"] = _set(q, 6, "UpperLimit", 2.0)
+    market = validate_market(**tables)
+    assert market.quarantine.select("row", "reason").rows() == [(4, "negative Volume"), (6, "UpperLimit not 0 or 1")]
 
 
 def test_high_below_low(tables):

@@ -72,3 +72,28 @@ def test_files_source_quarantines_bad_rows(stocknet_dir, tmp_path):
     params["raw"]["on_bad_rows"] = "error"
     with pytest.raises(Exception, match="non-positive Close at row 5"):
         _run("files", params)
+
+
+def test_a_stock_with_nan_prices_never_reaches_model_input(stocknet_dir, tmp_path):
+    """NaN (not null) Close and AdjustmentClose on every row of one stock, five NaN prices in another."""
+    raw = tmp_path / "raw"
+    shutil.copytree(stocknet_dir, raw)
+    quotes = pl.read_parquet(raw / "daily_quotes.parquet")
+    all_nan, five_nan = quotes["Code"].unique().sort()[:2]
+    five_rows = quotes.with_row_index("i").filter(pl.col("Code") == five_nan)["i"][100:105]
+    nan = float("nan")
+    quotes.with_columns(
+        pl.when(pl.col("Code") == all_nan).then(nan).otherwise(pl.col(c)).alias(c) for c in ("Close", "AdjustmentClose")
+    ).with_columns(
+        pl.when(pl.int_range(pl.len()).is_in(five_rows.implode())).then(nan).otherwise(pl.col("AdjustmentOpen")).alias("AdjustmentOpen")
+    ).write_parquet(raw / "daily_quotes.parquet")
+    params = _params()
+    params["raw"]["files_dir"] = str(raw)
+    out = _run("files", params)
+    quarantine = out["quarantine"]
+    assert set(quarantine.filter(pl.col("Code") == all_nan)["reason"]) == {"NaN Close"}
+    assert quarantine.filter(pl.col("Code") == five_nan)["reason"].to_list() == ["NaN AdjustmentOpen"] * 5
+    model_input = out["model_input"]
+    assert all_nan not in model_input["Code"].to_list()
+    targets = [c for c in model_input.columns if c.startswith("target_")]
+    assert model_input.select(pl.any_horizontal(pl.col(targets).is_nan())).to_series().sum() == 0

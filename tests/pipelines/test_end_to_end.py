@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,12 +41,26 @@ def project(tmp_path_factory):
     return root
 
 
-def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+def _kedro(project: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
     kedro = Path(sys.executable).with_name("kedro")
     out = subprocess.run([str(kedro), "run", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (out.returncode == 0) == ok, out.stdout[-3000:] + out.stderr[-3000:]
     return out
+
+
+def test_bad_data_is_said_on_one_line_before_the_traceback(project, stocknet_dir, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(stocknet_dir, raw)
+    quotes = pl.read_parquet(raw / "daily_quotes.parquet")
+    quotes.with_columns(
+        pl.when(pl.int_range(pl.len()) == 5).then(float("nan")).otherwise(pl.col("Close")).alias("Close")
+    ).write_parquet(raw / "daily_quotes.parquet")
+    params = f"source=files,raw.files_dir={raw},raw.on_bad_rows=error"
+    err = _kedro(project, "--nodes", "load_raw_market", "--params", params, ok=False).stderr
+    line = next(line for line in err.splitlines() if line.startswith("Error in node load_raw_market: RawDataError:"))
+    assert "daily_quotes: 1 bad row(s), first: NaN Close at row 5" in line and "Close = nan" in line
+    assert err.index(line) < err.index("Traceback")
 
 
 def test_kedro_run_runs_all_four_pipelines(project):

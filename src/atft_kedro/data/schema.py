@@ -79,6 +79,8 @@ V2_TO_V1: dict[str, str] = {
 
 PRICE_COLUMNS = ("Open", "High", "Low", "Close")
 ADJ_PRICE_COLUMNS = ("AdjustmentOpen", "AdjustmentHigh", "AdjustmentLow", "AdjustmentClose")
+VOLUME_COLUMNS = ("Volume", "TurnoverValue", "AdjustmentVolume")
+LIMIT_FLAGS = ("UpperLimit", "LowerLimit")  # optional: 1 when the day hit the price limit
 
 
 def to_v1_names(df: pl.DataFrame) -> pl.DataFrame:

@@ -2,8 +2,9 @@
 
 Structural problems (a missing column, a wrong type, a duplicate (Date, Code), dates out of order)
 stop the run with a ``RawDataError`` naming the table, the column and the offending rows. Row-level
-problems (a missing or non-positive price, High < Low, a code with no known sector) either stop the
-run the same way (``on_bad_rows="error"``) or are set aside into a quarantine table that lists every
+problems (a missing, NaN, infinite or non-positive price; the same for the adjustment factor; a
+missing, NaN, infinite or negative volume or turnover; a limit flag other than 0 or 1; High < Low; a
+code with no known sector) either stop the run the same way (``on_bad_rows="error"``) or are set aside into a quarantine table that lists every
 row and the reason (``on_bad_rows="quarantine"``, the default). Input frames are never modified.
 Row numbers in messages are 0-based positions in the table as given.
 """
@@ -17,10 +18,12 @@ import polars as pl
 from atft_kedro.data.schema import (
     ADJ_PRICE_COLUMNS,
     DATE,
+    LIMIT_FLAGS,
     NUMERIC,
     PRICE_COLUMNS,
     TABLES,
     TEXT,
+    VOLUME_COLUMNS,
     dtype_class,
     to_v1_names,
 )
@@ -50,6 +53,32 @@ def _shown(rows: list) -> str:
     return f"{rows[:_MAX_SHOWN]}{more}"
 
 
+def _examples(values: pl.Series) -> str:
+    """The first few distinct offending values, quoted as they are in the file."""
+    return ", ".join(repr(v) for v in values.unique(maintain_order=True).head(_MAX_SHOWN).to_list())
+
+
+def _columns_named(row: dict) -> list[str]:
+    """The columns a bad row's reason names (e.g. "High < Low": High and Low)."""
+    return [w for w in row["_reason"].split(" ") if w in row and not w.startswith("_")]
+
+
+def _number_hint(values: pl.Series) -> str:
+    text = [v for v in values.to_list() if isinstance(v, str)]
+    if any("," in v and v.replace(",", "").replace(".", "", 1).lstrip("-").isdigit() for v in text):
+        return " (a thousands separator? write 1234.5, not 1,234.5)"
+    if any(v.strip() in ("", "-", "NA", "N/A", "null", "None", "#N/A") for v in text):
+        return " (leave a missing number's cell empty; it is then set aside row by row)"
+    return ""
+
+
+def _date_hint(values: pl.Series) -> str:
+    text = [v for v in values.to_list() if isinstance(v, str)]
+    if any("/" in v or (v.isdigit() and len(v) == 8) for v in text):
+        return " (write dates as YYYY-MM-DD, e.g. 2020-01-06)"
+    return ""
+
+
 def _coerce_and_check_columns(name: str, df: pl.DataFrame) -> pl.DataFrame:
     """Map v2 names, check required columns and their types; parse ISO date strings."""
     required, optional = TABLES[name]
@@ -62,14 +91,21 @@ def _coerce_and_check_columns(name: str, df: pl.DataFrame) -> pl.DataFrame:
         got = dtype_class(df.schema[col])
         if kind == DATE and got == TEXT:
             parsed = df[col].str.to_date("%Y-%m-%d", strict=False)
-            bad = df.filter(parsed.is_null() & df[col].is_not_null())["_row"].to_list()
-            if bad:
+            bad = df.filter(parsed.is_null() & df[col].is_not_null())
+            if bad.height:
                 raise RawDataError(
-                    f"{name}: column {col!r} has values that are not dates (YYYY-MM-DD) at rows {_shown(bad)}"
+                    f"{name}: column {col!r} has values that are not dates (YYYY-MM-DD) at rows "
+                    f"{_shown(bad['_row'].to_list())}: {_examples(bad[col])}{_date_hint(bad[col])}"
                 )
             df = df.with_columns(parsed.alias(col))
         elif kind == DATE and got == DATE:
             df = df.with_columns(pl.col(col).cast(pl.Date))
+        elif kind == NUMERIC and got == TEXT:  # a csv column of numbers with something else in it
+            bad = df.filter(df[col].str.strip_chars().cast(pl.Float64, strict=False).is_null() & df[col].is_not_null())
+            raise RawDataError(
+                f"{name}: column {col!r} has type {df.schema[col]}, expected numeric: text that is not a number at "
+                f"rows {_shown(bad['_row'].to_list())}: {_examples(bad[col])}{_number_hint(bad[col])}"
+            )
         elif got != kind:
             raise RawDataError(
                 f"{name}: column {col!r} has type {df.schema[col]}, expected {kind}"
@@ -105,15 +141,39 @@ def _check_keys_and_order(name: str, df: pl.DataFrame) -> None:
         )
 
 
-def _bad_price_reasons(df: pl.DataFrame, price_cols: tuple[str, ...]) -> pl.Expr:
-    """One reason string per row, null for a good row."""
-    checks = [(pl.any_horizontal([pl.col(c).is_null() for c in price_cols]), "missing price")]
-    checks += [(pl.col(c) <= 0, f"non-positive {c}") for c in price_cols]
-    checks += [(pl.col("High") < pl.col("Low"), "High < Low")]
+def _value_checks(df: pl.DataFrame, columns: tuple[str, ...], domain: str) -> list[tuple[pl.Expr, str]]:
+    """(condition, reason) per column: null, NaN and infinite alike are not values; then the domain."""
+    checks = []
+    for c in (c for c in columns if c in df.columns):
+        checks += [(pl.col(c).is_null(), f"missing {c}"), (pl.col(c).is_nan(), f"NaN {c}"), (pl.col(c).is_infinite(), f"infinite {c}")]
+        if domain == "positive":
+            checks.append((pl.col(c) <= 0, f"non-positive {c}"))
+        elif domain == "non-negative":
+            checks.append((pl.col(c) < 0, f"negative {c}"))
+        elif domain == "flag":
+            checks.append((~pl.col(c).is_in([0.0, 1.0]), f"{c} not 0 or 1"))
+    return checks
+
+
+def _bad_row_reasons(df: pl.DataFrame, checks: list[tuple[pl.Expr, str]]) -> pl.Expr:
+    """One reason string per row (the first check it fails), null for a good row."""
     reason = pl.lit(None, dtype=pl.String)
     for cond, text in reversed(checks):
         reason = pl.when(cond.fill_null(False)).then(pl.lit(text)).otherwise(reason)
     return reason
+
+
+def _price_checks(df: pl.DataFrame, price_cols: tuple[str, ...]) -> list[tuple[pl.Expr, str]]:
+    return _value_checks(df, price_cols, "positive") + [(pl.col("High") < pl.col("Low"), "High < Low")]
+
+
+def _quote_checks(quotes: pl.DataFrame) -> list[tuple[pl.Expr, str]]:
+    return (
+        _price_checks(quotes, PRICE_COLUMNS + ADJ_PRICE_COLUMNS)
+        + _value_checks(quotes, ("AdjustmentFactor",), "positive")
+        + _value_checks(quotes, VOLUME_COLUMNS, "non-negative")
+        + _value_checks(quotes, LIMIT_FLAGS, "flag")
+    )
 
 
 def validate_market(
@@ -143,26 +203,30 @@ def validate_market(
             f"listed_info: column 'Sector33Code' has unknown sector codes "
             f"{bad_sector['Sector33Code'].unique().to_list()[:_MAX_SHOWN]} at rows {_shown(bad_sector['_row'].to_list())}"
         )
-    index_bad = index.with_columns(_reason=_bad_price_reasons(index, PRICE_COLUMNS)).filter(pl.col("_reason").is_not_null())
+    index_bad = index.with_columns(_reason=_bad_row_reasons(index, _price_checks(index, PRICE_COLUMNS)))
+    index_bad = index_bad.filter(pl.col("_reason").is_not_null())
     if index_bad.height:
+        first = index_bad.row(0, named=True)
+        value = f" ({''.join(f'{c} = {first[c]!r}, ' for c in _columns_named(first))}on {first['Date']})"
         raise RawDataError(
-            f"topix: {index_bad['_reason'][0]} at rows {_shown(index_bad['_row'].to_list())} "
+            f"topix: {first['_reason']} at rows {_shown(index_bad['_row'].to_list())}{value} "
             "(the market index cannot be set aside row by row)"
         )
 
     known = listed["Code"].unique()
     quotes = quotes.with_columns(
         _reason=pl.coalesce(
-            _bad_price_reasons(quotes, PRICE_COLUMNS + ADJ_PRICE_COLUMNS),
+            _bad_row_reasons(quotes, _quote_checks(quotes)),
             pl.when(~pl.col("Code").is_in(known.implode())).then(pl.lit("unknown sector: code not in listed_info")),
         )
     )
     bad = quotes.filter(pl.col("_reason").is_not_null())
     if bad.height and on_bad_rows == "error":
         first = bad.row(0, named=True)
+        value = "".join(f"; {c} = {first[c]!r}" for c in _columns_named(first))
         raise RawDataError(
             f"daily_quotes: {bad.height} bad row(s), first: {first['_reason']} at row {first['_row']} "
-            f"(Date {first['Date']}, Code {first['Code']}); rows {_shown(bad['_row'].to_list())}. "
+            f"(Date {first['Date']}, Code {first['Code']}{value}); rows {_shown(bad['_row'].to_list())}. "
             "Fix the file or set on_bad_rows: quarantine to set these rows aside."
         )
     quarantine = bad.select(
