@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atft_kedro.atomic import atomic_folder
+from atft_kedro.atomic import atomic_folder, restore_interrupted
 from atft_kedro.datasets._base import PathDataset
 from atft_kedro.graph.store import GraphSet
 
@@ -40,9 +40,11 @@ class GraphStoreDataset(PathDataset):
     """
 
     def _exists(self) -> bool:
+        restore_interrupted(Path(self._filepath))
         return (Path(self._filepath) / "meta.json").exists()
 
     def load(self) -> GraphSet:
+        restore_interrupted(Path(self._filepath))
         return open_graph_store(str(self._filepath))
 
     def save(self, data: GraphSet) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from atft_kedro.atomic import atomic_folder
+from atft_kedro.atomic import atomic_folder, restore_interrupted
 from atft_kedro.datasets._base import PathDataset
 from atft_kedro.training.checkpoints import CheckpointStore, atomic_torch_save
 from atft_kedro.training.data import TrainingArrays
@@ -23,9 +23,11 @@ class TrainingArraysDataset(PathDataset):
     """
 
     def _exists(self) -> bool:
+        restore_interrupted(Path(self._filepath))
         return (Path(self._filepath) / "feature_names.txt").exists()
 
     def load(self) -> TrainingArrays:
+        restore_interrupted(Path(self._filepath))
         return TrainingArrays.open(str(self._filepath))
 
     def save(self, data: TrainingArrays) -> None:
