@@ -93,6 +93,25 @@ def test_phase_chain_starts_from_the_previous_best(prepared, tmp_path, caplog):
     assert 0.0 < history[0]["fusion_gate"] < 1.0
 
 
+def test_training_a_finished_phase_again_says_so_and_names_the_stale_phases(prepared, tmp_path, caplog):
+    store = CheckpointStore(tmp_path)
+    for phase in (0, 1, 2):
+        _train(prepared, store, phase=phase, epochs=1)
+    with caplog.at_level("WARNING"):
+        _train(prepared, store, phase=1, epochs=1)
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "phase 1 ran before; training it again from the start replaces its checkpoints" in warning
+    assert "Phase(s) 2 were trained from the old phase 1 and are now stale" in warning
+    assert "kedro run --pipeline training --params phase=2)" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # phase 2 is about to be retrained: nothing is left stale
+        train_idx, val_idx = _idx(prepared)
+        train_phase(1, prepared["arrays"], prepared["graphs"], train_idx, val_idx, small_config(epochs=1), store,
+                    prepared["manifest"], progress=False, followed_by=(2, 3))  # fmt: skip
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "ran before" in warning and "stale" not in warning
+
+
 def test_non_finite_inputs_are_reported_and_skipped_or_stop_the_run(prepared, tmp_path, caplog):
     a = prepared["arrays"]
     features = np.array(a.features)
@@ -312,13 +331,14 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
     model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
     model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
     _start_at_ridge(model, arrays, train_idx, alpha=50.0)
-    x, y, dates = _training_rows(arrays, train_idx, model.target_scale.numpy())
+    x, y = _training_rows(arrays, train_idx, model.target_scale.numpy())
     forecast = predict(model, DateDataset(arrays, graphs, train_idx, cfg.window), cfg, torch.device("cpu"))  # the neighbour skip still 0
     left = y - np.stack([forecast[f"pred_{h}d"].to_numpy() / s for h, s in zip((1, 5, 10, 20), (0.02, 0.04, 0.06, 0.08))], 1)
     _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0)
     with torch.no_grad():
         means = np.vstack([model.neighbour.neighbour_mean(torch.as_tensor(arrays.features[t, m]), graphs.graph(arrays.dates[t]).neighbors,
-                                                          graphs.graph(arrays.dates[t]).edge_attr).double().numpy() for t, m in dates])  # fmt: skip
+                                                          graphs.graph(arrays.dates[t]).edge_attr).double().numpy()
+                           for t, m in ((t, np.flatnonzero(arrays.present[t])) for t in train_idx)])  # fmt: skip
     for linear, horizons, design, target in ((model.linear, (1, 5), x, y), (model.neighbour.linear, (1, 20), means, left)):
         for i, h in enumerate(horizons):
             col = (1, 5, 10, 20).index(h)

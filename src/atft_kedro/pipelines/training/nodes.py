@@ -54,8 +54,9 @@ def train_model(
     train_idx = split_indices(training_arrays, splits, "train")
     val_idx = split_indices(training_arrays, splits, "val")
     log.info("training on %d dates, validating on %d (%s mode)", len(train_idx), len(val_idx), cfg.mode)
-    for p in _phases(phase):
-        train_phase(p, training_arrays, graphs, train_idx, val_idx, cfg, checkpoints, feature_manifest)
+    phases = _phases(phase)
+    for i, p in enumerate(phases):
+        train_phase(p, training_arrays, graphs, train_idx, val_idx, cfg, checkpoints, feature_manifest, followed_by=tuple(phases[i + 1:]))
     rows = [row for p in checkpoints.phases() for row in checkpoints.load(p, "last")["history"]]
     history = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
     last_phase = _phases(phase)[-1]
