@@ -80,6 +80,9 @@ def test_kedro_run_runs_all_four_pipelines(project):
         assert (project / f"data/08_reporting/{name}.png").stat().st_size > 10_000
     report = (project / "data/08_reporting/evaluation_report.md").read_text()
     assert "| model |" in report and "## The model against the best baseline" in report and "## What the graph is worth" in report
+    fingerprint = json.loads((project / "data/05_model_input/data_fingerprint.json").read_text())
+    assert metrics["provenance"]["data"] == fingerprint and metrics["provenance"]["model"]["phase"] == 3
+    assert f"trained on synthetic data `{fingerprint['id']}`" in report
     quality = json.loads((project / "data/08_reporting/graph_quality.json").read_text())
     assert set(quality) == {"train", "val", "test"} and 0 < quality["test"]["mate_recall"] < 1
     for phase in range(4):
@@ -103,3 +106,19 @@ def test_results_notebook_runs_top_to_bottom(project):
     out = subprocess.run([sys.executable, script.name], cwd=project / "notebooks", env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "share of days with positive RankIC" in out.stdout
+
+
+def test_artifacts_of_other_data_stop_the_run_with_the_commands_that_rebuild_them(project, tmp_path):
+    """After a whole run, data_engineering and graph_construction rebuilt on another market: the
+    evaluation does not score the old model on the new data, and says what to rerun."""
+    if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
+        _kedro(project, "--params", TINY)
+    other = tmp_path / "other"
+    shutil.copytree(project, other)
+    params = TINY + ",raw.synthetic_seed=12"
+    _kedro(other, "--pipeline", "data_engineering", "--params", params)
+    _kedro(other, "--pipeline", "graph_construction", "--params", params)
+    err = _kedro(other, "--pipeline", "evaluation", "--params", params, ok=False).stderr
+    line = next((line for line in err.splitlines() if line.startswith("Error in node predict_test")), err[-3000:])
+    assert "StaleArtifactError: training_arrays, model were built from other data" in line
+    assert "Rebuild: kedro run --pipeline training" in line

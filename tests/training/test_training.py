@@ -112,6 +112,35 @@ def test_training_a_finished_phase_again_says_so_and_names_the_stale_phases(prep
     assert "ran before" in warning and "stale" not in warning
 
 
+def test_checkpoints_of_other_data_are_not_built_on(prepared, tmp_path, caplog):
+    from dataclasses import replace
+
+    from atft_kedro.provenance import StaleArtifactError
+
+    fp = {"id": "aaaaaaaaaaaa", "source": "synthetic", "stocks": 60, "first_date": "x", "last_date": "y", "made_at": "z"}
+    store = CheckpointStore(tmp_path)
+    train_idx, val_idx = _idx(prepared)
+    run = lambda phase, arrays, **kw: train_phase(phase, arrays, prepared["graphs"], train_idx, val_idx, small_config(epochs=2),
+                                                 store, prepared["manifest"], progress=False, **kw)  # fmt: skip
+    a = replace(prepared["arrays"], data_fingerprint=fp)
+    b = replace(prepared["arrays"], data_fingerprint={**fp, "id": "bbbbbbbbbbbb", "source": "files"})
+    run(0, a)
+    assert store.load(0, "best")["data_fingerprint"] == fp and store.load(0, "last")["saved_at"]
+    with pytest.raises(StaleArtifactError, match=r"checkpoint was built from other data .* checkpoint: synthetic data aaaaaaaaaaaa"):
+        run(1, b)
+
+    def kill(epoch):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(1, a, on_epoch_end=kill)  # an interrupted phase 1 of data a ...
+    with caplog.at_level("WARNING"):
+        run(0, b)  # (phase 0 retrained on data b)
+        history = run(1, b)  # ... is not resumed on data b
+    assert "was of other data (synthetic data aaaaaaaaaaaa" in caplog.text and "it starts over" in caplog.text
+    assert [row["epoch"] for row in history] == [0, 1]
+
+
 def test_non_finite_inputs_are_reported_and_skipped_or_stop_the_run(prepared, tmp_path, caplog):
     a = prepared["arrays"]
     features = np.array(a.features)
@@ -343,7 +372,7 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
         for i, h in enumerate(horizons):
             col = (1, 5, 10, 20).index(h)
             ok = np.isfinite(target[:, col])
-            w, b = linear.weight[i].detach().double().numpy(), float(linear.bias[i])
+            w, b = linear.weight[i].detach().double().numpy(), float(linear.bias[i].detach())
             residual = design[ok] @ w + b - target[ok, col]
             gradient = design[ok].T @ residual + 50.0 * w
             assert np.abs(gradient).max() < 1e-3 * np.abs(design[ok].T @ target[ok, col]).max()

@@ -20,7 +20,7 @@ def open_graph_store(root: str) -> GraphSet:
     arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
     arrays["dates"] = np.asarray(arrays["dates"]).astype("datetime64[D]")
     arrays["offsets"] = np.asarray(arrays["offsets"])
-    return GraphSet(**arrays, config=meta["config"], root=root)
+    return GraphSet(**arrays, config=meta["config"], root=root, data_fingerprint=meta.get("data_fingerprint"))
 
 
 class GraphStoreDataset(PathDataset):
@@ -51,5 +51,6 @@ class GraphStoreDataset(PathDataset):
         with atomic_folder(Path(self._filepath)) as tmp:
             for name in _ARRAYS:
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(data, name)), allow_pickle=False)
-            meta = {"config": data.config, "n_dates": len(data), "n_nodes": int(data.offsets[-1])}
+            meta = {"config": data.config, "n_dates": len(data), "n_nodes": int(data.offsets[-1]),
+                    "data_fingerprint": data.data_fingerprint}  # fmt: skip
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))

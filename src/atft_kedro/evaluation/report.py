@@ -60,6 +60,12 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
         f"{context['cost_bp']:g} bp per unit turnover, non-overlapping holding for h > 1.",
         "",
     ]
+    made = context.get("provenance")
+    if made:
+        m, d = made["model"], made["data"]
+        data = f"{d['source']} data `{d['id']}` ({d['stocks']} stocks, {d['first_date']} .. {d['last_date']})" if d else "data without a fingerprint"
+        lines += [f"The model: phase {m['phase']}, best epoch {m['epoch']} (validation {m['validation']:.4f}), training seed "
+                  f"{m['seed']}, saved {m['saved_at']}; trained on {data}.", ""]  # fmt: skip
     for h, scorers in document["horizons"].items():
         lines += [f"## {h}", "", "| scorer | IC | RankIC | ICIR | RankICIR | hit rate | LS Sharpe | LS ann. return | max DD | turnover | dates used / skipped |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip

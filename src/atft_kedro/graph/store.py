@@ -28,6 +28,7 @@ class GraphSet:
     edge_attr: np.ndarray  # [sum N_t, k, E] float32
     config: dict = field(default_factory=dict)
     root: str | None = None  # the store folder when the arrays are memory maps of it
+    data_fingerprint: dict | None = None  # the data the graphs were built from (atft_kedro.provenance)
 
     def __reduce__(self):
         # pickled into DataLoader workers: reopen the memory maps there instead of copying arrays

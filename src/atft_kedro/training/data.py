@@ -8,6 +8,7 @@ Nodes of date t are that date's stocks in Code order, the order of the date's gr
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ class TrainingArrays:
     market: np.ndarray  # [D, M] float32
     feature_names: tuple[str, ...]
     root: str | None = None  # the folder when the arrays are memory maps of it
+    data_fingerprint: dict | None = None  # the data the arrays were built from (atft_kedro.provenance)
 
     def __reduce__(self):
         # pickled into DataLoader workers: reopen the memory maps there instead of copying arrays
@@ -44,14 +46,17 @@ class TrainingArrays:
         for name in ("dates", "codes", "features", "targets", "present", "market"):
             np.save(root / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
         (root / "feature_names.txt").write_text("\n".join(self.feature_names))
+        (root / "data_fingerprint.json").write_text(json.dumps(self.data_fingerprint, indent=1))
 
     @classmethod
     def open(cls, root: str | Path) -> "TrainingArrays":
         path = Path(root)
         mm = {n: np.load(path / f"{n}.npy", mmap_mode="r") for n in ("features", "targets", "present", "market")}
+        fingerprint = path / "data_fingerprint.json"
         return cls(
             dates=np.load(path / "dates.npy"), codes=np.load(path / "codes.npy"),
             feature_names=tuple((path / "feature_names.txt").read_text().splitlines()), root=str(root), **mm,
+            data_fingerprint=json.loads(fingerprint.read_text()) if fingerprint.exists() else None,
         )  # fmt: skip
 
 

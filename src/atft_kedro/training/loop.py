@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 
 import numpy as np
 import polars as pl
@@ -23,6 +24,7 @@ from atft_kedro.evaluation.metrics import daily_scores, summarise
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
+from atft_kedro.provenance import check_built_from, describe
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
 from atft_kedro.training.data import (
     HORIZON_KEYS,
@@ -317,6 +319,16 @@ def _warn_retraining(phase: int, store: CheckpointStore, followed_by: tuple[int,
                 phase, store.path(phase, "last").parent, stale)  # fmt: skip
 
 
+def _same_data(checkpoint: dict, arrays: TrainingArrays) -> bool:
+    """Whether a checkpoint was trained on the data of ``arrays`` (always, for arrays without a fingerprint)."""
+    mine, theirs = arrays.data_fingerprint, checkpoint.get("data_fingerprint")
+    return mine is None or (theirs is not None and theirs.get("id") == mine.get("id"))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def _on(flag: bool) -> str:
     return "on" if flag else "off"
 
@@ -340,13 +352,20 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     horizons = [f"{h}d" for h in spec["horizons"]]
     stop_weights = {h: w for h, w in cfg.early_stopping_weights.items() if h in horizons} or {horizons[0]: 1.0}
     run_config = {"phase": phase, "train": asdict(cfg), "model": asdict(model.cfg)}
+    built_from = {"data_fingerprint": arrays.data_fingerprint}
 
     history: list[dict] = []
     start_epoch, best, bad_epochs = 0, -math.inf, 0
-    state = store.load(phase, "last") if cfg.resume and store.exists(phase, "last") else None
-    if store.exists(phase, "last") and (state is None or state["finished"]):
+    before = store.load(phase, "last") if store.exists(phase, "last") else None
+    resumable = before is not None and cfg.resume and not before["finished"]
+    if resumable and not _same_data(before, arrays):
+        log.warning("phase %d: the interrupted run in %s was of other data (%s), not of these arrays (%s): it starts over",
+                    phase, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
+        resumable = False
+    if before is not None and not resumable:
         _warn_retraining(phase, store, followed_by)
-    if state is not None and not state["finished"]:
+    state = before if resumable else None
+    if state is not None:
         load_weights(model, state.get("train_weights") or state["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
@@ -360,6 +379,8 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                 f"(kedro run --pipeline training --params phase={phase - 1}) or phase=all"
             )
         previous = store.load(phase - 1, "best")
+        if arrays.data_fingerprint is not None:
+            check_built_from(arrays.data_fingerprint, checkpoint=previous.get("data_fingerprint"))
         load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
         log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
@@ -387,7 +408,8 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         if math.isfinite(score):
             best = score
             store.save(phase, "best", {"model": evaluated.state_dict(), "epoch": -1, "best": best, "history": [],
-                                       "config": run_config, "feature_manifest": manifest, "format": FORMAT})  # fmt: skip
+                                       "config": run_config, "feature_manifest": manifest, "format": FORMAT,
+                                       "saved_at": _now(), **built_from})  # fmt: skip
             log.info("phase %d: validation at the start %s", phase, {h: round(v, 4) for h, v in start.items()})
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
@@ -459,7 +481,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         state = {
             "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
             "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(), "finished": stop,
-            "config": run_config, "feature_manifest": manifest, "format": FORMAT,
+            "config": run_config, "feature_manifest": manifest, "format": FORMAT, "saved_at": _now(), **built_from,
         }  # fmt: skip
         if averaged is not None:  # with "model" (the average), what an exact resume needs
             state.update(train_weights=model.state_dict(), ema_updates=int(averaged.n_averaged))

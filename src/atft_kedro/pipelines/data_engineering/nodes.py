@@ -8,6 +8,7 @@ import polars as pl
 
 from atft_kedro.data.sources import SourceConfig, load_market
 from atft_kedro.features import builders, normalise, panel, splits, targets
+from atft_kedro.provenance import data_fingerprint, describe
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +71,13 @@ def build_market_context(market_features: pl.DataFrame, splits: pl.DataFrame, pa
     train = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "train"))["Date"]
     context, _ = normalise.standardise_with_train_stats(market_features, columns, train, clip=params["clip"])
     return context
+
+
+def fingerprint_data(daily_quotes, listed_info, topix, source: str, split_params: dict, normalisation: dict) -> dict:
+    """-> data_fingerprint: what every derived artifact records it was built from (see provenance).
+    The validated tables stand for the source's parameters (a synthetic market's seed and size, a
+    files folder): the same tables from another path are the same data."""
+    tables = {"daily_quotes": daily_quotes, "listed_info": listed_info, "topix": topix}
+    fp = data_fingerprint(tables, {"splits": split_params, "normalisation": normalisation}, source)
+    log.info("data fingerprint: %s", describe(fp))
+    return fp

@@ -33,5 +33,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "market_context",
                 name="build_market_context",
             ),
+            Node(
+                nodes.fingerprint_data,
+                ["daily_quotes", "listed_info", "topix", "params:source", "params:splits", "params:normalisation"],
+                "data_fingerprint",
+                name="fingerprint_data",
+            ),
         ]
     )

@@ -12,6 +12,7 @@ from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_prediction
 from atft_kedro.evaluation.report import markdown_report
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.graph.store import GraphSet
+from atft_kedro.provenance import StaleArtifactError, check_built_from
 from atft_kedro.training.checkpoints import model_from_checkpoint
 from atft_kedro.training.data import DateDataset, TrainingArrays, split_indices
 from atft_kedro.training.loop import TrainConfig, predict
@@ -19,9 +20,14 @@ from atft_kedro.training.loop import TrainConfig, predict
 log = logging.getLogger(__name__)
 
 
-def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame) -> pl.DataFrame:
+def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
+                 data_fingerprint: dict | None = None) -> pl.DataFrame:  # fmt: skip
     """The best model's median forecasts on every test date, dropout off, beside the realised returns
-    (``model_input``'s targets: the arrays' may be the neutral ones training used)."""
+    (``model_input``'s targets: the arrays' may be the neutral ones training used). With
+    ``data_fingerprint`` (the node always has it), the model, arrays and graphs must be of that data."""
+    if data_fingerprint is not None:
+        check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint,
+                         model=model.get("data_fingerprint"))  # fmt: skip
     net = model_from_checkpoint(model, "the catalog's model checkpoint")
     train_cfg = TrainConfig(**model["config"]["train"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -34,10 +40,10 @@ def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet,
 
 
 def predict_test_random_graph(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame,
-                              model_input: pl.DataFrame, params: dict) -> pl.DataFrame:  # fmt: skip
+                              model_input: pl.DataFrame, params: dict, data_fingerprint: dict | None = None) -> pl.DataFrame:  # fmt: skip
     """The same forecasts on the graphs with their endpoints redrawn at random (``graph_ablation``)."""
     shuffled = graphs.with_random_endpoints(params["graph_ablation_seed"])
-    return predict_test(model, training_arrays, shuffled, splits, model_input)
+    return predict_test(model, training_arrays, shuffled, splits, model_input, data_fingerprint)
 
 
 def evaluate(
@@ -50,8 +56,15 @@ def evaluate(
     feature_manifest: list[dict],
     source: str,
     params: dict,
+    model: dict | None = None,
+    data_fingerprint: dict | None = None,
 ):
-    """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile plots."""
+    """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile plots. ``model`` and
+    ``data_fingerprint`` say what the metrics describe (``metrics["provenance"]``); predictions that
+    are not of this data's test split stop the node."""
+    if data_fingerprint is not None and model is not None:
+        check_built_from(data_fingerprint, model=model.get("data_fingerprint"))
+    _check_covers_the_test_split(predictions, splits)
     cfg = EvaluationConfig.from_params(params)
     result = evaluate_predictions(predictions, random_graph_predictions, features, model_input, oracle_returns, splits,
                                   stock_feature_names(feature_manifest), cfg)  # fmt: skip
@@ -61,8 +74,10 @@ def evaluate(
             log.info("%s %-13s RankIC %s  LS Sharpe %s  (%d dates, %d skipped)", h, name, m["rank_ic"], m["ls_sharpe"], used, skipped)
         p = result.document["paired"][h]
         log.info("%s model - %s: %s [%s, %s]", h, p["best_baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
+    if model is not None:
+        result.document["provenance"] = provenance(model, data_fingerprint)
     dates = predictions["Date"]
-    context = {"source": source, "n_dates": dates.n_unique(), "start": dates.min(), "end": dates.max(),
+    context = {"provenance": result.document.get("provenance"), "source": source, "n_dates": dates.n_unique(), "start": dates.min(), "end": dates.max(),
                "n_stocks": predictions["Code"].n_unique(), "quantile": cfg.backtest.quantile, "cost_bp": cfg.backtest.cost_bp}  # fmt: skip
     first = next(iter(result.document["horizons"]))
     quantile_scores = [f"pred_{first}", f"ridge_{first}", f"lightgbm_{first}", "momentum_20d"]
@@ -75,3 +90,26 @@ def evaluate(
         plots.plot_rolling_ic(daily, first),
         plots.plot_quantile_returns(result.frame, quantile_scores, f"target_{first}"),
     )
+
+
+def provenance(model: dict, data_fingerprint: dict | None) -> dict:
+    """What a metrics document describes: the data, and which checkpoint of which phase."""
+    return {
+        "data": data_fingerprint,
+        "model": {
+            "phase": model["config"]["phase"], "epoch": model["epoch"], "validation": model["best"],
+            "saved_at": model.get("saved_at"), "seed": model["config"]["train"].get("seed"),
+        },
+    }  # fmt: skip
+
+
+def _check_covers_the_test_split(predictions: pl.DataFrame, splits: pl.DataFrame) -> None:
+    test = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "test"))["Date"]
+    made = predictions["Date"].unique()
+    if made.is_empty() or not made.is_in(test.implode()).all():
+        outside = made.filter(~made.is_in(test.implode())).len()
+        raise StaleArtifactError(
+            f"the predictions ({made.len()} dates, {outside} of them outside the test split) are not of the current "
+            f"splits' test split ({test.len()} dates, {test.min()} .. {test.max()}): they were made from other data. "
+            "Rebuild: kedro run --pipeline evaluation"
+        )

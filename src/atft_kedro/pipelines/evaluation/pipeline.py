@@ -6,17 +6,18 @@ from . import nodes
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits", "model_input"], "predictions", name="predict_test"),
+            Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits", "model_input", "data_fingerprint"], "predictions",
+                 name="predict_test"),  # fmt: skip
             Node(
                 nodes.predict_test_random_graph,
-                ["model", "training_arrays", "graphs", "splits", "model_input", "params:evaluation"],
+                ["model", "training_arrays", "graphs", "splits", "model_input", "params:evaluation", "data_fingerprint"],
                 "random_graph_predictions",
                 name="predict_test_random_graph",
             ),
             Node(
                 nodes.evaluate,
                 ["predictions", "random_graph_predictions", "features", "model_input", "oracle_returns", "splits",
-                 "feature_manifest", "params:source", "params:evaluation"],
+                 "feature_manifest", "params:source", "params:evaluation", "model", "data_fingerprint"],
                 ["metrics", "evaluation_report", "cumulative_returns_plot", "rolling_ic_plot", "quantile_returns_plot"],
                 name="evaluate",
             ),  # fmt: skip

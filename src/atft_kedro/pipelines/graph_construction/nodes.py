@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -15,10 +16,10 @@ from atft_kedro.graph.store import GraphSet
 log = logging.getLogger(__name__)
 
 
-def build_stock_graphs(panel: pl.DataFrame, params: dict) -> GraphSet:
+def build_stock_graphs(panel: pl.DataFrame, params: dict, data_fingerprint: dict | None = None) -> GraphSet:
     cfg = GraphConfig(**params)
     start = time.perf_counter()
-    graphs = build_graphs(panel, cfg)
+    graphs = dataclasses.replace(build_graphs(panel, cfg), data_fingerprint=data_fingerprint)
     degree = (np.asarray(graphs.neighbors) >= 0).sum(1)
     log.info(
         "%d graphs (%s, window %d, k %d) in %.1f s; mean degree %.1f, %.1f%% of nodes without neighbours",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import polars as pl
@@ -9,6 +10,7 @@ import polars as pl
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.targets import neutralise_targets
 from atft_kedro.graph.store import GraphSet
+from atft_kedro.provenance import check_built_from
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.data import TrainingArrays, build_arrays, split_indices
 from atft_kedro.training.history import plot_history
@@ -17,7 +19,8 @@ from atft_kedro.training.loop import PHASES, TrainConfig, train_phase
 log = logging.getLogger(__name__)
 
 
-def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_manifest: list[dict], params: dict) -> TrainingArrays:
+def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_manifest: list[dict], params: dict,
+                          data_fingerprint: dict | None = None) -> TrainingArrays:  # fmt: skip
     """The arrays training reads. With ``targets: neutral`` their targets (what the model learns and
     is validated on) are the returns less each date's sector means and beta-explained part; the
     evaluation scores predictions against the raw returns whatever this is."""
@@ -25,7 +28,7 @@ def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFram
     if TrainConfig(**params).targets == "neutral":
         log.info("training targets: returns less each date's sector means and beta-explained part")
         model_input = neutralise_targets(model_input)
-    return build_arrays(model_input, market_context, names)
+    return dataclasses.replace(build_arrays(model_input, market_context, names), data_fingerprint=data_fingerprint)
 
 
 def _phases(phase) -> list[int]:
@@ -48,8 +51,11 @@ def train_model(
     checkpoints: CheckpointStore,
     phase,
     params: dict,
+    data_fingerprint: dict | None = None,
 ):
     """-> training_history (every phase in the store), model (best checkpoint of the last phase run)."""
+    if data_fingerprint is not None:
+        check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint)
     cfg = TrainConfig(**params)
     train_idx = split_indices(training_arrays, splits, "train")
     val_idx = split_indices(training_arrays, splits, "val")

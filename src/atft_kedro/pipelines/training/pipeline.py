@@ -8,13 +8,14 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.build_training_arrays,
-                ["model_input", "market_context", "feature_manifest", "params:training"],
+                ["model_input", "market_context", "feature_manifest", "params:training", "data_fingerprint"],
                 "training_arrays",
                 name="build_training_arrays",
             ),
             Node(
                 nodes.train_model,
-                ["training_arrays", "graphs", "splits", "feature_manifest", "checkpoints", "params:phase", "params:training"],
+                ["training_arrays", "graphs", "splits", "feature_manifest", "checkpoints", "params:phase", "params:training",
+                 "data_fingerprint"],
                 ["training_history", "model"],
                 name="train_model",
             ),
