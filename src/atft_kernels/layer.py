@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .ops import gat_attention
+
 
 class GATLayer(nn.Module):
     r"""Graph attention over a fixed-degree neighbour list (PyG ``GATConv`` semantics).
@@ -76,8 +78,6 @@ class GATLayer(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
-        from . import gat_attention
-
         n = x.shape[0]
         x = self.dropout(x)
         if self.training and self.edge_dropout > 0:

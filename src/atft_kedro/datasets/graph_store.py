@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import numpy as np
 
 from atft_kedro.atomic import atomic_folder, restore_interrupted
 from atft_kedro.datasets._base import PathDataset
 from atft_kedro.graph.store import GraphSet
-
-_ARRAYS = ("dates", "offsets", "codes", "neighbors", "edge_attr")
-
-
-def open_graph_store(root: str) -> GraphSet:
-    path = Path(root)
-    meta = json.loads((path / "meta.json").read_text())
-    arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-    arrays["dates"] = np.asarray(arrays["dates"]).astype("datetime64[D]")
-    arrays["offsets"] = np.asarray(arrays["offsets"])
-    return GraphSet(**arrays, config=meta["config"], root=root, data_fingerprint=meta.get("data_fingerprint"))
 
 
 class GraphStoreDataset(PathDataset):
@@ -45,12 +31,8 @@ class GraphStoreDataset(PathDataset):
 
     def load(self) -> GraphSet:
         restore_interrupted(Path(self._filepath))
-        return open_graph_store(str(self._filepath))
+        return GraphSet.open(self._filepath)
 
     def save(self, data: GraphSet) -> None:
         with atomic_folder(Path(self._filepath)) as tmp:
-            for name in _ARRAYS:
-                np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(data, name)), allow_pickle=False)
-            meta = {"config": data.config, "n_dates": len(data), "n_nodes": int(data.offsets[-1]),
-                    "data_fingerprint": data.data_fingerprint}  # fmt: skip
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            data.save(tmp)

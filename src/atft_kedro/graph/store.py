@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+_ARRAYS = ("dates", "offsets", "codes", "neighbors", "edge_attr")  # one .npy file each
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,26 @@ class GraphSet:
 
     def __reduce__(self):
         # pickled into DataLoader workers: reopen the memory maps there instead of copying arrays
-        if self.root is not None:
-            from atft_kedro.datasets.graph_store import open_graph_store
+        return (GraphSet.open, (self.root,)) if self.root is not None else super().__reduce__()
 
-            return open_graph_store, (self.root,)
-        return super().__reduce__()
+    def save(self, root: str | Path) -> None:
+        """Write the arrays as .npy files and ``meta.json`` into the folder ``root``."""
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        for name in _ARRAYS:
+            np.save(root / f"{name}.npy", np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
+        meta = {"config": self.config, "n_dates": len(self), "n_nodes": int(self.offsets[-1]), "data_fingerprint": self.data_fingerprint}
+        (root / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def open(cls, root: str | Path) -> "GraphSet":
+        """The set saved in ``root``, its large arrays memory-mapped: one date's graph reads only its rows."""
+        path = Path(root)
+        meta = json.loads((path / "meta.json").read_text())
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        arrays["dates"] = np.asarray(arrays["dates"]).astype("datetime64[D]")
+        arrays["offsets"] = np.asarray(arrays["offsets"])
+        return cls(**arrays, config=meta["config"], root=str(root), data_fingerprint=meta.get("data_fingerprint"))
 
     def __len__(self) -> int:
         return len(self.dates)
