@@ -36,5 +36,5 @@ def test_a_stale_artifact_is_named_with_the_commands_that_rebuild_it_in_order(ta
     message = str(err.value)
     assert message.startswith("model, graphs were built from other data than the current data_engineering output (files data")
     assert "model: synthetic data 0123456789ab" in message and "graphs: no fingerprint" in message
-    assert "Rebuild: kedro run --pipeline graph_construction then kedro run --pipeline training" in message
+    assert "Rebuild: kedro run --pipelines graph_construction then kedro run --pipelines training" in message
     assert "\n" not in message

@@ -23,10 +23,10 @@ import atft_kedro
 
 # the command that rebuilds each artifact from the current data
 REBUILD = {
-    "graphs": "kedro run --pipeline graph_construction",
-    "training_arrays": "kedro run --pipeline training",
-    "checkpoint": "kedro run --pipeline training",
-    "model": "kedro run --pipeline training",
+    "graphs": "kedro run --pipelines graph_construction",
+    "training_arrays": "kedro run --pipelines training",
+    "checkpoint": "kedro run --pipelines training",
+    "model": "kedro run --pipelines training",
 }
 
 

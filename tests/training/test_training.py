@@ -69,7 +69,7 @@ def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path):
 
 
 def test_phase_two_without_phase_one_is_a_clear_error(prepared, tmp_path):
-    with pytest.raises(TrainingError, match=r"run phase=1 first \(kedro run --pipeline training --params phase=1\)"):
+    with pytest.raises(TrainingError, match=r"run phase=1 first \(kedro run --pipelines training --params phase=1\)"):
         _train(prepared, CheckpointStore(tmp_path), phase=2)
 
 
@@ -102,7 +102,7 @@ def test_training_a_finished_phase_again_says_so_and_names_the_stale_phases(prep
     warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "phase 1 ran before; training it again from the start replaces its checkpoints" in warning
     assert "Phase(s) 2 were trained from the old phase 1 and are now stale" in warning
-    assert "kedro run --pipeline training --params phase=2)" in warning
+    assert "kedro run --pipelines training --params phase=2)" in warning
     caplog.clear()
     with caplog.at_level("WARNING"):  # phase 2 is about to be retrained: nothing is left stale
         train_idx, val_idx = _idx(prepared)
@@ -320,7 +320,7 @@ def test_a_checkpoint_of_an_earlier_format_is_a_clear_error(prepared, tmp_path):
     store = CheckpointStore(tmp_path)
     _train(prepared, store, phase=0, epochs=1)
     old = {k: v for k, v in store.load(0, "best").items() if k != "format"}
-    with pytest.raises(TrainingError, match=r"earlier version .* \(kedro run --pipeline training --params phase=0\)"):
+    with pytest.raises(TrainingError, match=r"earlier version .* \(kedro run --pipelines training --params phase=0\)"):
         model_from_checkpoint(old)
 
 

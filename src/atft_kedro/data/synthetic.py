@@ -134,7 +134,7 @@ class SyntheticMarket:
     oracle: pl.DataFrame  # Date, Code, expected_return_{h}d: never fed to the model
     # with ``generate_market(cfg, keep_paths=True)``: the simulated paths behind the tables, each
     # [days, stocks] in ``codes`` order (``alpha``, ``eps``, ``eps_var``, ``mu``; ``dates``, ``codes``, ``beta``),
-    # for diagnostics of what a forecaster can see (tests/benchmarks/bench_synthetic_ceiling.py)
+    # for diagnostics of what a forecaster can see (experiments/synthetic_ceiling.py)
     paths: dict[str, np.ndarray] | None = None
 
 

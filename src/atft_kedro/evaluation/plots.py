@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from atft_kedro.evaluation.backtest import BacktestResult  # noqa: E402
+from atft_kedro.evaluation.backtest import BacktestResult
 
 
 def plot_cumulative(results: dict[str, BacktestResult], horizon: str):
-    fig, ax = plt.subplots(figsize=(10, 5), constrained_layout=True)
+    fig = Figure(figsize=(10, 5), constrained_layout=True)
+    ax = fig.subplots()
     for name, r in results.items():
         if len(r.net):
             ax.plot(r.dates, np.cumprod(1 + r.net) - 1, label=name, lw=2.2 if name == "model" else 1.2)
@@ -24,7 +22,8 @@ def plot_cumulative(results: dict[str, BacktestResult], horizon: str):
 
 
 def plot_rolling_ic(daily: dict[str, tuple[list, np.ndarray]], horizon: str, window: int = 20):
-    fig, ax = plt.subplots(figsize=(10, 5), constrained_layout=True)
+    fig = Figure(figsize=(10, 5), constrained_layout=True)
+    ax = fig.subplots()
     for name, (dates, ric) in daily.items():
         if len(ric) >= window:
             rolled = np.convolve(ric, np.ones(window) / window, mode="valid")
@@ -37,7 +36,8 @@ def plot_rolling_ic(daily: dict[str, tuple[list, np.ndarray]], horizon: str, win
 
 def plot_quantile_returns(frame: pl.DataFrame, scores: list[str], target: str, n_quantiles: int = 5):
     """Mean realised target per score quintile of each date, per scorer."""
-    fig, ax = plt.subplots(figsize=(10, 5), constrained_layout=True)
+    fig = Figure(figsize=(10, 5), constrained_layout=True)
+    ax = fig.subplots()
     width = 0.8 / len(scores)
     for i, s in enumerate(scores):
         q = (

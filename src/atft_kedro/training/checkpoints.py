@@ -35,7 +35,7 @@ def load_weights(model: torch.nn.Module, weights: dict, where: str, remake: str)
         detail = detail if len(detail) <= 300 else detail[:300] + " ..."
         raise TrainingError(
             f"{where} does not fit this model (written by another version or model size: "
-            f"{detail}); rerun that phase (kedro run --pipeline training --params {remake}) or phase=all"
+            f"{detail}); rerun that phase (kedro run --pipelines training --params {remake}) or phase=all"
         ) from err
 
 
@@ -46,7 +46,7 @@ def model_from_checkpoint(state: dict, where: str = "the checkpoint", backend: s
     if state.get("format") != FORMAT:
         raise TrainingError(
             f"{where} was written by an earlier version of atft-kedro that did not record the phase's "
-            f"model switches; retrain it (kedro run --pipeline training --params phase={phase})"
+            f"model switches; retrain it (kedro run --pipelines training --params phase={phase})"
         )
     saved = state["config"]["model"]
     known = {f.name for f in fields(ModelConfig)}

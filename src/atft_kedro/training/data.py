@@ -146,7 +146,7 @@ def _graph_of(graphs: GraphSet, arrays: TrainingArrays, t: int, members: np.ndar
     if len(graph.codes) != len(codes) or not np.array_equal(graph.codes, codes):
         raise ValueError(
             f"the graph of {arrays.dates[t]} has {len(graph.codes)} stocks but the model input has {len(codes)}: "
-            "rebuild the graphs (kedro run --pipeline graph_construction) after data_engineering"
+            "rebuild the graphs (kedro run --pipelines graph_construction) after data_engineering"
         )
     return graph, codes
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
+import polars as pl
+from matplotlib.figure import Figure
 
 
 def plot_history(history: pl.DataFrame):
     """Four panels over the epochs of every phase: train loss, validation RankIC per horizon,
     GAT gradient norm and fusion gate, seconds per epoch."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    fig = Figure(figsize=(11, 7), constrained_layout=True)
+    axes = fig.subplots(2, 2)
     if history.height == 0:
         fig.suptitle("no training history yet")
         return fig

@@ -314,7 +314,7 @@ def _warn_retraining(phase: int, store: CheckpointStore, followed_by: tuple[int,
     if later:
         runs = ", then ".join(f"phase={p}" for p in later)
         stale = (f" Phase(s) {', '.join(map(str, later))} were trained from the old phase {phase} and are now stale: "
-                 f"rerun them (kedro run --pipeline training --params {runs}) or run phase=all.")  # fmt: skip
+                 f"rerun them (kedro run --pipelines training --params {runs}) or run phase=all.")  # fmt: skip
     log.warning("phase %d ran before; training it again from the start replaces its checkpoints in %s.%s",
                 phase, store.path(phase, "last").parent, stale)  # fmt: skip
 
@@ -376,7 +376,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             raise TrainingError(
                 f"phase {phase} starts from phase {phase - 1}'s best checkpoint, and there is none at "
                 f"{store.path(phase - 1, 'best')}: run phase={phase - 1} first "
-                f"(kedro run --pipeline training --params phase={phase - 1}) or phase=all"
+                f"(kedro run --pipelines training --params phase={phase - 1}) or phase=all"
             )
         previous = store.load(phase - 1, "best")
         if arrays.data_fingerprint is not None:

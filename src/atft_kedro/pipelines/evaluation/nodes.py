@@ -111,5 +111,5 @@ def _check_covers_the_test_split(predictions: pl.DataFrame, splits: pl.DataFrame
         raise StaleArtifactError(
             f"the predictions ({made.len()} dates, {outside} of them outside the test split) are not of the current "
             f"splits' test split ({test.len()} dates, {test.min()} .. {test.max()}): they were made from other data. "
-            "Rebuild: kedro run --pipeline evaluation"
+            "Rebuild: kedro run --pipelines evaluation"
         )

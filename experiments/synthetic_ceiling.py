@@ -1,7 +1,7 @@
 """How much of the synthetic market's oracle a linear model can reach, and what the graph adds.
 
-    python tests/benchmarks/bench_synthetic_ceiling.py --size small
-    python tests/benchmarks/bench_synthetic_ceiling.py --overrides '{"cluster_vol": 0.010}'
+    python experiments/synthetic_ceiling.py --size small
+    python experiments/synthetic_ceiling.py --overrides '{"cluster_vol": 0.010}'
 
 On the default synthetic market (or one with ``SyntheticConfig`` overrides), prints the mean
 RankIC (1d) on the validation dates (``--split test``: the test dates) of:

@@ -1,9 +1,9 @@
 """The model against the strongest baselines over several seeds: one table with confidence intervals.
 
-    python tests/benchmarks/bench_seeds.py --seeds 0 1 2 --out seeds.json
-    python tests/benchmarks/bench_seeds.py --seeds 0 1 2 --params '{"raw": {"synthetic_market": "random_leaders"}}'
-    python tests/benchmarks/bench_seeds.py --seeds 0 1 2 --params '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}}'
-    python tests/benchmarks/bench_seeds.py --report seeds.json other.json
+    python experiments/seeds.py --seeds 0 1 2 --out seeds.json
+    python experiments/seeds.py --seeds 0 1 2 --params '{"raw": {"synthetic_market": "random_leaders"}}'
+    python experiments/seeds.py --seeds 0 1 2 --params '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}}'
+    python experiments/seeds.py --report seeds.json other.json
 
 Each seed (the initial weights and the order of the training dates: ``training.seed``) runs the whole
 default ``kedro run`` (the pipelines' own nodes on an in-memory catalog, parameters from conf/base
@@ -135,7 +135,7 @@ def main() -> None:
     if args.report:
         rows = [r for f in args.report for r in json.loads(Path(f).read_text())]
     else:
-        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_seeds_")) / "runs.json"
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="seeds_")) / "runs.json"
         frames = out.with_suffix("")
         frames.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "KEDRO_DISABLE_TELEMETRY": "true"}

@@ -1,7 +1,7 @@
 """How much of the synthetic market's planted lead-lag each graph configuration holds.
 
-    python tests/benchmarks/bench_graph_quality.py --size small --split val
-    python tests/benchmarks/bench_graph_quality.py --market random_leaders
+    python experiments/graph_quality.py --size small --split val
+    python experiments/graph_quality.py --market random_leaders
 
 Builds the graphs of the default synthetic market (``--market``: the layout, ``--size``) once per
 configuration and scores them against the simulator's clusters with ``atft_kedro.graph.quality``

@@ -1,7 +1,7 @@
 """Does phase 2 (the GAT) gain from a graph? Phase 2 per graph, from one phase-1 checkpoint.
 
-    python tests/benchmarks/bench_graph_phase2.py --seed 0
-    python tests/benchmarks/bench_graph_phase2.py --seed 0 --control --params '{"raw": {"synthetic_market": "random_leaders"}}'
+    python experiments/graph_phase2.py --seed 0
+    python experiments/graph_phase2.py --seed 0 --control --params '{"raw": {"synthetic_market": "random_leaders"}}'
 
 Builds the synthetic market with the project's parameters (conf/base, with ``--params`` merged in),
 trains phases 0 and 1 once, then phase 2 once per graph configuration in ``--graphs`` (name ->
