@@ -39,12 +39,35 @@ from atft_kedro.training.losses import LossWeights, combined_loss
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class Phase:
+    """What a training phase switches on (SPEC section 6); each starts from the previous one's best."""
+
+    use_fan: bool
+    use_gat: bool
+    horizons: tuple[int, ...]
+    lr_scale: float = 1.0
+
+
 PHASES = {
-    0: {"use_fan": False, "use_gat": False, "horizons": (1,), "lr_scale": 1.0},
-    1: {"use_fan": True, "use_gat": False, "horizons": (1, 5, 10, 20), "lr_scale": 1.0},
-    2: {"use_fan": True, "use_gat": True, "horizons": (1, 5, 10, 20), "lr_scale": 1.0},
-    3: {"use_fan": True, "use_gat": True, "horizons": (1, 5, 10, 20), "lr_scale": 0.1},
+    0: Phase(use_fan=False, use_gat=False, horizons=(1,)),  # the temporal encoder, 1 day
+    1: Phase(use_fan=True, use_gat=False, horizons=HORIZONS),  # + FAN/SAN, every horizon
+    2: Phase(use_fan=True, use_gat=True, horizons=HORIZONS),  # + the graph
+    3: Phase(use_fan=True, use_gat=True, horizons=HORIZONS, lr_scale=0.1),  # fine-tuning
 }
+
+
+def parse_phases(phase) -> list[int]:
+    """``phase`` as given (0..3, "2", or "all") -> the phases to train, in order."""
+    if str(phase) == "all":
+        return sorted(PHASES)
+    try:
+        value = int(phase)
+    except (TypeError, ValueError):
+        value = None
+    if value not in PHASES:
+        raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
+    return [value]
 
 
 @dataclass(frozen=True)
@@ -262,7 +285,7 @@ def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phas
     spec = PHASES[phase]
     mcfg = ModelConfig(
         n_features=arrays.features.shape[2], n_market=arrays.market.shape[1], edge_dim=graphs.edge_attr.shape[-1], gat_backend=backend,
-        **{**cfg.model, "use_fan": spec["use_fan"], "use_gat": spec["use_gat"], "horizons": spec["horizons"]},
+        **{**cfg.model, "use_fan": spec.use_fan, "use_gat": spec.use_gat, "horizons": spec.horizons},
     )  # fmt: skip
     return ATFTGATFAN(mcfg).to(device)
 
@@ -333,135 +356,62 @@ def _on(flag: bool) -> str:
     return "on" if flag else "off"
 
 
+@dataclass
+class _Progress:
+    """Where a phase stands: the next epoch, the best validation score so far, the epochs since it
+    improved, the rows of the epochs run, and the checkpoint resumed from (if any)."""
+
+    start_epoch: int = 0
+    best: float = -math.inf
+    bad_epochs: int = 0
+    history: list = field(default_factory=list)
+    resumed: dict | None = None
+
+
 def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress, followed_by) -> list[dict]:
     if phase not in PHASES:
-        raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
+        raise ValueError(f"phase must be one of {sorted(PHASES)}, got {phase!r}")
     device = _device(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(arrays, graphs, cfg, phase, device)
     spec = PHASES[phase]
     log.info("phase %d: FAN %s, GAT %s, horizons %s; %s parameters on %s, %s mode",
-             phase, _on(spec["use_fan"]), _on(spec["use_gat"]), list(spec["horizons"]),
+             phase, _on(spec.use_fan), _on(spec.use_gat), list(spec.horizons),
              f"{sum(p.numel() for p in model.parameters()):,}", device, cfg.mode)  # fmt: skip
     # fused: one kernel (CPU or CUDA) for all parameters instead of ~50 small ops per tensor
     # (0.6 ms a step on this model vs 4.3 ms on the CPU, measured)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr * spec["lr_scale"], weight_decay=cfg.weight_decay, fused=True)
-    weights = LossWeights(**cfg.loss_weights)
-    if weights.sharpe and _dates_per_step(cfg) == 1:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr * spec.lr_scale, weight_decay=cfg.weight_decay, fused=True)
+    if LossWeights(**cfg.loss_weights).sharpe and _dates_per_step(cfg) == 1:
         log.info("phase %d: the Sharpe loss term needs several dates per step; with one (safe mode) it is 0", phase)
-    horizons = [f"{h}d" for h in spec["horizons"]]
+    horizons = [f"{h}d" for h in spec.horizons]
     stop_weights = {h: w for h, w in cfg.early_stopping_weights.items() if h in horizons} or {horizons[0]: 1.0}
-    run_config = {"phase": phase, "train": asdict(cfg), "model": asdict(model.cfg)}
-    built_from = {"data_fingerprint": arrays.data_fingerprint}
+    checkpoint_fields = {"config": {"phase": phase, "train": asdict(cfg), "model": asdict(model.cfg)},
+                         "feature_manifest": manifest, "format": FORMAT, "data_fingerprint": arrays.data_fingerprint}  # fmt: skip
 
-    history: list[dict] = []
-    start_epoch, best, bad_epochs = 0, -math.inf, 0
-    before = store.load(phase, "last") if store.exists(phase, "last") else None
-    resumable = before is not None and cfg.resume and not before["finished"]
-    if resumable and not _same_data(before, arrays):
-        log.warning("phase %d: the interrupted run in %s was of other data (%s), not of these arrays (%s): it starts over",
-                    phase, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
-        resumable = False
-    if before is not None and not resumable:
-        _warn_retraining(phase, store, followed_by)
-    state = before if resumable else None
-    if state is not None:
-        load_weights(model, state.get("train_weights") or state["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        start_epoch, best, bad_epochs, history = state["epoch"] + 1, state["best"], state["bad_epochs"], state["history"]
-        log.info("phase %d: resuming after epoch %d from %s", phase, state["epoch"], store.path(phase, "last"))
-    elif phase > 0:
-        if not store.exists(phase - 1, "best"):
-            raise TrainingError(
-                f"phase {phase} starts from phase {phase - 1}'s best checkpoint, and there is none at "
-                f"{store.path(phase - 1, 'best')}: run phase={phase - 1} first "
-                f"(kedro run --pipelines training --params phase={phase - 1}) or phase=all"
-            )
-        previous = store.load(phase - 1, "best")
-        if arrays.data_fingerprint is not None:
-            check_built_from(arrays.data_fingerprint, checkpoint=previous.get("data_fingerprint"))
-        load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
-        log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
-                 phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
-        graph_on = spec["use_gat"] and not PHASES[phase - 1]["use_gat"]
-        if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
-            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha)
-    else:  # a new model
-        if cfg.scale_targets:  # its outputs in units of the training split's typical return
-            model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
-        if cfg.linear_start == "ridge" and model.linear is not None:
-            _start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha)
-
+    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by)
     averaged = weight_average(model, cfg.ema_decay)
-    if averaged is not None and start_epoch > 0:  # the average's weights are the checkpoint's "model"
-        averaged.module.load_state_dict(state["model"])
-        averaged.n_averaged.fill_(state["ema_updates"])
+    if averaged is not None and at.resumed is not None:  # the average's weights are the checkpoint's "model"
+        averaged.module.load_state_dict(at.resumed["model"])
+        averaged.n_averaged.fill_(at.resumed["ema_updates"])
     evaluated = averaged.module if averaged is not None else model  # what validation, checkpoints and predictions use
-    train_ds = DateDataset(arrays, graphs, train_idx, cfg.window)
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     resident = _resident(arrays, graphs, cfg, device, phase)
+    validate = lambda: daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)  # noqa: E731
+    score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
     epochs = epochs_of(cfg, phase)
-    if cfg.keep_start and start_epoch == 0:  # the start is the best until an epoch beats it on validation
-        start = daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)
-        score = sum(w * start[h] for h, w in stop_weights.items()) / sum(stop_weights.values())
-        if math.isfinite(score):
-            best = score
-            store.save(phase, "best", {"model": evaluated.state_dict(), "epoch": -1, "best": best, "history": [],
-                                       "config": run_config, "feature_manifest": manifest, "format": FORMAT,
-                                       "saved_at": _now(), **built_from})  # fmt: skip
+    if cfg.keep_start and at.start_epoch == 0:  # the start is the best until an epoch beats it on validation
+        start = validate()
+        if math.isfinite(score_of(start)):
+            at.best = score_of(start)
+            store.save(phase, "best", {"model": evaluated.state_dict(), "epoch": -1, "best": at.best, "history": [],
+                                       "saved_at": _now(), **checkpoint_fields})  # fmt: skip
             log.info("phase %d: validation at the start %s", phase, {h: round(v, 4) for h, v in start.items()})
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(at.start_epoch, epochs):
         t0 = time.perf_counter()
-        model.train()
-        order_seed = cfg.seed * 100_003 + phase * 1_009 + epoch
-        subset = train_ds
-        if cfg.max_train_dates and len(train_idx) > cfg.max_train_dates:
-            pick = np.sort(np.random.default_rng(order_seed).choice(len(train_idx), cfg.max_train_dates, replace=False))
-            subset = DateDataset(arrays, graphs, train_idx[pick], cfg.window)
-        sums = {"loss": 0.0, "pinball": 0.0, "rank_ic": 0.0, "ic": 0.0, "sharpe": 0.0}
-        steps = bad = 0
-        gat_norms = []
-        loader = _train_batches(subset, cfg, order_seed, resident)
-        bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / _dates_per_step(cfg)),
-                   disable=not progress, leave=False)  # fmt: skip
-        for batch in bar:
-            if not _finite(batch):
-                bad += 1
-                log.warning("phase %d epoch %d: non-finite input on %s, batch skipped", phase, epoch, [str(d) for d in batch.dates])
-                continue
-            b = batch.to(device)
-            with _autocast(device, cfg):
-                out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
-            out = {k: v.float() for k, v in out.items()}
-            loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=cfg.horizon_weights,
-                                        min_stocks=cfg.min_stocks, tau=cfg.rank_tau)  # fmt: skip
-            if not torch.isfinite(loss):
-                bad += 1
-                log.warning("phase %d epoch %d: non-finite loss on %s, step skipped", phase, epoch, [str(d) for d in batch.dates])
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if model.use_gat:
-                grads = [p.grad.norm() for p in model.gat.parameters() if p.grad is not None]
-                gat_norms.append(float(torch.stack(grads).norm()) if grads else 0.0)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
-            steps += 1
-            sums["loss"] += float(loss.detach())
-            for k, v in parts.items():
-                sums[k] += v
-            bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}")
-        total = steps + bad
-        if total and bad / total > cfg.max_bad_batch_fraction:
-            raise TrainingError(
-                f"phase {phase} epoch {epoch}: {bad} of {total} batches had non-finite inputs or loss "
-                f"(limit {cfg.max_bad_batch_fraction:.0%}); check model_input and market_context for NaN/inf"
-            )
-        val = daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)
-        metric = sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())
+        sums, steps, bad, gat_norms = _one_epoch(phase, epoch, model, optimizer, averaged, arrays, graphs, train_idx, cfg,
+                                                 device, resident, progress)  # fmt: skip
+        val = validate()
+        metric = score_of(val)
         row = {
             "phase": phase, "epoch": epoch, "seconds": time.perf_counter() - t0, "steps": steps, "skipped": bad,
             **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
@@ -470,18 +420,15 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             "gat_grad_norm": float(np.mean(gat_norms)) if gat_norms else float("nan"),
             "fusion_gate": float(torch.sigmoid(evaluated.fusion_gate.detach())) if model.use_gat else float("nan"),
         }  # fmt: skip
-        history.append(row)
+        at.history.append(row)
         score = metric if math.isfinite(metric) else -math.inf  # no valid validation date: worst
-        improved = score > best or (len(history) == 1 and best == -math.inf)  # without a valid start, the first epoch is kept
-        if improved:
-            best, bad_epochs = score, 0
-        else:
-            bad_epochs += 1
-        stop = bad_epochs > cfg.patience or epoch == epochs - 1
+        improved = score > at.best or (len(at.history) == 1 and at.best == -math.inf)  # without a valid start, the first epoch is kept
+        at.best, at.bad_epochs = (score, 0) if improved else (at.best, at.bad_epochs + 1)
+        stop = at.bad_epochs > cfg.patience or epoch == epochs - 1
         state = {
-            "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
-            "bad_epochs": bad_epochs, "history": history, "rng": torch.get_rng_state(), "finished": stop,
-            "config": run_config, "feature_manifest": manifest, "format": FORMAT, "saved_at": _now(), **built_from,
+            "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": at.best,
+            "bad_epochs": at.bad_epochs, "history": at.history, "rng": torch.get_rng_state(), "finished": stop,
+            "saved_at": _now(), **checkpoint_fields,
         }  # fmt: skip
         if averaged is not None:  # with "model" (the average), what an exact resume needs
             state.update(train_weights=model.state_dict(), ema_updates=int(averaged.n_averaged))
@@ -496,7 +443,103 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if stop:
-            if bad_epochs > cfg.patience:
-                log.info("phase %d: early stop after epoch %d (best %.4f)", phase, epoch, best)
+            if at.bad_epochs > cfg.patience:
+                log.info("phase %d: early stop after epoch %d (best %.4f)", phase, epoch, at.best)
             break
-    return history
+    return at.history
+
+
+def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by) -> _Progress:
+    """Load where the phase starts: an interrupted run of the same data (resume), else the previous
+    phase's best checkpoint, else a new model at its ridge start."""
+    spec = PHASES[phase]
+    before = store.load(phase, "last") if store.exists(phase, "last") else None
+    resumable = before is not None and cfg.resume and not before["finished"]
+    if resumable and not _same_data(before, arrays):
+        log.warning("phase %d: the interrupted run in %s was of other data (%s), not of these arrays (%s): it starts over",
+                    phase, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
+        resumable = False
+    if before is not None and not resumable:
+        _warn_retraining(phase, store, followed_by)
+    if resumable:
+        load_weights(model, before.get("train_weights") or before["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
+        optimizer.load_state_dict(before["optimizer"])
+        torch.set_rng_state(before["rng"])
+        log.info("phase %d: resuming after epoch %d from %s", phase, before["epoch"], store.path(phase, "last"))
+        return _Progress(before["epoch"] + 1, before["best"], before["bad_epochs"], before["history"], resumed=before)
+    if phase > 0:
+        if not store.exists(phase - 1, "best"):
+            raise TrainingError(
+                f"phase {phase} starts from phase {phase - 1}'s best checkpoint, and there is none at "
+                f"{store.path(phase - 1, 'best')}: run phase={phase - 1} first "
+                f"(kedro run --pipelines training --params phase={phase - 1}) or phase=all"
+            )
+        previous = store.load(phase - 1, "best")
+        if arrays.data_fingerprint is not None:
+            check_built_from(arrays.data_fingerprint, checkpoint=previous.get("data_fingerprint"))
+        load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
+        log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
+                 phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
+        graph_on = spec.use_gat and not PHASES[phase - 1].use_gat
+        if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
+            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha)
+    else:  # a new model
+        if cfg.scale_targets:  # its outputs in units of the training split's typical return
+            model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
+        if cfg.linear_start == "ridge" and model.linear is not None:
+            _start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha)
+    return _Progress()
+
+
+def _one_epoch(phase, epoch, model, optimizer, averaged, arrays, graphs, train_idx, cfg, device, resident, progress):
+    """One pass over the training dates (or ``max_train_dates`` of them, drawn by the epoch's seed);
+    -> summed loss parts, steps taken, batches skipped as non-finite, GAT gradient norms."""
+    model.train()
+    order_seed = cfg.seed * 100_003 + phase * 1_009 + epoch
+    dates = train_idx
+    if cfg.max_train_dates and len(train_idx) > cfg.max_train_dates:
+        dates = train_idx[np.sort(np.random.default_rng(order_seed).choice(len(train_idx), cfg.max_train_dates, replace=False))]
+    subset = DateDataset(arrays, graphs, dates, cfg.window)
+    weights = LossWeights(**cfg.loss_weights)
+    sums = {"loss": 0.0, "pinball": 0.0, "rank_ic": 0.0, "ic": 0.0, "sharpe": 0.0}
+    steps = bad = 0
+    gat_norms = []
+    loader = _train_batches(subset, cfg, order_seed, resident)
+    bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / _dates_per_step(cfg)),
+               disable=not progress, leave=False)  # fmt: skip
+    for batch in bar:
+        if not _finite(batch):
+            bad += 1
+            log.warning("phase %d epoch %d: non-finite input on %s, batch skipped", phase, epoch, [str(d) for d in batch.dates])
+            continue
+        b = batch.to(device)
+        with _autocast(device, cfg):
+            out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
+        out = {k: v.float() for k, v in out.items()}
+        loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=cfg.horizon_weights,
+                                    min_stocks=cfg.min_stocks, tau=cfg.rank_tau)  # fmt: skip
+        if not torch.isfinite(loss):
+            bad += 1
+            log.warning("phase %d epoch %d: non-finite loss on %s, step skipped", phase, epoch, [str(d) for d in batch.dates])
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if model.use_gat:
+            grads = [p.grad.norm() for p in model.gat.parameters() if p.grad is not None]
+            gat_norms.append(float(torch.stack(grads).norm()) if grads else 0.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
+        steps += 1
+        sums["loss"] += float(loss.detach())
+        for k, v in parts.items():
+            sums[k] += v
+        bar.set_postfix(loss=f"{sums['loss'] / steps:.4f}")
+    total = steps + bad
+    if total and bad / total > cfg.max_bad_batch_fraction:
+        raise TrainingError(
+            f"phase {phase} epoch {epoch}: {bad} of {total} batches had non-finite inputs or loss "
+            f"(limit {cfg.max_bad_batch_fraction:.0%}); check model_input and market_context for NaN/inf"
+        )
+    return sums, steps, bad, gat_norms

@@ -14,7 +14,7 @@ from atft_kedro.provenance import check_built_from
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.data import TrainingArrays, build_arrays, split_indices
 from atft_kedro.training.history import plot_history
-from atft_kedro.training.loop import PHASES, TrainConfig, train_phase
+from atft_kedro.training.loop import TrainConfig, parse_phases, train_phase
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +31,6 @@ def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFram
     return dataclasses.replace(build_arrays(model_input, market_context, names), data_fingerprint=data_fingerprint)
 
 
-def _phases(phase) -> list[int]:
-    if str(phase) == "all":
-        return sorted(PHASES)
-    try:
-        value = int(phase)
-    except (TypeError, ValueError):
-        value = None
-    if value not in PHASES:
-        raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
-    return [value]
-
-
 def train_model(
     training_arrays: TrainingArrays,
     graphs: GraphSet,
@@ -54,19 +42,18 @@ def train_model(
     data_fingerprint: dict | None = None,
 ):
     """-> training_history (every phase in the store), model (best checkpoint of the last phase run)."""
+    phases = parse_phases(phase)
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint)
     cfg = TrainConfig(**params)
     train_idx = split_indices(training_arrays, splits, "train")
     val_idx = split_indices(training_arrays, splits, "val")
     log.info("training on %d dates, validating on %d (%s mode)", len(train_idx), len(val_idx), cfg.mode)
-    phases = _phases(phase)
     for i, p in enumerate(phases):
         train_phase(p, training_arrays, graphs, train_idx, val_idx, cfg, checkpoints, feature_manifest, followed_by=tuple(phases[i + 1:]))
     rows = [row for p in checkpoints.phases() for row in checkpoints.load(p, "last")["history"]]
     history = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-    last_phase = _phases(phase)[-1]
-    return history, checkpoints.load(last_phase, "best")
+    return history, checkpoints.load(phases[-1], "best")
 
 
 def plot_training_history(training_history: pl.DataFrame):
