@@ -46,7 +46,9 @@ def main() -> None:
 
     from atft_kedro.training.checkpoints import CheckpointStore, model_from_checkpoint
     from atft_kedro.training.data import DateDataset, split_indices
-    from atft_kedro.training.loop import TrainConfig, daily_rank_ic, predict, train_phase
+    from atft_kedro.training.config import TrainConfig
+    from atft_kedro.training.loop import train_phase
+    from atft_kedro.training.predict import daily_rank_ic, predict
 
     params = project_parameters(json.loads(args.params))
     data = run_in_memory(["data_engineering"], params)

@@ -71,7 +71,7 @@ def main() -> None:
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
     from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
     from atft_kedro.training.data import build_arrays, split_indices
-    from atft_kedro.training.loop import daily_rank_ic
+    from atft_kedro.training.predict import daily_rank_ic
 
     overrides = json.loads(args.overrides)
     params = project_parameters({"raw": {"synthetic_size": args.size, "synthetic_market": args.market, "synthetic_overrides": overrides}})

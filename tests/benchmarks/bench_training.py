@@ -40,7 +40,8 @@ def main() -> None:
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
     from atft_kedro.training.checkpoints import CheckpointStore
     from atft_kedro.training.data import TrainingArrays, build_arrays
-    from atft_kedro.training.loop import TrainConfig, train_phase
+    from atft_kedro.training.config import TrainConfig
+    from atft_kedro.training.loop import train_phase
 
     import torch
 

@@ -1,7 +1,7 @@
 import pytest
 
 from atft_kedro.pipelines.training.nodes import build_training_arrays
-from atft_kedro.training.loop import TrainConfig
+from atft_kedro.training.config import TrainConfig
 
 
 @pytest.fixture(scope="session")

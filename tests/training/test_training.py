@@ -6,7 +6,9 @@ import torch
 
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.data import DateDataset, ResidentDates, collate_dates, split_indices
-from atft_kedro.training.loop import TrainingError, _loader, _train_batches, build_model, predict, train_phase
+from atft_kedro.training.batches import make_loader, train_batches
+from atft_kedro.training.loop import TrainingError, build_model, train_phase
+from atft_kedro.training.predict import predict
 
 from .conftest import small_config
 
@@ -209,7 +211,7 @@ def test_resident_batches_equal_the_dataloader_batches(prepared):
     idx = np.array([0, 5, 19, 20, 40, 41, 100])  # dates 0 and 5 have less history than the window
     ds = DateDataset(arrays, graphs, idx, cfg.window)
     resident = ResidentDates(arrays, graphs, cfg.window, torch.device("cpu"))
-    got, want = list(_train_batches(ds, cfg, 7, resident)), list(_loader(ds, cfg, 7))
+    got, want = list(train_batches(ds, cfg, 7, resident)), list(make_loader(ds, cfg, 7))
     assert len(got) == len(want) == 3
     assert [d for b in got for d in b.dates] != list(arrays.dates[idx])  # shuffled, and alike below
     for g, w in zip(got, want):
@@ -247,13 +249,13 @@ def test_a_safe_run_leaves_no_settings_behind(prepared, tmp_path):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
 def test_the_finite_check_sees_nan_and_both_infinities(bad):
-    from atft_kedro.training.loop import _all_finite
+    from atft_kedro.training.batches import all_finite
 
     t = torch.randn(50, 20, 7)
     if bad is not None:
         t[31, 4, 6] = bad
-    assert _all_finite(t) == (bad is None)
-    assert _all_finite(torch.empty(0, 20, 7))
+    assert all_finite(t) == (bad is None)
+    assert all_finite(torch.empty(0, 20, 7))
 
 
 def test_neutral_targets_are_what_training_sees_and_predictions_keep_the_realised_returns(prepared, tmp_path):
@@ -339,7 +341,7 @@ def test_the_sharpe_term_has_no_effect_with_one_date_per_step(prepared, tmp_path
 
 
 def test_epochs_per_phase(prepared, tmp_path):
-    from atft_kedro.training.loop import epochs_of
+    from atft_kedro.training.config import epochs_of
 
     cfg = small_config(epochs={0: 2, 1: 1, 2: 1, 3: 1})
     assert [epochs_of(cfg, p) for p in range(4)] == [2, 1, 1, 1] and epochs_of(small_config(epochs=3), 2) == 3

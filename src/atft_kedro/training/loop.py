@@ -12,202 +12,26 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
-import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from atft_kedro.evaluation.metrics import daily_scores, summarise
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
 from atft_kedro.provenance import check_built_from, describe
+from atft_kedro.training.batches import autocast, dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
-from atft_kedro.training.data import (
-    HORIZON_KEYS,
-    Batch,
-    DateDataset,
-    ResidentDates,
-    TrainingArrays,
-    collate_dates,
-    typical_returns,
-)
+from atft_kedro.training.config import PHASES, TrainConfig, epochs_of
+from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, collate_dates, typical_returns
 from atft_kedro.training.losses import LossWeights, combined_loss
+from atft_kedro.training.predict import daily_rank_ic, predict
+
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class Phase:
-    """What a training phase switches on (SPEC section 6); each starts from the previous one's best."""
-
-    use_fan: bool
-    use_gat: bool
-    horizons: tuple[int, ...]
-    lr_scale: float = 1.0
-
-
-PHASES = {
-    0: Phase(use_fan=False, use_gat=False, horizons=(1,)),  # the temporal encoder, 1 day
-    1: Phase(use_fan=True, use_gat=False, horizons=HORIZONS),  # + FAN/SAN, every horizon
-    2: Phase(use_fan=True, use_gat=True, horizons=HORIZONS),  # + the graph
-    3: Phase(use_fan=True, use_gat=True, horizons=HORIZONS, lr_scale=0.1),  # fine-tuning
-}
-
-
-def parse_phases(phase) -> list[int]:
-    """``phase`` as given (0..3, "2", or "all") -> the phases to train, in order."""
-    if str(phase) == "all":
-        return sorted(PHASES)
-    try:
-        value = int(phase)
-    except (TypeError, ValueError):
-        value = None
-    if value not in PHASES:
-        raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
-    return [value]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    mode: str = "safe"  # safe: one process, one thread, deterministic | optimized: multi-date batches, all threads, workers
-    epochs: int | dict = 6  # per phase at most: one number for all, or {phase: epochs} for every phase
-    patience: int = 2
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    window: int = 20
-    dates_per_batch: int = 1  # optimized mode stacks several dates per step
-    num_workers: int = 0  # optimized mode: DataLoader workers reading memory-mapped arrays
-    resident_data: bool = True  # optimized mode on CUDA: arrays on the GPU (if under half its free memory), batches gathered there
-    seed: int = 0
-    min_stocks: int = 20
-    rank_tau: float = 0.1
-    max_train_dates: int | None = None  # subsample of training dates per epoch (None: all)
-    max_bad_batch_fraction: float = 0.1  # more non-finite batches than this stops the run
-    ema_decay: float | None = 0.998  # moving average of the weights for validation, checkpoints, predictions (None: off)
-    early_stopping_weights: dict = field(default_factory=lambda: {"1d": 1.0})
-    horizon_weights: dict = field(default_factory=dict)  # loss weight per horizon ("5d": 0.5); 1 where not given
-    loss_weights: dict = field(default_factory=lambda: asdict(LossWeights()))
-    model: dict = field(default_factory=dict)  # ModelConfig fields other than the data sizes
-    device: str = "auto"
-    resume: bool = True
-    targets: str = "raw"  # raw | neutral: train and validate on returns less each date's sector means and beta part
-    scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
-    linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
-    linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
-    keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
-
-    def __post_init__(self):
-        if self.mode not in ("safe", "optimized"):
-            raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
-        if self.targets not in ("raw", "neutral"):
-            raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
-        if isinstance(self.epochs, dict) and sorted(str(p) for p in self.epochs) != sorted(str(p) for p in PHASES):
-            raise ValueError(f"training epochs must be a number or {{phase: epochs}} for phases {sorted(PHASES)}, got {self.epochs!r}")
-        if self.linear_start not in ("zero", "ridge"):
-            raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
-
-
-def epochs_of(cfg: TrainConfig, phase: int) -> int:
-    """The most epochs ``phase`` trains for."""
-    if isinstance(cfg.epochs, dict):
-        return int({int(p): e for p, e in cfg.epochs.items()}[phase])
-    return int(cfg.epochs)
-
-
-def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
-
-
-def _order(n: int, seed: int) -> list[int]:
-    g = torch.Generator().manual_seed(seed)  # a function of (seed, epoch) only: exact resume
-    return torch.randperm(n, generator=g).tolist()
-
-
-def _dates_per_step(cfg: TrainConfig) -> int:
-    return cfg.dates_per_batch if cfg.mode == "optimized" else 1
-
-
-def _loader(dataset: DateDataset, cfg: TrainConfig, shuffle_seed: int | None) -> torch.utils.data.DataLoader:
-    sampler = None if shuffle_seed is None else _order(len(dataset), shuffle_seed)
-    per_batch = _dates_per_step(cfg)
-    workers = cfg.num_workers if cfg.mode == "optimized" else 0
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=per_batch, sampler=sampler, collate_fn=collate_dates, num_workers=workers,
-        multiprocessing_context="spawn" if workers else None,  # never fork a process that runs Polars
-        persistent_workers=False, pin_memory=False,
-    )  # fmt: skip
-
-
-def _resident(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, device: torch.device, phase: int) -> ResidentDates | None:
-    """Optimized mode on CUDA keeps the arrays on the GPU when they take under half its free memory."""
-    if cfg.mode != "optimized" or device.type != "cuda" or not cfg.resident_data:
-        return None
-    need, free = ResidentDates.nbytes(arrays), torch.cuda.mem_get_info(device)[0]
-    if need > free / 2:
-        log.info("phase %d: the training arrays (%.1f GB) exceed half of the GPU's free %.1f GB; batches come through the DataLoader",
-                 phase, need / 1e9, free / 1e9)  # fmt: skip
-        return None
-    log.info("phase %d: training arrays on %s (%.1f GB), batches gathered there", phase, device, need / 1e9)
-    return ResidentDates(arrays, graphs, cfg.window, device)
-
-
-def _train_batches(dataset: DateDataset, cfg: TrainConfig, seed: int, resident: ResidentDates | None):
-    """The epoch's batches in the order of ``seed``: from the device-resident arrays, or a DataLoader."""
-    if resident is None:
-        return _loader(dataset, cfg, seed)
-    order, per = _order(len(dataset), seed), _dates_per_step(cfg)
-    return (resident.batch(dataset.date_indices[order[i : i + per]]) for i in range(0, len(order), per))
-
-
-def _all_finite(t: torch.Tensor) -> bool:
-    """No NaN or inf in ``t``: its min and max are finite (aminmax propagates NaN). One reduction,
-    30x faster on the CPU than isfinite(t).all(), which writes a bool per element first."""
-    if t.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(t)
-    return bool(torch.isfinite(lo) & torch.isfinite(hi))
-
-
-def _finite(batch: Batch) -> bool:
-    return _all_finite(batch.x) and _all_finite(batch.market) and _all_finite(batch.edge_attr)
-
-
-@torch.no_grad()
-def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: torch.device,
-            resident: ResidentDates | None = None) -> pl.DataFrame:  # fmt: skip
-    """Median forecasts (dropout off) for every date of ``dataset``: Date, Code, pred_{h}, target_{h}.
-    One date per batch, from the device-resident arrays when given, else through a DataLoader."""
-    model.eval()
-    frames = []
-    batches = (resident.batch([t]) for t in dataset.date_indices) if resident else _loader(dataset, replace(cfg, mode="safe"), None)
-    for batch in batches:
-        b = batch.to(device)
-        with _autocast(device, cfg):
-            out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
-        cols = {f"pred_{h}": out[h][:, 2].float().cpu().numpy() for h in HORIZON_KEYS if h in out}
-        cols.update({f"target_{h}": batch.targets[h].cpu().numpy() for h in HORIZON_KEYS})
-        frames.append(pl.DataFrame({"Date": np.repeat(batch.dates[0], len(batch.codes[0])), "Code": batch.codes[0], **cols}))
-    return pl.concat(frames) if frames else pl.DataFrame()
-
-
-def daily_rank_ic(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[str, float]:
-    """Mean over dates of the Spearman correlation of prediction and target, per horizon (the
-    evaluation's own metric, so validation and test are measured alike)."""
-    return {
-        h: summarise(daily_scores(predictions, f"pred_{h}", f"target_{h}", min_stocks))["rank_ic"] for h in horizons
-    }
-
-
-def _autocast(device: torch.device, cfg: TrainConfig):
-    enabled = device.type == "cuda" and cfg.mode == "optimized"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
 
 def weight_average(model: ATFTGATFAN, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
     """Exponential moving average of the weights (Polyak averaging) with the decay as configured
@@ -371,7 +195,7 @@ class _Progress:
 def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress, followed_by) -> list[dict]:
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {sorted(PHASES)}, got {phase!r}")
-    device = _device(cfg)
+    device = device_of(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(arrays, graphs, cfg, phase, device)
     spec = PHASES[phase]
@@ -381,7 +205,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     # fused: one kernel (CPU or CUDA) for all parameters instead of ~50 small ops per tensor
     # (0.6 ms a step on this model vs 4.3 ms on the CPU, measured)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr * spec.lr_scale, weight_decay=cfg.weight_decay, fused=True)
-    if LossWeights(**cfg.loss_weights).sharpe and _dates_per_step(cfg) == 1:
+    if LossWeights(**cfg.loss_weights).sharpe and dates_per_step(cfg) == 1:
         log.info("phase %d: the Sharpe loss term needs several dates per step; with one (safe mode) it is 0", phase)
     horizons = [f"{h}d" for h in spec.horizons]
     stop_weights = {h: w for h, w in cfg.early_stopping_weights.items() if h in horizons} or {horizons[0]: 1.0}
@@ -395,7 +219,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         averaged.n_averaged.fill_(at.resumed["ema_updates"])
     evaluated = averaged.module if averaged is not None else model  # what validation, checkpoints and predictions use
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
-    resident = _resident(arrays, graphs, cfg, device, phase)
+    resident = resident_dates(arrays, graphs, cfg, device, phase)
     validate = lambda: daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)  # noqa: E731
     score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
     epochs = epochs_of(cfg, phase)
@@ -504,16 +328,16 @@ def _one_epoch(phase, epoch, model, optimizer, averaged, arrays, graphs, train_i
     sums = {"loss": 0.0, "pinball": 0.0, "rank_ic": 0.0, "ic": 0.0, "sharpe": 0.0}
     steps = bad = 0
     gat_norms = []
-    loader = _train_batches(subset, cfg, order_seed, resident)
-    bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / _dates_per_step(cfg)),
+    loader = train_batches(subset, cfg, order_seed, resident)
+    bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / dates_per_step(cfg)),
                disable=not progress, leave=False)  # fmt: skip
     for batch in bar:
-        if not _finite(batch):
+        if not finite_batch(batch):
             bad += 1
             log.warning("phase %d epoch %d: non-finite input on %s, batch skipped", phase, epoch, [str(d) for d in batch.dates])
             continue
         b = batch.to(device)
-        with _autocast(device, cfg):
+        with autocast(device, cfg):
             out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
         out = {k: v.float() for k, v in out.items()}
         loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=cfg.horizon_weights,

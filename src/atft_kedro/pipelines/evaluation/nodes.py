@@ -15,7 +15,8 @@ from atft_kedro.graph.store import GraphSet
 from atft_kedro.provenance import StaleArtifactError, check_built_from
 from atft_kedro.training.checkpoints import model_from_checkpoint
 from atft_kedro.training.data import DateDataset, TrainingArrays, split_indices
-from atft_kedro.training.loop import TrainConfig, predict
+from atft_kedro.training.config import TrainConfig
+from atft_kedro.training.predict import predict
 
 log = logging.getLogger(__name__)
 

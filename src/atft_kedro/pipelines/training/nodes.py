@@ -14,7 +14,8 @@ from atft_kedro.provenance import check_built_from
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.data import TrainingArrays, build_arrays, split_indices
 from atft_kedro.training.history import plot_history
-from atft_kedro.training.loop import TrainConfig, parse_phases, train_phase
+from atft_kedro.training.config import TrainConfig, parse_phases
+from atft_kedro.training.loop import train_phase
 
 log = logging.getLogger(__name__)
 

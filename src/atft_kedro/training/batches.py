@@ -1,0 +1,79 @@
+"""Batches for training and prediction: the order of the dates, the DataLoader or the
+device-resident arrays, the finite check, and the autocast of optimized mode."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from atft_kedro.graph.store import GraphSet
+from atft_kedro.training.config import TrainConfig
+from atft_kedro.training.data import Batch, DateDataset, ResidentDates, TrainingArrays, collate_dates
+
+log = logging.getLogger(__name__)
+
+
+def device_of(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def date_order(n: int, seed: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed)  # a function of (seed, epoch) only: exact resume
+    return torch.randperm(n, generator=g).tolist()
+
+
+def dates_per_step(cfg: TrainConfig) -> int:
+    return cfg.dates_per_batch if cfg.mode == "optimized" else 1
+
+
+def make_loader(dataset: DateDataset, cfg: TrainConfig, shuffle_seed: int | None) -> torch.utils.data.DataLoader:
+    sampler = None if shuffle_seed is None else date_order(len(dataset), shuffle_seed)
+    per_batch = dates_per_step(cfg)
+    workers = cfg.num_workers if cfg.mode == "optimized" else 0
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=per_batch, sampler=sampler, collate_fn=collate_dates, num_workers=workers,
+        multiprocessing_context="spawn" if workers else None,  # never fork a process that runs Polars
+        persistent_workers=False, pin_memory=False,
+    )  # fmt: skip
+
+
+def resident_dates(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, device: torch.device, phase: int) -> ResidentDates | None:
+    """Optimized mode on CUDA keeps the arrays on the GPU when they take under half its free memory."""
+    if cfg.mode != "optimized" or device.type != "cuda" or not cfg.resident_data:
+        return None
+    need, free = ResidentDates.nbytes(arrays), torch.cuda.mem_get_info(device)[0]
+    if need > free / 2:
+        log.info("phase %d: the training arrays (%.1f GB) exceed half of the GPU's free %.1f GB; batches come through the DataLoader",
+                 phase, need / 1e9, free / 1e9)  # fmt: skip
+        return None
+    log.info("phase %d: training arrays on %s (%.1f GB), batches gathered there", phase, device, need / 1e9)
+    return ResidentDates(arrays, graphs, cfg.window, device)
+
+
+def train_batches(dataset: DateDataset, cfg: TrainConfig, seed: int, resident: ResidentDates | None):
+    """The epoch's batches in the order of ``seed``: from the device-resident arrays, or a DataLoader."""
+    if resident is None:
+        return make_loader(dataset, cfg, seed)
+    order, per = date_order(len(dataset), seed), dates_per_step(cfg)
+    return (resident.batch(dataset.date_indices[order[i : i + per]]) for i in range(0, len(order), per))
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """No NaN or inf in ``t``: its min and max are finite (aminmax propagates NaN). One reduction,
+    30x faster on the CPU than isfinite(t).all(), which writes a bool per element first."""
+    if t.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(t)
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
+def finite_batch(batch: Batch) -> bool:
+    return all_finite(batch.x) and all_finite(batch.market) and all_finite(batch.edge_attr)
+
+
+def autocast(device: torch.device, cfg: TrainConfig):
+    enabled = device.type == "cuda" and cfg.mode == "optimized"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -1,0 +1,88 @@
+"""Training configuration: the phases (SPEC section 6) and ``TrainConfig``, the ``training``
+parameters of conf/base/parameters_training.yml as a typed object."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from atft_kedro.features.targets import HORIZONS
+from atft_kedro.training.losses import LossWeights
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What a training phase switches on (SPEC section 6); each starts from the previous one's best."""
+
+    use_fan: bool
+    use_gat: bool
+    horizons: tuple[int, ...]
+    lr_scale: float = 1.0
+
+
+PHASES = {
+    0: Phase(use_fan=False, use_gat=False, horizons=(1,)),  # the temporal encoder, 1 day
+    1: Phase(use_fan=True, use_gat=False, horizons=HORIZONS),  # + FAN/SAN, every horizon
+    2: Phase(use_fan=True, use_gat=True, horizons=HORIZONS),  # + the graph
+    3: Phase(use_fan=True, use_gat=True, horizons=HORIZONS, lr_scale=0.1),  # fine-tuning
+}
+
+
+def parse_phases(phase) -> list[int]:
+    """``phase`` as given (0..3, "2", or "all") -> the phases to train, in order."""
+    if str(phase) == "all":
+        return sorted(PHASES)
+    try:
+        value = int(phase)
+    except (TypeError, ValueError):
+        value = None
+    if value not in PHASES:
+        raise ValueError(f"phase must be one of {sorted(PHASES)} or 'all', got {phase!r}")
+    return [value]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "safe"  # safe: one process, one thread, deterministic | optimized: multi-date batches, all threads, workers
+    epochs: int | dict = 6  # per phase at most: one number for all, or {phase: epochs} for every phase
+    patience: int = 2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    window: int = 20
+    dates_per_batch: int = 1  # optimized mode stacks several dates per step
+    num_workers: int = 0  # optimized mode: DataLoader workers reading memory-mapped arrays
+    resident_data: bool = True  # optimized mode on CUDA: arrays on the GPU (if under half its free memory), batches gathered there
+    seed: int = 0
+    min_stocks: int = 20
+    rank_tau: float = 0.1
+    max_train_dates: int | None = None  # subsample of training dates per epoch (None: all)
+    max_bad_batch_fraction: float = 0.1  # more non-finite batches than this stops the run
+    ema_decay: float | None = 0.998  # moving average of the weights for validation, checkpoints, predictions (None: off)
+    early_stopping_weights: dict = field(default_factory=lambda: {"1d": 1.0})
+    horizon_weights: dict = field(default_factory=dict)  # loss weight per horizon ("5d": 0.5); 1 where not given
+    loss_weights: dict = field(default_factory=lambda: asdict(LossWeights()))
+    model: dict = field(default_factory=dict)  # ModelConfig fields other than the data sizes
+    device: str = "auto"
+    resume: bool = True
+    targets: str = "raw"  # raw | neutral: train and validate on returns less each date's sector means and beta part
+    scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
+    linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
+    linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
+    keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
+
+    def __post_init__(self):
+        if self.mode not in ("safe", "optimized"):
+            raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
+        if self.targets not in ("raw", "neutral"):
+            raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
+        if isinstance(self.epochs, dict) and sorted(str(p) for p in self.epochs) != sorted(str(p) for p in PHASES):
+            raise ValueError(f"training epochs must be a number or {{phase: epochs}} for phases {sorted(PHASES)}, got {self.epochs!r}")
+        if self.linear_start not in ("zero", "ridge"):
+            raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
+
+
+def epochs_of(cfg: TrainConfig, phase: int) -> int:
+    """The most epochs ``phase`` trains for."""
+    if isinstance(cfg.epochs, dict):
+        return int({int(p): e for p, e in cfg.epochs.items()}[phase])
+    return int(cfg.epochs)
