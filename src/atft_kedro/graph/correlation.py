@@ -305,12 +305,18 @@ def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, ys: 
     return neighbors, slot_rho
 
 
-def _lag_correlations(xs: torch.Tensor, ys: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+def _lag_correlations(xs: torch.Tensor, ys: torch.Tensor, neighbors: torch.Tensor, block_rows: int = 256) -> torch.Tensor:
     """For each slot (i, k) with neighbour j: (sum_w xs[w, i] ys[w, j], sum_w ys[w, i] xs[w, j]),
-    i.e. corr(i today, j a day earlier) and corr(i a day earlier, j today) -> [N, k, 2]; 0 on padding."""
+    i.e. corr(i today, j a day earlier) and corr(i a day earlier, j today) -> [N, k, 2]; 0 on padding.
+    A block of rows at a time, as batched dot products of each row with its k neighbours' windows,
+    so the gathered windows ([block, k, W]) stay small."""
     xt, yt = xs.t().contiguous(), ys.t().contiguous()  # (N, W): each stock's window is one row to gather
     j = neighbors.clamp_min(0)
-    out = torch.stack([(xt[:, None, :] * yt[j]).sum(-1), (yt[:, None, :] * xt[j]).sum(-1)], dim=-1)  # (N, k, 2)
+    out = torch.empty((*neighbors.shape, 2), dtype=xs.dtype)
+    for a in range(0, len(j), block_rows):
+        rows, nb = slice(a, a + block_rows), j[a : a + block_rows]
+        out[rows, :, 0] = torch.bmm(yt[nb], xt[rows, :, None])[..., 0]  # (B, k, W) @ (B, W, 1)
+        out[rows, :, 1] = torch.bmm(xt[nb], yt[rows, :, None])[..., 0]
     return torch.where((neighbors >= 0)[..., None], out, 0.0)
 
 
