@@ -7,8 +7,9 @@ Builds every date's graph of the synthetic market (default full: ~3,800 stocks x
 the project's graph parameters (conf/base; ``--graph`` overrides fields as JSON) and times the plain
 reference (``atft_kedro.graph.reference``, pandas + a loop per stock) on a few of the
 same dates. Each side's one-off preparation (the dense return grid; the pandas return table) is
-timed separately and left out of the per-date comparison. The speed-up is per date, same dates,
-same run; the two results are also checked to be equal on those dates.
+timed separately and left out of the per-date comparison: the vectorised side's time per date is
+its whole build (all dates, both threads) over the number of dates; the reference's, its time on
+the sample dates. Same run; the two results are also checked to be equal on those dates.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ def main() -> None:
 
     dates = graphs.dates
     sample = dates[np.linspace(len(dates) // 2, len(dates) - 1, args.reference_dates).astype(int)]
-    start = time.perf_counter()
-    fast = build_graphs_from_grid(grid, cfg, dates=sample, progress=False)
-    fast_sample = time.perf_counter() - start
+    fast = graphs  # the full build's graphs of the sample dates are compared with the reference's
+    per_date = (all_seconds - grid_seconds) / len(dates)  # the full build's time per date, its one-off steps spread
     start = time.perf_counter()
     prepared = prepare_returns(panel)
     prepare_seconds = time.perf_counter() - start
@@ -68,9 +68,9 @@ def main() -> None:
         "reference_preparation_seconds": round(prepare_seconds, 2),
         "dates_per_second": round(len(dates) / all_seconds, 1),
         "sample_dates": [str(d) for d in sample],
-        "vectorised_seconds_per_date": round(fast_sample / len(sample), 4),
+        "vectorised_seconds_per_date": round(per_date, 4),
         "reference_seconds_per_date": round(ref_sample / len(sample), 2),
-        "speedup": round(ref_sample / fast_sample, 1),
+        "speedup": round(ref_sample / len(sample) / per_date, 1),
         "reference_equal": bool(equal),
     }, indent=1))  # fmt: skip
 
