@@ -4,9 +4,14 @@ import warnings
 
 from atft_kedro.hooks import JQuantsCredentialsHook, OneLineErrorHook
 
-# Kedro 1.7's config loader calls an OmegaConf API that OmegaConf now marks deprecated; the warning
-# is about Kedro's code, not the project's, and would greet every run
-warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
+
+def quiet_kedro_deprecations() -> None:
+    """Kedro 1.7's config loader calls an OmegaConf API that OmegaConf now marks deprecated; the
+    warning is about Kedro's code, not the project's, and would greet every run."""
+    warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
+
+
+quiet_kedro_deprecations()
 
 HOOKS = (JQuantsCredentialsHook(), OneLineErrorHook())
 

@@ -34,6 +34,10 @@ def project_parameters(overrides: dict | None = None, conf: Path = ROOT / "conf"
     ``overrides`` merged in key by key (nested dicts merged, anything else replaced)."""
     from kedro.config import OmegaConfigLoader
 
+    from atft_kedro.settings import quiet_kedro_deprecations
+
+    quiet_kedro_deprecations()
+
     params = OmegaConfigLoader(str(conf), base_env="base", default_run_env="base")["parameters"]
     return _merged(copy.deepcopy(dict(params)), overrides or {})
 
