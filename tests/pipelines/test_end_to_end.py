@@ -99,6 +99,18 @@ def test_one_training_phase_from_the_cli(project):
     assert [after[p] != before[p] for p in range(4)] == [False, False, True, False]
 
 
+def test_inference_writes_tomorrows_ranking(project):
+    if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
+        _kedro(project, "--params", TINY)
+    _kedro(project, "--pipelines", "inference", "--params", TINY)
+    out = project / "data/07_model_output"
+    (csv,) = out.glob("ranking_*.csv")
+    as_of = csv.stem.removeprefix("ranking_")
+    ranking = pl.read_parquet(out / f"ranking_{as_of}.parquet")
+    assert pl.read_csv(csv).height == ranking.height > 0 and {"Code", "score_1d", "q05_20d", "rank_10d"} <= set(ranking.columns)
+    assert (out / f"ranking_{as_of}.md").read_text().startswith(f"# Ranking for the trading day after {as_of}")
+
+
 def test_results_notebook_runs_top_to_bottom(project):
     nb = json.loads((project / "notebooks/results.ipynb").read_text())
     code = [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]

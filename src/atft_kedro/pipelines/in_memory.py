@@ -26,7 +26,7 @@ from kedro.runner import SequentialRunner
 from atft_kedro.data.jquants import JQuantsCredentials
 
 ROOT = Path(__file__).resolve().parents[3]
-ORDER = ("data_engineering", "graph_construction", "training", "evaluation")
+ORDER = ("data_engineering", "graph_construction", "training", "evaluation", "inference")
 
 
 def project_parameters(overrides: dict | None = None, conf: Path = ROOT / "conf") -> dict:

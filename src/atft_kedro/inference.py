@@ -1,0 +1,135 @@
+"""Tomorrow's ranking: a trained model scored on the latest date of the data.
+
+``latest_ranking`` takes the latest data as data_engineering builds it (panel, features, market
+features) and the training run's artifacts (the model, its feature manifest, the splits whose
+training dates fitted the market-context scaling, the graphs' configuration), and scores every
+stock of the as-of date for the trading day after it. Nothing is refitted and nothing is re-split:
+
+* stock features are z-scored per date (each date's own cross-section, as in training);
+* the market context is scaled with statistics of the training run's training dates, which the
+  latest data holds unchanged (features are point-in-time);
+* the graph of the as-of date is built with the training run's graph configuration.
+
+Only rows up to the as-of date are read. It refuses, with what to rerun, when the data's features
+differ from the model's, when the graphs were built with another configuration, or when the as-of
+date has no data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+import torch
+
+from atft_kedro.features.builders import stock_feature_names
+from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats
+from atft_kedro.features.targets import target_columns
+from atft_kedro.graph.correlation import GraphConfig, build_graphs
+from atft_kedro.training.checkpoints import model_from_checkpoint
+from atft_kedro.training.config import TrainConfig
+from atft_kedro.training.data import DateDataset, build_arrays
+from atft_kedro.training.predict import predict
+
+RETRAIN = "kedro run (or kedro run --pipelines data_engineering,graph_construction,training)"
+
+
+class InferenceError(RuntimeError):
+    """The latest data cannot be scored with this model; the message says what to rerun."""
+
+
+def latest_ranking(
+    model: dict,
+    panel: pl.DataFrame,
+    features: pl.DataFrame,
+    market_features: pl.DataFrame,
+    feature_manifest: list[dict],
+    splits: pl.DataFrame,
+    graph_config: dict,
+    clip: float,
+    as_of=None,
+) -> pl.DataFrame:
+    """-> one row per stock of the as-of date: Code, Sector33Code, MarketCode, traded, and per
+    horizon the median forecast ``score_{h}``, its quantiles ``q05_{h}`` .. ``q95_{h}`` and
+    ``rank_{h}`` (1 = the highest expected return), sorted by ``rank_1d``."""
+    names = stock_feature_names(model["feature_manifest"])
+    if stock_feature_names(feature_manifest) != names:
+        raise InferenceError(
+            "the latest data's stock features differ from those the model was trained on "
+            f"({len(stock_feature_names(feature_manifest))} against {len(names)}); retrain: {RETRAIN}"
+        )
+    trained_on = {k: v for k, v in graph_config.items() if k != "edge_attributes"}
+    cfg = GraphConfig(**trained_on)
+    as_of = _as_of(panel, as_of)
+    window = TrainConfig(**model["config"]["train"]).window
+    dates = panel.filter(pl.col("Date") <= as_of)["Date"].unique().sort()
+    recent = dates.tail(window)
+
+    stock = robust_zscore_by_date(features.filter(pl.col("Date").is_in(recent.implode())), names, clip=clip)
+    known = panel.filter(pl.col("Date").is_in(recent.implode())).select("Date", "Code", "traded", "Sector33Code", "MarketCode")
+    model_input = stock.join(known, on=["Date", "Code"]).with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
+    market_columns = [c for c in market_features.columns if c != "Date"]
+    train_dates = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "train"))["Date"]
+    context, _ = standardise_with_train_stats(market_features.filter(pl.col("Date") <= as_of), market_columns, train_dates, clip=clip)
+    arrays = build_arrays(model_input, context.filter(pl.col("Date").is_in(recent.implode())), names)
+    graphs = build_graphs(panel.filter(pl.col("Date") <= as_of), cfg, dates=[as_of], progress=False)
+
+    net = model_from_checkpoint(model, "the catalog's model checkpoint")
+    train_cfg = dataclasses.replace(TrainConfig(**model["config"]["train"]), mode="safe")
+    preds = predict(net, DateDataset(arrays, graphs, [len(arrays.dates) - 1], window), train_cfg, torch.device("cpu"), quantiles=True)
+    horizons = [c.removeprefix("pred_") for c in preds.columns if c.startswith("pred_")]
+    ranking = preds.select(
+        "Code",
+        *[pl.col(f"pred_{h}").alias(f"score_{h}") for h in horizons],
+        *[c for c in preds.columns if c.startswith("q") and c.split("_")[-1] in horizons],
+    ).with_columns(pl.col(f"score_{h}").rank("ordinal", descending=True).cast(pl.Int32).alias(f"rank_{h}") for h in horizons)
+    today = known.filter(pl.col("Date") == as_of).drop("Date")
+    return today.join(ranking, on="Code", how="inner").with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
+
+
+def _as_of(panel: pl.DataFrame, as_of) -> object:
+    dates = panel["Date"]
+    if as_of is None:
+        as_of = dates.max()
+    else:
+        as_of = pl.Series([str(as_of)]).str.to_date("%Y-%m-%d", strict=False)[0]
+        if as_of is None:
+            raise InferenceError(f"inference.as_of must be a date (YYYY-MM-DD), got {as_of!r}")
+    traded = panel.filter((pl.col("Date") == as_of) & pl.col("traded")).height
+    if traded == 0:
+        first, last = dates.min(), dates.max()
+        raise InferenceError(
+            f"the data has no traded stock on {as_of} (it covers {first} .. {last}); pick a trading day with "
+            "--params inference.as_of=YYYY-MM-DD, or fetch the latest data first"
+        )
+    return as_of
+
+
+def ranking_summary(ranking: pl.DataFrame, model: dict, top: int = 10) -> str:
+    """A short markdown page: what was scored, the top and bottom names, the scores' spread."""
+    horizons = [c.removeprefix("score_") for c in ranking.columns if c.startswith("score_")]
+    first = horizons[0]
+    as_of = ranking["as_of"][0]
+    fp = model.get("data_fingerprint") or {}
+    lines = [
+        f"# Ranking for the trading day after {as_of}",
+        "",
+        f"{ranking.height} stocks ({int(ranking['traded'].sum())} traded on {as_of}). Model: phase "
+        f"{model['config']['phase']}, best epoch {model['epoch']} (validation {model['best']:.4f}), trained on "
+        f"{fp.get('source', '?')} data `{fp.get('id', '?')}`. Scores are median forecasts of the return, per horizon.",
+        "",
+    ]
+    shown = ["Code", "Sector33Code", *[f"score_{h}" for h in horizons], f"q05_{first}", f"q95_{first}"]
+    for title, rows in (("Top", ranking.head(top)), ("Bottom", ranking.tail(top).reverse())):
+        lines += [f"## {title} {min(top, ranking.height)} by {first}", "", "| rank | " + " | ".join(shown) + " |",
+                  "|---" * (len(shown) + 1) + "|"]  # fmt: skip
+        for row in rows.iter_rows(named=True):
+            cells = [f"{row[c]:+.4f}" if isinstance(row[c], float) else str(row[c]) for c in shown]
+            lines.append(f"| {row[f'rank_{first}']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## The scores across stocks", "", "| horizon | 5% | 25% | median | 75% | 95% |", "|---|---|---|---|---|---|"]
+    for h in horizons:
+        q = np.quantile(ranking[f"score_{h}"].to_numpy(), [0.05, 0.25, 0.5, 0.75, 0.95])
+        lines.append(f"| {h} | " + " | ".join(f"{v:+.4f}" for v in q) + " |")
+    return "\n".join(lines) + "\n"

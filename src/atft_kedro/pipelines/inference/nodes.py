@@ -1,0 +1,34 @@
+"""inference nodes: the latest data through data_engineering's own steps, then one library call."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from atft_kedro.graph.store import GraphSet
+from atft_kedro.inference import latest_ranking, ranking_summary
+
+log = logging.getLogger(__name__)
+
+
+def rank_latest(
+    model: dict,
+    panel: pl.DataFrame,
+    features: pl.DataFrame,
+    market_features: pl.DataFrame,
+    feature_manifest: list[dict],
+    splits: pl.DataFrame,
+    graphs: GraphSet,
+    normalisation: dict,
+    params: dict,
+):
+    """-> ranking (csv), ranking (parquet), summary (markdown), each named after the as-of date.
+    ``graphs`` (the training run's) gives the graph configuration the model was trained with."""
+    ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
+                             normalisation["clip"], params.get("as_of"))  # fmt: skip
+    as_of = ranking["as_of"][0]
+    name = f"ranking_{as_of}"
+    top = ranking.row(0, named=True)
+    log.info("ranking for the trading day after %s: %d stocks; first %s (1d score %+.4f)", as_of, ranking.height, top["Code"], top["score_1d"])
+    return {name: ranking}, {name: ranking}, {name: ranking_summary(ranking, model, params.get("top", 10))}

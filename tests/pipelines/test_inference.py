@@ -1,0 +1,81 @@
+"""The inference pipeline: the trained model on the latest date, nothing refitted, nothing after
+the as-of date read."""
+
+import polars as pl
+import pytest
+import torch
+
+from atft_kedro.features.builders import build_features
+from atft_kedro.features.panel import build_panel
+from atft_kedro.inference import InferenceError, latest_ranking
+from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+from atft_kedro.training.checkpoints import CheckpointStore, model_from_checkpoint
+from atft_kedro.training.config import TrainConfig
+from atft_kedro.training.data import DateDataset
+from atft_kedro.training.predict import predict
+
+from ..conftest import TINY_PARAMS
+
+TRAINING = {"epochs": 1, "max_train_dates": 8, "min_stocks": 10,
+            "model": {"d_model": 16, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_pipeline, tmp_path_factory):
+    """A whole research run on the tiny market (the same data as ``tiny_pipeline``), then inference."""
+    params = project_parameters({**TINY_PARAMS, "training": TRAINING})
+    store = CheckpointStore(tmp_path_factory.mktemp("checkpoints"))
+    run = run_in_memory(["training"], params, inputs={**tiny_pipeline, "checkpoints": store})
+    given = {k: v for k, v in {**tiny_pipeline, **run}.items() if k in ("model", "splits", "graphs")}
+    latest = run_in_memory(["inference"], params, inputs=given)
+    return {**tiny_pipeline, **run, "params": params, "latest": latest}
+
+
+def test_the_ranking_covers_every_stock_of_the_last_date_as_the_model_scores_it(trained):
+    files = trained["latest"]["ranking_parquet"]
+    (name, ranking), = files.items()
+    panel = trained["panel"]
+    last = panel["Date"].max()
+    assert name == f"ranking_{last}" and set(trained["latest"]["ranking_csv"]) == {name}
+    traded = set(panel.filter((pl.col("Date") == last) & pl.col("traded"))["Code"])
+    assert traded <= set(ranking["Code"]) and ranking.height == panel.filter(pl.col("Date") == last).height
+    assert sorted(ranking["rank_1d"]) == list(range(1, ranking.height + 1))
+    assert (ranking["q05_1d"] <= ranking["score_1d"]).all() and (ranking["score_1d"] <= ranking["q95_1d"]).all()
+    # the slow way: the model on the training run's own arrays and graphs, at the last date
+    arrays, model = trained["training_arrays"], trained["model"]
+    window = TrainConfig(**model["config"]["train"]).window
+    slow = predict(model_from_checkpoint(model), DateDataset(arrays, trained["graphs"], [len(arrays.dates) - 1], window),
+                   TrainConfig(**model["config"]["train"]), torch.device("cpu"))  # fmt: skip
+    both = ranking.join(slow, on="Code")
+    assert both.height == ranking.height
+    for h in ("1d", "5d", "10d", "20d"):
+        torch.testing.assert_close(both[f"score_{h}"].to_torch(), both[f"pred_{h}"].to_torch(), rtol=0, atol=1e-6)
+    summary = trained["latest"]["ranking_summary"][name]
+    assert summary.startswith(f"# Ranking for the trading day after {last}") and "## Top 10 by 1d" in summary
+
+
+def _latest(quotes, listed, topix):
+    panel = build_panel(quotes, listed)
+    features, market, manifest = build_features(panel, topix)
+    return panel, features, market, manifest
+
+
+def test_nothing_after_the_as_of_date_is_read(trained, tiny_market):
+    model, splits, graphs = trained["model"], trained["splits"], trained["graphs"]
+    as_of = trained["panel"]["Date"].unique().sort()[-12]
+    full = _latest(tiny_market.daily_quotes, tiny_market.listed_info, tiny_market.topix)
+    cut = lambda df: df.filter(pl.col("Date") <= as_of)  # noqa: E731
+    truncated = _latest(cut(tiny_market.daily_quotes), tiny_market.listed_info, cut(tiny_market.topix))
+    a = latest_ranking(model, *full, splits, graphs.config, 5.0, as_of=str(as_of))
+    b = latest_ranking(model, *truncated, splits, graphs.config, 5.0)
+    assert a["as_of"][0] == b["as_of"][0] == as_of
+    assert a.equals(b)
+
+
+def test_it_refuses_other_features_and_a_date_without_data(trained, tiny_market):
+    model, splits, graphs = trained["model"], trained["splits"], trained["graphs"]
+    panel, features, market, manifest = _latest(tiny_market.daily_quotes, tiny_market.listed_info, tiny_market.topix)
+    with pytest.raises(InferenceError, match=r"stock features differ .* retrain: kedro run"):
+        latest_ranking(model, panel, features, market, manifest[1:], splits, graphs.config, 5.0)
+    with pytest.raises(InferenceError, match=r"no traded stock on 1999-01-04 \(it covers .*\); pick a trading day"):
+        latest_ranking(model, panel, features, market, manifest, splits, graphs.config, 5.0, as_of="1999-01-04")
