@@ -34,9 +34,9 @@ def make_inputs(n, heads, channels, k, *, dtype=torch.float32, device="cpu", pad
     return t, neighbors.to(device)
 
 
-def _run(inputs, neighbors, backend):
+def _run(inputs, neighbors, backend, slope=0.2):
     return gat_attention(inputs["h"], inputs["s_src"], inputs["s_dst"], neighbors, inputs["edge_logits"],
-                         inputs["residual"], inputs["gate"], 0.2, backend)  # fmt: skip
+                         inputs["residual"], inputs["gate"], slope, backend)  # fmt: skip
 
 
 def _grads(out, inputs, upstream):
@@ -44,9 +44,10 @@ def _grads(out, inputs, upstream):
     return dict(zip(names, torch.autograd.grad(out, [inputs[n] for n in names], upstream, allow_unused=True)))
 
 
-def _compare(n, heads, channels, k, dtype=torch.float32, device="cpu", **kw):
-    inputs, neighbors = make_inputs(n, heads, channels, k, dtype=dtype, device=device, **kw)
-    ref, tri = _run(inputs, neighbors, "torch"), _run(inputs, neighbors, "triton")
+def _compare(n, heads, channels, k, dtype=torch.float32, device="cpu", slope=0.2, neighbors=None, **kw):
+    inputs, random_neighbors = make_inputs(n, heads, channels, k, dtype=dtype, device=device, **kw)
+    neighbors = random_neighbors if neighbors is None else neighbors.to(device)
+    ref, tri = _run(inputs, neighbors, "torch", slope), _run(inputs, neighbors, "triton", slope)
     atol, rtol = TOL[dtype]
     torch.testing.assert_close(tri, ref, atol=atol, rtol=rtol)
     upstream = torch.randn_like(ref)
@@ -63,6 +64,27 @@ def _compare(n, heads, channels, k, dtype=torch.float32, device="cpu", **kw):
 )
 def test_triton_matches_reference(device, n, heads, channels, k):
     _compare(n, heads, channels, k, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.5])
+def test_leaky_relu_slopes_other_than_the_default(device, slope):
+    inputs, neighbors, ref, _ = _compare(40, 2, 4, 6, device=device, slope=slope)
+    # the slope reaches the result: another slope gives another output (so a kernel that ignored it would fail)
+    assert not torch.allclose(ref, _run(inputs, neighbors, "torch", 0.2 if slope != 0.2 else 0.0))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_hub_graph(device):
+    """Real kNN graphs have hubs (in-degree in the hundreds against a mean of k): most rows list
+    node 0 and node 1 among their neighbours, so their gradients gather from nearly every row."""
+    n, k = 96, 8
+    g = torch.Generator().manual_seed(5)
+    neighbors = torch.randint(0, n, (n, k), generator=g)
+    neighbors[:, 0], neighbors[::2, 1] = 0, 1
+    neighbors[torch.rand(n, k, generator=g) < 0.1] = -1
+    assert (neighbors == 0).sum() > n * 0.8
+    _compare(n, 3, 8, k, device=device, neighbors=neighbors)
 
 
 @pytest.mark.parametrize("device", DEVICES)
