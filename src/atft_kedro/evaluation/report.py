@@ -51,6 +51,11 @@ def _num(v, fmt: str = ".4f") -> str:
     return "n/a" if v is None else f"{v:{fmt}}"
 
 
+def _interval(d: dict) -> str:
+    """A difference's 95% interval, as the report writes it."""
+    return f"[{_num(d['ci95_low'], '+.4f')}, {_num(d['ci95_high'], '+.4f')}]"
+
+
 def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]], context: dict) -> str:
     lines = [
         "# Evaluation on the test split",
@@ -89,8 +94,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             best = p["best_baseline"]
             lines.append(
                 f"| {h} | {best} | {_num(document['horizons'][h]['model']['rank_ic'])} | "
-                f"{_num(document['horizons'][h][best]['rank_ic'])} | {_num(p['mean'], '+.4f')} | "
-                f"[{_num(p['ci95_low'], '+.4f')}, {_num(p['ci95_high'], '+.4f')}] | {p['dates']} |"
+                f"{_num(document['horizons'][h][best]['rank_ic'])} | {_num(p['mean'], '+.4f')} | {_interval(p)} | {p['dates']} |"
             )
         lines.append("")
     if "graph_ablation" in document:
@@ -105,8 +109,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
         ]
         for h, g in document["graph_ablation"].items():
             d = g["difference"]
-            lines.append(f"| {h} | {_num(g['with_graph'])} | {_num(g['random_endpoints'])} | {_num(d['mean'], '+.4f')} | "
-                         f"[{_num(d['ci95_low'], '+.4f')}, {_num(d['ci95_high'], '+.4f')}] |")  # fmt: skip
+            lines.append(f"| {h} | {_num(g['with_graph'])} | {_num(g['random_endpoints'])} | {_num(d['mean'], '+.4f')} | {_interval(d)} |")
         lines.append("")
     if "neutral" in document:
         lines += [
