@@ -36,3 +36,24 @@ class OneLineErrorHook:
 
 def one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+class TrackingHook:
+    """Logs into the MLflow run that kedro-mlflow opens for every ``kedro run`` (its own hook logs the
+    parameters): each phase's per-epoch history, ``metrics.json`` flattened, the report and the
+    plots, and the model (see ``atft_kedro.tracking``)."""
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data, **kwargs) -> None:
+        from atft_kedro import tracking
+
+        if dataset_name == "training_history":
+            tracking.log_training_history(data)
+        elif dataset_name == "metrics":
+            tracking.log_metrics_document(data)
+        elif dataset_name == "evaluation_report":
+            tracking.log_text(data, "evaluation_report.md")
+        elif dataset_name.endswith("_plot"):
+            tracking.log_figure(data, f"{dataset_name.removesuffix('_plot')}.png")
+        elif dataset_name == "model":
+            tracking.log_model(data)

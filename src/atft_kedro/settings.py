@@ -2,7 +2,7 @@
 
 import warnings
 
-from atft_kedro.hooks import JQuantsCredentialsHook, OneLineErrorHook
+from atft_kedro.hooks import JQuantsCredentialsHook, OneLineErrorHook, TrackingHook
 
 
 def quiet_kedro_deprecations() -> None:
@@ -13,7 +13,7 @@ def quiet_kedro_deprecations() -> None:
 
 quiet_kedro_deprecations()
 
-HOOKS = (JQuantsCredentialsHook(), OneLineErrorHook())
+HOOKS = (JQuantsCredentialsHook(), OneLineErrorHook(), TrackingHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

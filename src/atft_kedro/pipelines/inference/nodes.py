@@ -8,6 +8,7 @@ import polars as pl
 
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.inference import latest_ranking, ranking_summary
+from atft_kedro.tracking import load_logged_model
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,11 @@ def rank_latest(
     params: dict,
 ):
     """-> ranking (csv), ranking (parquet), summary (markdown), each named after the as-of date.
-    ``graphs`` (the training run's) gives the graph configuration the model was trained with."""
+    ``graphs`` (the training run's) gives the graph configuration the model was trained with. With
+    ``inference.mlflow_run_id`` the model is the one that MLflow run logged, not the catalog's."""
+    if params.get("mlflow_run_id"):
+        model = load_logged_model(params["mlflow_run_id"])
+        log.info("model from MLflow run %s (phase %d, best epoch %d)", params["mlflow_run_id"], model["config"]["phase"], model["epoch"])
     ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
                              normalisation["clip"], params.get("as_of"))  # fmt: skip
     as_of = ranking["as_of"][0]
