@@ -1,0 +1,32 @@
+"""Two Optuna workers join one study on the tiny market; the best trial becomes a parameters file."""
+
+import json
+import subprocess
+import sys
+
+import optuna
+import yaml
+
+TINY = {"raw": {"synthetic_size": "tiny", "synthetic_seed": 11}, "graph": {"window": 40, "min_periods": 25},
+        "training": {"epochs": 1, "max_train_dates": 4, "min_stocks": 10, "model": {"temporal_heads": 2, "gat_heads": 2}}}  # fmt: skip
+
+
+def test_two_workers_share_one_study_and_the_best_trial_is_a_parameters_file(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cmd = [sys.executable, "-m", "atft_kedro.tuning", "--study", "tiny", "--storage", storage, "--trials", "2",
+           "--params", json.dumps(TINY)]  # fmt: skip
+    optuna.create_study(study_name="tiny", storage=storage, direction="maximize")  # both workers join it
+    workers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for w in workers:
+        out, err = w.communicate(timeout=900)
+        assert w.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(study.trials) == 4 and sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    assert len({json.dumps(t.params, sort_keys=True) for t in study.trials}) == 4  # four different draws
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and all(-1 <= t.value <= 1 for t in done)
+    best = tmp_path / "conf/local/parameters_tuned.yml"
+    subprocess.run(cmd[:7] + ["--params", json.dumps(TINY), "--best", str(best)], cwd=tmp_path, check=True, capture_output=True)
+    written = yaml.safe_load(best.read_text())
+    assert written["training"]["lr"] == study.best_params["lr"] and written["graph"]["k"] == study.best_params["graph_k"]
+    assert written["training"]["model"]["d_model"] == study.best_params["d_model"] and written["training"]["epochs"] == 1
