@@ -176,7 +176,7 @@ def test_a_model_checkpoint_from_another_model_size_is_a_clear_error():
     wider = ATFTGATFAN(ModelConfig(n_features=5, n_market=3, d_model=32, temporal_heads=2, gat_heads=2))
     model = {"config": {"model": asdict(small), "train": {}, "phase": 3}, "model": wider.state_dict(), "format": FORMAT}
     with pytest.raises(TrainingError, match=r"the catalog's model checkpoint does not fit this model .*--params phase=3\)"):
-        predict_test(model, None, None, None, None)
+        predict_test(model, None, None, pl.DataFrame({"fold": [0], "split": ["test"]}), None)
 
 
 def test_newey_west_error_of_overlapping_sums_counts_the_overlap():

@@ -145,18 +145,27 @@ def baseline_frame(
         raw.select("Date", "Code", pl.col("ret_20d").alias("momentum_20d"), (-pl.col("ret_1d")).alias("reversal_1d"), "beta_60d"),
         on=["Date", "Code"], how="left", maintain_order="left",
     )  # fmt: skip
-    train_dates, val_dates = (splits.filter((pl.col("fold") == 0) & (pl.col("split") == s))["Date"] for s in ("train", "val"))
     rows = keys.join(model_input, on=["Date", "Code"], how="left", maintain_order="left")
     out = out.with_columns(rows["Sector33Code"])
     x = rows.select(feature_names).to_numpy()
+    # walk-forward (predictions with a fold column): each fold's rows scored by baselines fitted on
+    # that fold's training and validation dates, as the model was
+    folds = sorted(predictions["fold"].unique()) if "fold" in predictions.columns else [0]
+    of_fold = predictions["fold"].to_numpy() if "fold" in predictions.columns else np.zeros(predictions.height, dtype=int)
     info = {"ridge": {}, "lightgbm": {}}
     for h in horizons:
-        coef, info["ridge"][h] = tuned_ridge(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
-        booster, info["lightgbm"][h] = tuned_lightgbm(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
-        out = out.with_columns(
-            pl.Series(f"ridge_{h}", ridge_scores(rows, feature_names, coef)),
-            pl.Series(f"lightgbm_{h}", booster.predict(x, num_iteration=booster.best_iteration)),
-        )
+        ridge, boosted = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+        for fold in folds:
+            train_dates, val_dates = (splits.filter((pl.col("fold") == fold) & (pl.col("split") == s))["Date"] for s in ("train", "val"))
+            coef, ridge_info = tuned_ridge(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
+            booster, lgbm_info = tuned_lightgbm(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
+            mine = of_fold == fold
+            ridge[mine] = ridge_scores(rows, feature_names, coef)[mine]
+            boosted[mine] = booster.predict(x[mine], num_iteration=booster.best_iteration)
+            one = len(folds) == 1
+            info["ridge"][h] = ridge_info if one else {**info["ridge"].get(h, {}), f"fold{fold}": ridge_info}
+            info["lightgbm"][h] = lgbm_info if one else {**info["lightgbm"].get(h, {}), f"fold{fold}": lgbm_info}
+        out = out.with_columns(pl.Series(f"ridge_{h}", ridge), pl.Series(f"lightgbm_{h}", boosted))
     if oracle.height:
         cols = [pl.col(f"expected_return_{h}").alias(f"oracle_{h}") for h in horizons]
         out = out.join(oracle.select("Date", "Code", *cols), on=["Date", "Code"], how="left", maintain_order="left")

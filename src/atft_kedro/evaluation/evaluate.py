@@ -88,7 +88,14 @@ def evaluate_predictions(
         shuffled = daily_scores(random_graph_predictions, f"pred_{h}", f"target_{h}", cfg.min_stocks)
         ablation[h] = {"with_graph": table[h]["model"]["rank_ic"], "random_endpoints": summarise(shuffled)["rank_ic"],
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
-    document = metrics_document(table, neutral, paired=paired, graph_ablation=ablation, baselines=fitted)
+    folds = None
+    if "fold" in frame.columns:  # walk-forward: the metrics above pool every fold's test dates; each fold's own beside them
+        folds = {
+            f"fold{fold}": {h: {name: summarise(daily_scores(frame.filter(pl.col("fold") == fold), col, f"target_{h}", cfg.min_stocks))["rank_ic"]
+                                for name, col in _scorer_columns(h, frame).items()} for h in horizons}
+            for fold in sorted(frame["fold"].unique())
+        }  # fmt: skip
+    document = metrics_document(table, neutral, paired=paired, graph_ablation=ablation, baselines=fitted, folds=folds)
     return Evaluation(document, counts, curves, daily, frame)
 
 

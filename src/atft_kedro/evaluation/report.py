@@ -33,15 +33,17 @@ def metrics_document(
     paired: dict | None = None,
     graph_ablation: dict | None = None,
     baselines: dict | None = None,
+    folds: dict | None = None,
 ) -> dict:
     """table[horizon][scorer][key] -> {"horizons": {h: {scorer: {key: value}}}}; NaN -> null. With
     ``neutral`` (the same layout, ``metrics.neutral_scores``'s keys) also {"neutral": ...}; with
     ``paired`` (model minus the best baseline), ``graph_ablation`` and ``baselines`` (what tuning
-    chose) those sections as given, cleaned the same way."""
+    chose) and ``folds`` (walk-forward: each fold's test RankIC per scorer) those sections as given,
+    cleaned the same way."""
     document = {"horizons": _document(table, METRIC_KEYS)}
     if neutral is not None:
         document["neutral"] = _document(neutral, NEUTRAL_KEYS)
-    for name, section in (("paired", paired), ("graph_ablation", graph_ablation), ("baselines", baselines)):
+    for name, section in (("paired", paired), ("graph_ablation", graph_ablation), ("baselines", baselines), ("folds", folds)):
         if section is not None:
             document[name] = _cleaned(section)
     return document

@@ -63,6 +63,14 @@ def robust_zscore_expr(column: str, *, clip: float = 5.0, eps: float = 1e-8) -> 
     return z.fill_null(0.0).cast(pl.Float32).alias(column)
 
 
+def market_context_of_fold(market_features: pl.DataFrame, splits: pl.DataFrame, fold: int, clip: float) -> pl.DataFrame:
+    """Market features standardised with statistics of ``fold``'s training dates only."""
+    columns = [c for c in market_features.columns if c != "Date"]
+    train = splits.filter((pl.col("fold") == fold) & (pl.col("split") == "train"))["Date"]
+    context, _ = standardise_with_train_stats(market_features, columns, train, clip=clip)
+    return context
+
+
 def standardise_with_train_stats(
     frame: pl.DataFrame, columns: list[str], train_dates: pl.Series, *, clip: float = 5.0
 ) -> tuple[pl.DataFrame, dict[str, dict[str, float]]]:

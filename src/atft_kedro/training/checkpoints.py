@@ -85,5 +85,10 @@ class CheckpointStore:
             raise FileNotFoundError(path)
         return torch.load(path, map_location="cpu", weights_only=True)
 
+    def fold(self, fold: int) -> "CheckpointStore":
+        """Walk-forward: fold 0's checkpoints are the store's own (where a one-fold run keeps
+        them), fold f's sit in ``fold{f}/`` beside them."""
+        return self if fold == 0 else CheckpointStore(self.root / f"fold{fold}")
+
     def phases(self) -> list[int]:
         return sorted(int(p.name[5:]) for p in self.root.glob("phase*") if (p / "best.pt").exists())

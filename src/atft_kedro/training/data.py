@@ -8,6 +8,7 @@ Nodes of date t are that date's stocks in Code order, the order of the date's gr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from atft_kedro.features.normalise import market_context_of_fold
 from atft_kedro.features.targets import HORIZONS, target_columns
 from atft_kedro.graph.store import GraphSet
 
@@ -58,6 +60,26 @@ class TrainingArrays:
             feature_names=tuple((path / "feature_names.txt").read_text().splitlines()), root=str(root), **mm,
             data_fingerprint=json.loads(fingerprint.read_text()) if fingerprint.exists() else None,
         )  # fmt: skip
+
+
+def with_market_context(arrays: TrainingArrays, market_context: pl.DataFrame) -> TrainingArrays:
+    """The same arrays with their market block taken from ``market_context`` (Date + the columns
+    of the arrays' market block, in order): a walk-forward fold's own scaling."""
+    columns = [c for c in market_context.columns if c != "Date"]
+    dates = pl.DataFrame({"Date": pl.Series(arrays.dates).cast(pl.Date)})
+    market = dates.join(market_context, on="Date", how="left", maintain_order="left").select(columns).fill_null(0.0)
+    return dataclasses.replace(arrays, market=market.to_numpy().astype(np.float32), root=None)
+
+
+def fold_arrays(arrays: TrainingArrays, splits: pl.DataFrame, fold: int, market_features: pl.DataFrame | None,
+                normalisation: dict | None) -> TrainingArrays:  # fmt: skip
+    """Fold 0: the arrays as built (their market context is fitted on fold 0). A later fold: the
+    same arrays with the market context refitted on that fold's training dates."""
+    if fold == 0:
+        return arrays
+    if market_features is None or normalisation is None:
+        raise ValueError("a walk-forward fold > 0 refits the market context: pass market_features and normalisation")
+    return with_market_context(arrays, market_context_of_fold(market_features, splits, fold, normalisation["clip"]))
 
 
 def split_indices(arrays: TrainingArrays, splits: pl.DataFrame, name: str, fold: int = 0) -> np.ndarray:

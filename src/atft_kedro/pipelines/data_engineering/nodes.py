@@ -66,11 +66,9 @@ def build_model_input(
 
 
 def build_market_context(market_features: pl.DataFrame, splits: pl.DataFrame, params: dict) -> pl.DataFrame:
-    """Market features standardised with statistics of the first fold's training dates only."""
-    columns = [c for c in market_features.columns if c != "Date"]
-    train = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "train"))["Date"]
-    context, _ = normalise.standardise_with_train_stats(market_features, columns, train, clip=params["clip"])
-    return context
+    """Market features standardised with statistics of the first fold's training dates only (a
+    walk-forward run refits them for each later fold: training.data.with_market_context)."""
+    return normalise.market_context_of_fold(market_features, splits, 0, params["clip"])
 
 
 def fingerprint_data(daily_quotes, listed_info, topix, source: str, split_params: dict, normalisation: dict) -> dict:

@@ -13,8 +13,8 @@ from atft_kedro.evaluation.report import markdown_report
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.provenance import StaleArtifactError, check_built_from
-from atft_kedro.training.checkpoints import model_from_checkpoint
-from atft_kedro.training.data import DateDataset, TrainingArrays, split_indices
+from atft_kedro.training.checkpoints import CheckpointStore, model_from_checkpoint
+from atft_kedro.training.data import DateDataset, TrainingArrays, fold_arrays, split_indices
 from atft_kedro.training.config import TrainConfig
 from atft_kedro.training.predict import predict
 
@@ -22,29 +22,47 @@ log = logging.getLogger(__name__)
 
 
 def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
-                 data_fingerprint: dict | None = None) -> pl.DataFrame:  # fmt: skip
+                 data_fingerprint: dict | None = None, checkpoints: CheckpointStore | None = None,
+                 market_features: pl.DataFrame | None = None, normalisation: dict | None = None) -> pl.DataFrame:  # fmt: skip
     """The best model's median forecasts on every test date, dropout off, beside the realised returns
     (``model_input``'s targets: the arrays' may be the neutral ones training used). With
-    ``data_fingerprint`` (the node always has it), the model, arrays and graphs must be of that data."""
+    ``data_fingerprint`` (the node always has it), the model, arrays and graphs must be of that data.
+    Walk-forward (``splits.n_folds > 1``): each fold's test dates by that fold's best checkpoint of
+    the model's phase, with a ``fold`` column."""
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint,
                          model=model.get("data_fingerprint"))  # fmt: skip
+    folds = sorted(splits["fold"].unique())
+    if len(folds) == 1:
+        return _predict_fold(model, training_arrays, graphs, splits, 0, model_input)
+    phase = model["config"]["phase"]
+    frames = [
+        _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
+                      graphs, splits, f, model_input).with_columns(pl.lit(f, pl.Int32).alias("fold"))
+        for f in folds
+    ]  # fmt: skip
+    return pl.concat(frames)
+
+
+def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame) -> pl.DataFrame:
     net = model_from_checkpoint(model, "the catalog's model checkpoint")
     train_cfg = TrainConfig(**model["config"]["train"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    test_idx = split_indices(training_arrays, splits, "test")
-    preds = predict(net.to(device), DateDataset(training_arrays, graphs, test_idx, train_cfg.window), train_cfg, device)
-    log.info("phase %d model: predictions for %d test dates", model["config"]["phase"], len(test_idx))
+    test_idx = split_indices(arrays, splits, "test", fold)
+    preds = predict(net.to(device), DateDataset(arrays, graphs, test_idx, train_cfg.window), train_cfg, device)
+    log.info("phase %d model%s: predictions for %d test dates", model["config"]["phase"], f", fold {fold}" if fold else "", len(test_idx))
     targets = [c for c in preds.columns if c.startswith("target_")]
     realised = model_input.select("Date", "Code", *targets)
     return preds.drop(targets).join(realised, on=["Date", "Code"], how="left", maintain_order="left")
 
 
 def predict_test_random_graph(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame,
-                              model_input: pl.DataFrame, params: dict, data_fingerprint: dict | None = None) -> pl.DataFrame:  # fmt: skip
+                              model_input: pl.DataFrame, params: dict, data_fingerprint: dict | None = None,
+                              checkpoints: CheckpointStore | None = None, market_features: pl.DataFrame | None = None,
+                              normalisation: dict | None = None) -> pl.DataFrame:  # fmt: skip
     """The same forecasts on the graphs with their endpoints redrawn at random (``graph_ablation``)."""
     shuffled = graphs.with_random_endpoints(params["graph_ablation_seed"])
-    return predict_test(model, training_arrays, shuffled, splits, model_input, data_fingerprint)
+    return predict_test(model, training_arrays, shuffled, splits, model_input, data_fingerprint, checkpoints, market_features, normalisation)
 
 
 def evaluate(
@@ -105,7 +123,7 @@ def provenance(model: dict, data_fingerprint: dict | None) -> dict:
 
 
 def _check_covers_the_test_split(predictions: pl.DataFrame, splits: pl.DataFrame) -> None:
-    test = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "test"))["Date"]
+    test = splits.filter(pl.col("split") == "test")["Date"].unique()
     made = predictions["Date"].unique()
     if made.is_empty() or not made.is_in(test.implode()).all():
         outside = made.filter(~made.is_in(test.implode())).len()

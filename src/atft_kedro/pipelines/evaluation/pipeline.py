@@ -3,14 +3,17 @@ from kedro.pipeline import Node, Pipeline
 from . import nodes
 
 
+WALK_FORWARD = ["checkpoints", "market_features", "params:normalisation"]  # each fold's checkpoint and market context
+
+
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits", "model_input", "data_fingerprint"], "predictions",
-                 name="predict_test"),  # fmt: skip
+            Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits", "model_input", "data_fingerprint", *WALK_FORWARD],
+                 "predictions", name="predict_test"),  # fmt: skip
             Node(
                 nodes.predict_test_random_graph,
-                ["model", "training_arrays", "graphs", "splits", "model_input", "params:evaluation", "data_fingerprint"],
+                ["model", "training_arrays", "graphs", "splits", "model_input", "params:evaluation", "data_fingerprint", *WALK_FORWARD],
                 "random_graph_predictions",
                 name="predict_test_random_graph",
             ),

@@ -12,9 +12,9 @@ from atft_kedro.features.targets import neutralise_targets
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.provenance import check_built_from
 from atft_kedro.training.checkpoints import CheckpointStore
-from atft_kedro.training.data import TrainingArrays, build_arrays, split_indices
-from atft_kedro.training.history import plot_history
 from atft_kedro.training.config import TrainConfig, parse_phases
+from atft_kedro.training.data import TrainingArrays, build_arrays, fold_arrays, split_indices
+from atft_kedro.training.history import plot_history
 from atft_kedro.training.loop import train_phase
 
 log = logging.getLogger(__name__)
@@ -41,20 +41,33 @@ def train_model(
     phase,
     params: dict,
     data_fingerprint: dict | None = None,
+    market_features: pl.DataFrame | None = None,
+    normalisation: dict | None = None,
 ):
-    """-> training_history (every phase in the store), model (best checkpoint of the last phase run)."""
+    """-> training_history (every phase in the store), model (best checkpoint of the last phase run;
+    walk-forward: of the last fold, the one trained on the most recent data).
+
+    With ``splits.n_folds > 1`` every fold is trained in turn on its own training and validation
+    dates, its market context refitted on its training dates, its checkpoints in the store's
+    ``fold{f}/`` (fold 0's where a one-fold run keeps them)."""
     phases = parse_phases(phase)
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint)
     cfg = TrainConfig(**params)
-    train_idx = split_indices(training_arrays, splits, "train")
-    val_idx = split_indices(training_arrays, splits, "val")
-    log.info("training on %d dates, validating on %d (%s mode)", len(train_idx), len(val_idx), cfg.mode)
-    for i, p in enumerate(phases):
-        train_phase(p, training_arrays, graphs, train_idx, val_idx, cfg, checkpoints, feature_manifest, followed_by=tuple(phases[i + 1:]))
-    rows = [row for p in checkpoints.phases() for row in checkpoints.load(p, "last")["history"]]
+    folds = sorted(splits["fold"].unique())
+    rows = []
+    for fold in folds:
+        arrays = fold_arrays(training_arrays, splits, fold, market_features, normalisation)
+        store = checkpoints.fold(fold)
+        train_idx, val_idx = (split_indices(arrays, splits, s, fold) for s in ("train", "val"))
+        log.info("%straining on %d dates, validating on %d (%s mode)",
+                 f"fold {fold}: " if len(folds) > 1 else "", len(train_idx), len(val_idx), cfg.mode)  # fmt: skip
+        for i, p in enumerate(phases):
+            train_phase(p, arrays, graphs, train_idx, val_idx, cfg, store, feature_manifest, followed_by=tuple(phases[i + 1:]))
+        fold_rows = [row for p in store.phases() for row in store.load(p, "last")["history"]]
+        rows += [{"fold": fold, **row} for row in fold_rows] if len(folds) > 1 else fold_rows
     history = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-    return history, checkpoints.load(phases[-1], "best")
+    return history, checkpoints.fold(folds[-1]).load(phases[-1], "best")
 
 
 def plot_training_history(training_history: pl.DataFrame):

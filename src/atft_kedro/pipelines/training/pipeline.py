@@ -15,7 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.train_model,
                 ["training_arrays", "graphs", "splits", "feature_manifest", "checkpoints", "params:phase", "params:training",
-                 "data_fingerprint"],
+                 "data_fingerprint", "market_features", "params:normalisation"],
                 ["training_history", "model"],
                 name="train_model",
             ),

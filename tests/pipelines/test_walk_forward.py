@@ -1,0 +1,60 @@
+"""Walk-forward: with splits.n_folds > 1 every fold is trained on its own window, with its own
+market-context scaling, and scored on its own test block; the metrics pool the blocks."""
+
+import numpy as np
+import polars as pl
+
+from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+from atft_kedro.training.checkpoints import CheckpointStore
+
+from ..conftest import TINY_PARAMS
+
+TRAINING = {"epochs": 1, "max_train_dates": 4, "min_stocks": 10,
+            "model": {"d_model": 16, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1}}  # fmt: skip
+
+
+def test_three_folds_are_trained_and_scored_in_turn(tmp_path):
+    params = project_parameters({**TINY_PARAMS, "splits": {"n_folds": 3}, "training": TRAINING, "evaluation": {"min_stocks": 10}})
+    store = CheckpointStore(tmp_path / "checkpoints")
+    out = run_in_memory(["data_engineering", "graph_construction", "training", "evaluation"], params, inputs={"checkpoints": store})
+    splits = out["splits"]
+    for fold in (0, 1, 2):
+        assert all(store.fold(fold).exists(p, "best") for p in range(4))
+    assert (tmp_path / "checkpoints/fold2/phase3/best.pt").exists() and not (tmp_path / "checkpoints/fold0").exists()
+
+    # the model is the last fold's (the most recent data); each fold trained up to its own purge
+    model = out["model"]
+    assert model["best"] == store.fold(2).load(3, "best")["best"]
+    history = out["training_history"]
+    assert set(history["fold"]) == {0, 1, 2}
+
+    # every fold's test block scored by that fold's checkpoint; together they are all the test dates
+    predictions = out["predictions"]
+    for fold in (0, 1, 2):
+        test = set(splits.filter((pl.col("fold") == fold) & (pl.col("split") == "test"))["Date"])
+        assert set(predictions.filter(pl.col("fold") == fold)["Date"]) <= test and len(test) > 0
+        train_end = splits.filter((pl.col("fold") == fold) & (pl.col("split") == "train"))["Date"].max()
+        assert train_end < min(test)
+    metrics = out["metrics"]
+    assert set(metrics["folds"]) == {"fold0", "fold1", "fold2"}
+    assert set(metrics["baselines"]["ridge"]["1d"]) == {"fold0", "fold1", "fold2"}  # refitted on each fold's window
+    per_fold = [metrics["folds"][f]["1d"]["model"] for f in ("fold0", "fold1", "fold2")]
+    assert all(v is not None for v in per_fold) and metrics["horizons"]["1d"]["model"]["rank_ic"] is not None
+
+
+def test_a_later_fold_has_its_own_market_context_scaling(tiny_pipeline):
+    from atft_kedro.features.normalise import market_context_of_fold
+    from atft_kedro.features.splits import SplitConfig, make_splits
+    from atft_kedro.pipelines.training.nodes import build_training_arrays
+    from atft_kedro.training.data import fold_arrays
+
+    splits = make_splits(tiny_pipeline["panel"]["Date"], SplitConfig(n_folds=3))
+    arrays = build_training_arrays(tiny_pipeline["model_input"], market_context_of_fold(tiny_pipeline["market_features"], splits, 0, 5.0),
+                                   tiny_pipeline["feature_manifest"], {})  # fmt: skip
+    fold0 = fold_arrays(arrays, splits, 0, tiny_pipeline["market_features"], {"clip": 5.0})
+    fold2 = fold_arrays(arrays, splits, 2, tiny_pipeline["market_features"], {"clip": 5.0})
+    assert fold0 is arrays and not np.allclose(fold2.market, arrays.market)
+    train2 = np.isin(arrays.dates, splits.filter((pl.col("fold") == 2) & (pl.col("split") == "train"))["Date"].to_numpy())
+    # fitted on fold 2's training dates: there each column has mean 0 (up to the clip and float32)
+    column = np.asarray(fold2.market)[train2, 0]
+    assert abs(column.mean()) < 0.05
