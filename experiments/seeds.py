@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="seeds run side by side (one thread each)")
     parser.add_argument("--out", default=None, help="write the runs' JSON here (and the scored frames beside it)")
     parser.add_argument("--report", nargs="+", default=None, help="merge these JSON files into one table")
+    parser.add_argument("--mlflow", default="sqlite:///mlflow.db", help="MLflow tracking URI for the runs ('' : none); "
+                        "one parent run, a nested run per seed")  # fmt: skip
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one seed
     parser.add_argument("--frames", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,7 +155,31 @@ def main() -> None:
             rows = list(pool.map(child, args.seeds))
         out.write_text(json.dumps(rows, indent=1))
         print(f"runs written to {out}")
-    print(report(sorted(rows, key=lambda r: r["seed"])))
+    table = report(sorted(rows, key=lambda r: r["seed"]))
+    print(table)
+    if args.mlflow and not args.report:
+        log_to_mlflow(rows, table, args, args.mlflow)
+
+
+def log_to_mlflow(rows: list[dict], table: str, args, uri: str) -> None:
+    """A parent run (the command, the table) with a nested run per seed (its metrics.json flattened,
+    each phase's kept validation RankIC, its seconds), in the project's MLflow store."""
+    import mlflow
+
+    from atft_kedro.tracking import flatten
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("atft_kedro experiments")
+    with mlflow.start_run(run_name=f"seeds {' '.join(map(str, args.seeds))}"):
+        mlflow.log_params({"experiment": "seeds", "seeds": " ".join(map(str, args.seeds)), "params": args.params[:500]})
+        mlflow.log_text(table, "seeds.md")
+        for row in sorted(rows, key=lambda r: r["seed"]):
+            with mlflow.start_run(run_name=f"seed {row['seed']}", nested=True):
+                mlflow.log_param("training.seed", row["seed"])
+                document = {k: v for k, v in row["metrics"].items() if k not in ("baselines", "provenance")}
+                mlflow.log_metrics({**flatten(document), **{f"phase{p}.kept_val_rank_ic_1d": v for p, v in row["phase_val"].items()},
+                                    "seconds": row["seconds"]})  # fmt: skip
+    print(f"logged to MLflow ({uri}), experiment 'atft_kedro experiments'")
 
 
 if __name__ == "__main__":
