@@ -130,6 +130,12 @@ def test_one_training_phase_from_the_cli(project):
     _kedro(project, "--pipeline", "training", "--params", TINY + ",phase=2")  # the older spelling works too
     after = {p: (checkpoints / f"phase{p}/last.pt").stat().st_mtime_ns for p in range(4)}
     assert [after[p] != before[p] for p in range(4)] == [False, False, True, False]
+    # model.pt is now phase 2's: the phase-3 predictions on disk are not scored as if they were its
+    err = _kedro(project, "--nodes", "evaluate", "--params", TINY, ok=False).stderr
+    line = next((line for line in err.splitlines() if line.startswith("Error in node evaluate")), err[-3000:])
+    assert "StaleArtifactError: the predictions were made by another model (phase 3 epoch" in line and "than the catalog's (phase 2 epoch" in line
+    _kedro(project, "--pipelines", "evaluation", "--params", TINY)
+    assert json.loads((project / "data/08_reporting/metrics.json").read_text())["provenance"]["model"]["phase"] == 2
 
 
 def test_inference_writes_tomorrows_ranking(project):

@@ -34,14 +34,24 @@ def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet,
                          model=model.get("data_fingerprint"))  # fmt: skip
     folds = sorted(splits["fold"].unique())
     if len(folds) == 1:
-        return _predict_fold(model, training_arrays, graphs, splits, 0, model_input)
+        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input), model)
     phase = model["config"]["phase"]
     frames = [
         _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
                       graphs, splits, f, model_input).with_columns(pl.lit(f, pl.Int32).alias("fold"))
         for f in folds
     ]  # fmt: skip
-    return pl.concat(frames)
+    return _stamped(pl.concat(frames), model)
+
+
+def _stamped(predictions: pl.DataFrame, model: dict) -> pl.DataFrame:
+    """The model the predictions come from (``model_id``: its phase, epoch and save time), so the
+    evaluation can tell predictions of another model."""
+    return predictions.with_columns(pl.lit(_model_id(model)).alias("model_id"))
+
+
+def _model_id(model: dict) -> str:
+    return f"phase {model['config']['phase']} epoch {model['epoch']} saved {model.get('saved_at')}"
 
 
 def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame) -> pl.DataFrame:
@@ -84,6 +94,14 @@ def evaluate(
     if data_fingerprint is not None and model is not None:
         check_built_from(data_fingerprint, model=model.get("data_fingerprint"))
     _check_covers_the_test_split(predictions, splits)
+    if model is not None:
+        for name, made in (("predictions", predictions), ("random_graph_predictions", random_graph_predictions)):
+            ids = set(made["model_id"].unique()) if "model_id" in made.columns else {"no model_id"}
+            if ids != {_model_id(model)}:
+                raise StaleArtifactError(
+                    f"the {name} were made by another model ({', '.join(sorted(ids))}) than the catalog's "
+                    f"({_model_id(model)}). Rebuild: kedro run --pipelines evaluation"
+                )
     cfg = EvaluationConfig.from_params(params)
     result = evaluate_predictions(predictions, random_graph_predictions, features, model_input, oracle_returns, splits,
                                   stock_feature_names(feature_manifest), cfg)  # fmt: skip
