@@ -25,6 +25,7 @@ import torch
 
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats
+from atft_kedro.features.splits import split_dates
 from atft_kedro.features.targets import target_columns
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
 from atft_kedro.training.checkpoints import model_from_checkpoint
@@ -70,7 +71,7 @@ def latest_ranking(
     known = panel.filter(pl.col("Date").is_in(recent.implode())).select("Date", "Code", "traded", "Sector33Code", "MarketCode")
     model_input = stock.join(known, on=["Date", "Code"]).with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
     market_columns = [c for c in market_features.columns if c != "Date"]
-    train_dates = splits.filter((pl.col("fold") == 0) & (pl.col("split") == "train"))["Date"]
+    train_dates = split_dates(splits, "train")
     context, _ = standardise_with_train_stats(market_features.filter(pl.col("Date") <= as_of), market_columns, train_dates, clip=clip)
     arrays = build_arrays(model_input, context.filter(pl.col("Date").is_in(recent.implode())), names)
     graphs = build_graphs(panel.filter(pl.col("Date") <= as_of), cfg, dates=[as_of], progress=False)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from atft_kedro.features.splits import split_dates
+
 
 @dataclass(frozen=True)
 class LightGBMConfig:
@@ -156,7 +158,7 @@ def baseline_frame(
     for h in horizons:
         ridge, boosted = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
         for fold in folds:
-            train_dates, val_dates = (splits.filter((pl.col("fold") == fold) & (pl.col("split") == s))["Date"] for s in ("train", "val"))
+            train_dates, val_dates = (split_dates(splits, s, fold) for s in ("train", "val"))
             coef, ridge_info = tuned_ridge(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
             booster, lgbm_info = tuned_lightgbm(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
             mine = of_fold == fold

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
+from atft_kedro.features.splits import split_dates
+
 MAD_TO_STD = 1.4826
 
 
@@ -66,7 +68,7 @@ def robust_zscore_expr(column: str, *, clip: float = 5.0, eps: float = 1e-8) -> 
 def market_context_of_fold(market_features: pl.DataFrame, splits: pl.DataFrame, fold: int, clip: float) -> pl.DataFrame:
     """Market features standardised with statistics of ``fold``'s training dates only."""
     columns = [c for c in market_features.columns if c != "Date"]
-    train = splits.filter((pl.col("fold") == fold) & (pl.col("split") == "train"))["Date"]
+    train = split_dates(splits, "train", fold)
     context, _ = standardise_with_train_stats(market_features, columns, train, clip=clip)
     return context
 

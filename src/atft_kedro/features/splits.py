@@ -49,3 +49,11 @@ def make_splits(dates: list | pl.Series, cfg: SplitConfig) -> pl.DataFrame:
         for name, lo, hi in (("train", 0, train_end), ("val", val_start, val_end), ("test", test_start, test_end)):
             rows.append(pl.DataFrame({"fold": fold, "Date": usable[lo:hi], "split": name}))
     return pl.concat(rows).with_columns(pl.col("fold").cast(pl.Int32))
+
+
+def split_dates(splits: pl.DataFrame, name: str, fold: int | None = 0) -> pl.Series:
+    """The dates of one split (train, val or test) of ``fold`` (``None``: of every fold), in order."""
+    rows = splits.filter(pl.col("split") == name)
+    if fold is not None:
+        rows = rows.filter(pl.col("fold") == fold)
+    return rows["Date"].unique().sort()

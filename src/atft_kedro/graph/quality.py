@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from atft_kedro.features.splits import split_dates
 from atft_kedro.graph.store import GraphSet
 
 ROW_BLOCK = 1 << 20  # graph rows scored at a time: the arrays may be memory maps of a big market
@@ -62,7 +63,7 @@ def planted_structure_recall(graphs: GraphSet, oracle: pl.DataFrame, splits: pl.
 
     out = {}
     for name in ("train", "val", "test"):
-        dates = splits.filter(pl.col("split") == name)["Date"].unique().to_numpy().astype("datetime64[D]")
+        dates = split_dates(splits, name, fold=None).to_numpy().astype("datetime64[D]")
         rows = np.isin(row_date, dates)
         if not rows.any():
             continue

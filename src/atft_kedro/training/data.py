@@ -19,6 +19,7 @@ import polars as pl
 import torch
 
 from atft_kedro.features.normalise import market_context_of_fold
+from atft_kedro.features.splits import split_dates
 from atft_kedro.features.targets import HORIZONS, target_columns
 from atft_kedro.graph.store import GraphSet
 
@@ -84,7 +85,7 @@ def fold_arrays(arrays: TrainingArrays, splits: pl.DataFrame, fold: int, market_
 
 def split_indices(arrays: TrainingArrays, splits: pl.DataFrame, name: str, fold: int = 0) -> np.ndarray:
     """Indices into ``arrays.dates`` of one split (train, val or test) of one fold."""
-    dates = splits.filter((pl.col("fold") == fold) & (pl.col("split") == name))["Date"].to_numpy().astype("datetime64[D]")
+    dates = split_dates(splits, name, fold).to_numpy().astype("datetime64[D]")
     return np.flatnonzero(np.isin(arrays.dates, dates))
 
 

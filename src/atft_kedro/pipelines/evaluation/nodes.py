@@ -11,11 +11,12 @@ from atft_kedro.evaluation import plots
 from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
 from atft_kedro.evaluation.report import markdown_report
 from atft_kedro.features.builders import stock_feature_names
+from atft_kedro.features.splits import split_dates
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.provenance import StaleArtifactError, check_built_from
 from atft_kedro.training.checkpoints import CheckpointStore, model_from_checkpoint
-from atft_kedro.training.data import DateDataset, TrainingArrays, fold_arrays, split_indices
 from atft_kedro.training.config import TrainConfig
+from atft_kedro.training.data import DateDataset, TrainingArrays, fold_arrays, split_indices
 from atft_kedro.training.predict import predict
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def provenance(model: dict, data_fingerprint: dict | None) -> dict:
 
 
 def _check_covers_the_test_split(predictions: pl.DataFrame, splits: pl.DataFrame) -> None:
-    test = splits.filter(pl.col("split") == "test")["Date"].unique()
+    test = split_dates(splits, "test", fold=None)
     made = predictions["Date"].unique()
     if made.is_empty() or not made.is_in(test.implode()).all():
         outside = made.filter(~made.is_in(test.implode())).len()
