@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import polars as pl
 
+HORIZONS = (1, 5, 10, 20)  # trading days ahead: the one list every part of the project uses
+
+# The 33 TSE sector codes (Sector33Code) and their 17-sector grouping, as J-Quants reports them.
+SECTOR33_CODES = (
+    "0050", "1050", "2050", "3050", "3100", "3150", "3200", "3250", "3300", "3350", "3400",
+    "3450", "3500", "3550", "3600", "3650", "3700", "3750", "3800", "4050", "5050", "5100",
+    "5150", "5200", "5250", "6050", "6100", "7050", "7100", "7150", "7200", "8050", "9050",
+)  # fmt: skip
+SECTOR33_TO_17 = (
+    1, 2, 3, 1, 1, 5, 4, 5, 6, 6, 7, 7, 7, 8, 9, 9, 10, 11, 10, 12, 13, 13, 13, 13, 13, 14, 14,
+    15, 15, 16, 16, 17, 17,
+)  # fmt: skip
+MARKET_CODES = ("0111", "0112", "0113")  # Prime, Standard, Growth
+
 # Required columns and their logical dtype class per raw table.
 NUMERIC = "numeric"
 TEXT = "text"

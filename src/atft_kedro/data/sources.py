@@ -13,9 +13,9 @@ from atft_kedro.data.jquants import (
     fetch_jquants,
     tse_equities_only,
 )
-from atft_kedro.data.synthetic import SECTOR33_CODES, SyntheticConfig, generate_market
+from atft_kedro.data.schema import HORIZONS, SECTOR33_CODES
+from atft_kedro.data.synthetic import SyntheticConfig, generate_market
 from atft_kedro.data.validation import ValidatedMarket, validate_market
-from atft_kedro.features.targets import HORIZONS
 
 SOURCES = ("synthetic", "files", "jquants")
 ORACLE_SCHEMA = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-HORIZONS = (1, 5, 10, 20)  # trading days ahead: the one list every part of the project uses
+from atft_kedro.data.schema import HORIZONS
 
 
 def target_columns(horizons=HORIZONS) -> list[str]:
