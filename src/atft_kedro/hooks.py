@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
@@ -42,6 +44,24 @@ class TrackingHook:
     """Logs into the MLflow run that kedro-mlflow opens for every ``kedro run`` (its own hook logs the
     parameters): each phase's per-epoch history, ``metrics.json`` flattened, the report and the
     plots, and the model (see ``atft_kedro.tracking``)."""
+
+    def __init__(self):
+        self._logged: set[str] = set()
+
+    @hook_impl
+    def before_pipeline_run(self, **kwargs) -> None:
+        self._logged = set()
+
+    @hook_impl
+    def before_node_run(self, inputs: dict, **kwargs) -> None:
+        """The typed parameters a node takes (Kedro built them from dicts, which kedro-mlflow would
+        have logged field by field) logged as flat parameters, once per run."""
+        from atft_kedro import tracking
+
+        for name, value in inputs.items():
+            if name.startswith("params:") and dataclasses.is_dataclass(value) and name not in self._logged:
+                tracking.log_config(name.removeprefix("params:"), value)
+                self._logged.add(name)
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data, **kwargs) -> None:

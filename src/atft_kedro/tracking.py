@@ -5,6 +5,7 @@ with tracking off, the in-memory runs of tests and experiments) nothing is logge
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from pathlib import Path
@@ -32,6 +33,20 @@ def flatten(document: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out[name] = float(value)
     return out
+
+
+def log_config(name: str, config) -> None:
+    """A typed parameter (a config dataclass) as flat parameters ``name.field`` (``name.model.d_model``),
+    as kedro-mlflow logs the parameters that stay dicts."""
+    if (mlflow := _mlflow()) is None:
+        return
+
+    def flat(value, prefix):
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}.{key}").items()}
+        return {prefix: str(value)[:250]}
+
+    mlflow.log_params(flat(dataclasses.asdict(config), name))
 
 
 def log_training_history(history: pl.DataFrame) -> None:

@@ -97,3 +97,17 @@ def test_a_stock_with_nan_prices_never_reaches_model_input(stocknet_dir, tmp_pat
     assert all_nan not in model_input["Code"].to_list()
     targets = [c for c in model_input.columns if c.startswith("target_")]
     assert model_input.select(pl.any_horizontal(pl.col(targets).is_nan())).to_series().sum() == 0
+
+
+def test_a_bad_parameter_stops_the_run_before_any_node(monkeypatch):
+    """Nodes annotate their parameters with the config dataclasses: Kedro builds them first."""
+    from kedro.validation.exceptions import ParameterValidationError
+
+    from atft_kedro.pipelines.data_engineering import nodes
+
+    ran = []
+    monkeypatch.setattr(nodes.builders, "build_features", lambda *a: ran.append(1))
+    params = project_parameters({"raw": {"synthetic_size": "tiny"}, "graph": {"returns": "nope"}})
+    with pytest.raises(ParameterValidationError, match=r"Parameter 'graph'.*graph returns must be one of"):
+        run_in_memory(["data_engineering", "graph_construction"], params)
+    assert ran == []

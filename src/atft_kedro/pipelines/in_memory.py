@@ -22,6 +22,7 @@ from typing import Any
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
+from kedro.validation.parameter_validator import ParameterValidator
 
 from atft_kedro.data.jquants import JQuantsCredentials
 
@@ -72,6 +73,9 @@ def run_in_memory(names, params: dict, inputs: dict[str, Any] | None = None, qui
     if unknown:
         raise ValueError(f"unknown pipelines {sorted(unknown)}; the project has {ORDER}")
     pipeline = pipeline_named([n for n in ORDER if n in names])
+    # as a kedro run does: the parameters that nodes annotate with a config dataclass become one
+    # (and are validated) before any node runs
+    params = ParameterValidator({"__default__": pipeline}).validate_raw_params(params)
     inputs = {"jquants_credentials": JQuantsCredentials(), **(inputs or {})}
     catalog = DataCatalog()
     for name in pipeline.datasets():

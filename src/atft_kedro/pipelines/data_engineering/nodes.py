@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import polars as pl
 
 from atft_kedro.data.sources import SourceConfig, load_market
 from atft_kedro.features import builders, normalise, panel, splits, targets
+from atft_kedro.pipelines.typed import typed
 from atft_kedro.provenance import data_fingerprint, describe
 
 log = logging.getLogger(__name__)
 
 
-def load_raw_market(source: str, params: dict, jquants_credentials=None):
+def load_raw_market(source: str, params: SourceConfig, jquants_credentials=None):
     """-> daily_quotes, listed_info, topix, oracle_returns, quarantine. ``jquants_credentials`` comes
     from conf/local/credentials.yml through the project's hook (see ``atft_kedro.hooks``)."""
-    market, oracle = load_market(source, SourceConfig(**params), jquants_credentials)
+    market, oracle = load_market(source, typed(SourceConfig, params), jquants_credentials)
     q = market.daily_quotes
     log.info(
         "source=%s: %d quotes, %d stocks, %d dates (%s .. %s); %d rows quarantined",
@@ -46,8 +48,8 @@ def build_targets(panel: pl.DataFrame) -> pl.DataFrame:
     return targets.build_targets(panel)
 
 
-def make_splits(panel: pl.DataFrame, params: dict) -> pl.DataFrame:
-    result = splits.make_splits(panel["Date"], splits.SplitConfig(**params))
+def make_splits(panel: pl.DataFrame, params: splits.SplitConfig) -> pl.DataFrame:
+    result = splits.make_splits(panel["Date"], typed(splits.SplitConfig, params))
     summary = result.group_by("fold", "split").agg(pl.col("Date").min().alias("start"), pl.col("Date").max().alias("end"), pl.len())
     for row in summary.sort("fold", "start").iter_rows(named=True):
         log.info("fold %d %-5s %s .. %s (%d dates)", row["fold"], row["split"], row["start"], row["end"], row["len"])
@@ -71,11 +73,12 @@ def build_market_context(market_features: pl.DataFrame, splits: pl.DataFrame, pa
     return normalise.market_context_of_fold(market_features, splits, 0, params["clip"])
 
 
-def fingerprint_data(daily_quotes, listed_info, topix, source: str, split_params: dict, normalisation: dict) -> dict:
+def fingerprint_data(daily_quotes, listed_info, topix, source: str, split_params: splits.SplitConfig, normalisation: dict) -> dict:
     """-> data_fingerprint: what every derived artifact records it was built from (see provenance).
     The validated tables stand for the source's parameters (a synthetic market's seed and size, a
     files folder): the same tables from another path are the same data."""
     tables = {"daily_quotes": daily_quotes, "listed_info": listed_info, "topix": topix}
+    split_params = dataclasses.asdict(typed(splits.SplitConfig, split_params))
     fp = data_fingerprint(tables, {"splits": split_params, "normalisation": normalisation}, source)
     log.info("data fingerprint: %s", describe(fp))
     return fp

@@ -12,12 +12,13 @@ import polars as pl
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
 from atft_kedro.graph.quality import planted_structure_recall
 from atft_kedro.graph.store import GraphSet
+from atft_kedro.pipelines.typed import typed
 
 log = logging.getLogger(__name__)
 
 
-def build_stock_graphs(panel: pl.DataFrame, params: dict, data_fingerprint: dict | None = None) -> GraphSet:
-    cfg = GraphConfig(**params)
+def build_stock_graphs(panel: pl.DataFrame, params: GraphConfig, data_fingerprint: dict | None = None) -> GraphSet:
+    cfg = typed(GraphConfig, params)
     start = time.perf_counter()
     graphs = dataclasses.replace(build_graphs(panel, cfg), data_fingerprint=data_fingerprint)
     degree = (np.asarray(graphs.neighbors) >= 0).sum(1)

@@ -10,6 +10,7 @@ import polars as pl
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.targets import neutralise_targets
 from atft_kedro.graph.store import GraphSet
+from atft_kedro.pipelines.typed import typed
 from atft_kedro.provenance import check_built_from
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.config import TrainConfig, parse_phases
@@ -20,13 +21,13 @@ from atft_kedro.training.loop import train_phase
 log = logging.getLogger(__name__)
 
 
-def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_manifest: list[dict], params: dict,
+def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_manifest: list[dict], params: TrainConfig,
                           data_fingerprint: dict | None = None) -> TrainingArrays:  # fmt: skip
     """The arrays training reads. With ``targets: neutral`` their targets (what the model learns and
     is validated on) are the returns less each date's sector means and beta-explained part; the
     evaluation scores predictions against the raw returns whatever this is."""
     names = stock_feature_names(feature_manifest)
-    if TrainConfig(**params).targets == "neutral":
+    if typed(TrainConfig, params).targets == "neutral":
         log.info("training targets: returns less each date's sector means and beta-explained part")
         model_input = neutralise_targets(model_input)
     return dataclasses.replace(build_arrays(model_input, market_context, names), data_fingerprint=data_fingerprint)
@@ -39,7 +40,7 @@ def train_model(
     feature_manifest: list[dict],
     checkpoints: CheckpointStore,
     phase,
-    params: dict,
+    params: TrainConfig,
     data_fingerprint: dict | None = None,
     market_features: pl.DataFrame | None = None,
     normalisation: dict | None = None,
@@ -53,7 +54,7 @@ def train_model(
     phases = parse_phases(phase)
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint)
-    cfg = TrainConfig(**params)
+    cfg = typed(TrainConfig, params)
     folds = sorted(splits["fold"].unique())
     rows = []
     for fold in folds:
