@@ -9,6 +9,7 @@ to day t, so the later rescaling that a split applies to adjusted history never 
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 PANEL_PRICE_COLUMNS = {
@@ -59,3 +60,15 @@ def build_panel(daily_quotes: pl.DataFrame, listed_info: pl.DataFrame) -> pl.Dat
     return panel.select(
         "Date", "Code", *prices, "volume", "turnover", "traded", "Sector17Code", "Sector33Code", "MarketCode"
     ).sort("Code", "Date")
+
+
+def date_stock_cells(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series, np.ndarray, np.ndarray]:
+    """The [date, stock] grid of a long frame (one row per Date and Code): its sorted dates and
+    codes, and each row's cell (``grid[d[i], s[i]]`` is row i; rows keep their order)."""
+    dates, codes = frame["Date"].unique().sort(), frame["Code"].unique().sort()
+    cells = (
+        frame.select("Date", "Code")
+        .join(pl.DataFrame({"Date": dates, "_d": np.arange(len(dates))}), on="Date", how="left", maintain_order="left")
+        .join(pl.DataFrame({"Code": codes, "_s": np.arange(len(codes))}), on="Code", how="left", maintain_order="left")
+    )
+    return dates, codes, cells["_d"].to_numpy(), cells["_s"].to_numpy()

@@ -60,6 +60,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from atft_kedro.features.panel import date_stock_cells
 from atft_kedro.graph.store import GraphSet
 
 
@@ -127,12 +128,8 @@ def return_grid(panel: pl.DataFrame) -> ReturnGrid:
         .then(pl.col("close") / pl.col("close").shift(1).over("Code") - 1),
         value=pl.when(pl.col("traded")).then(pl.col("turnover")),
     )
-    dates = p["Date"].unique().sort()
-    codes = p["Code"].unique().sort()
-    d_idx = pl.DataFrame({"Date": dates, "d": np.arange(len(dates))})
-    s_idx = pl.DataFrame({"Code": codes, "s": np.arange(len(codes))})
-    p = p.join(d_idx, on="Date").join(s_idx, on="Code")
-    d, s = p["d"].to_numpy(), p["s"].to_numpy()
+    dates, codes, d, s = date_stock_cells(p)
+    p = p.with_columns(s=pl.Series(s))
     returns = np.full((len(dates), len(codes)), np.nan)
     returns[d, s] = p["ret"].fill_null(np.nan).to_numpy()
     present = np.zeros((len(dates), len(codes)), dtype=bool)

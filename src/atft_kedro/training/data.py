@@ -19,6 +19,7 @@ import polars as pl
 import torch
 
 from atft_kedro.features.normalise import market_context_of_fold
+from atft_kedro.features.panel import date_stock_cells
 from atft_kedro.features.splits import split_dates
 from atft_kedro.features.targets import HORIZONS, target_columns
 from atft_kedro.graph.store import GraphSet
@@ -99,12 +100,8 @@ def typical_returns(arrays: TrainingArrays, date_indices) -> np.ndarray:
 
 
 def build_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, feature_names: list[str]) -> TrainingArrays:
-    dates = model_input["Date"].unique().sort()
-    codes = model_input["Code"].unique().sort()
-    d_idx = pl.DataFrame({"Date": dates, "_d": np.arange(len(dates))})
-    s_idx = pl.DataFrame({"Code": codes, "_s": np.arange(len(codes))})
-    mi = model_input.join(d_idx, on="Date").join(s_idx, on="Code")
-    d, s = mi["_d"].to_numpy(), mi["_s"].to_numpy()
+    dates, codes, d, s = date_stock_cells(model_input)
+    mi = model_input
     features = np.zeros((len(dates), len(codes), len(feature_names)), dtype=np.float32)
     features[d, s] = mi.select(feature_names).to_numpy().astype(np.float32)
     targets = np.full((len(dates), len(codes), len(TARGETS)), np.nan, dtype=np.float32)
@@ -112,7 +109,7 @@ def build_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, featur
     present = np.zeros((len(dates), len(codes)), dtype=bool)
     present[d, s] = True
     m_cols = [c for c in market_context.columns if c != "Date"]
-    market = d_idx.join(market_context, on="Date", how="left").sort("_d").select(m_cols).fill_null(0.0)
+    market = pl.DataFrame({"Date": dates}).join(market_context, on="Date", how="left", maintain_order="left").select(m_cols).fill_null(0.0)
     return TrainingArrays(
         dates=dates.to_numpy().astype("datetime64[D]"), codes=codes.to_numpy().astype(str),
         features=features, targets=targets, present=present,
