@@ -22,31 +22,29 @@ def _mlflow():
     return mlflow if mlflow.active_run() is not None else None
 
 
+def _leaves(document: dict, prefix: str = ""):
+    """(dotted path, value) of every leaf of a nested dict."""
+    for key, value in document.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def flatten(document: dict, prefix: str = "") -> dict[str, float]:
     """``{"horizons": {"1d": {"model": {"rank_ic": 0.02}}}}`` -> ``{"horizons.1d.model.rank_ic": 0.02}``:
     every finite number of a nested document, under its dotted path."""
-    out = {}
-    for key, value in document.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out[name] = float(value)
-    return out
+    return {
+        name: float(value) for name, value in _leaves(document, prefix)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }  # fmt: skip
 
 
 def log_config(name: str, config) -> None:
     """A typed parameter (a config dataclass) as flat parameters ``name.field`` (``name.model.d_model``),
     as kedro-mlflow logs the parameters that stay dicts."""
-    if (mlflow := _mlflow()) is None:
-        return
-
-    def flat(value, prefix):
-        if isinstance(value, dict):
-            return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}.{key}").items()}
-        return {prefix: str(value)[:250]}
-
-    mlflow.log_params(flat(dataclasses.asdict(config), name))
+    if (mlflow := _mlflow()) is not None:
+        mlflow.log_params({key: str(value)[:250] for key, value in _leaves(dataclasses.asdict(config), f"{name}.")})
 
 
 def log_training_history(history: pl.DataFrame) -> None:

@@ -67,10 +67,14 @@ class TrainingArrays:
 def with_market_context(arrays: TrainingArrays, market_context: pl.DataFrame) -> TrainingArrays:
     """The same arrays with their market block taken from ``market_context`` (Date + the columns
     of the arrays' market block, in order): a walk-forward fold's own scaling."""
+    return dataclasses.replace(arrays, market=_market_block(pl.Series(arrays.dates).cast(pl.Date), market_context), root=None)
+
+
+def _market_block(dates: pl.Series, market_context: pl.DataFrame) -> np.ndarray:
+    """[D, M] float32: the market context's columns on ``dates`` (0 where a date has none)."""
     columns = [c for c in market_context.columns if c != "Date"]
-    dates = pl.DataFrame({"Date": pl.Series(arrays.dates).cast(pl.Date)})
-    market = dates.join(market_context, on="Date", how="left", maintain_order="left").select(columns).fill_null(0.0)
-    return dataclasses.replace(arrays, market=market.to_numpy().astype(np.float32), root=None)
+    market = pl.DataFrame({"Date": dates}).join(market_context, on="Date", how="left", maintain_order="left")
+    return market.select(columns).fill_null(0.0).to_numpy().astype(np.float32)
 
 
 def fold_arrays(arrays: TrainingArrays, splits: pl.DataFrame, fold: int, market_features: pl.DataFrame | None,
@@ -108,12 +112,10 @@ def build_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, featur
     targets[d, s] = mi.select(TARGETS).fill_null(np.nan).to_numpy().astype(np.float32)
     present = np.zeros((len(dates), len(codes)), dtype=bool)
     present[d, s] = True
-    m_cols = [c for c in market_context.columns if c != "Date"]
-    market = pl.DataFrame({"Date": dates}).join(market_context, on="Date", how="left", maintain_order="left").select(m_cols).fill_null(0.0)
     return TrainingArrays(
         dates=dates.to_numpy().astype("datetime64[D]"), codes=codes.to_numpy().astype(str),
         features=features, targets=targets, present=present,
-        market=market.to_numpy().astype(np.float32), feature_names=tuple(feature_names),
+        market=_market_block(dates, market_context), feature_names=tuple(feature_names),
     )  # fmt: skip
 
 
