@@ -1,9 +1,11 @@
-"""Two Optuna workers join one study on the tiny market; the best trial becomes a parameters file."""
+"""Two Optuna workers join one study on the tiny market, every trial an MLflow run nested under the
+study's; the best trial becomes a parameters file."""
 
 import json
 import subprocess
 import sys
 
+import mlflow
 import optuna
 import yaml
 
@@ -12,9 +14,9 @@ TINY = {"raw": {"synthetic_size": "tiny", "synthetic_seed": 11}, "graph": {"wind
 
 
 def test_two_workers_share_one_study_and_the_best_trial_is_a_parameters_file(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage, tracking = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "atft_kedro.tuning", "--study", "tiny", "--storage", storage, "--trials", "2",
-           "--params", json.dumps(TINY)]  # fmt: skip
+           "--params", json.dumps(TINY), "--mlflow", tracking]  # fmt: skip
     optuna.create_study(study_name="tiny", storage=storage, direction="maximize")  # both workers join it
     workers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for w in workers:
@@ -25,6 +27,16 @@ def test_two_workers_share_one_study_and_the_best_trial_is_a_parameters_file(tmp
     assert len({json.dumps(t.params, sort_keys=True) for t in study.trials}) == 4  # four different draws
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert done and all(-1 <= t.value <= 1 for t in done)
+    runs = mlflow.MlflowClient(tracking).search_runs([mlflow.MlflowClient(tracking).get_experiment_by_name("atft_kedro").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("optuna.study") == "tiny"]
+    assert len(parents) == 1 and parents[0].info.run_id == study.user_attrs["mlflow_run_id"]
+    trials = {int(r.data.tags["number"]): r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert sorted(trials) == [0, 1, 2, 3]
+    for t in study.trials:
+        run = trials[t.number]
+        assert run.data.tags["state"] == t.state.name and float(run.data.params["lr"]) == t.params["lr"]
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert run.data.metrics["val_rank_ic_1d"] == t.value and "first_seed.val_metric" in run.data.metrics
     best = tmp_path / "conf/local/parameters_tuned.yml"
     subprocess.run(cmd[:7] + ["--params", json.dumps(TINY), "--best", str(best)], cwd=tmp_path, check=True, capture_output=True)
     written = yaml.safe_load(best.read_text())

@@ -40,6 +40,12 @@ def flatten(document: dict, prefix: str = "") -> dict[str, float]:
     }  # fmt: skip
 
 
+def log_metric(name: str, value: float, step: int | None = None) -> None:
+    """One metric into the active run (a finite value; nothing without a run)."""
+    if (mlflow := _mlflow()) is not None and math.isfinite(value):
+        mlflow.log_metric(name, float(value), step=step)
+
+
 def log_config(name: str, config) -> None:
     """A typed parameter (a config dataclass) as flat parameters ``name.field`` (``name.model.d_model``),
     as kedro-mlflow logs the parameters that stay dicts."""

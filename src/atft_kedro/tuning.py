@@ -15,6 +15,12 @@ The study lives in ``--storage`` (default: SQLite in the project, ``optuna.db``,
 ignores); any SQLAlchemy URL (e.g. PostgreSQL) lets workers on several hosts join one study by
 name. ``--best FILE`` writes the best trial's parameters as a Kedro parameters file: the whole
 ``training`` and ``graph`` sections, so ``kedro run`` takes them from ``conf/local/``.
+
+Every trial is an MLflow run (optuna-integration's ``MLflowCallback``) nested under one run of the
+study, in the project's store and experiment (``conf/base/mlflow.yml``, as ``kedro run`` logs;
+``--mlflow URI`` for another store, ``--mlflow none`` for none): its parameters, its value and
+state, each seed's score and the first seed's per-epoch validation curve. Workers find the
+study's run through the study (its ``mlflow_run_id`` attribute).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from pathlib import Path
 
 import optuna
 import yaml
+
+from atft_kedro import tracking
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +97,9 @@ class Objective:
                     def report(epoch, phase=phase, store=store):
                         nonlocal step
                         if n == 0:  # the first seed's curve, epoch by epoch, for the pruner
-                            trial.report(store.load(phase, "last")["history"][-1]["val_metric"], step)
+                            value = store.load(phase, "last")["history"][-1]["val_metric"]
+                            trial.report(value, step)
+                            tracking.log_metric("first_seed.val_metric", value, step)
                             step += 1
                             if trial.should_prune():
                                 raise optuna.TrialPruned()
@@ -97,6 +107,7 @@ class Objective:
                     train_phase(phase, self.arrays, graphs, train_idx, val_idx, cfg, store, self.data["feature_manifest"],
                                 on_epoch_end=report, progress=False)  # fmt: skip
                 scores.append(store.load(max(PHASES), "best")["best"])
+                tracking.log_metric(f"seed{seed}.val_rank_ic_1d", scores[-1])
         value = sum(scores) / len(scores)
         trial.set_user_attr("per_seed", scores)
         return value
@@ -110,6 +121,52 @@ def best_parameters_file(study: optuna.Study, base: dict, path: Path) -> None:
     path.write_text(header + yaml.safe_dump({"training": params["training"], "graph": params["graph"]}, sort_keys=False))
 
 
+def project_mlflow() -> tuple[str, str]:
+    """(tracking URI, experiment) of the project's MLflow settings: conf/base/mlflow.yml, with
+    conf/local/mlflow.yml over it where it sets them."""
+    from atft_kedro.pipelines.in_memory import ROOT
+
+    uri, experiment = "sqlite:///mlflow.db", "atft_kedro"
+    for env in ("base", "local"):
+        path = ROOT / "conf" / env / "mlflow.yml"
+        conf = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+        uri = (conf.get("server") or {}).get("mlflow_tracking_uri") or uri
+        experiment = ((conf.get("tracking") or {}).get("experiment") or {}).get("name") or experiment
+    return uri, experiment
+
+
+def _store_lock(uri: str):
+    """A lock beside a local SQLite store while a worker opens it: workers started together would
+    race to create a new store's tables (a server needs none)."""
+    import contextlib
+
+    from filelock import FileLock
+
+    path = uri.removeprefix("sqlite:///")
+    return FileLock(path + ".lock") if uri.startswith("sqlite:///") else contextlib.nullcontext()
+
+
+def track_trials(study: optuna.Study, uri: str, experiment: str):
+    """-> the callback that makes every trial an MLflow run nested under the study's run (made by
+    the first worker, found by the others through the study), which is now active."""
+    import warnings
+
+    import mlflow
+    from optuna_integration.mlflow import MLflowCallback
+
+    mlflow.set_tracking_uri(uri)
+    with _store_lock(uri):
+        experiment_id = mlflow.set_experiment(experiment).experiment_id
+    if "mlflow_run_id" not in study.user_attrs:
+        run = mlflow.MlflowClient().create_run(experiment_id, run_name=f"optuna study {study.study_name}",
+                                               tags={"optuna.study": study.study_name})  # fmt: skip
+        study.set_user_attr("mlflow_run_id", run.info.run_id)
+    mlflow.start_run(run_id=study.user_attrs["mlflow_run_id"])
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="optuna_integration")
+    return MLflowCallback(tracking_uri=uri, metric_name="val_rank_ic_1d", create_experiment=False,
+                          mlflow_kwargs={"nested": True, "experiment_id": experiment_id})  # fmt: skip
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m atft_kedro.tuning", description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", default="atft", help="the study's name: workers with one name join one study")
@@ -118,6 +175,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds per trial")
     parser.add_argument("--params", default="{}", help="parameters merged into conf/base's, as JSON (e.g. a smaller market)")
     parser.add_argument("--best", type=Path, help="write the best trial's parameters to this file (e.g. conf/local/parameters_tuned.yml)")
+    parser.add_argument("--mlflow", help="MLflow tracking URI for the trials (default: the project's, conf/*/mlflow.yml; 'none': no tracking)")
     args = parser.parse_args(argv)
 
     from atft_kedro.pipelines.in_memory import project_parameters
@@ -126,7 +184,18 @@ def main(argv=None) -> None:
     study = optuna.create_study(study_name=args.study, storage=args.storage, direction="maximize", load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))  # fmt: skip
     if args.trials:
-        study.optimize(Objective(base, args.seeds), n_trials=args.trials)
+        objective, callbacks = Objective(base, args.seeds), []
+        uri, experiment = project_mlflow()
+        if (args.mlflow or uri) != "none":
+            callback = track_trials(study, args.mlflow or uri, experiment)
+            objective, callbacks = callback.track_in_mlflow()(objective), [callback]
+        try:
+            study.optimize(objective, n_trials=args.trials, callbacks=callbacks)
+        finally:
+            if callbacks:
+                import mlflow
+
+                mlflow.end_run()
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     print(json.dumps({"study": args.study, "trials": len(study.trials), "complete": len(finished),
                       "best": {"value": study.best_value, "params": study.best_params} if finished else None}))  # fmt: skip
