@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 
 import click
 from kedro.framework.hooks import hook_impl
@@ -77,3 +79,32 @@ class TrackingHook:
             tracking.log_figure(data, f"{dataset_name.removesuffix('_plot')}.png")
         elif dataset_name == "model":
             tracking.log_model(data)
+
+
+class DistributedRanksHook:
+    """Under ``torchrun`` every rank runs the same pipeline, and rank 0 alone writes what it
+    produces: on the other ranks the pipeline's outputs stay in memory (two processes never write
+    one file) and only warnings are logged. Checkpoints are rank 0's too (the training loop). One
+    process (no torchrun) is untouched."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        if torchrun_rank() > 0:
+            for name in ("", "kedro", "atft_kedro", "py.warnings"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        if torchrun_rank() > 0:
+            quiet = logging.getLogger("kedro.io.data_catalog")  # it warns on every replaced dataset
+            level, quiet.level = quiet.level, logging.ERROR
+            try:
+                for name in {n for node in pipeline.nodes for n in node.outputs}:
+                    catalog[name] = MemoryDataset(copy_mode="assign")
+            finally:
+                quiet.setLevel(level)
+
+
+def torchrun_rank() -> int:
+    """This process's rank under torchrun (0 without it), read without importing torch."""
+    return int(os.environ.get("RANK", "0"))

@@ -1,8 +1,8 @@
-"""Project settings (Kedro defaults, local env for runs, the credentials hook)."""
+"""Project settings (Kedro defaults, local env for runs, the project's hooks)."""
 
 import warnings
 
-from atft_kedro.hooks import JQuantsCredentialsHook, OneLineErrorHook, TrackingHook
+from atft_kedro.hooks import DistributedRanksHook, JQuantsCredentialsHook, OneLineErrorHook, TrackingHook, torchrun_rank
 
 
 def quiet_kedro_deprecations() -> None:
@@ -13,7 +13,10 @@ def quiet_kedro_deprecations() -> None:
 
 quiet_kedro_deprecations()
 
-HOOKS = (JQuantsCredentialsHook(), OneLineErrorHook(), TrackingHook())
+HOOKS = (JQuantsCredentialsHook(), OneLineErrorHook(), TrackingHook(), DistributedRanksHook())
+
+# under torchrun, rank 0 alone tracks the run in MLflow
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",) if torchrun_rank() > 0 else ()
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

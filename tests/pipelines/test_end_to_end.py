@@ -31,7 +31,11 @@ TINY = ",".join(
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
+    return copy_project(tmp_path_factory.mktemp("project"))
+
+
+def copy_project(root: Path) -> Path:
+    """The project's code and configuration in ``root``, without local settings or data."""
     for name in ("pyproject.toml", "conf", "notebooks"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)

@@ -6,7 +6,7 @@ import torch
 
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.data import DateDataset, ResidentDates, collate_dates, split_indices
-from atft_kedro.training.batches import make_loader, train_batches
+from atft_kedro.training.batches import date_order, make_loader, train_batches
 from atft_kedro.training.loop import TrainingError, build_model, train_phase
 from atft_kedro.training.predict import predict
 
@@ -211,7 +211,8 @@ def test_resident_batches_equal_the_dataloader_batches(prepared):
     idx = np.array([0, 5, 19, 20, 40, 41, 100])  # dates 0 and 5 have less history than the window
     ds = DateDataset(arrays, graphs, idx, cfg.window)
     resident = ResidentDates(arrays, graphs, cfg.window, torch.device("cpu"))
-    got, want = list(train_batches(ds, cfg, 7, resident)), list(make_loader(ds, cfg, 7))
+    order = date_order(len(ds), 7)
+    got, want = list(train_batches(ds, cfg, 7, resident)), list(make_loader(ds, cfg, [order[i : i + 3] for i in range(0, len(ds), 3)]))
     assert len(got) == len(want) == 3
     assert [d for b in got for d in b.dates] != list(arrays.dates[idx])  # shuffled, and alike below
     for g, w in zip(got, want):

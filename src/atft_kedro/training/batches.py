@@ -10,6 +10,7 @@ import torch
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.training.config import TrainConfig
 from atft_kedro.training.data import Batch, DateDataset, ResidentDates, TrainingArrays, collate_dates
+from atft_kedro.training.distributed import Ranks, step_shares
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,13 @@ def dates_per_step(cfg: TrainConfig) -> int:
     return cfg.dates_per_batch if cfg.mode == "optimized" else 1
 
 
-def make_loader(dataset: DateDataset, cfg: TrainConfig, shuffle_seed: int | None) -> torch.utils.data.DataLoader:
-    sampler = None if shuffle_seed is None else date_order(len(dataset), shuffle_seed)
-    per_batch = dates_per_step(cfg)
+def make_loader(dataset: DateDataset, cfg: TrainConfig, steps: list[list[int]] | None = None) -> torch.utils.data.DataLoader:
+    """Batches of ``dataset``: the positions of each of ``steps`` (None: every date in order,
+    ``dates_per_step`` at a time), read by the configured workers."""
     workers = cfg.num_workers if cfg.mode == "optimized" else 0
+    batching = {"batch_size": dates_per_step(cfg)} if steps is None else {"batch_sampler": steps}
     return torch.utils.data.DataLoader(
-        dataset, batch_size=per_batch, sampler=sampler, collate_fn=collate_dates, num_workers=workers,
+        dataset, collate_fn=collate_dates, num_workers=workers, **batching,
         multiprocessing_context="spawn" if workers else None,  # never fork a process that runs Polars
         persistent_workers=False, pin_memory=False,
     )  # fmt: skip
@@ -53,12 +55,13 @@ def resident_dates(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, d
     return ResidentDates(arrays, graphs, cfg.window, device)
 
 
-def train_batches(dataset: DateDataset, cfg: TrainConfig, seed: int, resident: ResidentDates | None):
-    """The epoch's batches in the order of ``seed``: from the device-resident arrays, or a DataLoader."""
+def train_batches(dataset: DateDataset, cfg: TrainConfig, seed: int, resident: ResidentDates | None, ranks: Ranks = Ranks()):
+    """The epoch's batches in the order of ``seed`` (this rank's share of each step's dates under
+    torchrun): from the device-resident arrays, or a DataLoader."""
+    steps = step_shares(date_order(len(dataset), seed), dates_per_step(cfg), ranks)
     if resident is None:
-        return make_loader(dataset, cfg, seed)
-    order, per = date_order(len(dataset), seed), dates_per_step(cfg)
-    return (resident.batch(dataset.date_indices[order[i : i + per]]) for i in range(0, len(order), per))
+        return make_loader(dataset, cfg, steps)
+    return (resident.batch(dataset.date_indices[s]) for s in steps)
 
 
 def all_finite(t: torch.Tensor) -> bool:

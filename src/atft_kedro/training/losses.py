@@ -29,13 +29,18 @@ class LossWeights:
     sharpe: float = 0.1
 
 
-def pinball_loss(quantiles: torch.Tensor, target: torch.Tensor, levels=QUANTILES) -> torch.Tensor:
-    """Mean pinball loss over finite targets: quantiles [N, Q], target [N]; 0 when none is finite."""
+def _pinball_sum(quantiles: torch.Tensor, target: torch.Tensor, levels=QUANTILES) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed pinball loss over finite targets and levels, the number of terms): quantiles [N, Q], target [N]."""
     ok = torch.isfinite(target)[:, None]
     tau = torch.tensor(levels, dtype=quantiles.dtype, device=quantiles.device)
     diff = torch.where(ok, target[:, None] - quantiles, 0.0)  # (N, Q), 0 where the target is unknown
-    count = (ok.sum() * len(levels)).clamp_min(1)
-    return torch.maximum(tau * diff, (tau - 1) * diff).sum() / count
+    return torch.maximum(tau * diff, (tau - 1) * diff).sum(), ok.sum() * len(levels)
+
+
+def pinball_loss(quantiles: torch.Tensor, target: torch.Tensor, levels=QUANTILES) -> torch.Tensor:
+    """Mean pinball loss over finite targets: quantiles [N, Q], target [N]; 0 when none is finite."""
+    total, count = _pinball_sum(quantiles, target, levels)
+    return total / count.clamp_min(1)
 
 
 @dataclass(frozen=True)
@@ -163,24 +168,39 @@ def combined_loss(
     horizon_weights: dict[str, float] | None = None,
     min_stocks: int = 20,
     tau: float = 0.1,
+    shards=None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum over the active horizons of pinball - rank_ic - ic + sharpe terms."""
-    total = None
+    """Weighted sum over the active horizons of pinball - rank_ic - ic + sharpe terms.
+
+    ``shards`` (a ``distributed.StepShards``): the batch is one rank's share of a step's dates. The
+    result is then that rank's share of the merged batch's loss (the shares sum to it): means are
+    taken over the counts of every rank, and the Sharpe term over every rank's dates."""
     names = ("pinball", "rank_ic", "ic", "sharpe")
-    parts = []
     horizons = [h for h in outputs if h != "gate"]
     grid = DateLayout.of(date_of_node)
+    sums, counts, series = [], [], []
     for h in horizons:
-        w_h = (horizon_weights or {}).get(h, 1.0) / len(horizons)
         q, y = outputs[h], targets[h]
-        median = q[:, 2]
-        pin = pinball_loss(q, y)
+        pin, n_pin = _pinball_sum(q, y)
         layout = grid.masked(y, min_stocks)
-        p, t = layout.grid(median), layout.grid(y)
+        p, t = layout.grid(q[:, 2]), layout.grid(y)
         ic, ric = _correlations(p, t, layout.mask, tau)
-        ls = _long_short(p, t, layout.mask)
-        ic_term, ric_term = -_valid_mean(ic, layout.valid), -_valid_mean(ric, layout.valid)
-        sh = _sharpe(ls, layout.valid)
+        sums.append((pin, torch.where(layout.valid, ic, 0.0).sum(), torch.where(layout.valid, ric, 0.0).sum()))
+        counts.append(torch.stack([n_pin, layout.valid.sum()]))
+        series.append((_long_short(p, t, layout.mask), layout.valid))
+    counts = torch.stack(counts)  # (H, 2): pinball terms, valid dates
+    if shards is not None:
+        counts = shards.total(counts)
+        both = shards.gather(torch.stack([torch.stack([ls, valid.to(ls.dtype)]) for ls, valid in series]))  # (H, 2, D)
+        series = [(row[0], row[1] > 0) for row in both]
+    total, parts = None, []
+    for i, h in enumerate(horizons):
+        w_h = (horizon_weights or {}).get(h, 1.0) / len(horizons)
+        (pin, ic_sum, ric_sum), (n_pin, n_dates) = sums[i], counts[i].clamp_min(1)
+        pin, ic_term, ric_term = pin / n_pin, -ic_sum / n_dates, -ric_sum / n_dates
+        sh = _sharpe(*series[i])
+        if shards is not None:
+            sh = sh / shards.world  # every rank computes it whole
         loss = weights.pinball * pin + weights.rank_ic * ric_term + weights.ic * ic_term + weights.sharpe * sh
         total = loss * w_h if total is None else total + loss * w_h
         parts.append(torch.stack([pin, -ric_term, -ic_term, -sh]).detach() * w_h)

@@ -25,7 +25,7 @@ def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: t
     batch, from the device-resident arrays when given, else through a DataLoader."""
     model.eval()
     frames = []
-    batches = (resident.batch([t]) for t in dataset.date_indices) if resident else make_loader(dataset, replace(cfg, mode="safe"), None)
+    batches = (resident.batch([t]) for t in dataset.date_indices) if resident else make_loader(dataset, replace(cfg, mode="safe"))
     for batch in batches:
         b = batch.to(device)
         with autocast(device, cfg):
