@@ -59,6 +59,7 @@ def gat_attention(
     gate: torch.Tensor,
     negative_slope: float = 0.2,
     backend: str = "auto",
+    deterministic: bool | None = None,
 ) -> torch.Tensor:
     r"""Sparse multi-head neighbour attention with a gated residual, in one pass.
 
@@ -75,6 +76,9 @@ def gat_attention(
         residual: ``[N, H*C]``; gate: scalar tensor (pre-sigmoid).
         negative_slope: LeakyReLU slope.
         backend: ``"auto"``, ``"triton"`` or ``"torch"``.
+        deterministic: Triton's backward gathers over the reverse graph instead of adding with
+            atomics, so reruns agree to the bit (``None``: when torch's deterministic algorithms
+            are on, as in safe mode). The torch backend is deterministic on the CPU either way.
 
     Shapes:
         output ``[N, H*C]``; a row without valid neighbours aggregates to 0.
@@ -84,7 +88,9 @@ def gat_attention(
         return gat_attention_reference(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope)
     from .triton_gat import gat_attention_triton
 
-    return gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope)
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+    return gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic)
 
 
 def to_edge_index(neighbors: torch.Tensor, edge_attr: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -20,6 +20,16 @@ Backward (SPEC 8.1), per destination i and head, with s = sigmoid(gate), G the u
     d s_src[j_k] += d e_k;    d h[j_k] += alpha_k d agg_i        (scatters: relaxed fp32 atomics)
 The gate and residual gradients are elementwise and done in torch:
     d residual = s G;  d gate = s (1 - s) sum_i G_i . (residual_i - agg_i)
+
+Deterministic backward (``deterministic=True``, or torch's deterministic algorithms on): atomics
+add in whatever order the programs reach them, so two runs differ in the last bits. Instead the
+destination kernel only writes d e per slot, and a second kernel, one program per block of
+source rows, gathers over the reverse graph (each source's incoming slots, in slot order: the
+transpose of the neighbour lists, built by a stable sort in the forward pass):
+    d s_src[j] = sum over slots (i, k) with j_k = j of d e_ik
+    d h[j]     = sum over the same slots of alpha_ik d agg_i       (alpha recomputed from m, l)
+The same sums in the same order every run, no zeroed buffers, and no contention on hubs (a hub's
+program loops over its in-degree instead).
 """
 
 from __future__ import annotations
@@ -148,6 +158,7 @@ def _gat_bwd(
     BLOCK_C: tl.constexpr,
     HAS_EDGE: tl.constexpr,
     ACC: tl.constexpr,
+    SCATTER: tl.constexpr,  # False: dh and ds_src are left to _gat_bwd_src, which needs d e of every slot
 ):
     negative_slope = tl.load(slope_ptr)
     rows, row_mask, heads, head_mask, feat, feat_mask, rh, rh_mask = _block(N, HEADS, C, BLOCK_N, BLOCK_H, BLOCK_C)
@@ -173,12 +184,82 @@ def _gat_bwd(
         dz = alpha * (tl.sum(dagg * x, axis=2) - big_d)
         de = tl.where(vh, tl.where(e > 0, dz, dz * negative_slope), 0.0)
         ds_dst += de
-        # relaxed: nothing here reads these sums back, so no ordering is needed (red, not atom)
-        tl.atomic_add(ds_src_ptr + j[:, None] * HEADS + heads[None, :], de, mask=vh, sem="relaxed")
-        if HAS_EDGE:
+        if HAS_EDGE or not SCATTER:
             tl.store(dedge_ptr + (rows * K + k)[:, None] * HEADS + heads[None, :], de, mask=rh_mask)
-        tl.atomic_add(dh_ptr + xoffs, alpha[:, :, None] * dagg, mask=xmask, sem="relaxed")
+        if SCATTER:
+            # relaxed: nothing here reads these sums back, so no ordering is needed (red, not atom)
+            tl.atomic_add(ds_src_ptr + j[:, None] * HEADS + heads[None, :], de, mask=vh, sem="relaxed")
+            tl.atomic_add(dh_ptr + xoffs, alpha[:, :, None] * dagg, mask=xmask, sem="relaxed")
     tl.store(ds_dst_ptr + rh, ds_dst, mask=rh_mask)
+
+
+@triton.jit
+def _gat_bwd_src(
+    s_src_ptr,  # [N, H]
+    s_dst_ptr,  # [N, H]
+    edge_ptr,  # [N, K, H] (unused when HAS_EDGE is False)
+    gate_ptr,  # []
+    gout_ptr,  # [N, H*C] upstream gradient
+    m_ptr,  # [N, H] softmax max from the forward pass
+    l_ptr,  # [N, H] softmax sum from the forward pass
+    de_ptr,  # [N, K, H] d e of every slot, from _gat_bwd
+    rev_ptr,  # [N + 1] int64: source j's incoming slots are rev_slot[rev_ptr[j]:rev_ptr[j + 1]]
+    rev_slot_ptr,  # [N * K] int64 slot indices i * K + k, grouped by source, in slot order
+    dh_ptr,  # [N, H, C] out: gradient of h (ACC dtype)
+    ds_src_ptr,  # [N, H] out: gradient of s_src (ACC dtype)
+    slope_ptr,  # [] LeakyReLU negative slope in the ACC dtype
+    N,
+    K,
+    HEADS: tl.constexpr,
+    C: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    HAS_EDGE: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    """Per block of source rows j: dh and ds_src gathered over each source's incoming slots."""
+    negative_slope = tl.load(slope_ptr)
+    rows, row_mask, heads, head_mask, feat, feat_mask, rh, rh_mask = _block(N, HEADS, C, BLOCK_N, BLOCK_H, BLOCK_C)
+    start = tl.load(rev_ptr + rows, mask=row_mask, other=0)
+    degree = tl.load(rev_ptr + rows + 1, mask=row_mask, other=0) - start
+    s = 1.0 / (1.0 + tl.exp(-tl.load(gate_ptr).to(ACC)))
+    s_src = tl.load(s_src_ptr + rh, mask=rh_mask, other=0.0).to(ACC)
+    dh = tl.zeros([BLOCK_N, BLOCK_H, BLOCK_C], ACC)
+    ds_src = tl.zeros([BLOCK_N, BLOCK_H], ACC)
+    for t in range(0, tl.max(degree, axis=0)):
+        live = row_mask & (t < degree)
+        slot = tl.load(rev_slot_ptr + start + t, mask=live, other=0)
+        i = slot // K
+        ih = i[:, None] * HEADS + heads[None, :]
+        vh = live[:, None] & head_mask[None, :]
+        e = tl.load(s_dst_ptr + ih, mask=vh, other=0.0).to(ACC) + s_src  # as _slot_logits adds them
+        if HAS_EDGE:
+            e += tl.load(edge_ptr + slot[:, None] * HEADS + heads[None, :], mask=vh, other=0.0).to(ACC)
+        z = tl.where(e > 0, e, e * negative_slope)
+        l = tl.load(l_ptr + ih, mask=vh, other=0.0)
+        inv_l = tl.where(l > 0, 1.0 / tl.where(l > 0, l, 1.0), 0.0)
+        alpha = tl.where(vh, tl.exp(tl.where(vh, z - tl.load(m_ptr + ih, mask=vh, other=0.0), 0.0)) * inv_l, 0.0)
+        gmask = live[:, None, None] & feat_mask[None, :, :]
+        dagg = (1.0 - s) * tl.load(gout_ptr + i[:, None, None] * (HEADS * C) + feat[None, :, :], mask=gmask, other=0.0).to(ACC)
+        dh += alpha[:, :, None] * dagg
+        ds_src += tl.load(de_ptr + slot[:, None] * HEADS + heads[None, :], mask=vh, other=0.0)
+    offs = rows[:, None, None] * (HEADS * C) + feat[None, :, :]
+    tl.store(dh_ptr + offs, dh, mask=row_mask[:, None, None] & feat_mask[None, :, :])
+    tl.store(ds_src_ptr + rh, ds_src, mask=rh_mask)
+
+
+def reverse_graph(neighbors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transpose of ``neighbors [N, K]``: (rev_ptr [N + 1], rev_slot [N * K]), source j's
+    incoming slots (i * K + k) being ``rev_slot[rev_ptr[j]:rev_ptr[j + 1]]`` in slot order (a stable
+    sort; padding sorts last). No host synchronisation."""
+    n = neighbors.shape[0]
+    flat = neighbors.reshape(-1).to(torch.int64)
+    source = torch.where(flat >= 0, flat, n)
+    rev_slot = torch.argsort(source, stable=True)
+    counts = torch.bincount(source, minlength=n + 1)[:n]
+    rev_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    return rev_ptr, rev_slot
 
 
 def _launch_config(n: int, heads: int, channels: int) -> tuple[int, int, int, int]:
@@ -198,7 +279,7 @@ def _acc_dtype(dtype: torch.dtype):
 
 class _GATAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope):
+    def forward(ctx, h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic):
         n, heads, channels = h.shape
         k = neighbors.shape[1]
         acc_torch = torch.float64 if h.dtype == torch.float64 else torch.float32
@@ -220,30 +301,36 @@ class _GATAttention(torch.autograd.Function):
                 HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=has_edge,
                 ACC=_acc_dtype(h.dtype), num_warps=warps,
             )  # fmt: skip
-        ctx.save_for_backward(h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l, slope)
-        ctx.has_edge = has_edge
+        reverse = reverse_graph(neighbors) if deterministic else (neighbors, neighbors)  # placeholders when unused
+        ctx.save_for_backward(h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l, slope, *reverse)
+        ctx.has_edge, ctx.deterministic = has_edge, deterministic
         ctx.edge_dtype = edge_logits.dtype if has_edge else None
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l, slope = ctx.saved_tensors
+        h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l, slope, rev_ptr, rev_slot = ctx.saved_tensors
         n, heads, channels = h.shape
         k = neighbors.shape[1]
         grad_out = grad_out.contiguous()
         acc_torch = agg.dtype
-        dh = torch.zeros(h.shape, device=h.device, dtype=acc_torch)
-        ds_src = torch.zeros((n, heads), device=h.device, dtype=acc_torch)
+        gather = ctx.deterministic  # dh and ds_src written whole by _gat_bwd_src: no zeroing
+        dh = (torch.empty if gather else torch.zeros)(h.shape, device=h.device, dtype=acc_torch)
+        ds_src = (torch.empty if gather else torch.zeros)((n, heads), device=h.device, dtype=acc_torch)
         ds_dst = torch.empty((n, heads), device=h.device, dtype=acc_torch)
-        dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if ctx.has_edge else ds_dst
+        dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if ctx.has_edge or gather else ds_dst
         block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
         if n > 0:
+            sizes = dict(HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=ctx.has_edge,
+                         ACC=_acc_dtype(h.dtype), num_warps=warps)  # fmt: skip
             _gat_bwd[(triton.cdiv(n, block_n),)](
-                h, s_src, s_dst, neighbors, edge, gate, grad_out, agg, m, l, dh, ds_src, ds_dst, dedge, slope,
-                n, k,
-                HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=ctx.has_edge,
-                ACC=_acc_dtype(h.dtype), num_warps=warps,
+                h, s_src, s_dst, neighbors, edge, gate, grad_out, agg, m, l, dh, ds_src, ds_dst, dedge, slope, n, k,
+                SCATTER=not gather, **sizes,
             )  # fmt: skip
+            if gather:
+                _gat_bwd_src[(triton.cdiv(n, block_n),)](
+                    s_src, s_dst, edge, gate, grad_out, m, l, dedge, rev_ptr, rev_slot, dh, ds_src, slope, n, k, **sizes
+                )  # fmt: skip
         s = torch.sigmoid(gate.to(acc_torch))
         g = grad_out.to(acc_torch)
         d_residual = (s * g).to(residual.dtype)
@@ -251,10 +338,11 @@ class _GATAttention(torch.autograd.Function):
         d_edge = dedge.to(ctx.edge_dtype) if ctx.has_edge else None
         return (
             dh.to(h.dtype), ds_src.to(s_src.dtype), ds_dst.to(s_dst.dtype), None, d_edge,
-            d_residual, d_gate.reshape(ctx.gate_shape), None,
+            d_residual, d_gate.reshape(ctx.gate_shape), None, None,
         )  # fmt: skip
 
 
-def gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope=0.2):
-    """The fused op; same signature and result as ``reference.gat_attention_reference``."""
-    return _GATAttention.apply(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope)
+def gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope=0.2, deterministic=False):
+    """The fused op; same signature and result as ``reference.gat_attention_reference``.
+    ``deterministic``: the backward gathers over the reverse graph (the same bits every run)."""
+    return _GATAttention.apply(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic)

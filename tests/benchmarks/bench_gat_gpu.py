@@ -14,6 +14,13 @@ reference and PyG's GATConv measured in the same run. Needs CUDA.
    must move (each input read once, each output written once), against the measured copy ceiling.
 4. Memory: the peak memory a forward+backward adds beyond its inputs, at K = 10, 20, 40 and C = 16,
    32: a fused op should grow with N*K*H (the edge-logit gradient), the reference with N*K*H*C.
+5. Hubs: forward+backward on graphs whose in-degrees are as skewed as real kNN graphs' (sources
+   drawn with probability ~ rank^-0.4: the largest in-degree about 300 against a mean of K), the
+   atomic backward against the deterministic one (reverse-graph gathers), and whether two runs of
+   each give the same bits.
+
+``triton_deterministic`` is the fused op with ``deterministic=True`` (its backward gathers over
+the reverse graph instead of adding with atomics); it runs in every step beside ``triton_fused``.
 
 ``--extra name=path.py:function`` adds another implementation of the op with the same signature
 (e.g. an earlier kernel, to compare versions in one run). ``--smoke`` runs every step on the CPU at
@@ -23,6 +30,7 @@ a tiny size (Triton under TRITON_INTERPRET=1), to check the script before spendi
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -193,6 +201,37 @@ def memory(ops: dict) -> list[dict]:
     return rows
 
 
+def _hub_neighbors(n: int, k: int, dates: int, seed: int) -> torch.Tensor:
+    """Per date, sources drawn with probability ~ (rank + 1)^-0.4 over a random ranking of the
+    date's stocks (no self loops kept): in-degrees skewed as in the full market's kNN graphs."""
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    per = n // dates
+    weights = torch.arange(1, per + 1, device=DEVICE, dtype=torch.float64) ** -0.4
+    blocks = []
+    for d in range(dates):
+        rank = torch.randperm(per, device=DEVICE, generator=g)
+        local = rank[torch.multinomial(weights.expand(per, per), k, replacement=False, generator=g)]
+        local[local == torch.arange(per, device=DEVICE)[:, None]] = -1
+        blocks.append(torch.where(local >= 0, local + d * per, -1))
+    return torch.cat(blocks)
+
+
+def hub_timing(ops: dict, dates: int) -> dict:
+    n = dates * STOCKS
+    t, _ = _inputs(n, K, HEADS, CHANNELS, torch.float32, 3, dates)
+    neighbors = _hub_neighbors(n, K, dates, seed=3)
+    upstream = torch.randn(n, HEADS * CHANNELS, device=DEVICE)
+    leaves = [t[g] for g in GRADS]
+    row = {"max_in_degree": int(torch.bincount(neighbors[neighbors >= 0], minlength=n).max()), "mean_in_degree": float((neighbors >= 0).sum() / n)}
+    for name in ("triton_fused", "triton_deterministic"):
+        op = ops[name]
+        grads = [torch.autograd.grad(_call(op, t, neighbors), leaves, upstream) for _ in range(2)]
+        row[name] = {"ms": _bench(lambda op=op: torch.autograd.grad(_call(op, t, neighbors), leaves, upstream)),
+                     "reruns_bit_identical": all(torch.equal(a, b) for a, b in zip(*grads))}  # fmt: skip
+    row["deterministic_over_atomic"] = row["triton_deterministic"]["ms"] / row["triton_fused"]["ms"]
+    return row
+
+
 def copy_ceiling() -> float:
     a = torch.empty(1 << 28 if DEVICE == "cuda" else 1 << 24, device=DEVICE)  # 1 GiB of fp32 on the GPU
     a.uniform_()
@@ -226,7 +265,8 @@ def main() -> None:
     from atft_kernels import gat_attention_reference
     from atft_kernels.triton_gat import gat_attention_triton
 
-    ops = {"torch_reference": gat_attention_reference, "triton_fused": gat_attention_triton}
+    ops = {"torch_reference": gat_attention_reference, "triton_fused": gat_attention_triton,
+           "triton_deterministic": functools.partial(gat_attention_triton, deterministic=True)}  # fmt: skip
     for spec in args.extra:
         name, _, where = spec.partition("=")
         ops[name] = _extra(where)
@@ -246,6 +286,7 @@ def main() -> None:
                     for size, d in SIZES.items() for dt, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}  # fmt: skip
     result["layer"] = {size: layer_timing(d, ["torch", "triton"]) for size, d in SIZES.items()}
     result["memory"] = memory(ops)
+    result["hubs"] = {size: hub_timing(ops, d) for size, d in SIZES.items()}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
@@ -265,6 +306,11 @@ def main() -> None:
     print("op forward+backward peak extra memory, 64 dates (MiB)")
     for r in result["memory"]:
         print(f"  K={r['K']:2d} C={r['C']:2d} {r['impl']:16s} {r['peak_extra_mb']:8,.0f}   (N*K*H fp32 {r['N*K*H_mb']:.0f}, N*K*H*C {r['N*K*H*C_mb']:.0f})")
+    print("hub graphs, forward+backward (median ms; deterministic over atomic; reruns bit-identical)")
+    for size, r in result["hubs"].items():
+        print(f"  {size:10s} in-degree max {r['max_in_degree']} mean {r['mean_in_degree']:.1f}: atomic {r['triton_fused']['ms']:.3f} ms "
+              f"({r['triton_fused']['reruns_bit_identical']}), deterministic {r['triton_deterministic']['ms']:.3f} ms "
+              f"({r['triton_deterministic']['reruns_bit_identical']}), x{r['deterministic_over_atomic']:.2f}")  # fmt: skip
     if any(not math.isfinite(v) for rows in result["accuracy"].values() for r in rows.values() for v in r.values()):
         raise SystemExit("a backend left NaN in its output or gradients")
 

@@ -1,7 +1,7 @@
 """Compile the fused GAT kernels for an H100/H200 (sm_90) on a machine without a GPU.
 
 Triton's interpreter (what the CPU tests use) runs the kernels as Python, so it accepts code that
-the GPU compiler rejects (a plain global inside a kernel, say). This script takes both kernels
+the GPU compiler rejects (a plain global inside a kernel, say). This script takes every kernel
 through Triton's real compiler to PTX and through the ptxas that ships with Triton, with the
 launch configuration the op uses on a GPU, and prints one JSON line per kernel: registers, spills
 and the global memory instructions. It must run without TRITON_INTERPRET (test_gat_compile.py
@@ -30,21 +30,24 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from atft_kernels import triton_gat  # noqa: E402
 
-ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "slope_ptr"}  # fp32, fp64 for fp64
+ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "de_ptr", "slope_ptr"}  # fp32, fp64 for fp64
+INDEX = {"nbr_ptr", "rev_ptr", "rev_slot_ptr"}  # int64
 
 
-def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, arch: int = 90) -> dict:
+def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, scatter: bool = True, arch: int = 90) -> dict:
     block_n, block_h, block_c, warps = triton_gat._launch_config(1 << 20, heads, channels)
     acc = "fp64" if dtype == "fp64" else "fp32"
     consts = {"HEADS": heads, "C": channels, "BLOCK_N": block_n, "BLOCK_H": block_h, "BLOCK_C": block_c,
               "HAS_EDGE": has_edge, "ACC": tl.float64 if acc == "fp64" else tl.float32}  # fmt: skip
+    if "SCATTER" in fn.arg_names:
+        consts["SCATTER"] = scatter
     signature = {}
     for name in fn.arg_names:
         if name in consts:
             signature[name] = "constexpr"
         elif name in ("N", "K"):
             signature[name] = "i32"
-        elif name == "nbr_ptr":
+        elif name in INDEX:
             signature[name] = "*i64"
         else:
             signature[name] = f"*{acc}" if name in ACC_DTYPED else f"*{dtype}"
@@ -66,7 +69,7 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, ar
     for op in re.findall(r"\b((?:ld|st|red|atom)\.global[\w.]*)", ptx):
         ops[op] = ops.get(op, 0) + 1
     return {
-        "kernel": fn.__name__, "dtype": dtype, "heads": heads, "channels": channels, "has_edge": has_edge,
+        "kernel": fn.__name__, "dtype": dtype, "heads": heads, "channels": channels, "has_edge": has_edge, "scatter": scatter,
         "target": target, "block_n": block_n, "num_warps": warps,
         "registers": number(r"Used (\d+) registers"), "spill_stores": number(r"(\d+) bytes spill stores"),
         "spill_loads": number(r"(\d+) bytes spill loads"), "stack_frame": number(r"(\d+) bytes stack frame"),
@@ -76,9 +79,11 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, ar
 
 def main() -> None:
     cases = [("fp32", 4, 16, True), ("fp32", 4, 16, False), ("bf16", 4, 16, True), ("fp64", 4, 16, True), ("fp32", 3, 5, True)]
+    kernels = [(triton_gat._gat_fwd, True), (triton_gat._gat_bwd, True),  # the atomic backward
+               (triton_gat._gat_bwd, False), (triton_gat._gat_bwd_src, False)]  # the deterministic one  # fmt: skip
     for dtype, heads, channels, has_edge in cases:
-        for fn in (triton_gat._gat_fwd, triton_gat._gat_bwd):
-            print(json.dumps(compile_kernel(fn, dtype, heads, channels, has_edge)), flush=True)
+        for fn, scatter in kernels:
+            print(json.dumps(compile_kernel(fn, dtype, heads, channels, has_edge, scatter)), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from atft_kernels import GATLayer, gat_attention, gat_attention_reference, to_edge_index
+from atft_kernels.triton_gat import reverse_graph
 
 TOL = {  # per dtype: (atol, rtol) for outputs and gradients
     torch.float64: (1e-10, 1e-9),
@@ -34,9 +35,9 @@ def make_inputs(n, heads, channels, k, *, dtype=torch.float32, device="cpu", pad
     return t, neighbors.to(device)
 
 
-def _run(inputs, neighbors, backend, slope=0.2):
+def _run(inputs, neighbors, backend, slope=0.2, deterministic=None):
     return gat_attention(inputs["h"], inputs["s_src"], inputs["s_dst"], neighbors, inputs["edge_logits"],
-                         inputs["residual"], inputs["gate"], slope, backend)  # fmt: skip
+                         inputs["residual"], inputs["gate"], slope, backend, deterministic)  # fmt: skip
 
 
 def _grads(out, inputs, upstream):
@@ -79,12 +80,60 @@ def test_a_hub_graph(device):
     """Real kNN graphs have hubs (in-degree in the hundreds against a mean of k): most rows list
     node 0 and node 1 among their neighbours, so their gradients gather from nearly every row."""
     n, k = 96, 8
-    g = torch.Generator().manual_seed(5)
+    neighbors = _hub_graph(n, k)
+    assert (neighbors == 0).sum() > n * 0.8
+    _compare(n, 3, 8, k, device=device, neighbors=neighbors)
+
+
+def _hub_graph(n: int, k: int, seed: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
     neighbors = torch.randint(0, n, (n, k), generator=g)
     neighbors[:, 0], neighbors[::2, 1] = 0, 1
     neighbors[torch.rand(n, k, generator=g) < 0.1] = -1
-    assert (neighbors == 0).sum() > n * 0.8
-    _compare(n, 3, 8, k, device=device, neighbors=neighbors)
+    return neighbors
+
+
+def test_reverse_graph_lists_each_sources_incoming_slots_in_slot_order():
+    neighbors = torch.tensor([[1, 2, -1], [2, -1, 0], [1, 1, 2]])
+    rev_ptr, rev_slot = reverse_graph(neighbors)
+    assert rev_ptr.tolist() == [0, 1, 4, 7]
+    # source 0: slot (1, 2); source 1: slots (0, 0), (2, 0), (2, 1); source 2: (0, 1), (1, 0), (2, 2)
+    assert rev_slot[:7].tolist() == [5, 0, 6, 7, 1, 3, 8]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("edge", [True, False])
+def test_deterministic_backward_matches_the_reference_and_repeats_to_the_bit(device, edge):
+    """The reverse-graph backward on a hub graph: the reference's gradients, and two runs
+    bit-identical (atomics would add a hub's hundreds of terms in the order programs reach them)."""
+    n, heads, channels, k = 96, 3, 8, 8
+    neighbors = _hub_graph(n, k).to(device)
+    inputs, _ = make_inputs(n, heads, channels, k, device=device, edge=edge)
+    ref = _run(inputs, neighbors, "torch")
+    upstream = torch.randn_like(ref)
+    g_ref = _grads(ref, inputs, upstream)
+    runs = [_grads(_run(inputs, neighbors, "triton", deterministic=True), inputs, upstream) for _ in range(2)]
+    atol, rtol = TOL[torch.float32]
+    for name in g_ref:
+        torch.testing.assert_close(runs[0][name], g_ref[name], atol=atol * 10, rtol=rtol * 10, msg=lambda m: f"d{name}: {m}")
+        assert torch.equal(runs[0][name], runs[1][name]), name
+
+
+def test_deterministic_backward_is_chosen_with_torchs_deterministic_algorithms(monkeypatch):
+    from atft_kernels import triton_gat
+
+    built = []
+    monkeypatch.setattr(triton_gat, "reverse_graph", lambda nb: built.append(nb) or reverse_graph(nb))
+    inputs, neighbors = make_inputs(20, 2, 4, 3)
+    _run(inputs, neighbors, "triton")
+    assert not built
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        _run(inputs, neighbors, "triton").sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(was)
+    assert len(built) == 1
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -131,6 +180,26 @@ def test_float64_triton_matches_reference(device):
 @pytest.mark.parametrize(("n", "heads", "channels", "k"), [(300, 4, 16, 20), (77, 3, 5, 6)])
 def test_bfloat16_on_cuda(n, heads, channels, k):
     _compare(n, heads, channels, k, dtype=torch.bfloat16, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 runs on the GPU backend")
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_the_mixed_dtypes_of_autocast_on_cuda(deterministic):
+    """What GATLayer hands the op under bf16 autocast: h, edge logits and residual in bf16 (matmul
+    outputs), s_src and s_dst in fp32 (bf16 x fp32 parameter promotes); against the fp64 reference."""
+    inputs, neighbors = make_inputs(300, 4, 16, 20, device="cuda")
+    low = {"h", "edge_logits", "residual"}
+    mixed = {k: v.detach().to(torch.bfloat16 if k in low else torch.float32).requires_grad_() for k, v in inputs.items()}
+    exact = {k: v.detach().double().requires_grad_() for k, v in mixed.items()}
+    ref, out = _run(exact, neighbors, "torch"), _run(mixed, neighbors, "triton", deterministic=deterministic)
+    assert out.dtype == torch.bfloat16
+    rel = lambda a, b: float((a.detach().double() - b).norm() / b.norm())  # noqa: E731
+    assert rel(out, ref) < 1e-2
+    upstream = torch.randn_like(ref)
+    g_ref, g_out = _grads(ref, exact, upstream), _grads(out, mixed, upstream.to(out.dtype))
+    for name in g_ref:
+        assert g_out[name].dtype == mixed[name].dtype, name
+        assert rel(g_out[name], g_ref[name]) < 2e-2, name
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -21,7 +21,7 @@ def compiled():
 
 
 def test_every_kernel_and_dtype_compiles_without_spills(compiled):
-    assert len(compiled) == 10
+    assert len(compiled) == 20  # 5 dtype/shape cases x forward, atomic backward, deterministic backward (2 kernels)
     for r in compiled:
         assert r["target"].startswith("sm_90"), r
         assert r["spill_stores"] == r["spill_loads"] == r["stack_frame"] == 0, r
@@ -31,8 +31,18 @@ def test_every_kernel_and_dtype_compiles_without_spills(compiled):
 def test_fp32_gathers_and_scatters_are_16_byte_vectors(compiled):
     """All heads of a neighbour's row are one contiguous gather: with C=16 the h loads of the forward
     pass and the dh atomics of the backward pass are 4-wide fp32 vectors, not single words."""
-    fwd, bwd = (next(r for r in compiled if r["kernel"] == k and r["dtype"] == "fp32" and r["has_edge"] and r["heads"] == 4)
+    fwd, bwd = (next(r for r in compiled if r["kernel"] == k and r["dtype"] == "fp32" and r["has_edge"] and r["heads"] == 4 and r["scatter"])
                 for k in ("_gat_fwd", "_gat_bwd"))  # fmt: skip
     assert fwd["global_ops"].get("ld.global.v4.b32", 0) > 0, fwd
     assert any(op.startswith("atom.global") and op.endswith("v4.f32") for op in bwd["global_ops"]), bwd
     assert any("relaxed" in op for op in bwd["global_ops"] if op.startswith("atom")), bwd
+
+
+def test_the_deterministic_backward_has_no_atomics(compiled):
+    """Its destination kernel writes d e per slot and its source kernel gathers: no atom or red at
+    all, and each incoming slot's upstream gradient row is read as 16-byte vectors (C=16, fp32)."""
+    for r in compiled:
+        if not r["scatter"]:
+            assert not any(op.startswith(("atom", "red")) for op in r["global_ops"]), r
+    src = next(r for r in compiled if r["kernel"] == "_gat_bwd_src" and r["dtype"] == "fp32" and r["has_edge"] and r["channels"] == 16)
+    assert src["global_ops"].get("ld.global.v4.b32", 0) > 0, src
