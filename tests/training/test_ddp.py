@@ -2,9 +2,11 @@
 Python processes). The ranks must hold the same weights, equal (within float tolerance) to one
 process training on the merged batches, and an interrupted distributed run must resume."""
 
+import dataclasses
 import json
 from dataclasses import asdict
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from atft_kedro.training.batches import date_order
 from atft_kedro.training.checkpoints import CheckpointStore
+from atft_kedro.training.distributed import Ranks, step_shares
 from atft_kedro.training.data import DateDataset, collate_dates, split_indices
 from atft_kedro.training.losses import LossWeights, combined_loss
 from atft_kedro.training.loop import build_model, train_phase
@@ -128,6 +132,30 @@ def test_an_interrupted_ddp_run_resumes_to_the_same_weights(data, tmp_path):
     assert [r["epoch"] for r in b["history"]] == [0, 1, 2]
     assert_same(a["train_weights"], b["train_weights"], exact=True)
     assert_same(a["model"], b["model"], exact=True)
+
+
+def test_a_non_finite_batch_on_one_rank_is_skipped_by_both(prepared, data, tmp_path):
+    """A NaN in the graph of a date that rank 1 trains on in the first step (a feature would reach
+    the next dates' windows too): both ranks skip that step (neither waits for the other), rank 1
+    says so, and they end with equal weights."""
+    poisoned = tmp_path / "data"
+    shutil.copytree(data, poisoned)
+    cfg = small_config(**{**CONFIG, "epochs": 1})
+    train_idx = np.load(data / "train_idx.npy")
+    sample = train_idx[np.sort(np.random.default_rng(cfg.seed * 100_003).choice(len(train_idx), cfg.max_train_dates, replace=False))]
+    ranks = Ranks(rank=1, world=2)
+    date = sample[step_shares(date_order(len(sample), cfg.seed * 100_003), cfg.dates_per_batch, ranks)[0][0]]  # rank 1's, step 0
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    edge_attr = np.array(graphs.edge_attr)
+    edge_attr[graphs.offsets[np.flatnonzero(graphs.dates == arrays.dates[date])[0]], 0, 0] = np.nan
+    dataclasses.replace(graphs, edge_attr=edge_attr).save(poisoned / "graphs")
+    run = torchrun(poisoned, tmp_path / "ddp", "0", epochs=1, max_bad_batch_fraction=0.5)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"non-finite input on ['{arrays.dates[date]}'" in run.stdout + run.stderr
+    (row,) = CheckpointStore(tmp_path / "ddp").load(0, "last")["history"]
+    assert (row["steps"], row["skipped"]) == (2, 1)
+    weights = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert_same(weights[0], weights[1], exact=True)
 
 
 def test_safe_mode_under_torchrun_is_a_clear_error(data, tmp_path):
