@@ -202,6 +202,20 @@ def test_checkpoints_hold_the_average_and_the_trained_weights(prepared, tmp_path
     assert "train_weights" not in off.load(0, "last")
 
 
+def test_optimized_mode_predicts_several_dates_a_batch_as_one_date_at_a_time(prepared):
+    """Validation and evaluation batch dates as training does (optimized mode): the same rows, in
+    the same order, and the same forecasts as one date a batch (safe mode)."""
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    cfg = small_config(mode="optimized", dates_per_batch=4)
+    ds = DateDataset(arrays, graphs, np.arange(100, 111), cfg.window)  # 11 dates: 4 + 4 + 3
+    model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
+    batched, single = predict(model, ds, cfg, torch.device("cpu")), predict(model, ds, small_config(), torch.device("cpu"))
+    assert batched.height == single.height == int(arrays.present[100:111].sum())
+    assert batched.select("Date", "Code").equals(single.select("Date", "Code"))
+    for column in single.columns[2:]:
+        np.testing.assert_allclose(batched[column].to_numpy(), single[column].to_numpy(), rtol=1e-5, atol=1e-6, err_msg=column)
+
+
 def test_resident_batches_equal_the_dataloader_batches(prepared):
     """Optimized mode on CUDA gathers batches from arrays kept on the GPU. Built on the CPU here, they
     must equal the DataLoader's batches field for field, in the same order, the zero padding of

@@ -12,7 +12,7 @@ import torch
 from atft_kedro.evaluation.metrics import daily_scores, summarise
 from atft_kedro.model import ATFTGATFAN
 from atft_kedro.model.heads import QUANTILES
-from atft_kedro.training.batches import autocast, make_loader
+from atft_kedro.training.batches import autocast, dates_per_step, make_loader
 from atft_kedro.training.config import TrainConfig
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, ResidentDates
 
@@ -21,11 +21,16 @@ from atft_kedro.training.data import HORIZON_KEYS, DateDataset, ResidentDates
 def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: torch.device,
             resident: ResidentDates | None = None, quantiles: bool = False) -> pl.DataFrame:  # fmt: skip
     """Median forecasts (dropout off) for every date of ``dataset``: Date, Code, pred_{h}, target_{h}
-    (and with ``quantiles`` every quantile of the head, ``q05_{h}`` .. ``q95_{h}``). One date per
-    batch, from the device-resident arrays when given, else through a DataLoader."""
+    (and with ``quantiles`` every quantile of the head, ``q05_{h}`` .. ``q95_{h}``). As many dates a
+    batch as a training step takes (safe mode: one; optimized: ``dates_per_batch``, in date order),
+    from the device-resident arrays when given, else through a DataLoader."""
     model.eval()
     frames = []
-    batches = (resident.batch([t]) for t in dataset.date_indices) if resident else make_loader(dataset, replace(cfg, mode="safe"))
+    per = dates_per_step(cfg)
+    if resident is not None:
+        batches = (resident.batch(dataset.date_indices[i : i + per]) for i in range(0, len(dataset), per))
+    else:
+        batches = make_loader(dataset, replace(cfg, num_workers=0))  # in order, in this process
     for batch in batches:
         b = batch.to(device)
         with autocast(device, cfg):
@@ -35,7 +40,8 @@ def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: t
             cols.update({f"q{round(q * 100):02d}_{h}": out[h][:, i].float().cpu().numpy()
                          for h in HORIZON_KEYS if h in out for i, q in enumerate(QUANTILES)})  # fmt: skip
         cols.update({f"target_{h}": batch.targets[h].cpu().numpy() for h in HORIZON_KEYS})
-        frames.append(pl.DataFrame({"Date": np.repeat(batch.dates[0], len(batch.codes[0])), "Code": batch.codes[0], **cols}))
+        dates = np.repeat(np.asarray(batch.dates), [len(c) for c in batch.codes])  # the nodes are laid out date by date
+        frames.append(pl.DataFrame({"Date": dates, "Code": np.concatenate(batch.codes), **cols}))
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
