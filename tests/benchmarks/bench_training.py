@@ -7,7 +7,9 @@ Builds the synthetic market through the library functions the pipelines call, th
 (everything on: FAN, GAT, all horizons) for one epoch over the same training dates in each mode,
 from the same initial weights. Safe: one date per step, one process, torch reference GAT.
 Optimized: ``--dates-per-batch`` dates per step (block-diagonal graph), the fused Triton kernel and
-bf16 autocast when CUDA is present, DataLoader workers on memory-mapped arrays.
+bf16 autocast when CUDA is present, DataLoader workers on memory-mapped arrays. Then counts what
+would make the host wait for the device in an optimized epoch (``HostReads``): per step (epochs of
+2 and 4 steps, the difference over 2) and per epoch.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> None:
                 train_phase(2, arrays, graphs, idx if r >= 0 else idx[: 2 * args.dates_per_batch], val, cfg, store, manifest, progress=False)
                 if r >= 0:
                     seconds[name].append(time.perf_counter() - t)
+        reads = _host_reads(arrays, graphs, idx, val, modes["optimized"], Path(tmp) / "reads", manifest)
         if args.profile:
             _profile(arrays, graphs, idx[: args.profile], val, modes["optimized"], CheckpointStore(Path(tmp) / "profile"), manifest)
     best = {k: min(v) for k, v in seconds.items()}
@@ -78,7 +81,38 @@ def main() -> None:
         "seconds_per_epoch": {k: round(v, 2) for k, v in best.items()},
         "all_runs": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
         "speedup_optimized_vs_safe": round(best["safe"] / best["optimized"], 2),
+        "host_reads_optimized": reads,
     }, indent=1))  # fmt: skip
+
+
+def _host_reads(arrays, graphs, idx, val, cfg, root, manifest) -> dict:
+    """Host reads of an optimized epoch of 2 and of 4 steps: per step, and the rest per epoch."""
+    import dataclasses
+
+    from atft_kedro.training import loop
+    from atft_kedro.training.checkpoints import CheckpointStore
+    from atft_kedro.training.host_reads import HostReads
+
+    one_epoch, counted = loop._one_epoch, {}
+
+    def counting(*args, **kw):
+        with HostReads() as reads:
+            result = one_epoch(*args, **kw)
+        counted[result[1]] = reads
+        return result
+
+    loop._one_epoch = counting
+    try:
+        for steps in (2, 4):
+            store = CheckpointStore(root / str(steps))
+            store.save(1, "best", _phase1_start(arrays, graphs, cfg))
+            loop.train_phase(2, arrays, graphs, idx[: steps * cfg.dates_per_batch], val, dataclasses.replace(cfg, keep_start=False), store,
+                             manifest, progress=False)  # fmt: skip
+    finally:
+        loop._one_epoch = one_epoch
+    per_step = (counted[4].total - counted[2].total) / 2
+    return {"per_step": per_step, "per_epoch_besides": counted[2].total - 2 * per_step,
+            "calls_2_steps": dict(counted[2].calls), "calls_4_steps": dict(counted[4].calls)}  # fmt: skip
 
 
 def _profile(arrays, graphs, idx, val, cfg, store, manifest) -> None:

@@ -183,7 +183,7 @@ def test_weight_average_weighs_each_step_decay_times_the_next(decay):
         with torch.no_grad():
             net.weight.add_(torch.randn_like(net.weight))
         seen.append(net.weight.detach().clone().double())
-        avg.update_parameters(net)
+        avg.update(net)
         if n in (1, 2, 10, 599):
             w = decay ** torch.arange(n - 1, -1, -1, dtype=torch.float64)  # oldest first
             expected = (w[:, None, None] * torch.stack(seen)).sum(0) / w.sum()
@@ -414,3 +414,42 @@ def test_a_phase_never_ends_below_its_start_on_validation(prepared, tmp_path):
     off = CheckpointStore(tmp_path / "off")
     _train(prepared, off, phase=0, epochs=2, keep_start=False)
     assert off.load(0, "best")["epoch"] >= 0
+
+
+def test_an_optimized_step_reads_the_device_once(prepared, tmp_path, monkeypatch):
+    """What would make a CUDA step wait for the device, counted on the CPU (HostReads): one read a
+    step (whether every rank's batch and loss are finite, to skip it or not); the loss parts, the
+    GAT gradient norms and the weight average's counter stay on the device or the host until the
+    epoch ends. Counted over epochs of 2 and of 4 steps: the difference is the steps' own reads."""
+    from atft_kedro.training import loop
+    from atft_kedro.training.host_reads import HostReads
+
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store, phase=0, epochs=1)
+    _train(prepared, store, phase=1, epochs=1)
+    one_epoch, counted = loop._one_epoch, {}
+
+    def counting(*args, **kw):
+        with HostReads() as reads:
+            result = one_epoch(*args, **kw)
+        counted[result[1]] = reads
+        return result
+
+    monkeypatch.setattr(loop, "_one_epoch", counting)
+    for dates in (8, 16):  # 2 and 4 steps of 4 dates, phase 2 (everything on)
+        _train(prepared, store, phase=2, epochs=1, mode="optimized", dates_per_batch=4, max_train_dates=dates)
+    short, long = counted[2], counted[4]
+    assert long.calls - short.calls == {"__bool__": 2}, (short.calls, long.calls)
+
+
+def test_host_reads_counts_what_waits_for_the_device():
+    from atft_kedro.training.host_reads import HostReads
+
+    x = torch.randn(6)
+    with HostReads() as reads:
+        y = (x * 2).sum()  # device work only
+        z = x + y
+    assert reads.total == 0
+    with HostReads() as reads:
+        float(y), bool(y > 0), x.tolist(), z[0].item(), torch.unique(x), x[x > 0], torch.nonzero(x)
+    assert reads.calls == {"__float__": 1, "__bool__": 1, "tolist": 1, "item": 1, "unique": 1, "__getitem__[bool]": 1, "nonzero": 1}

@@ -90,13 +90,14 @@ def step_shares(order: list[int], per_step: int, ranks: Ranks) -> list[list[int]
     return [[int(t) for t in np.array_split(np.asarray(s), ranks.world)[ranks.rank]] for s in steps]
 
 
-def anywhere(flag: bool, ranks: Ranks) -> bool:
-    """Whether ``flag`` holds on any rank (every rank gets the same answer)."""
+def everywhere(flag: torch.Tensor, ranks: Ranks) -> bool:
+    """Whether ``flag`` (a 0-dim bool tensor on the rank's device) holds on every rank (every rank
+    gets the same answer): one read of the device."""
     if not ranks.parallel:
-        return flag
-    t = torch.tensor([int(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+        return bool(flag)
+    t = flag.to(torch.int32).reshape(1)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t)
 
 
 def from_main(value, ranks: Ranks):

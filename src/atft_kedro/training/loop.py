@@ -9,6 +9,7 @@ phase N-1's best checkpoint.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import time
@@ -34,7 +35,7 @@ from atft_kedro.training.predict import daily_rank_ic, predict
 
 log = logging.getLogger(__name__)
 
-def weight_average(model: ATFTGATFAN, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
+class WeightAverage:
     """Exponential moving average of the weights (Polyak averaging) with the decay as configured
     from the first step, bias-corrected as Adam's moments are: after n updates the average is
 
@@ -43,15 +44,28 @@ def weight_average(model: ATFTGATFAN, decay: float | None) -> torch.optim.swa_ut
     so every step weighs exactly ``decay`` times the next one, and the first steps are not pinned to
     the initial weights (the recursion's lerp weight is (1 - decay) / (1 - decay^n)). One date's
     gradient is mostly that date's noise; validation, checkpoints and predictions use the average
-    (docs/what_training_has_shown.md)."""
-    if not decay:
-        return None
+    (docs/what_training_has_shown.md). Parameters and buffers are averaged alike.
 
-    def update(averaged, current, n_averaged):
-        n = float(n_averaged) + 1.0  # updates including this one (the first one copies)
-        torch._foreach_lerp_(averaged, current, (1.0 - decay) / (1.0 - decay**n))
+    Written out rather than torch's ``AveragedModel`` (same arithmetic: a copy, then one fused lerp
+    per update): that one keeps its update counter in a tensor and compares it twice an update,
+    which on a GPU makes every training step wait for the device; here it is a Python int."""
 
-    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.module = copy.deepcopy(model)
+        self.decay, self.updates = decay, 0
+
+    def update(self, model: torch.nn.Module) -> None:
+        mine = [t.detach() for t in (*self.module.parameters(), *self.module.buffers())]
+        theirs = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        self.updates += 1
+        if self.updates == 1:
+            torch._foreach_copy_(mine, theirs)
+        else:
+            torch._foreach_lerp_(mine, theirs, (1.0 - self.decay) / (1.0 - self.decay**self.updates))
+
+
+def weight_average(model: ATFTGATFAN, decay: float | None) -> WeightAverage | None:
+    return WeightAverage(model, decay) if decay else None
 
 
 def _training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +233,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     averaged = weight_average(model, cfg.ema_decay)
     if averaged is not None and at.resumed is not None:  # the average's weights are the checkpoint's "model"
         averaged.module.load_state_dict(at.resumed["model"])
-        averaged.n_averaged.fill_(at.resumed["ema_updates"])
+        averaged.updates = int(at.resumed["ema_updates"])
     evaluated = averaged.module if averaged is not None else model  # what validation, checkpoints and predictions use
     trained = distributed.wrap(model, device, ranks, partial=not (spec.use_fan and spec.use_gat and len(spec.horizons) == len(HORIZONS)))
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
@@ -258,7 +272,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             "saved_at": _now(), **checkpoint_fields,
         }  # fmt: skip
         if averaged is not None:  # with "model" (the average), what an exact resume needs
-            state.update(train_weights=model.state_dict(), ema_updates=int(averaged.n_averaged))
+            state.update(train_weights=model.state_dict(), ema_updates=averaged.updates)
         if improved:
             store.save(phase, "best", state)
         store.save(phase, "last", state)
@@ -359,49 +373,48 @@ def _one_epoch(phase, epoch, model, trained, optimizer, averaged, arrays, graphs
         dates = train_idx[np.sort(np.random.default_rng(order_seed).choice(len(train_idx), cfg.max_train_dates, replace=False))]
     subset = DateDataset(arrays, graphs, dates, cfg.window)
     weights = LossWeights(**cfg.loss_weights)
-    sums = {"loss": 0.0, "pinball": 0.0, "rank_ic": 0.0, "ic": 0.0, "sharpe": 0.0}
+    # on the device, read once at the end of the epoch: loss, pinball, rank_ic, ic, sharpe (float64,
+    # summed in step order as Python floats would be), and the GAT's gradient norm of every step
+    sums = torch.zeros(5, dtype=torch.float64, device=device)
     steps = bad = 0
     gat_norms = []
     loader = train_batches(subset, cfg, order_seed, resident, ranks)
     bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / dates_per_step(cfg)),
                disable=not progress, leave=False)  # fmt: skip
     for batch in bar:
-        here = not finite_batch(batch)
-        if distributed.anywhere(here, ranks):  # on any rank: every rank skips the step, the one with the dates says so
-            bad += 1
-            if here:
-                log.warning("phase %d epoch %d: non-finite input on %s, batch skipped", phase, epoch, [str(d) for d in batch.dates])
-            continue
         b = batch.to(device)
+        inputs_ok = finite_batch(b)
         with autocast(device, cfg):
             out = trained(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
         out = {k: v.float() for k, v in out.items()}
         loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=cfg.horizon_weights,
-                                    min_stocks=cfg.min_stocks, tau=cfg.rank_tau, shards=shards)  # fmt: skip
-        here = not torch.isfinite(loss)
-        if distributed.anywhere(here, ranks):
+                                    min_stocks=cfg.min_stocks, tau=cfg.rank_tau, shards=shards,
+                                    counts=[len(c) for c in batch.codes])  # fmt: skip
+        ok = inputs_ok & torch.isfinite(loss)
+        if not distributed.everywhere(ok, ranks):  # the step's one read; on any rank: every rank skips the step
             bad += 1
-            if here:
-                log.warning("phase %d epoch %d: non-finite loss on %s, step skipped", phase, epoch, [str(d) for d in batch.dates])
+            if not bool(ok):  # the rank with the dates says what it found
+                what = "input" if not bool(inputs_ok) else "loss"
+                log.warning("phase %d epoch %d: non-finite %s on %s, step skipped", phase, epoch, what, [str(d) for d in batch.dates])
             continue
         optimizer.zero_grad(set_to_none=True)
         (loss * ranks.world if ranks.parallel else loss).backward()  # DDP averages: a rank's share counts world times
         if model.use_gat:
             grads = [p.grad.norm() for p in model.gat.parameters() if p.grad is not None]
-            gat_norms.append(float(torch.stack(grads).norm()) if grads else 0.0)
+            gat_norms.append(torch.stack(grads).norm() if grads else torch.zeros((), device=device))
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         if averaged is not None:
-            averaged.update_parameters(model)
+            averaged.update(model)
         steps += 1
-        sums["loss"] += float(loss.detach())
-        for k, v in parts.items():
-            sums[k] += v
-        bar.set_postfix(loss=f"{sums['loss'] * ranks.world / steps:.4f}")  # a rank's share, scaled
+        sums += torch.stack([loss.detach(), *parts.values()]).double()
+        if progress and steps % 10 == 0:  # the bar's loss: a read every 10 steps
+            bar.set_postfix(loss=f"{float(sums[0]) * ranks.world / steps:.4f}")  # a rank's share, scaled
     total = steps + bad
     if total and bad / total > cfg.max_bad_batch_fraction:
         raise TrainingError(
             f"phase {phase} epoch {epoch}: {bad} of {total} batches had non-finite inputs or loss "
             f"(limit {cfg.max_bad_batch_fraction:.0%}); check model_input and market_context for NaN/inf"
         )
-    return sums, steps, bad, gat_norms
+    names = ("loss", "pinball", "rank_ic", "ic", "sharpe")
+    return dict(zip(names, sums.tolist())), steps, bad, [float(v) for v in torch.stack(gat_norms).tolist()] if gat_norms else []

@@ -56,11 +56,17 @@ class DateLayout:
     valid: torch.Tensor  # [D] bool
 
     @classmethod
-    def of(cls, date_of_node: torch.Tensor) -> "DateLayout":
-        """The grid of a batch's dates, every real node counted (see ``masked``)."""
-        dates, date = torch.unique(date_of_node, return_inverse=True)
-        counts = torch.bincount(date, minlength=len(dates))
-        n_max = int(counts.max()) if len(dates) else 0
+    def of(cls, date_of_node: torch.Tensor, counts: list[int] | None = None) -> "DateLayout":
+        """The grid of a batch's dates, every real node counted (see ``masked``). ``counts``: the
+        number of nodes of each date when the host knows them (a batch's dates are 0..D-1): the
+        grid is then laid out without reading anything back from the device."""
+        if counts is None:
+            dates, date = torch.unique(date_of_node, return_inverse=True)
+            counts = torch.bincount(date, minlength=len(dates))
+            n_max = int(counts.max()) if len(dates) else 0
+        else:
+            dates, date, n_max = torch.arange(len(counts), device=date_of_node.device), date_of_node, max(counts, default=0)
+            counts = torch.as_tensor(counts, device=date_of_node.device)
         order = torch.argsort(date, stable=True)
         slot = torch.empty_like(date)
         slot[order] = torch.arange(len(date), device=date.device) - (torch.cumsum(counts, 0) - counts)[date[order]]
@@ -169,15 +175,18 @@ def combined_loss(
     min_stocks: int = 20,
     tau: float = 0.1,
     shards=None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum over the active horizons of pinball - rank_ic - ic + sharpe terms.
+    counts: list[int] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted sum over the active horizons of pinball - rank_ic - ic + sharpe terms, and the
+    weighted parts (0-dim tensors, left on the device). ``counts``: each date's number of nodes
+    (``DateLayout.of``), so the step reads nothing back.
 
     ``shards`` (a ``distributed.StepShards``): the batch is one rank's share of a step's dates. The
     result is then that rank's share of the merged batch's loss (the shares sum to it): means are
     taken over the counts of every rank, and the Sharpe term over every rank's dates."""
     names = ("pinball", "rank_ic", "ic", "sharpe")
     horizons = [h for h in outputs if h != "gate"]
-    grid = DateLayout.of(date_of_node)
+    grid = DateLayout.of(date_of_node, counts)
     sums, counts, series = [], [], []
     for h in horizons:
         q, y = outputs[h], targets[h]
@@ -204,4 +213,4 @@ def combined_loss(
         loss = weights.pinball * pin + weights.rank_ic * ric_term + weights.ic * ic_term + weights.sharpe * sh
         total = loss * w_h if total is None else total + loss * w_h
         parts.append(torch.stack([pin, -ric_term, -ic_term, -sh]).detach() * w_h)
-    return total, dict(zip(names, torch.stack(parts).sum(0).tolist()))  # one host synchronisation
+    return total, dict(zip(names, torch.stack(parts).sum(0).unbind()))
