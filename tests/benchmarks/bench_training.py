@@ -89,27 +89,16 @@ def _host_reads(arrays, graphs, idx, val, cfg, root, manifest) -> dict:
     """Host reads of an optimized epoch of 2 and of 4 steps: per step, and the rest per epoch."""
     import dataclasses
 
-    from atft_kedro.training import loop
     from atft_kedro.training.checkpoints import CheckpointStore
-    from atft_kedro.training.host_reads import HostReads
+    from atft_kedro.training.host_reads import reads_per_epoch
+    from atft_kedro.training.loop import train_phase
 
-    one_epoch, counted = loop._one_epoch, {}
-
-    def counting(*args, **kw):
-        with HostReads() as reads:
-            result = one_epoch(*args, **kw)
-        counted[result[1]] = reads
-        return result
-
-    loop._one_epoch = counting
-    try:
+    with reads_per_epoch() as counted:
         for steps in (2, 4):
             store = CheckpointStore(root / str(steps))
             store.save(1, "best", _phase1_start(arrays, graphs, cfg))
-            loop.train_phase(2, arrays, graphs, idx[: steps * cfg.dates_per_batch], val, dataclasses.replace(cfg, keep_start=False), store,
-                             manifest, progress=False)  # fmt: skip
-    finally:
-        loop._one_epoch = one_epoch
+            train_phase(2, arrays, graphs, idx[: steps * cfg.dates_per_batch], val, dataclasses.replace(cfg, keep_start=False), store,
+                        manifest, progress=False)  # fmt: skip
     per_step = (counted[4].total - counted[2].total) / 2
     return {"per_step": per_step, "per_epoch_besides": counted[2].total - 2 * per_step,
             "calls_2_steps": dict(counted[2].calls), "calls_4_steps": dict(counted[4].calls)}  # fmt: skip

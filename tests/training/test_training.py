@@ -416,28 +416,19 @@ def test_a_phase_never_ends_below_its_start_on_validation(prepared, tmp_path):
     assert off.load(0, "best")["epoch"] >= 0
 
 
-def test_an_optimized_step_reads_the_device_once(prepared, tmp_path, monkeypatch):
+def test_an_optimized_step_reads_the_device_once(prepared, tmp_path):
     """What would make a CUDA step wait for the device, counted on the CPU (HostReads): one read a
     step (whether every rank's batch and loss are finite, to skip it or not); the loss parts, the
     GAT gradient norms and the weight average's counter stay on the device or the host until the
     epoch ends. Counted over epochs of 2 and of 4 steps: the difference is the steps' own reads."""
-    from atft_kedro.training import loop
-    from atft_kedro.training.host_reads import HostReads
+    from atft_kedro.training.host_reads import reads_per_epoch
 
     store = CheckpointStore(tmp_path)
     _train(prepared, store, phase=0, epochs=1)
     _train(prepared, store, phase=1, epochs=1)
-    one_epoch, counted = loop._one_epoch, {}
-
-    def counting(*args, **kw):
-        with HostReads() as reads:
-            result = one_epoch(*args, **kw)
-        counted[result[1]] = reads
-        return result
-
-    monkeypatch.setattr(loop, "_one_epoch", counting)
-    for dates in (8, 16):  # 2 and 4 steps of 4 dates, phase 2 (everything on)
-        _train(prepared, store, phase=2, epochs=1, mode="optimized", dates_per_batch=4, max_train_dates=dates)
+    with reads_per_epoch() as counted:
+        for dates in (8, 16):  # 2 and 4 steps of 4 dates, phase 2 (everything on)
+            _train(prepared, store, phase=2, epochs=1, mode="optimized", dates_per_batch=4, max_train_dates=dates)
     short, long = counted[2], counted[4]
     assert long.calls - short.calls == {"__bool__": 2}, (short.calls, long.calls)
 

@@ -11,6 +11,7 @@ what a CUDA run of the same code would wait for (the training benchmark reports 
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import contextmanager
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -47,3 +48,25 @@ class HostReads(TorchFunctionMode):
     @property
     def total(self) -> int:
         return sum(self.calls.values())
+
+
+@contextmanager
+def reads_per_epoch():
+    """Counts the host reads of every training epoch run inside the block (``HostReads`` around
+    the loop's epoch function); yields {steps the epoch took: its HostReads}. For the training
+    benchmark and the test that pins a step's reads."""
+    from atft_kedro.training import loop
+
+    one_epoch, counted = loop._one_epoch, {}
+
+    def counting(*args, **kw):
+        with HostReads() as reads:
+            result = one_epoch(*args, **kw)
+        counted[result[1]] = reads
+        return result
+
+    loop._one_epoch = counting
+    try:
+        yield counted
+    finally:
+        loop._one_epoch = one_epoch
