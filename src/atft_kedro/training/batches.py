@@ -43,15 +43,15 @@ def make_loader(dataset: DateDataset, cfg: TrainConfig, steps: list[list[int]] |
 
 
 def resident_dates(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, device: torch.device, phase: int) -> ResidentDates | None:
-    """Optimized mode on CUDA keeps the arrays on the GPU when they take under half its free memory."""
+    """Optimized mode on CUDA keeps the arrays and graphs on the GPU when they take under half its free memory."""
     if cfg.mode != "optimized" or device.type != "cuda" or not cfg.resident_data:
         return None
-    need, free = ResidentDates.nbytes(arrays), torch.cuda.mem_get_info(device)[0]
+    need, free = ResidentDates.nbytes(arrays, graphs), torch.cuda.mem_get_info(device)[0]
     if need > free / 2:
-        log.info("phase %d: the training arrays (%.1f GB) exceed half of the GPU's free %.1f GB; batches come through the DataLoader",
+        log.info("phase %d: the training arrays and graphs (%.1f GB) exceed half of the GPU's free %.1f GB; batches come through the DataLoader",
                  phase, need / 1e9, free / 1e9)  # fmt: skip
         return None
-    log.info("phase %d: training arrays on %s (%.1f GB), batches gathered there", phase, device, need / 1e9)
+    log.info("phase %d: training arrays and graphs on %s (%.1f GB), batches gathered there", phase, device, need / 1e9)
     return ResidentDates(arrays, graphs, cfg.window, device)
 
 

@@ -165,12 +165,16 @@ class DateDataset(torch.utils.data.Dataset):
 def _graph_of(graphs: GraphSet, arrays: TrainingArrays, t: int, members: np.ndarray):
     """Date t's graph and stock codes; the graph's nodes must be the model input's stocks."""
     graph, codes = graphs.graph(arrays.dates[t]), arrays.codes[members]
-    if len(graph.codes) != len(codes) or not np.array_equal(graph.codes, codes):
+    _check_graph_codes(graph.codes, codes, arrays.dates[t])
+    return graph, codes
+
+
+def _check_graph_codes(graph_codes: np.ndarray, codes: np.ndarray, date) -> None:
+    if len(graph_codes) != len(codes) or not np.array_equal(graph_codes, codes):
         raise ValueError(
-            f"the graph of {arrays.dates[t]} has {len(graph.codes)} stocks but the model input has {len(codes)}: "
+            f"the graph of {date} has {len(graph_codes)} stocks but the model input has {len(codes)}: "
             "rebuild the graphs (kedro run --pipelines graph_construction) after data_engineering"
         )
-    return graph, codes
 
 
 class ResidentDates:
@@ -178,20 +182,34 @@ class ResidentDates:
 
     For optimized mode on a GPU. Through a DataLoader every date's [N, T, F] window crosses host
     memory (about 28 MB a date on the full synthetic market) and the GPU waits for it. Here the
-    features, targets and market context are uploaded once, and ``batch`` builds on the device
-    exactly what ``collate_dates`` builds from ``DateDataset`` items (tests compare the two).
+    features, targets and market context, and the graphs' neighbour lists and edge attributes, are
+    uploaded once, and ``batch`` builds on the device exactly what ``collate_dates`` builds from
+    ``DateDataset`` items (tests compare the two).
     """
 
     def __init__(self, arrays: TrainingArrays, graphs: GraphSet, window: int, device: torch.device):
         self.arrays, self.graphs, self.window, self.device = arrays, graphs, window, device
         with warnings.catch_warnings():  # read-only memory maps: copied to the device, never written
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            upload = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+            upload = lambda a, dtype=None: torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)).to(device)  # noqa: E731
             self.features, self.targets, self.market = upload(arrays.features), upload(arrays.targets), upload(arrays.market)
+            # as GraphSet.graph hands them out: int64 neighbours, float32 attributes
+            self.neighbors, self.edge_attr = upload(graphs.neighbors, np.int64), upload(graphs.edge_attr, np.float32)
+        self._rows: dict[int, tuple[int, int]] = {}
 
     @staticmethod
-    def nbytes(arrays: TrainingArrays) -> int:
-        return arrays.features.nbytes + arrays.targets.nbytes + arrays.market.nbytes
+    def nbytes(arrays: TrainingArrays, graphs: GraphSet) -> int:
+        slots = int(np.prod(graphs.neighbors.shape))
+        return arrays.features.nbytes + arrays.targets.nbytes + arrays.market.nbytes + slots * 8 + slots * graphs.edge_attr.shape[-1] * 4
+
+    def _graph_rows(self, t: int, members: np.ndarray) -> tuple[int, int]:
+        """Date t's rows of the resident graph arrays (its stocks checked against the model input's once)."""
+        if t not in self._rows:
+            i = self.graphs.index_of(self.arrays.dates[t])
+            lo, hi = int(self.graphs.offsets[i]), int(self.graphs.offsets[i + 1])
+            _check_graph_codes(np.asarray(self.graphs.codes[lo:hi]), self.arrays.codes[members], self.arrays.dates[t])
+            self._rows[t] = (lo, hi)
+        return self._rows[t]
 
     def _date(self, t: int) -> dict:
         members_np = np.flatnonzero(self.arrays.present[t])
@@ -203,10 +221,10 @@ class ResidentDates:
             missing = self.window - (t + 1 - lo)
             x = torch.cat([x.new_zeros(len(members_np), missing, x.shape[2]), x], dim=1)
             market = torch.cat([market.new_zeros(missing, market.shape[1]), market])
-        graph, codes = _graph_of(self.graphs, self.arrays, t, members_np)
+        lo, hi = self._graph_rows(t, members_np)
         return {
-            "x": x, "market": market, "neighbors": graph.neighbors.to(self.device), "edge_attr": graph.edge_attr.to(self.device),
-            "targets": self.targets[t].index_select(0, members), "date": self.arrays.dates[t], "codes": codes,
+            "x": x, "market": market, "neighbors": self.neighbors[lo:hi], "edge_attr": self.edge_attr[lo:hi],
+            "targets": self.targets[t].index_select(0, members), "date": self.arrays.dates[t], "codes": self.arrays.codes[members_np],
         }  # fmt: skip
 
     def batch(self, date_indices) -> Batch:
