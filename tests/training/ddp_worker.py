@@ -61,7 +61,7 @@ def gradients(data: str, out: str, config: str) -> None:
     b = collate_dates([dataset[i] for i in step_shares(list(range(GRADIENT_DATES)), GRADIENT_DATES, ranks)[0]])
     outputs = trained(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
     loss, _ = combined_loss(outputs, b.targets, b.date_of_node, LossWeights(**cfg.loss_weights), min_stocks=cfg.min_stocks,
-                            tau=cfg.rank_tau, shards=StepShards(ranks))  # fmt: skip
+                            tau=cfg.rank_tau, shards=StepShards(ranks, GRADIENT_DATES))  # fmt: skip
     (loss * ranks.world).backward()
     grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
     torch.save({"loss": loss.detach(), "grads": grads}, Path(out) / f"gradients{ranks.rank}.pt")

@@ -125,10 +125,13 @@ def summed(values: dict[str, float], ranks: Ranks) -> dict[str, float]:
 
 class StepShards:
     """What the loss of a step needs from the other ranks' shares: counts summed over ranks, and
-    per-date series gathered (with gradients) so that statistics across dates see every date."""
+    per-date series gathered (with gradients) so that statistics across dates see every date.
+    ``per_step``: the dates of a step, which bounds a rank's share, so the gathered series have a
+    fixed size and nothing is read back to size them."""
 
-    def __init__(self, ranks: Ranks):
+    def __init__(self, ranks: Ranks, per_step: int):
         self.world = ranks.world
+        self.max_dates = -(-(per_step + ranks.world - 1) // ranks.world)  # a merged last step included (step_shares)
 
     def total(self, counts: torch.Tensor) -> torch.Tensor:
         out = counts.detach().clone()
@@ -136,11 +139,9 @@ class StepShards:
         return out
 
     def gather(self, series: torch.Tensor) -> torch.Tensor:
-        """[..., D] on each rank -> [..., sum of D] (ranks' dates side by side; padding as zeros
-        is left to the caller's mask, which is gathered the same way)."""
-        size = torch.tensor([series.shape[-1]], device=series.device)
-        dist.all_reduce(size, op=dist.ReduceOp.MAX)
-        padded = torch.nn.functional.pad(series, (0, int(size.item()) - series.shape[-1])).movedim(-1, 0).contiguous()
+        """[..., D] on each rank -> [..., world * max_dates] (ranks' dates side by side, each
+        padded with zeros: the caller gathers its mask the same way)."""
+        padded = torch.nn.functional.pad(series, (0, self.max_dates - series.shape[-1])).movedim(-1, 0).contiguous()
         gathered = all_gather_single_autograd(padded, 0, dist.group.WORLD)  # its backward sums each rank's gradient
         return gathered.movedim(0, -1)
 

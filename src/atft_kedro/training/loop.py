@@ -366,7 +366,7 @@ def _one_epoch(phase, epoch, model, trained, optimizer, averaged, arrays, graphs
     -> summed loss parts (this rank's shares), steps taken, batches skipped as non-finite, GAT gradient
     norms. ``trained``: the model as it is called (DDP-wrapped under torchrun)."""
     model.train()
-    shards = distributed.StepShards(ranks) if ranks.parallel else None
+    shards = distributed.StepShards(ranks, dates_per_step(cfg)) if ranks.parallel else None
     order_seed = cfg.seed * 100_003 + phase * 1_009 + epoch
     dates = train_idx
     if cfg.max_train_dates and len(train_idx) > cfg.max_train_dates:
