@@ -10,6 +10,9 @@ from kedro.framework.project import configure_project
 
 
 def main(*args, **kwargs) -> Any:
+    from atft_kedro.kedro_init import quiet_plugin_warnings
+
+    quiet_plugin_warnings()  # what the kedro CLI runs first (kedro.init), for `python -m atft_kedro` and torchrun
     package_name = Path(__file__).parent.name
     configure_project(package_name)
 

@@ -175,7 +175,7 @@ def test_the_training_pipeline_under_torchrun(tmp_path):
                           "--pipelines", "training", "--params", params], cwd=project, env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "optimized mode, 2 processes" in run.stdout + run.stderr
-    assert "Replacing dataset" not in run.stdout + run.stderr
+    assert "Replacing dataset" not in run.stdout + run.stderr and "WARNING" not in run.stdout + run.stderr
     store = CheckpointStore(project / "data/06_models/checkpoints")
     assert store.phases() == [0, 1, 2, 3]
     history = store.load(3, "last")["history"]
