@@ -59,6 +59,30 @@ def _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, hea
 
 
 @triton.jit
+def _leaky_relu(e, negative_slope):
+    return tl.where(e > 0, e, e * negative_slope)
+
+
+@triton.jit
+def _gate(gate_ptr, ACC: tl.constexpr):
+    """sigmoid(gate): the residual's share of the output."""
+    return 1.0 / (1.0 + tl.exp(-tl.load(gate_ptr).to(ACC)))
+
+
+@triton.jit
+def _inverse_sum(l):
+    """1 / l, 0 for a row without valid neighbours (l = 0)."""
+    return tl.where(l > 0, 1.0 / tl.where(l > 0, l, 1.0), 0.0)
+
+
+@triton.jit
+def _attention_weight(e, m, inv_l, vh, negative_slope):
+    """alpha = exp(LeakyReLU(e) - m) / l from the forward pass's softmax state (0 where not ``vh``):
+    both backward kernels recompute it so, and must agree."""
+    return tl.where(vh, tl.exp(tl.where(vh, _leaky_relu(e, negative_slope) - m, 0.0)) * inv_l, 0.0)
+
+
+@triton.jit
 def _block(N, HEADS: tl.constexpr, C: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr,
            BLOCK_C: tl.constexpr):  # fmt: skip
     """This program's destination rows and their masks: rows [BLOCK_N]; heads [BLOCK_H]; each
@@ -108,7 +132,7 @@ def _gat_fwd(
     for k in range(0, K):
         j, valid, vh, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
                                        HEADS, HAS_EDGE, ACC)  # fmt: skip
-        z = tl.where(vh, tl.where(e > 0, e, e * negative_slope), _NEG)
+        z = tl.where(vh, _leaky_relu(e, negative_slope), _NEG)
         m_new = tl.maximum(m, z)
         scale = tl.exp(m - m_new)
         p = tl.where(vh, tl.exp(z - m_new), 0.0)
@@ -122,7 +146,7 @@ def _gat_fwd(
         m = m_new
 
     agg = acc / tl.where(l > 0, l, 1.0)[:, :, None]
-    s = 1.0 / (1.0 + tl.exp(-tl.load(gate_ptr).to(ACC)))
+    s = _gate(gate_ptr, ACC)
     offs = rows[:, None, None] * (HEADS * C) + feat[None, :, :]
     mask = row_mask[:, None, None] & feat_mask[None, :, :]
     res = tl.load(res_ptr + offs, mask=mask, other=0.0).to(ACC)
@@ -165,19 +189,18 @@ def _gat_bwd(
     offs = rows[:, None, None] * (HEADS * C) + feat[None, :, :]
     mask = row_mask[:, None, None] & feat_mask[None, :, :]
 
-    s = 1.0 / (1.0 + tl.exp(-tl.load(gate_ptr).to(ACC)))
+    s = _gate(gate_ptr, ACC)
     dagg = (1.0 - s) * tl.load(gout_ptr + offs, mask=mask, other=0.0).to(ACC)  # [BLOCK_N, BLOCK_H, BLOCK_C]
     big_d = tl.sum(dagg * tl.load(agg_ptr + offs, mask=mask, other=0.0), axis=2)  # [BLOCK_N, BLOCK_H]
     s_dst = tl.load(s_dst_ptr + rh, mask=rh_mask, other=0.0).to(ACC)
     m = tl.load(m_ptr + rh, mask=rh_mask, other=0.0)
     l = tl.load(l_ptr + rh, mask=rh_mask, other=0.0)
-    inv_l = tl.where(l > 0, 1.0 / tl.where(l > 0, l, 1.0), 0.0)
+    inv_l = _inverse_sum(l)
     ds_dst = tl.zeros([BLOCK_N, BLOCK_H], ACC)
     for k in range(0, K):
         j, valid, vh, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
                                        HEADS, HAS_EDGE, ACC)  # fmt: skip
-        z = tl.where(e > 0, e, e * negative_slope)
-        alpha = tl.where(vh, tl.exp(tl.where(vh, z - m, 0.0)) * inv_l, 0.0)
+        alpha = _attention_weight(e, m, inv_l, vh, negative_slope)
         xmask = valid[:, None, None] & feat_mask[None, :, :]
         xoffs = j[:, None, None] * (HEADS * C) + feat[None, :, :]
         x = tl.load(h_ptr + xoffs, mask=xmask, other=0.0).to(ACC)
@@ -223,7 +246,7 @@ def _gat_bwd_src(
     rows, row_mask, heads, head_mask, feat, feat_mask, rh, rh_mask = _block(N, HEADS, C, BLOCK_N, BLOCK_H, BLOCK_C)
     start = tl.load(rev_ptr + rows, mask=row_mask, other=0)
     degree = tl.load(rev_ptr + rows + 1, mask=row_mask, other=0) - start
-    s = 1.0 / (1.0 + tl.exp(-tl.load(gate_ptr).to(ACC)))
+    s = _gate(gate_ptr, ACC)
     s_src = tl.load(s_src_ptr + rh, mask=rh_mask, other=0.0).to(ACC)
     dh = tl.zeros([BLOCK_N, BLOCK_H, BLOCK_C], ACC)
     ds_src = tl.zeros([BLOCK_N, BLOCK_H], ACC)
@@ -236,10 +259,8 @@ def _gat_bwd_src(
         e = tl.load(s_dst_ptr + ih, mask=vh, other=0.0).to(ACC) + s_src  # as _slot_logits adds them
         if HAS_EDGE:
             e += tl.load(edge_ptr + slot[:, None] * HEADS + heads[None, :], mask=vh, other=0.0).to(ACC)
-        z = tl.where(e > 0, e, e * negative_slope)
-        l = tl.load(l_ptr + ih, mask=vh, other=0.0)
-        inv_l = tl.where(l > 0, 1.0 / tl.where(l > 0, l, 1.0), 0.0)
-        alpha = tl.where(vh, tl.exp(tl.where(vh, z - tl.load(m_ptr + ih, mask=vh, other=0.0), 0.0)) * inv_l, 0.0)
+        m, l = tl.load(m_ptr + ih, mask=vh, other=0.0), tl.load(l_ptr + ih, mask=vh, other=0.0)
+        alpha = _attention_weight(e, m, _inverse_sum(l), vh, negative_slope)
         gmask = live[:, None, None] & feat_mask[None, :, :]
         dagg = (1.0 - s) * tl.load(gout_ptr + i[:, None, None] * (HEADS * C) + feat[None, :, :], mask=gmask, other=0.0).to(ACC)
         dh += alpha[:, :, None] * dagg
