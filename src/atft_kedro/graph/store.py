@@ -67,10 +67,14 @@ class GraphSet:
             raise KeyError(f"no graph for {d}; graphs cover {self.dates[0]} .. {self.dates[-1]}" if len(self) else "the graph set is empty")
         return i
 
+    def rows_of(self, date) -> tuple[int, int]:
+        """(first, end) row of one date's nodes in the flat arrays."""
+        i = self.index_of(date)
+        return int(self.offsets[i]), int(self.offsets[i + 1])
+
     def graph(self, date) -> DateGraph:
         """One date's graph as tensors; with memory-mapped arrays only its rows are read."""
-        i = self.index_of(date)
-        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        lo, hi = self.rows_of(date)
         return DateGraph(
             codes=np.asarray(self.codes[lo:hi]),
             neighbors=torch.from_numpy(np.asarray(self.neighbors[lo:hi], dtype=np.int64)),

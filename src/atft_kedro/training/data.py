@@ -205,8 +205,7 @@ class ResidentDates:
     def _graph_rows(self, t: int, members: np.ndarray) -> tuple[int, int]:
         """Date t's rows of the resident graph arrays (its stocks checked against the model input's once)."""
         if t not in self._rows:
-            i = self.graphs.index_of(self.arrays.dates[t])
-            lo, hi = int(self.graphs.offsets[i]), int(self.graphs.offsets[i + 1])
+            lo, hi = self.graphs.rows_of(self.arrays.dates[t])
             _check_graph_codes(np.asarray(self.graphs.codes[lo:hi]), self.arrays.codes[members], self.arrays.dates[t])
             self._rows[t] = (lo, hi)
         return self._rows[t]
