@@ -99,7 +99,7 @@ class DistributedRanksHook:
             quiet = logging.getLogger("kedro.io.data_catalog")  # it warns on every replaced dataset
             level, quiet.level = quiet.level, logging.ERROR
             try:
-                for name in {n for node in pipeline.nodes for n in node.outputs}:
+                for name in pipeline.all_outputs():
                     catalog[name] = MemoryDataset(copy_mode="assign")
             finally:
                 quiet.setLevel(level)
