@@ -187,7 +187,7 @@ def combined_loss(
     names = ("pinball", "rank_ic", "ic", "sharpe")
     horizons = [h for h in outputs if h != "gate"]
     grid = DateLayout.of(date_of_node, counts)
-    sums, counts, series = [], [], []
+    sums, terms, series = [], [], []
     for h in horizons:
         q, y = outputs[h], targets[h]
         pin, n_pin = _pinball_sum(q, y)
@@ -195,17 +195,17 @@ def combined_loss(
         p, t = layout.grid(q[:, 2]), layout.grid(y)
         ic, ric = _correlations(p, t, layout.mask, tau)
         sums.append((pin, torch.where(layout.valid, ic, 0.0).sum(), torch.where(layout.valid, ric, 0.0).sum()))
-        counts.append(torch.stack([n_pin, layout.valid.sum()]))
+        terms.append(torch.stack([n_pin, layout.valid.sum()]))
         series.append((_long_short(p, t, layout.mask), layout.valid))
-    counts = torch.stack(counts)  # (H, 2): pinball terms, valid dates
+    terms = torch.stack(terms)  # (H, 2): the means' denominators: pinball terms, valid dates
     if shards is not None:
-        counts = shards.total(counts)
+        terms = shards.total(terms)
         both = shards.gather(torch.stack([torch.stack([ls, valid.to(ls.dtype)]) for ls, valid in series]))  # (H, 2, D)
         series = [(row[0], row[1] > 0) for row in both]
     total, parts = None, []
     for i, h in enumerate(horizons):
         w_h = (horizon_weights or {}).get(h, 1.0) / len(horizons)
-        (pin, ic_sum, ric_sum), (n_pin, n_dates) = sums[i], counts[i].clamp_min(1)
+        (pin, ic_sum, ric_sum), (n_pin, n_dates) = sums[i], terms[i].clamp_min(1)
         pin, ic_term, ric_term = pin / n_pin, -ic_sum / n_dates, -ric_sum / n_dates
         sh = _sharpe(*series[i])
         if shards is not None:
