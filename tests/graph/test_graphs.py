@@ -276,22 +276,41 @@ def test_fast_knn_equals_the_all_float64_top_k(lead_lag):
     assert ((nb[:, :-1] == 10) & (nb[:, 1:] == 11)).any()  # the tie was there to break
 
 
-def test_unclear_rows_are_settled_in_float64(monkeypatch):
+@pytest.mark.parametrize("spare", [4, 1])
+def test_unclear_rows_are_settled_in_float64(monkeypatch, spare):
     """Rows whose float32 scores sit within the error bound of each other (the twins' rows) go
-    through the float64 path; most rows do not, and both give the definition."""
+    through a float64 path: among their kept columns, or whole where near-ties run past the kept
+    ones (more of them with fewer spare columns); most rows do not, and all give the definition."""
     from atft_kedro.graph import correlation
 
     rng = np.random.default_rng(6)
     xs, ok = correlation.standardised_window(_window_with_ties(rng), np.ones(60), 40)
-    settled = []
-    exact_rows = correlation._exact_rows
-    monkeypatch.setattr(correlation, "_exact_rows", lambda *a: settled.append(a[2].clone()) or exact_rows(*a))
-    nb, _ = correlation.knn_graph(xs, ok, 20, 0.05)
-    rows = settled[0].tolist()
+    settled = {"_settle_rows": [], "_exact_rows": []}
+    for name, path in list(settled.items()):
+        original = getattr(correlation, name)
+        monkeypatch.setattr(correlation, name, lambda *a, _f=original, _p=path: _p.append(a[2].clone()) or _f(*a))
+    nb, _ = correlation.knn_graph(xs, ok, 20, 0.05, spare=spare)
+    rows = [i for path in settled.values() for r in path for i in r.tolist()]
     twins_listed = [i for i in range(14, 500) if {10, 11, 12, 13} & set(nb[i].tolist())]  # a tie (or near-tie) in the row
     assert twins_listed and set(twins_listed) <= set(rows) and len(rows) < 250
-    everything = exact_rows(xs, xs, torch.arange(500), ok, 20, 0.05)[0]
+    assert settled["_settle_rows"] and (spare == 4 or settled["_exact_rows"])
+    monkeypatch.undo()
+    everything = correlation._exact_rows(xs, xs, torch.arange(500), ok, 20, 0.05)[0]
     assert torch.equal(nb, everything)
+
+
+def test_near_ties_past_the_kept_columns_are_found():
+    """Eight stocks float32 cannot tell apart: where they straddle a row's k-th place, the float64
+    top-k may hold one that float32 ranked below every kept column; such rows are recomputed."""
+    from atft_kedro.graph.correlation import _exact_rows, knn_graph, standardised_window
+
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        window = rng.normal(size=(60, 1)) * 0.01 * rng.uniform(0, 2, size=(1, 500)) + rng.normal(size=(60, 500)) * 0.02
+        window[:, 13:20] = window[:, 12:13] + rng.normal(size=(60, 7)) * 3e-8
+        xs, ok = standardised_window(window, np.ones(60), 40)
+        nb, _ = knn_graph(xs, ok, 20, 0.05, spare=1)
+        assert torch.equal(nb, _exact_rows(xs, xs, torch.arange(500), ok, 20, 0.05)[0]), seed
 
 
 @pytest.mark.parametrize("n, k", [(3001, 21), (500, 20), (40, 9)])
