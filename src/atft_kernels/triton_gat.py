@@ -18,8 +18,9 @@ Backward (SPEC 8.1), per destination i and head, with s = sigmoid(gate), G the u
     d z_k     = alpha_k (d alpha_k - D_i);  d e_k = d z_k * (1 if e_k > 0 else negative_slope)
     d s_dst_i = sum_k d e_k;  d edge_logits[i, k] = d e_k
     d s_src[j_k] += d e_k;    d h[j_k] += alpha_k d agg_i        (scatters: relaxed fp32 atomics)
-The gate and residual gradients are elementwise and done in torch:
+The gate and residual gradients come from the same loads of G, in the destination kernel:
     d residual = s G;  d gate = s (1 - s) sum_i G_i . (residual_i - agg_i)
+(each program writes its rows' part of that sum; torch adds the few partial sums, in a fixed order).
 
 Deterministic backward (``deterministic=True``, or torch's deterministic algorithms on): atomics
 add in whatever order the programs reach them, so two runs differ in the last bits. Instead the
@@ -165,9 +166,12 @@ def _gat_bwd(
     edge_ptr,  # [N, K, H] (unused when HAS_EDGE is False)
     gate_ptr,  # []
     gout_ptr,  # [N, H*C] upstream gradient
+    res_ptr,  # [N, H*C] residual
     agg_ptr,  # [N, H*C] aggregate from the forward pass
     m_ptr,  # [N, H] softmax max from the forward pass
     l_ptr,  # [N, H] softmax sum from the forward pass
+    dres_ptr,  # [N, H*C] out: gradient of the residual (its dtype)
+    dgate_ptr,  # [programs] out: this program's sum of G . (residual - agg) (ACC dtype)
     dh_ptr,  # [N, H, C] out: gradient of h (ACC dtype, zero-initialised, atomics)
     ds_src_ptr,  # [N, H] out: gradient of s_src (ACC dtype, zero-initialised, atomics)
     ds_dst_ptr,  # [N, H] out: gradient of s_dst (ACC dtype)
@@ -190,8 +194,14 @@ def _gat_bwd(
     mask = row_mask[:, None, None] & feat_mask[None, :, :]
 
     s = _gate(gate_ptr, ACC)
-    dagg = (1.0 - s) * tl.load(gout_ptr + offs, mask=mask, other=0.0).to(ACC)  # [BLOCK_N, BLOCK_H, BLOCK_C]
-    big_d = tl.sum(dagg * tl.load(agg_ptr + offs, mask=mask, other=0.0), axis=2)  # [BLOCK_N, BLOCK_H]
+    g = tl.load(gout_ptr + offs, mask=mask, other=0.0).to(ACC)  # [BLOCK_N, BLOCK_H, BLOCK_C]
+    agg = tl.load(agg_ptr + offs, mask=mask, other=0.0)
+    # the gated residual's gradients, from the same loads (no torch pass over G after the kernel)
+    tl.store(dres_ptr + offs, (s * g).to(dres_ptr.dtype.element_ty), mask=mask)
+    residual = tl.load(res_ptr + offs, mask=mask, other=0.0).to(ACC)
+    tl.store(dgate_ptr + tl.program_id(0), tl.sum(tl.sum(tl.sum(g * (residual - agg), axis=2), axis=1), axis=0))
+    dagg = (1.0 - s) * g
+    big_d = tl.sum(dagg * agg, axis=2)  # [BLOCK_N, BLOCK_H]
     s_dst = tl.load(s_dst_ptr + rh, mask=rh_mask, other=0.0).to(ACC)
     m = tl.load(m_ptr + rh, mask=rh_mask, other=0.0)
     l = tl.load(l_ptr + rh, mask=rh_mask, other=0.0)
@@ -340,12 +350,15 @@ class _GATAttention(torch.autograd.Function):
         ds_src = (torch.empty if gather else torch.zeros)((n, heads), device=h.device, dtype=acc_torch)
         ds_dst = torch.empty((n, heads), device=h.device, dtype=acc_torch)
         dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if ctx.has_edge or gather else ds_dst
+        d_residual = torch.empty_like(residual)
         block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
+        d_gate_parts = torch.empty((triton.cdiv(n, block_n),), device=h.device, dtype=acc_torch)  # one per program
         if n > 0:
             sizes = dict(HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=ctx.has_edge,
                          ACC=_acc_dtype(h.dtype), num_warps=warps)  # fmt: skip
             _gat_bwd[(triton.cdiv(n, block_n),)](
-                h, s_src, s_dst, neighbors, edge, gate, grad_out, agg, m, l, dh, ds_src, ds_dst, dedge, slope, n, k,
+                h, s_src, s_dst, neighbors, edge, gate, grad_out, residual, agg, m, l, d_residual, d_gate_parts,
+                dh, ds_src, ds_dst, dedge, slope, n, k,
                 SCATTER=not gather, **sizes,
             )  # fmt: skip
             if gather:
@@ -353,9 +366,7 @@ class _GATAttention(torch.autograd.Function):
                     s_src, s_dst, edge, gate, grad_out, m, l, dedge, rev_ptr, rev_slot, dh, ds_src, slope, n, k, **sizes
                 )  # fmt: skip
         s = torch.sigmoid(gate.to(acc_torch))
-        g = grad_out.to(acc_torch)
-        d_residual = (s * g).to(residual.dtype)
-        d_gate = (s * (1 - s) * (g * (residual.to(acc_torch) - agg)).sum()).to(gate.dtype)
+        d_gate = (s * (1 - s) * d_gate_parts.sum()).to(gate.dtype)
         d_edge = dedge.to(ctx.edge_dtype) if ctx.has_edge else None
         return (
             dh.to(h.dtype), ds_src.to(s_src.dtype), ds_dst.to(s_dst.dtype), None, d_edge,

@@ -30,7 +30,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from atft_kernels import triton_gat  # noqa: E402
 
-ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "de_ptr", "slope_ptr"}  # fp32, fp64 for fp64
+ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dgate_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "de_ptr", "slope_ptr"}  # fp32, fp64 for fp64
 INDEX = {"nbr_ptr", "rev_ptr", "rev_slot_ptr"}  # int64
 
 
