@@ -3,22 +3,19 @@ reference (see the package docstring for the contract)."""
 
 from __future__ import annotations
 
-import functools
+import importlib.util
 
 import torch
 
 from .reference import gat_attention_reference
 
 BACKENDS = ("auto", "triton", "torch")
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None  # looked up once, without importing it
 
 
-@functools.cache
 def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the triton package is installed (a constant, so torch.compile traces through it)."""
+    return _TRITON_INSTALLED
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

@@ -1,7 +1,8 @@
 """Fused GAT neighbour attention + gated residual in Triton (SPEC section 8).
 
-One story, top to bottom: the forward kernel, the backward kernel, the launcher and the
-``autograd.Function``. The readable specification is ``reference.py``; tests compare the two.
+One story, top to bottom: the forward kernel, the backward kernels, the launch configuration and
+the two torch.library custom ops with their autograd formula (torch.compile traces through them).
+The readable specification is ``reference.py``; tests compare the two.
 
 Forward, one program per block of BLOCK_N destination rows, all heads at once (each neighbour's
 whole H*C row is one contiguous gather, its index read once): an online softmax over the K
@@ -26,7 +27,7 @@ Deterministic backward (``deterministic=True``, or torch's deterministic algorit
 add in whatever order the programs reach them, so two runs differ in the last bits. Instead the
 destination kernel only writes d e per slot, and a second kernel, one program per block of
 source rows, gathers over the reverse graph (each source's incoming slots, in slot order: the
-transpose of the neighbour lists, built by a stable sort in the forward pass):
+transpose of the neighbour lists, built by a stable sort on the device when the backward pass starts):
     d s_src[j] = sum over slots (i, k) with j_k = j of d e_ik
     d h[j]     = sum over the same slots of alpha_ik d agg_i       (alpha recomputed from m, l)
 The same sums in the same order every run, no zeroed buffers, and no contention on hubs (a hub's
@@ -308,73 +309,115 @@ def _acc_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-class _GATAttention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic):
-        n, heads, channels = h.shape
-        k = neighbors.shape[1]
-        acc_torch = torch.float64 if h.dtype == torch.float64 else torch.float32
-        h, s_src, s_dst, neighbors, residual = (t.contiguous() for t in (h, s_src, s_dst, neighbors, residual))
-        has_edge = edge_logits is not None
-        edge = edge_logits.contiguous() if has_edge else s_dst  # a placeholder pointer when absent
-        ctx.gate_shape = gate.shape
-        gate = gate.reshape(()).contiguous()
-        slope = torch.full((), negative_slope, device=h.device, dtype=acc_torch)
-        out = torch.empty((n, heads * channels), device=h.device, dtype=residual.dtype)
-        agg = torch.empty((n, heads * channels), device=h.device, dtype=acc_torch)
-        m = torch.empty((n, heads), device=h.device, dtype=acc_torch)
-        l = torch.empty((n, heads), device=h.device, dtype=acc_torch)
-        block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
-        if n > 0:
-            _gat_fwd[(triton.cdiv(n, block_n),)](
-                h, s_src, s_dst, neighbors, edge, residual, gate, out, agg, m, l, slope,
-                n, k,
-                HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=has_edge,
-                ACC=_acc_dtype(h.dtype), num_warps=warps,
-            )  # fmt: skip
-        reverse = reverse_graph(neighbors) if deterministic else (neighbors, neighbors)  # placeholders when unused
-        ctx.save_for_backward(h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l, slope, *reverse)
-        ctx.has_edge, ctx.deterministic = has_edge, deterministic
-        ctx.edge_dtype = edge_logits.dtype if has_edge else None
-        return out
+# The op as two torch.library custom ops with a registered autograd formula: torch.compile traces
+# a model through them without a graph break (their shapes come from the fake functions), which is
+# what capturing a training step whole (CUDA graphs, mode="reduce-overhead") needs.
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        h, s_src, s_dst, neighbors, edge, residual, gate, agg, m, l, slope, rev_ptr, rev_slot = ctx.saved_tensors
-        n, heads, channels = h.shape
-        k = neighbors.shape[1]
-        grad_out = grad_out.contiguous()
-        acc_torch = agg.dtype
-        gather = ctx.deterministic  # dh and ds_src written whole by _gat_bwd_src: no zeroing
-        dh = (torch.empty if gather else torch.zeros)(h.shape, device=h.device, dtype=acc_torch)
-        ds_src = (torch.empty if gather else torch.zeros)((n, heads), device=h.device, dtype=acc_torch)
-        ds_dst = torch.empty((n, heads), device=h.device, dtype=acc_torch)
-        dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if ctx.has_edge or gather else ds_dst
-        d_residual = torch.empty_like(residual)
-        block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
-        d_gate_parts = torch.empty((triton.cdiv(n, block_n),), device=h.device, dtype=acc_torch)  # one per program
-        if n > 0:
-            sizes = dict(HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=ctx.has_edge,
-                         ACC=_acc_dtype(h.dtype), num_warps=warps)  # fmt: skip
-            _gat_bwd[(triton.cdiv(n, block_n),)](
-                h, s_src, s_dst, neighbors, edge, gate, grad_out, residual, agg, m, l, d_residual, d_gate_parts,
-                dh, ds_src, ds_dst, dedge, slope, n, k,
-                SCATTER=not gather, **sizes,
-            )  # fmt: skip
-            if gather:
-                _gat_bwd_src[(triton.cdiv(n, block_n),)](
-                    s_src, s_dst, edge, gate, grad_out, m, l, dedge, rev_ptr, rev_slot, dh, ds_src, slope, n, k, **sizes
-                )  # fmt: skip
-        s = torch.sigmoid(gate.to(acc_torch))
-        d_gate = (s * (1 - s) * d_gate_parts.sum()).to(gate.dtype)
-        d_edge = dedge.to(ctx.edge_dtype) if ctx.has_edge else None
-        return (
-            dh.to(h.dtype), ds_src.to(s_src.dtype), ds_dst.to(s_dst.dtype), None, d_edge,
-            d_residual, d_gate.reshape(ctx.gate_shape), None, None,
+
+@torch.library.custom_op("atft::gat_attention_fwd", mutates_args=())
+def _forward(
+    h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, neighbors: torch.Tensor, edge_logits: torch.Tensor | None,
+    residual: torch.Tensor, gate: torch.Tensor, negative_slope: float, deterministic: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (out [N, H*C], and for the backward pass agg [N, H*C], m and l [N, H] in the ACC dtype).
+    ``deterministic`` is only read by the backward pass."""
+    n, heads, channels = h.shape
+    acc_torch = torch.float64 if h.dtype == torch.float64 else torch.float32
+    h, s_src, s_dst, neighbors, residual = (t.contiguous() for t in (h, s_src, s_dst, neighbors, residual))
+    has_edge = edge_logits is not None
+    edge = edge_logits.contiguous() if has_edge else s_dst  # a placeholder pointer when absent
+    slope = torch.full((), negative_slope, device=h.device, dtype=acc_torch)
+    out = torch.empty((n, heads * channels), device=h.device, dtype=residual.dtype)
+    agg = torch.empty((n, heads * channels), device=h.device, dtype=acc_torch)
+    m = torch.empty((n, heads), device=h.device, dtype=acc_torch)
+    l = torch.empty((n, heads), device=h.device, dtype=acc_torch)
+    block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
+    if n > 0:
+        _gat_fwd[(triton.cdiv(n, block_n),)](
+            h, s_src, s_dst, neighbors, edge, residual, gate.reshape(()).contiguous(), out, agg, m, l, slope,
+            n, neighbors.shape[1],
+            HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=has_edge,
+            ACC=_acc_dtype(h.dtype), num_warps=warps,
         )  # fmt: skip
+    return out, agg, m, l
+
+
+@_forward.register_fake
+def _(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic):
+    n, heads, channels = h.shape
+    acc_torch = torch.float64 if h.dtype == torch.float64 else torch.float32
+    agg = h.new_empty((n, heads * channels), dtype=acc_torch)
+    return residual.new_empty((n, heads * channels)), agg, h.new_empty((n, heads), dtype=acc_torch), h.new_empty((n, heads), dtype=acc_torch)
+
+
+@torch.library.custom_op("atft::gat_attention_bwd", mutates_args=())
+def _backward(
+    grad_out: torch.Tensor, h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, neighbors: torch.Tensor,
+    edge_logits: torch.Tensor | None, residual: torch.Tensor, gate: torch.Tensor, agg: torch.Tensor, m: torch.Tensor,
+    l: torch.Tensor, negative_slope: float, deterministic: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> gradients of (h, s_src, s_dst, edge_logits (empty without them), residual, gate)."""
+    n, heads, channels = h.shape
+    k = neighbors.shape[1]
+    h, s_src, s_dst, neighbors, residual = (t.contiguous() for t in (h, s_src, s_dst, neighbors, residual))
+    grad_out = grad_out.contiguous()
+    has_edge = edge_logits is not None
+    edge = edge_logits.contiguous() if has_edge else s_dst
+    gate_shape, gate = gate.shape, gate.reshape(()).contiguous()
+    acc_torch = agg.dtype
+    slope = torch.full((), negative_slope, device=h.device, dtype=acc_torch)
+    gather = deterministic  # dh and ds_src written whole by _gat_bwd_src: no zeroing
+    dh = (torch.empty if gather else torch.zeros)(h.shape, device=h.device, dtype=acc_torch)
+    ds_src = (torch.empty if gather else torch.zeros)((n, heads), device=h.device, dtype=acc_torch)
+    ds_dst = torch.empty((n, heads), device=h.device, dtype=acc_torch)
+    dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if has_edge or gather else ds_dst
+    d_residual = torch.empty_like(residual)
+    block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
+    d_gate_parts = torch.empty((triton.cdiv(n, block_n),), device=h.device, dtype=acc_torch)  # one per program
+    if n > 0:
+        sizes = dict(HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=has_edge,
+                     ACC=_acc_dtype(h.dtype), num_warps=warps)  # fmt: skip
+        _gat_bwd[(triton.cdiv(n, block_n),)](
+            h, s_src, s_dst, neighbors, edge, gate, grad_out, residual, agg, m, l, d_residual, d_gate_parts,
+            dh, ds_src, ds_dst, dedge, slope, n, k,
+            SCATTER=not gather, **sizes,
+        )  # fmt: skip
+        if gather:
+            rev_ptr, rev_slot = reverse_graph(neighbors)
+            _gat_bwd_src[(triton.cdiv(n, block_n),)](
+                s_src, s_dst, edge, gate, grad_out, m, l, dedge, rev_ptr, rev_slot, dh, ds_src, slope, n, k, **sizes
+            )  # fmt: skip
+    s = torch.sigmoid(gate.to(acc_torch))
+    d_gate = (s * (1 - s) * d_gate_parts.sum()).to(gate.dtype).reshape(gate_shape)
+    d_edge = dedge.to(edge_logits.dtype) if has_edge else h.new_empty((0,))
+    return dh.to(h.dtype), ds_src.to(s_src.dtype), ds_dst.to(s_dst.dtype), d_edge, d_residual, d_gate
+
+
+@_backward.register_fake
+def _(grad_out, h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l, negative_slope, deterministic):
+    d_edge = torch.empty_like(edge_logits) if edge_logits is not None else h.new_empty((0,))
+    return torch.empty_like(h), torch.empty_like(s_src), torch.empty_like(s_dst), d_edge, torch.empty_like(residual), torch.empty_like(gate)
+
+
+def _setup_context(ctx, inputs, output):
+    h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic = inputs
+    _, agg, m, l = output
+    ctx.save_for_backward(h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l)
+    ctx.negative_slope, ctx.deterministic = negative_slope, deterministic
+
+
+def _gradients(ctx, grad_out, _agg, _m, _l):
+    h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l = ctx.saved_tensors
+    dh, ds_src, ds_dst, d_edge, d_residual, d_gate = _backward(
+        grad_out, h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l, ctx.negative_slope, ctx.deterministic
+    )
+    return dh, ds_src, ds_dst, None, d_edge if edge_logits is not None else None, d_residual, d_gate, None, None
+
+
+_forward.register_autograd(_gradients, setup_context=_setup_context)
 
 
 def gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope=0.2, deterministic=False):
     """The fused op; same signature and result as ``reference.gat_attention_reference``.
     ``deterministic``: the backward gathers over the reverse graph (the same bits every run)."""
-    return _GATAttention.apply(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic)
+    return _forward(h, s_src, s_dst, neighbors, edge_logits, residual, gate, float(negative_slope), bool(deterministic))[0]

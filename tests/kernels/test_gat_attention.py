@@ -287,6 +287,35 @@ def test_gat_layer_backends_agree_and_train(device):
     assert layer.gate.item() == 0.0
 
 
+@pytest.mark.parametrize(("edge", "deterministic"), [(True, False), (False, True)])
+def test_the_triton_op_passes_torch_librarys_checks(edge, deterministic):
+    """The op is a torch.library custom op: its schema, fake (shape-only) function and autograd
+    registration agree with what it does (torch's own opcheck, forward and backward)."""
+    from atft_kernels import triton_gat
+
+    inputs, neighbors = make_inputs(37, 3, 5, 6, edge=edge)
+    args = [inputs[n] for n in ("h", "s_src", "s_dst")] + [neighbors, inputs["edge_logits"], inputs["residual"], inputs["gate"]]
+    torch.library.opcheck(triton_gat._forward, (*args, 0.2, deterministic))
+
+
+def test_torch_compile_traces_a_layer_on_the_triton_op_whole():
+    """fullgraph=True fails on any graph break: the op (forward and its registered backward) is one
+    node of the compiled graph, as capturing a training step whole needs; results equal eager's."""
+    torch.manual_seed(3)
+    layer = GATLayer(12, heads=4, head_dim=8, edge_dim=3, backend="triton")
+    x = torch.randn(40, 12, requires_grad=True)
+    _, neighbors = make_inputs(40, 1, 1, 6)
+    edge_attr = torch.randn(40, 6, 3)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    eager_out, compiled_out = layer(x, neighbors, edge_attr), compiled(x, neighbors, edge_attr)
+    torch.testing.assert_close(compiled_out, eager_out)
+    upstream = torch.randn_like(eager_out)
+    eager = torch.autograd.grad(eager_out, [x, *layer.parameters()], upstream)
+    traced = torch.autograd.grad(compiled_out, [x, *layer.parameters()], upstream)
+    for a, b in zip(traced, eager):
+        torch.testing.assert_close(a, b)
+
+
 def test_edge_dropout_only_in_training():
     torch.manual_seed(2)
     layer = GATLayer(12, heads=2, head_dim=4, edge_dim=3, edge_dropout=1.0, backend="torch")
