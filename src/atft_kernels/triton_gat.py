@@ -5,11 +5,15 @@ the two torch.library custom ops with their autograd formula (torch.compile trac
 The readable specification is ``reference.py``; tests compare the two.
 
 Forward, one program per block of BLOCK_N destination rows, all heads at once (each neighbour's
-whole H*C row is one contiguous gather, its index read once): an online softmax over the K
-neighbour slots (running max ``m`` and sum ``l``, as in FlashAttention), so the [E, H, C] tensor of
-weighted neighbour features is never written. The program keeps ``m``, ``l`` ([N, H]) and the
-aggregate ``agg`` ([N, H*C]) for the backward pass, then writes
-``out = sigmoid(gate) * residual + (1 - sigmoid(gate)) * agg``.
+whole H*C row is one contiguous gather, its index read once), an exact two-pass softmax: pass 1
+loads every slot's logits as one [BLOCK_N, BLOCK_K, BLOCK_H] tile (BLOCK_K = K rounded up to a
+power of 2) and reduces it to the max ``m`` and the sum ``l``; pass 2 walks the K slots and adds
+``alpha_k h[j_k]`` with alpha_k = exp(z_k - m) / l, exactly as the backward kernels recompute it.
+No running rescale of the accumulator (an online softmax's serial chain through m), and the
+[E, H, C] tensor of weighted neighbour features is never written. The program keeps ``m``, ``l``
+([N, H]) and the aggregate ``agg`` ([N, H*C]) for the backward pass, then writes
+``out = sigmoid(gate) * residual + (1 - sigmoid(gate)) * agg``. The tile sets the forward's row
+block on a GPU (``_forward_rows``: 8 rows at K = 20 and 4 heads).
 
 Backward (SPEC 8.1), per destination i and head, with s = sigmoid(gate), G the upstream gradient:
     d agg_i   = (1 - s) G_i
@@ -112,7 +116,7 @@ def _gat_fwd(
     gate_ptr,  # [] pre-sigmoid gate
     out_ptr,  # [N, H*C] output
     agg_ptr,  # [N, H*C] aggregate, kept for backward (ACC dtype)
-    m_ptr,  # [N, H] softmax running max, kept for backward (ACC dtype)
+    m_ptr,  # [N, H] softmax max, kept for backward (ACC dtype)
     l_ptr,  # [N, H] softmax sum, kept for backward (ACC dtype)
     slope_ptr,  # [] LeakyReLU negative slope in the ACC dtype (a float argument would be fp32)
     N,
@@ -122,32 +126,39 @@ def _gat_fwd(
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    BLOCK_K: tl.constexpr,
     HAS_EDGE: tl.constexpr,
     ACC: tl.constexpr,
 ):
     negative_slope = tl.load(slope_ptr)
     rows, row_mask, heads, head_mask, feat, feat_mask, rh, rh_mask = _block(N, HEADS, C, BLOCK_N, BLOCK_H, BLOCK_C)
     s_dst = tl.load(s_dst_ptr + rh, mask=rh_mask, other=0.0).to(ACC)
-    m = tl.full([BLOCK_N, BLOCK_H], _NEG, ACC)
-    l = tl.zeros([BLOCK_N, BLOCK_H], ACC)
-    acc = tl.zeros([BLOCK_N, BLOCK_H, BLOCK_C], ACC)
+    # pass 1, the K-tile: every slot's logits at once [BLOCK_N, BLOCK_K, BLOCK_H] -> the exact max and sum
+    slots = rows[:, None] * K + tl.arange(0, BLOCK_K)[None, :]
+    sources = tl.load(nbr_ptr + slots, mask=row_mask[:, None] & (tl.arange(0, BLOCK_K) < K)[None, :], other=-1).to(tl.int64)
+    live = (sources >= 0)[:, :, None] & head_mask[None, None, :]
+    logits = s_dst[:, None, :] + tl.load(
+        s_src_ptr + tl.where(sources >= 0, sources, 0)[:, :, None] * HEADS + heads[None, None, :], mask=live, other=0.0
+    ).to(ACC)
+    if HAS_EDGE:
+        logits += tl.load(edge_ptr + slots[:, :, None] * HEADS + heads[None, None, :], mask=live, other=0.0).to(ACC)
+    z = tl.where(live, _leaky_relu(logits, negative_slope), _NEG)
+    m = tl.max(z, axis=1)  # [BLOCK_N, BLOCK_H]
+    l = tl.sum(tl.where(live, tl.exp(z - m[:, None, :]), 0.0), axis=1)
+    inv_l = _inverse_sum(l)
+    # pass 2: the weighted gather, alpha as the backward kernels recompute it (no running rescale)
+    agg = tl.zeros([BLOCK_N, BLOCK_H, BLOCK_C], ACC)
     for k in range(0, K):
         j, valid, vh, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
                                        HEADS, HAS_EDGE, ACC)  # fmt: skip
-        z = tl.where(vh, _leaky_relu(e, negative_slope), _NEG)
-        m_new = tl.maximum(m, z)
-        scale = tl.exp(m - m_new)
-        p = tl.where(vh, tl.exp(z - m_new), 0.0)
+        alpha = _attention_weight(e, m, inv_l, vh, negative_slope)
         x = tl.load(
             h_ptr + j[:, None, None] * (HEADS * C) + feat[None, :, :],
             mask=valid[:, None, None] & feat_mask[None, :, :],
             other=0.0,
         ).to(ACC)
-        acc = acc * scale[:, :, None] + p[:, :, None] * x
-        l = l * scale + p
-        m = m_new
+        agg += alpha[:, :, None] * x
 
-    agg = acc / tl.where(l > 0, l, 1.0)[:, :, None]
     s = _gate(gate_ptr, ACC)
     offs = rows[:, None, None] * (HEADS * C) + feat[None, :, :]
     mask = row_mask[:, None, None] & feat_mask[None, :, :]
@@ -305,6 +316,14 @@ def _launch_config(n: int, heads: int, channels: int) -> tuple[int, int, int, in
     return max(2, min(32, 2048 // (block_h * block_c))), block_h, block_c, 4
 
 
+def _forward_rows(block_n: int, block_h: int, block_k: int) -> int:
+    """The forward's BLOCK_N: its K-tile holds BLOCK_N x BLOCK_K x BLOCK_H logits, which on a GPU
+    stay within 1,024 (8 rows at K = 20 and 4 heads) to keep the registers near the backward's."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return block_n
+    return max(2, min(block_n, 1024 // (block_k * block_h)))
+
+
 def _acc_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -332,11 +351,13 @@ def _forward(
     m = torch.empty((n, heads), device=h.device, dtype=acc_torch)
     l = torch.empty((n, heads), device=h.device, dtype=acc_torch)
     block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
+    block_k = triton.next_power_of_2(max(neighbors.shape[1], 1))
+    block_n = _forward_rows(block_n, block_h, block_k)
     if n > 0:
         _gat_fwd[(triton.cdiv(n, block_n),)](
             h, s_src, s_dst, neighbors, edge, residual, gate.reshape(()).contiguous(), out, agg, m, l, slope,
             n, neighbors.shape[1],
-            HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=has_edge,
+            HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, BLOCK_K=block_k, HAS_EDGE=has_edge,
             ACC=_acc_dtype(h.dtype), num_warps=warps,
         )  # fmt: skip
     return out, agg, m, l

@@ -32,6 +32,7 @@ from atft_kernels import triton_gat  # noqa: E402
 
 ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dgate_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "de_ptr", "slope_ptr"}  # fp32, fp64 for fp64
 INDEX = {"nbr_ptr", "rev_ptr", "rev_slot_ptr"}  # int64
+K = 20  # neighbour slots: the default graph's k (the forward's K-tile is next_power_of_2(K) wide)
 
 
 def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, scatter: bool = True, arch: int = 90) -> dict:
@@ -41,6 +42,9 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, sc
               "HAS_EDGE": has_edge, "ACC": tl.float64 if acc == "fp64" else tl.float32}  # fmt: skip
     if "SCATTER" in fn.arg_names:
         consts["SCATTER"] = scatter
+    if "BLOCK_K" in fn.arg_names:  # the forward: its own row block, as the op launches it
+        consts["BLOCK_K"] = triton.next_power_of_2(K)
+        consts["BLOCK_N"] = block_n = triton_gat._forward_rows(block_n, block_h, consts["BLOCK_K"])
     signature = {}
     for name in fn.arg_names:
         if name in consts:
