@@ -10,8 +10,10 @@ reference and PyG's GATConv measured in the same run. Needs CUDA.
    up as NaN instead of passing on stale memory.
 3. Time (triton.testing.do_bench, median of CUDA-event timings): the op forward and
    forward+backward, each backend; and the whole layer (projection, edge term, attention, gated
-   residual) against PyG's GATConv on the same graph. Achieved GB/s counts the fewest bytes the op
-   must move (each input read once, each output written once), against the measured copy ceiling.
+   residual) against PyG's GATConv on the same graph, at 1, 8 (a training step) and 64 dates, the
+   Triton layer also replayed from a CUDA graph (its forward+backward captured once). Achieved
+   GB/s counts the fewest bytes the op must move (each input read once, each output written once),
+   against the measured copy ceiling.
 4. Memory: the peak memory a forward+backward adds beyond its inputs, at K = 10, 20, 40 and C = 16,
    32: a fused op should grow with N*K*H (the edge-logit gradient), the reference with N*K*H*C.
 5. Hubs: forward+backward on graphs whose in-degrees are as skewed as real kNN graphs' (sources
@@ -179,12 +181,29 @@ def layer_timing(dates: int, backends: list[str]) -> dict:
     for backend in backends:
         layer = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend).to(DEVICE)
         layers[f"gatlayer_{backend}"] = lambda layer=layer: layer(x, neighbors, edge_attr)
+    steps = {name: (lambda f=f: f().sum().backward()) for name, f in layers.items()}
+    if DEVICE == "cuda":  # the Triton layer's forward+backward replayed from one CUDA graph: no launch overhead
+        steps["gatlayer_triton_cuda_graph"] = _graphed(steps["gatlayer_triton"])
     rows = {}
-    for name, f in layers.items():
+    for name, step in steps.items():
         with _PeakMemory() as peak:
-            ms = _bench(lambda f=f: f().sum().backward())
+            ms = _bench(step)
         rows[name] = {"ms": ms, "peak_extra_mb": peak.extra_mb}
     return rows
+
+
+def _graphed(step):
+    """``step`` (work on fixed tensors) captured in a CUDA graph -> a function that replays it."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up off the capture: kernels compiled, gradients allocated
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def memory(ops: dict) -> list[dict]:
@@ -284,7 +303,7 @@ def main() -> None:
             print(f"accuracy {case:16s} {name:16s} worst rel. error {worst:.2e} ({max(r, key=r.get)})", flush=True)
     result["op"] = {f"{size} {dt}": timing(ops, d, dtype, ceiling)
                     for size, d in SIZES.items() for dt, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}  # fmt: skip
-    result["layer"] = {size: layer_timing(d, ["torch", "triton"]) for size, d in SIZES.items()}
+    result["layer"] = {size: layer_timing(d, ["torch", "triton"]) for size, d in {**SIZES, "8_dates": 8}.items()}  # 8: a training step's
     result["memory"] = memory(ops)
     result["hubs"] = {size: hub_timing(ops, d) for size, d in SIZES.items()}
     if args.json:
