@@ -299,9 +299,10 @@ def reverse_graph(neighbors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n = neighbors.shape[0]
     flat = neighbors.reshape(-1).to(torch.int64)
     source = torch.where(flat >= 0, flat, n)
-    rev_slot = torch.argsort(source, stable=True)
-    counts = torch.bincount(source, minlength=n + 1)[:n]
-    rev_ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    ordered, rev_slot = torch.sort(source, stable=True)
+    # where each source's run starts in the sorted list: searchsorted, not bincount (whose output
+    # size on CUDA is read back from the device)
+    rev_ptr = torch.searchsorted(ordered, torch.arange(n + 1, device=neighbors.device))
     return rev_ptr, rev_slot
 
 

@@ -119,6 +119,17 @@ def test_deterministic_backward_matches_the_reference_and_repeats_to_the_bit(dev
         assert torch.equal(runs[0][name], runs[1][name]), name
 
 
+def test_the_reverse_graph_reads_nothing_back_to_the_host():
+    """The deterministic backward builds it on the device: the run starts come from searchsorted,
+    not bincount (whose output size is read back from a CUDA device), so the step never waits."""
+    from atft_kedro.training.host_reads import HostReads
+
+    _, neighbors = make_inputs(40, 1, 1, 5)
+    with HostReads() as reads:
+        reverse_graph(neighbors)
+    assert reads.total == 0, reads.calls
+
+
 def test_deterministic_backward_is_chosen_with_torchs_deterministic_algorithms(monkeypatch):
     from atft_kernels import triton_gat
 
