@@ -325,8 +325,15 @@ def _forward_rows(block_n: int, block_h: int, block_k: int) -> int:
     return max(2, min(block_n, 1024 // (block_k * block_h)))
 
 
+def _acc_torch(dtype: torch.dtype) -> torch.dtype:
+    """The accumulation dtype of inputs of ``dtype`` (fp64 stays fp64, everything else fp32): the
+    op and its fake function allocate agg, m and l in it."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def _acc_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
+    """The same, as the kernels' ACC constexpr."""
+    return tl.float64 if _acc_torch(dtype) == torch.float64 else tl.float32
 
 
 # The op as two torch.library custom ops with a registered autograd formula: torch.compile traces
@@ -342,7 +349,7 @@ def _forward(
     """-> (out [N, H*C], and for the backward pass agg [N, H*C], m and l [N, H] in the ACC dtype).
     ``deterministic`` is only read by the backward pass."""
     n, heads, channels = h.shape
-    acc_torch = torch.float64 if h.dtype == torch.float64 else torch.float32
+    acc_torch = _acc_torch(h.dtype)
     h, s_src, s_dst, neighbors, residual = (t.contiguous() for t in (h, s_src, s_dst, neighbors, residual))
     has_edge = edge_logits is not None
     edge = edge_logits.contiguous() if has_edge else s_dst  # a placeholder pointer when absent
@@ -367,7 +374,7 @@ def _forward(
 @_forward.register_fake
 def _(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic):
     n, heads, channels = h.shape
-    acc_torch = torch.float64 if h.dtype == torch.float64 else torch.float32
+    acc_torch = _acc_torch(h.dtype)
     agg = h.new_empty((n, heads * channels), dtype=acc_torch)
     return residual.new_empty((n, heads * channels)), agg, h.new_empty((n, heads), dtype=acc_torch), h.new_empty((n, heads), dtype=acc_torch)
 

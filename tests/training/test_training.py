@@ -264,13 +264,13 @@ def test_a_safe_run_leaves_no_settings_behind(prepared, tmp_path):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
 def test_the_finite_check_sees_nan_and_both_infinities(bad):
-    from atft_kedro.training.batches import all_finite
+    from atft_kedro.training.batches import finite
 
     t = torch.randn(50, 20, 7)
     if bad is not None:
         t[31, 4, 6] = bad
-    assert all_finite(t) == (bad is None)
-    assert all_finite(torch.empty(0, 20, 7))
+    assert bool(finite(t)) == (bad is None)
+    assert bool(finite(torch.empty(0, 20, 7)))
 
 
 def test_neutral_targets_are_what_training_sees_and_predictions_keep_the_realised_returns(prepared, tmp_path):

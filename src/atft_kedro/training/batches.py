@@ -74,10 +74,6 @@ def finite(t: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(lo) & torch.isfinite(hi)
 
 
-def all_finite(t: torch.Tensor) -> bool:
-    return bool(finite(t))
-
-
 def finite_batch(batch: Batch) -> torch.Tensor:
     """Whether the batch's inputs are all finite, as a 0-dim bool tensor on their device."""
     return finite(batch.x) & finite(batch.market) & finite(batch.edge_attr)
