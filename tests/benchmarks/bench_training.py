@@ -7,7 +7,8 @@ Builds the synthetic market through the library functions the pipelines call, th
 (everything on: FAN, GAT, all horizons) for one epoch over the same training dates in each mode,
 from the same initial weights. Safe: one date per step, one process, torch reference GAT.
 Optimized: ``--dates-per-batch`` dates per step (block-diagonal graph), the fused Triton kernel and
-bf16 autocast when CUDA is present, DataLoader workers on memory-mapped arrays. Then counts what
+bf16 autocast when CUDA is present, DataLoader workers on memory-mapped arrays. On CUDA also
+optimized with ``cuda_graph`` (the step recorded once and replayed, batches padded to static shapes). Then counts what
 would make the host wait for the device in an optimized epoch (``HostReads``): per step (epochs of
 2 and 4 steps, the difference over 2) and per epoch.
 """
@@ -15,6 +16,7 @@ would make the host wait for the device in an optimized epoch (``HostReads``): p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -62,13 +64,15 @@ def main() -> None:
             "safe": TrainConfig(mode="safe", epochs=1),
             "optimized": TrainConfig(mode="optimized", epochs=1, dates_per_batch=args.dates_per_batch, num_workers=args.workers),
         }
+        if torch.cuda.is_available():  # the step recorded once in a CUDA graph and replayed
+            modes["optimized_cuda_graph"] = dataclasses.replace(modes["optimized"], cuda_graph=True)
         seconds = {name: [] for name in modes}
         for r in range(-1, args.repeats):  # round -1, untimed on a few dates: start-up (CUDA, kernel builds) off the clock
             for name, cfg in modes.items():
                 store = CheckpointStore(Path(tmp) / f"{name}{r}")
                 store.save(1, "best", _phase1_start(arrays, graphs, cfg))
                 t = time.perf_counter()
-                train_phase(2, arrays, graphs, idx if r >= 0 else idx[: 2 * args.dates_per_batch], val, cfg, store, manifest, progress=False)
+                train_phase(2, arrays, graphs, idx if r >= 0 else idx[: 4 * args.dates_per_batch], val, cfg, store, manifest, progress=False)
                 if r >= 0:
                     seconds[name].append(time.perf_counter() - t)
         reads = _host_reads(arrays, graphs, idx, val, modes["optimized"], Path(tmp) / "reads", manifest)
@@ -81,14 +85,13 @@ def main() -> None:
         "seconds_per_epoch": {k: round(v, 2) for k, v in best.items()},
         "all_runs": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
         "speedup_optimized_vs_safe": round(best["safe"] / best["optimized"], 2),
+        **({"speedup_cuda_graph_vs_optimized": round(best["optimized"] / best["optimized_cuda_graph"], 2)} if "optimized_cuda_graph" in best else {}),
         "host_reads_optimized": reads,
     }, indent=1))  # fmt: skip
 
 
 def _host_reads(arrays, graphs, idx, val, cfg, root, manifest) -> dict:
     """Host reads of an optimized epoch of 2 and of 4 steps: per step, and the rest per epoch."""
-    import dataclasses
-
     from atft_kedro.training.checkpoints import CheckpointStore
     from atft_kedro.training.host_reads import reads_per_epoch
     from atft_kedro.training.loop import train_phase

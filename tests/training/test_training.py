@@ -143,7 +143,8 @@ def test_checkpoints_of_other_data_are_not_built_on(prepared, tmp_path, caplog):
     assert [row["epoch"] for row in history] == [0, 1]
 
 
-def test_non_finite_inputs_are_reported_and_skipped_or_stop_the_run(prepared, tmp_path, caplog):
+@pytest.mark.parametrize("mode", ["safe", "optimized"])
+def test_non_finite_inputs_are_reported_and_skipped_or_stop_the_run(prepared, tmp_path, caplog, mode):
     a = prepared["arrays"]
     features = np.array(a.features)
     train_idx, _ = _idx(prepared)
@@ -151,11 +152,12 @@ def test_non_finite_inputs_are_reported_and_skipped_or_stop_the_run(prepared, tm
     features[bad_day, np.flatnonzero(a.present[bad_day])[0], 0] = np.nan
     poisoned = {**prepared, "arrays": type(a)(**{**a.__dict__, "features": features})}
     with caplog.at_level("WARNING"):
-        history = _train(poisoned, CheckpointStore(tmp_path / "a"), epochs=1, max_train_dates=None, max_bad_batch_fraction=0.5)
+        history = _train(poisoned, CheckpointStore(tmp_path / "a"), epochs=1, max_train_dates=None, max_bad_batch_fraction=0.5, mode=mode,
+                         dates_per_batch=2)  # fmt: skip
     assert "non-finite input" in caplog.text
     assert history[0]["skipped"] >= 1  # the poisoned date (and the 19 after it, whose windows hold it)
     with pytest.raises(TrainingError, match="batches had non-finite inputs or loss"):
-        _train(poisoned, CheckpointStore(tmp_path / "b"), epochs=1, max_train_dates=None, max_bad_batch_fraction=0.0)
+        _train(poisoned, CheckpointStore(tmp_path / "b"), epochs=1, max_train_dates=None, max_bad_batch_fraction=0.0, mode=mode, dates_per_batch=2)
 
 
 def test_a_run_without_any_valid_validation_date_still_keeps_a_best_checkpoint(prepared, tmp_path):
@@ -416,21 +418,25 @@ def test_a_phase_never_ends_below_its_start_on_validation(prepared, tmp_path):
     assert off.load(0, "best")["epoch"] >= 0
 
 
-def test_an_optimized_step_reads_the_device_once(prepared, tmp_path):
-    """What would make a CUDA step wait for the device, counted on the CPU (HostReads): one read a
-    step (whether every rank's batch and loss are finite, to skip it or not); the loss parts, the
-    GAT gradient norms and the weight average's counter stay on the device or the host until the
-    epoch ends. Counted over epochs of 2 and of 4 steps: the difference is the steps' own reads."""
+@pytest.mark.parametrize("mode", ["optimized", "safe"])
+def test_what_a_step_reads_from_the_device(prepared, tmp_path, mode):
+    """What would make a CUDA step wait for the device, counted on the CPU (HostReads). An optimized
+    step reads nothing: it skips a non-finite step on the device, and the loss parts, the GAT
+    gradient norms, the finite flags and the weight average's counter are read once when the epoch
+    ends. A safe step reads one thing: whether its batch and loss are finite, to skip it or not.
+    Counted over epochs of 2 and of 4 steps: the difference is the steps' own reads."""
     from atft_kedro.training.host_reads import reads_per_epoch
 
     store = CheckpointStore(tmp_path)
     _train(prepared, store, phase=0, epochs=1)
     _train(prepared, store, phase=1, epochs=1)
+    per = 4 if mode == "optimized" else 1
     with reads_per_epoch() as counted:
-        for dates in (8, 16):  # 2 and 4 steps of 4 dates, phase 2 (everything on)
-            _train(prepared, store, phase=2, epochs=1, mode="optimized", dates_per_batch=4, max_train_dates=dates)
+        for steps in (2, 4):  # phase 2 (everything on)
+            _train(prepared, store, phase=2, epochs=1, mode=mode, dates_per_batch=per, max_train_dates=steps * per)
     short, long = counted[2], counted[4]
-    assert long.calls - short.calls == {"__bool__": 2}, (short.calls, long.calls)
+    assert long.calls - short.calls == ({} if mode == "optimized" else {"__bool__": 2}), (short.calls, long.calls)
+    assert short.total <= 10, short.calls  # the epoch's own reads: a handful
 
 
 def test_host_reads_counts_what_waits_for_the_device():

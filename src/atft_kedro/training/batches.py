@@ -55,13 +55,16 @@ def resident_dates(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, d
     return ResidentDates(arrays, graphs, cfg.window, device)
 
 
-def train_batches(dataset: DateDataset, cfg: TrainConfig, seed: int, resident: ResidentDates | None, ranks: Ranks = Ranks()):
+def train_batches(dataset: DateDataset, cfg: TrainConfig, seed: int, resident: ResidentDates | None, ranks: Ranks = Ranks(),
+                  nodes: int | None = None):  # fmt: skip
     """The epoch's batches in the order of ``seed`` (this rank's share of each step's dates under
-    torchrun): from the device-resident arrays, or a DataLoader."""
+    torchrun): from the device-resident arrays, or a DataLoader. ``nodes`` (resident arrays only):
+    every batch padded to ``dates_per_step`` dates of that many nodes (static shapes)."""
     steps = step_shares(date_order(len(dataset), seed), dates_per_step(cfg), ranks)
     if resident is None:
         return make_loader(dataset, cfg, steps)
-    return (resident.batch(dataset.date_indices[s]) for s in steps)
+    shape = None if nodes is None else (dates_per_step(cfg), nodes)
+    return (resident.batch(dataset.date_indices[s], shape) for s in steps)
 
 
 def finite(t: torch.Tensor) -> torch.Tensor:
@@ -79,6 +82,8 @@ def finite_batch(batch: Batch) -> torch.Tensor:
     return finite(batch.x) & finite(batch.market) & finite(batch.edge_attr)
 
 
-def autocast(device: torch.device, cfg: TrainConfig):
+def autocast(device: torch.device, cfg: TrainConfig, cache: bool = True):
+    """bf16 autocast in optimized mode on CUDA. ``cache=False`` for a step captured in a CUDA
+    graph: autocast's cache of cast weights lives only as long as its context."""
     enabled = device.type == "cuda" and cfg.mode == "optimized"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=cache)

@@ -52,6 +52,7 @@ class TrainConfig:
     dates_per_batch: int = 1  # optimized mode stacks several dates per step
     num_workers: int = 0  # optimized mode: DataLoader workers reading memory-mapped arrays
     resident_data: bool = True  # optimized mode on CUDA: arrays on the GPU (if under half its free memory), batches gathered there
+    cuda_graph: bool = False  # optimized mode on CUDA with resident arrays: the step recorded once in a CUDA graph and replayed (batches padded to static shapes)
     seed: int = 0
     min_stocks: int = 20
     rank_tau: float = 0.1

@@ -127,13 +127,14 @@ class Batch:
     neighbors: torch.Tensor  # [N, K] int64, block-diagonal over the batch's dates
     edge_attr: torch.Tensor  # [N, K, E]
     targets: dict[str, torch.Tensor]  # "1d" -> [N]
-    dates: list  # [D] numpy datetime64
+    dates: list  # [D] numpy datetime64 (NaT for a padding date)
     codes: list  # [D] arrays of the dates' stock codes
+    counts: list[int]  # [D] nodes of each date, padding included (the losses lay the dates out from them)
 
     def to(self, device) -> "Batch":
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.x), move(self.market), move(self.date_of_node), move(self.neighbors),
-                     move(self.edge_attr), {k: move(v) for k, v in self.targets.items()}, self.dates, self.codes)  # fmt: skip
+        return Batch(move(self.x), move(self.market), move(self.date_of_node), move(self.neighbors), move(self.edge_attr),
+                     {k: move(v) for k, v in self.targets.items()}, self.dates, self.codes, self.counts)  # fmt: skip
 
 
 class DateDataset(torch.utils.data.Dataset):
@@ -189,6 +190,7 @@ class ResidentDates:
 
     def __init__(self, arrays: TrainingArrays, graphs: GraphSet, window: int, device: torch.device):
         self.arrays, self.graphs, self.window, self.device = arrays, graphs, window, device
+        self._members: dict[int, tuple[np.ndarray, torch.Tensor]] = {}  # date -> its stocks, on the host and the device
         with warnings.catch_warnings():  # read-only memory maps: copied to the device, never written
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             upload = lambda a, dtype=None: torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)).to(device)  # noqa: E731
@@ -211,8 +213,10 @@ class ResidentDates:
         return self._rows[t]
 
     def _date(self, t: int) -> dict:
-        members_np = np.flatnonzero(self.arrays.present[t])
-        members = torch.from_numpy(members_np).to(self.device)
+        if t not in self._members:  # uploaded once a date, not every step
+            members_np = np.flatnonzero(self.arrays.present[t])
+            self._members[t] = members_np, torch.from_numpy(members_np).to(self.device)
+        members_np, members = self._members[t]
         lo = max(t - self.window + 1, 0)
         x = self.features[lo : t + 1].index_select(1, members).transpose(0, 1)  # (N, L, F)
         market = self.market[lo : t + 1]  # (L, M)
@@ -226,22 +230,49 @@ class ResidentDates:
             "targets": self.targets[t].index_select(0, members), "date": self.arrays.dates[t], "codes": self.arrays.codes[members_np],
         }  # fmt: skip
 
-    def batch(self, date_indices) -> Batch:
-        return collate_dates([self._date(int(t)) for t in date_indices]).to(self.device)
+    def batch(self, date_indices, shape: tuple[int, int] | None = None) -> Batch:
+        """The batch of ``date_indices``; with ``shape = (dates, nodes)``, one of static shape: each
+        date padded to ``nodes`` nodes and the batch to ``dates`` dates (``padded``)."""
+        items = [self._date(int(t)) for t in date_indices]
+        if shape is not None:
+            items = padded(items, *shape)
+        return collate_dates(items).to(self.device)
+
+
+def padded(items: list[dict], dates: int, nodes: int) -> list[dict]:
+    """Date items (``DateDataset``'s) made ``dates`` items of ``nodes`` nodes each: a padding node
+    has zero features, no neighbours, zero edge attributes and no target (NaN), and a padding date
+    only padding nodes (date NaT, no codes). Nothing of a padding node reaches a real node's output,
+    and no loss counts it: a batch of static shape, whatever its dates, for a captured step."""
+    if len(items) > dates or any(len(it["codes"]) > nodes for it in items):
+        raise ValueError(f"cannot pad {len(items)} dates of up to {max(len(it['codes']) for it in items)} stocks to {dates} x {nodes}")
+    first = items[0]
+    empty = {"x": first["x"][:0], "market": torch.zeros_like(first["market"]), "neighbors": first["neighbors"][:0],
+             "edge_attr": first["edge_attr"][:0], "targets": first["targets"][:0], "date": np.datetime64("NaT"), "codes": first["codes"][:0]}  # fmt: skip
+
+    def grow(it: dict) -> dict:
+        extra = nodes - len(it["x"])
+        more = lambda t, fill: torch.cat([t, t.new_full((extra, *t.shape[1:]), fill)])  # noqa: E731
+        return {**it, "x": more(it["x"], 0.0), "neighbors": more(it["neighbors"], -1), "edge_attr": more(it["edge_attr"], 0.0),
+                "targets": more(it["targets"], float("nan"))}  # fmt: skip
+
+    return [grow(it) for it in items] + [grow(empty) for _ in range(dates - len(items))]
 
 
 def collate_dates(items: list[dict]) -> Batch:
     """Stack several dates into one block-diagonal batch graph."""
-    offsets = np.cumsum([0] + [len(it["codes"]) for it in items])
+    counts = [len(it["x"]) for it in items]
+    offsets = np.cumsum([0] + counts)
     neighbors = torch.cat([torch.where(it["neighbors"] >= 0, it["neighbors"] + int(off), -1) for it, off in zip(items, offsets)])
     targets = torch.cat([it["targets"] for it in items])  # (N, 4)
     return Batch(
         x=torch.cat([it["x"] for it in items]),
         market=torch.stack([it["market"] for it in items]),
-        date_of_node=torch.cat([torch.full((len(it["codes"]),), d, dtype=torch.int64) for d, it in enumerate(items)]),
+        date_of_node=torch.cat([torch.full((n,), d, dtype=torch.int64) for d, n in enumerate(counts)]),
         neighbors=neighbors,
         edge_attr=torch.cat([it["edge_attr"] for it in items]),
         targets={h: targets[:, i] for i, h in enumerate(HORIZON_KEYS)},
         dates=[it["date"] for it in items],
         codes=[it["codes"] for it in items],
+        counts=counts,
     )

@@ -31,6 +31,7 @@ from atft_kedro.training import distributed
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, collate_dates, typical_returns
 from atft_kedro.training.losses import LossWeights, combined_loss
 from atft_kedro.training.predict import daily_rank_ic, predict
+from atft_kedro.training.step import PARTS, DeviceStep
 
 
 log = logging.getLogger(__name__)
@@ -48,20 +49,41 @@ class WeightAverage:
 
     Written out rather than torch's ``AveragedModel`` (same arithmetic: a copy, then one fused lerp
     per update): that one keeps its update counter in a tensor and compares it twice an update,
-    which on a GPU makes every training step wait for the device; here it is a Python int."""
+    which on a GPU makes every training step wait for the device. Here the counter is a Python int,
+    or, for a step that does not know on the host whether it was taken (``update(model, taken)``),
+    a tensor on the device: the lerp weight is then computed there, 0 for a step not taken."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.module = copy.deepcopy(model)
         self.decay, self.updates = decay, 0
 
-    def update(self, model: torch.nn.Module) -> None:
+    @property
+    def updates(self) -> int:
+        """The number of updates so far (read from the device when it counts there)."""
+        return self._updates if self._on_device is None else int(self._on_device)
+
+    @updates.setter
+    def updates(self, n: int) -> None:
+        self._updates, self._on_device = int(n), None
+
+    def update(self, model: torch.nn.Module, taken: torch.Tensor | None = None) -> None:
+        """One update; ``taken``: a 0-dim bool tensor, whether the step was taken (counted and
+        weighed on the device, nothing read back)."""
         mine = [t.detach() for t in (*self.module.parameters(), *self.module.buffers())]
         theirs = [t.detach() for t in (*model.parameters(), *model.buffers())]
-        self.updates += 1
-        if self.updates == 1:
+        if taken is not None:
+            if self._on_device is None:
+                self._on_device = torch.full((), float(self._updates), dtype=torch.float64, device=taken.device)
+            self._on_device += taken
+            # the first update's weight is 1 (a copy: lerp to weight 1 is exact); a step not taken, 0
+            weight = torch.where(taken, (1.0 - self.decay) / (1.0 - self.decay**self._on_device), 0.0)
+            torch._foreach_lerp_(mine, theirs, weight.to(mine[0].dtype))
+            return
+        self._updates += 1
+        if self._updates == 1:
             torch._foreach_copy_(mine, theirs)
         else:
-            torch._foreach_lerp_(mine, theirs, (1.0 - self.decay) / (1.0 - self.decay**self.updates))
+            torch._foreach_lerp_(mine, theirs, (1.0 - self.decay) / (1.0 - self.decay**self._updates))
 
 
 def weight_average(model: ATFTGATFAN, decay: float | None) -> WeightAverage | None:
@@ -219,9 +241,12 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
              phase, _on(spec.use_fan), _on(spec.use_gat), list(spec.horizons),
              f"{sum(p.numel() for p in model.parameters()):,}", device, cfg.mode,
              f", {ranks.world} processes" if ranks.parallel else "")  # fmt: skip
+    resident = resident_dates(arrays, graphs, cfg, device, phase)
+    capture = _captures(cfg, device, resident, ranks, phase)
     # fused: one kernel (CPU or CUDA) for all parameters instead of ~50 small ops per tensor
-    # (0.6 ms a step on this model vs 4.3 ms on the CPU, measured)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr * spec.lr_scale, weight_decay=cfg.weight_decay, fused=True)
+    # (0.6 ms a step on this model vs 4.3 ms on the CPU, measured); it also skips a step on the device (found_inf)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr * spec.lr_scale, weight_decay=cfg.weight_decay, fused=True,
+                                  capturable=capture)  # fmt: skip
     if LossWeights(**cfg.loss_weights).sharpe and dates_per_step(cfg) == 1:
         log.info("phase %d: the Sharpe loss term needs several dates per step; with one (safe mode) it is 0", phase)
     horizons = [f"{h}d" for h in spec.horizons]
@@ -237,7 +262,9 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     evaluated = averaged.module if averaged is not None else model  # what validation, checkpoints and predictions use
     trained = distributed.wrap(model, device, ranks, partial=not (spec.use_fan and spec.use_gat and len(spec.horizons) == len(HORIZONS)))
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
-    resident = resident_dates(arrays, graphs, cfg, device, phase)
+    # optimized mode in one process: steps that read nothing back (recorded in a CUDA graph with ``capture``)
+    stepper = DeviceStep(model, optimizer, averaged, cfg, device, capture=capture) if cfg.mode == "optimized" and not ranks.parallel else None
+    nodes = int(arrays.present[train_idx].sum(1).max()) if capture else None  # the static shape's nodes per date
     validate = lambda: daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)  # noqa: E731
     score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
     epochs = epochs_of(cfg, phase)
@@ -290,7 +317,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         if ranks.parallel:  # each rank its own dropout draws, a function of the epoch: exact resume
             torch.manual_seed(((cfg.seed * 100_003 + phase) * 1_009 + epoch) * 1_000 + ranks.rank)
         sums, steps, bad, gat_norms = _one_epoch(phase, epoch, model, trained, optimizer, averaged, arrays, graphs, train_idx, cfg,
-                                                 device, resident, progress and ranks.main, ranks)  # fmt: skip
+                                                 device, resident, progress and ranks.main, ranks, stepper, nodes)  # fmt: skip
         sums = distributed.summed(sums, ranks)  # each rank's share of every step's loss
         stop = distributed.from_main(record(epoch, time.perf_counter() - t0, sums, steps, bad, gat_norms) if ranks.main else None, ranks)
         if on_epoch_end is not None:
@@ -299,6 +326,17 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             break
     distributed.barrier(ranks)  # the checkpoints are written before any rank reads them
     return at.history
+
+
+def _captures(cfg: TrainConfig, device: torch.device, resident, ranks: distributed.Ranks, phase: int) -> bool:
+    """Whether this phase's steps are recorded in a CUDA graph (``training.cuda_graph``), saying why not when asked and impossible."""
+    if not cfg.cuda_graph or cfg.mode != "optimized":
+        return False
+    why = ("it runs on " + device.type if device.type != "cuda" else "the arrays are not resident on the GPU" if resident is None
+           else "it runs under torchrun" if ranks.parallel else "")  # fmt: skip
+    if why:
+        log.info("phase %d: training.cuda_graph is on, but %s: steps run eagerly", phase, why)
+    return not why
 
 
 def _ranks(cfg: TrainConfig, device: torch.device) -> distributed.Ranks:
@@ -361,26 +399,51 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     return _Progress()
 
 
-def _one_epoch(phase, epoch, model, trained, optimizer, averaged, arrays, graphs, train_idx, cfg, device, resident, progress, ranks):
+def _one_epoch(phase, epoch, model, trained, optimizer, averaged, arrays, graphs, train_idx, cfg, device, resident, progress, ranks,
+               stepper=None, nodes=None):  # fmt: skip
     """One pass over the training dates (or ``max_train_dates`` of them, drawn by the epoch's seed);
     -> summed loss parts (this rank's shares), steps taken, batches skipped as non-finite, GAT gradient
-    norms. ``trained``: the model as it is called (DDP-wrapped under torchrun)."""
+    norms. ``trained``: the model as it is called (DDP-wrapped under torchrun). ``stepper``: optimized
+    mode's ``DeviceStep`` (else each step reads its finite check); ``nodes``: the batches' padded size."""
     model.train()
-    shards = distributed.StepShards(ranks, dates_per_step(cfg)) if ranks.parallel else None
     order_seed = cfg.seed * 100_003 + phase * 1_009 + epoch
     dates = train_idx
     if cfg.max_train_dates and len(train_idx) > cfg.max_train_dates:
         dates = train_idx[np.sort(np.random.default_rng(order_seed).choice(len(train_idx), cfg.max_train_dates, replace=False))]
     subset = DateDataset(arrays, graphs, dates, cfg.window)
+    loader = train_batches(subset, cfg, order_seed, resident, ranks, nodes)
+    bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / dates_per_step(cfg)),
+               disable=not progress, leave=False)  # fmt: skip
+    if stepper is None:
+        sums, steps, bad, gat_norms = _eager_steps(phase, epoch, model, trained, optimizer, averaged, cfg, device, ranks, bar, progress)
+    else:
+        for n, batch in enumerate(bar, 1):
+            stepper(batch.to(device))
+            if progress and n % 10 == 0:  # the bar's loss: a read every 10 steps
+                bar.set_postfix(loss=f"{float(stepper.sums[0]) / n:.4f}")
+        done = stepper.finish()
+        sums, steps, bad, gat_norms = done.sums, done.steps, len(done.skipped), done.gat_norms
+        for step_dates in done.skipped:
+            log.warning("phase %d epoch %d: non-finite input or loss on %s, step skipped", phase, epoch, [str(d) for d in step_dates])
+    total = steps + bad
+    if total and bad / total > cfg.max_bad_batch_fraction:
+        raise TrainingError(
+            f"phase {phase} epoch {epoch}: {bad} of {total} batches had non-finite inputs or loss "
+            f"(limit {cfg.max_bad_batch_fraction:.0%}); check model_input and market_context for NaN/inf"
+        )
+    return sums, steps, bad, gat_norms
+
+
+def _eager_steps(phase, epoch, model, trained, optimizer, averaged, cfg, device, ranks, bar, progress):
+    """Safe mode's steps (and torchrun's): each reads whether its batch and loss are finite (on any
+    rank), to skip it or not; -> summed loss parts, steps taken, steps skipped, GAT gradient norms."""
+    shards = distributed.StepShards(ranks, dates_per_step(cfg)) if ranks.parallel else None
     weights = LossWeights(**cfg.loss_weights)
     # on the device, read once at the end of the epoch: loss, pinball, rank_ic, ic, sharpe (float64,
     # summed in step order as Python floats would be), and the GAT's gradient norm of every step
     sums = torch.zeros(5, dtype=torch.float64, device=device)
     steps = bad = 0
     gat_norms = []
-    loader = train_batches(subset, cfg, order_seed, resident, ranks)
-    bar = tqdm(loader, desc=f"phase {phase} epoch {epoch}", unit="batch", total=math.ceil(len(subset) / dates_per_step(cfg)),
-               disable=not progress, leave=False)  # fmt: skip
     for batch in bar:
         b = batch.to(device)
         inputs_ok = finite_batch(b)
@@ -389,7 +452,7 @@ def _one_epoch(phase, epoch, model, trained, optimizer, averaged, arrays, graphs
         out = {k: v.float() for k, v in out.items()}
         loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=cfg.horizon_weights,
                                     min_stocks=cfg.min_stocks, tau=cfg.rank_tau, shards=shards,
-                                    counts=[len(c) for c in batch.codes])  # fmt: skip
+                                    counts=batch.counts)  # fmt: skip
         ok = inputs_ok & torch.isfinite(loss)
         if not distributed.everywhere(ok, ranks):  # the step's one read; on any rank: every rank skips the step
             bad += 1
@@ -410,11 +473,4 @@ def _one_epoch(phase, epoch, model, trained, optimizer, averaged, arrays, graphs
         sums += torch.stack([loss.detach(), *parts.values()]).double()
         if progress and steps % 10 == 0:  # the bar's loss: a read every 10 steps
             bar.set_postfix(loss=f"{float(sums[0]) * ranks.world / steps:.4f}")  # a rank's share, scaled
-    total = steps + bad
-    if total and bad / total > cfg.max_bad_batch_fraction:
-        raise TrainingError(
-            f"phase {phase} epoch {epoch}: {bad} of {total} batches had non-finite inputs or loss "
-            f"(limit {cfg.max_bad_batch_fraction:.0%}); check model_input and market_context for NaN/inf"
-        )
-    names = ("loss", "pinball", "rank_ic", "ic", "sharpe")
-    return dict(zip(names, sums.tolist())), steps, bad, [float(v) for v in torch.stack(gat_norms).tolist()] if gat_norms else []
+    return dict(zip(PARTS, sums.tolist())), steps, bad, [float(v) for v in torch.stack(gat_norms).tolist()] if gat_norms else []

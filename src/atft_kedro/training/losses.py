@@ -14,6 +14,7 @@ relative to the spread of the day's predictions so the smoothing does not depend
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -29,10 +30,17 @@ class LossWeights:
     sharpe: float = 0.1
 
 
+@functools.lru_cache(maxsize=None)
+def _levels(levels: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The quantile levels as a tensor, made once per dtype and device: a step captured in a CUDA
+    graph cannot copy from the host (and an eager one need not)."""
+    return torch.tensor(levels, dtype=dtype, device=device)
+
+
 def _pinball_sum(quantiles: torch.Tensor, target: torch.Tensor, levels=QUANTILES) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed pinball loss over finite targets and levels, the number of terms): quantiles [N, Q], target [N]."""
     ok = torch.isfinite(target)[:, None]
-    tau = torch.tensor(levels, dtype=quantiles.dtype, device=quantiles.device)
+    tau = _levels(tuple(levels), quantiles.dtype, quantiles.device)
     diff = torch.where(ok, target[:, None] - quantiles, 0.0)  # (N, Q), 0 where the target is unknown
     return torch.maximum(tau * diff, (tau - 1) * diff).sum(), ok.sum() * len(levels)
 
@@ -62,14 +70,14 @@ class DateLayout:
         grid is then laid out without reading anything back from the device."""
         if counts is None:
             dates, date = torch.unique(date_of_node, return_inverse=True)
-            counts = torch.bincount(date, minlength=len(dates))
-            n_max = int(counts.max()) if len(dates) else 0
+            n_max = int(torch.bincount(date, minlength=len(dates)).max()) if len(dates) else 0
         else:
             dates, date, n_max = torch.arange(len(counts), device=date_of_node.device), date_of_node, max(counts, default=0)
-            counts = torch.as_tensor(counts, device=date_of_node.device)
         order = torch.argsort(date, stable=True)
+        by_date = date[order]
+        first = torch.searchsorted(by_date, torch.arange(len(dates), device=date.device))  # where each date's nodes start (on the device)
         slot = torch.empty_like(date)
-        slot[order] = torch.arange(len(date), device=date.device) - (torch.cumsum(counts, 0) - counts)[date[order]]
+        slot[order] = torch.arange(len(date), device=date.device) - first[by_date]
         flat = date * n_max + slot
         mask = torch.zeros(len(dates) * n_max, dtype=torch.bool, device=date.device)
         mask[flat] = True
