@@ -7,6 +7,7 @@ import torch
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.data import DateDataset, ResidentDates, collate_dates, split_indices
 from atft_kedro.training.batches import date_order, make_loader, train_batches
+from atft_kedro.training.distributed import Ranks, step_shares
 from atft_kedro.training.loop import TrainingError, build_model, train_phase
 from atft_kedro.training.predict import predict
 
@@ -228,7 +229,7 @@ def test_resident_batches_equal_the_dataloader_batches(prepared):
     ds = DateDataset(arrays, graphs, idx, cfg.window)
     resident = ResidentDates(arrays, graphs, cfg.window, torch.device("cpu"))
     order = date_order(len(ds), 7)
-    got, want = list(train_batches(ds, cfg, 7, resident)), list(make_loader(ds, cfg, [order[i : i + 3] for i in range(0, len(ds), 3)]))
+    got, want = list(train_batches(ds, cfg, 7, resident)), list(make_loader(ds, cfg, step_shares(order, 3, Ranks())))
     assert len(got) == len(want) == 3
     assert [d for b in got for d in b.dates] != list(arrays.dates[idx])  # shuffled, and alike below
     for g, w in zip(got, want):
@@ -450,3 +451,18 @@ def test_host_reads_counts_what_waits_for_the_device():
     with HostReads() as reads:
         float(y), bool(y > 0), x.tolist(), z[0].item(), torch.unique(x), x[x > 0], torch.nonzero(x)
     assert reads.calls == {"__float__": 1, "__bool__": 1, "tolist": 1, "item": 1, "unique": 1, "__getitem__[bool]": 1, "nonzero": 1}
+
+
+def test_a_step_never_has_only_a_few_dates_left_over():
+    """The dates of an epoch are spread evenly over its steps (the Sharpe term across a step's
+    dates is unbounded on two or three), every date once; with two ranks, each has a date in every
+    step and a step holds at most dates_per_batch + 1."""
+    steps = step_shares(list(range(298)), 8, Ranks())
+    assert len(steps) == 38 and {len(s) for s in steps} == {7, 8} and sorted(sum(steps, [])) == list(range(298))
+    assert step_shares(list(range(16)), 8, Ranks()) == [list(range(8)), list(range(8, 16))]
+    assert step_shares([], 8, Ranks()) == [] and step_shares([5], 8, Ranks()) == [[5]]
+    for n, per in [(5, 2), (7, 4), (3, 2), (9, 8), (298, 8)]:
+        shares = [step_shares(list(range(n)), per, Ranks(rank=r, world=2)) for r in (0, 1)]
+        assert len(shares[0]) == len(shares[1]) and all(a and b for a, b in zip(*shares)), (n, per)
+        assert sorted(t for rank in shares for s in rank for t in s) == list(range(n))
+        assert max(len(a) + len(b) for a, b in zip(*shares)) <= per + 1
