@@ -30,6 +30,11 @@ class GATLayer(nn.Module):
             on each call (DropEdge); attention then renormalises over the slots that remain.
         negative_slope: LeakyReLU slope. gate_init: initial pre-sigmoid gate (0 -> 0.5).
         backend: passed to ``gat_attention``.
+        fused_projection: ``h``, ``s_src``, ``s_dst`` and the residual from one matrix product
+            with the stacked weights ``[W; W_r; a_src^T W; a_dst^T W]`` (one read of ``x``, one
+            GEMM and its backward, instead of two GEMMs and two reductions over ``h``). The same
+            parameters and function, summed in another order; off by default until a GPU has
+            timed it (the CPU showed no gain: docs/performance.md).
 
     Shapes:
         x ``[N, in_dim]``, neighbors ``[N, K]`` (-1 = padding), edge_attr ``[N, K, edge_dim]`` or None
@@ -48,9 +53,11 @@ class GATLayer(nn.Module):
         gate_init: float = 0.0,
         bias: bool = True,
         backend: str = "auto",
+        fused_projection: bool = False,
     ) -> None:
         super().__init__()
         self.in_dim, self.heads, self.head_dim, self.edge_dim = in_dim, heads, head_dim, edge_dim
+        self.fused_projection = fused_projection
         self.negative_slope, self.backend, self.gate_init = negative_slope, backend, gate_init
         out_dim = heads * head_dim
         self.lin = nn.Linear(in_dim, out_dim, bias=False)
@@ -78,20 +85,27 @@ class GATLayer(nn.Module):
             nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
-        n = x.shape[0]
         x = self.dropout(x)
         if self.training and self.edge_dropout > 0:
             drop = torch.rand(neighbors.shape, device=neighbors.device) < self.edge_dropout
             neighbors = neighbors.masked_fill(drop, -1)
-        h = self.lin(x).view(n, self.heads, self.head_dim)  # (N, H, C)
-        s_src = (h * self.att_src).sum(-1)  # (N, H)
-        s_dst = (h * self.att_dst).sum(-1)  # (N, H)
+        h, s_src, s_dst, residual = self._project(x)  # (N, H, C), (N, H), (N, H), (N, H*C)
         edge_logits = None
         if self.lin_edge is not None and edge_attr is not None:
             w = self.lin_edge.weight.view(self.heads, self.head_dim, self.edge_dim)  # (H, C, D)
             w_logit = (w * self.att_edge.view(self.heads, self.head_dim, 1)).sum(1)  # (H, D)
             edge_logits = edge_attr @ w_logit.t()  # (N, K, H)
-        out = gat_attention(
-            h, s_src, s_dst, neighbors, edge_logits, self.lin_res(x), self.gate, self.negative_slope, self.backend
-        )  # (N, H*C)
+        out = gat_attention(h, s_src, s_dst, neighbors, edge_logits, residual, self.gate, self.negative_slope, self.backend)  # (N, H*C)
         return out + self.bias if self.bias is not None else out
+
+    def _project(self, x: torch.Tensor):
+        """(h [N, H, C], s_src [N, H], s_dst [N, H], residual [N, H*C]) of the layer's input."""
+        n, heads, channels = x.shape[0], self.heads, self.head_dim
+        if not self.fused_projection:
+            h = self.lin(x).view(n, heads, channels)
+            return h, (h * self.att_src).sum(-1), (h * self.att_dst).sum(-1), self.lin_res(x)
+        w = self.lin.weight.view(heads, channels, self.in_dim)
+        stacked = torch.cat([self.lin.weight, self.lin_res.weight, (w * self.att_src.view(heads, channels, 1)).sum(1),
+                             (w * self.att_dst.view(heads, channels, 1)).sum(1)])  # (2 H*C + 2 H, in_dim)  # fmt: skip
+        h, residual, s_src, s_dst = (x @ stacked.t()).split([heads * channels, heads * channels, heads, heads], dim=1)
+        return h.reshape(n, heads, channels), s_src, s_dst, residual

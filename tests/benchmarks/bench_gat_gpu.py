@@ -11,7 +11,9 @@ reference and PyG's GATConv measured in the same run. Needs CUDA.
 3. Time (triton.testing.do_bench, median of CUDA-event timings): the op forward and
    forward+backward, each backend; and the whole layer (projection, edge term, attention, gated
    residual) against PyG's GATConv on the same graph, at 1, 8 (a training step) and 64 dates, the
-   Triton layer also replayed from CUDA graphs (``torch.cuda.make_graphed_callables``). Achieved
+   Triton layer also replayed from CUDA graphs (``torch.cuda.make_graphed_callables``) and with its
+   four projections as one GEMM (``fused_projection``); then a torch.profiler table of the Triton
+   layer's kernels at 64 dates, to show where the layer's time beyond the op goes. Achieved
    GB/s counts the fewest bytes the op must move (each input read once, each output written once),
    against the measured copy ceiling.
 4. Memory: the peak memory a forward+backward adds beyond its inputs, at K = 10, 20, 40 and C = 16,
@@ -181,6 +183,9 @@ def layer_timing(dates: int, backends: list[str]) -> dict:
     for backend in backends:
         layer = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend).to(DEVICE)
         layers[f"gatlayer_{backend}"] = lambda layer=layer: layer(x, neighbors, edge_attr)
+        if backend == "triton":  # h, s_src, s_dst and the residual from one GEMM
+            fused = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend, fused_projection=True).to(DEVICE)
+            layers["gatlayer_triton_fused_projection"] = lambda fused=fused: fused(x, neighbors, edge_attr)
         if DEVICE == "cuda" and backend == "triton":  # forward and backward each replayed from a CUDA graph
             graphed = torch.cuda.make_graphed_callables(layer, (x, neighbors, edge_attr))
             layers["gatlayer_triton_cuda_graph"] = lambda graphed=graphed: graphed(x, neighbors, edge_attr)
@@ -190,6 +195,32 @@ def layer_timing(dates: int, backends: list[str]) -> dict:
             ms = _bench(lambda f=f: f().sum().backward())
         rows[name] = {"ms": ms, "peak_extra_mb": peak.extra_mb}
     return rows
+
+
+def layer_profile(dates: int, rows: int = 25) -> list[dict]:
+    """Where the Triton layer's forward+backward spends device time at ``dates`` dates: torch.profiler's
+    kernels, by total device time (5 profiled iterations after 3 untimed)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from atft_kernels import GATLayer
+
+    n = dates * STOCKS
+    _, neighbors = _inputs(n, K, 1, 1, torch.float32, 2, dates)
+    x = torch.randn(n, IN_DIM, device=DEVICE, requires_grad=True)
+    edge_attr = torch.randn(n, K, 3, device=DEVICE)
+    layer = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend="triton").to(DEVICE)
+    for _ in range(3):
+        layer(x, neighbors, edge_attr).sum().backward()
+    cuda = DEVICE == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        for _ in range(5):
+            layer(x, neighbors, edge_attr).sum().backward()
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    return [{"name": e.key[:90], "ms_per_iteration": getattr(e, key) / 5 / 1e3, "calls_per_iteration": e.count / 5}
+            for e in events[:rows] if getattr(e, key) > 0]  # fmt: skip
 
 
 def memory(ops: dict) -> list[dict]:
@@ -290,6 +321,7 @@ def main() -> None:
     result["op"] = {f"{size} {dt}": timing(ops, d, dtype, ceiling)
                     for size, d in SIZES.items() for dt, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}  # fmt: skip
     result["layer"] = {size: layer_timing(d, ["torch", "triton"]) for size, d in {**SIZES, "8_dates": 8}.items()}  # 8: a training step's
+    result["layer_profile_64_dates"] = layer_profile(SIZES["64_dates"])
     result["memory"] = memory(ops)
     result["hubs"] = {size: hub_timing(ops, d) for size, d in SIZES.items()}
     if args.json:
@@ -308,6 +340,9 @@ def main() -> None:
         pyg = rows["pyg_gatconv"]["ms"]
         for name, r in rows.items():
             print(f"  {size:10s} {name:18s} {r['ms']:.3f} ms  x{pyg / r['ms']:.2f}  {r['peak_extra_mb']:,.0f} MiB")
+    print("the Triton layer's forward+backward at 64 dates, by device time (ms per iteration, calls)")
+    for r in result["layer_profile_64_dates"]:
+        print(f"  {r['ms_per_iteration']:8.3f} ms {r['calls_per_iteration']:5.1f}x  {r['name']}")
     print("op forward+backward peak extra memory, 64 dates (MiB)")
     for r in result["memory"]:
         print(f"  K={r['K']:2d} C={r['C']:2d} {r['impl']:16s} {r['peak_extra_mb']:8,.0f}   (N*K*H fp32 {r['N*K*H_mb']:.0f}, N*K*H*C {r['N*K*H*C_mb']:.0f})")

@@ -298,6 +298,27 @@ def test_gat_layer_backends_agree_and_train(device):
     assert layer.gate.item() == 0.0
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_the_fused_projection_is_the_same_layer(backend):
+    """fused_projection: h, s_src, s_dst and the residual from one matrix product of stacked
+    weights; the same output and the same gradients for the input and every parameter, and the
+    same state_dict (checkpoints load either way)."""
+    torch.manual_seed(5)
+    plain = GATLayer(12, heads=4, head_dim=8, edge_dim=3, backend=backend)
+    fused = GATLayer(12, heads=4, head_dim=8, edge_dim=3, backend=backend, fused_projection=True)
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(45, 12, requires_grad=True)
+    _, neighbors = make_inputs(45, 1, 1, 6)
+    edge_attr = torch.randn(45, 6, 3)
+    a, b = plain(x, neighbors, edge_attr), fused(x, neighbors, edge_attr)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    upstream = torch.randn_like(a)
+    want = torch.autograd.grad(a, [x, *plain.parameters()], upstream)
+    got = torch.autograd.grad(b, [x, *fused.parameters()], upstream)
+    for name, g, w in zip(["x", *(n for n, _ in plain.named_parameters())], got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize(("edge", "deterministic"), [(True, False), (False, True)])
 def test_the_triton_op_passes_torch_librarys_checks(edge, deterministic):
     """The op is a torch.library custom op: its schema, fake (shape-only) function and autograd
