@@ -20,7 +20,8 @@ class GATLayer(nn.Module):
     :math:`\mathrm{LeakyReLU}(a_{src,h}^\top W_h x_j + a_{dst,h}^\top W_h x_i + a_{edge,h}^\top W_{e,h} e_{ik})`.
     The edge term is computed as ``edge_attr @ W_edge_logit`` with ``W_edge_logit[d, h] =
     sum_c W_e[h*C + c, d] a_edge[h, c]``: identical to projecting the edge features and dotting
-    with ``a_edge``, without the ``[N, K, H, C]`` intermediate.
+    with ``a_edge``, without the ``[N, K, H, C]`` intermediate; the fused op computes that product
+    inside its kernels (``edge_in_kernel``).
 
     Args:
         in_dim: input features per node. heads, head_dim: H and C; output is ``H*C``.
@@ -35,6 +36,12 @@ class GATLayer(nn.Module):
             GEMM and its backward, instead of two GEMMs and two reductions over ``h``). The same
             parameters and function, summed in another order; off by default until a GPU has
             timed it (the CPU showed no gain: docs/performance.md).
+        edge_in_kernel: the edge attributes and the ``[H, D]`` logit weight go to the op, which
+            computes the edge logits itself (on the GPU inside its kernels: no ``[N, K, H]`` tensor
+            written and read twice, and no GEMM before the op); ``False``: the logits as a matrix
+            product before the op. The torch backend computes the same product either way. Off by
+            default until a GPU has timed it: compiled for sm_90 its kernels need more registers
+            (forward 119 against 78, backward 151 against 96, no spills).
 
     Shapes:
         x ``[N, in_dim]``, neighbors ``[N, K]`` (-1 = padding), edge_attr ``[N, K, edge_dim]`` or None
@@ -54,10 +61,11 @@ class GATLayer(nn.Module):
         bias: bool = True,
         backend: str = "auto",
         fused_projection: bool = False,
+        edge_in_kernel: bool = False,
     ) -> None:
         super().__init__()
         self.in_dim, self.heads, self.head_dim, self.edge_dim = in_dim, heads, head_dim, edge_dim
-        self.fused_projection = fused_projection
+        self.fused_projection, self.edge_in_kernel = fused_projection, edge_in_kernel
         self.negative_slope, self.backend, self.gate_init = negative_slope, backend, gate_init
         out_dim = heads * head_dim
         self.lin = nn.Linear(in_dim, out_dim, bias=False)
@@ -90,12 +98,16 @@ class GATLayer(nn.Module):
             drop = torch.rand(neighbors.shape, device=neighbors.device) < self.edge_dropout
             neighbors = neighbors.masked_fill(drop, -1)
         h, s_src, s_dst, residual = self._project(x)  # (N, H, C), (N, H), (N, H), (N, H*C)
-        edge_logits = None
+        edge = {}
         if self.lin_edge is not None and edge_attr is not None:
             w = self.lin_edge.weight.view(self.heads, self.head_dim, self.edge_dim)  # (H, C, D)
             w_logit = (w * self.att_edge.view(self.heads, self.head_dim, 1)).sum(1)  # (H, D)
-            edge_logits = edge_attr @ w_logit.t()  # (N, K, H)
-        out = gat_attention(h, s_src, s_dst, neighbors, edge_logits, residual, self.gate, self.negative_slope, self.backend)  # (N, H*C)
+            if self.edge_in_kernel:  # the op projects the attributes itself
+                edge = {"edge_attr": edge_attr, "edge_weight": w_logit}
+            else:
+                edge = {"edge_logits": edge_attr @ w_logit.t()}  # (N, K, H)
+        out = gat_attention(h, s_src, s_dst, neighbors, edge.pop("edge_logits", None), residual, self.gate, self.negative_slope,
+                            self.backend, **edge)  # (N, H*C)  # fmt: skip
         return out + self.bias if self.bias is not None else out
 
     def _project(self, x: torch.Tensor):

@@ -28,6 +28,23 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def _check_edge_attr(edge_logits, edge_attr, edge_weight, n, k, heads) -> None:
+    if edge_attr is None:
+        if edge_weight is not None:
+            raise ValueError("edge_weight is given without edge_attr")
+        return
+    if edge_logits is not None:
+        raise ValueError("give either edge_logits or edge_attr with edge_weight, not both")
+    if edge_weight is None or edge_attr.dim() != 3 or edge_weight.dim() != 2:
+        raise ValueError("edge_attr [N, K, E] needs edge_weight [H, E]")
+    e = edge_attr.shape[-1]
+    if tuple(edge_attr.shape) != (n, k, e) or tuple(edge_weight.shape) != (heads, e):
+        raise ValueError(f"edge_attr must be [N={n}, K={k}, E] and edge_weight [H={heads}, E], "
+                         f"got {tuple(edge_attr.shape)} and {tuple(edge_weight.shape)}")  # fmt: skip
+    if edge_attr.requires_grad:
+        raise ValueError("edge_attr is data here (no gradient flows to it); pass edge_logits for a learned edge input")
+
+
 def _check(h, s_src, s_dst, neighbors, edge_logits, residual, gate) -> None:
     if h.dim() != 3:
         raise ValueError(f"h must be [N, H, C], got shape {tuple(h.shape)}")
@@ -57,6 +74,9 @@ def gat_attention(
     negative_slope: float = 0.2,
     backend: str = "auto",
     deterministic: bool | None = None,
+    *,
+    edge_attr: torch.Tensor | None = None,
+    edge_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Sparse multi-head neighbour attention with a gated residual, in one pass.
 
@@ -76,18 +96,24 @@ def gat_attention(
         deterministic: Triton's backward gathers over the reverse graph instead of adding with
             atomics, so reruns agree to the bit (``None``: when torch's deterministic algorithms
             are on, as in safe mode). The torch backend is deterministic on the CPU either way.
+        edge_attr, edge_weight: instead of ``edge_logits``, ``[N, K, E]`` attributes (data, no
+            gradient) and a ``[H, E]`` weight: ``edge_logits = edge_attr @ edge_weight.T``,
+            computed inside the Triton kernels (the backward returns the weight's gradient), so no
+            ``[N, K, H]`` tensor is written or read.
 
     Shapes:
         output ``[N, H*C]``; a row without valid neighbours aggregates to 0.
     """
     _check(h, s_src, s_dst, neighbors, edge_logits, residual, gate)
+    _check_edge_attr(edge_logits, edge_attr, edge_weight, h.shape[0], neighbors.shape[1], h.shape[1])
     if resolve_backend(backend, h.device) == "torch":
-        return gat_attention_reference(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope)
+        return gat_attention_reference(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, edge_attr, edge_weight)
     from .triton_gat import gat_attention_triton
 
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
-    return gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic)
+    return gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic,
+                                edge_attr, edge_weight)  # fmt: skip
 
 
 def to_edge_index(neighbors: torch.Tensor, edge_attr: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

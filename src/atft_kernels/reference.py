@@ -3,6 +3,7 @@
 For destination node i, head h and its K neighbour slots (``neighbors[i, k] = j``, -1 = padding):
 
     e[i, k, h]   = LeakyReLU(s_dst[i, h] + s_src[j, h] + edge_logits[i, k, h])
+                   (edge_logits[i, k, h] = sum_c edge_attr[i, k, c] edge_weight[h, c] when given so)
     alpha[i,:,h] = softmax of e[i, :, h] over the valid slots (0 on padding)
     agg[i, h, :] = sum_k alpha[i, k, h] * x[j, h, :]
     out[i]       = sigmoid(gate) * residual[i] + (1 - sigmoid(gate)) * agg[i].reshape(H * C)
@@ -27,9 +28,13 @@ def gat_attention_reference(
     residual: torch.Tensor,
     gate: torch.Tensor,
     negative_slope: float = 0.2,
+    edge_attr: torch.Tensor | None = None,
+    edge_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     n, heads, channels = h.shape
     k = neighbors.shape[1]
+    if edge_attr is not None:  # the edge term from attributes: edge_logits = edge_attr @ edge_weight^T
+        edge_logits = edge_attr @ edge_weight.t()  # (N, K, H)
     valid = neighbors >= 0  # (N, K)
     index = neighbors.clamp(min=0).reshape(-1).long()  # (N*K,)
     # s_src gathered as scalars: the backward is a 1-D index_add, ~4x cheaper on CPU than adding

@@ -27,6 +27,13 @@ The gate and residual gradients come from the same loads of G, in the destinatio
     d residual = s G;  d gate = s (1 - s) sum_i G_i . (residual_i - agg_i)
 (each program writes its rows' part of that sum; torch adds the few partial sums, in a fixed order).
 
+The edge term (constexpr EDGE): none (0); edge logits [N, K, H] read per slot (1); or edge
+attributes [N, K, E] and a weight [H, E], the logits computed in the kernels as
+sum_c a[i, k, c] w[h, c], one attribute at a time in the same order wherever they are recomputed
+(2). In mode 2 no [N, K, H] tensor is written, read or differentiated outside: the destination
+backward kernel also adds d w[h, c] = sum over its slots of d e[i, k, h] a[i, k, c], one part per
+program, which torch adds in a fixed order.
+
 Deterministic backward (``deterministic=True``, or torch's deterministic algorithms on): atomics
 add in whatever order the programs reach them, so two runs differ in the last bits. Instead the
 destination kernel only writes d e per slot, and a second kernel, one program per block of
@@ -50,8 +57,24 @@ _NEG = tl.constexpr(-1.0e30)  # masked logits: a large negative number, not -inf
 
 
 @triton.jit
-def _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
-                 HEADS: tl.constexpr, HAS_EDGE: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+def _edge_term(e, edge_ptr, w_ptr, slot, valid, heads, head_mask, vh, HEADS: tl.constexpr, EDGE: tl.constexpr,
+               E: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+    """e [BLOCK_N, BLOCK_H] plus the edge term of the slots ``slot`` [BLOCK_N]: their edge logits
+    (EDGE = 1), or their attributes times the edge weight, sum_c a[slot, c] w[h, c], added to e one
+    c at a time in the order the forward's K-tile adds them (EDGE = 2)."""
+    if EDGE == 1:
+        e += tl.load(edge_ptr + slot[:, None] * HEADS + heads[None, :], mask=vh, other=0.0).to(ACC)
+    if EDGE == 2:
+        for c in tl.static_range(E):
+            a = tl.load(edge_ptr + slot * E + c, mask=valid, other=0.0).to(ACC)  # [BLOCK_N]
+            w = tl.load(w_ptr + heads * E + c, mask=head_mask, other=0.0).to(ACC)  # [BLOCK_H]
+            e += a[:, None] * w[None, :]
+    return e
+
+
+@triton.jit
+def _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, w_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
+                 HEADS: tl.constexpr, EDGE: tl.constexpr, E: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
     """Slot k of every row of the block, all heads: (source index j, 0 on padding [BLOCK_N];
     valid [BLOCK_N]; valid per head [BLOCK_N, BLOCK_H]; pre-activation e [BLOCK_N, BLOCK_H])."""
     j = tl.load(nbr_ptr + rows * K + k, mask=row_mask, other=-1).to(tl.int64)
@@ -59,8 +82,7 @@ def _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, hea
     j = tl.where(valid, j, 0)
     vh = valid[:, None] & head_mask[None, :]
     e = s_dst + tl.load(s_src_ptr + j[:, None] * HEADS + heads[None, :], mask=vh, other=0.0).to(ACC)
-    if HAS_EDGE:
-        e += tl.load(edge_ptr + (rows * K + k)[:, None] * HEADS + heads[None, :], mask=vh, other=0.0).to(ACC)
+    e = _edge_term(e, edge_ptr, w_ptr, rows * K + k, valid, heads, head_mask, vh, HEADS, EDGE, E, ACC)
     return j, valid, vh, e
 
 
@@ -111,7 +133,8 @@ def _gat_fwd(
     s_src_ptr,  # [N, H] source attention terms
     s_dst_ptr,  # [N, H] destination attention terms
     nbr_ptr,  # [N, K] int, source index per slot, -1 = padding
-    edge_ptr,  # [N, K, H] edge logits (unused when HAS_EDGE is False)
+    edge_ptr,  # [N, K, H] edge logits (EDGE = 1), [N, K, E] edge attributes (EDGE = 2), else unused
+    w_ptr,  # [H, E] edge weight (EDGE = 2; else unused)
     res_ptr,  # [N, H*C] residual
     gate_ptr,  # [] pre-sigmoid gate
     out_ptr,  # [N, H*C] output
@@ -127,7 +150,8 @@ def _gat_fwd(
     BLOCK_H: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_K: tl.constexpr,
-    HAS_EDGE: tl.constexpr,
+    EDGE: tl.constexpr,  # 0: no edge term; 1: edge logits; 2: edge attributes x edge weight
+    E: tl.constexpr,  # edge attributes per slot (EDGE = 2)
     ACC: tl.constexpr,
 ):
     negative_slope = tl.load(slope_ptr)
@@ -140,8 +164,13 @@ def _gat_fwd(
     logits = s_dst[:, None, :] + tl.load(
         s_src_ptr + tl.where(sources >= 0, sources, 0)[:, :, None] * HEADS + heads[None, None, :], mask=live, other=0.0
     ).to(ACC)
-    if HAS_EDGE:
+    if EDGE == 1:
         logits += tl.load(edge_ptr + slots[:, :, None] * HEADS + heads[None, None, :], mask=live, other=0.0).to(ACC)
+    if EDGE == 2:  # the projection of the edge attributes, one attribute at a time (as _edge_term)
+        for c in tl.static_range(E):
+            a = tl.load(edge_ptr + slots * E + c, mask=sources >= 0, other=0.0).to(ACC)  # [BLOCK_N, BLOCK_K]
+            w = tl.load(w_ptr + heads * E + c, mask=head_mask, other=0.0).to(ACC)  # [BLOCK_H]
+            logits += a[:, :, None] * w[None, None, :]
     z = tl.where(live, _leaky_relu(logits, negative_slope), _NEG)
     m = tl.max(z, axis=1)  # [BLOCK_N, BLOCK_H]
     l = tl.sum(tl.where(live, tl.exp(z - m[:, None, :]), 0.0), axis=1)
@@ -149,8 +178,8 @@ def _gat_fwd(
     # pass 2: the weighted gather, alpha as the backward kernels recompute it (no running rescale)
     agg = tl.zeros([BLOCK_N, BLOCK_H, BLOCK_C], ACC)
     for k in range(0, K):
-        j, valid, vh, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
-                                       HEADS, HAS_EDGE, ACC)  # fmt: skip
+        j, valid, vh, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, w_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
+                                       HEADS, EDGE, E, ACC)  # fmt: skip
         alpha = _attention_weight(e, m, inv_l, vh, negative_slope)
         x = tl.load(
             h_ptr + j[:, None, None] * (HEADS * C) + feat[None, :, :],
@@ -175,7 +204,8 @@ def _gat_bwd(
     s_src_ptr,  # [N, H]
     s_dst_ptr,  # [N, H]
     nbr_ptr,  # [N, K]
-    edge_ptr,  # [N, K, H] (unused when HAS_EDGE is False)
+    edge_ptr,  # [N, K, H] edge logits (EDGE = 1), [N, K, E] edge attributes (EDGE = 2), else unused
+    w_ptr,  # [H, E] edge weight (EDGE = 2)
     gate_ptr,  # []
     gout_ptr,  # [N, H*C] upstream gradient
     res_ptr,  # [N, H*C] residual
@@ -187,7 +217,8 @@ def _gat_bwd(
     dh_ptr,  # [N, H, C] out: gradient of h (ACC dtype, zero-initialised, atomics)
     ds_src_ptr,  # [N, H] out: gradient of s_src (ACC dtype, zero-initialised, atomics)
     ds_dst_ptr,  # [N, H] out: gradient of s_dst (ACC dtype)
-    dedge_ptr,  # [N, K, H] out: gradient of edge_logits (ACC dtype)
+    dedge_ptr,  # [N, K, H] out: gradient of edge_logits, or d e of every slot for _gat_bwd_src (ACC dtype)
+    dw_ptr,  # [programs, H, E] out: this program's part of the edge weight's gradient (EDGE = 2; ACC dtype)
     slope_ptr,  # [] LeakyReLU negative slope in the ACC dtype (a float argument would be fp32)
     N,
     K,
@@ -196,7 +227,9 @@ def _gat_bwd(
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_C: tl.constexpr,
-    HAS_EDGE: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    EDGE: tl.constexpr,
+    E: tl.constexpr,
     ACC: tl.constexpr,
     SCATTER: tl.constexpr,  # False: dh and ds_src are left to _gat_bwd_src, which needs d e of every slot
 ):
@@ -219,9 +252,11 @@ def _gat_bwd(
     l = tl.load(l_ptr + rh, mask=rh_mask, other=0.0)
     inv_l = _inverse_sum(l)
     ds_dst = tl.zeros([BLOCK_N, BLOCK_H], ACC)
+    attrs = tl.arange(0, BLOCK_E)
+    dw = tl.zeros([BLOCK_H, BLOCK_E], ACC)  # d w[h, c] = sum over the block's slots of d e[h] a[c]
     for k in range(0, K):
-        j, valid, vh, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
-                                       HEADS, HAS_EDGE, ACC)  # fmt: skip
+        j, valid, vh, e = _slot_logits(nbr_ptr, s_src_ptr, edge_ptr, w_ptr, s_dst, rows, row_mask, heads, head_mask, k, K,
+                                       HEADS, EDGE, E, ACC)  # fmt: skip
         alpha = _attention_weight(e, m, inv_l, vh, negative_slope)
         xmask = valid[:, None, None] & feat_mask[None, :, :]
         xoffs = j[:, None, None] * (HEADS * C) + feat[None, :, :]
@@ -229,20 +264,28 @@ def _gat_bwd(
         dz = alpha * (tl.sum(dagg * x, axis=2) - big_d)
         de = tl.where(vh, tl.where(e > 0, dz, dz * negative_slope), 0.0)
         ds_dst += de
-        if HAS_EDGE or not SCATTER:
+        if EDGE == 2:
+            for c in tl.static_range(E):
+                a = tl.load(edge_ptr + (rows * K + k) * E + c, mask=valid, other=0.0).to(ACC)  # [BLOCK_N]
+                dw += tl.where(attrs[None, :] == c, tl.sum(de * a[:, None], axis=0)[:, None], 0.0)
+        if EDGE == 1 or not SCATTER:
             tl.store(dedge_ptr + (rows * K + k)[:, None] * HEADS + heads[None, :], de, mask=rh_mask)
         if SCATTER:
             # relaxed: nothing here reads these sums back, so no ordering is needed (red, not atom)
             tl.atomic_add(ds_src_ptr + j[:, None] * HEADS + heads[None, :], de, mask=vh, sem="relaxed")
             tl.atomic_add(dh_ptr + xoffs, alpha[:, :, None] * dagg, mask=xmask, sem="relaxed")
     tl.store(ds_dst_ptr + rh, ds_dst, mask=rh_mask)
+    if EDGE == 2:
+        part = tl.program_id(0).to(tl.int64) * (HEADS * E)
+        tl.store(dw_ptr + part + heads[:, None] * E + attrs[None, :], dw, mask=head_mask[:, None] & (attrs < E)[None, :])
 
 
 @triton.jit
 def _gat_bwd_src(
     s_src_ptr,  # [N, H]
     s_dst_ptr,  # [N, H]
-    edge_ptr,  # [N, K, H] (unused when HAS_EDGE is False)
+    edge_ptr,  # [N, K, H] edge logits (EDGE = 1), [N, K, E] edge attributes (EDGE = 2), else unused
+    w_ptr,  # [H, E] edge weight (EDGE = 2)
     gate_ptr,  # []
     gout_ptr,  # [N, H*C] upstream gradient
     m_ptr,  # [N, H] softmax max from the forward pass
@@ -260,7 +303,9 @@ def _gat_bwd_src(
     BLOCK_N: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_C: tl.constexpr,
-    HAS_EDGE: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    EDGE: tl.constexpr,
+    E: tl.constexpr,
     ACC: tl.constexpr,
 ):
     """Per block of source rows j: dh and ds_src gathered over each source's incoming slots."""
@@ -279,8 +324,7 @@ def _gat_bwd_src(
         ih = i[:, None] * HEADS + heads[None, :]
         vh = live[:, None] & head_mask[None, :]
         e = tl.load(s_dst_ptr + ih, mask=vh, other=0.0).to(ACC) + s_src  # as _slot_logits adds them
-        if HAS_EDGE:
-            e += tl.load(edge_ptr + slot[:, None] * HEADS + heads[None, :], mask=vh, other=0.0).to(ACC)
+        e = _edge_term(e, edge_ptr, w_ptr, slot, live, heads, head_mask, vh, HEADS, EDGE, E, ACC)
         m, l = tl.load(m_ptr + ih, mask=vh, other=0.0), tl.load(l_ptr + ih, mask=vh, other=0.0)
         alpha = _attention_weight(e, m, _inverse_sum(l), vh, negative_slope)
         gmask = live[:, None, None] & feat_mask[None, :, :]
@@ -341,18 +385,29 @@ def _acc_dtype(dtype: torch.dtype):
 # what capturing a training step whole (CUDA graphs, mode="reduce-overhead") needs.
 
 
+def _edge_inputs(edge_logits, edge_attr, edge_weight, placeholder):
+    """(EDGE mode, the edge pointer's tensor, the weight's, E): 1 with edge logits, 2 with
+    attributes and a weight, 0 without an edge term (placeholder pointers where unused)."""
+    if edge_attr is not None:
+        return 2, edge_attr.contiguous(), edge_weight.contiguous(), edge_attr.shape[-1]
+    if edge_logits is not None:
+        return 1, edge_logits.contiguous(), placeholder, 1
+    return 0, placeholder, placeholder, 1
+
+
 @torch.library.custom_op("atft::gat_attention_fwd", mutates_args=())
 def _forward(
     h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, neighbors: torch.Tensor, edge_logits: torch.Tensor | None,
     residual: torch.Tensor, gate: torch.Tensor, negative_slope: float, deterministic: bool,
+    edge_attr: torch.Tensor | None = None, edge_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (out [N, H*C], and for the backward pass agg [N, H*C], m and l [N, H] in the ACC dtype).
-    ``deterministic`` is only read by the backward pass."""
+    ``deterministic`` is only read by the backward pass. The edge term: ``edge_logits`` [N, K, H],
+    or ``edge_attr`` [N, K, E] with ``edge_weight`` [H, E], projected inside the kernels."""
     n, heads, channels = h.shape
     acc_torch = _acc_torch(h.dtype)
     h, s_src, s_dst, neighbors, residual = (t.contiguous() for t in (h, s_src, s_dst, neighbors, residual))
-    has_edge = edge_logits is not None
-    edge = edge_logits.contiguous() if has_edge else s_dst  # a placeholder pointer when absent
+    mode, edge, weight, n_attr = _edge_inputs(edge_logits, edge_attr, edge_weight, s_dst)
     slope = torch.full((), negative_slope, device=h.device, dtype=acc_torch)
     out = torch.empty((n, heads * channels), device=h.device, dtype=residual.dtype)
     agg = torch.empty((n, heads * channels), device=h.device, dtype=acc_torch)
@@ -363,16 +418,16 @@ def _forward(
     block_n = _forward_rows(block_n, block_h, block_k)
     if n > 0:
         _gat_fwd[(triton.cdiv(n, block_n),)](
-            h, s_src, s_dst, neighbors, edge, residual, gate.reshape(()).contiguous(), out, agg, m, l, slope,
+            h, s_src, s_dst, neighbors, edge, weight, residual, gate.reshape(()).contiguous(), out, agg, m, l, slope,
             n, neighbors.shape[1],
-            HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, BLOCK_K=block_k, HAS_EDGE=has_edge,
+            HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, BLOCK_K=block_k, EDGE=mode, E=n_attr,
             ACC=_acc_dtype(h.dtype), num_warps=warps,
         )  # fmt: skip
     return out, agg, m, l
 
 
 @_forward.register_fake
-def _(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic):
+def _(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic, edge_attr=None, edge_weight=None):
     n, heads, channels = h.shape
     acc_torch = _acc_torch(h.dtype)
     agg = h.new_empty((n, heads * channels), dtype=acc_torch)
@@ -383,15 +438,16 @@ def _(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, d
 def _backward(
     grad_out: torch.Tensor, h: torch.Tensor, s_src: torch.Tensor, s_dst: torch.Tensor, neighbors: torch.Tensor,
     edge_logits: torch.Tensor | None, residual: torch.Tensor, gate: torch.Tensor, agg: torch.Tensor, m: torch.Tensor,
-    l: torch.Tensor, negative_slope: float, deterministic: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> gradients of (h, s_src, s_dst, edge_logits (empty without them), residual, gate)."""
+    l: torch.Tensor, negative_slope: float, deterministic: bool, edge_attr: torch.Tensor | None = None,
+    edge_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> gradients of (h, s_src, s_dst, edge_logits (empty without them), residual, gate,
+    edge_weight (empty without it)). ``edge_attr`` is data: no gradient."""
     n, heads, channels = h.shape
     k = neighbors.shape[1]
     h, s_src, s_dst, neighbors, residual = (t.contiguous() for t in (h, s_src, s_dst, neighbors, residual))
     grad_out = grad_out.contiguous()
-    has_edge = edge_logits is not None
-    edge = edge_logits.contiguous() if has_edge else s_dst
+    mode, edge, weight, n_attr = _edge_inputs(edge_logits, edge_attr, edge_weight, s_dst)
     gate_shape, gate = gate.shape, gate.reshape(()).contiguous()
     acc_torch = agg.dtype
     slope = torch.full((), negative_slope, device=h.device, dtype=acc_torch)
@@ -399,54 +455,69 @@ def _backward(
     dh = (torch.empty if gather else torch.zeros)(h.shape, device=h.device, dtype=acc_torch)
     ds_src = (torch.empty if gather else torch.zeros)((n, heads), device=h.device, dtype=acc_torch)
     ds_dst = torch.empty((n, heads), device=h.device, dtype=acc_torch)
-    dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if has_edge or gather else ds_dst
+    dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if mode == 1 or gather else ds_dst
     d_residual = torch.empty_like(residual)
     block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
-    d_gate_parts = torch.empty((triton.cdiv(n, block_n),), device=h.device, dtype=acc_torch)  # one per program
+    programs = triton.cdiv(n, block_n)
+    d_gate_parts = torch.empty((programs,), device=h.device, dtype=acc_torch)  # one per program
+    d_weight_parts = torch.empty((programs, heads, n_attr) if mode == 2 else (1,), device=h.device, dtype=acc_torch)
     if n > 0:
-        sizes = dict(HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c, HAS_EDGE=has_edge,
-                     ACC=_acc_dtype(h.dtype), num_warps=warps)  # fmt: skip
-        _gat_bwd[(triton.cdiv(n, block_n),)](
-            h, s_src, s_dst, neighbors, edge, gate, grad_out, residual, agg, m, l, d_residual, d_gate_parts,
-            dh, ds_src, ds_dst, dedge, slope, n, k,
+        sizes = dict(HEADS=heads, C=channels, BLOCK_N=block_n, BLOCK_H=block_h, BLOCK_C=block_c,
+                     BLOCK_E=triton.next_power_of_2(n_attr), EDGE=mode, E=n_attr, ACC=_acc_dtype(h.dtype), num_warps=warps)  # fmt: skip
+        _gat_bwd[(programs,)](
+            h, s_src, s_dst, neighbors, edge, weight, gate, grad_out, residual, agg, m, l, d_residual, d_gate_parts,
+            dh, ds_src, ds_dst, dedge, d_weight_parts, slope, n, k,
             SCATTER=not gather, **sizes,
         )  # fmt: skip
         if gather:
             rev_ptr, rev_slot = reverse_graph(neighbors)
-            _gat_bwd_src[(triton.cdiv(n, block_n),)](
-                s_src, s_dst, edge, gate, grad_out, m, l, dedge, rev_ptr, rev_slot, dh, ds_src, slope, n, k, **sizes
+            _gat_bwd_src[(programs,)](
+                s_src, s_dst, edge, weight, gate, grad_out, m, l, dedge, rev_ptr, rev_slot, dh, ds_src, slope, n, k, **sizes
             )  # fmt: skip
     s = torch.sigmoid(gate.to(acc_torch))
     d_gate = (s * (1 - s) * d_gate_parts.sum()).to(gate.dtype).reshape(gate_shape)
-    d_edge = dedge.to(edge_logits.dtype) if has_edge else h.new_empty((0,))
-    return dh.to(h.dtype), ds_src.to(s_src.dtype), ds_dst.to(s_dst.dtype), d_edge, d_residual, d_gate
+    d_edge = dedge.to(edge_logits.dtype) if mode == 1 else h.new_empty((0,))
+    if mode == 2:  # the programs' parts, added in a fixed order
+        d_weight = (d_weight_parts.sum(0) if n > 0 else torch.zeros_like(edge_weight, dtype=acc_torch)).to(edge_weight.dtype)
+    else:
+        d_weight = h.new_empty((0,))
+    return dh.to(h.dtype), ds_src.to(s_src.dtype), ds_dst.to(s_dst.dtype), d_edge, d_residual, d_gate, d_weight
 
 
 @_backward.register_fake
-def _(grad_out, h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l, negative_slope, deterministic):
+def _(grad_out, h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l, negative_slope, deterministic,
+      edge_attr=None, edge_weight=None):  # fmt: skip
     d_edge = torch.empty_like(edge_logits) if edge_logits is not None else h.new_empty((0,))
-    return torch.empty_like(h), torch.empty_like(s_src), torch.empty_like(s_dst), d_edge, torch.empty_like(residual), torch.empty_like(gate)
+    d_weight = torch.empty_like(edge_weight) if edge_attr is not None else h.new_empty((0,))
+    return (torch.empty_like(h), torch.empty_like(s_src), torch.empty_like(s_dst), d_edge, torch.empty_like(residual),
+            torch.empty_like(gate), d_weight)  # fmt: skip
 
 
 def _setup_context(ctx, inputs, output):
-    h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic = inputs
+    h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope, deterministic, edge_attr, edge_weight = inputs
     _, agg, m, l = output
-    ctx.save_for_backward(h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l)
+    ctx.save_for_backward(h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l, edge_attr, edge_weight)
     ctx.negative_slope, ctx.deterministic = negative_slope, deterministic
 
 
 def _gradients(ctx, grad_out, _agg, _m, _l):
-    h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l = ctx.saved_tensors
-    dh, ds_src, ds_dst, d_edge, d_residual, d_gate = _backward(
-        grad_out, h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l, ctx.negative_slope, ctx.deterministic
-    )
-    return dh, ds_src, ds_dst, None, d_edge if edge_logits is not None else None, d_residual, d_gate, None, None
+    h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l, edge_attr, edge_weight = ctx.saved_tensors
+    dh, ds_src, ds_dst, d_edge, d_residual, d_gate, d_weight = _backward(
+        grad_out, h, s_src, s_dst, neighbors, edge_logits, residual, gate, agg, m, l, ctx.negative_slope, ctx.deterministic,
+        edge_attr, edge_weight,
+    )  # fmt: skip
+    return (dh, ds_src, ds_dst, None, d_edge if edge_logits is not None else None, d_residual, d_gate, None, None,
+            None, d_weight if edge_attr is not None else None)  # fmt: skip
 
 
 _forward.register_autograd(_gradients, setup_context=_setup_context)
 
 
-def gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope=0.2, deterministic=False):
+def gat_attention_triton(h, s_src, s_dst, neighbors, edge_logits, residual, gate, negative_slope=0.2, deterministic=False,
+                         edge_attr=None, edge_weight=None):  # fmt: skip
     """The fused op; same signature and result as ``reference.gat_attention_reference``.
-    ``deterministic``: the backward gathers over the reverse graph (the same bits every run)."""
-    return _forward(h, s_src, s_dst, neighbors, edge_logits, residual, gate, float(negative_slope), bool(deterministic))[0]
+    ``deterministic``: the backward gathers over the reverse graph (the same bits every run).
+    ``edge_attr`` [N, K, E] with ``edge_weight`` [H, E] instead of ``edge_logits``: the kernels
+    compute the edge logits themselves (no [N, K, H] tensor and no GEMM before them)."""
+    return _forward(h, s_src, s_dst, neighbors, edge_logits, residual, gate, float(negative_slope), bool(deterministic),
+                    edge_attr, edge_weight)[0]  # fmt: skip

@@ -11,8 +11,9 @@ reference and PyG's GATConv measured in the same run. Needs CUDA.
 3. Time (triton.testing.do_bench, median of CUDA-event timings): the op forward and
    forward+backward, each backend; and the whole layer (projection, edge term, attention, gated
    residual) against PyG's GATConv on the same graph, at 1, 8 (a training step) and 64 dates, the
-   Triton layer also replayed from CUDA graphs (``torch.cuda.make_graphed_callables``) and with its
-   four projections as one GEMM (``fused_projection``); then a torch.profiler table of the Triton
+   Triton layer also replayed from CUDA graphs (``torch.cuda.make_graphed_callables``), with its
+   four projections as one GEMM (``fused_projection``), with the edge logits computed inside the
+   kernels (``edge_in_kernel``) and with both; then a torch.profiler table of the Triton
    layer's kernels at 64 dates, to show where the layer's time beyond the op goes. Achieved
    GB/s counts the fewest bytes the op must move (each input read once, each output written once),
    against the measured copy ceiling.
@@ -183,9 +184,15 @@ def layer_timing(dates: int, backends: list[str]) -> dict:
     for backend in backends:
         layer = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend).to(DEVICE)
         layers[f"gatlayer_{backend}"] = lambda layer=layer: layer(x, neighbors, edge_attr)
-        if backend == "triton":  # h, s_src, s_dst and the residual from one GEMM
-            fused = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend, fused_projection=True).to(DEVICE)
-            layers["gatlayer_triton_fused_projection"] = lambda fused=fused: fused(x, neighbors, edge_attr)
+        if backend == "triton":  # h, s_src, s_dst and the residual from one GEMM; the edge logits inside the kernels; both
+            for name, options in {"fused_projection": {"fused_projection": True}, "edge_in_kernel": {"edge_in_kernel": True},
+                                  "both": {"fused_projection": True, "edge_in_kernel": True}}.items():  # fmt: skip
+                variant = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend, **options).to(DEVICE)
+                layers[f"gatlayer_triton_{name}"] = lambda variant=variant: variant(x, neighbors, edge_attr)
+            attr7 = torch.randn(n, K, 7, device=DEVICE)  # the model's 7 edge attributes: more bytes per slot than H = 4 logits
+            for name, inside in (("e7", False), ("edge_in_kernel_e7", True)):
+                variant = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=7, backend=backend, edge_in_kernel=inside).to(DEVICE)
+                layers[f"gatlayer_triton_{name}"] = lambda variant=variant: variant(x, neighbors, attr7)
         if DEVICE == "cuda" and backend == "triton":  # forward and backward each replayed from a CUDA graph
             graphed = torch.cuda.make_graphed_callables(layer, (x, neighbors, edge_attr))
             layers["gatlayer_triton_cuda_graph"] = lambda graphed=graphed: graphed(x, neighbors, edge_attr)

@@ -30,16 +30,20 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from atft_kernels import triton_gat  # noqa: E402
 
-ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dgate_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "de_ptr", "slope_ptr"}  # fp32, fp64 for fp64
+ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dgate_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "de_ptr", "dw_ptr", "slope_ptr"}  # fp32, fp64 for fp64
 INDEX = {"nbr_ptr", "rev_ptr", "rev_slot_ptr"}  # int64
 K = 20  # neighbour slots: the default graph's k (the forward's K-tile is next_power_of_2(K) wide)
+E = 7  # edge attributes per slot when the kernels project them (the default graph's 7)
 
 
-def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, scatter: bool = True, arch: int = 90) -> dict:
+def compile_kernel(fn, dtype: str, heads: int, channels: int, edge: int, scatter: bool = True, arch: int = 90) -> dict:
+    """``edge``: 0 no edge term, 1 edge logits, 2 edge attributes projected in the kernel."""
     block_n, block_h, block_c, warps = triton_gat._launch_config(1 << 20, heads, channels)
     acc = "fp64" if dtype == "fp64" else "fp32"
     consts = {"HEADS": heads, "C": channels, "BLOCK_N": block_n, "BLOCK_H": block_h, "BLOCK_C": block_c,
-              "HAS_EDGE": has_edge, "ACC": tl.float64 if acc == "fp64" else tl.float32}  # fmt: skip
+              "EDGE": edge, "E": E if edge == 2 else 1, "ACC": tl.float64 if acc == "fp64" else tl.float32}  # fmt: skip
+    if "BLOCK_E" in fn.arg_names:
+        consts["BLOCK_E"] = triton.next_power_of_2(consts["E"])
     if "SCATTER" in fn.arg_names:
         consts["SCATTER"] = scatter
     if "BLOCK_K" in fn.arg_names:  # the forward: its own row block, as the op launches it
@@ -73,7 +77,7 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, sc
     for op in re.findall(r"\b((?:ld|st|red|atom)\.global[\w.]*)", ptx):
         ops[op] = ops.get(op, 0) + 1
     return {
-        "kernel": fn.__name__, "dtype": dtype, "heads": heads, "channels": channels, "has_edge": has_edge, "scatter": scatter,
+        "kernel": fn.__name__, "dtype": dtype, "heads": heads, "channels": channels, "has_edge": edge == 1, "edge": edge, "scatter": scatter,
         "target": target, "block_n": block_n, "num_warps": warps,
         "registers": number(r"Used (\d+) registers"), "spill_stores": number(r"(\d+) bytes spill stores"),
         "spill_loads": number(r"(\d+) bytes spill loads"), "stack_frame": number(r"(\d+) bytes stack frame"),
@@ -82,12 +86,13 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, has_edge: bool, sc
 
 
 def main() -> None:
-    cases = [("fp32", 4, 16, True), ("fp32", 4, 16, False), ("bf16", 4, 16, True), ("fp64", 4, 16, True), ("fp32", 3, 5, True)]
+    cases = [("fp32", 4, 16, 1), ("fp32", 4, 16, 0), ("bf16", 4, 16, 1), ("fp64", 4, 16, 1), ("fp32", 3, 5, 1),
+             ("fp32", 4, 16, 2), ("bf16", 4, 16, 2)]  # 2: edge attributes projected in the kernels
     kernels = [(triton_gat._gat_fwd, True), (triton_gat._gat_bwd, True),  # the atomic backward
                (triton_gat._gat_bwd, False), (triton_gat._gat_bwd_src, False)]  # the deterministic one  # fmt: skip
-    for dtype, heads, channels, has_edge in cases:
+    for dtype, heads, channels, edge in cases:
         for fn, scatter in kernels:
-            print(json.dumps(compile_kernel(fn, dtype, heads, channels, has_edge, scatter)), flush=True)
+            print(json.dumps(compile_kernel(fn, dtype, heads, channels, edge, scatter)), flush=True)
 
 
 if __name__ == "__main__":

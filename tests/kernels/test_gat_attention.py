@@ -298,6 +298,71 @@ def test_gat_layer_backends_agree_and_train(device):
     assert layer.gate.item() == 0.0
 
 
+def _edge_attr_inputs(n, heads, channels, k, e, dtype, device, seed=0):
+    inputs, neighbors = make_inputs(n, heads, channels, k, dtype=dtype, device=device, edge=False, seed=seed, empty_rows=(2,))
+    g = torch.Generator().manual_seed(seed + 1)
+    inputs["edge_attr"] = torch.randn(n, k, e, generator=g).to(device=device, dtype=dtype)  # data: no gradient
+    inputs["edge_weight"] = torch.randn(heads, e, generator=g).to(device=device, dtype=dtype).requires_grad_()
+    return inputs, neighbors
+
+
+def _run_attr(inputs, neighbors, backend, deterministic=None):
+    return gat_attention(inputs["h"], inputs["s_src"], inputs["s_dst"], neighbors, None, inputs["residual"], inputs["gate"], 0.2,
+                         backend, deterministic, edge_attr=inputs["edge_attr"], edge_weight=inputs["edge_weight"])  # fmt: skip
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize(("heads", "channels", "e"), [(3, 5, 7), (4, 16, 3), (1, 6, 1)])
+def test_edge_attributes_projected_inside_the_kernels(device, dtype, deterministic, heads, channels, e):
+    """edge_attr [N, K, E] with edge_weight [H, E]: the kernels compute the edge logits themselves;
+    output and every gradient (the weight's included) equal the reference's product-then-op."""
+    inputs, neighbors = _edge_attr_inputs(45, heads, channels, 6, e, dtype, device)
+    ref, tri = _run_attr(inputs, neighbors, "torch"), _run_attr(inputs, neighbors, "triton", deterministic)
+    atol, rtol = TOL[dtype]
+    torch.testing.assert_close(tri, ref, atol=atol, rtol=rtol)
+    names = ["h", "s_src", "s_dst", "residual", "gate", "edge_weight"]
+    upstream = torch.randn_like(ref)
+    want = torch.autograd.grad(ref, [inputs[n] for n in names], upstream)
+    got = torch.autograd.grad(tri, [inputs[n] for n in names], upstream)
+    for name, g, w in zip(names, got, want):
+        torch.testing.assert_close(g, w, atol=atol * 10, rtol=rtol * 10, msg=lambda m: f"d{name}: {m}")
+    if deterministic:  # the weight's gradient too: per-program parts added in a fixed order
+        again = torch.autograd.grad(_run_attr(inputs, neighbors, "triton", True), [inputs[n] for n in names], upstream)
+        assert all(torch.equal(a, b) for a, b in zip(again, got))
+
+
+def test_edge_attributes_are_checked():
+    inputs, neighbors = _edge_attr_inputs(10, 2, 3, 4, 5, torch.float32, "cpu")
+    args = [inputs[n] for n in ("h", "s_src", "s_dst")]
+    rest = (inputs["residual"], inputs["gate"])
+    with pytest.raises(ValueError, match="either edge_logits or edge_attr"):
+        gat_attention(*args, neighbors, torch.zeros(10, 4, 2), *rest, edge_attr=inputs["edge_attr"], edge_weight=inputs["edge_weight"])
+    with pytest.raises(ValueError, match=r"edge_weight \[H=2, E\]"):
+        gat_attention(*args, neighbors, None, *rest, edge_attr=inputs["edge_attr"], edge_weight=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="edge_attr is data"):
+        gat_attention(*args, neighbors, None, *rest, edge_attr=inputs["edge_attr"].requires_grad_(), edge_weight=inputs["edge_weight"])
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_the_edge_term_in_the_kernel_is_the_same_layer(backend):
+    torch.manual_seed(6)
+    inside = GATLayer(12, heads=4, head_dim=8, edge_dim=7, backend=backend, edge_in_kernel=True)
+    before = GATLayer(12, heads=4, head_dim=8, edge_dim=7, backend=backend)
+    before.load_state_dict(inside.state_dict())
+    x = torch.randn(45, 12, requires_grad=True)
+    _, neighbors = make_inputs(45, 1, 1, 6)
+    edge_attr = torch.randn(45, 6, 7)
+    a, b = before(x, neighbors, edge_attr), inside(x, neighbors, edge_attr)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    upstream = torch.randn_like(a)
+    want = torch.autograd.grad(a, [x, *before.parameters()], upstream)
+    got = torch.autograd.grad(b, [x, *inside.parameters()], upstream)
+    for name, g, w in zip(["x", *(n for n, _ in before.named_parameters())], got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_the_fused_projection_is_the_same_layer(backend):
     """fused_projection: h, s_src, s_dst and the residual from one matrix product of stacked
@@ -328,6 +393,15 @@ def test_the_triton_op_passes_torch_librarys_checks(edge, deterministic):
     inputs, neighbors = make_inputs(37, 3, 5, 6, edge=edge)
     args = [inputs[n] for n in ("h", "s_src", "s_dst")] + [neighbors, inputs["edge_logits"], inputs["residual"], inputs["gate"]]
     torch.library.opcheck(triton_gat._forward, (*args, 0.2, deterministic))
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_the_triton_op_with_edge_attributes_passes_torch_librarys_checks(deterministic):
+    from atft_kernels import triton_gat
+
+    inputs, neighbors = _edge_attr_inputs(37, 3, 5, 6, 7, torch.float32, "cpu")
+    args = [inputs[n] for n in ("h", "s_src", "s_dst")] + [neighbors, None, inputs["residual"], inputs["gate"]]
+    torch.library.opcheck(triton_gat._forward, (*args, 0.2, deterministic, inputs["edge_attr"], inputs["edge_weight"]))
 
 
 def test_torch_compile_traces_a_layer_on_the_triton_op_whole():
