@@ -47,6 +47,7 @@ program loops over its in-degree instead).
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -361,6 +362,22 @@ def _launch_config(n: int, heads: int, channels: int) -> tuple[int, int, int, in
     return max(2, min(32, 2048 // (block_h * block_c))), block_h, block_c, 4
 
 
+def _filled_rows(n: int, block_n: int, sms: int | None) -> int:
+    """The row block halved (down to 2) while the grid has fewer than two programs per SM: at one
+    date (3,800 rows) 32-row programs would leave 13 of an H200's 132 SMs without one (119
+    programs). ``sms``: the GPU's SM count (None: no change, e.g. under the interpreter)."""
+    while sms and block_n > 2 and triton.cdiv(n, block_n) < 2 * sms:
+        block_n //= 2
+    return block_n
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int | None:
+    if device.type != "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
+        return None
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def _forward_rows(block_n: int, block_h: int, block_k: int) -> int:
     """The forward's BLOCK_N: its K-tile holds BLOCK_N x BLOCK_K x BLOCK_H logits, which on a GPU
     stay within 1,024 (8 rows at K = 20 and 4 heads) to keep the registers near the backward's."""
@@ -415,7 +432,7 @@ def _forward(
     l = torch.empty((n, heads), device=h.device, dtype=acc_torch)
     block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
     block_k = triton.next_power_of_2(max(neighbors.shape[1], 1))
-    block_n = _forward_rows(block_n, block_h, block_k)
+    block_n = _filled_rows(n, _forward_rows(block_n, block_h, block_k), _sm_count(h.device))
     if n > 0:
         _gat_fwd[(triton.cdiv(n, block_n),)](
             h, s_src, s_dst, neighbors, edge, weight, residual, gate.reshape(()).contiguous(), out, agg, m, l, slope,
@@ -458,6 +475,7 @@ def _backward(
     dedge = torch.empty((n, k, heads), device=h.device, dtype=acc_torch) if mode == 1 or gather else ds_dst
     d_residual = torch.empty_like(residual)
     block_n, block_h, block_c, warps = _launch_config(n, heads, channels)
+    block_n = _filled_rows(n, block_n, _sm_count(h.device))
     programs = triton.cdiv(n, block_n)
     d_gate_parts = torch.empty((programs,), device=h.device, dtype=acc_torch)  # one per program
     d_weight_parts = torch.empty((programs, heads, n_attr) if mode == 2 else (1,), device=h.device, dtype=acc_torch)

@@ -36,8 +36,10 @@ K = 20  # neighbour slots: the default graph's k (the forward's K-tile is next_p
 E = 7  # edge attributes per slot when the kernels project them (the default graph's 7)
 
 
-def compile_kernel(fn, dtype: str, heads: int, channels: int, edge: int, scatter: bool = True, arch: int = 90) -> dict:
-    """``edge``: 0 no edge term, 1 edge logits, 2 edge attributes projected in the kernel."""
+def compile_kernel(fn, dtype: str, heads: int, channels: int, edge: int, scatter: bool = True, arch: int = 90,
+                   neighbors: str = "i64") -> dict:  # fmt: skip
+    """``edge``: 0 no edge term, 1 edge logits, 2 edge attributes projected in the kernel;
+    ``neighbors``: the neighbour lists' index type (training's resident batches are int32)."""
     block_n, block_h, block_c, warps = triton_gat._launch_config(1 << 20, heads, channels)
     acc = "fp64" if dtype == "fp64" else "fp32"
     consts = {"HEADS": heads, "C": channels, "BLOCK_N": block_n, "BLOCK_H": block_h, "BLOCK_C": block_c,
@@ -55,6 +57,8 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, edge: int, scatter
             signature[name] = "constexpr"
         elif name in ("N", "K"):
             signature[name] = "i32"
+        elif name == "nbr_ptr":
+            signature[name] = f"*{neighbors}"
         elif name in INDEX:
             signature[name] = "*i64"
         else:
@@ -77,7 +81,7 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, edge: int, scatter
     for op in re.findall(r"\b((?:ld|st|red|atom)\.global[\w.]*)", ptx):
         ops[op] = ops.get(op, 0) + 1
     return {
-        "kernel": fn.__name__, "dtype": dtype, "heads": heads, "channels": channels, "has_edge": edge == 1, "edge": edge, "scatter": scatter,
+        "kernel": fn.__name__, "dtype": dtype, "heads": heads, "channels": channels, "has_edge": edge == 1, "edge": edge, "scatter": scatter, "neighbors": neighbors,
         "target": target, "block_n": block_n, "num_warps": warps,
         "registers": number(r"Used (\d+) registers"), "spill_stores": number(r"(\d+) bytes spill stores"),
         "spill_loads": number(r"(\d+) bytes spill loads"), "stack_frame": number(r"(\d+) bytes stack frame"),
@@ -86,13 +90,14 @@ def compile_kernel(fn, dtype: str, heads: int, channels: int, edge: int, scatter
 
 
 def main() -> None:
-    cases = [("fp32", 4, 16, 1), ("fp32", 4, 16, 0), ("bf16", 4, 16, 1), ("fp64", 4, 16, 1), ("fp32", 3, 5, 1),
-             ("fp32", 4, 16, 2), ("bf16", 4, 16, 2)]  # 2: edge attributes projected in the kernels
+    cases = [("fp32", 4, 16, 1, "i64"), ("fp32", 4, 16, 0, "i64"), ("bf16", 4, 16, 1, "i64"), ("fp64", 4, 16, 1, "i64"),
+             ("fp32", 3, 5, 1, "i64"), ("fp32", 4, 16, 2, "i64"), ("bf16", 4, 16, 2, "i64"),  # 2: edge attributes projected in the kernels
+             ("bf16", 4, 16, 1, "i32")]  # int32 neighbour lists, as training's resident batches  # fmt: skip
     kernels = [(triton_gat._gat_fwd, True), (triton_gat._gat_bwd, True),  # the atomic backward
                (triton_gat._gat_bwd, False), (triton_gat._gat_bwd_src, False)]  # the deterministic one  # fmt: skip
-    for dtype, heads, channels, edge in cases:
+    for dtype, heads, channels, edge, index in cases:
         for fn, scatter in kernels:
-            print(json.dumps(compile_kernel(fn, dtype, heads, channels, edge, scatter)), flush=True)
+            print(json.dumps(compile_kernel(fn, dtype, heads, channels, edge, scatter, neighbors=index)), flush=True)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,21 @@ def test_triton_matches_reference(device, n, heads, channels, k):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_int32_neighbour_lists_give_the_int64_results(device, deterministic):
+    """Training's resident batches hold int32 neighbour lists (half the bytes): the same output and
+    gradients as int64, both backends."""
+    inputs, neighbors = make_inputs(50, 2, 8, 6, device=device, empty_rows=(0,))
+    upstream = torch.randn(50, 16, device=device)
+    for backend in ("torch", "triton"):
+        wide = _run(inputs, neighbors, backend, deterministic=deterministic)
+        narrow = _run(inputs, neighbors.to(torch.int32), backend, deterministic=deterministic)
+        torch.testing.assert_close(narrow, wide, rtol=0, atol=0)
+        for a, b in zip(_grads(narrow, inputs, upstream).values(), _grads(wide, inputs, upstream).values()):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("slope", [0.0, 0.01, 0.5])
 def test_leaky_relu_slopes_other_than_the_default(device, slope):
     inputs, neighbors, ref, _ = _compare(40, 2, 4, 6, device=device, slope=slope)
@@ -453,3 +468,14 @@ def test_edge_dropout_only_in_training():
     torch.testing.assert_close(all_dropped, expected)
     layer.eval()
     assert not torch.allclose(layer(x, neighbors, edge_attr), expected)
+
+
+def test_small_graphs_get_smaller_row_blocks_to_fill_the_gpu():
+    """At one date (3,800 rows) the backward's 32-row programs would number 119 on an H200's 132
+    SMs; the row block halves until there are two programs per SM. Large graphs keep their block."""
+    from atft_kernels.triton_gat import _filled_rows
+
+    assert _filled_rows(3800, 32, 132) == 8  # 475 programs
+    assert _filled_rows(3800, 8, 132) == 8
+    assert _filled_rows(64 * 3800, 32, 132) == 32 and _filled_rows(8 * 3800, 32, 132) == 32
+    assert _filled_rows(10, 32, 132) == 2 and _filled_rows(3800, 32, None) == 32

@@ -233,8 +233,9 @@ def test_resident_batches_equal_the_dataloader_batches(prepared):
     assert len(got) == len(want) == 3
     assert [d for b in got for d in b.dates] != list(arrays.dates[idx])  # shuffled, and alike below
     for g, w in zip(got, want):
-        for field in ("x", "market", "date_of_node", "neighbors", "edge_attr"):
+        for field in ("x", "market", "date_of_node", "edge_attr"):
             assert torch.equal(getattr(g, field), getattr(w, field)), field
+        assert g.neighbors.dtype == torch.int32 and torch.equal(g.neighbors.long(), w.neighbors)  # int32 on the device
         for h in w.targets:
             torch.testing.assert_close(g.targets[h], w.targets[h], rtol=0, atol=0, equal_nan=True)
         assert g.dates == w.dates and all(np.array_equal(a, b) for a, b in zip(g.codes, w.codes))

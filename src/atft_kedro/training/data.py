@@ -124,7 +124,7 @@ class Batch:
     x: torch.Tensor  # [N, T, F]
     market: torch.Tensor  # [D, T, M]
     date_of_node: torch.Tensor  # [N] int64 in 0..D-1
-    neighbors: torch.Tensor  # [N, K] int64, block-diagonal over the batch's dates
+    neighbors: torch.Tensor  # [N, K] int64 (int32 from ResidentDates), block-diagonal over the batch's dates
     edge_attr: torch.Tensor  # [N, K, E]
     targets: dict[str, torch.Tensor]  # "1d" -> [N]
     dates: list  # [D] numpy datetime64 (NaT for a padding date)
@@ -185,7 +185,7 @@ class ResidentDates:
     memory (about 28 MB a date on the full synthetic market) and the GPU waits for it. Here the
     features, targets and market context, and the graphs' neighbour lists and edge attributes, are
     uploaded once, and ``batch`` builds on the device exactly what ``collate_dates`` builds from
-    ``DateDataset`` items (tests compare the two).
+    ``DateDataset`` items (tests compare the two), but for the neighbour lists' dtype: int32 here.
     """
 
     def __init__(self, arrays: TrainingArrays, graphs: GraphSet, window: int, device: torch.device):
@@ -195,14 +195,14 @@ class ResidentDates:
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             upload = lambda a, dtype=None: torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)).to(device)  # noqa: E731
             self.features, self.targets, self.market = upload(arrays.features), upload(arrays.targets), upload(arrays.market)
-            # as GraphSet.graph hands them out: int64 neighbours, float32 attributes
-            self.neighbors, self.edge_attr = upload(graphs.neighbors, np.int64), upload(graphs.edge_attr, np.float32)
+            # int32 neighbours (as stored; the fused op reads int32 indices: half the bytes of int64), float32 attributes
+            self.neighbors, self.edge_attr = upload(graphs.neighbors, np.int32), upload(graphs.edge_attr, np.float32)
         self._rows: dict[int, tuple[int, int]] = {}
 
     @staticmethod
     def nbytes(arrays: TrainingArrays, graphs: GraphSet) -> int:
         slots = int(np.prod(graphs.neighbors.shape))
-        return arrays.features.nbytes + arrays.targets.nbytes + arrays.market.nbytes + slots * 8 + slots * graphs.edge_attr.shape[-1] * 4
+        return arrays.features.nbytes + arrays.targets.nbytes + arrays.market.nbytes + slots * 4 + slots * graphs.edge_attr.shape[-1] * 4
 
     def _graph_rows(self, t: int, members: np.ndarray) -> tuple[int, int]:
         """Date t's rows of the resident graph arrays (its stocks checked against the model input's once)."""
