@@ -124,3 +124,33 @@ def test_cuda_graph_steps_train_as_eager_steps_on_cuda(prepared, tmp_path, caplo
         for name in a[key]:
             torch.testing.assert_close(b[key][name], a[key][name], rtol=2e-2, atol=2e-3, msg=f"{key} {name}")
     assert np.allclose([r["train_loss"] for r in graphed], [r["train_loss"] for r in eager], rtol=2e-2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="counts CUDA synchronisations")
+@pytest.mark.parametrize("capture", [False, True])
+def test_device_steps_never_synchronise_on_cuda(prepared, capture):
+    """torch's sync debug mode raises on anything that makes the host wait for the device (a value
+    read back, a data-sized op, a scalar taken from a tensor inside an op's arguments): none in a
+    step, eager or replayed from a CUDA graph."""
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    cfg = small_config(mode="optimized", dates_per_batch=2)
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = build_model(arrays, graphs, cfg, 2, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=True, capturable=capture)
+    step = DeviceStep(model, optimizer, WeightAverage(model, cfg.ema_decay), cfg, device, capture=capture, warmup=1)
+    resident = ResidentDates(arrays, graphs, cfg.window, device)
+    train = split_indices(arrays, prepared["splits"], "train")
+    nodes = int(arrays.present.sum(1).max())
+    batches = [resident.batch(train[i : i + 2], (2, nodes)) for i in range(0, 12, 2)]
+    step(batches[0])  # first use: kernels compiled, optimizer state made
+    step(batches[1])  # with capture: recorded (recording itself synchronises once), then replayed
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for b in batches[2:]:
+            step(b)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    done = step.finish()
+    assert done.steps == 6 and (step.graph is not None) == capture

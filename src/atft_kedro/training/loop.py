@@ -75,9 +75,12 @@ class WeightAverage:
             if self._on_device is None:
                 self._on_device = torch.full((), float(self._updates), dtype=torch.float64, device=taken.device)
             self._on_device += taken
-            # the first update's weight is 1 (a copy: lerp to weight 1 is exact); a step not taken, 0
-            weight = torch.where(taken, (1.0 - self.decay) / (1.0 - self.decay**self._on_device), 0.0)
-            torch._foreach_lerp_(mine, theirs, weight.to(mine[0].dtype))
+            # mine (1 - w) + theirs w, the weight a tensor: the first update's is 1 (a copy, exactly),
+            # a step not taken gets 0 (no change). Not _foreach_lerp_, which has no tensor-weight
+            # overload: it would read the weight back to the host as a Python number.
+            weight = torch.where(taken, (1.0 - self.decay) / (1.0 - self.decay**self._on_device), 0.0).to(mine[0].dtype)
+            torch._foreach_mul_(mine, 1.0 - weight)
+            torch._foreach_add_(mine, torch._foreach_mul(theirs, weight))
             return
         self._updates += 1
         if self._updates == 1:
