@@ -361,40 +361,23 @@ def test_edge_attributes_are_checked():
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_the_edge_term_in_the_kernel_is_the_same_layer(backend):
-    torch.manual_seed(6)
-    inside = GATLayer(12, heads=4, head_dim=8, edge_dim=7, backend=backend, edge_in_kernel=True)
-    before = GATLayer(12, heads=4, head_dim=8, edge_dim=7, backend=backend)
-    before.load_state_dict(inside.state_dict())
+@pytest.mark.parametrize("option", ["fused_projection", "edge_in_kernel"])
+def test_the_layer_options_give_the_same_layer(backend, option):
+    """fused_projection (h, s_src, s_dst and the residual from one matrix product of stacked
+    weights) and edge_in_kernel (the op computes the edge logits): the same output and gradients
+    for the input and every parameter, and the same state_dict (checkpoints load either way)."""
+    torch.manual_seed(5)
+    plain = GATLayer(12, heads=4, head_dim=8, edge_dim=7, backend=backend)
+    other = GATLayer(12, heads=4, head_dim=8, edge_dim=7, backend=backend, **{option: True})
+    other.load_state_dict(plain.state_dict())
     x = torch.randn(45, 12, requires_grad=True)
     _, neighbors = make_inputs(45, 1, 1, 6)
     edge_attr = torch.randn(45, 6, 7)
-    a, b = before(x, neighbors, edge_attr), inside(x, neighbors, edge_attr)
-    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
-    upstream = torch.randn_like(a)
-    want = torch.autograd.grad(a, [x, *before.parameters()], upstream)
-    got = torch.autograd.grad(b, [x, *inside.parameters()], upstream)
-    for name, g, w in zip(["x", *(n for n, _ in before.named_parameters())], got, want, strict=True):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6, msg=name)
-
-
-@pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_the_fused_projection_is_the_same_layer(backend):
-    """fused_projection: h, s_src, s_dst and the residual from one matrix product of stacked
-    weights; the same output and the same gradients for the input and every parameter, and the
-    same state_dict (checkpoints load either way)."""
-    torch.manual_seed(5)
-    plain = GATLayer(12, heads=4, head_dim=8, edge_dim=3, backend=backend)
-    fused = GATLayer(12, heads=4, head_dim=8, edge_dim=3, backend=backend, fused_projection=True)
-    fused.load_state_dict(plain.state_dict())
-    x = torch.randn(45, 12, requires_grad=True)
-    _, neighbors = make_inputs(45, 1, 1, 6)
-    edge_attr = torch.randn(45, 6, 3)
-    a, b = plain(x, neighbors, edge_attr), fused(x, neighbors, edge_attr)
+    a, b = plain(x, neighbors, edge_attr), other(x, neighbors, edge_attr)
     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
     upstream = torch.randn_like(a)
     want = torch.autograd.grad(a, [x, *plain.parameters()], upstream)
-    got = torch.autograd.grad(b, [x, *fused.parameters()], upstream)
+    got = torch.autograd.grad(b, [x, *other.parameters()], upstream)
     for name, g, w in zip(["x", *(n for n, _ in plain.named_parameters())], got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6, msg=name)
 
