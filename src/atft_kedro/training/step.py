@@ -59,6 +59,7 @@ class DeviceStep:
         self.static: Batch | None = None  # the graph's inputs
         self.outputs: tuple[torch.Tensor, torch.Tensor] | None = None  # the graph's (taken, GAT gradient norm)
         self.eager_steps = 0
+        self._side: torch.cuda.Stream | None = None
         self._taken, self._norms, self._dates = [], [], []
 
     def _step(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,11 +102,12 @@ class DeviceStep:
         self.eager_steps += 1
         if not self.capture:
             return self._step(b)
-        side = torch.cuda.Stream(self.device)  # warm-up off the default stream, as capture will be
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
+        if self._side is None:  # warm-up off the default stream, as the recording will be
+            self._side = torch.cuda.Stream(self.device)
+        self._side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._side):
             result = self._step(b)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        torch.cuda.current_stream(self.device).wait_stream(self._side)
         return result
 
     def _record(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
