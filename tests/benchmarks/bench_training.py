@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--graph-rebuild-every", type=int, default=1,
                         help="build each r-th date's graph and reuse it in between: a faster set-up; the graphs' shapes, and so the epoch's cost, stay the same")
     parser.add_argument("--dates", type=int, default=120, help="training dates in the epoch")
+    parser.add_argument("--val-dates", type=int, default=1,
+                        help="validation dates scored after the epoch (0: the whole validation split, as a real epoch does)")
     parser.add_argument("--dates-per-batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (optimized mode); they only help with spare cores")
     parser.add_argument("--repeats", type=int, default=2)
@@ -59,7 +61,8 @@ def main() -> None:
         build_arrays(data["model_input"], data["market_context"], stock_feature_names(manifest)).save(Path(tmp) / "arrays")
         arrays = TrainingArrays.open(Path(tmp) / "arrays")  # memory-mapped, as the catalog loads it
         idx = np.flatnonzero(np.isin(arrays.dates, train_dates.to_numpy().astype("datetime64[D]")))[: args.dates]
-        val = idx[:1]
+        val_all = np.flatnonzero(np.isin(arrays.dates, data["splits"].filter(pl.col("split") == "val")["Date"].to_numpy().astype("datetime64[D]")))
+        val = val_all if args.val_dates == 0 else val_all[: args.val_dates]
         modes = {
             "safe": TrainConfig(mode="safe", epochs=1),
             "optimized": TrainConfig(mode="optimized", epochs=1, dates_per_batch=args.dates_per_batch, num_workers=args.workers),
@@ -80,7 +83,7 @@ def main() -> None:
             _profile(arrays, graphs, idx[: args.profile], val, modes["optimized"], CheckpointStore(Path(tmp) / "profile"), manifest)
     best = {k: min(v) for k, v in seconds.items()}
     print(json.dumps({
-        "size": args.size, "stocks": int(arrays.features.shape[1]), "days": len(arrays.dates), "train_dates": len(idx),
+        "size": args.size, "stocks": int(arrays.features.shape[1]), "days": len(arrays.dates), "train_dates": len(idx), "val_dates": len(val),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "dates_per_batch": args.dates_per_batch, "workers": args.workers,
         "seconds_per_epoch": {k: round(v, 2) for k, v in best.items()},
         "all_runs": {k: [round(x, 2) for x in v] for k, v in seconds.items()},

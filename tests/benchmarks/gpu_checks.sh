@@ -37,4 +37,4 @@ TAIL=20 step gat_pytest_benchmark 180 $PY -m pytest -q -p no:cacheprovider tests
     -m benchmark --benchmark-only --benchmark-json="$OUT/gat_benchmark.json" --benchmark-columns=min,median,max,rounds
 TAIL=12 step training_small 180 $PY tests/benchmarks/bench_training.py --size small --dates 120 --repeats 2
 TAIL=12 step training_full "${FULL_LIMIT:-330}" $PY tests/benchmarks/bench_training.py --size full --days 1450 --dates 1000 \
-    --repeats 1 --graph-rebuild-every 10 --profile "${PROFILE_DATES:-0}"
+    --val-dates 0 --repeats 1 --graph-rebuild-every 10 --profile "${PROFILE_DATES:-0}"
