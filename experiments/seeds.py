@@ -16,7 +16,8 @@ The table, per horizon, on the test split: the model's RankIC per seed and its m
 baseline's, and the paired per-date difference pooled over seeds (each date's model RankIC averaged
 over the seeds, minus the baseline's that date) with its 95% interval (Newey-West at lag h - 1);
 the same without the market and sectors (RankIC against the returns less each date's sector means
-and beta part). Also each phase's best validation RankIC per seed, and the graph ablation.
+and beta part). Also each phase's best validation RankIC per seed, the graph ablation, and the
+seeds' rank-averaged forecast (an ensemble of the seeds) on validation and test.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     )  # fmt: skip
     keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "target_", "ridge_", "lightgbm_", "oracle_"))]
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
-    return {"seed": seed, "metrics": result.document, "phase_val": kept, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet")}
+    # the same model's validation forecasts, for choices on validation (the seed ensemble's)
+    nodes._predict_fold(*inputs[:4], 0, out["model_input"], split="val").write_parquet(frames_dir / f"seed{seed}_val.parquet")
+    return {"seed": seed, "metrics": result.document, "phase_val": kept, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
+            "val_frame": str(frames_dir / f"seed{seed}_val.parquet")}  # fmt: skip
 
 
 def _daily(frame, score: str, target: str, neutral: bool, min_stocks: int = 20) -> dict:
@@ -76,6 +80,38 @@ def _daily(frame, score: str, target: str, neutral: bool, min_stocks: int = 20) 
         return dict(zip(d["Date"].to_list(), d["rank_ic_sector_beta_neutral"].to_numpy()))
     d = daily_scores(frame, score, target, min_stocks)
     return dict(zip(d.dates, d.rank_ic))
+
+
+def _rank_average(frames, h: str):
+    """The seeds' forecasts of horizon ``h`` as one: per date, the mean over seeds of each stock's
+    rank among that date's forecasts (a RankIC depends on ranks only); the first frame's target."""
+    import polars as pl
+
+    ranks = [f.select("Date", "Code", pl.col(f"pred_{h}").rank().over("Date").alias(f"r{i}")) for i, f in enumerate(frames)]
+    merged = frames[0].select("Date", "Code", f"target_{h}")
+    for r in ranks:
+        merged = merged.join(r, on=["Date", "Code"], how="inner")
+    return merged.with_columns(pl.mean_horizontal(*(f"r{i}" for i in range(len(frames)))).alias(f"pred_{h}"))
+
+
+def ensemble_lines(rows: list[dict], test_frames) -> list[str]:
+    """The seeds' rank-averaged forecast (a seed ensemble) against the seeds one by one: mean daily
+    RankIC on validation (where a choice is made) and on test, per horizon."""
+    import polars as pl
+
+    val_frames = [pl.read_parquet(r["val_frame"]) for r in rows]
+    mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
+    lines = ["### the seeds' rank-averaged forecast (an ensemble of the seeds) against each seed", "",
+             "| horizon | split | each seed | seeds' mean | ensemble | ensemble - seeds' mean |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for h in HORIZONS:
+        if f"pred_{h}" not in val_frames[0].columns:
+            continue
+        for split, frames in (("validation", val_frames), ("test", test_frames)):
+            each = [mean(_daily(f, f"pred_{h}", f"target_{h}", False)) for f in frames]
+            together = mean(_daily(_rank_average(frames, h), f"pred_{h}", f"target_{h}", False))
+            lines.append(f"| {h} | {split} | {', '.join(f'{x:.4f}' for x in each)} | {np.mean(each):.4f} | {together:.4f} | "
+                         f"{together - np.mean(each):+.4f} |")  # fmt: skip
+    return lines
 
 
 def report(rows: list[dict]) -> str:
@@ -112,6 +148,8 @@ def report(rows: list[dict]) -> str:
                 f"{mean(base['lightgbm']):.4f} | {best} {mean(base[best]):.4f} | {s['mean']:+.4f} | "
                 f"[{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}] | {s['dates']} |"
             )
+    if all("val_frame" in r for r in rows) and len(rows) > 1:
+        lines += ["", *ensemble_lines(rows, frames)]
     ablation = [r["metrics"].get("graph_ablation", {}) for r in rows]
     if all(ablation):
         lines += ["", "graph ablation (test RankIC with the graph minus with random endpoints), seeds in order: "

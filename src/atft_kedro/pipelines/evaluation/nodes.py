@@ -55,13 +55,15 @@ def _model_id(model: dict) -> str:
     return f"phase {model['config']['phase']} epoch {model['epoch']} saved {model.get('saved_at')}"
 
 
-def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame) -> pl.DataFrame:
+def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame,
+                  split: str = "test") -> pl.DataFrame:  # fmt: skip
+    """The model's forecasts on every date of one split of one fold, beside the realised returns."""
     net = model_from_checkpoint(model, "the catalog's model checkpoint")
     train_cfg = TrainConfig(**model["config"]["train"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    test_idx = split_indices(arrays, splits, "test", fold)
-    preds = predict(net.to(device), DateDataset(arrays, graphs, test_idx, train_cfg.window), train_cfg, device)
-    log.info("phase %d model%s: predictions for %d test dates", model["config"]["phase"], f", fold {fold}" if fold else "", len(test_idx))
+    idx = split_indices(arrays, splits, split, fold)
+    preds = predict(net.to(device), DateDataset(arrays, graphs, idx, train_cfg.window), train_cfg, device)
+    log.info("phase %d model%s: predictions for %d %s dates", model["config"]["phase"], f", fold {fold}" if fold else "", len(idx), split)
     targets = [c for c in preds.columns if c.startswith("target_")]
     realised = model_input.select("Date", "Code", *targets)
     return preds.drop(targets).join(realised, on=["Date", "Code"], how="left", maintain_order="left")
