@@ -98,16 +98,16 @@ class GATLayer(nn.Module):
             drop = torch.rand(neighbors.shape, device=neighbors.device) < self.edge_dropout
             neighbors = neighbors.masked_fill(drop, -1)
         h, s_src, s_dst, residual = self._project(x)  # (N, H, C), (N, H), (N, H), (N, H*C)
-        edge = {}
+        edge_logits = attrs = weight = None
         if self.lin_edge is not None and edge_attr is not None:
             w = self.lin_edge.weight.view(self.heads, self.head_dim, self.edge_dim)  # (H, C, D)
             w_logit = (w * self.att_edge.view(self.heads, self.head_dim, 1)).sum(1)  # (H, D)
             if self.edge_in_kernel:  # the op projects the attributes itself
-                edge = {"edge_attr": edge_attr, "edge_weight": w_logit}
+                attrs, weight = edge_attr, w_logit
             else:
-                edge = {"edge_logits": edge_attr @ w_logit.t()}  # (N, K, H)
-        out = gat_attention(h, s_src, s_dst, neighbors, edge.pop("edge_logits", None), residual, self.gate, self.negative_slope,
-                            self.backend, **edge)  # (N, H*C)  # fmt: skip
+                edge_logits = edge_attr @ w_logit.t()  # (N, K, H)
+        out = gat_attention(h, s_src, s_dst, neighbors, edge_logits, residual, self.gate, self.negative_slope, self.backend,
+                            edge_attr=attrs, edge_weight=weight)  # (N, H*C)  # fmt: skip
         return out + self.bias if self.bias is not None else out
 
     def _project(self, x: torch.Tensor):

@@ -29,9 +29,10 @@ The gate and residual gradients come from the same loads of G, in the destinatio
 
 The edge term (constexpr EDGE): none (0); edge logits [N, K, H] read per slot (1); or edge
 attributes [N, K, E] and a weight [H, E], the logits computed in the kernels as
-sum_c a[i, k, c] w[h, c] (2; see ``_edge_term`` for the two orders of that sum). In mode 2 no [N, K, H] tensor is written, read or differentiated outside: the destination
-backward kernel also adds d w[h, c] = sum over its slots of d e[i, k, h] a[i, k, c], one part per
-program, which torch adds in a fixed order.
+sum_c a[i, k, c] w[h, c] (2; see ``_edge_term`` for the two orders of that sum). In mode 2 no
+[N, K, H] tensor is written, read or differentiated outside: the destination backward kernel also
+adds d w[h, c] = sum over its slots of d e[i, k, h] a[i, k, c], one part per program, which torch
+adds in a fixed order.
 
 Deterministic backward (``deterministic=True``, or torch's deterministic algorithms on): atomics
 add in whatever order the programs reach them, so two runs differ in the last bits. Instead the

@@ -168,31 +168,43 @@ def timing(ops: dict, dates: int, dtype, ceiling_gbs: float) -> dict:
     return rows
 
 
+# the Triton layer's options, each timed beside it: name -> (edge attributes per slot, GATLayer options)
+LAYER_VARIANTS = {
+    "fused_projection": (3, {"fused_projection": True}),  # h, s_src, s_dst and the residual from one GEMM
+    "edge_in_kernel": (3, {"edge_in_kernel": True}),  # the edge logits inside the kernels
+    "both": (3, {"fused_projection": True, "edge_in_kernel": True}),
+    "e7": (7, {}),  # the model's 7 edge attributes: more bytes per slot than H = 4 logits
+    "edge_in_kernel_e7": (7, {"edge_in_kernel": True}),
+}
+
+
+def _layer_inputs(dates: int, edge_dims=(3,)):
+    """A random graph of ``dates`` dates: x [N, IN_DIM] (with a gradient), neighbours [N, K], and
+    {edge attributes per slot: edge_attr [N, K, that many]}."""
+    n = dates * STOCKS
+    _, neighbors = _inputs(n, K, 1, 1, torch.float32, 2, dates)
+    x = torch.randn(n, IN_DIM, device=DEVICE, requires_grad=True)
+    return x, neighbors, {e: torch.randn(n, K, e, device=DEVICE) for e in edge_dims}
+
+
 def layer_timing(dates: int, backends: list[str]) -> dict:
     """The whole layer, forward+backward: PyG GATConv vs GATLayer per backend, one random graph."""
     from torch_geometric.nn import GATConv
 
     from atft_kernels import GATLayer, to_edge_index
 
-    n = dates * STOCKS
-    _, neighbors = _inputs(n, K, 1, 1, torch.float32, 2, dates)
-    x = torch.randn(n, IN_DIM, device=DEVICE, requires_grad=True)
-    edge_attr = torch.randn(n, K, 3, device=DEVICE)
+    x, neighbors, attrs = _layer_inputs(dates, (3, 7))
+    edge_attr = attrs[3]
     edge_index, flat_attr = to_edge_index(neighbors, edge_attr)
     conv = GATConv(IN_DIM, CHANNELS, heads=HEADS, edge_dim=3, add_self_loops=False).to(DEVICE)
     layers = {"pyg_gatconv": lambda: conv(x, edge_index, edge_attr=flat_attr)}
     for backend in backends:
         layer = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend).to(DEVICE)
         layers[f"gatlayer_{backend}"] = lambda layer=layer: layer(x, neighbors, edge_attr)
-        if backend == "triton":  # h, s_src, s_dst and the residual from one GEMM; the edge logits inside the kernels; both
-            for name, options in {"fused_projection": {"fused_projection": True}, "edge_in_kernel": {"edge_in_kernel": True},
-                                  "both": {"fused_projection": True, "edge_in_kernel": True}}.items():  # fmt: skip
-                variant = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend=backend, **options).to(DEVICE)
-                layers[f"gatlayer_triton_{name}"] = lambda variant=variant: variant(x, neighbors, edge_attr)
-            attr7 = torch.randn(n, K, 7, device=DEVICE)  # the model's 7 edge attributes: more bytes per slot than H = 4 logits
-            for name, inside in (("e7", False), ("edge_in_kernel_e7", True)):
-                variant = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=7, backend=backend, edge_in_kernel=inside).to(DEVICE)
-                layers[f"gatlayer_triton_{name}"] = lambda variant=variant: variant(x, neighbors, attr7)
+        if backend == "triton":
+            for name, (edge_dim, options) in LAYER_VARIANTS.items():
+                variant = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=edge_dim, backend=backend, **options).to(DEVICE)
+                layers[f"gatlayer_triton_{name}"] = lambda variant=variant, a=attrs[edge_dim]: variant(x, neighbors, a)
         if DEVICE == "cuda" and backend == "triton":  # forward and backward each replayed from a CUDA graph
             graphed = torch.cuda.make_graphed_callables(layer, (x, neighbors, edge_attr))
             layers["gatlayer_triton_cuda_graph"] = lambda graphed=graphed: graphed(x, neighbors, edge_attr)
@@ -211,10 +223,8 @@ def layer_profile(dates: int, rows: int = 25) -> list[dict]:
 
     from atft_kernels import GATLayer
 
-    n = dates * STOCKS
-    _, neighbors = _inputs(n, K, 1, 1, torch.float32, 2, dates)
-    x = torch.randn(n, IN_DIM, device=DEVICE, requires_grad=True)
-    edge_attr = torch.randn(n, K, 3, device=DEVICE)
+    x, neighbors, attrs = _layer_inputs(dates)
+    edge_attr = attrs[3]
     layer = GATLayer(IN_DIM, HEADS, CHANNELS, edge_dim=3, backend="triton").to(DEVICE)
     for _ in range(3):
         layer(x, neighbors, edge_attr).sum().backward()

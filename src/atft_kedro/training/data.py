@@ -131,10 +131,13 @@ class Batch:
     codes: list  # [D] arrays of the dates' stock codes
     counts: list[int]  # [D] nodes of each date, padding included (the losses lay the dates out from them)
 
+    def apply(self, fn) -> "Batch":
+        """The same batch with ``fn`` applied to each of its tensors."""
+        return Batch(fn(self.x), fn(self.market), fn(self.date_of_node), fn(self.neighbors), fn(self.edge_attr),
+                     {k: fn(v) for k, v in self.targets.items()}, self.dates, self.codes, list(self.counts))  # fmt: skip
+
     def to(self, device) -> "Batch":
-        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.x), move(self.market), move(self.date_of_node), move(self.neighbors), move(self.edge_attr),
-                     {k: move(v) for k, v in self.targets.items()}, self.dates, self.codes, self.counts)  # fmt: skip
+        return self.apply(lambda t: t.to(device, non_blocking=True))
 
 
 class DateDataset(torch.utils.data.Dataset):

@@ -24,14 +24,14 @@ from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
 from atft_kedro.provenance import check_built_from, describe
-from atft_kedro.training.batches import autocast, dates_per_step, device_of, finite_batch, resident_dates, train_batches
+from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
 from atft_kedro.training.config import PHASES, TrainConfig, epochs_of
 from atft_kedro.training import distributed
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, collate_dates, typical_returns
-from atft_kedro.training.losses import LossWeights, combined_loss
+from atft_kedro.training.losses import LossWeights
 from atft_kedro.training.predict import daily_rank_ic, predict
-from atft_kedro.training.step import PARTS, DeviceStep
+from atft_kedro.training.step import PARTS, DeviceStep, forward_loss, gat_grad_norm
 
 
 log = logging.getLogger(__name__)
@@ -444,18 +444,13 @@ def _eager_steps(phase, epoch, model, trained, optimizer, averaged, cfg, device,
     weights = LossWeights(**cfg.loss_weights)
     # on the device, read once at the end of the epoch: loss, pinball, rank_ic, ic, sharpe (float64,
     # summed in step order as Python floats would be), and the GAT's gradient norm of every step
-    sums = torch.zeros(5, dtype=torch.float64, device=device)
+    sums = torch.zeros(len(PARTS), dtype=torch.float64, device=device)
     steps = bad = 0
     gat_norms = []
     for batch in bar:
         b = batch.to(device)
         inputs_ok = finite_batch(b)
-        with autocast(device, cfg):
-            out = trained(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
-        out = {k: v.float() for k, v in out.items()}
-        loss, parts = combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=cfg.horizon_weights,
-                                    min_stocks=cfg.min_stocks, tau=cfg.rank_tau, shards=shards,
-                                    counts=batch.counts)  # fmt: skip
+        loss, parts = forward_loss(trained, b, cfg, weights, device, shards=shards)
         ok = inputs_ok & torch.isfinite(loss)
         if not distributed.everywhere(ok, ranks):  # the step's one read; on any rank: every rank skips the step
             bad += 1
@@ -466,8 +461,7 @@ def _eager_steps(phase, epoch, model, trained, optimizer, averaged, cfg, device,
         optimizer.zero_grad(set_to_none=True)
         (loss * ranks.world if ranks.parallel else loss).backward()  # DDP averages: a rank's share counts world times
         if model.use_gat:
-            grads = [p.grad.norm() for p in model.gat.parameters() if p.grad is not None]
-            gat_norms.append(torch.stack(grads).norm() if grads else torch.zeros((), device=device))
+            gat_norms.append(gat_grad_norm(model, device))
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         if averaged is not None:

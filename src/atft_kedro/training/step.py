@@ -34,6 +34,23 @@ log = logging.getLogger(__name__)
 PARTS = ("loss", "pinball", "rank_ic", "ic", "sharpe")
 
 
+def forward_loss(call, b: Batch, cfg: TrainConfig, weights: LossWeights, device: torch.device, *, shards=None, cache: bool = True):
+    """A training step's forward: the model (``call``, DDP-wrapped or not) on the batch ``b``, under
+    optimized mode's bf16 autocast on CUDA, then the combined loss -> (loss, its parts). Shared by
+    the eager steps (safe mode, torchrun) and ``DeviceStep``."""
+    with autocast(device, cfg, cache=cache):
+        out = call(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
+    out = {k: v.float() for k, v in out.items()}
+    return combined_loss(out, b.targets, b.date_of_node, weights, horizon_weights=cfg.horizon_weights,
+                         min_stocks=cfg.min_stocks, tau=cfg.rank_tau, shards=shards, counts=b.counts)  # fmt: skip
+
+
+def gat_grad_norm(model, device: torch.device) -> torch.Tensor:
+    """The norm of the GAT's gradients after a backward pass, on the device (0 without any)."""
+    grads = [p.grad.norm() for p in model.gat.parameters() if p.grad is not None]
+    return torch.stack(grads).norm() if grads else torch.zeros((), device=device)
+
+
 @dataclass
 class EpochSteps:
     """What an epoch of device steps read back at its end."""
@@ -66,16 +83,11 @@ class DeviceStep:
         """The step itself (what a graph records) -> (taken: 0-dim bool, the GAT's gradient norm)."""
         model, cfg = self.model, self.cfg
         inputs_ok = finite_batch(b)
-        with autocast(self.device, cfg, cache=not self.capture):
-            out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
-        out = {k: v.float() for k, v in out.items()}
-        loss, parts = combined_loss(out, b.targets, b.date_of_node, self.weights, horizon_weights=cfg.horizon_weights,
-                                    min_stocks=cfg.min_stocks, tau=cfg.rank_tau, counts=b.counts)  # fmt: skip
+        loss, parts = forward_loss(model, b, cfg, self.weights, self.device, cache=not self.capture)
         taken = inputs_ok & torch.isfinite(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad.norm() for p in model.gat.parameters() if p.grad is not None] if model.use_gat else []
-        norm = torch.stack(grads).norm() if grads else torch.zeros((), device=self.device)
+        norm = gat_grad_norm(model, self.device) if model.use_gat else torch.zeros((), device=self.device)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         self.optimizer.found_inf = (~taken).float()  # fused AdamW: a step with found_inf set changes nothing
         self.optimizer.step()
@@ -112,7 +124,7 @@ class DeviceStep:
 
     def _record(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Record the step in a CUDA graph with ``b`` as its inputs, then run it once (recording runs nothing)."""
-        self.static = _clone_batch(b)
+        self.static = b.apply(torch.Tensor.clone)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.outputs = self._step(self.static)
@@ -135,11 +147,6 @@ class DeviceStep:
 
 def _fields(b: Batch) -> list[torch.Tensor]:
     return [b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr, *(b.targets[h] for h in sorted(b.targets))]
-
-
-def _clone_batch(b: Batch) -> Batch:
-    return Batch(b.x.clone(), b.market.clone(), b.date_of_node.clone(), b.neighbors.clone(), b.edge_attr.clone(),
-                 {h: t.clone() for h, t in b.targets.items()}, b.dates, b.codes, list(b.counts))  # fmt: skip
 
 
 def _copy_batch(static: Batch, b: Batch) -> None:
