@@ -50,8 +50,8 @@ import polars as pl
 
 RIDGE_ALPHA = 1000.0  # the ridge's penalty here (features are robust z-scores)
 GRAPHS = {
-    "default graph (raw, W=60, k=20)": {},
-    "relative, W=60": {"returns": "relative"},
+    "default graph (relative, W=120, k=20)": {},
+    "relative, W=60": {"returns": "relative", "window": 60},
     "relative, W=250": {"returns": "relative", "window": 250},
 }
 
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--size", default="small")
     parser.add_argument("--market", default="size_leaders", help="the synthetic market's layout (raw.synthetic_market)")
     parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
+    parser.add_argument("--graphs", default=None, help='graphs to score as JSON {name: graph parameters}, instead of the three above')
     parser.add_argument("--split", default="val", choices=["val", "test"], help="the dates scored (ridge fits on train)")
     args = parser.parse_args()
 
@@ -133,7 +134,7 @@ def main() -> None:
     _, yv, ov, dv = design(scored, None)
     out = {"overrides": overrides, "split": args.split, "dates": len(scored), "oracle": mean_rank_ic(ov, yv, dv), "ridge, own features": ridge()}
     scored_splits = splits.filter(pl.col("split") == args.split)
-    for name, cfg in GRAPHS.items():
+    for name, cfg in (GRAPHS if args.graphs is None else json.loads(args.graphs)).items():
         graphs = build_graphs(panel, GraphConfig(**{**params["graph"], **cfg}), progress=False)
         score = planted_structure_recall(graphs, oracle, scored_splits)[args.split]
         out[name] = {

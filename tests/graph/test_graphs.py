@@ -326,6 +326,62 @@ def test_row_topk_equals_torch_topk(n, k):
     assert (index.sort(1).values.diff(dim=1) > 0).all()  # k distinct columns
 
 
+@pytest.mark.parametrize("n, k", [(3001, 21), (500, 20), (40, 9)])
+def test_row_topk_with_a_hint_equals_torch_topk(monkeypatch, n, k):
+    """A hint (a nearby date's top columns) only bounds where a row's top-k can be: the result is
+    torch.topk's whatever the hint; rows with an unknown hinted column, or whose hinted values do
+    not give a positive threshold, go the chunk way."""
+    from atft_kedro.graph import correlation
+
+    values = torch.rand(64, n)
+    values[3, ::2] = 0.5  # ties
+    hint = torch.topk(values + 0.1 * torch.rand(64, n), k + 3, dim=1).indices.numpy()  # the day before
+    hint[5] = np.arange(k + 3)  # a poor hint is still a bound
+    hint[6, 0] = -1  # a column unknown today
+    values[7, hint[7]] = 0.0  # a threshold of 0
+    hint[8, 1] = 8  # the row itself
+    values[8, 8] = -1.0
+    chunked = []
+    plain = correlation._chunk_topk
+    monkeypatch.setattr(correlation, "_chunk_topk", lambda v, *a: chunked.append(len(v)) or plain(v, *a))
+    top, index = correlation.row_topk(values, k, hint=hint)
+    expected = torch.topk(values, k, dim=1)
+    torch.testing.assert_close(top, expected.values, rtol=0, atol=0)
+    assert torch.equal(torch.gather(values, 1, index), top)
+    assert (index.sort(1).values.diff(dim=1) > 0).all()
+    assert chunked == [2]  # rows 6 and 7; the others, row 8 too (its k-th hinted value is positive), by the hint
+
+
+@pytest.mark.parametrize("lead_lag", [False, True])
+def test_knn_hinted_by_the_day_before_equals_knn_alone(monkeypatch, lead_lag):
+    from atft_kedro.graph import correlation
+    from atft_kedro.graph.correlation import _carried_columns, _knn, standardised_window
+
+    rng = np.random.default_rng(3)
+    window = _window_with_ties(rng)
+    yesterday, today = np.arange(500), np.delete(np.arange(501), 40)  # a stock gone, one new (grid column 500)
+    window = np.hstack([window, rng.normal(size=(60, 1)) * 0.02])
+    stack = []
+    for days, members in ((slice(0, 59), yesterday), (slice(1, 60), today)):
+        xs, ok = standardised_window(window[days, members], np.ones(59), 40)
+        ys = standardised_window(np.roll(window, 1, axis=0)[days, members], np.ones(59), 40)[0] * ok if lead_lag else None
+        stack.append((xs, ok, ys))
+    kept = _knn(*stack[0][:2], 20, 0.05, ys=stack[0][2])[2].numpy()
+    hint = _carried_columns(yesterday, kept, today, 501)
+    where = {c: i for i, c in enumerate(today)}
+    expected = [[where.get(yesterday[c], -1) for c in kept[code]] if code < 500 else [-1] * kept.shape[1] for code in today]
+    np.testing.assert_array_equal(hint, expected)  # the gone stock's slots and the new stock's row: -1
+    assert (hint == -1).any(1).sum() > 1
+    xs, ok, ys = stack[1]
+    chunked = []
+    plain = correlation._chunk_topk
+    monkeypatch.setattr(correlation, "_chunk_topk", lambda v, *a: chunked.append(len(v)) or plain(v, *a))
+    hinted = _knn(xs, ok, 20, 0.05, ys=ys, hint=hint)
+    assert 0 < sum(chunked) < 50  # the hint did the selection for most rows
+    alone = _knn(xs, ok, 20, 0.05, ys=ys)
+    assert torch.equal(alone[0], hinted[0]) and torch.equal(alone[1], hinted[1])
+
+
 def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market, monkeypatch):
     from atft_kedro.graph.quality import planted_clusters, planted_structure_recall, true_leader_neighbours
     from atft_kedro.graph.store import GraphSet
