@@ -140,6 +140,7 @@ def main() -> None:
         out[name] = {
             "ridge, own + neighbours": round(ridge(graph_neighbours(graphs)), 4),
             "mate_recall": round(score["mate_recall"], 3),
+            "mate_precision": round(score["mate_precision"], 3),
             "leader_precision": round(score["leader_precision"], 3),
         }
         print(name, out[name], flush=True)
