@@ -341,6 +341,7 @@ def test_row_topk_with_a_hint_equals_torch_topk(monkeypatch, n, k):
     values[7, hint[7]] = 0.0  # a threshold of 0
     hint[8, 1] = 8  # the row itself
     values[8, 8] = -1.0
+    hint[9] = hint[9, 0]  # one column, repeated: its value is no bound
     chunked = []
     plain = correlation._chunk_topk
     monkeypatch.setattr(correlation, "_chunk_topk", lambda v, *a: chunked.append(len(v)) or plain(v, *a))
@@ -349,7 +350,7 @@ def test_row_topk_with_a_hint_equals_torch_topk(monkeypatch, n, k):
     torch.testing.assert_close(top, expected.values, rtol=0, atol=0)
     assert torch.equal(torch.gather(values, 1, index), top)
     assert (index.sort(1).values.diff(dim=1) > 0).all()
-    assert chunked == [2]  # rows 6 and 7; the others, row 8 too (its k-th hinted value is positive), by the hint
+    assert chunked == [3]  # rows 6, 7 and 9; the others, row 8 too (its k-th hinted value is positive), by the hint
 
 
 @pytest.mark.parametrize("lead_lag", [False, True])
