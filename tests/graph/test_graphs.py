@@ -326,6 +326,15 @@ def test_row_topk_equals_torch_topk(n, k):
     assert (index.sort(1).values.diff(dim=1) > 0).all()  # k distinct columns
 
 
+def _rows_gone_the_chunk_way(monkeypatch) -> list[int]:
+    """The row counts ``row_topk`` hands to its chunk way from now on (a list it appends to)."""
+    from atft_kedro.graph import correlation
+
+    chunked, plain = [], correlation._chunk_topk
+    monkeypatch.setattr(correlation, "_chunk_topk", lambda v, *a: chunked.append(len(v)) or plain(v, *a))
+    return chunked
+
+
 @pytest.mark.parametrize("n, k", [(3001, 21), (500, 20), (40, 9)])
 def test_row_topk_with_a_hint_equals_torch_topk(monkeypatch, n, k):
     """A hint (a nearby date's top columns) only bounds where a row's top-k can be: the result is
@@ -342,9 +351,7 @@ def test_row_topk_with_a_hint_equals_torch_topk(monkeypatch, n, k):
     hint[8, 1] = 8  # the row itself
     values[8, 8] = -1.0
     hint[9] = hint[9, 0]  # one column, repeated: its value is no bound
-    chunked = []
-    plain = correlation._chunk_topk
-    monkeypatch.setattr(correlation, "_chunk_topk", lambda v, *a: chunked.append(len(v)) or plain(v, *a))
+    chunked = _rows_gone_the_chunk_way(monkeypatch)
     top, index = correlation.row_topk(values, k, hint=hint)
     expected = torch.topk(values, k, dim=1)
     torch.testing.assert_close(top, expected.values, rtol=0, atol=0)
@@ -355,7 +362,6 @@ def test_row_topk_with_a_hint_equals_torch_topk(monkeypatch, n, k):
 
 @pytest.mark.parametrize("lead_lag", [False, True])
 def test_knn_hinted_by_the_day_before_equals_knn_alone(monkeypatch, lead_lag):
-    from atft_kedro.graph import correlation
     from atft_kedro.graph.correlation import _carried_columns, _knn, standardised_window
 
     rng = np.random.default_rng(3)
@@ -374,9 +380,7 @@ def test_knn_hinted_by_the_day_before_equals_knn_alone(monkeypatch, lead_lag):
     np.testing.assert_array_equal(hint, expected)  # the gone stock's slots and the new stock's row: -1
     assert (hint == -1).any(1).sum() > 1
     xs, ok, ys = stack[1]
-    chunked = []
-    plain = correlation._chunk_topk
-    monkeypatch.setattr(correlation, "_chunk_topk", lambda v, *a: chunked.append(len(v)) or plain(v, *a))
+    chunked = _rows_gone_the_chunk_way(monkeypatch)
     hinted = _knn(xs, ok, 20, 0.05, ys=ys, hint=hint)
     assert 0 < sum(chunked) < 50  # the hint did the selection for most rows
     alone = _knn(xs, ok, 20, 0.05, ys=ys)

@@ -366,8 +366,8 @@ def _knn(
     if k + 1 > n - 1 or torch.get_float32_matmul_precision() != "highest":  # all of it in float64
         return (*_exact_rows(xs, other, torch.arange(n), ok, k, threshold), None)
     kept = min(k + spare, n - 1)
-    if hint is not None and hint.shape[1] < kept:
-        hint = None
+    if hint is not None:  # kept columns a row, or none (a date of fewer stocks)
+        hint = hint[:, :kept] if hint.shape[1] >= kept else None
     xt, o32 = xs.t().to(torch.float32).contiguous(), other.to(torch.float32)
     score = torch.empty((min(block_rows, n), n), dtype=torch.float32)  # reused by every block
     size = torch.empty_like(score)
@@ -379,7 +379,7 @@ def _knn(
         block = torch.mm(xt[a:b], o32, out=score[: b - a])  # (B, N) float32
         torch.abs(block, out=size[: b - a])
         size[torch.arange(b - a), torch.arange(a, b)] = -1.0  # never oneself
-        top[a:b], index[a:b] = row_topk(size[: b - a], kept, hint=None if hint is None else hint[a:b, :kept])  # largest first
+        top[a:b], index[a:b] = row_topk(size[: b - a], kept, hint=None if hint is None else hint[a:b])  # largest first
         value[a:b] = torch.gather(block, 1, index[a:b, :k])
     eps = (w + 3) * 2.0**-24 * float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())
     level, top = max(threshold, 0.0), top.double()
