@@ -2,6 +2,7 @@
 
     python experiments/synthetic_ceiling.py --size small
     python experiments/synthetic_ceiling.py --overrides '{"cluster_vol": 0.010}'
+    python experiments/synthetic_ceiling.py --market random_leaders --split test --lead-lag
 
 On the default synthetic market (or one with ``SyntheticConfig`` overrides), prints the mean
 RankIC (1d) on the validation dates (``--split test``: the test dates) of:
@@ -31,6 +32,11 @@ They show how much of the oracle's 1-day RankIC a forecaster can reach from pric
 the peers (and their roles) exactly: the ceiling a graph-based model works under, as opposed to the
 oracle, which also knows every stock's slow drift and today's shocks exactly. Each is also added,
 z-scored per date, as one more column to the ridge on own features.
+
+``--lead-lag`` scores instead forecasters that estimate who leads from past returns alone
+(``lead_lag_forecasts``): a stock's neighbours' returns today, each weighted by how much its
+return followed that neighbour's by a day, alone and as one more column (or one per feature) of
+the ridge.
 
 Last, at every horizon, a *privileged filter*: a Kalman filter told every past factor shock (market,
 sector, cluster), each stock's loadings and its idiosyncratic variance, so that what it does not
@@ -63,6 +69,7 @@ def main() -> None:
     parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
     parser.add_argument("--graphs", default=None, help='graphs to score as JSON {name: graph parameters}, instead of the three above')
     parser.add_argument("--split", default="val", choices=["val", "test"], help="the dates scored (ridge fits on train)")
+    parser.add_argument("--lead-lag", action="store_true", help="only the estimated lead-lag forecasters (see lead_lag_forecasts)")
     args = parser.parse_args()
 
     from atft_kedro.data.synthetic import SyntheticConfig
@@ -100,8 +107,8 @@ def main() -> None:
                 valid = nbrs >= 0
                 mean = (x[np.where(valid, nbrs, 0)] * valid[..., None]).sum(1) / np.maximum(valid.sum(1, keepdims=True), 1)
                 x = np.hstack([x, mean])
-            if extra is not None:
-                x = np.hstack([x, extra[di, members, None]])
+            if extra is not None:  # [dates, codes] one column, or [dates, codes, F] several
+                x = np.hstack([x, extra[di, members].reshape(len(members), -1)])
             ok = np.isfinite(y)
             xs.append(x[ok]), ys.append(y[ok]), os.append(expected[di, members][ok]), ds.append(np.full(ok.sum(), di))
         return np.vstack(xs), np.concatenate(ys), np.concatenate(os), np.concatenate(ds)
@@ -132,6 +139,16 @@ def main() -> None:
         return true_leader_neighbours(cluster[members], leader[members], 8)
 
     _, yv, ov, dv = design(scored, None)
+    if args.lead_lag:
+        default = build_graphs(panel, GraphConfig(**params["graph"]), progress=False)
+        out = {"split": args.split, "dates": len(scored), "ridge, own features": round(ridge(), 4)}
+        for name, (forecast, weighted) in lead_lag_forecasts(panel, default, arrays, cluster).items():
+            xv, yv, _, dv = design(scored, None, forecast)
+            out[name] = {"alone": round(mean_rank_ic(xv[:, -1], yv, dv), 4), "ridge, own + it": round(ridge(extra=forecast), 4),
+                         "ridge, own + weighted neighbour features": round(ridge(extra=weighted), 4)}  # fmt: skip
+            print(name, out[name], flush=True)
+        print(json.dumps(out, indent=1))
+        return
     out = {"overrides": overrides, "split": args.split, "dates": len(scored), "oracle": mean_rank_ic(ov, yv, dv), "ridge, own features": ridge()}
     scored_splits = splits.filter(pl.col("split") == args.split)
     for name, cfg in (GRAPHS if args.graphs is None else json.loads(args.graphs)).items():
@@ -203,6 +220,79 @@ def structural_forecasts(panel, oracle, cfg, arrays) -> dict[str, np.ndarray]:
         f = np.where(arrays.present, np.nan_to_num(in_arrays_layout(f, grid.dates, grid.codes, arrays)), np.nan)
         mean, std = np.nanmean(f, 1, keepdims=True), np.nanstd(f, 1, keepdims=True)
         out[name] = np.nan_to_num((f - mean) / np.where(std > 0, std, 1.0))
+    return out
+
+
+LEAD_LAG = {  # name: (how the lag correlations are estimated, which pairs count)
+    "lead-lag, expanding, graph neighbours": ("expanding", "graph"),
+    "lead-lag, halflife 250, graph neighbours": (250, "graph"),
+    "lead-lag, halflife 120, graph neighbours": (120, "graph"),
+    "lead-lag, expanding, all stocks": ("expanding", "all"),
+    "lead-lag, expanding, true mates": ("expanding", "mates"),
+    "lead-lag, graph's 120-day attribute": ("neighbour_leads", "graph"),
+    "lead-lag, graph's long attribute": ("neighbour_leads_long", "graph"),
+}
+
+
+def lead_lag_forecasts(panel, graphs, arrays, cluster) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Forecasters that *estimate* who leads whom from past returns alone: with r market-relative
+    returns and c[i, j] the correlation of i's return on day s with j's on day s - 1 over the days
+    s <= t (every day: ``expanding``; exponentially weighted with a half-life; or one of the graph's
+    edge attributes: the 120-day ``neighbour_leads``, the 250-day half-life ``neighbour_leads_long``), i's forecast for t + 1 is sum_j max(c[i, j], 0)
+    r[j, t] over j among i's neighbours in the graph of t, all stocks, or (a diagnostic) i's true
+    cluster mates. -> {name: (forecast [dates, codes] z-scored per date, the same weights applied
+    to the neighbours' features [dates, codes, F])}, in the layout of ``arrays``."""
+    from atft_kedro.graph.correlation import EDGE_ATTRIBUTES, graph_returns, return_grid
+
+    grid = return_grid(panel)
+    z = np.nan_to_num(graph_returns(grid, "relative"))
+    codes = np.asarray(arrays.codes).astype(str)
+    columns = np.searchsorted(grid.codes, codes)  # arrays column -> grid column
+    mates = cluster[:, None] == cluster[None, :]
+    np.fill_diagonal(mates, False)
+    wanted = {p: di for di, p in enumerate(np.searchsorted(grid.dates, np.asarray(arrays.dates).astype("datetime64[D]")))}
+    decays = {e for e, _ in LEAD_LAG.values() if e not in EDGE_ATTRIBUTES}
+    cross = {e: np.zeros((z.shape[1], z.shape[1])) for e in decays}
+    square = {e: np.zeros(z.shape[1]) for e in decays}
+    forecast = {n: np.full(arrays.present.shape, np.nan) for n in LEAD_LAG}
+    features = {n: np.zeros(arrays.features.shape[:2] + arrays.features.shape[-1:]) for n in LEAD_LAG}
+    for p in range(1, len(grid.dates)):
+        for e in decays:
+            keep = 1.0 if e == "expanding" else 0.5 ** (1.0 / e)
+            cross[e] *= keep
+            cross[e] += np.outer(z[p], z[p - 1])
+            square[e] *= keep
+            square[e] += z[p] ** 2
+        if p not in wanted:
+            continue
+        di = wanted[p]
+        members = np.flatnonzero(arrays.present[di])
+        if len(members) == 0:
+            continue
+        cols = columns[members]
+        g = graphs.graph(arrays.dates[di])
+        nbrs = g.neighbors.numpy()
+        valid = nbrs >= 0
+        rows = np.repeat(np.arange(len(cols)), nbrs.shape[1])[valid.ravel()]
+        adjacency = np.zeros((len(cols), len(cols)))
+        adjacency[rows, nbrs[valid]] = 1.0
+        pairs = {"graph": adjacency, "all": 1.0 - np.eye(len(cols)), "mates": mates[np.ix_(members, members)]}
+        x_last = arrays.features[di, members]
+        for name, (estimate, among) in LEAD_LAG.items():
+            if estimate in EDGE_ATTRIBUTES:
+                c = np.zeros((len(cols), len(cols)))
+                c[rows, nbrs[valid]] = g.edge_attr.numpy()[..., EDGE_ATTRIBUTES.index(estimate)][valid]
+            else:
+                norm = np.sqrt(np.maximum(square[estimate][cols], 1e-300))
+                c = cross[estimate][np.ix_(cols, cols)] / norm[:, None] / norm[None, :]
+            weights = np.maximum(c, 0.0) * pairs[among]
+            forecast[name][di, members] = weights @ z[p, cols]
+            features[name][di, members] = weights @ x_last
+    out = {}
+    for name, f in forecast.items():
+        f = np.where(arrays.present, np.nan_to_num(f), np.nan)
+        mean, std = np.nanmean(f, 1, keepdims=True), np.nanstd(f, 1, keepdims=True)
+        out[name] = (np.nan_to_num((f - mean) / np.where(std > 0, std, 1.0)), features[name])
     return out
 
 

@@ -173,8 +173,8 @@ LAYER_VARIANTS = {
     "fused_projection": (3, {"fused_projection": True}),  # h, s_src, s_dst and the residual from one GEMM
     "edge_in_kernel": (3, {"edge_in_kernel": True}),  # the edge logits inside the kernels
     "both": (3, {"fused_projection": True, "edge_in_kernel": True}),
-    "e7": (7, {}),  # the model's 7 edge attributes: more bytes per slot than H = 4 logits
-    "edge_in_kernel_e7": (7, {"edge_in_kernel": True}),
+    "e8": (8, {}),  # the model's 8 edge attributes: more bytes per slot than H = 4 logits
+    "edge_in_kernel_e8": (8, {"edge_in_kernel": True}),
 }
 
 
@@ -193,7 +193,7 @@ def layer_timing(dates: int, backends: list[str]) -> dict:
 
     from atft_kernels import GATLayer, to_edge_index
 
-    x, neighbors, attrs = _layer_inputs(dates, (3, 7))
+    x, neighbors, attrs = _layer_inputs(dates, (3, 8))
     edge_attr = attrs[3]
     edge_index, flat_attr = to_edge_index(neighbors, edge_attr)
     conv = GATConv(IN_DIM, CHANNELS, heads=HEADS, edge_dim=3, add_self_loops=False).to(DEVICE)

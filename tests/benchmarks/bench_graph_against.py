@@ -8,13 +8,14 @@ The earlier revision's ``atft_kedro/graph/correlation.py`` is read from git into
 (the rest of the package is this tree's), so both builders see the same return grid and the same
 graph parameters (conf/base). Each repeat times one build of each, old first; the machine's noise
 shows as the spread over repeats. Prints the seconds and whether the two builds' neighbours and
-edge attributes are identical. The synthetic market's return grid is built once and, with
+the edge attributes both build are identical (a later revision may add attributes after them). The synthetic market's return grid is built once and, with
 ``--grid-cache``, kept in that file for the next run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import pickle
@@ -83,14 +84,19 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, module in (("old", old), ("new", new)):
                 start = time.perf_counter()
-                built[name] = module.build_graphs_from_grid(grid, module.GraphConfig(**params), dates=dates, progress=False)
+                known = {f.name for f in dataclasses.fields(module.GraphConfig)}  # an earlier revision may lack newer options
+                built[name] = module.build_graphs_from_grid(grid, module.GraphConfig(**{k: v for k, v in params.items() if k in known}),
+                                                            dates=dates, progress=False)  # fmt: skip
                 seconds[name].append(round(time.perf_counter() - start, 2))
+    width = built["old"].edge_attr.shape[-1]
+    shared = built["new"].edge_attr[..., :width]  # the attributes both revisions build ("identical" compares these)
     print(json.dumps({
         "rev": args.rev,
         "dates": len(built["new"].dates),
         "threads": torch.get_num_threads(),
         "seconds": seconds,
-        "identical": bool(np.array_equal(built["old"].neighbors, built["new"].neighbors) and np.array_equal(built["old"].edge_attr, built["new"].edge_attr)),
+        "identical": bool(np.array_equal(built["old"].neighbors, built["new"].neighbors) and np.array_equal(built["old"].edge_attr, shared)),
+        "attributes": {"old": old.EDGE_ATTRIBUTES, "new": new.EDGE_ATTRIBUTES},
     }, indent=1))  # fmt: skip
 
 

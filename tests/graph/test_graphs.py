@@ -5,7 +5,7 @@ import torch
 
 from atft_kedro.datasets import GraphStoreDataset
 from atft_kedro.features.panel import build_panel
-from atft_kedro.graph.correlation import EDGE_ATTRIBUTES, GraphConfig, build_graphs, correlation_matrix
+from atft_kedro.graph.correlation import EDGE_ATTRIBUTES, GraphConfig, build_graphs, correlation_matrix, long_lead_correlations
 from atft_kedro.graph.reference import build_graph_reference
 
 
@@ -17,7 +17,7 @@ def panel(tiny_market):
 CONFIGS = {
     "pearson": GraphConfig(k=6, window=40, min_periods=25),
     "ewm_shrunk_lag1": GraphConfig(k=6, window=40, min_periods=25, method="ewm_shrunk", lag=1, threshold=0.1),
-    "relative": GraphConfig(k=6, window=40, min_periods=25, returns="relative"),
+    "relative": GraphConfig(k=6, window=40, min_periods=25, returns="relative", lead_halflife=10.0),
     "lead_lag_ewm": GraphConfig(k=6, window=40, min_periods=25, lead_lag=True, method="ewm_shrunk", returns="relative"),
     "sector_relative_blend": GraphConfig(k=6, window=40, min_periods=25, returns="sector_relative", blend_window=80),
 }
@@ -342,6 +342,7 @@ def test_row_topk_with_a_hint_equals_torch_topk(monkeypatch, n, k):
     not give a positive threshold, go the chunk way."""
     from atft_kedro.graph import correlation
 
+    torch.manual_seed(n)  # which rows go which way below depends on the draw: fixed, whatever ran before
     values = torch.rand(64, n)
     values[3, ::2] = 0.5  # ties
     hint = torch.topk(values + 0.1 * torch.rand(64, n), k + 3, dim=1).indices.numpy()  # the day before
@@ -437,3 +438,44 @@ def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market, monk
     assert planted_structure_recall(built, oracle.clear(), splits) == {}  # real data: nothing to score
     with pytest.raises(ValueError, match="stocks that the oracle table does not"):
         planted_structure_recall(built, oracle.filter(pl.col("Code") != built.codes[0]), splits)
+
+
+def test_the_long_lead_attribute_finds_who_moves_a_day_earlier_whatever_the_block():
+    """neighbour_leads_long: high on the edge from a stock to the one it follows by a day, ~0 the
+    other way, 0 on padding; the block the pass advances by changes nothing but rounding."""
+    rng = np.random.default_rng(3)
+    days, stocks = 300, 5
+    r = rng.normal(size=(days, stocks))
+    r[1:, 1] += 0.8 * r[:-1, 0]  # stock 1 follows stock 0 by a day
+    r[rng.random((days, stocks)) < 0.05] = np.nan
+    members = [np.arange(stocks)] * 3
+    ends = np.array([120, 200, 300])
+    neighbors = np.tile(np.array([[1, 2], [0, 2], [0, 1], [-1, -1], [0, 1]]), (3, 1))  # three dates, five rows each
+    offsets = np.arange(4) * stocks
+    out = {b: long_lead_correlations(r, ends, members, neighbors, offsets, 50.0, block=b) for b in (1, 7, 16, 64)}
+    for b in (7, 16, 64):
+        np.testing.assert_allclose(out[b], out[1], atol=1e-6)
+    values = out[16].reshape(3, stocks, 2)
+    assert (values[:, 1, 0] > 0.4).all() and (np.abs(values[:, 0, 0]) < 0.2).all()  # 1 <- 0 leads; 0 <- 1 does not
+    assert (values[:, 3] == 0).all()
+
+
+def test_the_long_lead_passes_over_parts_of_the_dates_fill_the_same_rows(panel):
+    """The build runs the long lead-lag pass as several passes over disjoint runs of dates (one a
+    thread): the attribute is the one pass's, and each part fills only its own dates' rows."""
+    from atft_kedro.graph.correlation import graph_returns, return_grid
+
+    grid = return_grid(panel)
+    returns = graph_returns(grid, "relative")
+    members = [np.flatnonzero(grid.present[d]) for d in range(len(grid.dates))]
+    rng = np.random.default_rng(0)
+    neighbors = np.concatenate([rng.integers(-1, len(m), size=(len(m), 4)) for m in members])
+    offsets = np.concatenate([[0], np.cumsum([len(m) for m in members])])
+    ends = np.arange(len(grid.dates)) + 1
+    whole = long_lead_correlations(returns, ends, members, neighbors, offsets, 30.0)
+    parts = np.zeros_like(whole)
+    early, late = np.array_split(np.arange(len(ends)), 2)
+    long_lead_correlations(returns, ends, members, neighbors, offsets, 30.0, dates=late, out=parts)
+    assert (parts[: offsets[late[0]]] == 0).all() and (parts[offsets[late[0]] :] != 0).any()
+    long_lead_correlations(returns, ends, members, neighbors, offsets, 30.0, dates=early, out=parts)
+    np.testing.assert_allclose(parts, whole, atol=1e-6)

@@ -33,7 +33,7 @@ from atft_kernels import triton_gat  # noqa: E402
 ACC_DTYPED = {"agg_ptr", "m_ptr", "l_ptr", "dgate_ptr", "dh_ptr", "ds_src_ptr", "ds_dst_ptr", "dedge_ptr", "de_ptr", "dw_ptr", "slope_ptr"}  # fp32, fp64 for fp64
 INDEX = {"nbr_ptr", "rev_ptr", "rev_slot_ptr"}  # int64
 K = 20  # neighbour slots: the default graph's k (the forward's K-tile is next_power_of_2(K) wide)
-E = 7  # edge attributes per slot when the kernels project them (the default graph's 7)
+E = 7  # edge attributes per slot when the kernels project them (the graphs had 7 until 2026-12-02; at 8 the backward spills: docs/performance.md)
 
 
 def compile_kernel(fn, dtype: str, heads: int, channels: int, edge: int, scatter: bool = True, arch: int = 90,

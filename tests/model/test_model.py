@@ -353,6 +353,28 @@ def test_phase_one_starts_as_phase_zero_and_fan_then_gets_a_gradient():
     assert after.fan_scale.grad.abs() > 0
 
 
+def test_neighbour_skip_reads_the_neighbours_weighted_by_how_much_they_lead():
+    """lead_attribute: the skip's map also reads sum_k max(edge_attr[..., a], 0) x_k, padding out;
+    it starts at 0 like the rest of the skip, and an attribute the graph lacks is an error."""
+    x, market, dates, nb, ea = _batch()
+    plain = _model(neighbour_skip=(1, 5, 10, 20))
+    led = _model(neighbour_skip=(1, 5, 10, 20), lead_attribute=2)
+    skip = led.neighbour
+    inputs = skip.inputs(x[:, -1], nb, ea)
+    weight = ea[..., 2].clamp_min(0) * (nb >= 0)
+    by_hand = torch.stack([sum(weight[i, k] * x[nb[i, k], -1] for k in range(nb.shape[1]) if nb[i, k] >= 0) + 0 * x[0, -1]
+                           for i in range(len(x))])  # fmt: skip
+    torch.testing.assert_close(inputs[:, F_:], by_hand)
+    torch.testing.assert_close(inputs[:, :F_], skip.neighbour_mean(x[:, -1], nb, ea))
+    assert torch.equal(led(x, market, dates, nb, ea)["1d"], plain(x, market, dates, nb, ea)["1d"])  # adds nothing at first
+    with torch.no_grad():
+        skip.linear.weight[:, F_:].normal_()
+    shift = led(x, market, dates, nb, ea)["1d"] - plain(x, market, dates, nb, ea)["1d"]
+    torch.testing.assert_close(shift, (by_hand @ skip.linear.weight[0, F_:])[:, None].expand(-1, 5) * led.target_scale[0])
+    with pytest.raises(ValueError, match="is not one of the graph's 3 edge attributes"):
+        _model(neighbour_skip=(1,), lead_attribute=3)
+
+
 def test_neighbour_skip_starts_as_the_plain_neighbour_mean_and_adds_nothing():
     """The graph's linear path: at first a plain mean of the neighbours' last-day features (uniform
     attention) and a zero map, so switching it on changes no output; with weights it adds exactly

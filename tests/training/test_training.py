@@ -371,35 +371,94 @@ def test_epochs_per_phase(prepared, tmp_path):
 
 def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
     """linear_start=ridge: the linear skip solves the ridge problem of the targets (less each date's
-    mean, in the model's units) on the last day's features, and the neighbour skip that of what the
-    model's forecast leaves on the neighbours' mean features: the ridge objective's gradient is 0 there."""
+    mean, in the model's units) on the last day's features; the neighbour skip is set so that the
+    model's forecast plus the skip is c times the ridge fit of the targets on the neighbours'
+    inputs and the forecast together, for some c > 0 (the same ranking every date): the ridge
+    objective's gradient is 0 there."""
     from atft_kedro.training.loop import _start_at_ridge, _start_neighbours_at_ridge, _training_rows
 
     arrays, graphs = prepared["arrays"], prepared["graphs"]
     train_idx = _idx(prepared)[0][:40]
-    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 20)})
+    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 5), "lead_weights": "neighbour_leads_long"})
+    torch.manual_seed(0)
     model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
     model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
     _start_at_ridge(model, arrays, train_idx, alpha=50.0)
     x, y = _training_rows(arrays, train_idx, model.target_scale.numpy())
+    with torch.no_grad():
+        for i in range(len(model.linear.weight)):
+            w, b = model.linear.weight[i].double().numpy(), float(model.linear.bias[i])
+            ok = np.isfinite(y[:, i])
+            residual = x[ok] @ w + b - y[ok, i]
+            assert np.abs(x[ok].T @ residual + 50.0 * w).max() < 1e-3 * np.abs(x[ok].T @ y[ok, i]).max()
+            assert abs(residual.sum()) < 1e-6 * len(residual)  # the unpenalised intercept
     forecast = predict(model, DateDataset(arrays, graphs, train_idx, cfg.window), cfg, torch.device("cpu"))  # the neighbour skip still 0
-    left = y - np.stack([forecast[f"pred_{h}d"].to_numpy() / s for h, s in zip((1, 5, 10, 20), (0.02, 0.04, 0.06, 0.08))], 1)
+    f = np.stack([forecast[f"pred_{h}d"].to_numpy() / s for h, s in zip((1, 5, 10, 20), (0.02, 0.04, 0.06, 0.08))], 1)
     _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0)
     with torch.no_grad():
-        means = np.vstack([model.neighbour.neighbour_mean(torch.as_tensor(arrays.features[t, m]), graphs.graph(arrays.dates[t]).neighbors,
-                                                          graphs.graph(arrays.dates[t]).edge_attr).double().numpy()
-                           for t, m in ((t, np.flatnonzero(arrays.present[t])) for t in train_idx)])  # fmt: skip
-    for linear, horizons, design, target in ((model.linear, (1, 5), x, y), (model.neighbour.linear, (1, 20), means, left)):
-        for i, h in enumerate(horizons):
-            col = (1, 5, 10, 20).index(h)
-            ok = np.isfinite(target[:, col])
-            w, b = linear.weight[i].detach().double().numpy(), float(linear.bias[i].detach())
-            residual = design[ok] @ w + b - target[ok, col]
-            gradient = design[ok].T @ residual + 50.0 * w
-            assert np.abs(gradient).max() < 1e-3 * np.abs(design[ok].T @ target[ok, col]).max()
-            assert abs(residual.sum()) < 1e-6 * len(residual)  # the unpenalised intercept
+        inputs = np.vstack([model.neighbour.inputs(torch.as_tensor(arrays.features[t, m]), graphs.graph(arrays.dates[t]).neighbors,
+                                                   graphs.graph(arrays.dates[t]).edge_attr).double().numpy()
+                            for t, m in ((t, np.flatnonzero(arrays.present[t])) for t in train_idx)])  # fmt: skip
+    assert inputs.shape[1] == 2 * arrays.features.shape[2]  # the mean and the lead-weighted sum
+    for i, h in enumerate((1, 5)):  # horizons the linear skip forecasts: the forecast ranks the training targets (c > 0)
+        col = (1, 5, 10, 20).index(h)
+        ok = np.isfinite(y[:, col])
+        w, b = model.neighbour.linear.weight[i].detach().double().numpy(), float(model.neighbour.linear.bias[i].detach())
+        design, target = np.hstack([inputs[ok], f[ok, col : col + 1]]), y[ok, col]
+        u = design @ np.append(w, 1.0) + b  # the model's output after the start, in its units
+        c = (u @ target) / (u @ u + 50.0 * (w @ w + 1.0))  # the best multiple of it
+        assert c > 0
+        coef, intercept = c * np.append(w, 1.0), c * b
+        residual = design @ coef + intercept - target
+        assert np.abs(design.T @ residual + 50.0 * coef).max() < 1e-3 * np.abs(design.T @ target).max()
+        assert abs(residual.sum()) < 1e-6 * len(residual)
     assert np.abs(model.neighbour.linear.weight.detach().numpy()).sum() > 0
+    with pytest.raises(ValueError, match="which the graphs do not have"):
+        build_model(arrays, graphs, small_config(model={**small_config().model, "lead_weights": "no_such_attribute"}), 2, torch.device("cpu"))
 
+
+def test_the_neighbour_skip_starts_where_validation_says(prepared):
+    """With a validation score, the skip's start is the best of: no skip (its map 0, the previous
+    phase's function), the fit beside the forecast, the fit of what the forecast leaves."""
+    from atft_kedro.training.loop import _start_neighbours_at_ridge
+
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    train_idx = _idx(prepared)[0][:30]
+    cfg = small_config(model={**small_config().model, "linear_skip": (1,), "neighbour_skip": (1,), "lead_weights": "neighbour_leads_long"})
+    fits = {}
+    for name, score in (("beside", None), ("none", lambda m: -float(m.neighbour.linear.weight.abs().sum())),
+                        ("largest", lambda m: float(m.neighbour.linear.weight.abs().sum()))):  # fmt: skip
+        torch.manual_seed(0)
+        model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
+        _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, score=score)
+        fits[name] = model.neighbour.linear.weight.detach().clone()
+    assert torch.equal(fits["none"], torch.zeros_like(fits["none"]))
+    assert fits["beside"].abs().sum() > 0 and fits["largest"].abs().sum() >= fits["beside"].abs().sum()
+
+
+def test_a_forecast_that_ranks_backwards_gets_the_fit_of_what_it_leaves():
+    """_set_beside_forecast: where the ridge beside the forecast gives the forecast a weight <= 0,
+    the skip is the ridge fit of what the forecast leaves; otherwise forecast + skip is a positive
+    multiple of the fit beside it."""
+    from atft_kedro.evaluation.baselines import ridge_solve
+    from atft_kedro.training.loop import _set_beside_forecast
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 3))
+    y = np.zeros((500, 4))
+    y[:, 0] = x @ [0.5, -0.2, 0.1] + rng.normal(size=500)
+    for sign, col in ((-1.0, 0), (1.0, 0)):
+        forecast = np.zeros((500, 4))
+        forecast[:, col] = sign * 4.0 * (y[:, col] + rng.normal(size=500))
+        linear = torch.nn.Linear(3, 1).double()
+        _set_beside_forecast(linear, (1,), x, y, forecast, alpha=5.0)
+        w, b = linear.weight[0].detach().numpy(), float(linear.bias[0].detach())
+        if sign < 0:
+            np.testing.assert_allclose(np.append(w, b), ridge_solve(x, y[:, 0] - forecast[:, 0], 5.0), rtol=1e-10)
+        else:
+            joint = ridge_solve(np.hstack([x, forecast[:, :1]]), y[:, 0], 5.0)
+            assert joint[3] > 0
+            np.testing.assert_allclose(np.append(w, b) * joint[3], np.append(joint[:3], joint[4]), rtol=1e-10)
 
 
 def test_a_phase_never_ends_below_its_start_on_validation(prepared, tmp_path):

@@ -45,6 +45,18 @@ order). ``edge_attr [N_t, k, E]`` holds, per edge from neighbour j to stock i (0
   the window minus i's;
 * ``neighbour_leads``: corr(i's return on day s, j's return on day s - 1) over the window;
 * ``neighbour_follows``: corr(i's return on day s - 1, j's return on day s): the other direction.
+* ``neighbour_leads_long``: ``neighbour_leads`` over every day up to t - lag, exponentially weighted
+  (half-life ``lead_halflife`` days), on the returns the graph correlates, uncentred (daily means
+  are ~0 next to their spread):
+
+      sum_s l^(e-1-s) r_i[s] r_j[s-1] / sqrt(sum_s l^(e-1-s) r_i[s]^2 * sum_s l^(e-1-s) r_j[s-1]^2),
+
+  over the days s < e = t + 1 - lag, l = 0.5^(1 / lead_halflife), missing returns 0. A day-apart
+  correlation of 0.1 is below one window's sampling error (~0.1 at 120 days) and above a 250-day
+  half-life's (~0.04): the window says who is a peer, the long history who leads
+  (docs/what_training_has_shown.md, 2026-12-02). One pass over the dates in order
+  (``long_lead_correlations``): the sums over all pairs advance a block of days at a time by one
+  matrix product; a date's edges take the block's sums plus their own few days.
 
 All of it uses returns and traded values up to t - lag only.
 """
@@ -66,6 +78,7 @@ from atft_kedro.graph.store import GraphSet
 
 EDGE_ATTRIBUTES = (
     "rho", "same_sector33", "same_market", "rel_log_turnover", "rel_log_volatility", "neighbour_leads", "neighbour_follows",
+    "neighbour_leads_long",
 )  # fmt: skip
 RETURNS = ("raw", "relative", "sector_relative")
 
@@ -84,6 +97,7 @@ class GraphConfig:
     returns: str = "raw"  # raw | relative (minus the date's mean return) | sector_relative (minus the sector's)
     lead_lag: bool = False  # score pairs by rho + the correlation with the other stock's previous day
     blend_window: int | None = None  # also correlate over this many days and score by the mean of the two
+    lead_halflife: float = 250.0  # half-life in days of the neighbour_leads_long attribute's weights
 
     def __post_init__(self):
         if self.returns not in RETURNS:
@@ -94,6 +108,8 @@ class GraphConfig:
             raise ValueError("blend_window and lead_lag are two different scores: choose one")
         if self.method not in ("pearson", "ewm_shrunk"):
             raise ValueError(f"graph method must be 'pearson' or 'ewm_shrunk', got {self.method!r}")
+        if not self.lead_halflife > 0:
+            raise ValueError(f"lead_halflife must be a positive number of days, got {self.lead_halflife}")
         if not 1 <= self.min_periods <= self.window:
             raise ValueError(f"min_periods must be in [1, window={self.window}], got {self.min_periods}")
         if self.lag not in (0, 1):
@@ -436,7 +452,8 @@ def _edge_attr(neighbors: np.ndarray, values: np.ndarray, sector: np.ndarray, ma
     j = np.where(valid, neighbors, 0)
     same_sector = (sector[j] == sector[:, None]) & valid
     same_market = (market[j] == market[:, None]) & valid
-    return np.concatenate([values[..., :1], same_sector[..., None], same_market[..., None], values[..., 1:]], axis=-1).astype(np.float32)
+    later = np.zeros((*valid.shape, 1))  # neighbour_leads_long: filled by long_lead_correlations
+    return np.concatenate([values[..., :1], same_sector[..., None], same_market[..., None], values[..., 1:], later], axis=-1).astype(np.float32)
 
 
 def _reuse(prev_codes: np.ndarray, prev_nbrs: np.ndarray, prev_rho: np.ndarray, codes: np.ndarray):
@@ -469,6 +486,58 @@ def _carried_columns(prev_members: np.ndarray, prev_kept: np.ndarray, members: n
     today[members], before[prev_members] = np.arange(len(members)), np.arange(len(prev_members))
     rows = before[members]
     return np.where((rows >= 0)[:, None], today[prev_members[prev_kept[np.maximum(rows, 0)]]], -1)
+
+
+def long_lead_correlations(returns: np.ndarray, ends: np.ndarray, members: list, neighbors: np.ndarray, offsets: np.ndarray,
+                           halflife: float, dates: np.ndarray | None = None, out: np.ndarray | None = None, block: int = 16) -> np.ndarray:  # fmt: skip
+    """The ``neighbour_leads_long`` attribute (module docstring) of every edge: ``returns [D, S]``
+    on the full calendar, date i's stocks ``members[i]`` (grid columns), its days before
+    ``ends[i]``, its edges ``neighbors[offsets[i]:offsets[i + 1]]`` -> ``out`` [rows, k] (a new
+    float32 array when None), 0 on padding; only the rows of ``dates`` (indices i; default all).
+
+    One pass over the calendar up to the last of them: P[i, j] = sum_s l^(a-1-s) r_i[s] r_j[s-1]
+    over all pairs, advanced ``block`` days at a time by one [S, block] x [block, S] product
+    (float64), and each date's edges add their days since the block's start. S^2 memory (115 MB at
+    3,800 stocks); about 2 S^2 flops a day. Runs over disjoint ``dates`` can share ``out``, one a
+    thread (each makes its own pass)."""
+    z = np.nan_to_num(np.asarray(returns, dtype=np.float64))
+    lagged = np.vstack([np.zeros((1, z.shape[1])), z[:-1]])  # r[s - 1] beside r[s]
+    width = z.shape[1]
+    keep = 0.5 ** (1.0 / halflife)
+    cross = torch.zeros((width, width), dtype=torch.float64)  # the sums up to ``anchor`` (exclusive)
+    own, other = np.zeros(width), np.zeros(width)  # sum of l^. r[s]^2 and of l^. r[s-1]^2
+    anchor = 0
+    days_t = lagged_t = None  # the block's days, one row a stock: [S, <= block]
+    out = np.zeros(neighbors.shape, dtype=np.float32) if out is None else out
+    dates = np.arange(len(ends)) if dates is None else np.asarray(dates)
+    for i in dates[np.argsort(ends[dates], kind="stable")]:
+        end = int(np.clip(ends[i], 0, len(z)))
+        while anchor + block <= end:  # move the block sums on to the block holding ``end``
+            days = slice(anchor, anchor + block)
+            weights = keep ** np.arange(block - 1, -1, -1.0)[:, None]  # l^(anchor + block - 1 - s)
+            cross.addmm_(torch.from_numpy(z[days] * weights).t(), torch.from_numpy(lagged[days]), beta=keep**block)
+            own = own * keep**block + (weights * z[days] ** 2).sum(0)
+            other = other * keep**block + (weights * lagged[days] ** 2).sum(0)
+            anchor, days_t = anchor + block, None
+        if days_t is None:
+            days_t, lagged_t = z[anchor : anchor + block].T.copy(), lagged[anchor : anchor + block].T.copy()
+        rows = slice(offsets[i], offsets[i + 1])
+        valid = neighbors[rows] >= 0
+        if not valid.any():
+            continue
+        m = members[i]
+        b = m[np.where(valid, neighbors[rows], 0)]  # [N, k] each slot's neighbour, a grid column
+        n_days = end - anchor
+        weights = keep ** np.arange(n_days - 1, -1, -1.0)  # the days since the block's start: l^(end - 1 - s)
+        decay = keep**n_days
+        own_days = days_t[m, :n_days] * weights  # [N, days]
+        near = lagged_t[b, :n_days]  # [N, k, days]
+        numerator = decay * cross.view(-1)[torch.from_numpy((m[:, None] * width + b).ravel())].numpy().reshape(b.shape)
+        numerator += (near @ own_days[:, :, None])[..., 0]
+        denominator = np.sqrt((decay * own[m] + (own_days * days_t[m, :n_days]).sum(1))[:, None] * (decay * other[b] + (near**2) @ weights))
+        ok = valid & (denominator > 0)
+        out[rows] = np.where(ok, numerator / np.where(ok, denominator, 1.0), 0.0)
+    return out
 
 
 def _window(returns: np.ndarray, end: int, length: int, members: np.ndarray) -> np.ndarray:
@@ -551,9 +620,13 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
                 edge_attr[rows] = _edge_attr(nbrs_j, rho_j, grid.sector[m], grid.market[m])
                 bar.update()
 
+    def long_leads(dates: np.ndarray) -> None:
+        long_lead_correlations(returns, ends, members, neighbors, offsets, cfg.lead_halflife, dates, edge_attr[..., EDGE_ATTRIBUTES.index("neighbour_leads_long")])
+
     rebuilt = np.arange(0, len(wanted), cfg.rebuild_every)
     with tqdm(total=len(wanted), desc="graphs", unit="date", disable=not progress) as bar, _one_thread_per_date() as (parallel_map, threads):
         list(parallel_map(chain, np.array_split(rebuilt, threads)))  # contiguous runs, one a thread
+        list(parallel_map(long_leads, np.array_split(np.argsort(ends, kind="stable"), threads)))  # then the long lead-lag, as many passes
     return GraphSet(
         dates=wanted,
         offsets=offsets,

@@ -81,6 +81,17 @@ def build_graph_reference(panel: pl.DataFrame | pd.DataFrame, date, cfg: GraphCo
     def lag(a: str, b: str) -> float:
         """corr(a on day s, b on day s - 1) over the window; 0 when either lacks the history."""
         return corr(full[a], earlier[b]) if a in full and b in earlier else 0.0
+
+    history = df[df["Date"].isin(calendar[: max(end, 0)])].pivot(index="Date", columns="Code", values=column)
+    history = history.reindex(index=calendar[: max(end, 0)], columns=codes).fillna(0.0).to_numpy()
+    decay = 0.5 ** (np.arange(len(history))[::-1] / cfg.lead_halflife)  # day s: l^(end - 1 - s)
+
+    def long_lead(a: str, b: str) -> float:
+        """the exponentially weighted, uncentred corr(a on day s, b on day s - 1) over every day."""
+        x, y = history[1:, position[a]], history[:-1, position[b]]
+        num, den = (decay[1:] * x * y).sum(), np.sqrt((decay[1:] * x * x).sum() * (decay[1:] * y * y).sum())
+        return num / den if den > 0 else 0.0
+
     window_dates = calendar[max(end - cfg.window, 0) : max(end, 0)]
     inside = df[df["Date"].isin(window_dates)].groupby("Code")
     log_value = np.log1p(inside["value"].mean())
@@ -110,5 +121,5 @@ def build_graph_reference(panel: pl.DataFrame | pd.DataFrame, date, cfg: GraphCo
         for slot, (_, j, b, rho) in enumerate(sorted(candidates)[: cfg.k]):
             neighbors[i, slot] = j
             edge_attr[i, slot] = (rho, sector[a] == sector[b], market[a] == market[b], relative(log_value, a, b),
-                                  relative(log_vol, a, b), lag(a, b), lag(b, a))  # fmt: skip
+                                  relative(log_vol, a, b), lag(a, b), lag(b, a), long_lead(a, b))  # fmt: skip
     return np.array(codes), neighbors, edge_attr

@@ -13,7 +13,8 @@ block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [
     quantile head per horizon (5 non-crossing quantiles; the point forecast is the median)
       + a linear map of the last day's features x[:, -1] for the ``linear_skip`` horizons (starts at 0)
       + with the GAT on: a linear map of an attention-weighted mean of the neighbours' last-day
-        features, the attention a learned function of the edge attributes (``neighbour_skip``)
+        features, the attention a learned function of the edge attributes (``neighbour_skip``),
+        and of their sum weighted by how much each neighbour leads (``lead_attribute``)
     times ``target_scale`` (per horizon): the network works in units of a typical return
 
 FAN's two parts (the normalised residual and the removed dominant frequencies) are a side input
@@ -25,8 +26,13 @@ The linear skip gives the network a ridge regression's reach on a stock's own fe
 neighbour skip, the graph's linear path, the reach of a ridge on its neighbours' mean features,
 from the phase the graph is switched on. The neighbour skip's attention starts uniform and learns
 from the edge attributes whom to listen to (e.g. larger, more liquid peers; peers that move a day
-earlier); it runs through the same fused ``gat_attention`` op as the GAT. With ``head_init`` small,
-the network starts as these linear paths and the deep part grows from there.
+earlier); it runs through the same fused ``gat_attention`` op as the GAT. A softmax weighs the
+neighbours relative to each other, so it cannot say that one stock has three strong leaders and
+another none; with ``lead_attribute`` the skip also maps sum_k max(c_k, 0) x_k, c_k the edge
+attribute that measures how much neighbour k's return leads the stock's by a day (the graph's
+``neighbour_leads_long``): a stock's followed peers, weighted as a lead-lag regression would weigh
+them. With ``head_init`` small, the network starts as these linear paths and the deep part grows
+from there.
 
 ``target_scale`` (a buffer, set by training from the training split's returns and saved with the
 weights) puts the outputs in return units while every parameter works at order one: a daily return
@@ -75,6 +81,7 @@ class ModelConfig:
     gat_backend: str = "auto"
     linear_skip: tuple[int, ...] = ()  # horizons whose quantiles get a linear map of the last day's features added
     neighbour_skip: tuple[int, ...] = ()  # horizons that get a linear map of the neighbours' attention-weighted last-day features (GAT on)
+    lead_attribute: int | None = None  # the neighbour skip also maps sum_k max(edge_attr[..., this], 0) x_k: the neighbours weighted by how much they lead
     head_init: float = 1.0  # scale of the heads' last layer at init: small, the network starts as its linear paths
 
 
@@ -107,16 +114,30 @@ class GraphBlock(nn.Module):
 
 class NeighbourSkip(nn.Module):
     """[N, F] last-day features -> [N, outputs]: a linear map of the attention-weighted mean of each
-    stock's neighbours' features, alpha_ik = softmax_k(w . edge_attr_ik). Both ``w`` and the map start
-    at 0 (a plain mean, and no contribution); a stock without neighbours gets the map's bias."""
+    stock's neighbours' features, alpha_ik = softmax_k(w . edge_attr_ik), and (``lead_attribute``)
+    of their sum weighted by max(edge_attr_ik[lead_attribute], 0). Both ``w`` and the map start at 0
+    (a plain mean, and no contribution); a stock without neighbours gets the map's bias."""
 
-    def __init__(self, n_features: int, edge_dim: int, n_out: int, backend: str = "auto"):
+    def __init__(self, n_features: int, edge_dim: int, n_out: int, backend: str = "auto", lead_attribute: int | None = None):
         super().__init__()
-        self.backend = backend
+        if lead_attribute is not None and not 0 <= lead_attribute < edge_dim:
+            raise ValueError(f"lead_attribute {lead_attribute} is not one of the graph's {edge_dim} edge attributes")
+        self.backend, self.lead_attribute = backend, lead_attribute
         self.attention = nn.Linear(edge_dim, 1, bias=False)
-        self.linear = nn.Linear(n_features, n_out)
+        self.linear = nn.Linear(n_features * (1 if lead_attribute is None else 2), n_out)
         for p in (self.attention.weight, self.linear.weight, self.linear.bias):
             nn.init.zeros_(p)
+
+    def inputs(self, x_last: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
+        """[N, F] (or [N, 2F] with the lead-weighted sum) what the map reads."""
+        mean = self.neighbour_mean(x_last, neighbors, edge_attr)
+        if self.lead_attribute is None:
+            return mean
+        if edge_attr is None:
+            raise ValueError("the neighbour skip weighs neighbours by an edge attribute, but the graph has none")
+        weight = torch.where(neighbors >= 0, edge_attr[..., self.lead_attribute].clamp_min(0.0), 0.0)  # (N, K)
+        led = (weight[..., None] * x_last[neighbors.clamp_min(0)]).sum(1)  # (N, F)
+        return torch.cat([mean, led], dim=-1)
 
     def neighbour_mean(self, x_last: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
         n, f = x_last.shape
@@ -128,7 +149,7 @@ class NeighbourSkip(nn.Module):
         return 2.0 * agg  # (N, F)
 
     def forward(self, x_last: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
-        return self.linear(self.neighbour_mean(x_last, neighbors, edge_attr))  # (N, outputs)
+        return self.linear(self.inputs(x_last, neighbors, edge_attr))  # (N, outputs)
 
 
 class ATFTGATFAN(nn.Module):
@@ -153,7 +174,9 @@ class ATFTGATFAN(nn.Module):
             nn.init.zeros_(self.linear.bias)
         self.neighbour_horizons = _known_horizons(cfg.neighbour_skip, "neighbour_skip has ")
         self.neighbour = (
-            NeighbourSkip(cfg.n_features, cfg.edge_dim, len(self.neighbour_horizons), cfg.gat_backend) if self.neighbour_horizons else None
+            NeighbourSkip(cfg.n_features, cfg.edge_dim, len(self.neighbour_horizons), cfg.gat_backend, cfg.lead_attribute)
+            if self.neighbour_horizons
+            else None
         )
         with torch.no_grad():  # the seed's fix: GAT columns of the backbone start 3x larger
             self.backbone.weight[:, d:] *= cfg.gat_init_scale

@@ -127,29 +127,81 @@ def _start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.nda
 
 
 @torch.no_grad()
-def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int, alpha: float) -> None:
-    """The neighbour skip (its attention still uniform, its map 0) set to the ridge regression of
-    what the model leaves of each horizon's target (its median forecast, dropout off, in its units)
-    on the neighbours' mean last-day features, over the training dates."""
+def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int, alpha: float,
+                               score=None) -> None:  # fmt: skip
+    """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
+    training dates of each horizon's target on the neighbours' inputs: beside the model's median
+    forecast (dropout off, in its units; ``_set_beside_forecast``), or on what that forecast leaves.
+    With ``score`` (a model -> its validation metric) both are tried, and no skip at all (the map
+    left at 0), and the best kept: the first is the better one where the neighbours carry much
+    (the default market: validation 0.062 against 0.044), the second where they carry little and
+    the forecast's own scale is right, and where neither beats the previous phase's function the
+    graph path starts at nothing (docs/what_training_has_shown.md, 2026-12-02)."""
     _, y = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    device, means, forecasts = model.target_scale.device, [], []
+    device, inputs, forecasts = model.target_scale.device, [], []
     model.eval()
     for item in DateDataset(arrays, graphs, train_idx, window):  # the dates and stocks of _training_rows, in order
         b = collate_dates([item]).to(device)
-        means.append(model.neighbour.neighbour_mean(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy())
+        inputs.append(model.neighbour.inputs(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy())
         out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
         forecasts.append(np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
                                    for h, s in zip(HORIZON_KEYS, model.target_scale)], 1))  # fmt: skip
-    _set_to_ridge(model.neighbour.linear, model.neighbour_horizons, np.vstack(means), y - np.vstack(forecasts), alpha)
+    x, forecast = np.vstack(inputs), np.vstack(forecasts)
+    linear = model.neighbour.linear
+    if score is None:
+        _set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
+        return
+    starts = {"none (the previous phase's function)": copy.deepcopy(linear.state_dict())}  # the map is still 0
+    _set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
+    starts["the fit beside the forecast"] = copy.deepcopy(linear.state_dict())
+    _set_to_ridge(linear, model.neighbour_horizons, x, y - forecast, alpha)
+    starts["the fit of what the forecast leaves"] = copy.deepcopy(linear.state_dict())
+    scores = {}
+    for name, weights in starts.items():
+        linear.load_state_dict(weights)
+        scores[name] = score(model)
+    kept = max(scores, key=lambda name: (scores[name], name != next(iter(starts))))  # ties: a fit over none
+    linear.load_state_dict(starts[kept])
+    log.info("neighbour skip's start, validation: %s; kept %s", ", ".join(f"{n} {v:.4f}" for n, v in scores.items()), kept)
+
+
+def _set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, forecast: np.ndarray, alpha: float) -> None:
+    """Each output of ``linear`` (one per horizon) set so that ``forecast + linear(x)`` ranks as the
+    ridge fit of ``y`` on x and the forecast together does: that fit is c * forecast + x b + b0,
+    and with c > 0, forecast + (x b + b0) / c has the same ranking on every date. (A fit of what the
+    forecast leaves, y - forecast, takes the forecast's scale as right: a forecast trained on rank
+    losses has its own scale, and then its residual is mostly that forecast.) Where c <= 0 (the
+    forecast does not rank the training targets), the fit of what the forecast leaves."""
+    from atft_kedro.evaluation.baselines import ridge_solve
+
+    with torch.no_grad():
+        for i, h in enumerate(horizons):
+            col = HORIZONS.index(h)
+            ok = np.isfinite(y[:, col])
+            coef = ridge_solve(np.hstack([x[ok], forecast[ok, col : col + 1]]), y[ok, col], alpha)
+            c = coef[-2]
+            if c <= 0:
+                coef, c = ridge_solve(x[ok], y[ok, col] - forecast[ok, col], alpha), 1.0
+            else:
+                coef = np.append(coef[:-2], coef[-1])
+            linear.weight[i] = torch.as_tensor(coef[:-1] / c, dtype=linear.weight.dtype)
+            linear.bias[i] = float(coef[-1] / c)
 
 
 def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phase: int, device: torch.device) -> ATFTGATFAN:
     """A new model of ``phase``: the phase's switches in its config, sizes from the arrays and graphs."""
     backend = "auto" if cfg.mode == "optimized" else "torch"
     spec = PHASES[phase]
+    model = dict(cfg.model)
+    lead = model.pop("lead_weights", None)  # an edge attribute's name -> its index in these graphs
+    if lead is not None:
+        names = list(graphs.config.get("edge_attributes", []))
+        if lead not in names:
+            raise ValueError(f"training.model.lead_weights is {lead!r}, which the graphs do not have (they have {names}): rebuild the graphs")
+        model["lead_attribute"] = names.index(lead)
     mcfg = ModelConfig(
         n_features=arrays.features.shape[2], n_market=arrays.market.shape[1], edge_dim=graphs.edge_attr.shape[-1], gat_backend=backend,
-        **{**cfg.model, "use_fan": spec.use_fan, "use_gat": spec.use_gat, "horizons": spec.horizons},
+        **{**model, "use_fan": spec.use_fan, "use_gat": spec.use_gat, "horizons": spec.horizons},
     )  # fmt: skip
     return ATFTGATFAN(mcfg).to(device)
 
@@ -257,19 +309,20 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     checkpoint_fields = {"config": {"phase": phase, "train": asdict(cfg), "model": asdict(model.cfg)},
                          "feature_manifest": manifest, "format": FORMAT, "data_fingerprint": arrays.data_fingerprint}  # fmt: skip
 
-    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main)
+    val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
+    score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
+    scored = lambda m: score_of(daily_rank_ic(predict(m, val_ds, cfg, device, resident), horizons, cfg.min_stocks))  # noqa: E731
+    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, scored)
     averaged = weight_average(model, cfg.ema_decay)
     if averaged is not None and at.resumed is not None:  # the average's weights are the checkpoint's "model"
         averaged.module.load_state_dict(at.resumed["model"])
         averaged.updates = int(at.resumed["ema_updates"])
     evaluated = averaged.module if averaged is not None else model  # what validation, checkpoints and predictions use
     trained = distributed.wrap(model, device, ranks, partial=not (spec.use_fan and spec.use_gat and len(spec.horizons) == len(HORIZONS)))
-    val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     # optimized mode in one process: steps that read nothing back (recorded in a CUDA graph with ``capture``)
     stepper = DeviceStep(model, optimizer, averaged, cfg, device, capture=capture) if cfg.mode == "optimized" and not ranks.parallel else None
     nodes = int(arrays.present[train_idx].sum(1).max()) if capture else None  # the static shape's nodes per date
     validate = lambda: daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)  # noqa: E731
-    score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
     epochs = epochs_of(cfg, phase)
     if cfg.keep_start and at.start_epoch == 0 and ranks.main:  # the start is the best until an epoch beats it on validation
         start = validate()
@@ -358,10 +411,11 @@ def _ranks(cfg: TrainConfig, device: torch.device) -> distributed.Ranks:
     return distributed.join(device)
 
 
-def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, main=True) -> _Progress:
+def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, main=True, score=None) -> _Progress:
     """Load where the phase starts: an interrupted run of the same data (resume), else the previous
     phase's best checkpoint, else a new model at its ridge start. ``main``: the process that says
-    what it finds (rank 0 under torchrun)."""
+    what it finds (rank 0 under torchrun); ``score``: a model -> its validation metric, with which
+    the neighbour skip's start is chosen when the graph comes on."""
     spec = PHASES[phase]
     before = store.load(phase, "last") if store.exists(phase, "last") else None
     resumable = before is not None and cfg.resume and not before["finished"]
@@ -393,7 +447,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
         graph_on = spec.use_gat and not PHASES[phase - 1].use_gat
         if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
-            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha)
+            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, score)
     else:  # a new model
         if cfg.scale_targets:  # its outputs in units of the training split's typical return
             model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
