@@ -160,7 +160,8 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
     for name, weights in starts.items():
         linear.load_state_dict(weights)
         scores[name] = score(model)
-    kept = max(scores, key=lambda name: (scores[name], name != next(iter(starts))))  # ties: a fit over none
+    rank = {n: v if math.isfinite(v) else -math.inf for n, v in scores.items()}  # no valid validation date: worst
+    kept = max(scores, key=lambda name: (rank[name], name != next(iter(starts))))  # ties: a fit over none
     linear.load_state_dict(starts[kept])
     log.info("neighbour skip's start, validation: %s; kept %s", ", ".join(f"{n} {v:.4f}" for n, v in scores.items()), kept)
 
