@@ -81,12 +81,14 @@ def main() -> None:
     seconds, built = {"old": [], "new": []}, {}
     with tempfile.TemporaryDirectory() as folder:
         old = module_at(args.rev, folder)
+        configs = {}  # an earlier revision may lack newer options: each gets the ones it has
+        for module in (old, new):
+            known = {f.name for f in dataclasses.fields(module.GraphConfig)}
+            configs[module] = module.GraphConfig(**{k: v for k, v in params.items() if k in known})
         for _ in range(args.repeats):
             for name, module in (("old", old), ("new", new)):
                 start = time.perf_counter()
-                known = {f.name for f in dataclasses.fields(module.GraphConfig)}  # an earlier revision may lack newer options
-                built[name] = module.build_graphs_from_grid(grid, module.GraphConfig(**{k: v for k, v in params.items() if k in known}),
-                                                            dates=dates, progress=False)  # fmt: skip
+                built[name] = module.build_graphs_from_grid(grid, configs[module], dates=dates, progress=False)
                 seconds[name].append(round(time.perf_counter() - start, 2))
     width = built["old"].edge_attr.shape[-1]
     shared = built["new"].edge_attr[..., :width]  # the attributes both revisions build ("identical" compares these)

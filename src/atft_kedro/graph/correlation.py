@@ -530,11 +530,12 @@ def long_lead_correlations(returns: np.ndarray, ends: np.ndarray, members: list,
         n_days = end - anchor
         weights = keep ** np.arange(n_days - 1, -1, -1.0)  # the days since the block's start: l^(end - 1 - s)
         decay = keep**n_days
-        own_days = days_t[m, :n_days] * weights  # [N, days]
+        mine = days_t[m, :n_days]  # [N, days]
+        own_days = mine * weights
         near = lagged_t[b, :n_days]  # [N, k, days]
         numerator = decay * cross.view(-1)[torch.from_numpy((m[:, None] * width + b).ravel())].numpy().reshape(b.shape)
         numerator += (near @ own_days[:, :, None])[..., 0]
-        denominator = np.sqrt((decay * own[m] + (own_days * days_t[m, :n_days]).sum(1))[:, None] * (decay * other[b] + (near**2) @ weights))
+        denominator = np.sqrt((decay * own[m] + (own_days * mine).sum(1))[:, None] * (decay * other[b] + (near**2) @ weights))
         ok = valid & (denominator > 0)
         out[rows] = np.where(ok, numerator / np.where(ok, denominator, 1.0), 0.0)
     return out

@@ -312,8 +312,8 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
 
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
-    scored = lambda m: score_of(daily_rank_ic(predict(m, val_ds, cfg, device, resident), horizons, cfg.min_stocks))  # noqa: E731
-    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, scored)
+    rank_ics = lambda m: daily_rank_ic(predict(m, val_ds, cfg, device, resident), horizons, cfg.min_stocks)  # noqa: E731
+    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, lambda m: score_of(rank_ics(m)))
     averaged = weight_average(model, cfg.ema_decay)
     if averaged is not None and at.resumed is not None:  # the average's weights are the checkpoint's "model"
         averaged.module.load_state_dict(at.resumed["model"])
@@ -323,7 +323,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     # optimized mode in one process: steps that read nothing back (recorded in a CUDA graph with ``capture``)
     stepper = DeviceStep(model, optimizer, averaged, cfg, device, capture=capture) if cfg.mode == "optimized" and not ranks.parallel else None
     nodes = int(arrays.present[train_idx].sum(1).max()) if capture else None  # the static shape's nodes per date
-    validate = lambda: daily_rank_ic(predict(evaluated, val_ds, cfg, device, resident), horizons, cfg.min_stocks)  # noqa: E731
+    validate = lambda: rank_ics(evaluated)  # noqa: E731
     epochs = epochs_of(cfg, phase)
     if cfg.keep_start and at.start_epoch == 0 and ranks.main:  # the start is the best until an epoch beats it on validation
         start = validate()
