@@ -132,11 +132,13 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
     """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
     training dates of each horizon's target on the neighbours' inputs: beside the model's median
     forecast (dropout off, in its units; ``_set_beside_forecast``), or on what that forecast leaves.
-    With ``score`` (a model -> its validation metric) both are tried, and no skip at all (the map
-    left at 0), and the best kept: the first is the better one where the neighbours carry much
-    (the default market: validation 0.062 against 0.044), the second where they carry little and
-    the forecast's own scale is right, and where neither beats the previous phase's function the
-    graph path starts at nothing (docs/what_training_has_shown.md, 2026-12-02)."""
+    With ``score`` (a model -> its validation RankIC per horizon, {"1d": ...}) both are tried, and
+    no skip at all (the map left at 0), and each horizon keeps its best (a horizon's output reads
+    only its own row of the map, so the choices are independent): the first is the better one where
+    the neighbours carry much (the default market: validation 0.062 against 0.044 at 1 day), the
+    second where they carry little and the forecast's own scale is right, and where neither beats
+    the previous phase's function the graph path starts at nothing (docs/what_training_has_shown.md,
+    2026-12-02)."""
     _, y = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     device, inputs, forecasts = model.target_scale.device, [], []
     model.eval()
@@ -151,7 +153,8 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
     if score is None:
         _set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
         return
-    starts = {"none (the previous phase's function)": copy.deepcopy(linear.state_dict())}  # the map is still 0
+    none = "none (the previous phase's function)"
+    starts = {none: copy.deepcopy(linear.state_dict())}  # the map is still 0
     _set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
     starts["the fit beside the forecast"] = copy.deepcopy(linear.state_dict())
     _set_to_ridge(linear, model.neighbour_horizons, x, y - forecast, alpha)
@@ -160,10 +163,17 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
     for name, weights in starts.items():
         linear.load_state_dict(weights)
         scores[name] = score(model)
-    rank = {n: v if math.isfinite(v) else -math.inf for n, v in scores.items()}  # no valid validation date: worst
-    kept = max(scores, key=lambda name: (rank[name], name != next(iter(starts))))  # ties: a fit over none
-    linear.load_state_dict(starts[kept])
-    log.info("neighbour skip's start, validation: %s; kept %s", ", ".join(f"{n} {v:.4f}" for n, v in scores.items()), kept)
+    kept = {}
+    for i, h in enumerate(model.neighbour_horizons):
+        key = f"{h}d"
+        rank = {n: s.get(key, math.nan) for n, s in scores.items()}
+        rank = {n: v if math.isfinite(v) else -math.inf for n, v in rank.items()}  # no valid validation date: worst
+        kept[key] = max(starts, key=lambda name: (rank[name], name != none))  # ties: a fit over none
+        linear.weight[i] = starts[kept[key]]["weight"][i]
+        linear.bias[i] = starts[kept[key]]["bias"][i]
+    for key, name in kept.items():
+        log.info("neighbour skip's start at %s, validation RankIC: %s; kept %s", key,
+                 ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in scores.items()), name)  # fmt: skip
 
 
 def _set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, forecast: np.ndarray, alpha: float) -> None:
@@ -313,7 +323,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
     rank_ics = lambda m: daily_rank_ic(predict(m, val_ds, cfg, device, resident), horizons, cfg.min_stocks)  # noqa: E731
-    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, lambda m: score_of(rank_ics(m)))
+    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, rank_ics)
     averaged = weight_average(model, cfg.ema_decay)
     if averaged is not None and at.resumed is not None:  # the average's weights are the checkpoint's "model"
         averaged.module.load_state_dict(at.resumed["model"])
@@ -415,8 +425,8 @@ def _ranks(cfg: TrainConfig, device: torch.device) -> distributed.Ranks:
 def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, main=True, score=None) -> _Progress:
     """Load where the phase starts: an interrupted run of the same data (resume), else the previous
     phase's best checkpoint, else a new model at its ridge start. ``main``: the process that says
-    what it finds (rank 0 under torchrun); ``score``: a model -> its validation metric, with which
-    the neighbour skip's start is chosen when the graph comes on."""
+    what it finds (rank 0 under torchrun); ``score``: a model -> its validation RankIC per horizon,
+    with which the neighbour skip's start is chosen, horizon by horizon, when the graph comes on."""
     spec = PHASES[phase]
     before = store.load(phase, "last") if store.exists(phase, "last") else None
     resumable = before is not None and cfg.resume and not before["finished"]
