@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -169,7 +170,13 @@ def main() -> None:
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one seed
     parser.add_argument("--frames", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one is not None:
+    if args.one is not None:  # the run's log, plain, on stderr: the parent keeps it beside the frames
+        import kedro.framework.project  # noqa: F401  (sets kedro's logging, replaced here)
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.root.handlers[:] = [handler]
+        logging.root.setLevel(logging.INFO)
         print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames))), flush=True)
         return
     if args.report:
@@ -183,7 +190,9 @@ def main() -> None:
         def child(seed: int) -> dict:
             cmd = [sys.executable, __file__, "--one", str(seed), "--params", args.params, "--frames", str(frames)]
             done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            lines = done.stdout.splitlines()
+            result = [line for line in lines if line.startswith("RESULT ")]
+            (frames / f"seed{seed}.log").write_text("\n".join(line for line in lines if not line.startswith("RESULT ")) + "\n" + done.stderr)
             if done.returncode or not result:
                 raise RuntimeError(f"seed {seed} failed:\n{done.stderr[-3000:]}")
             print(f"seed {seed} done", flush=True)
