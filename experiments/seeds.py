@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ import numpy as np
 
 HORIZONS = ("1d", "5d", "10d", "20d")
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
+PROGRESS = re.compile(r"\|.*\d+/\d+ \[")  # a tqdm bar, left out of a seed's log
 
 
 def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
@@ -192,7 +194,9 @@ def main() -> None:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True)
             lines = done.stdout.splitlines()
             result = [line for line in lines if line.startswith("RESULT ")]
-            (frames / f"seed{seed}.log").write_text("\n".join(line for line in lines if not line.startswith("RESULT ")) + "\n" + done.stderr)
+            logged = [part.rsplit("\r", 1)[-1] for part in [*lines, *done.stderr.splitlines()]]  # a progress bar's last redraw
+            (frames / f"seed{seed}.log").write_text("".join(f"{line}\n" for line in logged if line.strip() and not PROGRESS.search(line)
+                                                            and not line.startswith("RESULT ")))  # fmt: skip
             if done.returncode or not result:
                 raise RuntimeError(f"seed {seed} failed:\n{done.stderr[-3000:]}")
             print(f"seed {seed} done", flush=True)
