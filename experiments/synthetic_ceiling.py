@@ -142,10 +142,16 @@ def main() -> None:
     if args.lead_lag:
         default = build_graphs(panel, GraphConfig(**params["graph"]), progress=False)
         out = {"split": args.split, "dates": len(scored), "ridge, own features": round(ridge(), 4)}
+        names = stock_feature_names(data["feature_manifest"])
+        one_day = [i for i, n in enumerate(names) if n in ONE_DAY_RETURNS]
         for name, (forecast, weighted) in lead_lag_forecasts(panel, default, arrays, cluster).items():
             xv, yv, _, dv = design(scored, None, forecast)
             out[name] = {"alone": round(mean_rank_ic(xv[:, -1], yv, dv), 4), "ridge, own + it": round(ridge(extra=forecast), 4),
-                         "ridge, own + weighted neighbour features": round(ridge(extra=weighted), 4)}  # fmt: skip
+                         "ridge, own + weighted neighbour features": round(ridge(extra=weighted), 4),
+                         "ridge, own + weighted neighbour 1-day returns": round(ridge(extra=weighted[..., one_day]), 4),
+                         "ridge, own + neighbour mean + weighted neighbour features": round(ridge(graph_neighbours(default), weighted), 4),
+                         "ridge, own + neighbour mean + weighted neighbour 1-day returns":
+                             round(ridge(graph_neighbours(default), weighted[..., one_day]), 4)}  # fmt: skip
             print(name, out[name], flush=True)
         print(json.dumps(out, indent=1))
         return
@@ -223,6 +229,7 @@ def structural_forecasts(panel, oracle, cfg, arrays) -> dict[str, np.ndarray]:
     return out
 
 
+ONE_DAY_RETURNS = ("ret_1d", "log_ret_1d", "resid_ret_1d", "rel_sector_ret_1d", "ret_intraday")  # features of the last day's return
 LEAD_LAG = {  # name: (how the lag correlations are estimated, which pairs count)
     "lead-lag, expanding, graph neighbours": ("expanding", "graph"),
     "lead-lag, halflife 250, graph neighbours": (250, "graph"),

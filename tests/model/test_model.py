@@ -373,6 +373,11 @@ def test_neighbour_skip_reads_the_neighbours_weighted_by_how_much_they_lead():
     torch.testing.assert_close(shift, (by_hand @ skip.linear.weight[0, F_:])[:, None].expand(-1, 5) * led.target_scale[0])
     with pytest.raises(ValueError, match="is not one of the graph's 3 edge attributes"):
         _model(neighbour_skip=(1,), lead_attribute=3)
+    some = _model(neighbour_skip=(1, 5), lead_attribute=2, lead_columns=(3, 0))  # lead_columns: only these features weighted
+    assert some.neighbour.linear.in_features == F_ + 2
+    torch.testing.assert_close(some.neighbour.inputs(x[:, -1], nb, ea)[:, F_:], by_hand[:, [3, 0]])
+    with pytest.raises(ValueError, match="must name at least one of the"):
+        _model(neighbour_skip=(1,), lead_attribute=2, lead_columns=(F_,))
 
 
 def test_neighbour_skip_starts_as_the_plain_neighbour_mean_and_adds_nothing():

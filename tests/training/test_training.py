@@ -415,6 +415,10 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
     assert np.abs(model.neighbour.linear.weight.detach().numpy()).sum() > 0
     with pytest.raises(ValueError, match="which the graphs do not have"):
         build_model(arrays, graphs, small_config(model={**small_config().model, "lead_weights": "no_such_attribute"}), 2, torch.device("cpu"))
+    named = build_model(arrays, graphs, small_config(model={**cfg.model, "lead_features": ["ret_1d", "resid_ret_1d"]}), 2, torch.device("cpu"))
+    assert named.cfg.lead_columns == (arrays.feature_names.index("ret_1d"), arrays.feature_names.index("resid_ret_1d"))
+    with pytest.raises(ValueError, match=r"lead_features names \['no_such_feature'\]"):
+        build_model(arrays, graphs, small_config(model={**cfg.model, "lead_features": ["ret_1d", "no_such_feature"]}), 2, torch.device("cpu"))
 
 
 def test_the_neighbour_skip_starts_where_validation_says(prepared):

@@ -82,6 +82,7 @@ class ModelConfig:
     linear_skip: tuple[int, ...] = ()  # horizons whose quantiles get a linear map of the last day's features added
     neighbour_skip: tuple[int, ...] = ()  # horizons that get a linear map of the neighbours' attention-weighted last-day features (GAT on)
     lead_attribute: int | None = None  # the neighbour skip also maps sum_k max(edge_attr[..., this], 0) x_k: the neighbours weighted by how much they lead
+    lead_columns: tuple[int, ...] | None = None  # ... of these feature columns only (None: every feature)
     head_init: float = 1.0  # scale of the heads' last layer at init: small, the network starts as its linear paths
 
 
@@ -115,28 +116,34 @@ class GraphBlock(nn.Module):
 class NeighbourSkip(nn.Module):
     """[N, F] last-day features -> [N, outputs]: a linear map of the attention-weighted mean of each
     stock's neighbours' features, alpha_ik = softmax_k(w . edge_attr_ik), and (``lead_attribute``)
-    of their sum weighted by max(edge_attr_ik[lead_attribute], 0). Both ``w`` and the map start at 0
-    (a plain mean, and no contribution); a stock without neighbours gets the map's bias."""
+    of their sum weighted by max(edge_attr_ik[lead_attribute], 0), of the features ``lead_columns``
+    (all when None). Both ``w`` and the map start at 0 (a plain mean, and no contribution); a stock
+    without neighbours gets the map's bias."""
 
-    def __init__(self, n_features: int, edge_dim: int, n_out: int, backend: str = "auto", lead_attribute: int | None = None):
+    def __init__(self, n_features: int, edge_dim: int, n_out: int, backend: str = "auto", lead_attribute: int | None = None,
+                 lead_columns: tuple[int, ...] | None = None):  # fmt: skip
         super().__init__()
         if lead_attribute is not None and not 0 <= lead_attribute < edge_dim:
             raise ValueError(f"lead_attribute {lead_attribute} is not one of the graph's {edge_dim} edge attributes")
+        columns = list(range(n_features)) if lead_columns is None else [int(c) for c in lead_columns]
+        if not columns or not all(0 <= c < n_features for c in columns):
+            raise ValueError(f"lead_columns {lead_columns} must name at least one of the {n_features} feature columns")
         self.backend, self.lead_attribute = backend, lead_attribute
+        self.register_buffer("lead_columns", torch.as_tensor(columns, dtype=torch.long), persistent=False)
         self.attention = nn.Linear(edge_dim, 1, bias=False)
-        self.linear = nn.Linear(n_features * (1 if lead_attribute is None else 2), n_out)
+        self.linear = nn.Linear(n_features + (0 if lead_attribute is None else len(columns)), n_out)
         for p in (self.attention.weight, self.linear.weight, self.linear.bias):
             nn.init.zeros_(p)
 
     def inputs(self, x_last: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
-        """[N, F] (or [N, 2F] with the lead-weighted sum) what the map reads."""
+        """[N, F] (or [N, F + L] with the lead-weighted sum of L feature columns) what the map reads."""
         mean = self.neighbour_mean(x_last, neighbors, edge_attr)
         if self.lead_attribute is None:
             return mean
         if edge_attr is None:
             raise ValueError("the neighbour skip weighs neighbours by an edge attribute, but the graph has none")
         weight = torch.where(neighbors >= 0, edge_attr[..., self.lead_attribute].clamp_min(0.0), 0.0)  # (N, K)
-        led = (weight[..., None] * x_last[neighbors.clamp_min(0)]).sum(1)  # (N, F)
+        led = (weight[..., None] * x_last[:, self.lead_columns][neighbors.clamp_min(0)]).sum(1)  # (N, L)
         return torch.cat([mean, led], dim=-1)
 
     def neighbour_mean(self, x_last: torch.Tensor, neighbors: torch.Tensor, edge_attr: torch.Tensor | None) -> torch.Tensor:
@@ -174,7 +181,7 @@ class ATFTGATFAN(nn.Module):
             nn.init.zeros_(self.linear.bias)
         self.neighbour_horizons = _known_horizons(cfg.neighbour_skip, "neighbour_skip has ")
         self.neighbour = (
-            NeighbourSkip(cfg.n_features, cfg.edge_dim, len(self.neighbour_horizons), cfg.gat_backend, cfg.lead_attribute)
+            NeighbourSkip(cfg.n_features, cfg.edge_dim, len(self.neighbour_horizons), cfg.gat_backend, cfg.lead_attribute, cfg.lead_columns)
             if self.neighbour_horizons
             else None
         )

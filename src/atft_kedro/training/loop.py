@@ -210,6 +210,13 @@ def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phas
         if lead not in names:
             raise ValueError(f"training.model.lead_weights is {lead!r}, which the graphs do not have (they have {names}): rebuild the graphs")
         model["lead_attribute"] = names.index(lead)
+    wanted = model.pop("lead_features", None)  # feature names -> their columns in these arrays
+    if wanted is not None:
+        missing = [n for n in wanted if n not in arrays.feature_names]
+        if missing:
+            raise ValueError(f"training.model.lead_features names {missing}, which are not among the model's features "
+                             f"(the feature manifest): rebuild model_input or drop them")  # fmt: skip
+        model["lead_columns"] = tuple(arrays.feature_names.index(n) for n in wanted)
     mcfg = ModelConfig(
         n_features=arrays.features.shape[2], n_market=arrays.market.shape[1], edge_dim=graphs.edge_attr.shape[-1], gat_backend=backend,
         **{**model, "use_fan": spec.use_fan, "use_gat": spec.use_gat, "horizons": spec.horizons},
