@@ -424,18 +424,22 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
 def test_the_neighbour_skip_starts_where_validation_says(prepared):
     """With a validation score per horizon, each horizon's row of the skip's map starts at the best
     of: no skip (its map 0, the previous phase's function), the fit beside the forecast, the fit of
-    what the forecast leaves; horizon by horizon (a horizon's output reads only its row)."""
+    what the forecast leaves, each of the two also on the lead-weighted sum alone; horizon by
+    horizon (a horizon's output reads only its row)."""
     from atft_kedro.training.loop import _start_neighbours_at_ridge
 
     arrays, graphs = prepared["arrays"], prepared["graphs"]
     train_idx = _idx(prepared)[0][:30]
     cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 5), "lead_weights": "neighbour_leads_long"})
     size = lambda m, i: float(m.neighbour.linear.weight[i].abs().sum())  # noqa: E731
+    F = arrays.features.shape[2]
     fits = {}
     for name, score in (("beside", None), ("none", lambda m: {"1d": -size(m, 0), "5d": -size(m, 1)}),
                         ("largest", lambda m: {"1d": size(m, 0), "5d": size(m, 1)}),
                         ("mixed", lambda m: {"1d": size(m, 0), "5d": -size(m, 1)}),  # 1 day: the largest fit; 5 days: none
-                        ("no 5d score", lambda m: {"1d": -size(m, 0), "5d": math.nan})):  # fmt: skip
+                        ("no 5d score", lambda m: {"1d": -size(m, 0), "5d": math.nan}),
+                        ("lead alone", lambda m: {h: float(m.neighbour.linear.weight[i, F:].abs().sum()) - 1e3 * float(m.neighbour.linear.weight[i, :F].abs().sum())
+                                                  for i, h in enumerate(("1d", "5d"))})):  # fmt: skip
         torch.manual_seed(0)
         model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
         _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, score=score)
@@ -445,6 +449,8 @@ def test_the_neighbour_skip_starts_where_validation_says(prepared):
     assert torch.equal(fits["mixed"][0], fits["largest"][0]) and torch.equal(fits["mixed"][1], torch.zeros_like(fits["mixed"][1]))
     assert torch.equal(fits["no 5d score"][0], torch.zeros_like(fits["mixed"][0]))
     assert torch.equal(fits["no 5d score"][1], fits["beside"][1])  # every candidate unscored: ties, and the first fit is kept over none
+    lead = fits["lead alone"]  # fits on the lead-weighted sum alone are candidates too: the mean's columns at 0
+    assert torch.equal(lead[:, :F], torch.zeros_like(lead[:, :F])) and (lead[:, F:].abs().sum(1) > 0).all()
 
 
 def test_a_forecast_that_ranks_backwards_gets_the_fit_of_what_it_leaves():

@@ -132,13 +132,14 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
     """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
     training dates of each horizon's target on the neighbours' inputs: beside the model's median
     forecast (dropout off, in its units; ``_set_beside_forecast``), or on what that forecast leaves.
-    With ``score`` (a model -> its validation RankIC per horizon, {"1d": ...}) both are tried, and
-    no skip at all (the map left at 0), and each horizon keeps its best (a horizon's output reads
-    only its own row of the map, so the choices are independent): the first is the better one where
-    the neighbours carry much (the default market: validation 0.062 against 0.044 at 1 day), the
-    second where they carry little and the forecast's own scale is right, and where neither beats
-    the previous phase's function the graph path starts at nothing (docs/what_training_has_shown.md,
-    2026-12-02)."""
+    With ``score`` (a model -> its validation RankIC per horizon, {"1d": ...}) both are tried, each
+    also on the lead-weighted sum alone (when the skip has one: the neighbour mean's many columns
+    can dilute a ridge more than they add), and no skip at all (the map left at 0), and each horizon
+    keeps its best (a horizon's output reads only its own row of the map, so the choices are
+    independent): the fit beside the forecast is the better one where the neighbours carry much
+    (the default market: validation 0.062 against 0.044 at 1 day), the fit of what it leaves where
+    they carry little and the forecast's own scale is right, and where none beats the previous
+    phase's function the graph path starts at nothing (docs/what_training_has_shown.md, 2026-12-02)."""
     _, y = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     device, inputs, forecasts = model.target_scale.device, [], []
     model.eval()
@@ -155,10 +156,14 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
         return
     none = "none (the previous phase's function)"
     starts = {none: copy.deepcopy(linear.state_dict())}  # the map is still 0
-    _set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
-    starts["the fit beside the forecast"] = copy.deepcopy(linear.state_dict())
-    _set_to_ridge(linear, model.neighbour_horizons, x, y - forecast, alpha)
-    starts["the fit of what the forecast leaves"] = copy.deepcopy(linear.state_dict())
+    designs = {"": x}
+    if model.neighbour.lead_attribute is not None:  # the mean's columns at 0 get coefficients 0: the lead-weighted sum alone
+        designs[", lead-weighted sum alone"] = np.hstack([np.zeros_like(x[:, : model.cfg.n_features]), x[:, model.cfg.n_features :]])
+    for suffix, design in designs.items():
+        _set_beside_forecast(linear, model.neighbour_horizons, design, y, forecast, alpha)
+        starts[f"the fit beside the forecast{suffix}"] = copy.deepcopy(linear.state_dict())
+        _set_to_ridge(linear, model.neighbour_horizons, design, y - forecast, alpha)
+        starts[f"the fit of what the forecast leaves{suffix}"] = copy.deepcopy(linear.state_dict())
     scores = {}
     for name, weights in starts.items():
         linear.load_state_dict(weights)
