@@ -86,6 +86,7 @@ def test_the_weight_average_counts_on_the_device_as_on_the_host(decay):
     not taken leaves it as it was."""
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 2)
+    net.register_buffer("columns", torch.tensor([2, 0]), persistent=False)  # an index: not averaged
     host, device = WeightAverage(net, decay), WeightAverage(net, decay)
     for n in range(40):
         with torch.no_grad():
@@ -96,6 +97,7 @@ def test_the_weight_average_counts_on_the_device_as_on_the_host(decay):
         device.update(net, torch.tensor(taken))
     assert device.updates == host.updates == 40 - 6
     torch.testing.assert_close(device.module.weight, host.module.weight, rtol=1e-6, atol=1e-6)
+    assert torch.equal(device.module.columns, torch.tensor([2, 0]))
     device.updates = 5  # a resumed run sets the count; the next update counts on from it
     device.update(net, torch.tensor(True))
     assert device.updates == 6

@@ -175,11 +175,13 @@ def test_a_run_without_any_valid_validation_date_still_keeps_a_best_checkpoint(p
 @pytest.mark.parametrize("decay", [0.9, 0.998])
 def test_weight_average_weighs_each_step_decay_times_the_next(decay):
     """After n updates the average is sum_k decay^(n-k) w_k / sum_k decay^(n-k): the configured
-    decay from the first step on (a warm-up that caps it would fail at either decay)."""
+    decay from the first step on (a warm-up that caps it would fail at either decay). An integer
+    buffer (an index, as the neighbour skip's ``lead_columns``) is left as it is."""
     from atft_kedro.training.loop import weight_average
 
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 1)
+    net.register_buffer("columns", torch.tensor([2, 0]), persistent=False)
     avg = weight_average(net, decay)
     seen = []
     for n in range(1, 600):
@@ -191,6 +193,7 @@ def test_weight_average_weighs_each_step_decay_times_the_next(decay):
             w = decay ** torch.arange(n - 1, -1, -1, dtype=torch.float64)  # oldest first
             expected = (w[:, None, None] * torch.stack(seen)).sum(0) / w.sum()
             torch.testing.assert_close(avg.module.weight.double(), expected, atol=2e-5, rtol=1e-5)
+    assert torch.equal(avg.module.columns, torch.tensor([2, 0]))
     assert weight_average(net, None) is None
 
 

@@ -69,8 +69,8 @@ class WeightAverage:
     def update(self, model: torch.nn.Module, taken: torch.Tensor | None = None) -> None:
         """One update; ``taken``: a 0-dim bool tensor, whether the step was taken (counted and
         weighed on the device, nothing read back)."""
-        mine = [t.detach() for t in (*self.module.parameters(), *self.module.buffers())]
-        theirs = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        floats = lambda m: [t.detach() for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]  # noqa: E731  (not an index buffer)
+        mine, theirs = floats(self.module), floats(model)
         if taken is not None:
             if self._on_device is None:
                 self._on_device = torch.full((), float(self._updates), dtype=torch.float64, device=taken.device)
