@@ -33,8 +33,9 @@ another none; with ``lead_attribute`` the skip also maps sum_k max(c_k, 0) x_k, 
 attribute that measures how much neighbour k's return leads the stock's by a day (the graph's
 ``neighbour_leads_long``): a stock's followed peers, weighted as a lead-lag regression would weigh
 them. ``lead_columns`` keeps that sum to a few features (training's ``lead_features``: the last
-day's returns): a ridge on all 91 weighted features does worse on validation than on those five. With ``head_init`` small, the network starts as these linear paths and the deep part grows
-from there.
+day's returns): a ridge on all 91 weighted features does worse on validation than on those five.
+With ``head_init`` small, the network starts as these linear paths and the deep part grows from
+there.
 
 ``target_scale`` (a buffer, set by training from the training split's returns and saved with the
 weights) puts the outputs in return units while every parameter works at order one: a daily return
