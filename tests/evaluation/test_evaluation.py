@@ -250,3 +250,28 @@ def test_ridge_penalty_is_chosen_on_validation():
     cfg = BaselineConfig(ridge_alphas=(1e-6, 300.0), min_stocks=10)
     _, info = tuned_ridge(mi, list(cols), "target_1d", days[:10], days[10:], cfg)
     assert info["alpha"] == 300.0
+
+
+def test_the_ridge_fit_is_the_same_bits_with_any_thread_count():
+    """Training starts its linear paths at ``ridge_solve``'s fits, and safe mode promises the same
+    bits on any machine's core count: numpy's BLAS rounds ``x.T @ x`` differently with 1 and 2
+    threads (checked on 120,000 x 97), so a process with one thread and one with two must agree."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import hashlib, sys, numpy as np, torch\n"
+        "from atft_kedro.evaluation.baselines import ridge_solve\n"
+        "torch.set_num_threads(int(sys.argv[1]))\n"
+        "r = np.random.default_rng(0); x = r.standard_normal((120_000, 97)); y = r.standard_normal(120_000)\n"
+        "print(hashlib.md5(ridge_solve(x, y, 10.0).tobytes()).hexdigest())\n"
+    )
+    digests = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        run = subprocess.run([sys.executable, "-c", script, threads], capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1 and len(next(iter(digests))) == len(hashlib.md5().hexdigest())

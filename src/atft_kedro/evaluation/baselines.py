@@ -114,11 +114,22 @@ def tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, c
 
 
 def ridge_solve(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Ridge coefficients of ``y`` on ``x [rows, features]`` plus an unpenalised intercept (last)."""
-    x = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
-    penalty = alpha * np.eye(x.shape[1])
+    """Ridge coefficients of ``y`` on ``x [rows, features]`` plus an unpenalised intercept (last).
+
+    The products run on one torch thread, so the coefficients are the same bits however many threads
+    the process has: numpy's BLAS splits ``x.T @ x`` by its thread count and rounds differently with
+    each, and training starts its linear paths at these fits (safe mode repeats to the bit)."""
+    import torch
+
+    x = torch.from_numpy(np.hstack([x.astype(np.float64), np.ones((len(x), 1))]))
+    penalty = alpha * torch.eye(x.shape[1], dtype=torch.float64)
     penalty[-1, -1] = 0.0
-    return np.linalg.solve(x.T @ x + penalty, x.T @ y.astype(np.float64))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.solve(x.T @ x + penalty, x.T @ torch.from_numpy(y.astype(np.float64))).numpy()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.ndarray) -> np.ndarray:
