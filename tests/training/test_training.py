@@ -372,6 +372,30 @@ def test_epochs_per_phase(prepared, tmp_path):
         small_config(epochs={0: 2})
 
 
+def test_patience_per_phase_stops_a_phase_after_that_many_epochs_below_its_best(prepared, tmp_path, monkeypatch):
+    """Validation scripted to fall after the start: a phase with patience p runs p + 1 epochs (of 4),
+    one that improves runs on; the setting is one number or {phase: patience} for every phase."""
+    from atft_kedro.training import loop
+    from atft_kedro.training.config import patience_of
+
+    cfg = small_config(patience={0: 2, 1: 0, 2: 0, 3: 0})
+    assert [patience_of(cfg, p) for p in range(4)] == [2, 0, 0, 0] and patience_of(small_config(patience=3), 1) == 3
+    with pytest.raises(ValueError, match=r"training patience must be a number or \{phase: patience\} for phases \[0, 1, 2, 3\]"):
+        small_config(patience={0: 2})
+
+    def scripted(scores):
+        it = iter(scores)
+        monkeypatch.setattr(loop, "daily_rank_ic", lambda *a, **k: {"1d": next(it)})
+
+    runs = {}
+    for name, patience, scores in [("falls, 0", 0, [0.05, 0.04, 0.03, 0.02, 0.01]), ("falls, 2", 2, [0.05, 0.04, 0.03, 0.02, 0.01]),
+                                   ("rises, 0", 0, [0.01, 0.02, 0.03, 0.04, 0.05])]:  # fmt: skip
+        scripted(scores)
+        history = _train(prepared, CheckpointStore(tmp_path / name), epochs=4, patience={0: patience, 1: 5, 2: 5, 3: 5})
+        runs[name] = [row["val_rank_ic_1d"] for row in history]
+    assert runs == {"falls, 0": [0.04], "falls, 2": [0.04, 0.03, 0.02], "rises, 0": [0.02, 0.03, 0.04, 0.05]}
+
+
 def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
     """linear_start=ridge: the linear skip solves the ridge problem of the targets (less each date's
     mean, in the model's units) on the last day's features; the neighbour skip is set so that the

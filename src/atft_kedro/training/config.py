@@ -44,7 +44,7 @@ def parse_phases(phase) -> list[int]:
 class TrainConfig:
     mode: str = "safe"  # safe: one process, one thread, deterministic | optimized: multi-date batches, all threads, workers
     epochs: int | dict = 6  # per phase at most: one number for all, or {phase: epochs} for every phase
-    patience: int = 2
+    patience: int | dict = 2  # epochs without a better validation score before a phase stops: one number, or {phase: epochs}
     lr: float = 1e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
@@ -76,14 +76,26 @@ class TrainConfig:
             raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
         if self.targets not in ("raw", "neutral"):
             raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
-        if isinstance(self.epochs, dict) and sorted(str(p) for p in self.epochs) != sorted(str(p) for p in PHASES):
-            raise ValueError(f"training epochs must be a number or {{phase: epochs}} for phases {sorted(PHASES)}, got {self.epochs!r}")
+        for name in ("epochs", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, dict) and sorted(str(p) for p in value) != sorted(str(p) for p in PHASES):
+                raise ValueError(f"training {name} must be a number or {{phase: {name}}} for phases {sorted(PHASES)}, got {value!r}")
         if self.linear_start not in ("zero", "ridge"):
             raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
 
 
 def epochs_of(cfg: TrainConfig, phase: int) -> int:
     """The most epochs ``phase`` trains for."""
-    if isinstance(cfg.epochs, dict):
-        return int({int(p): e for p, e in cfg.epochs.items()}[phase])
-    return int(cfg.epochs)
+    return _of_phase(cfg.epochs, phase)
+
+
+def patience_of(cfg: TrainConfig, phase: int) -> int:
+    """How many epochs in a row ``phase`` may end below its best before it stops."""
+    return _of_phase(cfg.patience, phase)
+
+
+def _of_phase(value: int | dict, phase: int) -> int:
+    """A per-phase setting: one number for every phase, or {phase: number}."""
+    if isinstance(value, dict):
+        return int({int(p): v for p, v in value.items()}[phase])
+    return int(value)

@@ -26,7 +26,7 @@ from atft_kedro.model import ATFTGATFAN, ModelConfig
 from atft_kedro.provenance import check_built_from, describe
 from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
-from atft_kedro.training.config import PHASES, TrainConfig, epochs_of
+from atft_kedro.training.config import PHASES, TrainConfig, epochs_of, patience_of
 from atft_kedro.training import distributed
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, collate_dates, typical_returns
 from atft_kedro.training.losses import LossWeights
@@ -346,7 +346,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     stepper = DeviceStep(model, optimizer, averaged, cfg, device, capture=capture) if cfg.mode == "optimized" and not ranks.parallel else None
     nodes = int(arrays.present[train_idx].sum(1).max()) if capture else None  # the static shape's nodes per date
     validate = lambda: rank_ics(evaluated)  # noqa: E731
-    epochs = epochs_of(cfg, phase)
+    epochs, patience = epochs_of(cfg, phase), patience_of(cfg, phase)
     if cfg.keep_start and at.start_epoch == 0 and ranks.main:  # the start is the best until an epoch beats it on validation
         start = validate()
         if math.isfinite(score_of(start)):
@@ -371,7 +371,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         score = metric if math.isfinite(metric) else -math.inf  # no valid validation date: worst
         improved = score > at.best or (len(at.history) == 1 and at.best == -math.inf)  # without a valid start, the first epoch is kept
         at.best, at.bad_epochs = (score, 0) if improved else (at.best, at.bad_epochs + 1)
-        stop = at.bad_epochs > cfg.patience or epoch == epochs - 1
+        stop = at.bad_epochs > patience or epoch == epochs - 1
         state = {
             "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": at.best,
             "bad_epochs": at.bad_epochs, "history": at.history, "rng": torch.get_rng_state(), "finished": stop,
@@ -387,7 +387,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             phase, epoch, row["train_loss"], {h: round(v, 4) for h, v in val.items()}, row["seconds"],
             " (best)" if improved else "",
         )  # fmt: skip
-        if stop and at.bad_epochs > cfg.patience:
+        if stop and at.bad_epochs > patience:
             log.info("phase %d: early stop after epoch %d (best %.4f)", phase, epoch, at.best)
         return stop
 
