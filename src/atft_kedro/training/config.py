@@ -44,7 +44,7 @@ def parse_phases(phase) -> list[int]:
 class TrainConfig:
     mode: str = "safe"  # safe: one process, one thread, deterministic | optimized: multi-date batches, all threads, workers
     epochs: int | dict = 6  # per phase at most: one number for all, or {phase: epochs} for every phase
-    patience: int | dict = 2  # epochs without a better validation score before a phase stops: one number, or {phase: epochs}
+    patience: int | dict = 2  # epochs in a row without a better validation score before a phase stops: one number, or {phase: patience}
     lr: float = 1e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
