@@ -449,35 +449,58 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
 
 
 def test_the_neighbour_skip_starts_where_validation_says(prepared):
-    """With a validation score per horizon, each horizon's row of the skip's map starts at the best
-    of: no skip (its map 0, the previous phase's function), the fit beside the forecast, the fit of
-    what the forecast leaves, each of the two also on the lead-weighted sum alone; horizon by
-    horizon (a horizon's output reads only its row)."""
-    from atft_kedro.training.loop import _start_neighbours_at_ridge
+    """With a validation split, each horizon's row of the skip's map starts at the best of: no skip
+    (its map 0, the previous phase's function), the fit beside the forecast, the fit of what the
+    forecast leaves, each of the two also on the lead-weighted sum alone; horizon by horizon (a
+    horizon's output reads only its row). The candidates' scores, computed from one forecast and
+    the skip's term, are the model's own: each candidate loaded and predicted in full scores the
+    same."""
+    from atft_kedro.training.loop import Validation, _start_neighbours_at_ridge
+    from atft_kedro.training.predict import daily_rank_ic
 
     arrays, graphs = prepared["arrays"], prepared["graphs"]
-    train_idx = _idx(prepared)[0][:30]
+    train_idx, val_idx = _idx(prepared)[0][:30], _idx(prepared)[1]
     cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 5), "lead_weights": "neighbour_leads_long"})
-    size = lambda m, i: float(m.neighbour.linear.weight[i].abs().sum())  # noqa: E731
+    val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
+    forecast = lambda m: predict(m, val_ds, cfg, torch.device("cpu"))  # noqa: E731
+    rank_ics = lambda f: daily_rank_ic(f, ["1d", "5d", "10d", "20d"], 5)  # noqa: E731
+    torch.manual_seed(0)
+    model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
+    model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
+    start = _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, validation=Validation(val_ds, forecast, rank_ics))
     F = arrays.features.shape[2]
-    fits = {}
-    for name, score in (("beside", None), ("none", lambda m: {"1d": -size(m, 0), "5d": -size(m, 1)}),
-                        ("largest", lambda m: {"1d": size(m, 0), "5d": size(m, 1)}),
-                        ("mixed", lambda m: {"1d": size(m, 0), "5d": -size(m, 1)}),  # 1 day: the largest fit; 5 days: none
-                        ("no 5d score", lambda m: {"1d": -size(m, 0), "5d": math.nan}),
-                        ("lead alone", lambda m: {h: float(m.neighbour.linear.weight[i, F:].abs().sum()) - 1e3 * float(m.neighbour.linear.weight[i, :F].abs().sum())
-                                                  for i, h in enumerate(("1d", "5d"))})):  # fmt: skip
-        torch.manual_seed(0)
-        model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
-        _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, score=score)
-        fits[name] = model.neighbour.linear.weight.detach().clone()
-    assert torch.equal(fits["none"], torch.zeros_like(fits["none"]))
-    assert (fits["beside"].abs().sum(1) > 0).all() and (fits["largest"].abs().sum(1) >= fits["beside"].abs().sum(1)).all()
-    assert torch.equal(fits["mixed"][0], fits["largest"][0]) and torch.equal(fits["mixed"][1], torch.zeros_like(fits["mixed"][1]))
-    assert torch.equal(fits["no 5d score"][0], torch.zeros_like(fits["mixed"][0]))
-    assert torch.equal(fits["no 5d score"][1], fits["beside"][1])  # every candidate unscored: ties, and the first fit is kept over none
-    lead = fits["lead alone"]  # fits on the lead-weighted sum alone are candidates too: the mean's columns at 0
-    assert torch.equal(lead[:, :F], torch.zeros_like(lead[:, :F])) and (lead[:, F:].abs().sum(1) > 0).all()
+    none = "none (the previous phase's function)"
+    assert set(start.starts) == {none, "the fit beside the forecast", "the fit of what the forecast leaves",
+                                 "the fit beside the forecast, lead-weighted sum alone", "the fit of what the forecast leaves, lead-weighted sum alone"}  # fmt: skip
+    assert torch.equal(start.starts[none]["weight"], torch.zeros_like(start.starts[none]["weight"]))
+    for name, weights in start.starts.items():
+        if name != none:
+            assert (weights["weight"].abs().sum(1) > 0).all()
+        if name.endswith("sum alone"):  # the mean's columns at 0
+            assert torch.equal(weights["weight"][:, :F], torch.zeros_like(weights["weight"][:, :F]))
+    chosen = model.neighbour.linear.state_dict()
+    for i, h in enumerate(("1d", "5d")):
+        assert start.kept[h] == max(start.scores, key=lambda n: (start.scores[n][h], n != none))
+        assert torch.equal(chosen["weight"][i], start.starts[start.kept[h]]["weight"][i])
+        assert torch.equal(chosen["bias"][i], start.starts[start.kept[h]]["bias"][i])
+    for name, weights in start.starts.items():  # each candidate in the model, predicted in full
+        model.neighbour.linear.load_state_dict(weights)
+        full = rank_ics(forecast(model))
+        for h in ("1d", "5d", "10d", "20d"):
+            assert start.scores[name][h] == pytest.approx(full[h], abs=1e-6), (name, h)
+    assert len({round(s["1d"], 6) for s in start.scores.values()}) > 1  # the candidates differ on validation
+
+
+def test_each_horizon_keeps_its_best_start_and_a_fit_over_none_on_ties():
+    """``_kept_starts``: per horizon the best score; a NaN (no valid validation date) is the worst;
+    on a tie a fit is kept over no skip, then the first candidate."""
+    from atft_kedro.training.loop import _kept_starts
+
+    none = "none"
+    scores = {none: {"1d": 0.03, "5d": 0.02, "10d": math.nan}, "beside": {"1d": 0.04, "5d": 0.01, "10d": math.nan},
+              "leaves": {"1d": 0.01, "5d": 0.02, "10d": math.nan}}  # fmt: skip
+    assert _kept_starts(scores, ["1d", "5d", "10d"], none) == {"1d": "beside", "5d": "leaves", "10d": "beside"}
+    assert _kept_starts({none: {"1d": 0.05}, "beside": {"1d": math.nan}}, ["1d"], none) == {"1d": none}
 
 
 def test_a_forecast_that_ranks_backwards_gets_the_fit_of_what_it_leaves():

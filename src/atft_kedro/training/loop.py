@@ -13,10 +13,12 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
+import polars as pl
 import torch
 from tqdm.auto import tqdm
 
@@ -128,18 +130,23 @@ def _start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.nda
 
 @torch.no_grad()
 def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int, alpha: float,
-                               score=None) -> None:  # fmt: skip
+                               validation: Validation | None = None) -> NeighbourStart | None:  # fmt: skip
     """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
     training dates of each horizon's target on the neighbours' inputs: beside the model's median
     forecast (dropout off, in its units; ``_set_beside_forecast``), or on what that forecast leaves.
-    With ``score`` (a model -> its validation RankIC per horizon, {"1d": ...}) both are tried, each
+    With ``validation`` both are tried, each
     also on the lead-weighted sum alone (when the skip has one: the neighbour mean's many columns
     can dilute a ridge more than they add), and no skip at all (the map left at 0), and each horizon
     keeps its best (a horizon's output reads only its own row of the map, so the choices are
     independent): the fit beside the forecast is the better one where the neighbours carry much
     (the default market: validation 0.062 against 0.044 at 1 day), the fit of what it leaves where
     they carry little and the forecast's own scale is right, and where none beats the previous
-    phase's function the graph path starts at nothing (docs/what_training_has_shown.md, 2026-12-02)."""
+    phase's function the graph path starts at nothing (docs/what_training_has_shown.md, 2026-12-02).
+    The candidates are scored from one validation forecast with the map at 0 and the skip's
+    inputs: the skip adds ``linear(inputs) * target_scale`` to every quantile, so each candidate's
+    forecast is that sum (the model's own forecast up to float rounding), one pass over the
+    validation dates instead of one per candidate. -> the candidates, their scores and what each
+    horizon kept (None without ``validation``)."""
     _, y = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     device, inputs, forecasts = model.target_scale.device, [], []
     model.eval()
@@ -151,9 +158,9 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
                                    for h, s in zip(HORIZON_KEYS, model.target_scale)], 1))  # fmt: skip
     x, forecast = np.vstack(inputs), np.vstack(forecasts)
     linear = model.neighbour.linear
-    if score is None:
+    if validation is None:
         _set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
-        return
+        return None
     none = "none (the previous phase's function)"
     starts = {none: copy.deepcopy(linear.state_dict())}  # the map is still 0
     designs = {"": x}
@@ -164,21 +171,68 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
         starts[f"the fit beside the forecast{suffix}"] = copy.deepcopy(linear.state_dict())
         _set_to_ridge(linear, model.neighbour_horizons, design, y - forecast, alpha)
         starts[f"the fit of what the forecast leaves{suffix}"] = copy.deepcopy(linear.state_dict())
-    scores = {}
-    for name, weights in starts.items():
-        linear.load_state_dict(weights)
-        scores[name] = score(model)
-    kept = {}
-    for i, h in enumerate(model.neighbour_horizons):
-        key = f"{h}d"
-        rank = {n: s.get(key, math.nan) for n, s in scores.items()}
-        rank = {n: v if math.isfinite(v) else -math.inf for n, v in rank.items()}  # no valid validation date: worst
-        kept[key] = max(starts, key=lambda name: (rank[name], name != none))  # ties: a fit over none
+    linear.load_state_dict(starts[none])
+    scores = _scored_starts(model, starts, validation)
+    kept = _kept_starts(scores, [f"{h}d" for h in model.neighbour_horizons], none)
+    for i, key in enumerate(kept):
         linear.weight[i] = starts[kept[key]]["weight"][i]
         linear.bias[i] = starts[kept[key]]["bias"][i]
     for key, name in kept.items():
         log.info("neighbour skip's start at %s, validation RankIC: %s; kept %s", key,
                  ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in scores.items()), name)  # fmt: skip
+    return NeighbourStart(starts, scores, kept)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The validation split as a phase sees it: its ``dataset``, ``forecast`` (a model -> its
+    predictions there, ``predict``'s frame) and ``rank_ics`` (such a frame -> RankIC per horizon)."""
+
+    dataset: DateDataset
+    forecast: Callable[[ATFTGATFAN], pl.DataFrame]
+    rank_ics: Callable[[pl.DataFrame], dict]
+
+
+@dataclass(frozen=True)
+class NeighbourStart:
+    """The neighbour skip's candidate starts (name -> the map's state), their validation RankIC per
+    horizon, and the candidate each horizon kept."""
+
+    starts: dict
+    scores: dict
+    kept: dict
+
+
+def _scored_starts(model: ATFTGATFAN, starts: dict, validation: Validation) -> dict:
+    """Each candidate map's validation RankIC per horizon, from one forecast of ``model`` (its map
+    at 0) plus the candidate's term, linear(inputs) times the horizon's target scale."""
+    base = validation.forecast(model)
+    inputs = []
+    for item in validation.dataset:  # the dates and stocks of ``predict``'s frame, in its order
+        b = collate_dates([item]).to(model.target_scale.device)
+        inputs.append(model.neighbour.inputs(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy())
+    inputs = np.vstack(inputs) if inputs else np.zeros((0, model.neighbour.linear.in_features))
+    if len(inputs) != len(base):
+        raise RuntimeError(f"the neighbour skip's inputs have {len(inputs)} rows, the validation forecast {len(base)}")
+    scale = dict(zip(HORIZON_KEYS, model.target_scale.double().cpu().numpy()))
+    scores = {}
+    for name, weights in starts.items():
+        term = inputs @ weights["weight"].double().numpy().T + weights["bias"].double().numpy()  # (rows, skip horizons), the model's units
+        frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + term[:, i] * scale[f"{h}d"])
+                                  for i, h in enumerate(model.neighbour_horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
+        scores[name] = validation.rank_ics(frame)
+    return scores
+
+
+def _kept_starts(scores: dict, horizons: list[str], none: str) -> dict:
+    """horizon -> the candidate with the best validation RankIC there (NaN, no valid date: the
+    worst; ties: a fit over ``none``, then the first)."""
+    kept = {}
+    for key in horizons:
+        rank = {n: s.get(key, math.nan) for n, s in scores.items()}
+        rank = {n: v if math.isfinite(v) else -math.inf for n, v in rank.items()}
+        kept[key] = max(scores, key=lambda name: (rank[name], name != none))
+    return kept
 
 
 def _set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, forecast: np.ndarray, alpha: float) -> None:
@@ -334,8 +388,9 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
 
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
-    rank_ics = lambda m: daily_rank_ic(predict(m, val_ds, cfg, device, resident), horizons, cfg.min_stocks)  # noqa: E731
-    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, rank_ics)
+    validation = Validation(val_ds, lambda m: predict(m, val_ds, cfg, device, resident), lambda f: daily_rank_ic(f, horizons, cfg.min_stocks))
+    rank_ics = lambda m: validation.rank_ics(validation.forecast(m))  # noqa: E731
+    at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, validation)
     averaged = weight_average(model, cfg.ema_decay)
     if averaged is not None and at.resumed is not None:  # the average's weights are the checkpoint's "model"
         averaged.module.load_state_dict(at.resumed["model"])
@@ -434,11 +489,11 @@ def _ranks(cfg: TrainConfig, device: torch.device) -> distributed.Ranks:
     return distributed.join(device)
 
 
-def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, main=True, score=None) -> _Progress:
+def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, main=True, validation=None) -> _Progress:
     """Load where the phase starts: an interrupted run of the same data (resume), else the previous
     phase's best checkpoint, else a new model at its ridge start. ``main``: the process that says
-    what it finds (rank 0 under torchrun); ``score``: a model -> its validation RankIC per horizon,
-    with which the neighbour skip's start is chosen, horizon by horizon, when the graph comes on."""
+    what it finds (rank 0 under torchrun); ``validation`` (a ``Validation``): on which the neighbour
+    skip's start is chosen, horizon by horizon, when the graph comes on."""
     spec = PHASES[phase]
     before = store.load(phase, "last") if store.exists(phase, "last") else None
     resumable = before is not None and cfg.resume and not before["finished"]
@@ -470,7 +525,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
         graph_on = spec.use_gat and not PHASES[phase - 1].use_gat
         if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
-            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, score)
+            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation)
     else:  # a new model
         if cfg.scale_targets:  # its outputs in units of the training split's typical return
             model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
