@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from atft_kedro.features.splits import split_dates
+from atft_kedro.threads import torch_threads
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,8 @@ def ridge_solve(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     x = torch.from_numpy(np.hstack([x.astype(np.float64), np.ones((len(x), 1))]))
     penalty = alpha * torch.eye(x.shape[1], dtype=torch.float64)
     penalty[-1, -1] = 0.0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return torch.linalg.solve(x.T @ x + penalty, x.T @ torch.from_numpy(y.astype(np.float64))).numpy()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.ndarray) -> np.ndarray:

@@ -74,6 +74,7 @@ from tqdm.auto import tqdm
 
 from atft_kedro.features.panel import date_stock_cells
 from atft_kedro.graph.store import GraphSet
+from atft_kedro.threads import torch_threads
 
 
 EDGE_ATTRIBUTES = (
@@ -564,12 +565,8 @@ def _one_thread_per_date():
     if threads <= 1:
         yield map, 1
         return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            yield pool.map, threads
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), ThreadPoolExecutor(threads) as pool:
+        yield pool.map, threads
 
 
 def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progress: bool = True) -> GraphSet:

@@ -26,6 +26,7 @@ from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
 from atft_kedro.provenance import check_built_from, describe
+from atft_kedro.threads import torch_threads
 from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
 from atft_kedro.training.config import PHASES, TrainConfig, epochs_of, patience_of
@@ -289,15 +290,12 @@ def _mode_settings(mode: str):
     the machine's core count, and nothing can oversubscribe), with torch's deterministic algorithms.
     Optimized mode keeps every thread and the fast algorithms. Both are restored on the way out, so
     a safe run never slows an optimized one after it in the same process."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if mode == "safe":
-        torch.set_num_threads(1)
+    deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(mode == "safe", warn_only=True)
     try:
-        yield
+        with torch_threads(1 if mode == "safe" else torch.get_num_threads()):
+            yield
     finally:
-        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
