@@ -135,14 +135,14 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
     """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
     training dates of each horizon's target on the neighbours' inputs: beside the model's median
     forecast (dropout off, in its units; ``_set_beside_forecast``), or on what that forecast leaves.
-    With ``validation`` both are tried, each
-    also on the lead-weighted sum alone (when the skip has one: the neighbour mean's many columns
-    can dilute a ridge more than they add), and no skip at all (the map left at 0), and each horizon
-    keeps its best (a horizon's output reads only its own row of the map, so the choices are
-    independent): the fit beside the forecast is the better one where the neighbours carry much
-    (the default market: validation 0.062 against 0.044 at 1 day), the fit of what it leaves where
-    they carry little and the forecast's own scale is right, and where none beats the previous
-    phase's function the graph path starts at nothing (docs/what_training_has_shown.md, 2026-12-02).
+    With ``validation`` both are tried, each also on the lead-weighted sum alone (when the skip
+    has one: the neighbour mean's many columns can dilute a ridge more than they add), and no skip
+    at all (the map left at 0), and each horizon keeps its best (a horizon's output reads only its
+    own row of the map, so the choices are independent): the fit beside the forecast is the better
+    one where the neighbours carry much (the default market: validation 0.062 against 0.044 at 1
+    day), the fit of what it leaves where they carry little and the forecast's own scale is right,
+    and where none beats the previous phase's function the graph path starts at nothing
+    (docs/what_training_has_shown.md, 2026-12-02).
     The candidates are scored from one validation forecast with the map at 0 and the skip's
     inputs: the skip adds ``linear(inputs) * target_scale`` to every quantile, so each candidate's
     forecast is that sum (the model's own forecast up to float rounding), one pass over the
