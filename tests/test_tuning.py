@@ -9,6 +9,8 @@ import mlflow
 import optuna
 import yaml
 
+from atft_kedro import tuning
+
 TINY = {"raw": {"synthetic_size": "tiny", "synthetic_seed": 11}, "graph": {"window": 40, "min_periods": 25},
         "training": {"epochs": 1, "max_train_dates": 4, "min_stocks": 10, "model": {"temporal_heads": 2, "gat_heads": 2}}}  # fmt: skip
 
@@ -38,7 +40,7 @@ def test_two_workers_share_one_study_and_the_best_trial_is_a_parameters_file(tmp
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert run.data.metrics["val_rank_ic_1d"] == t.value and "first_seed.val_metric" in run.data.metrics
     best = tmp_path / "conf/local/parameters_tuned.yml"
-    subprocess.run(cmd[:7] + ["--params", json.dumps(TINY), "--best", str(best)], cwd=tmp_path, check=True, capture_output=True)
+    tuning.main(["--study", "tiny", "--storage", storage, "--params", json.dumps(TINY), "--best", str(best)])  # in this process: no second start-up
     written = yaml.safe_load(best.read_text())
     assert written["training"]["lr"] == study.best_params["lr"] and written["graph"]["k"] == study.best_params["graph_k"]
     assert written["training"]["model"]["d_model"] == study.best_params["d_model"] and written["training"]["epochs"] == 1
