@@ -67,7 +67,8 @@ def main() -> None:
     parser.add_argument("--size", default="small")
     parser.add_argument("--market", default="size_leaders", help="the synthetic market's layout (raw.synthetic_market)")
     parser.add_argument("--overrides", default="{}", help="SyntheticConfig fields as JSON")
-    parser.add_argument("--graphs", default=None, help='graphs to score as JSON {name: graph parameters}, instead of the three above')
+    parser.add_argument("--graphs", default=None, help='graphs to score as JSON {name: graph parameters}, instead of the three above '
+                        "(with --lead-lag: instead of the default graph, each name's fields over the default's)")
     parser.add_argument("--split", default="val", choices=["val", "test"], help="the dates scored (ridge fits on train)")
     parser.add_argument("--lead-lag", action="store_true", help="only the estimated lead-lag forecasters (see lead_lag_forecasts)")
     args = parser.parse_args()
@@ -139,20 +140,22 @@ def main() -> None:
         return true_leader_neighbours(cluster[members], leader[members], 8)
 
     _, yv, ov, dv = design(scored, None)
-    if args.lead_lag:
-        default = build_graphs(panel, GraphConfig(**params["graph"]), progress=False)
+    if args.lead_lag:  # on the default graph, or on each of --graphs (fields over the default's), names prefixed
         out = {"split": args.split, "dates": len(scored), "ridge, own features": round(ridge(), 4)}
         names = stock_feature_names(data["feature_manifest"])
         one_day = [i for i, n in enumerate(names) if n in ONE_DAY_RETURNS]
-        for name, (forecast, weighted) in lead_lag_forecasts(panel, default, arrays, cluster).items():
-            xv, yv, _, dv = design(scored, None, forecast)
-            out[name] = {"alone": round(mean_rank_ic(xv[:, -1], yv, dv), 4), "ridge, own + it": round(ridge(extra=forecast), 4),
-                         "ridge, own + weighted neighbour features": round(ridge(extra=weighted), 4),
-                         "ridge, own + weighted neighbour 1-day returns": round(ridge(extra=weighted[..., one_day]), 4),
-                         "ridge, own + neighbour mean + weighted neighbour features": round(ridge(graph_neighbours(default), weighted), 4),
-                         "ridge, own + neighbour mean + weighted neighbour 1-day returns":
-                             round(ridge(graph_neighbours(default), weighted[..., one_day]), 4)}  # fmt: skip
-            print(name, out[name], flush=True)
+        for graph_name, fields in ({"": {}} if args.graphs is None else json.loads(args.graphs)).items():
+            graph = build_graphs(panel, GraphConfig(**{**params["graph"], **fields}), progress=False)
+            for name, (forecast, weighted) in lead_lag_forecasts(panel, graph, arrays, cluster).items():
+                name = f"{graph_name}: {name}" if graph_name else name
+                xv, yv, _, dv = design(scored, None, forecast)
+                out[name] = {"alone": round(mean_rank_ic(xv[:, -1], yv, dv), 4), "ridge, own + it": round(ridge(extra=forecast), 4),
+                             "ridge, own + weighted neighbour features": round(ridge(extra=weighted), 4),
+                             "ridge, own + weighted neighbour 1-day returns": round(ridge(extra=weighted[..., one_day]), 4),
+                             "ridge, own + neighbour mean + weighted neighbour features": round(ridge(graph_neighbours(graph), weighted), 4),
+                             "ridge, own + neighbour mean + weighted neighbour 1-day returns":
+                                 round(ridge(graph_neighbours(graph), weighted[..., one_day]), 4)}  # fmt: skip
+                print(name, out[name], flush=True)
         print(json.dumps(out, indent=1))
         return
     out = {"overrides": overrides, "split": args.split, "dates": len(scored), "oracle": mean_rank_ic(ov, yv, dv), "ridge, own features": ridge()}
