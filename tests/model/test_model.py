@@ -380,6 +380,48 @@ def test_neighbour_skip_reads_the_neighbours_weighted_by_how_much_they_lead():
         _model(neighbour_skip=(1,), lead_attribute=2, lead_columns=(F_,))
 
 
+def test_the_skips_sizes_leave_every_other_random_draw_as_it_was():
+    """The linear and neighbour skips start at 0 without drawing from torch's generator: models
+    whose skips differ in size get the same other weights and leave the generator in one state
+    (so a skip option changes no run's date order or dropout before the skip is on)."""
+    plain = _model()
+    after_plain = torch.rand(3)
+    wide = _model(linear_skip=(1, 5), neighbour_skip=(1, 5, 10, 20), lead_attribute=2, lead_columns=(3, 0), lead_bands=(2, 4))
+    assert torch.equal(torch.rand(3), after_plain)
+    theirs = wide.state_dict()
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, theirs[name]), name
+    skips = [p for n, p in wide.named_parameters() if n.startswith(("linear.", "neighbour."))]
+    assert len(skips) == 5 and all(not p.any() for p in skips)
+
+
+def test_lead_bands_split_the_lead_weighted_sum_by_neighbour_slot():
+    """lead_bands: one lead-weighted sum per band of slots ([0, b), [b, K)), which add up to the
+    one sum; a band past the last slot is all zeros; bands out of order, or without a lead
+    attribute, are errors."""
+    x, market, dates, nb, ea = _batch()
+    k = nb.shape[1]
+    one = _model(neighbour_skip=(1,), lead_attribute=2, lead_columns=(3, 0)).neighbour.inputs(x[:, -1], nb, ea)
+    split = _model(neighbour_skip=(1,), lead_attribute=2, lead_columns=(3, 0), lead_bands=(2,))
+    assert split.neighbour.linear.in_features == F_ + 2 * 2
+    inputs = split.neighbour.inputs(x[:, -1], nb, ea)
+    torch.testing.assert_close(inputs[:, :F_], one[:, :F_])  # the mean as it was
+    torch.testing.assert_close(inputs[:, F_ : F_ + 2] + inputs[:, F_ + 2 :], one[:, F_:])  # near + far = the one sum
+    weight = ea[..., 2].clamp_min(0) * (nb >= 0)
+    near = torch.stack([sum(weight[i, s] * x[nb[i, s], -1, [3, 0]] for s in range(2) if nb[i, s] >= 0) + 0 * x[0, -1, :2]
+                        for i in range(len(x))])  # fmt: skip
+    torch.testing.assert_close(inputs[:, F_ : F_ + 2], near)
+    assert near.abs().sum() > 0 and (one[:, F_:] - near).abs().sum() > 0  # both bands carry something in this batch
+    past = _model(neighbour_skip=(1,), lead_attribute=2, lead_columns=(3, 0), lead_bands=(k, k + 3)).neighbour.inputs(x[:, -1], nb, ea)
+    torch.testing.assert_close(past[:, F_ : F_ + 2], one[:, F_:])
+    assert torch.equal(past[:, F_ + 2 :], torch.zeros_like(past[:, F_ + 2 :]))
+    for bad in [(0,), (3, 3), (4, 2)]:
+        with pytest.raises(ValueError, match="must be slots in increasing order"):
+            _model(neighbour_skip=(1,), lead_attribute=2, lead_bands=bad)
+    with pytest.raises(ValueError, match="needs lead_attribute"):
+        _model(neighbour_skip=(1,), lead_bands=(2,))
+
+
 def test_neighbour_skip_starts_as_the_plain_neighbour_mean_and_adds_nothing():
     """The graph's linear path: at first a plain mean of the neighbours' last-day features (uniform
     attention) and a zero map, so switching it on changes no output; with weights it adds exactly
