@@ -36,7 +36,9 @@ z-scored per date, as one more column to the ridge on own features.
 ``--lead-lag`` scores instead forecasters that estimate who leads from past returns alone
 (``lead_lag_forecasts``): a stock's neighbours' returns today, each weighted by how much its
 return followed that neighbour's by a day, alone and as one more column (or one per feature) of
-the ridge.
+the ridge; on the graph's long attribute also over each stock's first 5 or 10 neighbour slots only
+(a date's slots are ordered by score), and with the first 10 and the rest as two blocks of
+columns (what the neighbour skip's ``lead_bands`` reads).
 
 Last, at every horizon, a *privileged filter*: a Kalman filter told every past factor shock (market,
 sector, cluster), each stock's loadings and its idiosyncratic variance, so that what it does not
@@ -146,7 +148,8 @@ def main() -> None:
         one_day = [i for i, n in enumerate(names) if n in ONE_DAY_RETURNS]
         for graph_name, fields in ({"": {}} if args.graphs is None else json.loads(args.graphs)).items():
             graph = build_graphs(panel, GraphConfig(**{**params["graph"], **fields}), progress=False)
-            for name, (forecast, weighted) in lead_lag_forecasts(panel, graph, arrays, cluster).items():
+            forecasts = lead_lag_forecasts(panel, graph, arrays, cluster)
+            for name, (forecast, weighted) in forecasts.items():
                 name = f"{graph_name}: {name}" if graph_name else name
                 xv, yv, _, dv = design(scored, None, forecast)
                 out[name] = {"alone": round(mean_rank_ic(xv[:, -1], yv, dv), 4), "ridge, own + it": round(ridge(extra=forecast), 4),
@@ -156,6 +159,13 @@ def main() -> None:
                              "ridge, own + neighbour mean + weighted neighbour 1-day returns":
                                  round(ridge(graph_neighbours(graph), weighted[..., one_day]), 4)}  # fmt: skip
                 print(name, out[name], flush=True)
+            # the first 10 slots and the rest as two blocks of columns: the ridge weighs near and far neighbours apart
+            near, every = forecasts["lead-lag, graph's long attribute, first 10 slots"][1], forecasts["lead-lag, graph's long attribute"][1]
+            bands = np.concatenate([near[..., one_day], (every - near)[..., one_day]], axis=-1)
+            name = f"{graph_name}: " * bool(graph_name) + "lead-lag, graph's long attribute, slots 0-9 and 10- apart"
+            out[name] = {"ridge, own + neighbour mean + weighted neighbour 1-day returns": round(ridge(graph_neighbours(graph), bands), 4),
+                         "ridge, own + weighted neighbour 1-day returns": round(ridge(extra=bands), 4)}  # fmt: skip
+            print(name, out[name], flush=True)
         print(json.dumps(out, indent=1))
         return
     out = {"overrides": overrides, "split": args.split, "dates": len(scored), "oracle": mean_rank_ic(ov, yv, dv), "ridge, own features": ridge()}
@@ -241,6 +251,8 @@ LEAD_LAG = {  # name: (how the lag correlations are estimated, which pairs count
     "lead-lag, expanding, true mates": ("expanding", "mates"),
     "lead-lag, graph's 120-day attribute": ("neighbour_leads", "graph"),
     "lead-lag, graph's long attribute": ("neighbour_leads_long", "graph"),
+    "lead-lag, graph's long attribute, first 5 slots": ("neighbour_leads_long", "graph5"),
+    "lead-lag, graph's long attribute, first 10 slots": ("neighbour_leads_long", "graph10"),
 }
 
 
@@ -284,9 +296,13 @@ def lead_lag_forecasts(panel, graphs, arrays, cluster) -> dict[str, tuple[np.nda
         nbrs = g.neighbors.numpy()
         valid = nbrs >= 0
         rows = np.repeat(np.arange(len(cols)), nbrs.shape[1])[valid.ravel()]
+        slot = np.broadcast_to(np.arange(nbrs.shape[1]), nbrs.shape)[valid]  # a date's slots are ordered by score
         adjacency = np.zeros((len(cols), len(cols)))
         adjacency[rows, nbrs[valid]] = 1.0
         pairs = {"graph": adjacency, "all": 1.0 - np.eye(len(cols)), "mates": mates[np.ix_(members, members)]}
+        for m in {int(among[5:]) for _, among in LEAD_LAG.values() if among.startswith("graph") and among != "graph"}:
+            pairs[f"graph{m}"] = np.zeros((len(cols), len(cols)))
+            pairs[f"graph{m}"][rows[slot < m], nbrs[valid][slot < m]] = 1.0  # the first m slots only
         x_last = arrays.features[di, members]
         for name, (estimate, among) in LEAD_LAG.items():
             if estimate in EDGE_ATTRIBUTES:
