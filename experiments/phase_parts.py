@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,12 +35,9 @@ def main() -> None:
     parser.add_argument("--params", default="{}", help="parameters merged into conf/base's, as JSON")
     args = parser.parse_args()
 
-    import kedro.framework.project  # noqa: F401  (sets kedro's logging, replaced here: training's lines, plain)
+    from _log import plain_log
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logging.root.handlers[:] = [handler]
-    logging.root.setLevel(logging.INFO)
+    plain_log()  # training's lines, plain
 
     from atft_kedro.graph.correlation import GraphConfig, build_graphs
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory

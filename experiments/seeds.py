@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import subprocess
@@ -173,12 +172,9 @@ def main() -> None:
     parser.add_argument("--frames", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:  # the run's log, plain, on stderr: the parent keeps it beside the frames
-        import kedro.framework.project  # noqa: F401  (sets kedro's logging, replaced here)
+        from _log import plain_log
 
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logging.root.handlers[:] = [handler]
-        logging.root.setLevel(logging.INFO)
+        plain_log()
         print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames))), flush=True)
         return
     if args.report:

@@ -297,17 +297,18 @@ def lead_lag_forecasts(panel, graphs, arrays, cluster) -> dict[str, tuple[np.nda
         valid = nbrs >= 0
         rows = np.repeat(np.arange(len(cols)), nbrs.shape[1])[valid.ravel()]
         slot = np.broadcast_to(np.arange(nbrs.shape[1]), nbrs.shape)[valid]  # a date's slots are ordered by score
+        ends = nbrs[valid]
         adjacency = np.zeros((len(cols), len(cols)))
-        adjacency[rows, nbrs[valid]] = 1.0
+        adjacency[rows, ends] = 1.0
         pairs = {"graph": adjacency, "all": 1.0 - np.eye(len(cols)), "mates": mates[np.ix_(members, members)]}
         for m in {int(among[5:]) for _, among in LEAD_LAG.values() if among.startswith("graph") and among != "graph"}:
             pairs[f"graph{m}"] = np.zeros((len(cols), len(cols)))
-            pairs[f"graph{m}"][rows[slot < m], nbrs[valid][slot < m]] = 1.0  # the first m slots only
+            pairs[f"graph{m}"][rows[slot < m], ends[slot < m]] = 1.0  # the first m slots only
         x_last = arrays.features[di, members]
         for name, (estimate, among) in LEAD_LAG.items():
             if estimate in EDGE_ATTRIBUTES:
                 c = np.zeros((len(cols), len(cols)))
-                c[rows, nbrs[valid]] = g.edge_attr.numpy()[..., EDGE_ATTRIBUTES.index(estimate)][valid]
+                c[rows, ends] = g.edge_attr.numpy()[..., EDGE_ATTRIBUTES.index(estimate)][valid]
             else:
                 norm = np.sqrt(np.maximum(square[estimate][cols], 1e-300))
                 c = cross[estimate][np.ix_(cols, cols)] / norm[:, None] / norm[None, :]

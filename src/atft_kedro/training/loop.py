@@ -13,7 +13,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -31,7 +31,7 @@ from atft_kedro.training.batches import dates_per_step, device_of, finite_batch,
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
 from atft_kedro.training.config import PHASES, TrainConfig, epochs_of, patience_of
 from atft_kedro.training import distributed
-from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, collate_dates, typical_returns
+from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, TrainingArrays, collate_dates, typical_returns
 from atft_kedro.training.losses import LossWeights
 from atft_kedro.training.predict import daily_rank_ic, predict
 from atft_kedro.training.step import PARTS, DeviceStep, forward_loss, gat_grad_norm
@@ -149,11 +149,10 @@ def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs
     validation dates instead of one per candidate. -> the candidates, their scores and what each
     horizon kept (None without ``validation``)."""
     _, y = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    device, inputs, forecasts = model.target_scale.device, [], []
+    inputs, forecasts = [], []
     model.eval()
-    for item in DateDataset(arrays, graphs, train_idx, window):  # the dates and stocks of _training_rows, in order
-        b = collate_dates([item]).to(device)
-        inputs.append(model.neighbour.inputs(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy())
+    for b, x_date in _neighbour_inputs(model, DateDataset(arrays, graphs, train_idx, window)):  # _training_rows' rows, in order
+        inputs.append(x_date)
         out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
         forecasts.append(np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
                                    for h, s in zip(HORIZON_KEYS, model.target_scale)], 1))  # fmt: skip
@@ -204,14 +203,19 @@ class NeighbourStart:
     kept: dict
 
 
+def _neighbour_inputs(model: ATFTGATFAN, dataset: DateDataset) -> Iterator[tuple[Batch, np.ndarray]]:
+    """Date by date of ``dataset``, in its order: the date's batch and the neighbour skip's inputs
+    there ([stocks, in_features], float64)."""
+    for item in dataset:
+        b = collate_dates([item]).to(model.target_scale.device)
+        yield b, model.neighbour.inputs(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy()
+
+
 def _scored_starts(model: ATFTGATFAN, starts: dict, validation: Validation) -> dict:
     """Each candidate map's validation RankIC per horizon, from one forecast of ``model`` (its map
     at 0) plus the candidate's term, linear(inputs) times the horizon's target scale."""
     base = validation.forecast(model)
-    inputs = []
-    for item in validation.dataset:  # the dates and stocks of ``predict``'s frame, in its order
-        b = collate_dates([item]).to(model.target_scale.device)
-        inputs.append(model.neighbour.inputs(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy())
+    inputs = [x_date for _, x_date in _neighbour_inputs(model, validation.dataset)]  # the rows of ``predict``'s frame, in order
     inputs = np.vstack(inputs) if inputs else np.zeros((0, model.neighbour.linear.in_features))
     if len(inputs) != len(base):
         raise RuntimeError(f"the neighbour skip's inputs have {len(inputs)} rows, the validation forecast {len(base)}")
