@@ -4,6 +4,7 @@
     python experiments/seeds.py --seeds 0 1 2 --params '{"raw": {"synthetic_market": "random_leaders"}}'
     python experiments/seeds.py --seeds 0 1 2 --params '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}}'
     python experiments/seeds.py --report seeds.json other.json
+    python experiments/seeds.py --markets draw7_s0.json,draw7_s1.json draw21.json draw22.json
 
 Each seed (the initial weights and the order of the training dates: ``training.seed``) runs the whole
 default ``kedro run`` (the pipelines' own nodes on an in-memory catalog, parameters from conf/base
@@ -18,6 +19,10 @@ over the seeds, minus the baseline's that date) with its 95% interval (Newey-Wes
 the same without the market and sectors (RankIC against the returns less each date's sector means
 and beta part). Also each phase's best validation RankIC per seed, the graph ablation, and the
 seeds' rank-averaged forecast (an ensemble of the seeds) on validation and test.
+
+``--markets`` takes several independent markets (draws of the synthetic market: ``raw.synthetic_seed``),
+each given as its seeds' JSON files joined by commas, and prints each market's pooled difference to
+its own best baseline beside their mean, whose interval treats the markets as independent.
 """
 
 from __future__ import annotations
@@ -116,10 +121,52 @@ def ensemble_lines(rows: list[dict], test_frames) -> list[str]:
     return lines
 
 
-def report(rows: list[dict]) -> str:
+def against_best(frames, h: str, neutral: bool) -> dict:
+    """The model (one scored frame per seed) against the baseline with the best test mean at horizon
+    ``h``: each seed's mean daily RankIC, every baseline's, the best one's name, and the paired
+    per-date difference (the seeds' mean that date minus the best's) with its Newey-West interval."""
+    from atft_kedro.evaluation.metrics import difference_summary
+
+    target = f"target_{h}"
+    model = [_daily(f, f"pred_{h}", target, neutral) for f in frames]
+    cols = {"momentum_20d": "momentum_20d", "reversal_1d": "reversal_1d", "ridge": f"ridge_{h}", "lightgbm": f"lightgbm_{h}"}
+    base = {b: _daily(frames[0], c, target, neutral) for b, c in cols.items()}
+    mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
+    best = max(BASELINES, key=lambda b: mean(base[b]))
+    dates = sorted(set.intersection(*(set(m) for m in model), set(base[best])))
+    pooled = np.array([np.mean([m[d] for m in model]) - base[best][d] for d in dates])
+    return {"per_seed": [mean(m) for m in model], "baselines": {b: mean(d) for b, d in base.items()}, "best": best,
+            **difference_summary(pooled, int(h[:-1]) - 1)}  # fmt: skip
+
+
+def markets_report(markets: list[list[dict]]) -> str:
+    """Several independent markets (e.g. draws of the synthetic market), each its seeds' runs: per
+    horizon, each market's pooled difference to its best baseline, and their mean with a 95%
+    interval that treats the markets as independent (the standard error of a mean of independent
+    differences, each from its market's Newey-West standard error)."""
     import polars as pl
 
-    from atft_kedro.evaluation.metrics import difference_summary
+    frames = [[pl.read_parquet(r["frame"]) for r in rows] for rows in markets]
+    lines = []
+    for neutral in (False, True):
+        title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
+        lines += ["", f"### model - best baseline per market, {title}", "",
+                  "| horizon | " + " | ".join(f"market {i}" for i in range(len(markets))) + " | mean | 95% interval | lower bound above 0 |",
+                  "|---|" + "---|" * (len(markets) + 3)]  # fmt: skip
+        for h in HORIZONS:
+            if not all(f"pred_{h}" in f[0].columns for f in frames):
+                continue
+            each = [against_best(f, h, neutral) for f in frames]
+            mean = float(np.mean([c["mean"] for c in each]))
+            se = float(np.sqrt(sum(c["se"] ** 2 for c in each))) / len(each)
+            cells = [f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" for c in each]
+            lines.append(f"| {h} | {' | '.join(cells)} | {mean:+.4f} | [{mean - 1.96 * se:+.4f}, {mean + 1.96 * se:+.4f}] | "
+                         f"{sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")  # fmt: skip
+    return "\n".join(["markets: " + "; ".join(f"{i}: seeds {[r['seed'] for r in rows]}" for i, rows in enumerate(markets)), *lines])
+
+
+def report(rows: list[dict]) -> str:
+    import polars as pl
 
     frames = [pl.read_parquet(r["frame"]) for r in rows]
     times = ", ".join(f"{r['seconds']:.0f}" for r in rows)
@@ -135,20 +182,11 @@ def report(rows: list[dict]) -> str:
         for h in HORIZONS:
             if f"pred_{h}" not in frames[0].columns:
                 continue
-            target = f"target_{h}"
-            model = [_daily(f, f"pred_{h}", target, neutral) for f in frames]
-            cols = {"momentum_20d": "momentum_20d", "reversal_1d": "reversal_1d", "ridge": f"ridge_{h}", "lightgbm": f"lightgbm_{h}"}
-            base = {b: _daily(frames[0], c, target, neutral) for b, c in cols.items()}
-            mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
-            best = max(BASELINES, key=lambda b: mean(base[b]))
-            dates = sorted(set.intersection(*(set(m) for m in model), set(base[best])))
-            pooled = np.array([np.mean([m[d] for m in model]) - base[best][d] for d in dates])
-            s = difference_summary(pooled, int(h[:-1]) - 1)
-            per_seed = [mean(m) for m in model]
+            c = against_best(frames, h, neutral)
             lines.append(
-                f"| {h} | {', '.join(f'{x:.4f}' for x in per_seed)} | {np.mean(per_seed):.4f} | {mean(base['ridge']):.4f} | "
-                f"{mean(base['lightgbm']):.4f} | {best} {mean(base[best]):.4f} | {s['mean']:+.4f} | "
-                f"[{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}] | {s['dates']} |"
+                f"| {h} | {', '.join(f'{x:.4f}' for x in c['per_seed'])} | {np.mean(c['per_seed']):.4f} | {c['baselines']['ridge']:.4f} | "
+                f"{c['baselines']['lightgbm']:.4f} | {c['best']} {c['baselines'][c['best']]:.4f} | {c['mean']:+.4f} | "
+                f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |"
             )
     if all("val_frame" in r for r in rows) and len(rows) > 1:
         lines += ["", *ensemble_lines(rows, frames)]
@@ -166,6 +204,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="seeds run side by side (one thread each)")
     parser.add_argument("--out", default=None, help="write the runs' JSON here (and the scored frames beside it)")
     parser.add_argument("--report", nargs="+", default=None, help="merge these JSON files into one table")
+    parser.add_argument("--markets", nargs="+", default=None, help="one independent market per argument (its seeds' JSON "
+                        "files joined by commas): each market's difference to its best baseline and their mean")  # fmt: skip
     parser.add_argument("--mlflow", default="sqlite:///mlflow.db", help="MLflow tracking URI for the runs ('' : none); "
                         "one parent run, a nested run per seed")  # fmt: skip
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one seed
@@ -176,6 +216,9 @@ def main() -> None:
 
         plain_log()
         print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames))), flush=True)
+        return
+    if args.markets:
+        print(markets_report([[r for f in group.split(",") for r in json.loads(Path(f).read_text())] for group in args.markets]))
         return
     if args.report:
         rows = [r for f in args.report for r in json.loads(Path(f).read_text())]
