@@ -49,11 +49,13 @@ def test_pearson_equals_pandas_corr_on_complete_windows(panel):
 
 
 @pytest.mark.parametrize(
-    "returns, lead_lag, blend", [("raw", False, None), ("relative", False, None), ("relative", True, None), ("sector_relative", False, 80)]
+    "returns, lead_lag, blend, rebuild",
+    [("raw", False, None, 1), ("relative", False, None, 1), ("relative", True, None, 1), ("sector_relative", False, 80, 1), ("relative", False, None, 3)],
 )
-def test_no_graph_of_day_t_sees_returns_after_t(panel, returns, lead_lag, blend):
-    """Prices and traded values after t move: no neighbour and no edge attribute of a graph up to t changes."""
-    cfg = GraphConfig(k=6, window=40, min_periods=25, returns=returns, lead_lag=lead_lag, blend_window=blend)
+def test_no_graph_of_day_t_sees_returns_after_t(panel, returns, lead_lag, blend, rebuild):
+    """Prices and traded values after t move: no neighbour and no edge attribute of a graph up to t
+    changes (a graph carried over from an earlier date too: ``rebuild_every``)."""
+    cfg = GraphConfig(k=6, window=40, min_periods=25, returns=returns, lead_lag=lead_lag, blend_window=blend, rebuild_every=rebuild)
     dates = panel["Date"].unique().sort()
     cut = dates[200]
     rng = np.random.default_rng(1)
