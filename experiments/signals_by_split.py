@@ -23,13 +23,14 @@ def main() -> None:
     import numpy as np
     import polars as pl
 
+    from atft_kedro.evaluation.baselines import signal_columns
     from atft_kedro.evaluation.metrics import daily_scores
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
 
     params = project_parameters(json.loads(args.params))
     data = run_in_memory(["data_engineering"], params)
     targets = [c for c in data["model_input"].columns if c.startswith("target_")]
-    signals = data["features"].select("Date", "Code", pl.col("ret_20d").alias("momentum_20d"), (-pl.col("ret_1d")).alias("reversal_1d"))
+    signals = data["features"].select("Date", "Code", *signal_columns())  # as the evaluation's baselines define them
     frame = signals.join(data["model_input"].select("Date", "Code", *targets), on=["Date", "Code"]).join(
         data["splits"].filter(pl.col("fold") == 0).select("Date", "split"), on="Date"
     )

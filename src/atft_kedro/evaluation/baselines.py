@@ -134,6 +134,12 @@ def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.n
     return x @ coef[:-1] + coef[-1]
 
 
+def signal_columns() -> list[pl.Expr]:
+    """The one-feature baselines, as columns of the features frame: 20-day momentum (``ret_20d``)
+    and 1-day reversal (minus ``ret_1d``)."""
+    return [pl.col("ret_20d").alias("momentum_20d"), (-pl.col("ret_1d")).alias("reversal_1d")]
+
+
 def baseline_frame(
     predictions: pl.DataFrame,
     features: pl.DataFrame,
@@ -152,7 +158,7 @@ def baseline_frame(
     # every join keeps the predictions' row order: the ridge scores below are placed by position
     raw = keys.join(features.select("Date", "Code", "ret_20d", "ret_1d", "beta_60d"), on=["Date", "Code"], how="left", maintain_order="left")
     out = predictions.join(
-        raw.select("Date", "Code", pl.col("ret_20d").alias("momentum_20d"), (-pl.col("ret_1d")).alias("reversal_1d"), "beta_60d"),
+        raw.select("Date", "Code", *signal_columns(), "beta_60d"),
         on=["Date", "Code"], how="left", maintain_order="left",
     )  # fmt: skip
     rows = keys.join(model_input, on=["Date", "Code"], how="left", maintain_order="left")
