@@ -1,3 +1,4 @@
+import copy
 import math
 
 import numpy as np
@@ -402,7 +403,7 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
     model's forecast plus the skip is c times the ridge fit of the targets on the neighbours'
     inputs and the forecast together, for some c > 0 (the same ranking every date): the ridge
     objective's gradient is 0 there."""
-    from atft_kedro.training.loop import _start_at_ridge, _start_neighbours_at_ridge, _training_rows
+    from atft_kedro.training.starts import start_at_ridge, start_neighbours_at_ridge, training_rows
 
     arrays, graphs = prepared["arrays"], prepared["graphs"]
     train_idx = _idx(prepared)[0][:40]
@@ -410,8 +411,8 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
     torch.manual_seed(0)
     model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
     model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
-    _start_at_ridge(model, arrays, train_idx, alpha=50.0)
-    x, y = _training_rows(arrays, train_idx, model.target_scale.numpy())
+    start_at_ridge(model, arrays, train_idx, alpha=50.0)
+    x, y = training_rows(arrays, train_idx, model.target_scale.numpy())
     with torch.no_grad():
         for i in range(len(model.linear.weight)):
             w, b = model.linear.weight[i].double().numpy(), float(model.linear.bias[i])
@@ -421,7 +422,7 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
             assert abs(residual.sum()) < 1e-6 * len(residual)  # the unpenalised intercept
     forecast = predict(model, DateDataset(arrays, graphs, train_idx, cfg.window), cfg, torch.device("cpu"))  # the neighbour skip still 0
     f = np.stack([forecast[f"pred_{h}d"].to_numpy() / s for h, s in zip((1, 5, 10, 20), (0.02, 0.04, 0.06, 0.08))], 1)
-    _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0)
+    start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0)
     with torch.no_grad():
         inputs = np.vstack([model.neighbour.inputs(torch.as_tensor(arrays.features[t, m]), graphs.graph(arrays.dates[t]).neighbors,
                                                    graphs.graph(arrays.dates[t]).edge_attr).double().numpy()
@@ -455,7 +456,7 @@ def test_the_neighbour_skip_starts_where_validation_says(prepared):
     horizon's output reads only its row). The candidates' scores, computed from one forecast and
     the skip's term, are the model's own: each candidate loaded and predicted in full scores the
     same."""
-    from atft_kedro.training.loop import Validation, _start_neighbours_at_ridge
+    from atft_kedro.training.starts import Validation, start_neighbours_at_ridge
     from atft_kedro.training.predict import daily_rank_ic
 
     arrays, graphs = prepared["arrays"], prepared["graphs"]
@@ -467,7 +468,7 @@ def test_the_neighbour_skip_starts_where_validation_says(prepared):
     torch.manual_seed(0)
     model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
     model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
-    start = _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, validation=Validation(val_ds, forecast, rank_ics))
+    start = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, validation=Validation(val_ds, forecast, rank_ics))
     F = arrays.features.shape[2]
     none = "none (the previous phase's function)"
     assert set(start.starts) == {none, "the fit beside the forecast", "the fit of what the forecast leaves",
@@ -491,24 +492,69 @@ def test_the_neighbour_skip_starts_where_validation_says(prepared):
     assert len({round(s["1d"], 6) for s in start.scores.values()}) > 1  # the candidates differ on validation
 
 
+def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
+    """horizon_starts=validated: the linear skip's rows of the horizons a phase turns on start at
+    the best on validation of the ridge start they hold, the ridge at other penalties, and 20-day
+    momentum or 1-day reversal alone (one column, the baseline's sign); the other rows keep their
+    start. Each candidate's score is the model's own (loaded and predicted in full, it scores the same)."""
+    from atft_kedro.evaluation.baselines import SIGNALS
+    from atft_kedro.training.starts import START_PENALTIES, Validation, choose_skip_starts, start_at_ridge
+    from atft_kedro.training.predict import daily_rank_ic
+
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    train_idx, val_idx = _idx(prepared)[0][:30], _idx(prepared)[1]
+    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5, 10, 20)})
+    val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
+    forecast = lambda m: predict(m, val_ds, cfg, torch.device("cpu"))  # noqa: E731
+    rank_ics = lambda f: daily_rank_ic(f, ["1d", "5d", "10d", "20d"], 5)  # noqa: E731
+    torch.manual_seed(0)
+    model = build_model(arrays, graphs, cfg, 1, torch.device("cpu"))
+    model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
+    start_at_ridge(model, arrays, train_idx, alpha=50.0)
+    before = copy.deepcopy(model.linear.state_dict())
+    choice = choose_skip_starts(model, arrays, train_idx, 50.0, (5, 10, 20), Validation(val_ds, forecast, rank_ics))
+    held = "the ridge start"
+    assert set(choice.starts) == {held, *(f"the ridge at penalty {50.0 * k:g}" for k in START_PENALTIES), *(f"{n} alone" for n in SIGNALS)}
+    assert torch.equal(choice.starts[held]["weight"], before["weight"])
+    momentum, reversal = (arrays.feature_names.index(f) for f in ("ret_20d", "ret_1d"))
+    alone = choice.starts["momentum_20d alone"]["weight"]
+    assert (alone[:, momentum] > 0).all() and int((alone != 0).sum()) == len(alone)  # one column, the baseline's sign
+    assert (choice.starts["reversal_1d alone"]["weight"][:, reversal] < 0).all()
+    after = model.linear.state_dict()
+    assert torch.equal(after["weight"][0], before["weight"][0]) and torch.equal(after["bias"][0], before["bias"][0])  # 1 day: not turned on here
+    for i, h in enumerate(("5d", "10d", "20d"), start=1):
+        assert choice.kept[h] == max(choice.scores, key=lambda n: (choice.scores[n][h], n != held))
+        assert torch.equal(after["weight"][i], choice.starts[choice.kept[h]]["weight"][i])
+    for name, weights in choice.starts.items():  # each candidate's rows in the model, predicted in full
+        state = copy.deepcopy(before)
+        state["weight"][1:], state["bias"][1:] = weights["weight"][1:], weights["bias"][1:]
+        model.linear.load_state_dict(state)
+        full = rank_ics(forecast(model))
+        for h in ("5d", "10d", "20d"):
+            assert choice.scores[name][h] == pytest.approx(full[h], abs=1e-6), (name, h)
+    assert len({round(s["20d"], 6) for s in choice.scores.values()}) > 1  # the candidates differ on validation
+    with pytest.raises(ValueError, match="horizon_starts must be 'ridge' or 'validated'"):
+        small_config(horizon_starts="momentum")
+
+
 def test_each_horizon_keeps_its_best_start_and_a_fit_over_none_on_ties():
-    """``_kept_starts``: per horizon the best score; a NaN (no valid validation date) is the worst;
+    """``kept_starts``: per horizon the best score; a NaN (no valid validation date) is the worst;
     on a tie a fit is kept over no skip, then the first candidate."""
-    from atft_kedro.training.loop import _kept_starts
+    from atft_kedro.training.starts import kept_starts
 
     none = "none"
     scores = {none: {"1d": 0.03, "5d": 0.02, "10d": math.nan}, "beside": {"1d": 0.04, "5d": 0.01, "10d": math.nan},
               "leaves": {"1d": 0.01, "5d": 0.02, "10d": math.nan}}  # fmt: skip
-    assert _kept_starts(scores, ["1d", "5d", "10d"], none) == {"1d": "beside", "5d": "leaves", "10d": "beside"}
-    assert _kept_starts({none: {"1d": 0.05}, "beside": {"1d": math.nan}}, ["1d"], none) == {"1d": none}
+    assert kept_starts(scores, ["1d", "5d", "10d"], none) == {"1d": "beside", "5d": "leaves", "10d": "beside"}
+    assert kept_starts({none: {"1d": 0.05}, "beside": {"1d": math.nan}}, ["1d"], none) == {"1d": none}
 
 
 def test_a_forecast_that_ranks_backwards_gets_the_fit_of_what_it_leaves():
-    """_set_beside_forecast: where the ridge beside the forecast gives the forecast a weight <= 0,
+    """set_beside_forecast: where the ridge beside the forecast gives the forecast a weight <= 0,
     the skip is the ridge fit of what the forecast leaves; otherwise forecast + skip is a positive
     multiple of the fit beside it."""
     from atft_kedro.evaluation.baselines import ridge_solve
-    from atft_kedro.training.loop import _set_beside_forecast
+    from atft_kedro.training.starts import set_beside_forecast
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 3))
@@ -518,7 +564,7 @@ def test_a_forecast_that_ranks_backwards_gets_the_fit_of_what_it_leaves():
         forecast = np.zeros((500, 4))
         forecast[:, col] = sign * 4.0 * (y[:, col] + rng.normal(size=500))
         linear = torch.nn.Linear(3, 1).double()
-        _set_beside_forecast(linear, (1,), x, y, forecast, alpha=5.0)
+        set_beside_forecast(linear, (1,), x, y, forecast, alpha=5.0)
         w, b = linear.weight[0].detach().numpy(), float(linear.bias[0].detach())
         if sign < 0:
             np.testing.assert_allclose(np.append(w, b), ridge_solve(x, y[:, 0] - forecast[:, 0], 5.0), rtol=1e-10)

@@ -134,10 +134,13 @@ def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.n
     return x @ coef[:-1] + coef[-1]
 
 
+SIGNALS = {"momentum_20d": ("ret_20d", 1.0), "reversal_1d": ("ret_1d", -1.0)}  # name -> (feature, sign)
+
+
 def signal_columns() -> list[pl.Expr]:
-    """The one-feature baselines, as columns of the features frame: 20-day momentum (``ret_20d``)
-    and 1-day reversal (minus ``ret_1d``)."""
-    return [pl.col("ret_20d").alias("momentum_20d"), (-pl.col("ret_1d")).alias("reversal_1d")]
+    """The one-feature baselines (``SIGNALS``), as columns of the features frame: 20-day momentum
+    (``ret_20d``) and 1-day reversal (minus ``ret_1d``)."""
+    return [(pl.col(feature) * sign).alias(name) for name, (feature, sign) in SIGNALS.items()]
 
 
 def baseline_frame(
@@ -156,7 +159,8 @@ def baseline_frame(
     -> (frame, {"ridge": {h: {"alpha", "val_rank_ic"}}, "lightgbm": {h: {"trees", "val_rank_ic"}}})."""
     keys = predictions.select("Date", "Code")
     # every join keeps the predictions' row order: the ridge scores below are placed by position
-    raw = keys.join(features.select("Date", "Code", "ret_20d", "ret_1d", "beta_60d"), on=["Date", "Code"], how="left", maintain_order="left")
+    signal_features = sorted({feature for feature, _ in SIGNALS.values()})
+    raw = keys.join(features.select("Date", "Code", *signal_features, "beta_60d"), on=["Date", "Code"], how="left", maintain_order="left")
     out = predictions.join(
         raw.select("Date", "Code", *signal_columns(), "beta_60d"),
         on=["Date", "Code"], how="left", maintain_order="left",

@@ -13,12 +13,10 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
-import polars as pl
 import torch
 from tqdm.auto import tqdm
 
@@ -31,9 +29,10 @@ from atft_kedro.training.batches import dates_per_step, device_of, finite_batch,
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
 from atft_kedro.training.config import PHASES, TrainConfig, epochs_of, patience_of
 from atft_kedro.training import distributed
-from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, TrainingArrays, collate_dates, typical_returns
+from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, typical_returns
 from atft_kedro.training.losses import LossWeights
 from atft_kedro.training.predict import daily_rank_ic, predict
+from atft_kedro.training.starts import Validation, choose_skip_starts, start_at_ridge, start_neighbours_at_ridge
 from atft_kedro.training.step import PARTS, DeviceStep, forward_loss, gat_grad_norm
 
 
@@ -94,173 +93,6 @@ class WeightAverage:
 
 def weight_average(model: ATFTGATFAN, decay: float | None) -> WeightAverage | None:
     return WeightAverage(model, decay) if decay else None
-
-
-def _training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(last-day features [rows, F], targets less each date's mean, in the model's units [rows, 4])
-    of the training dates' stocks, date by date, each date's stocks in Code order (DateDataset's)."""
-    x, y = [], []
-    for t in np.asarray(train_idx):
-        members = np.flatnonzero(arrays.present[t])
-        target = np.asarray(arrays.targets[t, members], dtype=np.float64)  # (n, 4)
-        x.append(np.asarray(arrays.features[t, members], dtype=np.float64))
-        y.append((target - np.nanmean(target, axis=0)) / scale)
-    return np.vstack(x), np.vstack(y)
-
-
-def _set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float) -> None:
-    """Each output of ``linear`` (one per horizon of ``horizons``) to the ridge fit of that horizon's
-    column of ``y`` on ``x`` (rows with a finite target)."""
-    from atft_kedro.evaluation.baselines import ridge_solve
-
-    with torch.no_grad():
-        for i, h in enumerate(horizons):
-            col = HORIZONS.index(h)
-            ok = np.isfinite(y[:, col])
-            coef = ridge_solve(x[ok], y[ok, col], alpha)
-            linear.weight[i] = torch.as_tensor(coef[:-1], dtype=linear.weight.dtype)
-            linear.bias[i] = float(coef[-1])
-
-
-def _start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float) -> None:
-    """The linear skip set to the ridge regression of each of its horizons' targets (less each
-    date's mean, in the model's units) on the last day's features of the training dates."""
-    x, y = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    _set_to_ridge(model.linear, model.skip_horizons, x, y, alpha)
-
-
-@torch.no_grad()
-def _start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int, alpha: float,
-                               validation: Validation | None = None) -> NeighbourStart | None:  # fmt: skip
-    """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
-    training dates of each horizon's target on the neighbours' inputs: beside the model's median
-    forecast (dropout off, in its units; ``_set_beside_forecast``), or on what that forecast leaves.
-    With ``validation`` both are tried, each also on the lead-weighted sum alone (when the skip
-    has one: the neighbour mean's many columns can dilute a ridge more than they add), and no skip
-    at all (the map left at 0), and each horizon keeps its best (a horizon's output reads only its
-    own row of the map, so the choices are independent): the fit beside the forecast is the better
-    one where the neighbours carry much (the default market: validation 0.062 against 0.044 at 1
-    day), the fit of what it leaves where they carry little and the forecast's own scale is right,
-    and where none beats the previous phase's function the graph path starts at nothing
-    (docs/what_training_has_shown.md, 2026-12-02).
-    The candidates are scored from one validation forecast with the map at 0 and the skip's
-    inputs: the skip adds ``linear(inputs) * target_scale`` to every quantile, so each candidate's
-    forecast is that sum (the model's own forecast up to float rounding), one pass over the
-    validation dates instead of one per candidate. -> the candidates, their scores and what each
-    horizon kept (None without ``validation``)."""
-    _, y = _training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    inputs, forecasts = [], []
-    model.eval()
-    for b, x_date in _neighbour_inputs(model, DateDataset(arrays, graphs, train_idx, window)):  # _training_rows' rows, in order
-        inputs.append(x_date)
-        out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
-        forecasts.append(np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
-                                   for h, s in zip(HORIZON_KEYS, model.target_scale)], 1))  # fmt: skip
-    x, forecast = np.vstack(inputs), np.vstack(forecasts)
-    linear = model.neighbour.linear
-    if validation is None:
-        _set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
-        return None
-    none = "none (the previous phase's function)"
-    starts = {none: copy.deepcopy(linear.state_dict())}  # the map is still 0
-    designs = {"": x}
-    if model.neighbour.lead_attribute is not None:  # the mean's columns at 0 get coefficients 0: the lead-weighted sum alone
-        designs[", lead-weighted sum alone"] = np.hstack([np.zeros_like(x[:, : model.cfg.n_features]), x[:, model.cfg.n_features :]])
-    for suffix, design in designs.items():
-        _set_beside_forecast(linear, model.neighbour_horizons, design, y, forecast, alpha)
-        starts[f"the fit beside the forecast{suffix}"] = copy.deepcopy(linear.state_dict())
-        _set_to_ridge(linear, model.neighbour_horizons, design, y - forecast, alpha)
-        starts[f"the fit of what the forecast leaves{suffix}"] = copy.deepcopy(linear.state_dict())
-    linear.load_state_dict(starts[none])
-    scores = _scored_starts(model, starts, validation)
-    kept = _kept_starts(scores, [f"{h}d" for h in model.neighbour_horizons], none)
-    for i, key in enumerate(kept):
-        linear.weight[i] = starts[kept[key]]["weight"][i]
-        linear.bias[i] = starts[kept[key]]["bias"][i]
-    for key, name in kept.items():
-        log.info("neighbour skip's start at %s, validation RankIC: %s; kept %s", key,
-                 ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in scores.items()), name)  # fmt: skip
-    return NeighbourStart(starts, scores, kept)
-
-
-@dataclass(frozen=True)
-class Validation:
-    """The validation split as a phase sees it: its ``dataset``, ``forecast`` (a model -> its
-    predictions there, ``predict``'s frame) and ``rank_ics`` (such a frame -> RankIC per horizon)."""
-
-    dataset: DateDataset
-    forecast: Callable[[ATFTGATFAN], pl.DataFrame]
-    rank_ics: Callable[[pl.DataFrame], dict]
-
-
-@dataclass(frozen=True)
-class NeighbourStart:
-    """The neighbour skip's candidate starts (name -> the map's state), their validation RankIC per
-    horizon, and the candidate each horizon kept."""
-
-    starts: dict
-    scores: dict
-    kept: dict
-
-
-def _neighbour_inputs(model: ATFTGATFAN, dataset: DateDataset) -> Iterator[tuple[Batch, np.ndarray]]:
-    """Date by date of ``dataset``, in its order: the date's batch and the neighbour skip's inputs
-    there ([stocks, in_features], float64)."""
-    for item in dataset:
-        b = collate_dates([item]).to(model.target_scale.device)
-        yield b, model.neighbour.inputs(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy()
-
-
-def _scored_starts(model: ATFTGATFAN, starts: dict, validation: Validation) -> dict:
-    """Each candidate map's validation RankIC per horizon, from one forecast of ``model`` (its map
-    at 0) plus the candidate's term, linear(inputs) times the horizon's target scale."""
-    base = validation.forecast(model)
-    inputs = [x_date for _, x_date in _neighbour_inputs(model, validation.dataset)]  # the rows of ``predict``'s frame, in order
-    inputs = np.vstack(inputs) if inputs else np.zeros((0, model.neighbour.linear.in_features))
-    if len(inputs) != len(base):
-        raise RuntimeError(f"the neighbour skip's inputs have {len(inputs)} rows, the validation forecast {len(base)}")
-    scale = dict(zip(HORIZON_KEYS, model.target_scale.double().cpu().numpy()))
-    scores = {}
-    for name, weights in starts.items():
-        term = inputs @ weights["weight"].double().numpy().T + weights["bias"].double().numpy()  # (rows, skip horizons), the model's units
-        frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + term[:, i] * scale[f"{h}d"])
-                                  for i, h in enumerate(model.neighbour_horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
-        scores[name] = validation.rank_ics(frame)
-    return scores
-
-
-def _kept_starts(scores: dict, horizons: list[str], none: str) -> dict:
-    """horizon -> the candidate with the best validation RankIC there (NaN, no valid date: the
-    worst; ties: a fit over ``none``, then the first)."""
-    kept = {}
-    for key in horizons:
-        rank = {n: s.get(key, math.nan) for n, s in scores.items()}
-        rank = {n: v if math.isfinite(v) else -math.inf for n, v in rank.items()}
-        kept[key] = max(scores, key=lambda name: (rank[name], name != none))
-    return kept
-
-
-def _set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, forecast: np.ndarray, alpha: float) -> None:
-    """Each output of ``linear`` (one per horizon) set so that ``forecast + linear(x)`` ranks as the
-    ridge fit of ``y`` on x and the forecast together does: that fit is c * forecast + x b + b0,
-    and with c > 0, forecast + (x b + b0) / c has the same ranking on every date. (A fit of what the
-    forecast leaves, y - forecast, takes the forecast's scale as right: a forecast trained on rank
-    losses has its own scale, and then its residual is mostly that forecast.) Where c <= 0 (the
-    forecast does not rank the training targets), the fit of what the forecast leaves."""
-    from atft_kedro.evaluation.baselines import ridge_solve
-
-    with torch.no_grad():
-        for i, h in enumerate(horizons):
-            col = HORIZONS.index(h)
-            ok = np.isfinite(y[:, col])
-            coef = ridge_solve(np.hstack([x[ok], forecast[ok, col : col + 1]]), y[ok, col], alpha)
-            c = coef[-2]
-            if c <= 0:
-                coef, c = ridge_solve(x[ok], y[ok, col] - forecast[ok, col], alpha), 1.0
-            else:
-                coef = np.append(coef[:-2], coef[-1])
-            linear.weight[i] = torch.as_tensor(coef[:-1] / c, dtype=linear.weight.dtype)
-            linear.bias[i] = float(coef[-1] / c)
 
 
 def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phase: int, device: torch.device) -> ATFTGATFAN:
@@ -525,14 +357,17 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
         log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
+        coming = [h for h in spec.horizons if h not in PHASES[phase - 1].horizons]
+        if coming and cfg.horizon_starts == "validated" and cfg.linear_start == "ridge" and model.linear is not None and validation is not None:
+            choose_skip_starts(model, arrays, train_idx, cfg.linear_ridge_alpha, coming, validation)
         graph_on = spec.use_gat and not PHASES[phase - 1].use_gat
         if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
-            _start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation)
+            start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation)
     else:  # a new model
         if cfg.scale_targets:  # its outputs in units of the training split's typical return
             model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
         if cfg.linear_start == "ridge" and model.linear is not None:
-            _start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha)
+            start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha)
     return _Progress()
 
 

@@ -1,0 +1,250 @@
+"""Where the model's linear paths start: the linear skip (phase 0) at a ridge fit on the training
+split, the horizons phase 1 turns on at the best on validation of a few fits and one-feature
+signals (``horizon_starts: validated``), and the neighbour skip (phase 2) at ridge fits beside or
+on the model's forecast, chosen horizon by horizon on validation. Each candidate is scored from one
+validation forecast plus its linear term, which is the model's own forecast with that start.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from atft_kedro.features.targets import HORIZONS
+from atft_kedro.graph.store import GraphSet
+from atft_kedro.model import ATFTGATFAN
+from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, TrainingArrays, collate_dates
+
+
+log = logging.getLogger(__name__)
+
+
+def training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(last-day features [rows, F], targets less each date's mean, in the model's units [rows, 4])
+    of the training dates' stocks, date by date, each date's stocks in Code order (DateDataset's)."""
+    x, y = [], []
+    for t in np.asarray(train_idx):
+        members = np.flatnonzero(arrays.present[t])
+        target = np.asarray(arrays.targets[t, members], dtype=np.float64)  # (n, 4)
+        x.append(np.asarray(arrays.features[t, members], dtype=np.float64))
+        y.append((target - np.nanmean(target, axis=0)) / scale)
+    return np.vstack(x), np.vstack(y)
+
+
+def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float) -> None:
+    """Each output of ``linear`` (one per horizon of ``horizons``) to the ridge fit of that horizon's
+    column of ``y`` on ``x`` (rows with a finite target)."""
+    from atft_kedro.evaluation.baselines import ridge_solve
+
+    with torch.no_grad():
+        for i, h in enumerate(horizons):
+            col = HORIZONS.index(h)
+            ok = np.isfinite(y[:, col])
+            coef = ridge_solve(x[ok], y[ok, col], alpha)
+            linear.weight[i] = torch.as_tensor(coef[:-1], dtype=linear.weight.dtype)
+            linear.bias[i] = float(coef[-1])
+
+
+def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float) -> None:
+    """The linear skip set to the ridge regression of each of its horizons' targets (less each
+    date's mean, in the model's units) on the last day's features of the training dates."""
+    x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    set_to_ridge(model.linear, model.skip_horizons, x, y, alpha)
+
+
+@torch.no_grad()
+def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int, alpha: float,
+                               validation: Validation | None = None) -> StartChoice | None:  # fmt: skip
+    """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
+    training dates of each horizon's target on the neighbours' inputs: beside the model's median
+    forecast (dropout off, in its units; ``set_beside_forecast``), or on what that forecast leaves.
+    With ``validation`` both are tried, each also on the lead-weighted sum alone (when the skip
+    has one: the neighbour mean's many columns can dilute a ridge more than they add), and no skip
+    at all (the map left at 0), and each horizon keeps its best (a horizon's output reads only its
+    own row of the map, so the choices are independent): the fit beside the forecast is the better
+    one where the neighbours carry much (the default market: validation 0.062 against 0.044 at 1
+    day), the fit of what it leaves where they carry little and the forecast's own scale is right,
+    and where none beats the previous phase's function the graph path starts at nothing
+    (docs/what_training_has_shown.md, 2026-12-02).
+    The candidates are scored from one validation forecast with the map at 0 and the skip's
+    inputs: the skip adds ``linear(inputs) * target_scale`` to every quantile, so each candidate's
+    forecast is that sum (the model's own forecast up to float rounding), one pass over the
+    validation dates instead of one per candidate. -> the candidates, their scores and what each
+    horizon kept (None without ``validation``)."""
+    _, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    inputs, forecasts = [], []
+    model.eval()
+    for b, x_date in neighbour_inputs(model, DateDataset(arrays, graphs, train_idx, window)):  # training_rows' rows, in order
+        inputs.append(x_date)
+        out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
+        forecasts.append(np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
+                                   for h, s in zip(HORIZON_KEYS, model.target_scale)], 1))  # fmt: skip
+    x, forecast = np.vstack(inputs), np.vstack(forecasts)
+    linear = model.neighbour.linear
+    if validation is None:
+        set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
+        return None
+    none = "none (the previous phase's function)"
+    starts = {none: copy.deepcopy(linear.state_dict())}  # the map is still 0
+    designs = {"": x}
+    if model.neighbour.lead_attribute is not None:  # the mean's columns at 0 get coefficients 0: the lead-weighted sum alone
+        designs[", lead-weighted sum alone"] = np.hstack([np.zeros_like(x[:, : model.cfg.n_features]), x[:, model.cfg.n_features :]])
+    for suffix, design in designs.items():
+        set_beside_forecast(linear, model.neighbour_horizons, design, y, forecast, alpha)
+        starts[f"the fit beside the forecast{suffix}"] = copy.deepcopy(linear.state_dict())
+        set_to_ridge(linear, model.neighbour_horizons, design, y - forecast, alpha)
+        starts[f"the fit of what the forecast leaves{suffix}"] = copy.deepcopy(linear.state_dict())
+    linear.load_state_dict(starts[none])
+    scores = scored_starts(model, starts, validation)
+    kept = kept_starts(scores, [f"{h}d" for h in model.neighbour_horizons], none)
+    for i, key in enumerate(kept):
+        linear.weight[i] = starts[kept[key]]["weight"][i]
+        linear.bias[i] = starts[kept[key]]["bias"][i]
+    for key, name in kept.items():
+        log.info("neighbour skip's start at %s, validation RankIC: %s; kept %s", key,
+                 ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in scores.items()), name)  # fmt: skip
+    return StartChoice(starts, scores, kept)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The validation split as a phase sees it: its ``dataset``, ``forecast`` (a model -> its
+    predictions there, ``predict``'s frame) and ``rank_ics`` (such a frame -> RankIC per horizon)."""
+
+    dataset: DateDataset
+    forecast: Callable[[ATFTGATFAN], pl.DataFrame]
+    rank_ics: Callable[[pl.DataFrame], dict]
+
+
+@dataclass(frozen=True)
+class StartChoice:
+    """A linear path's candidate starts (name -> the map's state), their validation RankIC per
+    horizon, and the candidate each horizon kept."""
+
+    starts: dict
+    scores: dict
+    kept: dict
+
+
+def neighbour_inputs(model: ATFTGATFAN, dataset: DateDataset) -> Iterator[tuple[Batch, np.ndarray]]:
+    """Date by date of ``dataset``, in its order: the date's batch and the neighbour skip's inputs
+    there ([stocks, in_features], float64)."""
+    for item in dataset:
+        b = collate_dates([item]).to(model.target_scale.device)
+        yield b, model.neighbour.inputs(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy()
+
+
+def scored_starts(model: ATFTGATFAN, starts: dict, validation: Validation) -> dict:
+    """Each candidate map's validation RankIC per horizon, from one forecast of ``model`` (its map
+    at 0) plus the candidate's term, linear(inputs) times the horizon's target scale."""
+    inputs = [x_date for _, x_date in neighbour_inputs(model, validation.dataset)]  # the rows of ``predict``'s frame, in order
+    inputs = np.vstack(inputs) if inputs else np.zeros((0, model.neighbour.linear.in_features))
+    return scores_of_terms(model, validation, inputs, starts, model.neighbour_horizons)
+
+
+def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarray, starts: dict, horizons, held: dict | None = None) -> dict:
+    """Each candidate linear map's (name -> state, one output per horizon of ``horizons``)
+    validation RankIC per horizon: ``model``'s forecast there, less the term of the map ``held``
+    (the state it holds now; None: a map at 0), plus the candidate's term, linear(inputs) times the
+    horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame."""
+    base = validation.forecast(model)
+    if len(inputs) != len(base):
+        raise RuntimeError(f"the linear map's inputs have {len(inputs)} rows, the validation forecast {len(base)}")
+    scale = dict(zip(HORIZON_KEYS, model.target_scale.double().cpu().numpy()))
+    term = lambda w: inputs @ w["weight"].double().numpy().T + w["bias"].double().numpy()  # noqa: E731  (rows, horizons), the model's units
+    now = term(held) if held is not None else 0.0
+    scores = {}
+    for name, weights in starts.items():
+        change = term(weights) - now
+        frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + change[:, i] * scale[f"{h}d"])
+                                  for i, h in enumerate(horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
+        scores[name] = validation.rank_ics(frame)
+    return scores
+
+
+START_PENALTIES = (0.01, 0.1, 10.0, 100.0)  # the other ridge penalties a horizon's start is tried at, times linear_ridge_alpha
+
+
+@torch.no_grad()
+def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float, horizons,
+                        validation: Validation) -> StartChoice:  # fmt: skip
+    """The linear skip's rows of ``horizons`` (those a phase turns on) chosen on validation, each
+    on its own: the ridge start they hold (penalty ``alpha``), the ridge at the penalties around it
+    (``START_PENALTIES``, the ridge baseline's range), or one of the one-feature baselines
+    (``SIGNALS``: 20-day momentum, 1-day reversal) alone, its sign as the baseline's, scaled to the
+    spread of the ridge start's term on the training rows. A ridge fitted on the training split
+    carries what that split shows; where a long horizon's signal differs between the training split
+    and the dates after it (20-day momentum on the previous market: RankIC +0.018 on training,
+    +0.067 on validation), validation can choose the one that carries (docs/what_training_has_shown.md,
+    2026-12-03). -> the candidates, their scores and what each horizon kept; the rows are set to it."""
+    from atft_kedro.evaluation.baselines import SIGNALS
+
+    linear = model.linear
+    rows = [i for i, h in enumerate(model.skip_horizons) if h in horizons]
+    x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    held = "the ridge start"
+    starts = {held: copy.deepcopy(linear.state_dict())}
+    for k in START_PENALTIES:
+        set_to_ridge(linear, model.skip_horizons, x, y, alpha * k)
+        starts[f"the ridge at penalty {alpha * k:g}"] = copy.deepcopy(linear.state_dict())
+    spread = np.std(x @ starts[held]["weight"].double().numpy().T, axis=0)  # (skip horizons,) the ridge start's term on the training rows
+    for name, (feature, sign) in SIGNALS.items():
+        if feature not in arrays.feature_names:
+            continue
+        j = arrays.feature_names.index(feature)
+        weight = torch.zeros_like(linear.weight)
+        weight[:, j] = torch.as_tensor(sign * spread / max(float(np.std(x[:, j])), 1e-12), dtype=weight.dtype)
+        starts[f"{name} alone"] = {"weight": weight, "bias": torch.zeros_like(linear.bias)}
+    linear.load_state_dict(starts[held])
+    inputs = [collate_dates([item]).x[:, -1].double().numpy() for item in validation.dataset]  # the rows of ``predict``'s frame, in order
+    inputs = np.vstack(inputs) if inputs else np.zeros((0, linear.in_features))
+    scores = scores_of_terms(model, validation, inputs, starts, model.skip_horizons, held=starts[held])
+    kept = kept_starts(scores, [f"{h}d" for h in horizons], held)
+    for i in rows:
+        key = f"{model.skip_horizons[i]}d"
+        linear.weight[i] = starts[kept[key]]["weight"][i]
+        linear.bias[i] = starts[kept[key]]["bias"][i]
+        log.info("linear skip's start at %s, validation RankIC: %s; kept %s", key,
+                 ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in scores.items()), kept[key])  # fmt: skip
+    return StartChoice(starts, scores, kept)
+
+
+def kept_starts(scores: dict, horizons: list[str], none: str) -> dict:
+    """horizon -> the candidate with the best validation RankIC there (NaN, no valid date: the
+    worst; ties: a fit over ``none``, then the first)."""
+    kept = {}
+    for key in horizons:
+        rank = {n: s.get(key, math.nan) for n, s in scores.items()}
+        rank = {n: v if math.isfinite(v) else -math.inf for n, v in rank.items()}
+        kept[key] = max(scores, key=lambda name: (rank[name], name != none))
+    return kept
+
+
+def set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, forecast: np.ndarray, alpha: float) -> None:
+    """Each output of ``linear`` (one per horizon) set so that ``forecast + linear(x)`` ranks as the
+    ridge fit of ``y`` on x and the forecast together does: that fit is c * forecast + x b + b0,
+    and with c > 0, forecast + (x b + b0) / c has the same ranking on every date. (A fit of what the
+    forecast leaves, y - forecast, takes the forecast's scale as right: a forecast trained on rank
+    losses has its own scale, and then its residual is mostly that forecast.) Where c <= 0 (the
+    forecast does not rank the training targets), the fit of what the forecast leaves."""
+    from atft_kedro.evaluation.baselines import ridge_solve
+
+    with torch.no_grad():
+        for i, h in enumerate(horizons):
+            col = HORIZONS.index(h)
+            ok = np.isfinite(y[:, col])
+            coef = ridge_solve(np.hstack([x[ok], forecast[ok, col : col + 1]]), y[ok, col], alpha)
+            c = coef[-2]
+            if c <= 0:
+                coef, c = ridge_solve(x[ok], y[ok, col] - forecast[ok, col], alpha), 1.0
+            else:
+                coef = np.append(coef[:-2], coef[-1])
+            linear.weight[i] = torch.as_tensor(coef[:-1] / c, dtype=linear.weight.dtype)
+            linear.bias[i] = float(coef[-1] / c)
