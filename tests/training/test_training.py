@@ -512,7 +512,9 @@ def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
     model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
     start_at_ridge(model, arrays, train_idx, alpha=50.0)
     before = copy.deepcopy(model.linear.state_dict())
+    rng = torch.get_rng_state()
     choice = choose_skip_starts(model, arrays, train_idx, 50.0, (5, 10, 20), Validation(val_ds, forecast, rank_ics))
+    assert torch.equal(torch.get_rng_state(), rng)  # the choice leaves the phase's random draws as they were
     held = "the ridge start"
     assert set(choice.starts) == {held, *(f"the ridge at penalty {50.0 * k:g}" for k in START_PENALTIES), *(f"{n} alone" for n in SIGNALS)}
     assert torch.equal(choice.starts[held]["weight"], before["weight"])

@@ -205,7 +205,8 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
     linear.load_state_dict(starts[held])
     inputs = [collate_dates([item]).x[:, -1].double().numpy() for item in validation.dataset]  # the rows of ``predict``'s frame, in order
     inputs = np.vstack(inputs) if inputs else np.zeros((0, linear.in_features))
-    scores = scores_of_terms(model, validation, inputs, starts, model.skip_horizons, held=starts[held])
+    with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
+        scores = scores_of_terms(model, validation, inputs, starts, model.skip_horizons, held=starts[held])
     kept = kept_starts(scores, [f"{h}d" for h in horizons], held)
     for i in rows:
         key = f"{model.skip_horizons[i]}d"
