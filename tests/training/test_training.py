@@ -449,6 +449,21 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
         build_model(arrays, graphs, small_config(model={**cfg.model, "lead_features": ["ret_1d", "no_such_feature"]}), 2, torch.device("cpu"))
 
 
+def _model_and_validation(prepared, cfg, phase: int):
+    """A new model of ``phase`` (seed 0, target scales 0.02-0.08), 30 training dates, and the
+    validation split as a phase sees it (RankIC at every horizon, 5 stocks a date at least)."""
+    from atft_kedro.training.predict import daily_rank_ic
+    from atft_kedro.training.starts import Validation
+
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    val_ds = DateDataset(arrays, graphs, _idx(prepared)[1], cfg.window)
+    torch.manual_seed(0)
+    model = build_model(arrays, graphs, cfg, phase, torch.device("cpu"))
+    model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
+    validation = Validation(val_ds, lambda m: predict(m, val_ds, cfg, torch.device("cpu")), lambda f: daily_rank_ic(f, ["1d", "5d", "10d", "20d"], 5))
+    return model, _idx(prepared)[0][:30], validation
+
+
 def test_the_neighbour_skip_starts_where_validation_says(prepared):
     """With a validation split, each horizon's row of the skip's map starts at the best of: no skip
     (its map 0, the previous phase's function), the fit beside the forecast, the fit of what the
@@ -456,19 +471,13 @@ def test_the_neighbour_skip_starts_where_validation_says(prepared):
     horizon's output reads only its row). The candidates' scores, computed from one forecast and
     the skip's term, are the model's own: each candidate loaded and predicted in full scores the
     same."""
-    from atft_kedro.training.starts import Validation, start_neighbours_at_ridge
-    from atft_kedro.training.predict import daily_rank_ic
+    from atft_kedro.training.starts import start_neighbours_at_ridge
 
     arrays, graphs = prepared["arrays"], prepared["graphs"]
-    train_idx, val_idx = _idx(prepared)[0][:30], _idx(prepared)[1]
     cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 5), "lead_weights": "neighbour_leads_long"})
-    val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
-    forecast = lambda m: predict(m, val_ds, cfg, torch.device("cpu"))  # noqa: E731
-    rank_ics = lambda f: daily_rank_ic(f, ["1d", "5d", "10d", "20d"], 5)  # noqa: E731
-    torch.manual_seed(0)
-    model = build_model(arrays, graphs, cfg, 2, torch.device("cpu"))
-    model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
-    start = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, validation=Validation(val_ds, forecast, rank_ics))
+    model, train_idx, validation = _model_and_validation(prepared, cfg, 2)
+    forecast, rank_ics = validation.forecast, validation.rank_ics
+    start = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, validation=validation)
     F = arrays.features.shape[2]
     none = "none (the previous phase's function)"
     assert set(start.starts) == {none, "the fit beside the forecast", "the fit of what the forecast leaves",
@@ -498,22 +507,15 @@ def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
     momentum or 1-day reversal alone (one column, the baseline's sign); the other rows keep their
     start. Each candidate's score is the model's own (loaded and predicted in full, it scores the same)."""
     from atft_kedro.evaluation.baselines import SIGNALS
-    from atft_kedro.training.starts import START_PENALTIES, Validation, choose_skip_starts, start_at_ridge
-    from atft_kedro.training.predict import daily_rank_ic
+    from atft_kedro.training.starts import START_PENALTIES, choose_skip_starts, start_at_ridge
 
-    arrays, graphs = prepared["arrays"], prepared["graphs"]
-    train_idx, val_idx = _idx(prepared)[0][:30], _idx(prepared)[1]
-    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5, 10, 20)})
-    val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
-    forecast = lambda m: predict(m, val_ds, cfg, torch.device("cpu"))  # noqa: E731
-    rank_ics = lambda f: daily_rank_ic(f, ["1d", "5d", "10d", "20d"], 5)  # noqa: E731
-    torch.manual_seed(0)
-    model = build_model(arrays, graphs, cfg, 1, torch.device("cpu"))
-    model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
+    arrays = prepared["arrays"]
+    model, train_idx, validation = _model_and_validation(prepared, small_config(model={**small_config().model, "linear_skip": (1, 5, 10, 20)}), 1)
+    forecast, rank_ics = validation.forecast, validation.rank_ics
     start_at_ridge(model, arrays, train_idx, alpha=50.0)
     before = copy.deepcopy(model.linear.state_dict())
     rng = torch.get_rng_state()
-    choice = choose_skip_starts(model, arrays, train_idx, 50.0, (5, 10, 20), Validation(val_ds, forecast, rank_ics))
+    choice = choose_skip_starts(model, arrays, train_idx, 50.0, (5, 10, 20), validation)
     assert torch.equal(torch.get_rng_state(), rng)  # the choice leaves the phase's random draws as they were
     held = "the ridge start"
     assert set(choice.starts) == {held, *(f"the ridge at penalty {50.0 * k:g}" for k in START_PENALTIES), *(f"{n} alone" for n in SIGNALS)}
