@@ -5,6 +5,7 @@
     python experiments/seeds.py --seeds 0 1 2 --params '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}}'
     python experiments/seeds.py --report seeds.json other.json
     python experiments/seeds.py --markets draw7_s0.json,draw7_s1.json draw21.json draw22.json
+    python experiments/seeds.py --report new_s0.json new_s1.json --against old_s0.json old_s1.json
 
 Each seed (the initial weights and the order of the training dates: ``training.seed``) runs the whole
 default ``kedro run`` (the pipelines' own nodes on an in-memory catalog, parameters from conf/base
@@ -19,6 +20,11 @@ over the seeds, minus the baseline's that date) with its 95% interval (Newey-Wes
 the same without the market and sectors (RankIC against the returns less each date's sector means
 and beta part). Also each phase's best validation RankIC per seed, the graph ablation, and the
 seeds' rank-averaged forecast (an ensemble of the seeds) on validation and test.
+
+``--against`` compares two settings run on the same seeds (and markets), the runs paired in the
+order given: per split and horizon, each date's RankIC averaged over the runs, ``--report``'s minus
+``--against``'s, and the mean difference with its 95% interval (validation on the raw returns, and
+without the market and sectors where the validation frames carry beta and sector; test both).
 
 ``--markets`` takes several independent markets (draws of the synthetic market: ``raw.synthetic_seed``),
 each given as its seeds' JSON files joined by commas, and prints each market's pooled difference to
@@ -73,7 +79,9 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "target_", "ridge_", "lightgbm_", "oracle_"))]
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
     # the same model's validation forecasts, for choices on validation (the seed ensemble's)
-    nodes._predict_fold(*inputs[:4], 0, out["model_input"], split="val").write_parquet(frames_dir / f"seed{seed}_val.parquet")
+    val = nodes._predict_fold(*inputs[:4], 0, out["model_input"], split="val")
+    beside = out["features"].select("Date", "Code", "beta_60d").join(out["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
+    val.join(beside, on=["Date", "Code"], how="left", maintain_order="left").write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
     return {"seed": seed, "metrics": result.document, "phase_val": kept, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
             "val_frame": str(frames_dir / f"seed{seed}_val.parquet")}  # fmt: skip
 
@@ -165,6 +173,36 @@ def markets_report(markets: list[list[dict]]) -> str:
     return "\n".join(["markets: " + "; ".join(f"{i}: seeds {[r['seed'] for r in rows]}" for i, rows in enumerate(markets)), *lines])
 
 
+def settings_report(rows: list[dict], others: list[dict]) -> str:
+    """Two settings on the same seeds, ``rows`` and ``others`` paired in order: per split (validation,
+    test), returns (raw; sectors and beta out) and horizon, the mean over dates of the runs' mean
+    daily RankIC, each setting's, and of their difference, with its Newey-West 95% interval."""
+    import polars as pl
+
+    from atft_kedro.evaluation.metrics import difference_summary
+
+    if len(rows) != len(others):
+        raise SystemExit(f"--against needs as many runs as --report ({len(others)} against {len(rows)}), paired in order")
+    lines = ["runs, this setting against the other: " + ", ".join(f"seed {a['seed']} vs {b['seed']}" for a, b in zip(rows, others))]
+    for split, key in (("validation", "val_frame"), ("test", "frame")):
+        mine, theirs = ([pl.read_parquet(r[key]) for r in group] for group in (rows, others))
+        for neutral in (False, True):
+            if neutral and not all({"beta_60d", "Sector33Code"} <= set(f.columns) for f in mine + theirs):
+                continue
+            title = f"{split} RankIC" + (", sector means and beta out of the returns" if neutral else "")
+            lines += ["", f"### {title}: this setting minus the other", "", "| horizon | this | other | difference | 95% interval | dates |", "|---|---|---|---|---|---|"]
+            for h in HORIZONS:
+                if not all(f"pred_{h}" in f.columns for f in mine + theirs):
+                    continue
+                a, b = ([_daily(f, f"pred_{h}", f"target_{h}", neutral) for f in frames] for frames in (mine, theirs))
+                dates = sorted(set.intersection(*(set(d) for d in a + b)))
+                per_date = lambda runs: np.array([np.mean([d[t] for d in runs]) for t in dates])  # noqa: E731
+                c = difference_summary(per_date(a) - per_date(b), int(h[:-1]) - 1)
+                lines.append(f"| {h} | {per_date(a).mean():.4f} | {per_date(b).mean():.4f} | {c['mean']:+.4f} | "
+                             f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def report(rows: list[dict]) -> str:
     import polars as pl
 
@@ -204,6 +242,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="seeds run side by side (one thread each)")
     parser.add_argument("--out", default=None, help="write the runs' JSON here (and the scored frames beside it)")
     parser.add_argument("--report", nargs="+", default=None, help="merge these JSON files into one table")
+    parser.add_argument("--against", nargs="+", default=None, help="with --report: the same seeds of another setting, paired "
+                        "in order: the per-date difference on validation and test")  # fmt: skip
     parser.add_argument("--markets", nargs="+", default=None, help="one independent market per argument (its seeds' JSON "
                         "files joined by commas): each market's difference to its best baseline and their mean")  # fmt: skip
     parser.add_argument("--mlflow", default="sqlite:///mlflow.db", help="MLflow tracking URI for the runs ('' : none); "
@@ -222,6 +262,9 @@ def main() -> None:
         return
     if args.report:
         rows = [r for f in args.report for r in json.loads(Path(f).read_text())]
+        if args.against:
+            print(settings_report(rows, [r for f in args.against for r in json.loads(Path(f).read_text())]))
+            return
     else:
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="seeds_")) / "runs.json"
         frames = out.with_suffix("")
