@@ -215,15 +215,18 @@ def _standardised(window: np.ndarray, weights: np.ndarray, min_periods: int, shr
     w = torch.as_tensor(weights, dtype=torch.float64)
     valid = ~torch.isnan(x)
     filled, counted = torch.where(valid, x, 0.0), valid.to(torch.float64)
+    equal = bool((w == 1.0).all())  # pearson: the weights' square roots are 1, their product a copy
     out = []
     for r in rows:
         ok = valid[r].sum(0) >= min_periods  # (N,)
         mean = (w @ filled[r]) / (w @ counted[r]).clamp_min(1e-300)  # (N,)
-        xw = torch.where(valid[r], x[r] - mean, 0.0) * w.sqrt()[:, None]  # (W, N)
+        xw = torch.where(valid[r], x[r] - mean, 0.0)  # (W, N)
+        if not equal:
+            xw *= w.sqrt()[:, None]
         norm = xw.norm(dim=0)  # (N,)
         ok &= norm > 0
         scale = torch.where(ok, (1.0 - shrinkage) ** 0.5 / norm.clamp_min(1e-300), 0.0)
-        out.append((xw * scale, ok))
+        out.append((xw.mul_(scale), ok))
     return out
 
 
