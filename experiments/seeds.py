@@ -196,9 +196,9 @@ def settings_report(rows: list[dict], others: list[dict]) -> str:
                     continue
                 a, b = ([_daily(f, f"pred_{h}", f"target_{h}", neutral) for f in frames] for frames in (mine, theirs))
                 dates = sorted(set.intersection(*(set(d) for d in a + b)))
-                per_date = lambda runs: np.array([np.mean([d[t] for d in runs]) for t in dates])  # noqa: E731
-                c = difference_summary(per_date(a) - per_date(b), int(h[:-1]) - 1)
-                lines.append(f"| {h} | {per_date(a).mean():.4f} | {per_date(b).mean():.4f} | {c['mean']:+.4f} | "
+                this, other = (np.array([np.mean([d[t] for d in runs]) for t in dates]) for runs in (a, b))  # each date's mean over the runs
+                c = difference_summary(this - other, int(h[:-1]) - 1)
+                lines.append(f"| {h} | {this.mean():.4f} | {other.mean():.4f} | {c['mean']:+.4f} | "
                              f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |")  # fmt: skip
     return "\n".join(lines)
 

@@ -104,12 +104,7 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
     linear.load_state_dict(starts[none])
     scores = scored_starts(model, starts, validation)
     kept = kept_starts(scores, [f"{h}d" for h in model.neighbour_horizons], none)
-    for i, key in enumerate(kept):
-        linear.weight[i] = starts[kept[key]]["weight"][i]
-        linear.bias[i] = starts[kept[key]]["bias"][i]
-    for key, name in kept.items():
-        log.info("neighbour skip's start at %s, validation RankIC: %s; kept %s", key,
-                 ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in scores.items()), name)  # fmt: skip
+    _keep_rows(linear, model.neighbour_horizons, StartChoice(starts, scores, kept), "neighbour skip")
     return StartChoice(starts, scores, kept)
 
 
@@ -187,7 +182,6 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
     from atft_kedro.evaluation.baselines import SIGNALS
 
     linear = model.linear
-    rows = [i for i, h in enumerate(model.skip_horizons) if h in horizons]
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     held = "the ridge start"
     starts = {held: copy.deepcopy(linear.state_dict())}
@@ -207,14 +201,23 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
     inputs = np.vstack(inputs) if inputs else np.zeros((0, linear.in_features))
     with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
         scores = scores_of_terms(model, validation, inputs, starts, model.skip_horizons, held=starts[held])
-    kept = kept_starts(scores, [f"{h}d" for h in horizons], held)
-    for i in rows:
-        key = f"{model.skip_horizons[i]}d"
-        linear.weight[i] = starts[kept[key]]["weight"][i]
-        linear.bias[i] = starts[kept[key]]["bias"][i]
-        log.info("linear skip's start at %s, validation RankIC: %s; kept %s", key,
-                 ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in scores.items()), kept[key])  # fmt: skip
-    return StartChoice(starts, scores, kept)
+    choice = StartChoice(starts, scores, kept_starts(scores, [f"{h}d" for h in horizons], held))
+    _keep_rows(linear, model.skip_horizons, choice, "linear skip")
+    return choice
+
+
+def _keep_rows(linear: torch.nn.Linear, horizons, choice: StartChoice, path: str) -> None:
+    """Each row of ``linear`` (one per horizon of ``horizons``) whose horizon ``choice`` kept a
+    candidate for, set to that candidate's row, and the choice logged with every candidate's score."""
+    for i, h in enumerate(horizons):
+        key = f"{h}d"
+        if key not in choice.kept:
+            continue
+        name = choice.kept[key]
+        linear.weight[i] = choice.starts[name]["weight"][i]
+        linear.bias[i] = choice.starts[name]["bias"][i]
+        log.info("%s's start at %s, validation RankIC: %s; kept %s", path, key,
+                 ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in choice.scores.items()), name)  # fmt: skip
 
 
 def kept_starts(scores: dict, horizons: list[str], none: str) -> dict:
