@@ -481,3 +481,40 @@ def test_the_long_lead_passes_over_parts_of_the_dates_fill_the_same_rows(panel):
     assert (parts[: offsets[late[0]]] == 0).all() and (parts[offsets[late[0]] :] != 0).any()
     long_lead_correlations(returns, ends, members, neighbors, offsets, 30.0, dates=early, out=parts)
     np.testing.assert_allclose(parts, whole, atol=1e-6)
+
+
+def test_lag_correlations_are_the_edges_float64_dot_products():
+    from atft_kedro.graph.correlation import _edge_pattern, _lag_correlations
+
+    g = torch.Generator().manual_seed(3)
+    w, n, k = 250, 300, 12
+    xs, ys = (torch.randn(w, n, dtype=torch.float64, generator=g) for _ in range(2))
+    xs, ys = xs / xs.norm(dim=0), ys / ys.norm(dim=0)
+    neighbors = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(n)])  # unsorted columns
+    neighbors[::5, -4:] = -1  # padding at the end of a row
+    neighbors[7] = -1  # a stock without neighbours
+    _edge_pattern(neighbors, check_invariants=True)  # a valid CSR pattern: sorted, unique columns a row
+    j = neighbors.clamp_min(0)
+    exact = torch.stack([(ys.t()[j] * xs.t()[:, None]).sum(-1), (xs.t()[j] * ys.t()[:, None]).sum(-1)], -1)
+    exact = torch.where((neighbors >= 0)[..., None], exact, 0.0)
+    got = _lag_correlations(xs, ys, neighbors)
+    assert got.dtype == torch.float32 and got.shape == (n, k, 2)
+    np.testing.assert_allclose(got.numpy(), exact.numpy(), atol=(w + 3) * 2.0**-24)
+    assert (got[neighbors < 0] == 0).all()
+
+
+def test_consecutive_dates_hand_on_their_window_and_equal_dates_built_alone(panel, monkeypatch):
+    from atft_kedro.graph import correlation
+
+    ranges = []
+    standardised = correlation._standardised
+    monkeypatch.setattr(correlation, "_standardised", lambda *a: ranges.append(len(a[-1])) or standardised(*a))
+    cfg = GraphConfig(k=6, window=40, min_periods=25, returns="relative", lead_lag=True)
+    dates = panel["Date"].unique().sort().to_numpy()[100:110]
+    together = build_graphs(panel, cfg, dates=dates, progress=False)
+    assert ranges.count(1) >= 5  # most dates took the day before's window instead of standardising it again
+    for d in dates:
+        alone = build_graphs(panel, cfg, dates=[d], progress=False).graph(d)
+        g = together.graph(d)
+        np.testing.assert_array_equal(g.neighbors.numpy(), alone.neighbors.numpy())
+        np.testing.assert_array_equal(g.edge_attr.numpy(), alone.edge_attr.numpy())
