@@ -1,0 +1,58 @@
+"""Do the model's 5-20 day heads rank 5-20 day returns better than its 1-day forecast does?
+
+    python experiments/long_from_1d.py --runs F0.json F1.json F2.json --out DIR
+
+``--runs``: JSON files written by ``experiments/seeds.py --out`` (each run's validation and test
+frames). Prints, per run and horizon, the validation RankIC of the horizon's own head and of the
+1-day forecast on the same h-day returns, and which validation prefers. Then the rule "a long
+horizon ranks by the 1-day forecast where validation prefers it, run by run" is applied to every
+run's frames (copies written under ``--out``; the runs' own files are only read) and compared
+with the runs as they are, paired per date (``seeds.py``'s settings report: validation, then
+test). Nothing is retrained: the rule is a choice after training, so the frames are what a model
+with it would forecast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+LONG = ("5d", "10d", "20d")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", nargs="+", required=True, help="seeds.py --out JSON files (the runs of one market)")
+    parser.add_argument("--out", required=True, help="folder for the switched runs' frames and JSON")
+    args = parser.parse_args()
+
+    import numpy as np
+    import polars as pl
+
+    from atft_kedro.evaluation.metrics import daily_scores
+    from seeds import settings_report
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r for f in args.runs for r in json.loads(Path(f).read_text())]
+    switched = []
+    print("| run | horizon | own head, validation | 1-day forecast, validation | kept |\n|---|---|---|---|---|")
+    for n, r in enumerate(rows):
+        val, test = pl.read_parquet(r["val_frame"]), pl.read_parquet(r["frame"])
+        use = []
+        for h in LONG:
+            own, one = (float(np.mean(daily_scores(val, p, f"target_{h}", 20).rank_ic)) for p in (f"pred_{h}", "pred_1d"))
+            use += [h] if one > own else []
+            print(f"| {n} (seed {r['seed']}) | {h} | {own:+.4f} | {one:+.4f} | {'1-day forecast' if one > own else 'own head'} |")
+        swap = [pl.col("pred_1d").alias(f"pred_{h}") for h in use]
+        frames = {key: out / f"run{n}{suffix}.parquet" for key, suffix in (("frame", ""), ("val_frame", "_val"))}
+        val.with_columns(swap).write_parquet(frames["val_frame"])
+        test.with_columns(swap).write_parquet(frames["frame"])
+        switched.append({**r, **{key: str(path) for key, path in frames.items()}})
+    (out / "runs.json").write_text(json.dumps(switched))
+    print("\n" + settings_report(switched, rows))
+
+
+if __name__ == "__main__":
+    main()
