@@ -223,6 +223,27 @@ def test_optimized_mode_predicts_several_dates_a_batch_as_one_date_at_a_time(pre
         np.testing.assert_allclose(batched[column].to_numpy(), single[column].to_numpy(), rtol=1e-5, atol=1e-6, err_msg=column)
 
 
+
+def test_a_forecast_advances_torchs_generator_by_one_draw_and_a_forked_one_by_none(prepared):
+    """What predict's docstring says: through a DataLoader a forecast takes one draw (its base
+    seed) from torch's generator, so training after it draws differently; inside fork_rng, nothing."""
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    cfg = small_config()
+    ds = DateDataset(arrays, graphs, np.arange(100, 103), cfg.window)
+    model = build_model(arrays, graphs, cfg, 0, torch.device("cpu"))
+    torch.manual_seed(11)
+    untouched = torch.rand(4)
+    torch.manual_seed(11)
+    torch.empty((), dtype=torch.int64).random_()  # one draw
+    after_one_draw = torch.rand(4)
+    torch.manual_seed(11)
+    predict(model, ds, cfg, torch.device("cpu"))
+    assert torch.equal(torch.rand(4), after_one_draw) and not torch.equal(after_one_draw, untouched)
+    torch.manual_seed(11)
+    with torch.random.fork_rng(devices=[]):
+        predict(model, ds, cfg, torch.device("cpu"))
+    assert torch.equal(torch.rand(4), untouched)
+
 def test_resident_batches_equal_the_dataloader_batches(prepared):
     """Optimized mode on CUDA gathers batches from arrays kept on the GPU. Built on the CPU here, they
     must equal the DataLoader's batches field for field, in the same order, the zero padding of

@@ -23,7 +23,13 @@ def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: t
     """Median forecasts (dropout off) for every date of ``dataset``: Date, Code, pred_{h}, target_{h}
     (and with ``quantiles`` every quantile of the head, ``q05_{h}`` .. ``q95_{h}``). As many dates a
     batch as a training step takes (safe mode: one; optimized: ``dates_per_batch``, in date order),
-    from the device-resident arrays when given, else through a DataLoader."""
+    from the device-resident arrays when given, else through a DataLoader.
+
+    Through a DataLoader a call advances torch's generator by one draw (the loader's base seed), so
+    the dropout draws of the training that follows depend on how many forecasts came before it.
+    Every run's validation passes are part of its recipe; a forecast added only to inspect or to
+    choose something that should leave training as it was runs inside ``torch.random.fork_rng``
+    (as ``starts.choose_skip_starts`` does)."""
     model.eval()
     frames = []
     per = dates_per_step(cfg)
