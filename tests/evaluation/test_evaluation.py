@@ -275,3 +275,31 @@ def test_the_ridge_fit_is_the_same_bits_with_any_thread_count():
         assert run.returncode == 0, run.stderr
         digests.add(run.stdout.strip())
     assert len(digests) == 1 and len(next(iter(digests))) == len(hashlib.md5().hexdigest())
+
+
+def test_rank_ic_by_horizon_plot_shows_each_scorers_mean_and_the_paired_difference():
+    from atft_kedro.evaluation.metrics import DailyScores, difference_summary
+    from atft_kedro.evaluation.plots import plot_rank_ic_by_horizon
+
+    rng = np.random.default_rng(0)
+
+    def daily(mean):
+        ric = mean + 0.05 * rng.standard_normal(80)
+        return DailyScores(list(range(80)), ric, ric, 0, 0, 0)
+
+    daily_by_h = {"1d": {"model": daily(0.05), "ridge": daily(0.01)}, "5d": {"model": daily(0.0), "ridge": daily(0.02)}}
+    paired = {h: {"best_baseline": "ridge", **difference_summary(d["model"].rank_ic - d["ridge"].rank_ic, int(h[:-1]) - 1)}
+              for h, d in daily_by_h.items()}  # fmt: skip
+    fig = plot_rank_ic_by_horizon(daily_by_h, paired, ("model", "ridge"))
+    left, right = fig.axes
+    from matplotlib.container import BarContainer
+
+    model_bars, ridge_bars = [c for c in left.containers if isinstance(c, BarContainer)]  # one a scorer
+    for bars, name in ((model_bars, "model"), (ridge_bars, "ridge")):
+        np.testing.assert_allclose([b.get_height() for b in bars], [daily_by_h[h][name].rank_ic.mean() for h in daily_by_h])
+    heights = [b.get_height() for b in right.patches]
+    np.testing.assert_allclose(heights, [paired[h]["mean"] for h in daily_by_h])
+    assert paired["1d"]["ci95_low"] > 0 and paired["5d"]["ci95_high"] < 0  # the test's premise: one gain, one loss
+    green, red = right.patches[0].get_facecolor(), right.patches[1].get_facecolor()
+    assert green[1] > green[0] and red[0] > red[1]  # green where the interval is above 0, red where below
+    assert right.get_xticklabels()[0].get_text().endswith("ridge")

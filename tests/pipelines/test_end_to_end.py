@@ -82,7 +82,7 @@ def test_kedro_run_runs_all_four_pipelines(project):
         assert paired["ci95_low"] <= paired["mean"] <= paired["ci95_high"] and abs(paired["mean"] - (model - best)) < 1e-4
         assert ablation["with_graph"] == model and ablation["random_endpoints"] is not None
     assert metrics["baselines"]["lightgbm"]["1d"]["trees"] >= 1 and metrics["baselines"]["ridge"]["1d"]["alpha"] > 0
-    for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "training_history"):
+    for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "rank_ic_by_horizon", "training_history"):
         assert (project / f"data/08_reporting/{name}.png").stat().st_size > 10_000
     report = (project / "data/08_reporting/evaluation_report.md").read_text()
     assert "| model |" in report and "## The model against the best baseline" in report and "## What the graph is worth" in report

@@ -1,4 +1,5 @@
-"""Pictures of the evaluation: cumulative long-short returns, rolling IC, quantile returns."""
+"""Pictures of the evaluation: cumulative long-short returns, rolling IC, quantile returns, and
+RankIC by horizon with the model's paired difference to the best baseline."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from atft_kedro.evaluation.backtest import BacktestResult
+from atft_kedro.evaluation.metrics import DailyScores, difference_summary
 
 
 def plot_cumulative(results: dict[str, BacktestResult], horizon: str):
@@ -50,4 +52,35 @@ def plot_quantile_returns(frame: pl.DataFrame, scores: list[str], target: str, n
     ax.set_ylabel(f"mean {target} (bp)")
     ax.set_title("Realised return by score quintile (Q5 = highest score)")
     ax.legend()
+    return fig
+
+
+def plot_rank_ic_by_horizon(daily: dict[str, dict[str, DailyScores]], paired: dict[str, dict], scorers: tuple[str, ...]):
+    """Left: each scorer's mean daily RankIC per horizon (test split) with its 95% interval
+    (Newey-West at lag h - 1); right: the model minus the best baseline per date (``paired``, the
+    metrics' section), mean and 95% interval, the baseline named under each horizon."""
+    fig = Figure(figsize=(12, 4.8), constrained_layout=True)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    horizons = list(daily)
+    width = 0.8 / len(scorers)
+    for i, name in enumerate(scorers):
+        cells = [difference_summary(daily[h][name].rank_ic, int(h[:-1]) - 1) for h in horizons]
+        mean = np.array([c["mean"] for c in cells])
+        half = np.array([1.96 * c["se"] for c in cells])
+        left.bar(np.arange(len(horizons)) + (i - (len(scorers) - 1) / 2) * width, mean, width, yerr=half, capsize=2, label=name,
+                 error_kw={"ecolor": "dimgrey", "elinewidth": 0.8}, edgecolor="black" if name == "model" else None,
+                 linewidth=1.2 if name == "model" else 0)  # fmt: skip
+    left.axhline(0, color="grey", lw=0.6)
+    left.set_xticks(np.arange(len(horizons)), horizons)
+    left.set_ylabel("mean daily RankIC")
+    left.set_title("RankIC by horizon (test split, 95% intervals)")
+    left.legend(fontsize=8)
+    mean = np.array([paired[h]["mean"] for h in horizons])
+    low, high = np.array([paired[h]["ci95_low"] for h in horizons]), np.array([paired[h]["ci95_high"] for h in horizons])
+    colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey" for lo, hi in zip(low, high)]
+    right.bar(np.arange(len(horizons)), mean, 0.6, yerr=[mean - low, high - mean], capsize=3, color=colours,
+              error_kw={"ecolor": "dimgrey", "elinewidth": 0.8})  # fmt: skip
+    right.axhline(0, color="grey", lw=0.6)
+    right.set_xticks(np.arange(len(horizons)), [f"{h}\nvs\n{paired[h]['best_baseline']}" for h in horizons], fontsize=8)
+    right.set_title("Model minus the best baseline, per date")
     return fig

@@ -8,7 +8,7 @@ import polars as pl
 import torch
 
 from atft_kedro.evaluation import plots
-from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
+from atft_kedro.evaluation.evaluate import BASELINES, EvaluationConfig, evaluate_predictions
 from atft_kedro.evaluation.report import markdown_report
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.splits import split_dates
@@ -91,7 +91,7 @@ def evaluate(
     model: dict | None = None,
     data_fingerprint: dict | None = None,
 ):
-    """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile plots. ``model`` and
+    """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile / by-horizon plots. ``model`` and
     ``data_fingerprint`` say what the metrics describe (``metrics["provenance"]``); predictions that
     are not of this data's test split stop the node."""
     if data_fingerprint is not None and model is not None:
@@ -129,6 +129,7 @@ def evaluate(
         plots.plot_cumulative(result.curves[first], first),
         plots.plot_rolling_ic(daily, first),
         plots.plot_quantile_returns(result.frame, quantile_scores, f"target_{first}"),
+        plots.plot_rank_ic_by_horizon(result.daily, result.document["paired"], ("model", *BASELINES)),
     )
 
 
