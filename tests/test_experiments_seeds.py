@@ -40,3 +40,42 @@ def test_two_settings_are_compared_date_by_date_and_must_pair(tmp_path):
         assert low < difference < high and low > 1.5
     with pytest.raises(SystemExit, match="as many runs"):
         seeds.settings_report(good, bad[:1])
+
+
+def test_long_horizons_switch_to_the_1d_forecast_only_where_validation_prefers_it(tmp_path, monkeypatch, capsys):
+    """experiments/long_from_1d.py: per run and horizon, the 1-day forecast replaces the horizon's
+    own forecast in both frames when it ranks the horizon's returns higher on validation; the
+    runs' own files are left as they were."""
+    import json
+
+    import long_from_1d
+
+    rng = np.random.default_rng(1)
+    dates = np.repeat(np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-31")), 40)
+    runs = []
+    for seed in (0, 1):
+        paths = {}
+        for key in ("frame", "val_frame"):
+            five, ten = rng.normal(size=len(dates)), rng.normal(size=len(dates))
+            frame = pl.DataFrame({"Date": dates, "Code": np.tile([f"{c:04d}" for c in range(40)], 30), "target_1d": five,
+                                  "pred_1d": five + 0.5 * rng.normal(size=len(dates)),  # ranks the 5-day returns well
+                                  "target_5d": five, "pred_5d": rng.normal(size=len(dates)),  # its own head: noise
+                                  "target_10d": ten, "pred_10d": ten + 0.5 * rng.normal(size=len(dates)),  # its own head ranks well
+                                  "target_20d": ten, "pred_20d": ten})  # fmt: skip
+            paths[key] = str(tmp_path / f"run{seed}_{key}.parquet")
+            frame.write_parquet(paths[key])
+        runs.append({"seed": seed, **paths})
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    before = {r["frame"]: pl.read_parquet(r["frame"]) for r in runs}
+    monkeypatch.setattr(sys, "argv", ["long_from_1d.py", "--runs", str(tmp_path / "runs.json"), "--out", str(tmp_path / "out")])
+    long_from_1d.main()
+    out = capsys.readouterr().out
+    switched = json.loads((tmp_path / "out" / "runs.json").read_text())
+    for run, mine in zip(runs, switched):
+        for key in ("frame", "val_frame"):
+            new, old = pl.read_parquet(mine[key]), pl.read_parquet(run[key])
+            assert new["pred_5d"].equals(old["pred_1d"]) and new["pred_10d"].equals(old["pred_10d"]) and new["pred_20d"].equals(old["pred_20d"])
+        assert pl.read_parquet(run["frame"]).equals(before[run["frame"]])  # the run's own file untouched
+    assert out.count("| 5d | ") >= 2 and "1-day forecast |" in out and "own head |" in out
+    five = [line.split(" | ") for line in out.splitlines() if line.startswith("| 5d |")][-1]  # the test split's paired row
+    assert float(five[3]) > 0.5  # the switch lifts 5 days from about 0 to about 0.9
