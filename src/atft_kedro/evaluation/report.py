@@ -88,6 +88,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "Per date, the model's RankIC minus that of the baseline with the highest test RankIC at that",
             "horizon; the 95% interval uses a Newey-West standard error at lag h - 1 (h-day targets of",
             "neighbouring dates overlap). An interval above 0 says the model ranks better than every baseline.",
+            "`rank_ic_by_horizon.png` draws it beside every scorer's RankIC.",
             "",
             "| horizon | best baseline | model | baseline | difference | 95% interval | dates |",
             "|---|---|---|---|---|---|---|",
