@@ -7,8 +7,9 @@
 The earlier revision's ``atft_kedro/graph/correlation.py`` is read from git into a temporary module
 (the rest of the package is this tree's), so both builders see the same return grid and the same
 graph parameters (conf/base). Each repeat times one build of each, old first; the machine's noise
-shows as the spread over repeats. Prints the seconds and whether the two builds' neighbours and
-the edge attributes both build are identical (a later revision may add attributes after them). The synthetic market's return grid is built once and, with
+shows as the spread over repeats. Prints the seconds, whether the two builds' neighbours and the
+edge attributes both build are identical (a later revision may add attributes after them), and
+each shared attribute's largest difference. The synthetic market's return grid is built once and, with
 ``--grid-cache``, kept in that file for the next run.
 """
 
@@ -98,6 +99,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "seconds": seconds,
         "identical": bool(np.array_equal(built["old"].neighbors, built["new"].neighbors) and np.array_equal(built["old"].edge_attr, shared)),
+        "neighbours_identical": bool(np.array_equal(built["old"].neighbors, built["new"].neighbors)),
+        "largest_difference": {a: float(np.abs(built["old"].edge_attr[..., i] - shared[..., i]).max()) for i, a in enumerate(old.EDGE_ATTRIBUTES)},
         "attributes": {"old": old.EDGE_ATTRIBUTES, "new": new.EDGE_ATTRIBUTES},
     }, indent=1))  # fmt: skip
 
