@@ -15,7 +15,9 @@ validation against the ridge start. About a minute a market (the data_engineerin
 
 ``--rank-gauss`` adds the ridge at each penalty fitted to each date's targets as normal scores of
 their ranks (rank-gauss: a fat-tailed day weighs no more than a calm one) instead of the targets
-less their date's mean; ``--horizons 1 5 10 20`` scores the 1-day horizon too.
+less their date's mean; ``--one-day`` adds the ridge at the start's penalty (1,000) fitted to the
+1-day targets of the same dates (what ``training.horizon_starts: one_day`` starts the long rows
+at); ``--horizons 1 5 10 20`` scores the 1-day horizon too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=5, help="contiguous blocks of the training dates")
     parser.add_argument("--out", help="write the scores as JSON here")
     parser.add_argument("--rank-gauss", action="store_true", help="also the ridge fitted to rank-gauss targets")
+    parser.add_argument("--one-day", action="store_true", help="also the 1-day targets' ridge (penalty 1,000)")
     parser.add_argument("--horizons", type=int, nargs="+", default=[5, 10, 20])
     args = parser.parse_args()
 
@@ -56,11 +59,18 @@ def main() -> None:
         gauss = torch.special.ndtri(torch.from_numpy(part["u"].to_numpy())).numpy()
         return part["Date"].to_numpy(), part.select(names).to_numpy().astype(np.float64), np.stack([part["y"].to_numpy(), gauss], 1)
 
-    def candidates(x, y) -> dict:
-        """y [rows, 2]: the targets less their date's mean, and as rank-gauss scores."""
+    one_day = rows("train", 1)
+
+    def candidates(x, y, dates=None) -> dict:
+        """y [rows, 2]: the targets less their date's mean, and as rank-gauss scores; ``dates``: the
+        fitted dates (None: every training date), whose 1-day targets ``--one-day`` fits."""
         out = {f"ridge {a:g}": ridge_solve(x, y[:, 0], float(a)) for a in alphas}
         if args.rank_gauss:
             out |= {f"ridge {a:g}, rank-gauss targets": ridge_solve(x, y[:, 1], float(a)) for a in alphas}
+        if args.one_day:
+            d1, x1, y1 = one_day
+            mine = np.ones(len(d1), dtype=bool) if dates is None else np.isin(d1, dates)
+            out["ridge 1000 of the 1-day targets"] = ridge_solve(x1[mine], y1[mine, 0], 1000.0)
         for name, (feature, sign) in SIGNALS.items():
             out[name] = np.zeros(x.shape[1] + 1)
             out[name][names.index(feature)] = sign
@@ -76,9 +86,9 @@ def main() -> None:
         pooled = {}
         for block in np.array_split(days, args.blocks):
             first, last = np.searchsorted(days, block[0]), np.searchsorted(days, block[-1])
-            fit = np.isin(d, np.concatenate([days[: max(first - h, 0)], days[last + 1 + h :]]))
-            scored = np.isin(d, block)
-            for name, coef in candidates(x[fit], y[fit]).items():
+            fit_days = np.concatenate([days[: max(first - h, 0)], days[last + 1 + h :]])
+            fit, scored = np.isin(d, fit_days), np.isin(d, block)
+            for name, coef in candidates(x[fit], y[fit], fit_days).items():
                 pooled[name] = pooled.get(name, 0.0) + rank_ic(coef, d[scored], x[scored], y[scored]) * len(block) / len(days)
         dv, xv, yv = rows("val", h)
         fitted = candidates(x, y)

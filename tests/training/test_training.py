@@ -664,3 +664,29 @@ def test_a_step_never_has_only_a_few_dates_left_over():
         assert len(shares[0]) == len(shares[1]) and all(a and b for a, b in zip(*shares)), (n, per)
         assert sorted(t for rank in shares for s in rank for t in s) == list(range(n))
         assert max(len(a) + len(b) for a, b in zip(*shares)) <= per + 1
+
+
+def test_horizons_phase_1_turns_on_can_start_at_the_1d_row(prepared, tmp_path):
+    """horizon_starts=one_day: when phase 1 turns the 5-20 day horizons on, their rows of the
+    linear skip start at the 1-day row of phase 0's best checkpoint (their forecasts then rank as
+    its 1-day path); with the default they keep their own ridge starts."""
+    from dataclasses import replace
+
+    from atft_kedro.training.loop import _start_state
+
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5, 10, 20)}, horizon_starts="one_day")
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store, phase=0, model=cfg.model, horizon_starts="one_day")
+    zero = store.load(0, "best")["model"]
+    for starts in ("one_day", "ridge"):
+        model = build_model(arrays, graphs, replace(cfg, horizon_starts=starts), 1, torch.device("cpu"))
+        optimizer = torch.optim.AdamW(model.parameters())
+        _start_state(1, model, optimizer, arrays, graphs, _idx(prepared)[0], replace(cfg, horizon_starts=starts), store, [])
+        w, b = model.linear.weight, model.linear.bias
+        assert torch.equal(w[0], zero["linear.weight"][0])  # the 1-day row as phase 0 left it
+        for i in (1, 2, 3):
+            same = torch.equal(w[i], w[0]) and torch.equal(b[i], b[0])
+            assert same == (starts == "one_day")
+            if starts == "ridge":
+                assert torch.equal(w[i], zero["linear.weight"][i])  # its own ridge start

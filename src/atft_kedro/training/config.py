@@ -69,7 +69,7 @@ class TrainConfig:
     scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
     linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
-    horizon_starts: str = "ridge"  # ridge | validated: the linear skip's rows of the horizons a phase turns on keep their ridge start, or are chosen on validation (training.starts.choose_skip_starts)
+    horizon_starts: str = "ridge"  # ridge | validated | one_day: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation (training.starts.choose_skip_starts), or start at the 1-day row (start_at_one_day)
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
 
     def __post_init__(self):
@@ -81,8 +81,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, dict) and sorted(str(p) for p in value) != sorted(str(p) for p in PHASES):
                 raise ValueError(f"training {name} must be a number or {{phase: {name}}} for phases {sorted(PHASES)}, got {value!r}")
-        if self.horizon_starts not in ("ridge", "validated"):
-            raise ValueError(f"horizon_starts must be 'ridge' or 'validated', got {self.horizon_starts!r}")
+        if self.horizon_starts not in ("ridge", "validated", "one_day"):
+            raise ValueError(f"horizon_starts must be 'ridge', 'validated' or 'one_day', got {self.horizon_starts!r}")
         if self.linear_start not in ("zero", "ridge"):
             raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
 

@@ -32,7 +32,7 @@ from atft_kedro.training import distributed
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, typical_returns
 from atft_kedro.training.losses import LossWeights
 from atft_kedro.training.predict import daily_rank_ic, predict
-from atft_kedro.training.starts import Validation, choose_skip_starts, start_at_ridge, start_neighbours_at_ridge
+from atft_kedro.training.starts import Validation, choose_skip_starts, start_at_one_day, start_at_ridge, start_neighbours_at_ridge
 from atft_kedro.training.step import PARTS, DeviceStep, forward_loss, gat_grad_norm
 
 
@@ -360,6 +360,8 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         coming = [h for h in spec.horizons if h not in PHASES[phase - 1].horizons]
         if coming and cfg.horizon_starts == "validated" and cfg.linear_start == "ridge" and model.linear is not None and validation is not None:
             choose_skip_starts(model, arrays, train_idx, cfg.linear_ridge_alpha, coming, validation)
+        if coming and cfg.horizon_starts == "one_day" and model.linear is not None and 1 in model.skip_horizons:
+            start_at_one_day(model, [h for h in coming if h in model.skip_horizons])
         graph_on = spec.use_gat and not PHASES[phase - 1].use_gat
         if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
             start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation)

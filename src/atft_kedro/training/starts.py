@@ -1,6 +1,6 @@
 """Where the model's linear paths start: the linear skip (phase 0) at a ridge fit on the training
 split, the horizons phase 1 turns on at the best on validation of a few fits and one-feature
-signals (``horizon_starts: validated``), and the neighbour skip (phase 2) at ridge fits beside or
+signals (``horizon_starts: validated``) or at the 1-day row (``one_day``), and the neighbour skip (phase 2) at ridge fits beside or
 on the model's forecast, chosen horizon by horizon on validation. Each candidate is scored from one
 validation forecast plus its linear term, which is the model's own forecast with that start.
 """
@@ -162,6 +162,22 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
                                   for i, h in enumerate(horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
         scores[name] = validation.rank_ics(frame)
     return scores
+
+
+@torch.no_grad()
+def start_at_one_day(model: ATFTGATFAN, horizons) -> None:
+    """The linear skip's rows of ``horizons`` (those a phase turns on) set to its 1-day row as it
+    stands (``horizon_starts: one_day``): a long horizon starts as the 1-day path, in its own units
+    (the same ranking). On validation over 11 markets the 1-day ridge ranks 5 / 10 / 20-day
+    returns better than each horizon's own ridge (+0.006 / +0.011 / +0.019; a next day's expected
+    return is part of every longer one, and the 1-day fit sees the most independent outcomes;
+    docs/what_training_has_shown.md, 2026-12-03, later)."""
+    linear, rows = model.linear, list(model.skip_horizons)
+    one = rows.index(1)
+    for h in horizons:
+        linear.weight[rows.index(h)] = linear.weight[one]
+        linear.bias[rows.index(h)] = linear.bias[one]
+    log.info("linear skip: the rows of %s start at the 1-day row", ", ".join(f"{h}d" for h in horizons))
 
 
 START_PENALTIES = (0.01, 0.1, 10.0, 100.0)  # the other ridge penalties a horizon's start is tried at, times linear_ridge_alpha
