@@ -558,7 +558,7 @@ def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
         for h in ("5d", "10d", "20d"):
             assert choice.scores[name][h] == pytest.approx(full[h], abs=1e-6), (name, h)
     assert len({round(s["20d"], 6) for s in choice.scores.values()}) > 1  # the candidates differ on validation
-    with pytest.raises(ValueError, match="horizon_starts must be 'ridge' or 'validated'"):
+    with pytest.raises(ValueError, match="horizon_starts must be 'ridge', 'validated' or 'one_day'"):
         small_config(horizon_starts="momentum")
 
 
