@@ -59,7 +59,7 @@ def main() -> None:
         gauss = torch.special.ndtri(torch.from_numpy(part["u"].to_numpy())).numpy()
         return part["Date"].to_numpy(), part.select(names).to_numpy().astype(np.float64), np.stack([part["y"].to_numpy(), gauss], 1)
 
-    one_day = rows("train", 1)
+    one_day = rows("train", 1) if args.one_day else None  # the 1-day targets' rows, fitted by --one-day only
 
     def candidates(x, y, dates=None) -> dict:
         """y [rows, 2]: the targets less their date's mean, and as rank-gauss scores; ``dates``: the

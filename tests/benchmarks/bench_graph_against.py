@@ -93,13 +93,14 @@ def main() -> None:
                 seconds[name].append(round(time.perf_counter() - start, 2))
     width = built["old"].edge_attr.shape[-1]
     shared = built["new"].edge_attr[..., :width]  # the attributes both revisions build ("identical" compares these)
+    same_neighbours = bool(np.array_equal(built["old"].neighbors, built["new"].neighbors))
     print(json.dumps({
         "rev": args.rev,
         "dates": len(built["new"].dates),
         "threads": torch.get_num_threads(),
         "seconds": seconds,
-        "identical": bool(np.array_equal(built["old"].neighbors, built["new"].neighbors) and np.array_equal(built["old"].edge_attr, shared)),
-        "neighbours_identical": bool(np.array_equal(built["old"].neighbors, built["new"].neighbors)),
+        "identical": bool(same_neighbours and np.array_equal(built["old"].edge_attr, shared)),
+        "neighbours_identical": same_neighbours,
         "largest_difference": {a: float(np.abs(built["old"].edge_attr[..., i] - shared[..., i]).max()) for i, a in enumerate(old.EDGE_ATTRIBUTES)},
         "attributes": {"old": old.EDGE_ATTRIBUTES, "new": new.EDGE_ATTRIBUTES},
     }, indent=1))  # fmt: skip
