@@ -251,8 +251,10 @@ def _window_with_ties(rng, n=500):
     return window
 
 
-@pytest.mark.parametrize("lead_lag", [False, True])
-def test_fast_knn_equals_the_all_float64_top_k(lead_lag):
+@pytest.mark.parametrize("lead_lag, block_rows", [(False, 256), (True, 256), (False, 96)])
+def test_fast_knn_equals_the_all_float64_top_k(lead_lag, block_rows):
+    """Without lead_lag the product is symmetric and each block computes half of it (96: six blocks,
+    a short last one, each finding its left part mirrored from the blocks before)."""
     from atft_kedro.graph.correlation import knn_graph, standardised_window
 
     rng = np.random.default_rng(5)
@@ -267,7 +269,7 @@ def test_fast_knn_equals_the_all_float64_top_k(lead_lag):
     for i in np.flatnonzero(ok.numpy()):
         order = sorted((-abs(r), j) for j, r in enumerate(rho[i]) if j != i and ok[j] and abs(r) >= 0.05 and r != 0)
         expected[i, : min(20, len(order))] = [j for _, j in order[:20]]
-    nb, slot_rho = knn_graph(xs, ok, 20, 0.05, ys=ys)
+    nb, slot_rho = knn_graph(xs, ok, 20, 0.05, ys=ys, block_rows=block_rows)
     np.testing.assert_array_equal(nb.numpy(), expected)
     nb = nb.numpy()
     taken = nb >= 0
@@ -484,7 +486,7 @@ def test_the_long_lead_passes_over_parts_of_the_dates_fill_the_same_rows(panel):
 
 
 def test_lag_correlations_are_the_edges_float64_dot_products():
-    from atft_kedro.graph.correlation import _lag_correlations
+    from atft_kedro.graph.correlation import _edge_pattern, _lag_correlations
 
     g = torch.Generator().manual_seed(3)
     w, n, k = 250, 300, 12
@@ -493,6 +495,7 @@ def test_lag_correlations_are_the_edges_float64_dot_products():
     neighbors = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(n)])  # unsorted columns
     neighbors[::5, -4:] = -1  # padding at the end of a row
     neighbors[7] = -1  # a stock without neighbours
+    _edge_pattern(neighbors, check_invariants=True)  # a valid CSR pattern: sorted, unique columns a row
     j = neighbors.clamp_min(0)
     exact = torch.stack([(ys.t()[j] * xs.t()[:, None]).sum(-1), (xs.t()[j] * ys.t()[:, None]).sum(-1)], -1)
     exact = torch.where((neighbors >= 0)[..., None], exact, 0.0)
