@@ -251,10 +251,13 @@ def _window_with_ties(rng, n=500):
     return window
 
 
+@pytest.mark.parametrize("screen", [False, True], ids=["float32", "bfloat16_screen"])
 @pytest.mark.parametrize("lead_lag, block_rows", [(False, 256), (True, 256), (False, 96)])
-def test_fast_knn_equals_the_all_float64_top_k(lead_lag, block_rows):
-    """Without lead_lag the product is symmetric and each block computes half of it (96: six blocks,
-    a short last one, each finding its left part mirrored from the blocks before)."""
+def test_fast_knn_equals_the_all_float64_top_k(lead_lag, block_rows, screen):
+    """Without lead_lag the float32 product is symmetric and each block computes half of it (96: six
+    blocks, a short last one, each finding its left part mirrored from the blocks before). The
+    bfloat16 screen (where the CPU lacks bfloat16 tiles, torch emulates it: slower, the same
+    numbers) gives the same neighbours and edge values within the same bound."""
     from atft_kedro.graph.correlation import knn_graph, standardised_window
 
     rng = np.random.default_rng(5)
@@ -269,7 +272,7 @@ def test_fast_knn_equals_the_all_float64_top_k(lead_lag, block_rows):
     for i in np.flatnonzero(ok.numpy()):
         order = sorted((-abs(r), j) for j, r in enumerate(rho[i]) if j != i and ok[j] and abs(r) >= 0.05 and r != 0)
         expected[i, : min(20, len(order))] = [j for _, j in order[:20]]
-    nb, slot_rho = knn_graph(xs, ok, 20, 0.05, ys=ys, block_rows=block_rows)
+    nb, slot_rho = knn_graph(xs, ok, 20, 0.05, ys=ys, block_rows=block_rows, screen=screen)
     np.testing.assert_array_equal(nb.numpy(), expected)
     nb = nb.numpy()
     taken = nb >= 0
@@ -293,7 +296,7 @@ def test_unclear_rows_are_settled_in_float64(monkeypatch, spare):
     for name, path in list(settled.items()):
         original = getattr(correlation, name)
         monkeypatch.setattr(correlation, name, lambda *a, _f=original, _p=path: _p.append(a[2].clone()) or _f(*a))
-    nb, _ = correlation.knn_graph(xs, ok, 20, 0.05, spare=spare)
+    nb, _ = correlation.knn_graph(xs, ok, 20, 0.05, spare=spare, screen=False)
     rows = [i for path in settled.values() for r in path for i in r.tolist()]
     twins_listed = [i for i in range(14, 500) if {10, 11, 12, 13} & set(nb[i].tolist())]  # a tie (or near-tie) in the row
     assert twins_listed and set(twins_listed) <= set(rows) and len(rows) < 250
@@ -303,9 +306,11 @@ def test_unclear_rows_are_settled_in_float64(monkeypatch, spare):
     assert torch.equal(nb, everything)
 
 
-def test_near_ties_past_the_kept_columns_are_found():
+@pytest.mark.parametrize("screen", [False, True], ids=["float32", "bfloat16_screen"])
+def test_near_ties_past_the_kept_columns_are_found(screen):
     """Eight stocks float32 cannot tell apart: where they straddle a row's k-th place, the float64
-    top-k may hold one that float32 ranked below every kept column; such rows are recomputed."""
+    top-k may hold one that float32 ranked below every kept column; such rows are recomputed (the
+    screen's candidates hold every one of them: settled among those)."""
     from atft_kedro.graph.correlation import _exact_rows, knn_graph, standardised_window
 
     for seed in range(5):
@@ -313,7 +318,7 @@ def test_near_ties_past_the_kept_columns_are_found():
         window = rng.normal(size=(60, 1)) * 0.01 * rng.uniform(0, 2, size=(1, 500)) + rng.normal(size=(60, 500)) * 0.02
         window[:, 13:20] = window[:, 12:13] + rng.normal(size=(60, 7)) * 3e-8
         xs, ok = standardised_window(window, np.ones(60), 40)
-        nb, _ = knn_graph(xs, ok, 20, 0.05, spare=1)
+        nb, _ = knn_graph(xs, ok, 20, 0.05, spare=1, screen=screen)
         assert torch.equal(nb, _exact_rows(xs, xs, torch.arange(500), ok, 20, 0.05)[0]), seed
 
 
@@ -378,7 +383,7 @@ def test_knn_hinted_by_the_day_before_equals_knn_alone(monkeypatch, lead_lag):
         xs, ok = standardised_window(window[days, members], np.ones(59), 40)
         ys = standardised_window(np.roll(window, 1, axis=0)[days, members], np.ones(59), 40)[0] * ok if lead_lag else None
         stack.append((xs, ok, ys))
-    kept = _knn(*stack[0][:2], 20, 0.05, ys=stack[0][2])[2].numpy()
+    kept = _knn(*stack[0][:2], 20, 0.05, ys=stack[0][2], screen=False)[2].numpy()
     hint = _carried_columns(yesterday, kept, today, 501)
     where = {c: i for i, c in enumerate(today)}
     expected = [[where.get(yesterday[c], -1) for c in kept[code]] if code < 500 else [-1] * kept.shape[1] for code in today]
@@ -386,10 +391,66 @@ def test_knn_hinted_by_the_day_before_equals_knn_alone(monkeypatch, lead_lag):
     assert (hint == -1).any(1).sum() > 1
     xs, ok, ys = stack[1]
     chunked = _rows_gone_the_chunk_way(monkeypatch)
-    hinted = _knn(xs, ok, 20, 0.05, ys=ys, hint=hint)
+    hinted = _knn(xs, ok, 20, 0.05, ys=ys, hint=hint, screen=False)
     assert 0 < sum(chunked) < 50  # the hint did the selection for most rows
-    alone = _knn(xs, ok, 20, 0.05, ys=ys)
+    alone = _knn(xs, ok, 20, 0.05, ys=ys, screen=False)
     assert torch.equal(alone[0], hinted[0]) and torch.equal(alone[1], hinted[1])
+
+
+@pytest.mark.parametrize("lead_lag", [False, True])
+def test_screened_knn_is_exact_whatever_the_hint(monkeypatch, lead_lag):
+    """The bfloat16 screen bounds each row by its hinted columns where they are k + spare distinct
+    columns other than itself, else by the row's own top-k: a good, poor or broken hint gives the
+    same neighbours, the float64 ones, and the same edge values to the bit (the candidates are
+    narrowed to what the row alone gives); a good hint keeps few columns a row to look at."""
+    from atft_kedro.graph import correlation
+
+    rng = np.random.default_rng(4)
+    window = _window_with_ties(rng)
+    xs, ok = correlation.standardised_window(window[1:], np.ones(59), 40)
+    ys = correlation.standardised_window(window[:-1], np.ones(59), 40)[0] * ok if lead_lag else None
+    other = xs if ys is None else xs + ys
+    expected = correlation._exact_rows(xs, other, torch.arange(500), ok, 20, 0.05)
+    day_before = correlation.standardised_window(window[:-1], np.ones(59), 40)
+    before_that = correlation.standardised_window(np.roll(window, 1, axis=0)[:-1], np.ones(59), 40)[0] * day_before[1] if lead_lag else None
+    good = correlation._knn(*day_before, 20, 0.05, ys=before_that, screen=True)[2].numpy()
+    poor = np.tile(np.arange(24), (500, 1))  # the first stocks: a low bound, itself in some rows
+    broken = good.copy()
+    broken[::3, 1] = broken[::3, 0]  # a column twice
+    broken[1::3, 2] = -1  # a column unknown today
+    candidates = []
+    flat, scored = [], []
+    monkeypatch.setattr(np, "flatnonzero", lambda a, _f=np.flatnonzero: flat.append(len(r := _f(a))) or r)
+    sampled = correlation._sampled_products
+    monkeypatch.setattr(correlation, "_sampled_products", lambda *a: scored.append(a[3].copy()) or sampled(*a))
+    values = []
+    for hint in (None, good, poor, broken):
+        flat.clear()
+        nb, slot_rho, _ = correlation._knn(xs, ok, 20, 0.05, ys=ys, hint=hint, screen=True)
+        assert torch.equal(nb, expected[0])
+        assert (slot_rho - expected[1]).abs().max() <= 62 * 2.0**-24 * (2 if lead_lag else 1)
+        values.append(slot_rho)
+        candidates.append(sum(flat) / ok.sum().item())  # columns looked at a row
+    assert all(np.array_equal(scored[0], other) for other in scored[1:])  # the same candidates scored
+    assert all(torch.equal(values[0], other) for other in values[1:])
+    alone, hinted, low = candidates[:3]
+    assert hinted < 60 and alone < 60 and low > 5 * hinted  # of 499 columns a row
+
+
+def test_bfloat16_scores_stay_within_the_screens_bound():
+    """The screen's premise, on this CPU's bfloat16 product: every |bfloat16 score - exact| is within
+    a + b |bfloat16 score| (``bfloat16_error``), and the bound is not loose by orders of magnitude."""
+    from atft_kedro.graph.correlation import bfloat16_error, standardised_window
+
+    rng = np.random.default_rng(9)
+    xs, _ = standardised_window(_window_with_ties(rng, n=800), np.ones(60), 40)
+    exact = (xs.t() @ xs).numpy()
+    xb = xs.t().contiguous().to(torch.bfloat16)
+    screen = torch.mm(xb, xb.t()).double().numpy()
+    a, b = bfloat16_error(60, float(xs.norm(dim=0).max()) ** 2)
+    error = np.abs(screen - exact)
+    assert (error <= a + b * np.abs(screen)).all()
+    assert error.max() > 0.05 * a  # the rounding is there to bound
 
 
 def test_graphs_are_scored_against_the_planted_clusters(panel, tiny_market, monkeypatch):

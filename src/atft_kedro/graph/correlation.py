@@ -342,16 +342,30 @@ def _exact_rows(xs: torch.Tensor, other: torch.Tensor, rows: torch.Tensor, ok: t
 
 def _settle_rows(xs: torch.Tensor, other: torch.Tensor, rows: torch.Tensor, candidates: torch.Tensor, ok: torch.Tensor, k: int, threshold: float):
     """``_exact_rows`` for rows whose float64 top-k is known to lie among ``candidates [R, C]``
-    (C > k columns per row): only those R x C scores are recomputed in float64."""
-    rho = torch.bmm(other.t()[candidates], xs.t()[rows][:, :, None])[..., 0]  # (R, C) float64
+    (C >= k columns per row): only those R x C scores are recomputed in float64. The candidates'
+    windows are rows of a transposed copy, gathered by ``index_select`` (about 2-5x cheaper than
+    indexing ``other.t()``; the same tensor)."""
+    windows = torch.index_select(other.t().contiguous(), 0, candidates.reshape(-1)).view(*candidates.shape, -1)  # (R, C, W)
+    rho = torch.bmm(windows, xs.t()[rows][:, :, None])[..., 0]  # (R, C) float64
     return _ranked(candidates, rho, rows, ok, k, threshold)
 
 
-def knn_graph(
-    xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, ys: torch.Tensor | None = None, block_rows: int = 256, spare: int = 4
-):
-    """Top-k neighbours from standardised returns -> (neighbors [N, k], slot_rho [N, k]): see ``_knn``."""
-    return _knn(xs, ok, k, threshold, ys, block_rows, spare)[:2]
+def knn_graph(xs: torch.Tensor, ok: torch.Tensor, k: int, threshold: float, ys: torch.Tensor | None = None, **options):
+    """Top-k neighbours from standardised returns -> (neighbors [N, k], slot_rho [N, k]): see ``_knn``
+    (``options``: its ``block_rows``, ``spare``, ``screen``)."""
+    return _knn(xs, ok, k, threshold, ys, **options)[:2]
+
+
+def _bfloat16_in_hardware() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in its AMX tiles, where a bfloat16 product runs
+    about 6x float32's (a [256, 250] x [250, 3,700] block: 0.5 against 3.3 ms on one thread;
+    measured); elsewhere torch converts and the screen would cost more than it saves."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own check, private
+    return bool(probe is not None and probe())
+
+
+BFLOAT16_SCREEN = _bfloat16_in_hardware()
+BFLOAT16_UNIT = 2.0**-8  # bfloat16's unit roundoff (8 significant bits, round to nearest)
 
 
 def _knn(
@@ -364,6 +378,7 @@ def _knn(
     spare: int = 4,
     hint: np.ndarray | None = None,
     scratch: torch.Tensor | None = None,
+    screen: bool | None = None,
 ):
     """Top-k neighbours from standardised returns ``xs [W, N]`` (float64), fast and exact. With
     ``ys`` (the window one day earlier, standardised alike) the score is ``xs^T (xs + ys)``:
@@ -393,6 +408,11 @@ def _knn(
     that the symmetric scores are written into (the caller keeps one for many dates: a fresh N x N
     buffer a date cost about 14 ms of page faults at the full size, more than half of what the half
     product saves, where the allocator hands such blocks back to the system; measured).
+
+    ``screen`` (default: where the CPU has bfloat16 tiles, ``BFLOAT16_SCREEN``): the N x N product
+    runs in bfloat16 instead, only to find each row's candidates, and the float32 scores above are
+    computed for those alone (``_screened``); the same neighbours and the same error bound on the
+    edge values.
     """
     w, n = xs.shape
     other = xs if ys is None else xs + ys  # (W, N): score = xs^T other
@@ -401,8 +421,42 @@ def _knn(
     kept = min(k + spare, n - 1)
     if hint is not None:  # kept columns a row, or none (a date of fewer stocks)
         hint = hint[:, :kept] if hint.shape[1] >= kept else None
+    candidates = None
+    if BFLOAT16_SCREEN if screen is None else screen:
+        xt = xs.t().contiguous()  # (N, W) float64: one stock's window a row, for every product below
+        ot = xt if ys is None else other.t().contiguous()
+        top, index, value, candidates = _screened(xt, ot, ok, k, kept, threshold, block_rows, hint, scratch)
+        xs, other = xt.t(), ot.t()  # the same numbers; ``_settle_rows`` reads them transposed
+    else:
+        top, index, value = _float32_scores(xs, other, k, kept, block_rows, hint, scratch)
+    eps = (w + 3) * 2.0**-24 * float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())
+    level, top = max(threshold, 0.0), top.double()
+    pair_ok = ok[:, None] & ok[index[:, :k]]
+    take = (top[:, :k] > level + eps) & pair_ok
+    unclear = (take & (top[:, :k] - top[:, 1 : k + 1] <= 2 * eps)).any(1) | (((top[:, :k] - level).abs() <= eps) & pair_ok).any(1)
+    neighbors = torch.where(take, index[:, :k], -1)
+    slot_rho = torch.where(take, value.double(), 0.0)
+    if unclear.any():
+        rows = torch.nonzero(unclear)[:, 0]
+        if candidates is not None:  # each row's candidates hold its float64 top-k (``_screened``)
+            least = torch.clamp_min(top[rows, k - 1] - 2 * eps, level - eps)
+            neighbors[rows], slot_rho[rows] = _settle_candidates(xs, other, rows, least, *candidates, ok, k, threshold)
+            return neighbors, slot_rho, index[:, :kept]
+        whole = top[rows, -1] >= top[rows, k - 1] - 2 * eps if kept < n - 1 else torch.zeros(len(rows), dtype=torch.bool)
+        if (~whole).any():
+            part = rows[~whole]
+            neighbors[part], slot_rho[part] = _settle_rows(xs, other, part, index[part], ok, k, threshold)
+        if whole.any():
+            neighbors[rows[whole]], slot_rho[rows[whole]] = _exact_rows(xs, other, rows[whole], ok, k, threshold)
+    return neighbors, slot_rho, index[:, :kept]
+
+
+def _float32_scores(xs, other, k: int, kept: int, block_rows: int, hint: np.ndarray | None, scratch: torch.Tensor | None):
+    """``_knn``'s float32 way, every score of every row -> each row's ``kept`` largest |score|, largest
+    first: (top [N, kept] the |scores|, index [N, kept] their columns, value [N, k] the first k signed)."""
+    n = xs.shape[1]
     xt, o32 = xs.t().to(torch.float32).contiguous(), other.to(torch.float32)
-    symmetric = ys is None  # xs^T xs: a block's scores left of its diagonal are the earlier blocks' above it
+    symmetric = other is xs  # xs^T xs: a block's scores left of its diagonal are the earlier blocks' above it
     if symmetric:  # every row
         score = scratch[: n * n].view(n, n) if scratch is not None and scratch.numel() >= n * n else torch.empty((n, n), dtype=torch.float32)
     else:  # one block's rows, reused by every block
@@ -423,22 +477,124 @@ def _knn(
         size[torch.arange(b - a), torch.arange(a, b)] = -1.0  # never oneself
         top[a:b], index[a:b] = row_topk(size[: b - a], kept, hint=None if hint is None else hint[a:b])  # largest first
         value[a:b] = torch.gather(block, 1, index[a:b, :k])
-    eps = (w + 3) * 2.0**-24 * float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())
-    level, top = max(threshold, 0.0), top.double()
-    pair_ok = ok[:, None] & ok[index[:, :k]]
-    take = (top[:, :k] > level + eps) & pair_ok
-    unclear = (take & (top[:, :k] - top[:, 1 : k + 1] <= 2 * eps)).any(1) | (((top[:, :k] - level).abs() <= eps) & pair_ok).any(1)
-    neighbors = torch.where(take, index[:, :k], -1)
-    slot_rho = torch.where(take, value.double(), 0.0)
-    if unclear.any():
-        rows = torch.nonzero(unclear)[:, 0]
-        whole = top[rows, -1] >= top[rows, k - 1] - 2 * eps if kept < n - 1 else torch.zeros(len(rows), dtype=torch.bool)
-        if (~whole).any():
-            part = rows[~whole]
-            neighbors[part], slot_rho[part] = _settle_rows(xs, other, part, index[part], ok, k, threshold)
-        if whole.any():
-            neighbors[rows[whole]], slot_rho[rows[whole]] = _exact_rows(xs, other, rows[whole], ok, k, threshold)
-    return neighbors, slot_rho, index
+    return top, index, value
+
+
+def _screened(xt, ot, ok, k: int, kept: int, threshold: float, block_rows: int, hint: np.ndarray | None, scratch: torch.Tensor | None):
+    """``_knn``'s bfloat16 way, from ``xt = xs^T`` and ``ot = other^T`` ([N, W] float64): the same
+    (top, index, value) as ``_float32_scores`` but over each row's candidates, plus the candidates
+    themselves (starts [N + 1], columns, |scores|: row i's are entries starts[i]:starts[i + 1], by
+    float32 |score| descending). The bfloat16 scores go into ``scratch`` where it is large enough
+    (one product for all rows: 4.7 against about 10 ms a full-size date in blocks of 256 rows).
+
+    The N x N product runs in bfloat16 (inputs rounded to 8 significant bits, float32 sums, the
+    result rounded to bfloat16): with u = 2^-8, |x|, |y| <= the largest column norms, the rounded
+    inputs move a dot product by at most (2u + u^2) |x| |y| (Cauchy-Schwarz), the float32 sums by
+    (W + 3) 2^-24 |x| |y| (1 + u)^2, the rounded result by u of itself: |bf - exact| <= a + b |bf|
+    with a, b below (1% over). A row's candidates are its columns whose |bf| could belong to the
+    exact top-k: with v the k-th largest |bf| over k distinct columns (the hinted ones, or the row's
+    own top-k), those k columns score at least L = (1 - b) v - a exactly, so every exact top-k
+    column does too, and its |bf| is at least tau = (1 - b) L - a. A column under the threshold is
+    nobody's neighbour: tau is at least what a column at the threshold shows, (1 - b) threshold - a.
+    About 36 candidates a row on the full market, against the 3,700 scores of a row. The candidates'
+    float32 scores are sampled products (``torch.sparse.sampled_addmm``), within ``_knn``'s eps of
+    the exact ones as before, and rank them; the exact top-k is among them, so ``_knn``'s clear rows
+    hold as they are and its unclear ones are settled among the candidates (``_settle_candidates``).
+
+    bfloat16 comparisons run on the bit patterns: for values >= 0 (|bf|, or -1 on the diagonal,
+    negative as a pattern too) the int16 patterns order as the values; tau is truncated to
+    bfloat16, which can only let more columns in."""
+    n, w = xt.shape
+    a_err, b_err = bfloat16_error(w, float(xt.norm(dim=1).max()) * float(ot.norm(dim=1).max()))
+    at_threshold = (1 - b_err) * max(threshold, 0.0) - a_err
+    xb = xt.to(torch.bfloat16)
+    ob = xb if ot is xt else ot.to(torch.bfloat16)
+    fits = scratch is not None and scratch.numel() * scratch.element_size() >= 2 * n * n
+    size = scratch.view(torch.bfloat16)[: n * n].view(n, n) if fits else torch.empty((n, n), dtype=torch.bfloat16)
+    torch.mm(xb, ob.t(), out=size).abs_()
+    size.view(-1)[:: n + 1] = -1.0  # never oneself
+    if hint is not None:  # a row's hint bounds it where it names k + spare distinct columns, itself not among them
+        ordered = np.sort(hint, axis=1)
+        hinted = (hint >= 0).all(1) & (ordered[:, 1:] != ordered[:, :-1]).all(1) & (hint != np.arange(n)[:, None]).all(1)
+        hinted, hint = torch.from_numpy(hinted), torch.from_numpy(np.maximum(hint, 0))
+    def tau_bits(v: torch.Tensor) -> torch.Tensor:
+        """The bits of the least |bf| a row's exact top-k column can show, given v (above)."""
+        tau = ((1 - b_err) * ((1 - b_err) * v - a_err) - a_err).clamp_min(at_threshold)
+        return (tau.clamp_min(0).view(torch.int32) >> 16).to(torch.int16)  # truncated to bfloat16
+
+    rows, cols, bits, v = [], [], [], torch.empty(n)
+    for a in range(0, n, block_rows):
+        b = min(a + block_rows, n)
+        block, unbounded = size[a:b], torch.ones(b - a, dtype=torch.bool)
+        if hint is not None:
+            v[a:b] = torch.gather(block, 1, hint[a:b]).float().kthvalue(kept - k + 1, dim=1).values  # the k-th largest hinted
+            unbounded = ~hinted[a:b]
+        if unbounded.any():
+            v[a:b][unbounded] = torch.topk(block[unbounded].float(), k, dim=1).values[:, -1]
+        floor = torch.where(ok[a:b], tau_bits(v[a:b]), torch.iinfo(torch.int16).max)  # short histories: no neighbours
+        patterns = block.view(torch.int16).numpy().reshape(-1)
+        flat = np.flatnonzero(patterns >= np.repeat(floor.numpy(), n))  # by row, then column
+        row = flat // n
+        rows.append(row + a)
+        cols.append(flat - row * n)
+        bits.append(patterns[flat])
+    rows, cols, bits = np.concatenate(rows), np.concatenate(cols), np.concatenate(bits)
+    # a hinted row's v is at most its own k-th largest |bf|, which its candidates hold: raised to
+    # that, the candidates are what the row alone gives, whatever the hint (and so are the values)
+    counts = np.bincount(rows, minlength=n)
+    full = counts >= k
+    if full.any():
+        by_bits = np.argsort((rows.astype(np.int64) << 16) | (0x7FFF - bits.astype(np.int64)))
+        own = bits[by_bits[(np.cumsum(counts) - counts)[full] + k - 1]]  # each row's k-th largest |bf|, as bits
+        v[torch.from_numpy(full)] = torch.from_numpy(own.astype(np.int32) << 16).view(torch.float32)
+    keep = bits >= torch.where(ok, tau_bits(v), torch.iinfo(torch.int16).max).numpy()[rows]
+    rows, cols = rows[keep], cols[keep]
+    counts = np.bincount(rows, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    if not len(cols):  # nobody has a neighbour (every history short)
+        return torch.full((n, kept), -1.0), torch.arange(n)[:, None].expand(n, kept).clone(), torch.zeros((n, k)), (starts, cols, np.zeros(0))
+    x32 = xt.to(torch.float32)
+    score = _sampled_products(x32, x32 if ot is xt else ot.to(torch.float32), starts, cols).numpy()
+    size = np.abs(score)
+    # each row's candidates by |score| descending: one sort by (row, |score| descending); the bits of a
+    # non-negative float32 order as its value
+    order = np.argsort((rows.astype(np.int64) << 32) | (0x7FFFFFFF - size.view(np.int32).astype(np.int64)))
+    have = np.arange(kept)[None, :] < counts[:, None]  # a row of fewer candidates is padded with itself at -1
+    pick = order[np.where(have, starts[:-1, None] + np.arange(kept), 0)]
+    top = torch.from_numpy(np.where(have, size[pick], -1.0).astype(np.float32))
+    index = torch.from_numpy(np.where(have, cols[pick], np.arange(n)[:, None]))
+    value = torch.from_numpy(np.where(have[:, :k], score[pick[:, :k]], 0.0).astype(np.float32))
+    return top, index, value, (starts, cols[order], size[order])
+
+
+def bfloat16_error(w: int, norms: float) -> tuple[float, float]:
+    """(a, b): a bfloat16 product of two length-``w`` vectors whose norms multiply to at most
+    ``norms`` (inputs rounded to bfloat16, float32 sums, the result rounded to bfloat16) is within
+    a + b |result| of the exact dot product (``_screened``; 1% over the bound)."""
+    u = BFLOAT16_UNIT
+    return 1.01 * norms * (2 * u + u * u + (w + 3) * 2.0**-24 * (1 + u) ** 2) * (1 + u), 1.01 * u
+
+
+def _sampled_products(a: torch.Tensor, b: torch.Tensor, starts: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """sum_w a[i, w] b[j, w] for row i's columns j = cols[starts[i]:starts[i + 1]] (each row's
+    ascending), in that order: one sampled product over them as a CSR pattern."""
+    n = len(starts) - 1
+    pattern = torch.sparse_csr_tensor(torch.from_numpy(starts), torch.from_numpy(cols), torch.zeros(len(cols), dtype=a.dtype), (n, n), check_invariants=False)
+    return torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0).values()
+
+
+def _settle_candidates(xs, other, rows: torch.Tensor, least: torch.Tensor, starts, cols, size, ok, k: int, threshold: float):
+    """``_settle_rows`` for ``rows`` over their candidates (``_screened``) whose float32 |score| is at
+    least ``least`` (per row): each row's first ones, as they are sorted."""
+    rows_np = rows.numpy()
+    floor = np.full(len(starts) - 1, np.inf)
+    floor[rows_np] = least.numpy()
+    owner = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    count = np.bincount(owner[size >= floor[owner]], minlength=len(starts) - 1)[rows_np]  # a prefix of each row's
+    slot = np.arange(max(int(count.max()), k))[None, :]
+    first = np.minimum(starts[rows_np][:, None] + slot, len(cols) - 1)
+    candidates = np.where(slot < count[:, None], cols[first], rows_np[:, None])  # padded with the row itself
+    return _settle_rows(xs, other, rows, torch.from_numpy(candidates), ok, k, threshold)
 
 
 def _lag_correlations(xs: torch.Tensor, ys: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
@@ -622,7 +778,7 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
         columns that hint the next date or None, the standardised window (xs, ok)); ``hint``: the
         previous built date's kept columns, carried; ``before``: the standardised window a day
         earlier when the previous built date's is it (the day before, the same stocks), else None;
-        ``scratch``: the run's buffer for the symmetric scores (``_knn``)."""
+        ``scratch``: the run's buffer for the N x N scores (``_knn``)."""
         m = members[i]
         if before is None:
             today, yesterday = slice(1, None), slice(0, -1)  # the window of date i and the one a day earlier
@@ -649,7 +805,7 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
         dates that reuse them) into their rows."""
         hint = before = None
         largest = max((len(members[i]) for i in built), default=0)
-        scratch = None if cfg.lead_lag else torch.empty(largest * largest, dtype=torch.float32)  # the symmetric scores of every date of the run
+        scratch = None if cfg.lead_lag and not BFLOAT16_SCREEN else torch.empty(largest * largest, dtype=torch.float32)  # every date's N x N scores
         for i, following in zip(built, [*built[1:], None]):
             nbrs, rho, kept, window = build(i, hint, before, scratch)
             hint = None if kept is None or following is None else _carried_columns(members[i], kept, members[following], len(grid.codes))
