@@ -239,6 +239,29 @@ def test_bad_config_is_a_clear_error():
         GraphConfig(min_periods=100)
     with pytest.raises(ValueError, match="blend_window and lead_lag are two different scores"):
         GraphConfig(blend_window=250, lead_lag=True)
+    with pytest.raises(ValueError, match=r"graph screen must be one of \('auto', 'bfloat16', 'float32'\), got 'fp16'"):
+        GraphConfig(screen="fp16")
+
+
+@pytest.mark.parametrize("lead_lag", [False, True])
+def test_the_screen_parameter_changes_no_neighbour(panel, lead_lag, monkeypatch):
+    """``graph.screen``: the bfloat16 screen and the float32 products give the same graphs, ``rho``
+    within the float32 bound and every other attribute to the bit."""
+    from atft_kedro.graph import correlation
+
+    calls, screened = [], correlation._screened
+    monkeypatch.setattr(correlation, "_screened", lambda *a: calls.append(1) or screened(*a))
+    built = {}
+    for screen in ("bfloat16", "float32"):
+        calls.clear()
+        built[screen] = build_graphs(panel, GraphConfig(k=6, window=40, min_periods=25, lead_lag=lead_lag, screen=screen), progress=False)
+        assert (len(calls) > 0) == (screen == "bfloat16")
+    a, b = built["bfloat16"], built["float32"]
+    np.testing.assert_array_equal(a.neighbors, b.neighbors)
+    assert (a.neighbors >= 0).mean() > 0.5
+    assert np.abs(a.edge_attr[..., 0] - b.edge_attr[..., 0]).max() <= 43 * 2.0**-24 * (2 if lead_lag else 1)
+    np.testing.assert_array_equal(a.edge_attr[..., 1:], b.edge_attr[..., 1:])
+    assert a.config["screen"] == "bfloat16" and b.config["screen"] == "float32"
 
 
 def _window_with_ties(rng, n=500):

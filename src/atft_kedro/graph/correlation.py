@@ -83,6 +83,8 @@ EDGE_ATTRIBUTES = (
     "neighbour_leads_long",
 )  # fmt: skip
 RETURNS = ("raw", "relative", "sector_relative")
+# the kNN's candidates: a bfloat16 screen where the CPU has AMX tiles (auto), or always / never
+SCREENS = {"auto": None, "bfloat16": True, "float32": False}
 
 # the lag correlations' sampled products take their edges as a CSR pattern, which torch calls beta
 # once a process (a filter set here, not around the call: the dates are built on several threads)
@@ -104,6 +106,7 @@ class GraphConfig:
     lead_lag: bool = False  # score pairs by rho + the correlation with the other stock's previous day
     blend_window: int | None = None  # also correlate over this many days and score by the mean of the two
     lead_halflife: float = 250.0  # half-life in days of the neighbour_leads_long attribute's weights
+    screen: str = "auto"  # auto | bfloat16 | float32: how the kNN finds its candidates (``_knn``)
 
     def __post_init__(self):
         if self.returns not in RETURNS:
@@ -118,8 +121,14 @@ class GraphConfig:
             raise ValueError(f"lead_halflife must be a positive number of days, got {self.lead_halflife}")
         if not 1 <= self.min_periods <= self.window:
             raise ValueError(f"min_periods must be in [1, window={self.window}], got {self.min_periods}")
+        if self.screen not in SCREENS:
+            raise ValueError(f"graph screen must be one of {tuple(SCREENS)}, got {self.screen!r}")
         if self.lag not in (0, 1):
             raise ValueError(f"lag must be 0 (window ends at t) or 1 (ends at t-1), got {self.lag}")
+
+    def screened(self) -> bool:
+        """Whether the kNN screens its candidates in bfloat16 (``screen``; auto: where the CPU has AMX tiles)."""
+        return BFLOAT16_SCREEN if SCREENS[self.screen] is None else SCREENS[self.screen]
 
     def weights(self, window: int | None = None) -> np.ndarray:
         """Window weights, oldest first."""
@@ -769,6 +778,7 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
     log_value, log_vol = window_scales(grid, returns, cfg.window, cfg.lag)
     weights = cfg.weights()
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0
+    screened = cfg.screened()
     wanted = grid.dates if dates is None else np.asarray(dates, dtype="datetime64[D]")
     positions = np.searchsorted(grid.dates, wanted)
     members = [np.flatnonzero(grid.present[d]) for d in positions]  # each date's stocks, in Code order
@@ -796,9 +806,9 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
         if cfg.blend_window:  # the mean of two windows' correlations, xs^T xs / 2 + xl^T xl / 2: still one product
             xl, ok_l = standardised_window(_window(returns, ends[i], cfg.blend_window, m), cfg.weights(cfg.blend_window), cfg.min_periods, shrink)
             ok = ok & ok_l
-            nbrs, rho, kept = _knn(torch.cat([xs, xl]) * ok * 0.5**0.5, ok, cfg.k, cfg.threshold, hint=hint, scratch=scratch)  # (W + W', N)
+            nbrs, rho, kept = _knn(torch.cat([xs, xl]) * ok * 0.5**0.5, ok, cfg.k, cfg.threshold, hint=hint, scratch=scratch, screen=screened)  # (W + W', N)
         else:
-            nbrs, rho, kept = _knn(xs, ok, cfg.k, cfg.threshold, ys=ys if cfg.lead_lag else None, hint=hint, scratch=scratch)
+            nbrs, rho, kept = _knn(xs, ok, cfg.k, cfg.threshold, ys=ys if cfg.lead_lag else None, hint=hint, scratch=scratch, screen=screened)
         lags = _lag_correlations(xs, ys, nbrs)
         values = _slot_values(nbrs.numpy(), rho.numpy(), lags.numpy(), log_value[positions[i], m], log_vol[positions[i], m])
         return nbrs.numpy(), values, None if kept is None else kept.numpy(), window
@@ -809,7 +819,7 @@ def build_graphs_from_grid(grid: ReturnGrid, cfg: GraphConfig, dates=None, progr
         dates that reuse them) into their rows."""
         hint = before = None
         largest = max((len(members[i]) for i in built), default=0)
-        scratch = None if cfg.lead_lag and not BFLOAT16_SCREEN else torch.empty(largest * largest, dtype=torch.float32)  # every date's N x N scores
+        scratch = None if cfg.lead_lag and not screened else torch.empty(largest * largest, dtype=torch.float32)  # every date's N x N scores
         for i, following in zip(built, [*built[1:], None]):
             nbrs, rho, kept, window = build(i, hint, before, scratch)
             hint = None if kept is None or following is None else _carried_columns(members[i], kept, members[following], len(grid.codes))

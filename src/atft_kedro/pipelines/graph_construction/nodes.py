@@ -9,7 +9,6 @@ import time
 import numpy as np
 import polars as pl
 
-from atft_kedro.graph import correlation
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
 from atft_kedro.graph.quality import planted_structure_recall
 from atft_kedro.graph.store import GraphSet
@@ -26,7 +25,7 @@ def build_stock_graphs(panel: pl.DataFrame, params: GraphConfig, data_fingerprin
     log.info(
         "%d graphs (%s, window %d, k %d) in %.1f s (candidates %s); mean degree %.1f, %.1f%% of nodes without neighbours",
         len(graphs), cfg.method, cfg.window, cfg.k, time.perf_counter() - start,
-        "screened in bfloat16 on AMX" if correlation.BFLOAT16_SCREEN else "from float32 products",
+        "screened in bfloat16" if cfg.screened() else "from float32 products",
         degree.mean(), 100 * (degree == 0).mean(),
     )  # fmt: skip
     return graphs
