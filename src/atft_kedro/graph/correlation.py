@@ -434,11 +434,13 @@ def _knn(
     if BFLOAT16_SCREEN if screen is None else screen:
         xt = xs.t().contiguous()  # (N, W) float64: one stock's window a row, for every product below
         ot = xt if ys is None else other.t().contiguous()
-        top, index, value, candidates = _screened(xt, ot, ok, k, kept, threshold, block_rows, hint, scratch)
         xs, other = xt.t(), ot.t()  # the same numbers; ``_settle_rows`` reads them transposed
+        norms = float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())  # the largest column norms
+        top, index, value, candidates = _screened(xt, ot, ok, k, kept, threshold, block_rows, hint, scratch, norms)
     else:
+        norms = float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())
         top, index, value = _float32_scores(xs, other, k, kept, block_rows, hint, scratch)
-    eps = (w + 3) * 2.0**-24 * float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())
+    eps = (w + 3) * 2.0**-24 * norms
     level, top = max(threshold, 0.0), top.double()
     pair_ok = ok[:, None] & ok[index[:, :k]]
     take = (top[:, :k] > level + eps) & pair_ok
@@ -450,13 +452,13 @@ def _knn(
         if candidates is not None:  # each row's candidates hold its float64 top-k (``_screened``)
             least = torch.clamp_min(top[rows, k - 1] - 2 * eps, level - eps)
             neighbors[rows], slot_rho[rows] = _settle_candidates(xs, other, rows, least, *candidates, ok, k, threshold)
-            return neighbors, slot_rho, index[:, :kept]
-        whole = top[rows, -1] >= top[rows, k - 1] - 2 * eps if kept < n - 1 else torch.zeros(len(rows), dtype=torch.bool)
-        if (~whole).any():
-            part = rows[~whole]
-            neighbors[part], slot_rho[part] = _settle_rows(xs, other, part, index[part], ok, k, threshold)
-        if whole.any():
-            neighbors[rows[whole]], slot_rho[rows[whole]] = _exact_rows(xs, other, rows[whole], ok, k, threshold)
+        else:
+            whole = top[rows, -1] >= top[rows, k - 1] - 2 * eps if kept < n - 1 else torch.zeros(len(rows), dtype=torch.bool)
+            if (~whole).any():
+                part = rows[~whole]
+                neighbors[part], slot_rho[part] = _settle_rows(xs, other, part, index[part], ok, k, threshold)
+            if whole.any():
+                neighbors[rows[whole]], slot_rho[rows[whole]] = _exact_rows(xs, other, rows[whole], ok, k, threshold)
     return neighbors, slot_rho, index[:, :kept]
 
 
@@ -489,8 +491,9 @@ def _float32_scores(xs, other, k: int, kept: int, block_rows: int, hint: np.ndar
     return top, index, value
 
 
-def _screened(xt, ot, ok, k: int, kept: int, threshold: float, block_rows: int, hint: np.ndarray | None, scratch: torch.Tensor | None):
-    """``_knn``'s bfloat16 way, from ``xt = xs^T`` and ``ot = other^T`` ([N, W] float64): the same
+def _screened(xt, ot, ok, k: int, kept: int, threshold: float, block_rows: int, hint: np.ndarray | None, scratch: torch.Tensor | None, norms: float):
+    """``_knn``'s bfloat16 way, from ``xt = xs^T`` and ``ot = other^T`` ([N, W] float64), ``norms``
+    the product of their largest row norms (``_knn`` has it for its own bound): the same
     (top, index, value) as ``_float32_scores`` but over each row's candidates, plus the candidates
     themselves (starts [N + 1], columns, |scores|: row i's are entries starts[i]:starts[i + 1], by
     float32 |score| descending). The bfloat16 scores go into ``scratch`` where it is large enough
@@ -517,7 +520,7 @@ def _screened(xt, ot, ok, k: int, kept: int, threshold: float, block_rows: int, 
     negative as a pattern too) the int16 patterns order as the values; tau is truncated to
     bfloat16, which can only let more columns in."""
     n, w = xt.shape
-    a_err, b_err = bfloat16_error(w, float(xt.norm(dim=1).max()) * float(ot.norm(dim=1).max()))
+    a_err, b_err = bfloat16_error(w, norms)
     at_threshold = (1 - b_err) * max(threshold, 0.0) - a_err
     xb = xt.to(torch.bfloat16)
     ob = xb if ot is xt else ot.to(torch.bfloat16)
