@@ -522,6 +522,72 @@ def test_the_neighbour_skip_starts_where_validation_says(prepared):
     assert len({round(s["1d"], 6) for s in start.scores.values()}) > 1  # the candidates differ on validation
 
 
+def _scores(means: dict, rank_ics: dict) -> dict:
+    """Candidate scores as ``scores_of_terms`` gives them: the means, and each horizon's dates."""
+    from atft_kedro.evaluation.metrics import DailyScores
+    from atft_kedro.training.starts import BY_DATE
+
+    return {name: {**means[name], BY_DATE: {h: DailyScores(list(range(len(r))), r, r, 0, 1, 0) for h, r in rank_ics[name].items()}}
+            for name in means}  # fmt: skip
+
+
+def test_a_start_beats_none_only_by_more_than_the_margin():
+    """``kept_starts`` with a margin: the best candidate replaces ``none`` where its paired per-date
+    gain is above margin x its Newey-West standard error (lag h - 1), else ``none`` stays; without
+    a margin the best mean wins, however small its lead."""
+    from atft_kedro.evaluation.metrics import newey_west_se
+    from atft_kedro.training.starts import kept_starts
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.02, 0.1, 80)
+    noise = rng.normal(0.0, 0.05, 80)
+    noise -= noise.mean()
+    periods = rng.normal(0.0, 0.05, 4)
+    steady, shaky = base + 0.03 + 0.01 * noise, base + 0.004 + noise  # a clear gain; a small one, well within its noise
+    slow = base + np.repeat(periods - periods.mean() + 0.004, 20)  # 20-day outcomes: one value a 20-date period
+    ranks = {"none": {"1d": base, "20d": base}, "fit": {"1d": steady, "20d": slow}, "other": {"1d": shaky, "20d": base - 0.01}}
+    means = {n: {h: float(r.mean()) for h, r in by.items()} for n, by in ranks.items()}
+    assert kept_starts(_scores(means, ranks), ["1d", "20d"], "none") == {"1d": "fit", "20d": "fit"}
+    assert kept_starts(_scores(means, ranks), ["1d", "20d"], "none", margin=1.0) == {"1d": "fit", "20d": "none"}
+    se20 = newey_west_se(slow - base, 19)
+    assert se20 > 2 * newey_west_se(slow - base, 0)  # the overlapping periods count as the few they are
+    # at 1 day the small lead alone: kept by the best mean, not by the margin
+    ranks = {"none": {"1d": base}, "other": {"1d": shaky}}
+    means = {n: {h: float(r.mean()) for h, r in by.items()} for n, by in ranks.items()}
+    gain, se = float((shaky - base).mean()), newey_west_se(shaky - base, 0)
+    assert 0 < gain < se
+    assert kept_starts(_scores(means, ranks), ["1d"], "none") == {"1d": "other"}
+    assert kept_starts(_scores(means, ranks), ["1d"], "none", margin=1.0) == {"1d": "none"}
+    assert kept_starts(_scores(means, ranks), ["1d"], "none", margin=0.5 * gain / se) == {"1d": "other"}
+
+
+def test_the_neighbour_skip_starts_at_none_unless_it_clears_the_margin(prepared):
+    """Through ``start_neighbours_at_ridge``: the candidates and their scores do not depend on the
+    margin; with a margin no fit clears, every row of the map stays 0 (the previous phase's
+    function), and a margin of 0 keeps what the best mean keeps."""
+    from atft_kedro.training.predict import rank_ic_by_date
+    from atft_kedro.training.starts import BY_DATE, Validation, start_neighbours_at_ridge
+
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 5), "lead_weights": "neighbour_leads_long"})
+    chosen = {}
+    for margin in (0.0, 1e9):
+        model, train_idx, validation = _model_and_validation(prepared, cfg, 2)
+        validation = Validation(validation.dataset, validation.forecast, validation.rank_ics, lambda f: rank_ic_by_date(f, ["1d", "5d", "10d", "20d"], 5))
+        chosen[margin] = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, validation=validation, margin=margin)
+        if margin:
+            assert torch.equal(model.neighbour.linear.weight, torch.zeros_like(model.neighbour.linear.weight))
+    none = "none (the previous phase's function)"
+    assert chosen[1e9].kept == {"1d": none, "5d": none}
+    assert chosen[0.0].kept == {h: max(chosen[0.0].scores, key=lambda n: (chosen[0.0].scores[n][h], n != none)) for h in ("1d", "5d")}
+    assert any(k != none for k in chosen[0.0].kept.values())  # the margin changed something here
+    for name, s in chosen[0.0].scores.items():
+        assert {h: s[h] for h in ("1d", "5d")} == {h: chosen[1e9].scores[name][h] for h in ("1d", "5d")}
+        assert s[BY_DATE]["1d"].rank_ic.mean() == pytest.approx(s["1d"])
+    with pytest.raises(ValueError, match="neighbour_start_margin"):
+        small_config(neighbour_start_margin=-1.0)
+
+
 def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
     """horizon_starts=validated: the linear skip's rows of the horizons a phase turns on start at
     the best on validation of the ridge start they hold, the ridge at other penalties, and 20-day

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from atft_kedro.evaluation.metrics import daily_scores, summarise
+from atft_kedro.evaluation.metrics import DailyScores, daily_scores, summarise
 from atft_kedro.model import ATFTGATFAN
 from atft_kedro.model.heads import QUANTILES
 from atft_kedro.training.batches import autocast, dates_per_step, make_loader
@@ -54,6 +54,9 @@ def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: t
 def daily_rank_ic(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[str, float]:
     """Mean over dates of the Spearman correlation of prediction and target, per horizon (the
     evaluation's own metric, so validation and test are measured alike)."""
-    return {
-        h: summarise(daily_scores(predictions, f"pred_{h}", f"target_{h}", min_stocks))["rank_ic"] for h in horizons
-    }
+    return {h: summarise(d)["rank_ic"] for h, d in rank_ic_by_date(predictions, horizons, min_stocks).items()}
+
+
+def rank_ic_by_date(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[str, DailyScores]:
+    """``daily_rank_ic`` before the mean: per horizon, the scored dates and their RankIC."""
+    return {h: daily_scores(predictions, f"pred_{h}", f"target_{h}", min_stocks) for h in horizons}

@@ -61,7 +61,7 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
 
 @torch.no_grad()
 def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int, alpha: float,
-                               validation: Validation | None = None) -> StartChoice | None:  # fmt: skip
+                               validation: Validation | None = None, margin: float = 0.0) -> StartChoice | None:  # fmt: skip
     """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
     training dates of each horizon's target on the neighbours' inputs: beside the model's median
     forecast (dropout off, in its units; ``set_beside_forecast``), or on what that forecast leaves.
@@ -72,7 +72,8 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
     one where the neighbours carry much (the default market: validation 0.062 against 0.044 at 1
     day), the fit of what it leaves where they carry little and the forecast's own scale is right,
     and where none beats the previous phase's function the graph path starts at nothing
-    (docs/what_training_has_shown.md, 2026-12-02).
+    (docs/what_training_has_shown.md, 2026-12-02); with ``margin`` > 0, also where the best beats
+    it by no more than ``margin`` standard errors (``kept_starts``).
     The candidates are scored from one validation forecast with the map at 0 and the skip's
     inputs: the skip adds ``linear(inputs) * target_scale`` to every quantile, so each candidate's
     forecast is that sum (the model's own forecast up to float rounding), one pass over the
@@ -103,7 +104,7 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
         starts[f"the fit of what the forecast leaves{suffix}"] = copy.deepcopy(linear.state_dict())
     linear.load_state_dict(starts[none])
     scores = scored_starts(model, starts, validation)
-    kept = kept_starts(scores, [f"{h}d" for h in model.neighbour_horizons], none)
+    kept = kept_starts(scores, [f"{h}d" for h in model.neighbour_horizons], none, margin)
     _keep_rows(linear, model.neighbour_horizons, StartChoice(starts, scores, kept), "neighbour skip")
     return StartChoice(starts, scores, kept)
 
@@ -111,11 +112,13 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
 @dataclass(frozen=True)
 class Validation:
     """The validation split as a phase sees it: its ``dataset``, ``forecast`` (a model -> its
-    predictions there, ``predict``'s frame) and ``rank_ics`` (such a frame -> RankIC per horizon)."""
+    predictions there, ``predict``'s frame), ``rank_ics`` (such a frame -> RankIC per horizon) and
+    ``by_date`` (the same before the mean over dates, for paired comparisons)."""
 
     dataset: DateDataset
     forecast: Callable[[ATFTGATFAN], pl.DataFrame]
     rank_ics: Callable[[pl.DataFrame], dict]
+    by_date: Callable[[pl.DataFrame], dict] | None = None  # such a frame -> per horizon, its dates' RankIC (DailyScores)
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,8 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
     """Each candidate linear map's (name -> state, one output per horizon of ``horizons``)
     validation RankIC per horizon: ``model``'s forecast there, less the term of the map ``held``
     (the state it holds now; None: a map at 0), plus the candidate's term, linear(inputs) times the
-    horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame."""
+    horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame. With
+    ``validation.by_date`` each candidate's scores also hold, under ``BY_DATE``, its RankIC date by date."""
     base = validation.forecast(model)
     if len(inputs) != len(base):
         raise RuntimeError(f"the linear map's inputs have {len(inputs)} rows, the validation forecast {len(base)}")
@@ -161,6 +165,8 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
         frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + change[:, i] * scale[f"{h}d"])
                                   for i, h in enumerate(horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
         scores[name] = validation.rank_ics(frame)
+        if validation.by_date is not None:
+            scores[name][BY_DATE] = validation.by_date(frame)
     return scores
 
 
@@ -178,6 +184,9 @@ def start_at_one_day(model: ATFTGATFAN, horizons) -> None:
         linear.weight[rows.index(h)] = linear.weight[one]
         linear.bias[rows.index(h)] = linear.bias[one]
     log.info("linear skip: the rows of %s start at the 1-day row", ", ".join(f"{h}d" for h in horizons))
+
+
+BY_DATE = "by date"  # a candidate's scores: its per-horizon DailyScores, beside the means
 
 
 START_PENALTIES = (0.01, 0.1, 10.0, 100.0)  # the other ridge penalties a horizon's start is tried at, times linear_ridge_alpha
@@ -236,14 +245,27 @@ def _keep_rows(linear: torch.nn.Linear, horizons, choice: StartChoice, path: str
                  ", ".join(f"{n} {s.get(key, math.nan):.4f}" for n, s in choice.scores.items()), name)  # fmt: skip
 
 
-def kept_starts(scores: dict, horizons: list[str], none: str) -> dict:
+def kept_starts(scores: dict, horizons: list[str], none: str, margin: float = 0.0) -> dict:
     """horizon -> the candidate with the best validation RankIC there (NaN, no valid date: the
-    worst; ties: a fit over ``none``, then the first)."""
+    worst; ties: a fit over ``none``, then the first). With ``margin`` > 0 the best replaces
+    ``none`` only where it beats it by more than ``margin`` standard errors of the paired per-date
+    difference (Newey-West at lag h - 1; the candidates' ``BY_DATE`` scores): the best of several
+    fits on one validation split is partly its luck there, the one-standard-error rule of model
+    selection."""
+    from atft_kedro.evaluation.metrics import paired_difference
+
     kept = {}
     for key in horizons:
         rank = {n: s.get(key, math.nan) for n, s in scores.items()}
         rank = {n: v if math.isfinite(v) else -math.inf for n, v in rank.items()}
-        kept[key] = max(scores, key=lambda name: (rank[name], name != none))
+        best = max(scores, key=lambda name: (rank[name], name != none))
+        if margin > 0 and best != none and none in scores:
+            diff = paired_difference(scores[best][BY_DATE][key], scores[none][BY_DATE][key], int(key[:-1]) - 1)
+            if not diff["mean"] > margin * diff["se"]:  # NaN (too few dates): not shown to be better
+                log.info("%s: %s beats %s by %+.4f, within %g standard errors (%.4f): kept %s",
+                         key, best, none, diff["mean"], margin, diff["se"], none)  # fmt: skip
+                best = none
+        kept[key] = best
     return kept
 
 
