@@ -559,6 +559,8 @@ def test_a_start_beats_none_only_by_more_than_the_margin():
     assert kept_starts(_scores(means, ranks), ["1d"], "none") == {"1d": "other"}
     assert kept_starts(_scores(means, ranks), ["1d"], "none", margin=1.0) == {"1d": "none"}
     assert kept_starts(_scores(means, ranks), ["1d"], "none", margin=0.5 * gain / se) == {"1d": "other"}
+    with pytest.raises(ValueError, match="date by date"):
+        kept_starts(means, ["1d"], "none", margin=1.0)
 
 
 def test_the_neighbour_skip_starts_at_none_unless_it_clears_the_margin(prepared):

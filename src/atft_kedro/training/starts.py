@@ -260,6 +260,9 @@ def kept_starts(scores: dict, horizons: list[str], none: str, margin: float = 0.
         rank = {n: v if math.isfinite(v) else -math.inf for n, v in rank.items()}
         best = max(scores, key=lambda name: (rank[name], name != none))
         if margin > 0 and best != none and none in scores:
+            if BY_DATE not in scores[best]:
+                raise ValueError(f"a start margin of {margin:g} standard errors needs each candidate's RankIC date by date "
+                                 "(Validation.by_date), and the scores hold only the means")  # fmt: skip
             diff = paired_difference(scores[best][BY_DATE][key], scores[none][BY_DATE][key], int(key[:-1]) - 1)
             if not diff["mean"] > margin * diff["se"]:  # NaN (too few dates): not shown to be better
                 log.info("%s: %s beats %s by %+.4f, within %g standard errors (%.4f): kept %s",
