@@ -6,6 +6,7 @@
     python experiments/seeds.py --report seeds.json other.json
     python experiments/seeds.py --markets draw7_s0.json,draw7_s1.json draw21.json draw22.json
     python experiments/seeds.py --report new_s0.json new_s1.json --against old_s0.json old_s1.json
+    python experiments/seeds.py --groups new_s0.json,new_s1.json:old_s0.json,old_s1.json new_d21.json:old_d21.json
 
 Each seed (the initial weights and the order of the training dates: ``training.seed``) runs the whole
 default ``kedro run`` (the pipelines' own nodes on an in-memory catalog, parameters from conf/base
@@ -25,6 +26,11 @@ seeds' rank-averaged forecast (an ensemble of the seeds) on validation and test.
 order given: per split and horizon, each date's RankIC averaged over the runs, ``--report``'s minus
 ``--against``'s, and the mean difference with its 95% interval (validation on the raw returns, and
 without the market and sectors where the validation frames carry beta and sector; test both).
+
+``--groups`` compares two settings over several groups of runs (markets, or a market's draws), each
+given as THIS:OTHER (comma-joined JSON files, paired in order): per split and horizon each group's
+difference as ``--against`` gives it, the mean over the groups, and how many groups lose or gain by
+more than their interval.
 
 ``--markets`` takes several independent markets (draws of the synthetic market: ``raw.synthetic_seed``),
 each given as its seeds' JSON files joined by commas, and prints each market's pooled difference to
@@ -179,8 +185,6 @@ def settings_report(rows: list[dict], others: list[dict]) -> str:
     daily RankIC, each setting's, and of their difference, with its Newey-West 95% interval."""
     import polars as pl
 
-    from atft_kedro.evaluation.metrics import difference_summary
-
     if len(rows) != len(others):
         raise SystemExit(f"--against needs as many runs as --report ({len(others)} against {len(rows)}), paired in order")
     lines = ["runs, this setting against the other: " + ", ".join(f"seed {a['seed']} vs {b['seed']}" for a, b in zip(rows, others))]
@@ -194,12 +198,48 @@ def settings_report(rows: list[dict], others: list[dict]) -> str:
             for h in HORIZONS:
                 if not all(f"pred_{h}" in f.columns for f in mine + theirs):
                     continue
-                a, b = ([_daily(f, f"pred_{h}", f"target_{h}", neutral) for f in frames] for frames in (mine, theirs))
-                dates = sorted(set.intersection(*(set(d) for d in a + b)))
-                this, other = (np.array([np.mean([d[t] for d in runs]) for t in dates]) for runs in (a, b))  # each date's mean over the runs
-                c = difference_summary(this - other, int(h[:-1]) - 1)
-                lines.append(f"| {h} | {this.mean():.4f} | {other.mean():.4f} | {c['mean']:+.4f} | "
+                c = paired_settings(mine, theirs, h, neutral)
+                lines.append(f"| {h} | {c['this']:.4f} | {c['other']:.4f} | {c['mean']:+.4f} | "
                              f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def paired_settings(mine, theirs, h: str, neutral: bool) -> dict:
+    """Two settings' scored frames of the same seeds (paired in order) at horizon ``h``: each date's
+    RankIC averaged over the runs, each setting's mean, and the difference's mean and Newey-West
+    95% interval (lag h - 1)."""
+    from atft_kedro.evaluation.metrics import difference_summary
+
+    a, b = ([_daily(f, f"pred_{h}", f"target_{h}", neutral) for f in frames] for frames in (mine, theirs))
+    dates = sorted(set.intersection(*(set(d) for d in a + b)))
+    this, other = (np.array([np.mean([d[t] for d in runs]) for t in dates]) for runs in (a, b))  # each date's mean over the runs
+    return {"this": float(this.mean()), "other": float(other.mean()), **difference_summary(this - other, int(h[:-1]) - 1)}
+
+
+def groups_report(groups: list[tuple[list[dict], list[dict]]]) -> str:
+    """Two settings compared over several groups of runs (markets, or draws of one), each group its
+    runs of this setting and of the other, paired in order: per split, returns and horizon, each
+    group's difference with its 95% interval, the mean over the groups, and how many groups lose
+    or gain by more than their noise (interval below or above 0)."""
+    import polars as pl
+
+    lines = ["groups: " + "; ".join(f"{i}: {len(mine)} runs" for i, (mine, _) in enumerate(groups))]
+    for split, key in (("validation", "val_frame"), ("test", "frame")):
+        frames = [tuple([pl.read_parquet(r[key]) for r in runs] for runs in pair) for pair in groups]
+        for neutral in (False, True):
+            if neutral and not all({"beta_60d", "Sector33Code"} <= set(f.columns) for pair in frames for runs in pair for f in runs):
+                continue
+            title = f"{split} RankIC" + (", sector means and beta out of the returns" if neutral else "")
+            lines += ["", f"### {title}: this setting minus the other, per group", "",
+                      "| horizon | " + " | ".join(f"group {i}" for i in range(len(groups))) + " | mean over groups | groups below / above |",
+                      "|---|" + "---|" * (len(groups) + 2)]  # fmt: skip
+            for h in HORIZONS:
+                if not all(f"pred_{h}" in f.columns for pair in frames for runs in pair for f in runs):
+                    continue
+                each = [paired_settings(mine, theirs, h, neutral) for mine, theirs in frames]
+                cells = [f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" for c in each]
+                lines.append(f"| {h} | {' | '.join(cells)} | {np.mean([c['mean'] for c in each]):+.4f} | "
+                             f"{sum(c['ci95_high'] < 0 for c in each)} / {sum(c['ci95_low'] > 0 for c in each)} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -246,6 +286,8 @@ def main() -> None:
                         "in order: the per-date difference on validation and test")  # fmt: skip
     parser.add_argument("--markets", nargs="+", default=None, help="one independent market per argument (its seeds' JSON "
                         "files joined by commas): each market's difference to its best baseline and their mean")  # fmt: skip
+    parser.add_argument("--groups", nargs="+", default=None, help="one group per argument, THIS:OTHER, each a comma-joined "
+                        "list of JSON files (the same seeds or draws in order): each group's difference and their mean")  # fmt: skip
     parser.add_argument("--mlflow", default="sqlite:///mlflow.db", help="MLflow tracking URI for the runs ('' : none); "
                         "one parent run, a nested run per seed")  # fmt: skip
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one seed
@@ -256,6 +298,13 @@ def main() -> None:
 
         plain_log()
         print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames))), flush=True)
+        return
+    if args.groups:
+        runs = lambda files: [r for f in files.split(",") for r in json.loads(Path(f).read_text())]  # noqa: E731
+        pairs = [tuple(runs(side) for side in group.split(":")) for group in args.groups]
+        if any(len(pair) != 2 or len(pair[0]) != len(pair[1]) for pair in pairs):
+            raise SystemExit("--groups takes THIS:OTHER per group, as many runs on each side, paired in order")
+        print(groups_report(pairs))
         return
     if args.markets:
         print(markets_report([[r for f in group.split(",") for r in json.loads(Path(f).read_text())] for group in args.markets]))

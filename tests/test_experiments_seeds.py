@@ -42,6 +42,27 @@ def test_two_settings_are_compared_date_by_date_and_must_pair(tmp_path):
         seeds.settings_report(good, bad[:1])
 
 
+def test_groups_are_compared_each_on_its_own_and_averaged(tmp_path):
+    """``groups_report``: each group's difference is ``settings_report``'s for that group, the mean
+    over groups is their mean, and the last column counts the groups below and above 0 beyond
+    their intervals (here one clearly better group, one clearly worse, one a tie)."""
+    import seeds
+
+    rng = np.random.default_rng(1)
+    up = ([_run(tmp_path, "up_a", 0, 1.0, rng)], [_run(tmp_path, "up_b", 0, -1.0, rng)])
+    down = ([_run(tmp_path, "down_a", 0, -1.0, rng)], [_run(tmp_path, "down_b", 0, 1.0, rng)])
+    same = _run(tmp_path, "same", 0, 1.0, rng)
+    table = seeds.groups_report([up, down, ([same], [same])])
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| 1d")]
+    assert len(rows) == 2  # validation and test
+    single = [float(line.split(" | ")[3]) for line in seeds.settings_report(*up).splitlines() if line.startswith("| 1d")]
+    for row, alone in zip(rows, single):
+        means = [float(cell.split(" [")[0]) for cell in row[1:4]]
+        assert means[0] == pytest.approx(alone, abs=1e-4) and means[0] > 1.5 and means[1] < -1.5 and means[2] == 0
+        assert float(row[4]) == pytest.approx(np.mean(means), abs=2e-4)
+        assert row[5].strip(" |") == "1 / 1"
+
+
 def test_long_horizons_switch_to_the_1d_forecast_only_where_validation_prefers_it(tmp_path, monkeypatch, capsys):
     """experiments/long_from_1d.py: per run and horizon, the 1-day forecast replaces the horizon's
     own forecast in both frames when it ranks the horizon's returns higher on validation; the
