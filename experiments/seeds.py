@@ -73,6 +73,7 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
         store = CheckpointStore(tmp)
         out = run_in_memory(["data_engineering", "graph_construction", "training"], params, {"checkpoints": store})
         kept = {str(p): float(store.load(p, "best")["best"]) for p in store.phases()}  # a phase's start counts when no epoch beat it
+        starts = store.load(max(store.phases()), "best").get("starts", {})  # where validation started the linear paths
     seconds = time.perf_counter() - t0
     # the evaluation pipeline's nodes, with the scored frame kept (the evaluate node reports it)
     inputs = (out["model"], out["training_arrays"], out["graphs"], out["splits"], out["model_input"])
@@ -88,7 +89,7 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     val = nodes._predict_fold(*inputs[:4], 0, out["model_input"], split="val")
     beside = out["features"].select("Date", "Code", "beta_60d").join(out["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
     val.join(beside, on=["Date", "Code"], how="left", maintain_order="left").write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
-    return {"seed": seed, "metrics": result.document, "phase_val": kept, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
+    return {"seed": seed, "metrics": result.document, "phase_val": kept, "starts": starts, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
             "val_frame": str(frames_dir / f"seed{seed}_val.parquet")}  # fmt: skip
 
 

@@ -89,6 +89,9 @@ def test_kedro_run_runs_all_four_pipelines(project):
     fingerprint = json.loads((project / "data/05_model_input/data_fingerprint.json").read_text())
     assert metrics["provenance"]["data"] == fingerprint and metrics["provenance"]["model"]["phase"] == 3
     assert f"trained on synthetic data `{fingerprint['id']}`" in report
+    kept = metrics["provenance"]["model"]["starts"]["phase 2, neighbour skip"]  # carried from phase 2's checkpoint to phase 3's
+    assert set(kept) == {"1d", "5d", "10d", "20d"} and all(name.startswith(("none", "the fit")) for name in kept.values())
+    assert "Start of the neighbour skip (phase 2), chosen on validation: 1d " + kept["1d"] in report
     quality = json.loads((project / "data/08_reporting/graph_quality.json").read_text())
     assert set(quality) == {"train", "val", "test"} and 0 < quality["test"]["mate_recall"] < 1
     for phase in range(4):

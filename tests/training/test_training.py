@@ -97,6 +97,30 @@ def test_phase_chain_starts_from_the_previous_best(prepared, tmp_path, caplog):
     assert 0.0 < history[0]["fusion_gate"] < 1.0
 
 
+def test_checkpoints_say_where_validation_started_the_graph_path_and_keep_it_through_resume_and_phase_3(prepared, tmp_path):
+    """Phase 2's checkpoints hold the neighbour skip's start per horizon (what ``kept_starts``
+    chose), an interrupted phase 2 resumes with it, and phase 3's checkpoints carry it on."""
+    ridge = dict(linear_start="ridge", epochs=2, model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 5),
+                                                       "lead_weights": "neighbour_leads_long"})  # fmt: skip
+    store = CheckpointStore(tmp_path)
+    for phase in (0, 1):
+        _train(prepared, store, phase=phase, **ridge)
+    assert store.load(1, "best")["starts"] == {}
+
+    def kill_after_first_epoch(epoch):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(prepared, store, phase=2, on_epoch_end=kill_after_first_epoch, **ridge)
+    kept = store.load(2, "last")["starts"]["phase 2, neighbour skip"]
+    assert set(kept) == {"1d", "5d"} and all(name.startswith(("none", "the fit")) for name in kept.values())
+    _train(prepared, store, phase=2, **ridge)  # resumes after epoch 0
+    assert store.load(2, "last")["epoch"] == 1 and store.load(2, "last")["starts"] == store.load(2, "best")["starts"] == {"phase 2, neighbour skip": kept}
+    _train(prepared, store, phase=3, epochs=1, linear_start="ridge", model=ridge["model"])
+    assert store.load(3, "best")["starts"] == {"phase 2, neighbour skip": kept}
+
+
 def test_training_a_finished_phase_again_says_so_and_names_the_stale_phases(prepared, tmp_path, caplog):
     store = CheckpointStore(tmp_path)
     for phase in (0, 1, 2):

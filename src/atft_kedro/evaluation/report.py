@@ -73,6 +73,9 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
         data = f"{d['source']} data `{d['id']}` ({d['stocks']} stocks, {d['first_date']} .. {d['last_date']})" if d else "data without a fingerprint"
         lines += [f"The model: phase {m['phase']}, best epoch {m['epoch']} (validation {m['validation']:.4f}), training seed "
                   f"{m['seed']}, saved {m['saved_at']}; trained on {data}.", ""]  # fmt: skip
+        for path, kept in m.get("starts", {}).items():  # chosen on validation when the phase began
+            lines += [f"Start of the {path.split(', ', 1)[-1]} ({path.split(', ', 1)[0]}), chosen on validation: "
+                      + "; ".join(f"{h} {name}" for h, name in kept.items()) + ".", ""]  # fmt: skip
     for h, scorers in document["horizons"].items():
         lines += [f"## {h}", "", "| scorer | IC | RankIC | ICIR | RankICIR | hit rate | LS Sharpe | LS ann. return | max DD | turnover | dates used / skipped |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -186,13 +186,16 @@ def _on(flag: bool) -> str:
 @dataclass
 class _Progress:
     """Where a phase stands: the next epoch, the best validation score so far, the epochs since it
-    improved, the rows of the epochs run, and the checkpoint resumed from (if any)."""
+    improved, the rows of the epochs run, the checkpoint resumed from (if any), and where the linear
+    paths started, this phase's and the phases' before it ("phase 2, neighbour skip" -> horizon ->
+    the start validation kept)."""
 
     start_epoch: int = 0
     best: float = -math.inf
     bad_epochs: int = 0
     history: list = field(default_factory=list)
     resumed: dict | None = None
+    starts: dict = field(default_factory=dict)
 
 
 def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress, followed_by) -> list[dict]:
@@ -226,6 +229,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                             lambda f: rank_ic_by_date(f, horizons, cfg.min_stocks))  # fmt: skip
     rank_ics = lambda m: validation.rank_ics(validation.forecast(m))  # noqa: E731
     at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, validation)
+    checkpoint_fields["starts"] = at.starts
     averaged = weight_average(model, cfg.ema_decay)
     if averaged is not None and at.resumed is not None:  # the average's weights are the checkpoint's "model"
         averaged.module.load_state_dict(at.resumed["model"])
@@ -344,7 +348,8 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         optimizer.load_state_dict(before["optimizer"])
         torch.set_rng_state(before["rng"])
         log.info("phase %d: resuming after epoch %d from %s", phase, before["epoch"], store.path(phase, "last"))
-        return _Progress(before["epoch"] + 1, before["best"], before["bad_epochs"], before["history"], resumed=before)
+        return _Progress(before["epoch"] + 1, before["best"], before["bad_epochs"], before["history"], resumed=before,
+                         starts=before.get("starts", {}))  # fmt: skip
     if phase > 0:
         if not store.exists(phase - 1, "best"):
             raise TrainingError(
@@ -358,19 +363,25 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
         log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
                  phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
+        starts = dict(previous.get("starts", {}))
         coming = [h for h in spec.horizons if h not in PHASES[phase - 1].horizons]
         if coming and cfg.horizon_starts == "validated" and cfg.linear_start == "ridge" and model.linear is not None and validation is not None:
-            choose_skip_starts(model, arrays, train_idx, cfg.linear_ridge_alpha, coming, validation)
+            starts[f"phase {phase}, linear skip"] = choose_skip_starts(model, arrays, train_idx, cfg.linear_ridge_alpha, coming, validation).kept
         if coming and cfg.horizon_starts == "one_day" and model.linear is not None and 1 in model.skip_horizons:
-            start_at_one_day(model, [h for h in coming if h in model.skip_horizons])
+            rows = [h for h in coming if h in model.skip_horizons]
+            start_at_one_day(model, rows)
+            starts[f"phase {phase}, linear skip"] = {f"{h}d": "the 1-day row" for h in rows}
         graph_on = spec.use_gat and not PHASES[phase - 1].use_gat
         if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
-            start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation, cfg.neighbour_start_margin)
-    else:  # a new model
-        if cfg.scale_targets:  # its outputs in units of the training split's typical return
-            model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
-        if cfg.linear_start == "ridge" and model.linear is not None:
-            start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha)
+            choice = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation, cfg.neighbour_start_margin)
+            if choice is not None:
+                starts[f"phase {phase}, neighbour skip"] = choice.kept
+        return _Progress(starts=starts)
+    # a new model
+    if cfg.scale_targets:  # its outputs in units of the training split's typical return
+        model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
+    if cfg.linear_start == "ridge" and model.linear is not None:
+        start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha)
     return _Progress()
 
 

@@ -140,6 +140,7 @@ def provenance(model: dict, data_fingerprint: dict | None) -> dict:
         "model": {
             "phase": model["config"]["phase"], "epoch": model["epoch"], "validation": model["best"],
             "saved_at": model.get("saved_at"), "seed": model["config"]["train"].get("seed"),
+            "starts": model.get("starts", {}),  # where validation started the linear paths: "phase 2, neighbour skip" -> horizon -> start
         },
     }  # fmt: skip
 
