@@ -6,7 +6,7 @@
     python experiments/seeds.py --report seeds.json other.json
     python experiments/seeds.py --markets draw7_s0.json,draw7_s1.json draw21.json draw22.json
     python experiments/seeds.py --report new_s0.json new_s1.json --against old_s0.json old_s1.json
-    python experiments/seeds.py --groups new_s0.json,new_s1.json:old_s0.json,old_s1.json new_d21.json:old_d21.json
+    python experiments/seeds.py --groups seeds=new_s0.json,new_s1.json:old_s0.json,old_s1.json draw21=new_d21.json:old_d21.json
 
 Each seed (the initial weights and the order of the training dates: ``training.seed``) runs the whole
 default ``kedro run`` (the pipelines' own nodes on an in-memory catalog, parameters from conf/base
@@ -28,7 +28,7 @@ order given: per split and horizon, each date's RankIC averaged over the runs, `
 without the market and sectors where the validation frames carry beta and sector; test both).
 
 ``--groups`` compares two settings over several groups of runs (markets, or a market's draws), each
-given as THIS:OTHER (comma-joined JSON files, paired in order): per split and horizon each group's
+given as [NAME=]THIS:OTHER (comma-joined JSON files, paired in order): per split and horizon each group's
 difference as ``--against`` gives it, the mean over the groups, and how many groups lose or gain by
 more than their interval.
 
@@ -217,14 +217,15 @@ def paired_settings(mine, theirs, h: str, neutral: bool) -> dict:
     return {"this": float(this.mean()), "other": float(other.mean()), **difference_summary(this - other, int(h[:-1]) - 1)}
 
 
-def groups_report(groups: list[tuple[list[dict], list[dict]]]) -> str:
+def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] | None = None) -> str:
     """Two settings compared over several groups of runs (markets, or draws of one), each group its
     runs of this setting and of the other, paired in order: per split, returns and horizon, each
     group's difference with its 95% interval, the mean over the groups, and how many groups lose
     or gain by more than their noise (interval below or above 0)."""
     import polars as pl
 
-    lines = ["groups: " + "; ".join(f"{i}: {len(mine)} runs" for i, (mine, _) in enumerate(groups))]
+    names = names or [f"group {i}" for i in range(len(groups))]
+    lines = ["groups: " + "; ".join(f"{name}: {len(mine)} runs" for name, (mine, _) in zip(names, groups))]
     for split, key in (("validation", "val_frame"), ("test", "frame")):
         frames = [tuple([pl.read_parquet(r[key]) for r in runs] for runs in pair) for pair in groups]
         for neutral in (False, True):
@@ -232,7 +233,7 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]]) -> str:
                 continue
             title = f"{split} RankIC" + (", sector means and beta out of the returns" if neutral else "")
             lines += ["", f"### {title}: this setting minus the other, per group", "",
-                      "| horizon | " + " | ".join(f"group {i}" for i in range(len(groups))) + " | mean over groups | groups below / above |",
+                      "| horizon | " + " | ".join(names) + " | mean over groups | groups below / above |",
                       "|---|" + "---|" * (len(groups) + 2)]  # fmt: skip
             for h in HORIZONS:
                 if not all(f"pred_{h}" in f.columns for pair in frames for runs in pair for f in runs):
@@ -287,8 +288,8 @@ def main() -> None:
                         "in order: the per-date difference on validation and test")  # fmt: skip
     parser.add_argument("--markets", nargs="+", default=None, help="one independent market per argument (its seeds' JSON "
                         "files joined by commas): each market's difference to its best baseline and their mean")  # fmt: skip
-    parser.add_argument("--groups", nargs="+", default=None, help="one group per argument, THIS:OTHER, each a comma-joined "
-                        "list of JSON files (the same seeds or draws in order): each group's difference and their mean")  # fmt: skip
+    parser.add_argument("--groups", nargs="+", default=None, help="one group per argument, [NAME=]THIS:OTHER, each side a "
+                        "comma-joined list of JSON files (the same seeds or draws in order): each group's difference and their mean")  # fmt: skip
     parser.add_argument("--mlflow", default="sqlite:///mlflow.db", help="MLflow tracking URI for the runs ('' : none); "
                         "one parent run, a nested run per seed")  # fmt: skip
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one seed
@@ -302,10 +303,11 @@ def main() -> None:
         return
     if args.groups:
         runs = lambda files: [r for f in files.split(",") for r in json.loads(Path(f).read_text())]  # noqa: E731
-        pairs = [tuple(runs(side) for side in group.split(":")) for group in args.groups]
+        named = [group.split("=", 1) if "=" in group.split(":", 1)[0] else [f"group {i}", group] for i, group in enumerate(args.groups)]
+        pairs = [tuple(runs(side) for side in group.split(":")) for _, group in named]
         if any(len(pair) != 2 or len(pair[0]) != len(pair[1]) for pair in pairs):
-            raise SystemExit("--groups takes THIS:OTHER per group, as many runs on each side, paired in order")
-        print(groups_report(pairs))
+            raise SystemExit("--groups takes [NAME=]THIS:OTHER per group, as many runs on each side, paired in order")
+        print(groups_report(pairs, [name for name, _ in named]))
         return
     if args.markets:
         print(markets_report([[r for f in group.split(",") for r in json.loads(Path(f).read_text())] for group in args.markets]))

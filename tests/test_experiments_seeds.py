@@ -52,7 +52,8 @@ def test_groups_are_compared_each_on_its_own_and_averaged(tmp_path):
     up = ([_run(tmp_path, "up_a", 0, 1.0, rng)], [_run(tmp_path, "up_b", 0, -1.0, rng)])
     down = ([_run(tmp_path, "down_a", 0, -1.0, rng)], [_run(tmp_path, "down_b", 0, 1.0, rng)])
     same = _run(tmp_path, "same", 0, 1.0, rng)
-    table = seeds.groups_report([up, down, ([same], [same])])
+    table = seeds.groups_report([up, down, ([same], [same])], ["up", "down", "tie"])
+    assert "| horizon | up | down | tie | mean over groups |" in table
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| 1d")]
     assert len(rows) == 2  # validation and test
     single = [float(line.split(" | ")[3]) for line in seeds.settings_report(*up).splitlines() if line.startswith("| 1d")]
