@@ -431,14 +431,15 @@ def _knn(
     if hint is not None:  # kept columns a row, or none (a date of fewer stocks)
         hint = hint[:, :kept] if hint.shape[1] >= kept else None
     candidates = None
-    if BFLOAT16_SCREEN if screen is None else screen:
+    screened = BFLOAT16_SCREEN if screen is None else screen
+    if screened:
         xt = xs.t().contiguous()  # (N, W) float64: one stock's window a row, for every product below
         ot = xt if ys is None else other.t().contiguous()
         xs, other = xt.t(), ot.t()  # the same numbers; ``_settle_rows`` reads them transposed
-        norms = float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())  # the largest column norms
+    norms = float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())  # the largest column norms, for both bounds
+    if screened:
         top, index, value, candidates = _screened(xt, ot, ok, k, kept, threshold, block_rows, hint, scratch, norms)
     else:
-        norms = float(xs.norm(dim=0).max()) * float(other.norm(dim=0).max())
         top, index, value = _float32_scores(xs, other, k, kept, block_rows, hint, scratch)
     eps = (w + 3) * 2.0**-24 * norms
     level, top = max(threshold, 0.0), top.double()
