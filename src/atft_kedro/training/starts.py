@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from atft_kedro.evaluation.metrics import paired_difference, summarise
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN
@@ -164,9 +165,11 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
         change = term(weights) - now
         frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + change[:, i] * scale[f"{h}d"])
                                   for i, h in enumerate(horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
-        scores[name] = validation.rank_ics(frame)
-        if validation.by_date is not None:
-            scores[name][BY_DATE] = validation.by_date(frame)
+        if validation.by_date is None:
+            scores[name] = validation.rank_ics(frame)
+        else:  # the means from the same per-date scores, computed once (``rank_ics`` is their mean)
+            daily = validation.by_date(frame)
+            scores[name] = {**{h: summarise(d)["rank_ic"] for h, d in daily.items()}, BY_DATE: daily}
     return scores
 
 
@@ -252,8 +255,6 @@ def kept_starts(scores: dict, horizons: list[str], none: str, margin: float = 0.
     difference (Newey-West at lag h - 1; the candidates' ``BY_DATE`` scores): the best of several
     fits on one validation split is partly its luck there, the one-standard-error rule of model
     selection."""
-    from atft_kedro.evaluation.metrics import paired_difference
-
     kept = {}
     for key in horizons:
         rank = {n: s.get(key, math.nan) for n, s in scores.items()}
