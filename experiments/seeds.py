@@ -72,8 +72,9 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = CheckpointStore(tmp)
         out = run_in_memory(["data_engineering", "graph_construction", "training"], params, {"checkpoints": store})
-        kept = {str(p): float(store.load(p, "best")["best"]) for p in store.phases()}  # a phase's start counts when no epoch beat it
-        starts = store.load(max(store.phases()), "best").get("starts", {})  # where validation started the linear paths
+        bests = {p: store.load(p, "best") for p in store.phases()}
+        kept = {str(p): float(best["best"]) for p, best in bests.items()}  # a phase's start counts when no epoch beat it
+        starts = bests[max(bests)].get("starts", {})  # where validation started the linear paths
     seconds = time.perf_counter() - t0
     # the evaluation pipeline's nodes, with the scored frame kept (the evaluate node reports it)
     inputs = (out["model"], out["training_arrays"], out["graphs"], out["splits"], out["model_input"])
