@@ -101,3 +101,26 @@ def test_long_horizons_switch_to_the_1d_forecast_only_where_validation_prefers_i
     assert out.count("| 5d | ") >= 2 and "1-day forecast |" in out and "own head |" in out
     five = [line.split(" | ") for line in out.splitlines() if line.startswith("| 5d |")][-1]  # the test split's paired row
     assert float(five[3]) > 0.5  # the switch lifts 5 days from about 0 to about 0.9
+
+
+def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path):
+    """``run_seed`` with ``splits.n_folds`` 2: the test frame holds both folds' test blocks (each
+    predicted by its fold's checkpoint, which exists only while the run's store does), the
+    validation frame and the phases' scores are the last fold's."""
+    from seeds import run_seed
+
+    from atft_kedro.features.splits import split_dates
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+
+    from .conftest import TINY_PARAMS
+    from .pipelines.test_walk_forward import TRAINING
+
+    overrides = {**TINY_PARAMS, "splits": {"n_folds": 2}, "training": TRAINING, "evaluation": {"min_stocks": 10}}
+    row = run_seed(0, overrides, tmp_path)
+    splits = run_in_memory(["data_engineering"], project_parameters(overrides))["splits"]
+    test, val = pl.read_parquet(row["frame"]), pl.read_parquet(row["val_frame"])
+    blocks = [set(split_dates(splits, "test", fold).to_list()) for fold in (0, 1)]
+    assert set(test["Date"]) == blocks[0] | blocks[1] and not blocks[0] & blocks[1]
+    assert all(test.filter(pl.col("Date").is_in(list(b)))["pred_1d"].is_not_null().all() for b in blocks)
+    assert set(val["Date"]) == set(split_dates(splits, "val", 1).to_list())
+    assert set(row["metrics"]["folds"]) == {"fold0", "fold1"} and set(row["phase_val"]) == {"0", "1", "2", "3"}
