@@ -40,6 +40,10 @@ def test_three_folds_are_trained_and_scored_in_turn(tmp_path):
     assert set(metrics["baselines"]["ridge"]["1d"]) == {"fold0", "fold1", "fold2"}  # refitted on each fold's window
     per_fold = [metrics["folds"][f]["1d"]["model"] for f in ("fold0", "fold1", "fold2")]
     assert all(v is not None for v in per_fold) and metrics["horizons"]["1d"]["model"]["rank_ic"] is not None
+    # the report has each block's row beside the pooled tables
+    report = out["evaluation_report"]
+    assert "## Each walk-forward test block" in report and "| horizon | scorer | fold0 | fold1 | fold2 |" in report
+    assert f"| 1d | model | {per_fold[0]:.4f} | {per_fold[1]:.4f} | {per_fold[2]:.4f} |" in report
 
 
 def test_a_later_fold_has_its_own_market_context_scaling(tiny_pipeline):

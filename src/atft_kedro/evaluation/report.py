@@ -117,6 +117,21 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             d = g["difference"]
             lines.append(f"| {h} | {_num(g['with_graph'])} | {_num(g['random_endpoints'])} | {_num(d['mean'], '+.4f')} | {_interval(d)} |")
         lines.append("")
+    if "folds" in document:  # walk-forward: the tables above pool the blocks
+        names = list(document["folds"])
+        lines += [
+            "## Each walk-forward test block",
+            "",
+            "The tables above pool every fold's test block; here each block's RankIC, scored by the model and",
+            "the baselines of its own fold (trained, tuned and refitted on the dates before it).",
+            "",
+            "| horizon | scorer | " + " | ".join(names) + " |",
+            "|---|---|" + "---|" * len(names),
+        ]
+        for h in document["horizons"]:
+            for scorer in document["folds"][names[0]][h]:
+                lines.append(f"| {h} | {scorer} | " + " | ".join(_num(document["folds"][f][h][scorer]) for f in names) + " |")
+        lines.append("")
     if "neutral" in document:
         lines += [
             "## Without the market and the sectors",
