@@ -286,6 +286,11 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def saved_runs(files) -> list[dict]:
+    """The runs of several JSON files that this script wrote (``--out``), in order."""
+    return [r for f in files for r in json.loads(Path(f).read_text())]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -311,20 +316,19 @@ def main() -> None:
         print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames))), flush=True)
         return
     if args.groups:
-        runs = lambda files: [r for f in files.split(",") for r in json.loads(Path(f).read_text())]  # noqa: E731
         named = [group.split("=", 1) if "=" in group.split(":", 1)[0] else [f"group {i}", group] for i, group in enumerate(args.groups)]
-        pairs = [tuple(runs(side) for side in group.split(":")) for _, group in named]
+        pairs = [tuple(saved_runs(side.split(",")) for side in group.split(":")) for _, group in named]
         if any(len(pair) != 2 or len(pair[0]) != len(pair[1]) for pair in pairs):
             raise SystemExit("--groups takes [NAME=]THIS:OTHER per group, as many runs on each side, paired in order")
         print(groups_report(pairs, [name for name, _ in named]))
         return
     if args.markets:
-        print(markets_report([[r for f in group.split(",") for r in json.loads(Path(f).read_text())] for group in args.markets]))
+        print(markets_report([saved_runs(group.split(",")) for group in args.markets]))
         return
     if args.report:
-        rows = [r for f in args.report for r in json.loads(Path(f).read_text())]
+        rows = saved_runs(args.report)
         if args.against:
-            print(settings_report(rows, [r for f in args.against for r in json.loads(Path(f).read_text())]))
+            print(settings_report(rows, saved_runs(args.against)))
             return
     else:
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="seeds_")) / "runs.json"
