@@ -437,6 +437,7 @@ def test_one_phase_of_a_per_phase_setting_is_overridden_from_the_command_line():
 def test_patience_per_phase_stops_a_phase_after_that_many_epochs_below_its_best(prepared, tmp_path, monkeypatch):
     """Validation scripted to fall after the start: a phase with patience p runs p + 1 epochs (of 4),
     one that improves runs on; the setting is one number or {phase: patience} for every phase."""
+    from atft_kedro.evaluation.metrics import DailyScores
     from atft_kedro.training import loop
     from atft_kedro.training.config import patience_of
 
@@ -447,7 +448,7 @@ def test_patience_per_phase_stops_a_phase_after_that_many_epochs_below_its_best(
 
     def scripted(scores):
         it = iter(scores)
-        monkeypatch.setattr(loop, "daily_rank_ic", lambda *a, **k: {"1d": next(it)})
+        monkeypatch.setattr(loop, "rank_ic_by_date", lambda *a, **k: {"1d": DailyScores([0], np.zeros(1), np.array([next(it)]), 0, 1, 0)})
 
     runs = {}
     for name, patience, scores in [("falls, 0", 0, [0.05, 0.04, 0.03, 0.02, 0.01]), ("falls, 2", 2, [0.05, 0.04, 0.03, 0.02, 0.01]),
@@ -513,7 +514,7 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
 def _model_and_validation(prepared, cfg, phase: int):
     """A new model of ``phase`` (seed 0, target scales 0.02-0.08), 30 training dates, and the
     validation split as a phase sees it (RankIC at every horizon, 5 stocks a date at least)."""
-    from atft_kedro.training.predict import daily_rank_ic
+    from atft_kedro.training.predict import rank_ic_by_date
     from atft_kedro.training.starts import Validation
 
     arrays, graphs = prepared["arrays"], prepared["graphs"]
@@ -521,7 +522,7 @@ def _model_and_validation(prepared, cfg, phase: int):
     torch.manual_seed(0)
     model = build_model(arrays, graphs, cfg, phase, torch.device("cpu"))
     model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
-    validation = Validation(val_ds, lambda m: predict(m, val_ds, cfg, torch.device("cpu")), lambda f: daily_rank_ic(f, ["1d", "5d", "10d", "20d"], 5))
+    validation = Validation(val_ds, lambda m: predict(m, val_ds, cfg, torch.device("cpu")), lambda f: rank_ic_by_date(f, ["1d", "5d", "10d", "20d"], 5))
     return model, _idx(prepared)[0][:30], validation
 
 
@@ -607,15 +608,13 @@ def test_the_neighbour_skip_starts_at_none_unless_it_clears_the_margin(prepared)
     """Through ``start_neighbours_at_ridge``: the candidates and their scores do not depend on the
     margin; with a margin no fit clears, every row of the map stays 0 (the previous phase's
     function), and a margin of 0 keeps what the best mean keeps."""
-    from atft_kedro.training.predict import rank_ic_by_date
-    from atft_kedro.training.starts import BY_DATE, Validation, start_neighbours_at_ridge
+    from atft_kedro.training.starts import BY_DATE, start_neighbours_at_ridge
 
     arrays, graphs = prepared["arrays"], prepared["graphs"]
     cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 5), "lead_weights": "neighbour_leads_long"})
     chosen = {}
     for margin in (0.0, 1e9):
         model, train_idx, validation = _model_and_validation(prepared, cfg, 2)
-        validation = Validation(validation.dataset, validation.forecast, validation.rank_ics, lambda f: rank_ic_by_date(f, ["1d", "5d", "10d", "20d"], 5))
         chosen[margin] = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, validation=validation, margin=margin)
         if margin:
             assert torch.equal(model.neighbour.linear.weight, torch.zeros_like(model.neighbour.linear.weight))

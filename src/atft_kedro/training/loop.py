@@ -31,7 +31,7 @@ from atft_kedro.training.config import PHASES, TrainConfig, epochs_of, patience_
 from atft_kedro.training import distributed
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, typical_returns
 from atft_kedro.training.losses import LossWeights
-from atft_kedro.training.predict import daily_rank_ic, predict, rank_ic_by_date
+from atft_kedro.training.predict import predict, rank_ic_by_date
 from atft_kedro.training.starts import Validation, choose_skip_starts, start_at_one_day, start_at_ridge, start_neighbours_at_ridge
 from atft_kedro.training.step import PARTS, DeviceStep, forward_loss, gat_grad_norm
 
@@ -225,8 +225,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
 
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
-    validation = Validation(val_ds, lambda m: predict(m, val_ds, cfg, device, resident), lambda f: daily_rank_ic(f, horizons, cfg.min_stocks),
-                            lambda f: rank_ic_by_date(f, horizons, cfg.min_stocks))  # fmt: skip
+    validation = Validation(val_ds, lambda m: predict(m, val_ds, cfg, device, resident), lambda f: rank_ic_by_date(f, horizons, cfg.min_stocks))
     rank_ics = lambda m: validation.rank_ics(validation.forecast(m))  # noqa: E731
     at = _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, ranks.main, validation)
     checkpoint_fields["starts"] = at.starts

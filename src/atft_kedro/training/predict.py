@@ -54,7 +54,12 @@ def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: t
 def daily_rank_ic(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[str, float]:
     """Mean over dates of the Spearman correlation of prediction and target, per horizon (the
     evaluation's own metric, so validation and test are measured alike)."""
-    return {h: summarise(d)["rank_ic"] for h, d in rank_ic_by_date(predictions, horizons, min_stocks).items()}
+    return mean_rank_ics(rank_ic_by_date(predictions, horizons, min_stocks))
+
+
+def mean_rank_ics(daily: dict[str, DailyScores]) -> dict[str, float]:
+    """Per horizon, the mean over its dates of ``rank_ic_by_date``'s RankIC."""
+    return {h: summarise(d)["rank_ic"] for h, d in daily.items()}
 
 
 def rank_ic_by_date(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[str, DailyScores]:

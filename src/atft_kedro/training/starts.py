@@ -17,11 +17,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from atft_kedro.evaluation.metrics import paired_difference, summarise
+from atft_kedro.evaluation.metrics import paired_difference
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN
 from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, TrainingArrays, collate_dates
+from atft_kedro.training.predict import mean_rank_ics
 
 
 log = logging.getLogger(__name__)
@@ -113,13 +114,16 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
 @dataclass(frozen=True)
 class Validation:
     """The validation split as a phase sees it: its ``dataset``, ``forecast`` (a model -> its
-    predictions there, ``predict``'s frame), ``rank_ics`` (such a frame -> RankIC per horizon) and
-    ``by_date`` (the same before the mean over dates, for paired comparisons)."""
+    predictions there, ``predict``'s frame) and ``by_date`` (such a frame -> per horizon, its
+    dates' RankIC, ``DailyScores``, for paired comparisons); ``rank_ics`` is their mean."""
 
     dataset: DateDataset
     forecast: Callable[[ATFTGATFAN], pl.DataFrame]
-    rank_ics: Callable[[pl.DataFrame], dict]
-    by_date: Callable[[pl.DataFrame], dict] | None = None  # such a frame -> per horizon, its dates' RankIC (DailyScores)
+    by_date: Callable[[pl.DataFrame], dict]
+
+    def rank_ics(self, frame: pl.DataFrame) -> dict:
+        """Such a frame -> RankIC per horizon, the mean over its dates (the evaluation's metric)."""
+        return mean_rank_ics(self.by_date(frame))
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,8 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
     """Each candidate linear map's (name -> state, one output per horizon of ``horizons``)
     validation RankIC per horizon: ``model``'s forecast there, less the term of the map ``held``
     (the state it holds now; None: a map at 0), plus the candidate's term, linear(inputs) times the
-    horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame. With
-    ``validation.by_date`` each candidate's scores also hold, under ``BY_DATE``, its RankIC date by date."""
+    horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame. Each
+    candidate's scores also hold, under ``BY_DATE``, its RankIC date by date."""
     base = validation.forecast(model)
     if len(inputs) != len(base):
         raise RuntimeError(f"the linear map's inputs have {len(inputs)} rows, the validation forecast {len(base)}")
@@ -165,11 +169,8 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
         change = term(weights) - now
         frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + change[:, i] * scale[f"{h}d"])
                                   for i, h in enumerate(horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
-        if validation.by_date is None:
-            scores[name] = validation.rank_ics(frame)
-        else:  # the means from the same per-date scores, computed once (``rank_ics`` is their mean)
-            daily = validation.by_date(frame)
-            scores[name] = {**{h: summarise(d)["rank_ic"] for h, d in daily.items()}, BY_DATE: daily}
+        daily = validation.by_date(frame)
+        scores[name] = {**mean_rank_ics(daily), BY_DATE: daily}
     return scores
 
 
@@ -263,7 +264,7 @@ def kept_starts(scores: dict, horizons: list[str], none: str, margin: float = 0.
         if margin > 0 and best != none and none in scores:
             if BY_DATE not in scores[best]:
                 raise ValueError(f"a start margin of {margin:g} standard errors needs each candidate's RankIC date by date "
-                                 "(Validation.by_date), and the scores hold only the means")  # fmt: skip
+                                 "(under BY_DATE), and the scores hold only the means")  # fmt: skip
             diff = paired_difference(scores[best][BY_DATE][key], scores[none][BY_DATE][key], int(key[:-1]) - 1)
             if not diff["mean"] > margin * diff["se"]:  # NaN (too few dates): not shown to be better
                 log.info("%s: %s beats %s by %+.4f, within %g standard errors (%.4f): kept %s",
