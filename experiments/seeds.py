@@ -145,10 +145,11 @@ def ensemble_lines(rows: list[dict], test_frames) -> list[str]:
     return lines
 
 
-def against_best(frames, h: str, neutral: bool) -> dict:
+def against_best(frames, h: str, neutral: bool, pick: str | None = None) -> dict:
     """The model (one scored frame per seed) against the baseline with the best test mean at horizon
-    ``h``: each seed's mean daily RankIC, every baseline's, the best one's name, and the paired
-    per-date difference (the seeds' mean that date minus the best's) with its Newey-West interval."""
+    ``h`` (or against ``pick``): each seed's mean daily RankIC, every baseline's, the compared one's
+    name ("best"), and the paired per-date difference (the seeds' mean that date minus the
+    baseline's) with its Newey-West interval."""
     from atft_kedro.evaluation.metrics import difference_summary
 
     target = f"target_{h}"
@@ -156,11 +157,26 @@ def against_best(frames, h: str, neutral: bool) -> dict:
     cols = {"momentum_20d": "momentum_20d", "reversal_1d": "reversal_1d", "ridge": f"ridge_{h}", "lightgbm": f"lightgbm_{h}"}
     base = {b: _daily(frames[0], c, target, neutral) for b, c in cols.items()}
     mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
-    best = max(BASELINES, key=lambda b: mean(base[b]))
+    best = pick or max(BASELINES, key=lambda b: mean(base[b]))
     dates = sorted(set.intersection(*(set(m) for m in model), set(base[best])))
     pooled = np.array([np.mean([m[d] for m in model]) - base[best][d] for d in dates])
     return {"per_seed": [mean(m) for m in model], "baselines": {b: mean(d) for b, d in base.items()}, "best": best,
             **difference_summary(pooled, int(h[:-1]) - 1)}  # fmt: skip
+
+
+def validation_pick(rows: list[dict], h: str) -> str | None:
+    """The baseline with the best validation RankIC at ``h`` in these runs' metrics (the same in
+    every run of one market: the baselines do not depend on the training seed); None for runs
+    recorded before every baseline's validation RankIC was."""
+    from atft_kedro.evaluation.evaluate import validation_rank_ic
+
+    fitted = [r["metrics"].get("baselines", {}) for r in rows]
+    if not all(set(BASELINES) <= set(f) for f in fitted):
+        return None
+    picks = {max(BASELINES, key=lambda b: validation_rank_ic(f[b][h])) for f in fitted}
+    if len(picks) > 1:
+        raise SystemExit(f"the runs' baselines pick {sorted(picks)} at {h} on validation: runs of different markets?")
+    return picks.pop()
 
 
 def markets_report(markets: list[list[dict]]) -> str:
@@ -172,18 +188,20 @@ def markets_report(markets: list[list[dict]]) -> str:
 
     frames = [[pl.read_parquet(r["frame"]) for r in rows] for rows in markets]
     lines = []
-    for neutral in (False, True):
+    picked = all(validation_pick(rows, "1d") for rows in markets)
+    for against, neutral in [(a, n) for a in ("best", "pick")[: 1 + picked] for n in (False, True)]:
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
-        lines += ["", f"### model - best baseline per market, {title}", "",
+        baseline = "best baseline on test" if against == "best" else "the baseline validation picks"
+        lines += ["", f"### model - {baseline}, per market, {title}", "",
                   "| horizon | " + " | ".join(f"market {i}" for i in range(len(markets))) + " | mean | 95% interval | lower bound above 0 |",
                   "|---|" + "---|" * (len(markets) + 3)]  # fmt: skip
         for h in HORIZONS:
             if not all(f"pred_{h}" in f[0].columns for f in frames):
                 continue
-            each = [against_best(f, h, neutral) for f in frames]
+            each = [against_best(f, h, neutral, None if against == "best" else validation_pick(rows, h)) for f, rows in zip(frames, markets)]
             mean = float(np.mean([c["mean"] for c in each]))
             se = float(np.sqrt(sum(c["se"] ** 2 for c in each))) / len(each)
-            cells = [f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" for c in each]
+            cells = [f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" + (f" {c['best']}" if against == "pick" else "") for c in each]
             lines.append(f"| {h} | {' | '.join(cells)} | {mean:+.4f} | [{mean - 1.96 * se:+.4f}, {mean + 1.96 * se:+.4f}] | "
                          f"{sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")  # fmt: skip
     return "\n".join(["markets: " + "; ".join(f"{i}: seeds {[r['seed'] for r in rows]}" for i, rows in enumerate(markets)), *lines])
@@ -277,6 +295,15 @@ def report(rows: list[dict]) -> str:
                 f"{c['baselines']['lightgbm']:.4f} | {c['best']} {c['baselines'][c['best']]:.4f} | {c['mean']:+.4f} | "
                 f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |"
             )
+    if validation_pick(rows, "1d"):
+        lines += ["", "### model - the baseline validation picks (the best validation RankIC at that horizon)", "",
+                  "| horizon | validation picks | returns | baseline on test | model - baseline, pooled | 95% interval | dates |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for h in [h for h in HORIZONS if f"pred_{h}" in frames[0].columns]:
+            for neutral in (False, True):
+                c = against_best(frames, h, neutral, validation_pick(rows, h))
+                lines.append(f"| {h} | {c['best']} | {'sector means and beta out' if neutral else 'raw'} | {c['baselines'][c['best']]:.4f} | "
+                             f"{c['mean']:+.4f} | [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |")  # fmt: skip
     if all("val_frame" in r for r in rows) and len(rows) > 1:
         lines += ["", *ensemble_lines(rows, frames)]
     ablation = [r["metrics"].get("graph_ablation", {}) for r in rows]

@@ -124,3 +124,31 @@ def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path):
     assert all(test.filter(pl.col("Date").is_in(list(b)))["pred_1d"].is_not_null().all() for b in blocks)
     assert set(val["Date"]) == set(split_dates(splits, "val", 1).to_list())
     assert set(row["metrics"]["folds"]) == {"fold0", "fold1"} and set(row["phase_val"]) == {"0", "1", "2", "3"}
+
+
+def test_the_model_is_set_against_the_baseline_validation_picks(tmp_path):
+    """``validation_pick`` reads the runs' recorded validation RankIC (walk-forward: the folds'
+    mean), ``against_best`` then pairs the model with that baseline, not with the best on test;
+    runs recorded without every baseline's validation score give None, runs that disagree stop."""
+    import seeds
+
+    rng = np.random.default_rng(1)
+    run = _run(tmp_path, "m", 0, 1.0, rng)
+    frame = pl.read_parquet(run["frame"])
+    target = frame["target_1d"].to_numpy()
+    scores = {"momentum_20d": 0.2, "reversal_1d": 0.9, "ridge": 0.1, "lightgbm": -0.5}  # reversal best on test
+    frame = frame.with_columns(pl.Series(c if c in ("momentum_20d", "reversal_1d") else f"{c}_1d", w * target + rng.normal(size=len(target)))
+                               for c, w in scores.items())  # fmt: skip
+    frame.write_parquet(run["frame"])
+    on_val = {"momentum_20d": {"1d": {"val_rank_ic": 0.05}}, "reversal_1d": {"1d": {"val_rank_ic": 0.01}},
+              "ridge": {"1d": {"fold0": {"val_rank_ic": 0.08}, "fold1": {"val_rank_ic": 0.0}}}, "lightgbm": {"1d": {"val_rank_ic": 0.03}}}  # fmt: skip
+    run["metrics"] = {"baselines": on_val}
+    assert seeds.validation_pick([run], "1d") == "momentum_20d"  # ridge's folds average 0.04
+    best, picked = seeds.against_best([frame], "1d", False), seeds.against_best([frame], "1d", False, "momentum_20d")
+    assert best["best"] == "reversal_1d" and picked["best"] == "momentum_20d"
+    assert picked["mean"] == pytest.approx(picked["per_seed"][0] - picked["baselines"]["momentum_20d"], abs=1e-9)
+    assert picked["mean"] > best["mean"]
+    assert seeds.validation_pick([{"metrics": {"baselines": {"ridge": on_val["ridge"], "lightgbm": on_val["lightgbm"]}}}], "1d") is None
+    other = {"metrics": {"baselines": {**on_val, "reversal_1d": {"1d": {"val_rank_ic": 0.09}}}}}
+    with pytest.raises(SystemExit, match="different markets"):
+        seeds.validation_pick([run, other], "1d")

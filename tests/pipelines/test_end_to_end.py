@@ -81,11 +81,15 @@ def test_kedro_run_runs_all_four_pipelines(project):
         model, best = metrics["horizons"][h]["model"]["rank_ic"], metrics["horizons"][h][paired["best_baseline"]]["rank_ic"]
         assert paired["ci95_low"] <= paired["mean"] <= paired["ci95_high"] and abs(paired["mean"] - (model - best)) < 1e-4
         assert ablation["with_graph"] == model and ablation["random_endpoints"] is not None
+        pick, on_val = metrics["validation_pick"][h], {b: metrics["baselines"][b][h]["val_rank_ic"] for b in metrics["baselines"]}
+        assert pick["baseline"] == max(on_val, key=on_val.get) and pick["val_rank_ic"] == on_val[pick["baseline"]]
+        assert abs(pick["mean"] - (model - metrics["horizons"][h][pick["baseline"]]["rank_ic"])) < 1e-4
     assert metrics["baselines"]["lightgbm"]["1d"]["trees"] >= 1 and metrics["baselines"]["ridge"]["1d"]["alpha"] > 0
     for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "rank_ic_by_horizon", "training_history"):
         assert (project / f"data/08_reporting/{name}.png").stat().st_size > 10_000
     report = (project / "data/08_reporting/evaluation_report.md").read_text()
     assert "| model |" in report and "## The model against the best baseline" in report and "## What the graph is worth" in report
+    assert "## The model against the baseline validation picks" in report
     fingerprint = json.loads((project / "data/05_model_input/data_fingerprint.json").read_text())
     assert metrics["provenance"]["data"] == fingerprint and metrics["provenance"]["model"]["phase"] == 3
     assert f"trained on synthetic data `{fingerprint['id']}`" in report

@@ -137,6 +137,20 @@ def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.n
 SIGNALS = {"momentum_20d": ("ret_20d", 1.0), "reversal_1d": ("ret_1d", -1.0)}  # name -> (feature, sign)
 
 
+def signals_on_validation(features: pl.DataFrame, model_input: pl.DataFrame, target: str, val_dates, min_stocks: int) -> dict[str, dict]:
+    """Each one-feature baseline's (``SIGNALS``) mean daily RankIC on the validation dates, as the
+    ridge's and LightGBM's tuning reports theirs -> {name: {"val_rank_ic"}}."""
+    names = sorted({feature for feature, _ in SIGNALS.values()})
+    rows = _rows(model_input.select("Date", "Code", target), ["Code"], target, val_dates)
+    rows = rows.join(features.select("Date", "Code", *names), on=["Date", "Code"], how="left")
+    out = {}
+    for name, (feature, sign) in SIGNALS.items():
+        scored = rows.filter(pl.col(feature).is_finite())  # null or NaN (a stock's first days): not scored
+        score = sign * scored[feature].to_numpy()
+        out[name] = {"val_rank_ic": mean_daily_rank_ic(scored["Date"].to_numpy(), score, scored[target].to_numpy(), min_stocks)}
+    return out
+
+
 def signal_columns() -> list[pl.Expr]:
     """The one-feature baselines (``SIGNALS``), as columns of the features frame: 20-day momentum
     (``ret_20d``) and 1-day reversal (minus ``ret_1d``)."""
@@ -156,7 +170,9 @@ def baseline_frame(
     """predictions (Date, Code, pred_{h}, target_{h}) joined with every baseline's score columns:
     momentum_20d, reversal_1d, ridge_{h}, lightgbm_{h}, oracle_{h} (oracle only when ``oracle`` has
     rows), and each stock's beta_60d and Sector33Code (to score without the market and sectors)
-    -> (frame, {"ridge": {h: {"alpha", "val_rank_ic"}}, "lightgbm": {h: {"trees", "val_rank_ic"}}})."""
+    -> (frame, {"momentum_20d" and "reversal_1d": {h: {"val_rank_ic"}}, "ridge": {h: {"alpha",
+    "val_rank_ic"}}, "lightgbm": {h: {"trees", "val_rank_ic"}}}: each baseline's validation RankIC,
+    and what tuning chose; walk-forward: per fold)."""
     keys = predictions.select("Date", "Code")
     # every join keeps the predictions' row order: the ridge scores below are placed by position
     signal_features = sorted({feature for feature, _ in SIGNALS.values()})
@@ -172,7 +188,7 @@ def baseline_frame(
     # that fold's training and validation dates, as the model was
     folds = sorted(predictions["fold"].unique()) if "fold" in predictions.columns else [0]
     of_fold = predictions["fold"].to_numpy() if "fold" in predictions.columns else np.zeros(predictions.height, dtype=int)
-    info = {"ridge": {}, "lightgbm": {}}
+    info = {name: {} for name in (*SIGNALS, "ridge", "lightgbm")}
     for h in horizons:
         ridge, boosted = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
         for fold in folds:
@@ -182,9 +198,9 @@ def baseline_frame(
             mine = of_fold == fold
             ridge[mine] = ridge_scores(rows, feature_names, coef)[mine]
             boosted[mine] = booster.predict(x[mine], num_iteration=booster.best_iteration)
-            one = len(folds) == 1
-            info["ridge"][h] = ridge_info if one else {**info["ridge"].get(h, {}), f"fold{fold}": ridge_info}
-            info["lightgbm"][h] = lgbm_info if one else {**info["lightgbm"].get(h, {}), f"fold{fold}": lgbm_info}
+            tuned = {**signals_on_validation(features, model_input, f"target_{h}", val_dates, cfg.min_stocks), "ridge": ridge_info, "lightgbm": lgbm_info}
+            for name, fitted in tuned.items():
+                info[name][h] = fitted if len(folds) == 1 else {**info[name].get(h, {}), f"fold{fold}": fitted}
         out = out.with_columns(pl.Series(f"ridge_{h}", ridge), pl.Series(f"lightgbm_{h}", boosted))
     if oracle.height:
         cols = [pl.col(f"expected_return_{h}").alias(f"oracle_{h}") for h in horizons]

@@ -114,6 +114,8 @@ def evaluate(
             log.info("%s %-13s RankIC %s  LS Sharpe %s  (%d dates, %d skipped)", h, name, m["rank_ic"], m["ls_sharpe"], used, skipped)
         p = result.document["paired"][h]
         log.info("%s model - %s: %s [%s, %s]", h, p["best_baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
+        p = result.document["validation_pick"][h]
+        log.info("%s model - %s (validation's pick): %s [%s, %s]", h, p["baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
     if model is not None:
         result.document["provenance"] = provenance(model, data_fingerprint)
     dates = predictions["Date"]
