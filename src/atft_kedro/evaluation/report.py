@@ -60,6 +60,14 @@ def _interval(d: dict) -> str:
     return f"[{_num(d['ci95_low'], '+.4f')}, {_num(d['ci95_high'], '+.4f')}]"
 
 
+def _against(document: dict, h: str, baseline: str, difference: dict) -> str:
+    """The cells of a paired comparison's row after its name: the model's and the baseline's test
+    RankIC, the difference, its interval and the dates paired."""
+    scores = document["horizons"][h]
+    return (f"{_num(scores['model']['rank_ic'])} | {_num(scores[baseline]['rank_ic'])} | {_num(difference['mean'], '+.4f')} | "
+            f"{_interval(difference)} | {difference['dates']} |")  # fmt: skip
+
+
 def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]], context: dict) -> str:
     lines = [
         "# Evaluation on the test split",
@@ -99,11 +107,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "|---|---|---|---|---|---|---|",
         ]
         for h, p in document["paired"].items():
-            best = p["best_baseline"]
-            lines.append(
-                f"| {h} | {best} | {_num(document['horizons'][h]['model']['rank_ic'])} | "
-                f"{_num(document['horizons'][h][best]['rank_ic'])} | {_num(p['mean'], '+.4f')} | {_interval(p)} | {p['dates']} |"
-            )
+            lines.append(f"| {h} | {p['best_baseline']} | " + _against(document, h, p["best_baseline"], p))
         lines.append("")
     if "validation_pick" in document:
         lines += [
@@ -118,11 +122,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "|---|---|---|---|---|---|---|---|",
         ]
         for h, p in document["validation_pick"].items():
-            pick = p["baseline"]
-            lines.append(
-                f"| {h} | {pick} | {_num(p['val_rank_ic'])} | {_num(document['horizons'][h]['model']['rank_ic'])} | "
-                f"{_num(document['horizons'][h][pick]['rank_ic'])} | {_num(p['mean'], '+.4f')} | {_interval(p)} | {p['dates']} |"
-            )
+            lines.append(f"| {h} | {p['baseline']} | {_num(p['val_rank_ic'])} | " + _against(document, h, p["baseline"], p))
         lines.append("")
     if "graph_ablation" in document:
         lines += [
