@@ -10,6 +10,11 @@ run's frames (copies written under ``--out``; the runs' own files are only read)
 with the runs as they are, paired per date (``seeds.py``'s settings report: validation, then
 test). Nothing is retrained: the rule is a choice after training, so the frames are what a model
 with it would forecast.
+
+``--margin K``: the 1-day forecast replaces a head only where it beats it on validation by more
+than K standard errors of their paired per-date difference (Newey-West at lag h - 1; the
+one-standard-error rule at K = 1): with 81 validation dates a 20-day choice rests on four
+independent periods, and the better of two on them is partly luck.
 """
 
 from __future__ import annotations
@@ -25,26 +30,30 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", nargs="+", required=True, help="seeds.py --out JSON files (the runs of one market)")
     parser.add_argument("--out", required=True, help="folder for the switched runs' frames and JSON")
+    parser.add_argument("--margin", type=float, default=0.0, help="standard errors the 1-day forecast must win by on validation")
     args = parser.parse_args()
 
     import numpy as np
     import polars as pl
 
-    from atft_kedro.evaluation.metrics import daily_scores
+    from atft_kedro.evaluation.metrics import daily_scores, paired_difference
     from seeds import settings_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [r for f in args.runs for r in json.loads(Path(f).read_text())]
     switched = []
-    print("| run | horizon | own head, validation | 1-day forecast, validation | kept |\n|---|---|---|---|---|")
+    print("| run | horizon | own head, validation | 1-day forecast, validation | difference / its standard error | kept |\n|---|---|---|---|---|---|")
     for n, r in enumerate(rows):
         val, test = pl.read_parquet(r["val_frame"]), pl.read_parquet(r["frame"])
         use = []
         for h in LONG:
-            own, one = (float(np.mean(daily_scores(val, p, f"target_{h}", 20).rank_ic)) for p in (f"pred_{h}", "pred_1d"))
-            use += [h] if one > own else []
-            print(f"| {n} (seed {r['seed']}) | {h} | {own:+.4f} | {one:+.4f} | {'1-day forecast' if one > own else 'own head'} |")
+            own, one = (daily_scores(val, p, f"target_{h}", 20) for p in (f"pred_{h}", "pred_1d"))
+            diff = paired_difference(one, own, int(h[:-1]) - 1)
+            switch = diff["mean"] > args.margin * diff["se"] if args.margin > 0 else float(np.mean(one.rank_ic)) > float(np.mean(own.rank_ic))
+            use += [h] if switch else []
+            print(f"| {n} (seed {r['seed']}) | {h} | {np.mean(own.rank_ic):+.4f} | {np.mean(one.rank_ic):+.4f} | "
+                  f"{diff['mean'] / diff['se']:+.2f} | {'1-day forecast' if switch else 'own head'} |")  # fmt: skip
         swap = [pl.col("pred_1d").alias(f"pred_{h}") for h in use]
         frames = {key: out / f"run{n}{suffix}.parquet" for key, suffix in (("frame", ""), ("val_frame", "_val"))}
         val.with_columns(swap).write_parquet(frames["val_frame"])

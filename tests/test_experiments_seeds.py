@@ -101,6 +101,13 @@ def test_long_horizons_switch_to_the_1d_forecast_only_where_validation_prefers_i
     assert out.count("| 5d | ") >= 2 and "1-day forecast |" in out and "own head |" in out
     five = [line.split(" | ") for line in out.splitlines() if line.startswith("| 5d |")][-1]  # the test split's paired row
     assert float(five[3]) > 0.5  # the switch lifts 5 days from about 0 to about 0.9
+    # with a margin: the 5-day switch (a lead of many standard errors) clears one, and nothing clears a huge one
+    for margin, switches in (("1", True), ("1e6", False)):
+        monkeypatch.setattr(sys, "argv", ["long_from_1d.py", "--runs", str(tmp_path / "runs.json"), "--out", str(tmp_path / margin), "--margin", margin])
+        long_from_1d.main()
+        for run, mine in zip(runs, json.loads((tmp_path / margin / "runs.json").read_text())):
+            new, old = pl.read_parquet(mine["frame"]), pl.read_parquet(run["frame"])
+            assert new["pred_5d"].equals(old["pred_1d" if switches else "pred_5d"]) and new["pred_10d"].equals(old["pred_10d"])
 
 
 def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path):
