@@ -303,6 +303,12 @@ def test_rank_ic_by_horizon_plot_shows_each_scorers_mean_and_the_paired_differen
     green, red = right.patches[0].get_facecolor(), right.patches[1].get_facecolor()
     assert green[1] > green[0] and red[0] > red[1]  # green where the interval is above 0, red where below
     assert right.get_xticklabels()[0].get_text().endswith("ridge")
+    # with the validation pick beside it: two bars a horizon, the best on test first, the pick hatched
+    picked = {h: {"baseline": "momentum_20d", **difference_summary(d["model"].rank_ic - d["ridge"].rank_ic - 0.01, 0)} for h, d in daily_by_h.items()}
+    right = plot_rank_ic_by_horizon(daily_by_h, paired, ("model", "ridge"), picked).axes[1]
+    np.testing.assert_allclose([b.get_height() for b in right.patches], [paired[h]["mean"] for h in daily_by_h] + [picked[h]["mean"] for h in daily_by_h])
+    assert [bool(b.get_hatch()) for b in right.patches] == [False, False, True, True]
+    assert right.get_xticklabels()[0].get_text().endswith("ridge\nmomentum_20d")
 
 
 def test_the_model_is_also_paired_with_the_baseline_validation_picks():

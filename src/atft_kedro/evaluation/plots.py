@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from atft_kedro.evaluation.backtest import BacktestResult
 from atft_kedro.evaluation.metrics import DailyScores, difference_summary
@@ -55,10 +56,12 @@ def plot_quantile_returns(frame: pl.DataFrame, scores: list[str], target: str, n
     return fig
 
 
-def plot_rank_ic_by_horizon(daily: dict[str, dict[str, DailyScores]], paired: dict[str, dict], scorers: tuple[str, ...]):
+def plot_rank_ic_by_horizon(daily: dict[str, dict[str, DailyScores]], paired: dict[str, dict], scorers: tuple[str, ...],
+                            picked: dict[str, dict] | None = None):  # fmt: skip
     """Left: each scorer's mean daily RankIC per horizon (test split) with its 95% interval
     (Newey-West at lag h - 1); right: the model minus the best baseline per date (``paired``, the
-    metrics' section), mean and 95% interval, the baseline named under each horizon."""
+    metrics' section), mean and 95% interval, the baseline named under each horizon; with
+    ``picked`` (``validation_pick``) beside it, hatched, the model minus the baseline validation picks."""
     fig = Figure(figsize=(12, 4.8), constrained_layout=True)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
     horizons = list(daily)
@@ -75,12 +78,22 @@ def plot_rank_ic_by_horizon(daily: dict[str, dict[str, DailyScores]], paired: di
     left.set_ylabel("mean daily RankIC")
     left.set_title("RankIC by horizon (test split, 95% intervals)")
     left.legend(fontsize=8)
-    mean = np.array([paired[h]["mean"] for h in horizons])
-    low, high = np.array([paired[h]["ci95_low"] for h in horizons]), np.array([paired[h]["ci95_high"] for h in horizons])
-    colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey" for lo, hi in zip(low, high)]
-    right.bar(np.arange(len(horizons)), mean, 0.6, yerr=[mean - low, high - mean], capsize=3, color=colours,
-              error_kw={"ecolor": "dimgrey", "elinewidth": 0.8})  # fmt: skip
+    comparisons = [(paired, "best_baseline", "against the best on test", None)]
+    if picked is not None:
+        comparisons.append((picked, "baseline", "against validation's pick", "//"))
+    bar = 0.6 / len(comparisons)
+    for k, (section, key, label, hatch) in enumerate(comparisons):
+        mean = np.array([section[h]["mean"] for h in horizons])
+        low, high = np.array([section[h]["ci95_low"] for h in horizons]), np.array([section[h]["ci95_high"] for h in horizons])
+        colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey" for lo, hi in zip(low, high)]
+        right.bar(np.arange(len(horizons)) + (k - (len(comparisons) - 1) / 2) * bar, mean, bar, yerr=[mean - low, high - mean], capsize=3,
+                  color=colours, hatch=hatch, edgecolor="white" if hatch else None, label=label,
+                  error_kw={"ecolor": "dimgrey", "elinewidth": 0.8})  # fmt: skip
     right.axhline(0, color="grey", lw=0.6)
-    right.set_xticks(np.arange(len(horizons)), [f"{h}\nvs\n{paired[h]['best_baseline']}" for h in horizons], fontsize=8)
-    right.set_title("Model minus the best baseline, per date")
+    names = ["\n".join(section[h][key] for section, key, _, _ in comparisons) for h in horizons]
+    right.set_xticks(np.arange(len(horizons)), [f"{h}\nvs\n{n}" for h, n in zip(horizons, names)], fontsize=8 if picked is None else 7)
+    right.set_title("Model minus the best baseline, per date" if picked is None else "Model minus a baseline, per date")
+    if picked is not None:  # the colours say the interval's side, the hatch which baseline
+        handles = [Patch(facecolor="tab:grey", hatch=hatch, edgecolor="white", label=label) for _, _, label, hatch in comparisons]
+        right.legend(handles=handles, fontsize=7)
     return fig

@@ -131,7 +131,7 @@ def evaluate(
         plots.plot_cumulative(result.curves[first], first),
         plots.plot_rolling_ic(daily, first),
         plots.plot_quantile_returns(result.frame, quantile_scores, f"target_{first}"),
-        plots.plot_rank_ic_by_horizon(result.daily, result.document["paired"], ("model", *BASELINES)),
+        plots.plot_rank_ic_by_horizon(result.daily, result.document["paired"], ("model", *BASELINES), result.document["validation_pick"]),
     )
 
 
