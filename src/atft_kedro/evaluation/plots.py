@@ -82,12 +82,12 @@ def plot_rank_ic_by_horizon(daily: dict[str, dict[str, DailyScores]], paired: di
     if picked is not None:
         comparisons.append((picked, "baseline", "against validation's pick", "//"))
     bar = 0.6 / len(comparisons)
-    for k, (section, key, label, hatch) in enumerate(comparisons):
+    for k, (section, key, _, hatch) in enumerate(comparisons):
         mean = np.array([section[h]["mean"] for h in horizons])
         low, high = np.array([section[h]["ci95_low"] for h in horizons]), np.array([section[h]["ci95_high"] for h in horizons])
         colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey" for lo, hi in zip(low, high)]
         right.bar(np.arange(len(horizons)) + (k - (len(comparisons) - 1) / 2) * bar, mean, bar, yerr=[mean - low, high - mean], capsize=3,
-                  color=colours, hatch=hatch, edgecolor="white" if hatch else None, label=label,
+                  color=colours, hatch=hatch, edgecolor="white" if hatch else None,
                   error_kw={"ecolor": "dimgrey", "elinewidth": 0.8})  # fmt: skip
     right.axhline(0, color="grey", lw=0.6)
     names = ["\n".join(section[h][key] for section, key, _, _ in comparisons) for h in horizons]
