@@ -92,6 +92,7 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
         stock_feature_names(out["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]),
     )  # fmt: skip
     keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "target_", "ridge_", "lightgbm_", "oracle_"))]
+    keep += ["fold"] if "fold" in result.frame.columns else []  # walk-forward: which fold scored each row
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
     # the same model's validation forecasts, for choices on validation (the seed ensemble's)
     arrays = fold_arrays(out["training_arrays"], out["splits"], last, out["market_features"], params["normalisation"])
@@ -145,11 +146,14 @@ def ensemble_lines(rows: list[dict], test_frames) -> list[str]:
     return lines
 
 
-def against_best(frames, h: str, neutral: bool, pick: str | None = None) -> dict:
+def against_best(frames, h: str, neutral: bool, pick: dict | None = None) -> dict:
     """The model (one scored frame per seed) against the baseline with the best test mean at horizon
-    ``h`` (or against ``pick``): each seed's mean daily RankIC, every baseline's, the compared one's
-    name ("best"), and the paired per-date difference (the seeds' mean that date minus the
-    baseline's) with its Newey-West interval."""
+    ``h`` (or against ``pick``, ``validation_pick``'s: walk-forward, each fold's rows against its
+    fold's pick): each seed's mean daily RankIC, every baseline's, the compared one's name ("best")
+    and mean, and the paired per-date difference (the seeds' mean that date minus the baseline's)
+    with its Newey-West interval."""
+    import polars as pl
+
     from atft_kedro.evaluation.metrics import difference_summary
 
     target = f"target_{h}"
@@ -157,26 +161,40 @@ def against_best(frames, h: str, neutral: bool, pick: str | None = None) -> dict
     cols = {"momentum_20d": "momentum_20d", "reversal_1d": "reversal_1d", "ridge": f"ridge_{h}", "lightgbm": f"lightgbm_{h}"}
     base = {b: _daily(frames[0], c, target, neutral) for b, c in cols.items()}
     mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
-    best = pick or max(BASELINES, key=lambda b: mean(base[b]))
-    dates = sorted(set.intersection(*(set(m) for m in model), set(base[best])))
-    pooled = np.array([np.mean([m[d] for m in model]) - base[best][d] for d in dates])
+    if pick is None:
+        best = max(BASELINES, key=lambda b: mean(base[b]))
+        against = base[best]
+    else:
+        best, against = pick_name(pick), {}
+        for fold, name in pick.items():
+            rows = frames[0] if fold is None else frames[0].filter(pl.col("fold") == fold)
+            against.update(_daily(rows, cols[name], target, neutral))
+    dates = sorted(set.intersection(*(set(m) for m in model), set(against)))
+    pooled = np.array([np.mean([m[d] for m in model]) - against[d] for d in dates])
     return {"per_seed": [mean(m) for m in model], "baselines": {b: mean(d) for b, d in base.items()}, "best": best,
-            **difference_summary(pooled, int(h[:-1]) - 1)}  # fmt: skip
+            "baseline": mean(against), **difference_summary(pooled, int(h[:-1]) - 1)}  # fmt: skip
 
 
-def validation_pick(rows: list[dict], h: str) -> str | None:
-    """The baseline with the best validation RankIC at ``h`` in these runs' metrics (the same in
-    every run of one market: the baselines do not depend on the training seed); None for runs
-    recorded before every baseline's validation RankIC was."""
-    from atft_kedro.evaluation.evaluate import validation_rank_ic
+def validation_pick(rows: list[dict], h: str) -> dict | None:
+    """The baseline with the best validation RankIC at ``h`` in these runs' metrics, {None: name}, or
+    walk-forward {fold: name}, each fold's own (``evaluate.validation_picks``; the same in every run of
+    one market: the baselines do not depend on the training seed); None for runs recorded before
+    every baseline's validation RankIC was."""
+    from atft_kedro.evaluation.evaluate import validation_picks
 
     fitted = [r["metrics"].get("baselines", {}) for r in rows]
     if not all(set(BASELINES) <= set(f) for f in fitted):
         return None
-    picks = {max(BASELINES, key=lambda b: validation_rank_ic(f[b][h])) for f in fitted}
-    if len(picks) > 1:
-        raise SystemExit(f"the runs' baselines pick {sorted(picks)} at {h} on validation: runs of different markets?")
-    return picks.pop()
+    picks = [{fold: name for fold, (name, _) in validation_picks(f, h).items()} for f in fitted]
+    if any(p != picks[0] for p in picks):
+        raise SystemExit(f"the runs' baselines pick differently at {h} on validation ({picks}): runs of different markets?")
+    return picks[0]
+
+
+def pick_name(pick: dict) -> str:
+    """A validation pick as the tables write it: the baseline, or each fold's."""
+    names = set(pick.values())
+    return names.pop() if len(names) == 1 else ", ".join(f"fold{fold} {name}" for fold, name in pick.items())
 
 
 def markets_report(markets: list[list[dict]]) -> str:
@@ -302,7 +320,7 @@ def report(rows: list[dict]) -> str:
         for h in [h for h in HORIZONS if f"pred_{h}" in frames[0].columns]:
             for neutral in (False, True):
                 c = against_best(frames, h, neutral, validation_pick(rows, h))
-                lines.append(f"| {h} | {c['best']} | {'sector means and beta out' if neutral else 'raw'} | {c['baselines'][c['best']]:.4f} | "
+                lines.append(f"| {h} | {c['best']} | {'sector means and beta out' if neutral else 'raw'} | {c['baseline']:.4f} | "
                              f"{c['mean']:+.4f} | [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |")  # fmt: skip
     if all("val_frame" in r for r in rows) and len(rows) > 1:
         lines += ["", *ensemble_lines(rows, frames)]

@@ -134,9 +134,10 @@ def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path):
 
 
 def test_the_model_is_set_against_the_baseline_validation_picks(tmp_path):
-    """``validation_pick`` reads the runs' recorded validation RankIC (walk-forward: the folds'
-    mean), ``against_best`` then pairs the model with that baseline, not with the best on test;
-    runs recorded without every baseline's validation score give None, runs that disagree stop."""
+    """``validation_pick`` reads the runs' recorded validation RankIC, walk-forward fold by fold;
+    ``against_best`` then pairs the model with that baseline (each fold's rows with its fold's), not
+    with the best on test; runs recorded without every baseline's validation score give None, runs
+    that disagree stop."""
     import seeds
 
     rng = np.random.default_rng(1)
@@ -146,16 +147,25 @@ def test_the_model_is_set_against_the_baseline_validation_picks(tmp_path):
     scores = {"momentum_20d": 0.2, "reversal_1d": 0.9, "ridge": 0.1, "lightgbm": -0.5}  # reversal best on test
     frame = frame.with_columns(pl.Series(c if c in ("momentum_20d", "reversal_1d") else f"{c}_1d", w * target + rng.normal(size=len(target)))
                                for c, w in scores.items())  # fmt: skip
-    frame.write_parquet(run["frame"])
-    on_val = {"momentum_20d": {"1d": {"val_rank_ic": 0.05}}, "reversal_1d": {"1d": {"val_rank_ic": 0.01}},
-              "ridge": {"1d": {"fold0": {"val_rank_ic": 0.08}, "fold1": {"val_rank_ic": 0.0}}}, "lightgbm": {"1d": {"val_rank_ic": 0.03}}}  # fmt: skip
-    run["metrics"] = {"baselines": on_val}
-    assert seeds.validation_pick([run], "1d") == "momentum_20d"  # ridge's folds average 0.04
-    best, picked = seeds.against_best([frame], "1d", False), seeds.against_best([frame], "1d", False, "momentum_20d")
+    on_val = {"momentum_20d": 0.05, "reversal_1d": 0.01, "ridge": 0.04, "lightgbm": 0.03}
+    run["metrics"] = {"baselines": {b: {"1d": {"val_rank_ic": v}} for b, v in on_val.items()}}
+    assert seeds.validation_pick([run], "1d") == {None: "momentum_20d"}
+    best, picked = seeds.against_best([frame], "1d", False), seeds.against_best([frame], "1d", False, {None: "momentum_20d"})
     assert best["best"] == "reversal_1d" and picked["best"] == "momentum_20d"
+    assert picked["baseline"] == pytest.approx(picked["baselines"]["momentum_20d"])
     assert picked["mean"] == pytest.approx(picked["per_seed"][0] - picked["baselines"]["momentum_20d"], abs=1e-9)
     assert picked["mean"] > best["mean"]
-    assert seeds.validation_pick([{"metrics": {"baselines": {"ridge": on_val["ridge"], "lightgbm": on_val["lightgbm"]}}}], "1d") is None
-    other = {"metrics": {"baselines": {**on_val, "reversal_1d": {"1d": {"val_rank_ic": 0.09}}}}}
+    # walk-forward: the first 15 dates are fold 0's block (ridge picked there), the rest fold 1's (momentum)
+    folds = {"fold0": {**on_val, "ridge": 0.09}, "fold1": on_val}
+    walk = {"metrics": {"baselines": {b: {"1d": {f: {"val_rank_ic": v[b]} for f, v in folds.items()}} for b in on_val}}}
+    pick = seeds.validation_pick([walk], "1d")
+    assert pick == {0: "ridge", 1: "momentum_20d"} and seeds.pick_name(pick) == "fold0 ridge, fold1 momentum_20d"
+    days = frame["Date"].unique().sort()
+    split = frame.with_columns(pl.when(pl.col("Date").is_in(days[:15].implode())).then(0).otherwise(1).alias("fold"))
+    mixed = seeds.against_best([split], "1d", False, pick)
+    by_hand = [seeds._daily(split.filter(pl.col("fold") == f), c, "target_1d", False) for f, c in ((0, "ridge_1d"), (1, "momentum_20d"))]
+    assert mixed["baseline"] == pytest.approx(np.mean([*by_hand[0].values(), *by_hand[1].values()]))
+    assert seeds.validation_pick([{"metrics": {"baselines": {"ridge": {}, "lightgbm": {}}}}], "1d") is None
+    other = {"metrics": {"baselines": {**run["metrics"]["baselines"], "reversal_1d": {"1d": {"val_rank_ic": 0.09}}}}}
     with pytest.raises(SystemExit, match="different markets"):
         seeds.validation_pick([run, other], "1d")

@@ -40,6 +40,22 @@ def test_three_folds_are_trained_and_scored_in_turn(tmp_path):
     assert set(metrics["baselines"]["ridge"]["1d"]) == {"fold0", "fold1", "fold2"}  # refitted on each fold's window
     per_fold = [metrics["folds"][f]["1d"]["model"] for f in ("fold0", "fold1", "fold2")]
     assert all(v is not None for v in per_fold) and metrics["horizons"]["1d"]["model"]["rank_ic"] is not None
+    # each block set against the baseline its own fold's validation picks, never a later fold's
+    for h in ("1d", "20d"):
+        pick = metrics["validation_pick"][h]
+        for f in ("fold0", "fold1", "fold2"):
+            on_val = {b: metrics["baselines"][b][h][f]["val_rank_ic"] for b in ("momentum_20d", "reversal_1d", "ridge", "lightgbm")}
+            on_val = {b: -1.0 if v is None else v for b, v in on_val.items()}
+            assert pick["folds"][f]["baseline"] == max(on_val, key=on_val.get)
+        names = {q["baseline"] for q in pick["folds"].values()}
+        assert pick["baseline"] == (names.pop() if len(names) == 1 else "per fold") and pick["dates"] > 0
+    # the picks' pooled test RankIC is the blocks' RankIC of each block's own pick, weighed by its dates
+    pick = metrics["validation_pick"]["1d"]
+    dated = predictions.filter(pl.col("target_1d").is_not_null()).group_by("fold").agg(pl.col("Date").n_unique().alias("n"))
+    n = dict(zip(dated["fold"].to_list(), dated["n"].to_list()))
+    blocks = [(n[f], metrics["folds"][f"fold{f}"]["1d"][pick["folds"][f"fold{f}"]["baseline"]]) for f in (0, 1, 2)]
+    assert pick["dates"] == sum(k for k, _ in blocks)
+    assert abs(pick["rank_ic"] - sum(k * v for k, v in blocks) / pick["dates"]) < 1e-5
     # the report has each block's row beside the pooled tables
     report = out["evaluation_report"]
     assert "## Each walk-forward test block" in report and "| horizon | scorer | fold0 | fold1 | fold2 |" in report

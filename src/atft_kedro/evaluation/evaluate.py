@@ -91,9 +91,7 @@ def evaluate_predictions(
         lag = int(h[:-1]) - 1
         best = max(BASELINES, key=lambda b: _or_low(table[h][b]["rank_ic"]))
         paired[h] = {"best_baseline": best, "lag": lag, **paired_difference(daily[h]["model"], daily[h][best], lag)}
-        on_val = {b: validation_rank_ic(fitted[b][h]) for b in BASELINES}
-        pick = max(BASELINES, key=lambda b: _or_low(on_val[b]))
-        picked[h] = {"baseline": pick, "val_rank_ic": on_val[pick], "lag": lag, **paired_difference(daily[h]["model"], daily[h][pick], lag)}
+        picked[h] = _against_validation_picks(frame, fitted, h, daily[h]["model"], cfg.min_stocks)
         shuffled = daily_scores(random_graph_predictions, f"pred_{h}", f"target_{h}", cfg.min_stocks)
         ablation[h] = {"with_graph": table[h]["model"]["rank_ic"], "random_endpoints": summarise(shuffled)["rank_ic"],
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
@@ -108,12 +106,39 @@ def evaluate_predictions(
     return Evaluation(document, counts, curves, daily, frame)
 
 
-def validation_rank_ic(fitted: dict) -> float:
-    """A baseline's validation RankIC at one horizon, from what ``baseline_frame`` reports of it
-    (walk-forward, per fold: the mean over the folds, each fold's validation block weighing alike)."""
-    if "val_rank_ic" in fitted:
-        return fitted["val_rank_ic"]
-    return float(np.mean([fold["val_rank_ic"] for fold in fitted.values()]))
+def validation_picks(fitted: dict, h: str) -> dict:
+    """The baseline with the best validation RankIC at ``h`` and that RankIC, from what
+    ``baseline_frame`` reports (``fitted``): {None: (name, RankIC)}, or walk-forward {fold: ...},
+    each fold's from its own validation block, so that no test block's pick reads a later date."""
+    by_fold = fitted[BASELINES[0]][h]
+    folds = [None] if "val_rank_ic" in by_fold else [int(f.removeprefix("fold")) for f in by_fold]
+    picks = {}
+    for fold in folds:
+        on_val = {b: (fitted[b][h] if fold is None else fitted[b][h][f"fold{fold}"])["val_rank_ic"] for b in BASELINES}
+        best = max(BASELINES, key=lambda b: _or_low(on_val[b]))
+        picks[fold] = (best, on_val[best])
+    return picks
+
+
+def _against_validation_picks(frame: pl.DataFrame, fitted: dict, h: str, model: DailyScores, min_stocks: int) -> dict:
+    """The model's daily RankIC minus the validation pick's (``validation_picks``; walk-forward, each
+    test block's own fold's) -> the pick ("per fold" where the folds differ, each under "folds"),
+    its validation RankIC (the folds' mean), its test RankIC and the paired difference."""
+    picks, columns, lag = validation_picks(fitted, h), _scorer_columns(h, frame), int(h[:-1]) - 1
+    if None in picks:
+        scores = frame.select("Date", pl.col(columns[picks[None][0]]).alias("picked"), f"target_{h}")
+    else:  # each test block's rows scored by its own fold's pick
+        expr = pl.lit(None, dtype=pl.Float64)
+        for fold, (name, _) in picks.items():
+            expr = pl.when(pl.col("fold") == fold).then(pl.col(columns[name])).otherwise(expr)
+        scores = frame.select("Date", expr.alias("picked"), f"target_{h}")
+    daily = daily_scores(scores, "picked", f"target_{h}", min_stocks)
+    names = {name for name, _ in picks.values()}
+    out = {"baseline": names.pop() if len(names) == 1 else "per fold", "val_rank_ic": float(np.mean([v for _, v in picks.values()])),
+           "rank_ic": summarise(daily)["rank_ic"], "lag": lag, **paired_difference(model, daily, lag)}  # fmt: skip
+    if None not in picks:
+        out["folds"] = {f"fold{fold}": {"baseline": name, "val_rank_ic": v} for fold, (name, v) in picks.items()}
+    return out
 
 
 def _or_low(x: float) -> float:

@@ -60,11 +60,10 @@ def _interval(d: dict) -> str:
     return f"[{_num(d['ci95_low'], '+.4f')}, {_num(d['ci95_high'], '+.4f')}]"
 
 
-def _against(document: dict, h: str, baseline: str, difference: dict) -> str:
+def _against(document: dict, h: str, baseline_rank_ic: float | None, difference: dict) -> str:
     """The cells of a paired comparison's row after its name: the model's and the baseline's test
     RankIC, the difference, its interval and the dates paired."""
-    scores = document["horizons"][h]
-    return (f"{_num(scores['model']['rank_ic'])} | {_num(scores[baseline]['rank_ic'])} | {_num(difference['mean'], '+.4f')} | "
+    return (f"{_num(document['horizons'][h]['model']['rank_ic'])} | {_num(baseline_rank_ic)} | {_num(difference['mean'], '+.4f')} | "
             f"{_interval(difference)} | {difference['dates']} |")  # fmt: skip
 
 
@@ -107,7 +106,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "|---|---|---|---|---|---|---|",
         ]
         for h, p in document["paired"].items():
-            lines.append(f"| {h} | {p['best_baseline']} | " + _against(document, h, p["best_baseline"], p))
+            lines.append(f"| {h} | {p['best_baseline']} | " + _against(document, h, document["horizons"][h][p["best_baseline"]]["rank_ic"], p))
         lines.append("")
     if "validation_pick" in document:
         lines += [
@@ -122,8 +121,13 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "|---|---|---|---|---|---|---|---|",
         ]
         for h, p in document["validation_pick"].items():
-            lines.append(f"| {h} | {p['baseline']} | {_num(p['val_rank_ic'])} | " + _against(document, h, p["baseline"], p))
+            lines.append(f"| {h} | {p['baseline']} | {_num(p['val_rank_ic'])} | " + _against(document, h, p["rank_ic"], p))
         lines.append("")
+        per_fold = {h: p["folds"] for h, p in document["validation_pick"].items() if "folds" in p}
+        if per_fold:  # walk-forward: each test block against the pick of its own fold's validation
+            lines += ["Walk-forward: each test block is set against the baseline its own fold's validation picks (never a",
+                      "later block's): " + "; ".join(f"{h} " + ", ".join(f"{f} {q['baseline']}" for f, q in folds.items())
+                                                 for h, folds in per_fold.items()) + ".", ""]  # fmt: skip
     if "graph_ablation" in document:
         lines += [
             "## What the graph is worth",
