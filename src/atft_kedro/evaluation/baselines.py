@@ -88,6 +88,16 @@ def tuned_ridge(model_input, feature_names, target, train_dates, val_dates, cfg:
     return best
 
 
+def lightgbm_params(g: LightGBMConfig) -> dict:
+    """``lightgbm.train``'s parameters for ``g``: CPU, fixed seed, deterministic."""
+    return {
+        "objective": "regression", "learning_rate": g.learning_rate, "num_leaves": g.num_leaves,
+        "min_data_in_leaf": g.min_data_in_leaf, "feature_fraction": g.feature_fraction,
+        "bagging_fraction": g.bagging_fraction, "bagging_freq": 1, "lambda_l2": g.lambda_l2,
+        "seed": g.seed, "deterministic": True, "force_row_wise": True, "verbosity": -1,
+    }  # fmt: skip
+
+
 def tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, cfg: BaselineConfig):
     """LightGBM on the training rows, trees early-stopped on the validation RankIC -> (booster,
     {"trees", "val_rank_ic"})."""
@@ -95,12 +105,7 @@ def tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, c
 
     train, val = (_rows(model_input, feature_names, target, d) for d in (train_dates, val_dates))
     g = cfg.lightgbm
-    params = {
-        "objective": "regression", "learning_rate": g.learning_rate, "num_leaves": g.num_leaves,
-        "min_data_in_leaf": g.min_data_in_leaf, "feature_fraction": g.feature_fraction,
-        "bagging_fraction": g.bagging_fraction, "bagging_freq": 1, "lambda_l2": g.lambda_l2,
-        "seed": g.seed, "deterministic": True, "force_row_wise": True, "verbosity": -1,
-    }  # fmt: skip
+    params = lightgbm_params(g)
     val_dates_rows, val_y = val["Date"].to_numpy(), val[target].to_numpy()
 
     def rank_ic(preds, _data):
