@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats
 from atft_kedro.features.splits import split_dates
@@ -117,7 +118,7 @@ def ranking_summary(ranking: pl.DataFrame, model: dict, top: int = 10) -> str:
         f"# Ranking for the trading day after {as_of}",
         "",
         f"{ranking.height} stocks ({int(ranking['traded'].sum())} traded on {as_of}). Model: phase "
-        f"{model['config']['phase']}, best epoch {model['epoch']} (validation {model['best']:.4f}), trained on "
+        f"{model['config']['phase']}, {kept_checkpoint(model['epoch'], model['best'])}, trained on "
         f"{fp.get('source', '?')} data `{fp.get('id', '?')}`. Scores are median forecasts of the return, per horizon.",
         "",
     ]

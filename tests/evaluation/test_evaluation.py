@@ -344,3 +344,16 @@ def test_the_model_is_also_paired_with_the_baseline_validation_picks():
     assert pick["mean"] > doc["paired"]["1d"]["mean"]  # the bar chosen after the fact is the higher one
     report = markdown_report(doc, result.counts, {"source": "synthetic", "n_dates": 15, "start": "a", "end": "b", "n_stocks": 40, "quantile": 0.2, "cost_bp": 0})
     assert "## The model against the baseline validation picks" in report and "| 1d | momentum_20d |" in report
+
+
+def test_the_report_says_which_checkpoint_the_model_is():
+    """A phase's best is epoch -1 when no epoch beat its start: the report says so in words."""
+    from atft_kedro.evaluation.report import kept_checkpoint
+
+    assert kept_checkpoint(3, 0.0412) == "best epoch 3 (validation 0.0412)"
+    assert kept_checkpoint(-1, 0.0795) == "its start, which no epoch beat on validation (0.0795)"
+    row = {k: 0.1 for k in METRIC_KEYS}
+    doc = metrics_document({"1d": {"model": row}})
+    made = {"model": {"phase": 3, "epoch": -1, "validation": 0.0795, "seed": 0, "saved_at": "t"}, "data": None}
+    context = {"source": "synthetic", "n_dates": 1, "start": "a", "end": "b", "n_stocks": 2, "quantile": 0.2, "cost_bp": 0, "provenance": made}
+    assert "The model: phase 3, its start, which no epoch beat on validation (0.0795), training seed 0" in markdown_report(doc, {"1d": {"model": (1, 0)}}, context)

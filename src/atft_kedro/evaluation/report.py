@@ -6,7 +6,7 @@ import math
 
 from atft_kedro.evaluation.metrics import NEUTRAL_KEYS
 
-__all__ = ["METRIC_KEYS", "NEUTRAL_KEYS", "markdown_report", "metrics_document"]
+__all__ = ["METRIC_KEYS", "NEUTRAL_KEYS", "kept_checkpoint", "markdown_report", "metrics_document"]
 
 METRIC_KEYS = ("ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_ann_return", "max_drawdown", "turnover")
 
@@ -60,6 +60,14 @@ def _interval(d: dict) -> str:
     return f"[{_num(d['ci95_low'], '+.4f')}, {_num(d['ci95_high'], '+.4f')}]"
 
 
+def kept_checkpoint(epoch: int, validation: float) -> str:
+    """Which checkpoint of its phase a model is, in words: a phase's best is epoch -1 when none of its
+    epochs beat its start (the previous phase's best, or phase 0's ridge start) on validation."""
+    if epoch < 0:
+        return f"its start, which no epoch beat on validation ({validation:.4f})"
+    return f"best epoch {epoch} (validation {validation:.4f})"
+
+
 def _against(document: dict, h: str, baseline_rank_ic: float | None, difference: dict) -> str:
     """The cells of a paired comparison's row after its name: the model's and the baseline's test
     RankIC, the difference, its interval and the dates paired."""
@@ -80,7 +88,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
     if made:
         m, d = made["model"], made["data"]
         data = f"{d['source']} data `{d['id']}` ({d['stocks']} stocks, {d['first_date']} .. {d['last_date']})" if d else "data without a fingerprint"
-        lines += [f"The model: phase {m['phase']}, best epoch {m['epoch']} (validation {m['validation']:.4f}), training seed "
+        lines += [f"The model: phase {m['phase']}, {kept_checkpoint(m['epoch'], m['validation'])}, training seed "
                   f"{m['seed']}, saved {m['saved_at']}; trained on {data}.", ""]  # fmt: skip
         for path, kept in m.get("starts", {}).items():  # chosen on validation when the phase began
             lines += [f"Start of the {path.split(', ', 1)[-1]} ({path.split(', ', 1)[0]}), chosen on validation: "

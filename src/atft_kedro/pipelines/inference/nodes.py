@@ -6,6 +6,7 @@ import logging
 
 import polars as pl
 
+from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.inference import latest_ranking, ranking_summary
 from atft_kedro.tracking import load_logged_model
@@ -29,7 +30,7 @@ def rank_latest(
     ``inference.mlflow_run_id`` the model is the one that MLflow run logged, not the catalog's."""
     if params.get("mlflow_run_id"):
         model = load_logged_model(params["mlflow_run_id"])
-        log.info("model from MLflow run %s (phase %d, best epoch %d)", params["mlflow_run_id"], model["config"]["phase"], model["epoch"])
+        log.info("model from MLflow run %s (phase %d, %s)", params["mlflow_run_id"], model["config"]["phase"], kept_checkpoint(model["epoch"], model["best"]))
     ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
                              normalisation["clip"], params.get("as_of"))  # fmt: skip
     as_of = ranking["as_of"][0]
