@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, ModelConfig
@@ -360,8 +361,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         if arrays.data_fingerprint is not None:
             check_built_from(arrays.data_fingerprint, checkpoint=previous.get("data_fingerprint"))
         load_weights(model, previous["model"], f"the checkpoint {store.path(phase - 1, 'best')}", f"phase={phase - 1}")
-        log.info("phase %d: starting from phase %d's best checkpoint (epoch %d, validation %.4f)",
-                 phase, phase - 1, previous["epoch"], previous["best"])  # fmt: skip
+        log.info("phase %d: starting from phase %d's best checkpoint: %s", phase, phase - 1, kept_checkpoint(previous["epoch"], previous["best"]))
         starts = dict(previous.get("starts", {}))
         coming = [h for h in spec.horizons if h not in PHASES[phase - 1].horizons]
         if coming and cfg.horizon_starts == "validated" and cfg.linear_start == "ridge" and model.linear is not None and validation is not None:
