@@ -225,6 +225,11 @@ def markets_report(markets: list[list[dict]]) -> str:
     return "\n".join(["markets: " + "; ".join(f"{i}: seeds {[r['seed'] for r in rows]}" for i, rows in enumerate(markets)), *lines])
 
 
+def scored_without_sectors(frames) -> bool:
+    """Whether every frame has the columns the tables with sectors and beta out need."""
+    return all({"beta_60d", "Sector33Code"} <= set(f.columns) for f in frames)
+
+
 def settings_report(rows: list[dict], others: list[dict]) -> str:
     """Two settings on the same seeds, ``rows`` and ``others`` paired in order: per split (validation,
     test), returns (raw; sectors and beta out) and horizon, the mean over dates of the runs' mean
@@ -237,7 +242,7 @@ def settings_report(rows: list[dict], others: list[dict]) -> str:
     for split, key in (("validation", "val_frame"), ("test", "frame")):
         mine, theirs = ([pl.read_parquet(r[key]) for r in group] for group in (rows, others))
         for neutral in (False, True):
-            if neutral and not all({"beta_60d", "Sector33Code"} <= set(f.columns) for f in mine + theirs):
+            if neutral and not scored_without_sectors(mine + theirs):
                 continue
             title = f"{split} RankIC" + (", sector means and beta out of the returns" if neutral else "")
             lines += ["", f"### {title}: this setting minus the other", "", "| horizon | this | other | difference | 95% interval | dates |", "|---|---|---|---|---|---|"]
@@ -274,7 +279,7 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] 
     for split, key in (("validation", "val_frame"), ("test", "frame")):
         frames = [tuple([pl.read_parquet(r[key]) for r in runs] for runs in pair) for pair in groups]
         for neutral in (False, True):
-            if neutral and not all({"beta_60d", "Sector33Code"} <= set(f.columns) for pair in frames for runs in pair for f in runs):
+            if neutral and not scored_without_sectors([f for pair in frames for runs in pair for f in runs]):
                 continue
             title = f"{split} RankIC" + (", sector means and beta out of the returns" if neutral else "")
             lines += ["", f"### {title}: this setting minus the other, per group", "",
