@@ -91,7 +91,7 @@ def evaluate_predictions(
         lag = int(h[:-1]) - 1
         best = max(BASELINES, key=lambda b: _or_low(table[h][b]["rank_ic"]))
         paired[h] = {"best_baseline": best, "lag": lag, **paired_difference(daily[h]["model"], daily[h][best], lag)}
-        picked[h] = _against_validation_picks(frame, fitted, h, daily[h]["model"], cfg.min_stocks)
+        picked[h] = _against_validation_picks(frame, fitted, h, daily[h], cfg.min_stocks)
         shuffled = daily_scores(random_graph_predictions, f"pred_{h}", f"target_{h}", cfg.min_stocks)
         ablation[h] = {"with_graph": table[h]["model"]["rank_ic"], "random_endpoints": summarise(shuffled)["rank_ic"],
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
@@ -120,22 +120,22 @@ def validation_picks(fitted: dict, h: str) -> dict:
     return picks
 
 
-def _against_validation_picks(frame: pl.DataFrame, fitted: dict, h: str, model: DailyScores, min_stocks: int) -> dict:
+def _against_validation_picks(frame: pl.DataFrame, fitted: dict, h: str, scored: dict[str, DailyScores], min_stocks: int) -> dict:
     """The model's daily RankIC minus the validation pick's (``validation_picks``; walk-forward, each
-    test block's own fold's) -> the pick ("per fold" where the folds differ, each under "folds"),
-    its validation RankIC (the folds' mean), its test RankIC and the paired difference."""
-    picks, columns, lag = validation_picks(fitted, h), _scorer_columns(h, frame), int(h[:-1]) - 1
+    test block's own fold's; ``scored``: every scorer's daily RankIC at ``h``) -> the pick ("per
+    fold" where the folds differ, each under "folds"), its validation RankIC (the folds' mean), its
+    test RankIC and the paired difference."""
+    picks, lag = validation_picks(fitted, h), int(h[:-1]) - 1
     if None in picks:
-        scores = frame.select("Date", pl.col(columns[picks[None][0]]).alias("picked"), f"target_{h}")
+        daily = scored[picks[None][0]]
     else:  # each test block's rows scored by its own fold's pick
-        expr = pl.lit(None, dtype=pl.Float64)
+        columns, expr = _scorer_columns(h, frame), pl.lit(None, dtype=pl.Float64)
         for fold, (name, _) in picks.items():
             expr = pl.when(pl.col("fold") == fold).then(pl.col(columns[name])).otherwise(expr)
-        scores = frame.select("Date", expr.alias("picked"), f"target_{h}")
-    daily = daily_scores(scores, "picked", f"target_{h}", min_stocks)
+        daily = daily_scores(frame.select("Date", expr.alias("picked"), f"target_{h}"), "picked", f"target_{h}", min_stocks)
     names = {name for name, _ in picks.values()}
     out = {"baseline": names.pop() if len(names) == 1 else "per fold", "val_rank_ic": float(np.mean([v for _, v in picks.values()])),
-           "rank_ic": summarise(daily)["rank_ic"], "lag": lag, **paired_difference(model, daily, lag)}  # fmt: skip
+           "rank_ic": summarise(daily)["rank_ic"], "lag": lag, **paired_difference(scored["model"], daily, lag)}  # fmt: skip
     if None not in picks:
         out["folds"] = {f"fold{fold}": {"baseline": name, "val_rank_ic": v} for fold, (name, v) in picks.items()}
     return out
