@@ -209,6 +209,34 @@ def test_paired_difference_pairs_dates_and_brackets_the_mean():
     assert p["ci95_high"] - p["mean"] == pytest.approx(1.96 * np.std([0.1, 0.1, 0.3]) / np.sqrt(3))
 
 
+def test_forecast_parts_say_which_path_the_ranking_comes_from():
+    """A forecast = an informative path + a noise path + a path that is 0: the informative one adds
+    RankIC (interval above 0), the noise takes some away, the zero path is left out; each path's
+    RankIC alone is a per-date Spearman correlation, and the forecast without the noise is the
+    informative path."""
+    from atft_kedro.evaluation.evaluate import forecast_parts
+
+    rng = np.random.default_rng(0)
+    n_dates, n_stocks = 60, 50
+    y = rng.normal(size=(n_dates, n_stocks))
+    signal, noise = 0.3 * y + rng.normal(size=y.shape), 2.0 * rng.normal(size=y.shape)
+    frame = pl.DataFrame({
+        "Date": [D0 + dt.timedelta(days=i) for i in range(n_dates) for _ in range(n_stocks)], "target_5d": y.ravel(),
+        "pred_5d": (signal + noise).ravel(), "part_own_5d": signal.ravel(), "part_network_5d": noise.ravel(), "part_neighbours_5d": 0.0,
+    })  # fmt: skip
+    parts = forecast_parts(frame, "5d", daily_scores(frame, "pred_5d", "target_5d", 20), 20)
+    assert set(parts) == {"own", "network"}
+    own, network = parts["own"], parts["network"]
+    spearman = np.mean([stats.spearmanr(signal[d], y[d])[0] for d in range(n_dates)])
+    assert own["rank_ic_alone"] == pytest.approx(spearman) and network["rank_ic_without"] == pytest.approx(spearman)
+    assert own["adds"]["ci95_low"] > 0 and network["adds"]["mean"] < 0 and own["adds"]["dates"] == n_dates
+    forecast = summarise(daily_scores(frame, "pred_5d", "target_5d", 20))["rank_ic"]
+    assert own["adds"]["mean"] == pytest.approx(forecast - own["rank_ic_without"])
+    share = np.mean(signal.std(axis=1, ddof=1) / (signal + noise).std(axis=1, ddof=1))
+    assert own["spread"] == pytest.approx(share)
+    assert forecast_parts(frame.drop("part_own_5d", "part_network_5d", "part_neighbours_5d"), "5d", daily_scores(frame, "pred_5d", "target_5d"), 20) == {}
+
+
 def _regression_market(rng, n_dates=60, n_stocks=80):
     """Per date a feature ``f`` and a noise feature ``g``; the target is a nonlinear function of f."""
     dates = pl.Series([D0 + dt.timedelta(days=i) for i in range(n_dates)]).gather(np.repeat(np.arange(n_dates), n_stocks))

@@ -341,6 +341,30 @@ def test_linear_skip_starts_as_the_model_without_it_and_adds_a_linear_map_of_the
         _model(linear_skip=(2,))
 
 
+def test_forecast_parts_are_the_medians_three_paths_each_computed_on_its_own():
+    """parts=True: the network's median, the linear skip and the neighbour skip, each in return
+    units, sum to the median; each equals its path computed by hand; a path that is off is 0."""
+    x, market, dates, nb, ea = _batch()
+    model = _model(linear_skip=(1, 5, 10, 20), neighbour_skip=(1, 20), lead_attribute=2)
+    with torch.no_grad():
+        for p in (*model.linear.parameters(), *model.neighbour.parameters()):
+            p.normal_()
+        model.target_scale.copy_(torch.tensor([0.02, 0.03, 0.04, 0.05]))
+    out = model(x, market, dates, nb, ea, parts=True)
+    assert "parts" not in model(x, market, dates, nb, ea)
+    own = model.linear(x[:, -1])
+    peers = model.neighbour(x[:, -1], nb, ea)
+    for i, h in enumerate((1, 5, 10, 20)):
+        network, mine, theirs = out["parts"][f"{h}d"].unbind(1)
+        torch.testing.assert_close(network + mine + theirs, out[f"{h}d"][:, 2])
+        torch.testing.assert_close(mine, own[:, i] * model.target_scale[i])
+        torch.testing.assert_close(theirs, peers[:, (1, 20).index(h)] * model.target_scale[i] if h in (1, 20) else torch.zeros_like(mine))
+    off = _model(linear_skip=(1, 5, 10, 20), neighbour_skip=(1, 20), lead_attribute=2, use_gat=False, horizons=(1,))
+    off.load_state_dict(model.state_dict())
+    parts = off(x, market, dates, nb, ea, parts=True)["parts"]
+    assert set(parts) == {"1d"} and torch.equal(parts["1d"][:, 2], torch.zeros(len(x)))  # no GAT, no graph path
+
+
 def test_phase_one_starts_as_phase_zero_and_fan_then_gets_a_gradient():
     """FAN is a side input scaled by fan_scale = 0 at first: switching it on (phase 1) leaves the
     function as it was, and its scale is what training moves first."""

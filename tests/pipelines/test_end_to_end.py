@@ -86,11 +86,19 @@ def test_kedro_run_runs_all_four_pipelines(project):
         assert pick["baseline"] == max(ranked, key=ranked.get) and pick["val_rank_ic"] == on_val[pick["baseline"]]
         assert abs(pick["mean"] - (model - metrics["horizons"][h][pick["baseline"]]["rank_ic"])) < 1e-4
     assert metrics["baselines"]["lightgbm"]["1d"]["trees"] >= 1 and metrics["baselines"]["ridge"]["1d"]["alpha"] > 0
-    for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "rank_ic_by_horizon", "training_history"):
+    for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "rank_ic_by_horizon", "forecast_parts", "training_history"):
         assert (project / f"data/08_reporting/{name}.png").stat().st_size > 10_000
     report = (project / "data/08_reporting/evaluation_report.md").read_text()
     assert "| model |" in report and "## The model against the best baseline" in report and "## What the graph is worth" in report
     assert "## The model against the baseline validation picks" in report
+    predictions = pl.read_parquet(project / "data/07_model_output/predictions.parquet")
+    for h, paths in metrics["forecast_parts"].items():  # phase 3: every path on; each adds the forecast's RankIC less its RankIC without it
+        assert set(paths) <= {"network", "own", "neighbours"} and {"own", "neighbours"} <= set(paths)
+        for p in paths.values():
+            assert abs(p["adds"]["mean"] - (metrics["horizons"][h]["model"]["rank_ic"] - p["rank_ic_without"])) < 1e-4 and p["spread"] > 0
+        total = sum(predictions[f"part_{path}_{h}"] for path in ("network", "own", "neighbours"))
+        assert (total - predictions[f"pred_{h}"]).abs().max() < 1e-6
+    assert "## What the forecast is made of" in report and "| 1d | neighbours |" in report
     fingerprint = json.loads((project / "data/05_model_input/data_fingerprint.json").read_text())
     assert metrics["provenance"]["data"] == fingerprint and metrics["provenance"]["model"]["phase"] == 3
     assert f"trained on synthetic data `{fingerprint['id']}`" in report

@@ -16,6 +16,12 @@ paired comparisons, per date on the same stocks, so that the noise the scorers s
 * ``graph_ablation``: the same trained model's RankIC with its graph and with the graph's endpoints
   redrawn at random (same degrees and edge attributes), and their paired difference: what the
   graph is worth to this model. A model trained without the GAT gets the same score from both.
+
+And, where the predictions carry the median's additive paths (``part_{path}_{h}``: the network, the
+linear skip on the stock's own features, the graph's linear path), ``forecast_parts``: each path's
+share of the forecast's spread, its RankIC alone, the forecast's without it, and what it adds (the
+forecast's daily RankIC minus the forecast's without it, with the same interval): which part of the
+model the ranking comes from.
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ def evaluate_predictions(
     ``random_graph_predictions``: the same model's predictions on the graph with random endpoints."""
     horizons = [h[5:] for h in predictions.columns if h.startswith("pred_")]
     frame, fitted = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines)
-    table, neutral, counts, curves, daily, paired, picked, ablation = ({} for _ in range(8))
+    table, neutral, counts, curves, daily, paired, picked, ablation, parts = ({} for _ in range(9))
     for h in horizons:
         table[h], neutral[h], counts[h], curves[h], daily[h] = {}, {}, {}, {}, {}
         for name, col in _scorer_columns(h, frame).items():
@@ -95,6 +101,7 @@ def evaluate_predictions(
         shuffled = daily_scores(random_graph_predictions, f"pred_{h}", f"target_{h}", cfg.min_stocks)
         ablation[h] = {"with_graph": table[h]["model"]["rank_ic"], "random_endpoints": summarise(shuffled)["rank_ic"],
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
+        parts[h] = forecast_parts(frame, h, daily[h]["model"], cfg.min_stocks)
     folds = None
     if "fold" in frame.columns:  # walk-forward: the metrics above pool every fold's test dates; each fold's own beside them
         folds = {
@@ -102,8 +109,33 @@ def evaluate_predictions(
                                 for name, col in _scorer_columns(h, frame).items()} for h in horizons}
             for fold in sorted(frame["fold"].unique())
         }  # fmt: skip
-    document = metrics_document(table, neutral, paired=paired, validation_pick=picked, graph_ablation=ablation, baselines=fitted, folds=folds)
+    parts = {h: p for h, p in parts.items() if p} or None
+    document = metrics_document(table, neutral, paired=paired, validation_pick=picked, graph_ablation=ablation, forecast_parts=parts,
+                                baselines=fitted, folds=folds)  # fmt: skip
     return Evaluation(document, counts, curves, daily, frame)
+
+
+def forecast_parts(frame: pl.DataFrame, h: str, forecast: DailyScores, min_stocks: int) -> dict[str, dict]:
+    """What each additive path of the median forecast (``part_{path}_{h}`` columns, from
+    ``predict(..., parts=True)``) does for its ranking at ``h``, ``forecast`` being the forecast's
+    own daily RankIC -> {path: {"spread": the mean over dates of the path's cross-sectional standard
+    deviation over the forecast's, "rank_ic_alone", "rank_ic_without": the forecast less the path,
+    "adds": the forecast's daily RankIC minus that of the forecast without the path, with its
+    Newey-West interval at lag h - 1}}. Paths that are 0 everywhere (absent or off in the model's
+    phase) are left out; {} when the frame has no paths."""
+    target, pred, lag = f"target_{h}", f"pred_{h}", int(h[:-1]) - 1
+    columns = {c.removeprefix("part_").removesuffix(f"_{h}"): c for c in frame.columns if c.startswith("part_") and c.endswith(f"_{h}")}
+    columns = {path: c for path, c in columns.items() if frame[c].abs().max()}
+    if not columns:
+        return {}
+    spread = frame.group_by("Date").agg(*[(pl.col(c).std() / pl.col(pred).std()).alias(path) for path, c in columns.items()])
+    out = {}
+    for path, c in columns.items():
+        without = daily_scores(frame.with_columns((pl.col(pred) - pl.col(c)).alias("without")), "without", target, min_stocks)
+        share = spread[path]
+        out[path] = {"spread": share.filter(share.is_finite()).mean(), "rank_ic_alone": summarise(daily_scores(frame, c, target, min_stocks))["rank_ic"],
+                     "rank_ic_without": summarise(without)["rank_ic"], "adds": paired_difference(forecast, without, lag)}  # fmt: skip
+    return out
 
 
 def validation_picks(fitted: dict, h: str) -> dict:

@@ -1,5 +1,6 @@
-"""Pictures of the evaluation: cumulative long-short returns, rolling IC, quantile returns, and
-RankIC by horizon with the model's paired difference to the best baseline."""
+"""Pictures of the evaluation: cumulative long-short returns, rolling IC, quantile returns,
+RankIC by horizon with the model's paired difference to the best baseline, and what each path of
+the model's forecast adds."""
 
 from __future__ import annotations
 
@@ -96,4 +97,36 @@ def plot_rank_ic_by_horizon(daily: dict[str, dict[str, DailyScores]], paired: di
     if picked is not None:  # the colours say the interval's side, the hatch which baseline
         handles = [Patch(facecolor="tab:grey", hatch=hatch, edgecolor="white", label=label) for _, _, label, hatch in comparisons]
         right.legend(handles=handles, fontsize=7)
+    return fig
+
+
+def plot_forecast_parts(parts: dict[str, dict[str, dict]], forecast: dict[str, float]):
+    """Left: the RankIC of the model's forecast and of each of its paths alone, per horizon; right:
+    what each path adds, the forecast's daily RankIC minus the forecast's without the path, with its
+    95% interval (``parts``: the metrics' ``forecast_parts``; ``forecast``: the forecast's RankIC per
+    horizon). Green: the interval is above 0; red: below."""
+    fig = Figure(figsize=(12, 4.8), constrained_layout=True)
+    left, right = fig.subplots(1, 2)
+    horizons = list(parts)
+    paths = list(dict.fromkeys(p for h in horizons for p in parts[h]))
+    x = np.arange(len(horizons))
+    width = 0.8 / (len(paths) + 1)
+    left.bar(x - len(paths) / 2 * width, [forecast[h] for h in horizons], width, label="forecast", color="black")
+    for i, path in enumerate(paths):
+        cells = [parts[h].get(path) for h in horizons]
+        left.bar(x + (i + 1 - len(paths) / 2) * width, [np.nan if c is None else c["rank_ic_alone"] for c in cells], width, label=path)
+        adds = [c["adds"] if c else {"mean": np.nan, "ci95_low": np.nan, "ci95_high": np.nan} for c in cells]
+        mean, low, high = (np.array([a[k] for a in adds], dtype=float) for k in ("mean", "ci95_low", "ci95_high"))
+        colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey" for lo, hi in zip(low, high)]
+        right.bar(x + (i - (len(paths) - 1) / 2) * 0.8 / len(paths), mean, 0.8 / len(paths), yerr=[mean - low, high - mean], capsize=3,
+                  color=colours, error_kw={"ecolor": "dimgrey", "elinewidth": 0.8})  # fmt: skip
+    for ax in (left, right):
+        ax.axhline(0, color="grey", lw=0.6)
+    left.set_xticks(x, horizons)
+    left.set_ylabel("mean daily RankIC")
+    left.set_title("The forecast and each of its paths alone (test split)")
+    left.legend(fontsize=8)
+    right.set_xticks([i + (k - (len(paths) - 1) / 2) * 0.8 / len(paths) for i in x for k in range(len(paths))],
+                     [f"{h} {p}" for h in horizons for p in paths], fontsize=7, rotation=90)  # fmt: skip
+    right.set_title("What each path adds: forecast minus forecast without it, per date")
     return fig

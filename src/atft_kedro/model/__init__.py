@@ -2,9 +2,9 @@
 
 import torch as _torch
 
-from .atft import ATFTGATFAN, ModelConfig
+from .atft import ATFTGATFAN, PARTS, ModelConfig
 
-__all__ = ["ATFTGATFAN", "ModelConfig"]
+__all__ = ["ATFTGATFAN", "PARTS", "ModelConfig"]
 
 
 def _initialise_vector_math() -> None:

@@ -225,8 +225,11 @@ class ATFTGATFAN(nn.Module):
         date_of_node: torch.Tensor,
         neighbors: torch.Tensor | None = None,
         edge_attr: torch.Tensor | None = None,
+        parts: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """-> {"1d": [N, 5], ...} quantiles for the active horizons, plus "gate": s."""
+        """-> {"1d": [N, 5], ...} quantiles for the active horizons, plus "gate": s; with ``parts``,
+        also "parts": {"1d": [N, 3], ...}, the median's three additive paths in return units, in
+        ``PARTS`` order (a path the model does not have, or that is off, is 0)."""
         context = self.market(market)[date_of_node]  # (D, T, d) -> (N, T, d)
         selected, _ = self.select(x, context)  # (N, T, d)
         if self.use_fan:
@@ -242,21 +245,32 @@ class ATFTGATFAN(nn.Module):
         else:
             s = torch.ones((), device=x.device)
             z = self.backbone(torch.cat([z_t, torch.zeros_like(z_t)], dim=-1))  # (N, d)
-        out = {f"{h}d": self.heads[f"{h}d"](z) for h in self.horizons}
+        network = {h: self.heads[f"{h}d"](z) for h in self.horizons}  # (N, 5) each
+        own, peers = {}, {}  # horizon -> (N, 1): the linear paths
         if self.linear is not None:
             skip = self.linear(x[:, -1])  # (N, skip horizons)
-            for i, h in enumerate(self.skip_horizons):
-                if h in self.horizons:
-                    out[f"{h}d"] = out[f"{h}d"] + skip[:, i : i + 1]
+            own = {h: skip[:, i : i + 1] for i, h in enumerate(self.skip_horizons) if h in self.horizons}
         if self.neighbour is not None and self.use_gat:
-            peers = self.neighbour(x[:, -1], neighbors, edge_attr)  # (N, neighbour horizons)
-            for i, h in enumerate(self.neighbour_horizons):
-                if h in self.horizons:
-                    out[f"{h}d"] = out[f"{h}d"] + peers[:, i : i + 1]
+            mapped = self.neighbour(x[:, -1], neighbors, edge_attr)  # (N, neighbour horizons)
+            peers = {h: mapped[:, i : i + 1] for i, h in enumerate(self.neighbour_horizons) if h in self.horizons}
         scale = dict(zip(HORIZONS, self.target_scale))
-        out = {f"{h}d": out[f"{h}d"] * scale[h] for h in self.horizons}  # (N, 5) each, in return units
+        out = {}
+        for h in self.horizons:
+            q = network[h]
+            for path in (own, peers):
+                if h in path:
+                    q = q + path[h]
+            out[f"{h}d"] = q * scale[h]  # (N, 5), in return units
         out["gate"] = s
+        if parts:
+            zero = z.new_zeros(z.shape[0], 1)
+            out["parts"] = {f"{h}d": torch.cat([network[h][:, 2:3], own.get(h, zero), peers.get(h, zero)], dim=1) * scale[h] for h in self.horizons}
         return out
 
 
-__all__ = ["ATFTGATFAN", "HORIZONS", "ModelConfig", "QUANTILES"]
+# The median forecast's additive paths (``forward(..., parts=True)``): the network (temporal encoder,
+# FAN, GAT, through the quantile heads), the linear skip on the stock's own last-day features, and
+# the neighbour skip, the graph's linear path.
+PARTS = ("network", "own", "neighbours")
+
+__all__ = ["ATFTGATFAN", "HORIZONS", "ModelConfig", "PARTS", "QUANTILES"]

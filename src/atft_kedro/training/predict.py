@@ -10,7 +10,7 @@ import polars as pl
 import torch
 
 from atft_kedro.evaluation.metrics import DailyScores, daily_scores, summarise
-from atft_kedro.model import ATFTGATFAN
+from atft_kedro.model import ATFTGATFAN, PARTS
 from atft_kedro.model.heads import QUANTILES
 from atft_kedro.training.batches import autocast, dates_per_step, make_loader
 from atft_kedro.training.config import TrainConfig
@@ -19,9 +19,11 @@ from atft_kedro.training.data import HORIZON_KEYS, DateDataset, ResidentDates
 
 @torch.no_grad()
 def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: torch.device,
-            resident: ResidentDates | None = None, quantiles: bool = False) -> pl.DataFrame:  # fmt: skip
+            resident: ResidentDates | None = None, quantiles: bool = False, parts: bool = False) -> pl.DataFrame:  # fmt: skip
     """Median forecasts (dropout off) for every date of ``dataset``: Date, Code, pred_{h}, target_{h}
-    (and with ``quantiles`` every quantile of the head, ``q05_{h}`` .. ``q95_{h}``). As many dates a
+    (with ``quantiles`` every quantile of the head, ``q05_{h}`` .. ``q95_{h}``; with ``parts`` the
+    median's additive paths, ``part_network_{h}``, ``part_own_{h}``, ``part_neighbours_{h}``, which
+    sum to ``pred_{h}`` up to rounding: ``model.PARTS``). As many dates a
     batch as a training step takes (safe mode: one; optimized: ``dates_per_batch``, in date order),
     from the device-resident arrays when given, else through a DataLoader.
 
@@ -40,8 +42,10 @@ def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: t
     for batch in batches:
         b = batch.to(device)
         with autocast(device, cfg):
-            out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
+            out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr, parts=parts)
         cols = {f"pred_{h}": out[h][:, 2].float().cpu().numpy() for h in HORIZON_KEYS if h in out}
+        if parts:
+            cols.update({f"part_{name}_{h}": p[:, i].float().cpu().numpy() for h, p in out["parts"].items() for i, name in enumerate(PARTS)})
         if quantiles:
             cols.update({f"q{round(q * 100):02d}_{h}": out[h][:, i].float().cpu().numpy()
                          for h in HORIZON_KEYS if h in out for i, q in enumerate(QUANTILES)})  # fmt: skip

@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                  data_fingerprint: dict | None = None, checkpoints: CheckpointStore | None = None,
-                 market_features: pl.DataFrame | None = None, normalisation: dict | None = None) -> pl.DataFrame:  # fmt: skip
-    """The best model's median forecasts on every test date, dropout off, beside the realised returns
-    (``model_input``'s targets: the arrays' may be the neutral ones training used). With
+                 market_features: pl.DataFrame | None = None, normalisation: dict | None = None, parts: bool = True) -> pl.DataFrame:  # fmt: skip
+    """The best model's median forecasts on every test date, dropout off, and their additive paths
+    (``part_{path}_{h}``), beside the realised returns (``model_input``'s targets: the arrays' may be
+    the neutral ones training used). With
     ``data_fingerprint`` (the node always has it), the model, arrays and graphs must be of that data.
     Walk-forward (``splits.n_folds > 1``): each fold's test dates by that fold's best checkpoint of
     the model's phase, with a ``fold`` column."""
@@ -35,11 +36,11 @@ def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet,
                          model=model.get("data_fingerprint"))  # fmt: skip
     folds = sorted(splits["fold"].unique())
     if len(folds) == 1:
-        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input), model)
+        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, parts=parts), model)
     phase = model["config"]["phase"]
     frames = [
         _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
-                      graphs, splits, f, model_input).with_columns(pl.lit(f, pl.Int32).alias("fold"))
+                      graphs, splits, f, model_input, parts=parts).with_columns(pl.lit(f, pl.Int32).alias("fold"))
         for f in folds
     ]  # fmt: skip
     return _stamped(pl.concat(frames), model)
@@ -56,13 +57,13 @@ def _model_id(model: dict) -> str:
 
 
 def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame,
-                  split: str = "test") -> pl.DataFrame:  # fmt: skip
+                  split: str = "test", parts: bool = False) -> pl.DataFrame:  # fmt: skip
     """The model's forecasts on every date of one split of one fold, beside the realised returns."""
     net = model_from_checkpoint(model, "the catalog's model checkpoint")
     train_cfg = TrainConfig(**model["config"]["train"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     idx = split_indices(arrays, splits, split, fold)
-    preds = predict(net.to(device), DateDataset(arrays, graphs, idx, train_cfg.window), train_cfg, device)
+    preds = predict(net.to(device), DateDataset(arrays, graphs, idx, train_cfg.window), train_cfg, device, parts=parts)
     log.info("phase %d model%s: predictions for %d %s dates", model["config"]["phase"], f", fold {fold}" if fold else "", len(idx), split)
     targets = [c for c in preds.columns if c.startswith("target_")]
     realised = model_input.select("Date", "Code", *targets)
@@ -73,9 +74,10 @@ def predict_test_random_graph(model: dict, training_arrays: TrainingArrays, grap
                               model_input: pl.DataFrame, params: dict, data_fingerprint: dict | None = None,
                               checkpoints: CheckpointStore | None = None, market_features: pl.DataFrame | None = None,
                               normalisation: dict | None = None) -> pl.DataFrame:  # fmt: skip
-    """The same forecasts on the graphs with their endpoints redrawn at random (``graph_ablation``)."""
+    """The same forecasts (without their paths) on the graphs with their endpoints redrawn at random (``graph_ablation``)."""
     shuffled = graphs.with_random_endpoints(params["graph_ablation_seed"])
-    return predict_test(model, training_arrays, shuffled, splits, model_input, data_fingerprint, checkpoints, market_features, normalisation)
+    return predict_test(model, training_arrays, shuffled, splits, model_input, data_fingerprint, checkpoints, market_features, normalisation,
+                        parts=False)  # fmt: skip
 
 
 def evaluate(
@@ -91,7 +93,7 @@ def evaluate(
     model: dict | None = None,
     data_fingerprint: dict | None = None,
 ):
-    """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile / by-horizon plots. ``model`` and
+    """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile / by-horizon / forecast-parts plots. ``model`` and
     ``data_fingerprint`` say what the metrics describe (``metrics["provenance"]``); predictions that
     are not of this data's test split stop the node."""
     if data_fingerprint is not None and model is not None:
@@ -116,6 +118,10 @@ def evaluate(
         log.info("%s model - %s: %s [%s, %s]", h, p["best_baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
         p = result.document["validation_pick"][h]
         log.info("%s model - %s (validation's pick): %s [%s, %s]", h, p["baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
+        paths = result.document.get("forecast_parts", {}).get(h)
+        if paths:
+            log.info("%s what each path of the forecast adds: %s", h, "; ".join(f"{path} {_signed(p['adds']['mean'])} "
+                     f"[{_signed(p['adds']['ci95_low'])}, {_signed(p['adds']['ci95_high'])}]" for path, p in paths.items()))  # fmt: skip
     if model is not None:
         result.document["provenance"] = provenance(model, data_fingerprint)
     dates = predictions["Date"]
@@ -132,7 +138,12 @@ def evaluate(
         plots.plot_rolling_ic(daily, first),
         plots.plot_quantile_returns(result.frame, quantile_scores, f"target_{first}"),
         plots.plot_rank_ic_by_horizon(result.daily, result.document["paired"], ("model", *BASELINES), result.document["validation_pick"]),
+        plots.plot_forecast_parts(result.document.get("forecast_parts", {}), {h: m["model"]["rank_ic"] for h, m in result.document["horizons"].items()}),
     )
+
+
+def _signed(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.4f}"
 
 
 def provenance(model: dict, data_fingerprint: dict | None) -> dict:

@@ -21,7 +21,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.evaluate,
                 ["predictions", "random_graph_predictions", "features", "model_input", "oracle_returns", "splits",
                  "feature_manifest", "params:source", "params:evaluation", "model", "data_fingerprint"],
-                ["metrics", "evaluation_report", "cumulative_returns_plot", "rolling_ic_plot", "quantile_returns_plot", "rank_ic_by_horizon_plot"],
+                ["metrics", "evaluation_report", "cumulative_returns_plot", "rolling_ic_plot", "quantile_returns_plot", "rank_ic_by_horizon_plot",
+                 "forecast_parts_plot"],
                 name="evaluate",
             ),  # fmt: skip
         ]
