@@ -91,12 +91,12 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
         predictions, shuffled, out["features"], out["model_input"], out["oracle_returns"], out["splits"],
         stock_feature_names(out["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]),
     )  # fmt: skip
-    keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "target_", "ridge_", "lightgbm_", "oracle_"))]
+    keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "part_", "target_", "ridge_", "lightgbm_", "oracle_"))]
     keep += ["fold"] if "fold" in result.frame.columns else []  # walk-forward: which fold scored each row
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
     # the same model's validation forecasts, for choices on validation (the seed ensemble's)
     arrays = fold_arrays(out["training_arrays"], out["splits"], last, out["market_features"], params["normalisation"])
-    val = nodes._predict_fold(out["model"], arrays, out["graphs"], out["splits"], last, out["model_input"], split="val")
+    val = nodes._predict_fold(out["model"], arrays, out["graphs"], out["splits"], last, out["model_input"], split="val", parts=True)
     beside = out["features"].select("Date", "Code", "beta_60d").join(out["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
     val.join(beside, on=["Date", "Code"], how="left", maintain_order="left").write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
     return {"seed": seed, "metrics": result.document, "phase_val": kept, "starts": starts, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
@@ -329,11 +329,35 @@ def report(rows: list[dict]) -> str:
                              f"{c['mean']:+.4f} | [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |")  # fmt: skip
     if all("val_frame" in r for r in rows) and len(rows) > 1:
         lines += ["", *ensemble_lines(rows, frames)]
+    lines += parts_lines(rows, frames)
     ablation = [r["metrics"].get("graph_ablation", {}) for r in rows]
     if all(ablation):
         lines += ["", "graph ablation (test RankIC with the graph minus with random endpoints), seeds in order: "
                   + "; ".join(f"{h}: " + ", ".join(f"{a[h]['difference']['mean']:+.4f}" for a in ablation) for h in ablation[0])]  # fmt: skip
     return "\n".join(lines)
+
+
+def parts_lines(rows: list[dict], test_frames) -> list[str]:
+    """What each path of the forecast adds (``evaluate.forecast_parts``) on validation and test, per
+    horizon: each seed's, and their mean; nothing for runs saved without the paths."""
+    import polars as pl
+
+    from atft_kedro.evaluation.evaluate import forecast_parts
+    from atft_kedro.evaluation.metrics import daily_scores
+
+    lines = []
+    for split, frames in (("validation", [pl.read_parquet(r["val_frame"]) for r in rows if "val_frame" in r]), ("test", test_frames)):
+        if len(frames) != len(rows) or not all(any(c.startswith("part_") for c in f.columns) for f in frames):
+            continue
+        lines += ["", f"### what each path of the forecast adds, {split} (RankIC of the forecast minus the forecast without the path; "
+                  "in brackets its share of the forecast's spread)", "", "| horizon | path | per seed | mean |", "|---|---|---|---|"]  # fmt: skip
+        for h in [h for h in HORIZONS if f"pred_{h}" in frames[0].columns]:
+            each = [forecast_parts(f, h, daily_scores(f, f"pred_{h}", f"target_{h}"), 20) for f in frames]
+            for path in dict.fromkeys(p for parts in each for p in parts):
+                cells = [parts.get(path) for parts in each]
+                shown = ", ".join("off" if c is None else f"{c['adds']['mean']:+.4f} ({c['spread']:.2f})" for c in cells)
+                lines.append(f"| {h} | {path} | {shown} | {np.mean([0.0 if c is None else c['adds']['mean'] for c in cells]):+.4f} |")
+    return lines
 
 
 def saved_runs(files) -> list[dict]:
