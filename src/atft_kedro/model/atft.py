@@ -39,7 +39,8 @@ score): on the default market the nearest 10 carry the lead-lag and the rest mos
 (validation RankIC of the sum alone 0.074 over the first 10 slots, 0.065 over all 20), and with
 one sum per band the map weighs them apart.
 With ``head_init`` small, the network starts as these linear paths and the deep part grows from
-there.
+there (how much of the ranking each path ends up carrying: ``forward(..., parts=True)``, which the
+evaluation reports as ``forecast_parts``).
 
 ``target_scale`` (a buffer, set by training from the training split's returns and saved with the
 weights) puts the outputs in return units while every parameter works at order one: a daily return
