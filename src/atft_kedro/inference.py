@@ -79,12 +79,13 @@ def latest_ranking(
 
     net = model_from_checkpoint(model, "the catalog's model checkpoint")
     train_cfg = dataclasses.replace(TrainConfig(**model["config"]["train"]), mode="safe")
-    preds = predict(net, DateDataset(arrays, graphs, [len(arrays.dates) - 1], window), train_cfg, torch.device("cpu"), quantiles=True)
+    preds = predict(net, DateDataset(arrays, graphs, [len(arrays.dates) - 1], window), train_cfg, torch.device("cpu"), quantiles=True,
+                    parts=True)  # fmt: skip
     horizons = [c.removeprefix("pred_") for c in preds.columns if c.startswith("pred_")]
     ranking = preds.select(
         "Code",
         *[pl.col(f"pred_{h}").alias(f"score_{h}") for h in horizons],
-        *[c for c in preds.columns if c.startswith("q") and c.split("_")[-1] in horizons],
+        *[c for c in preds.columns if c.startswith(("q", "part_")) and c.split("_")[-1] in horizons],
     ).with_columns(pl.col(f"score_{h}").rank("ordinal", descending=True).cast(pl.Int32).alias(f"rank_{h}") for h in horizons)
     today = known.filter(pl.col("Date") == as_of).drop("Date")
     return today.join(ranking, on="Code", how="inner").with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
@@ -123,6 +124,11 @@ def ranking_summary(ranking: pl.DataFrame, model: dict, top: int = 10) -> str:
         "",
     ]
     shown = ["Code", "Sector33Code", *[f"score_{h}" for h in horizons], f"q05_{first}", f"q95_{first}"]
+    paths = [c for c in ranking.columns if c.startswith("part_") and c.endswith(f"_{first}")]
+    if paths:  # where a name's score comes from: the network, its own features, its neighbours (they sum to the score)
+        shown += paths
+        lines += [f"The `part_` columns split each {first} score into the model's three paths (the network, the stock's own "
+                  "features, its neighbours in the graph); they sum to the score.", ""]  # fmt: skip
     for title, rows in (("Top", ranking.head(top)), ("Bottom", ranking.tail(top).reverse())):
         lines += [f"## {title} {min(top, ranking.height)} by {first}", "", "| rank | " + " | ".join(shown) + " |",
                   "|---" * (len(shown) + 1) + "|"]  # fmt: skip

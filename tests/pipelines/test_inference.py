@@ -50,8 +50,11 @@ def test_the_ranking_covers_every_stock_of_the_last_date_as_the_model_scores_it(
     assert both.height == ranking.height
     for h in ("1d", "5d", "10d", "20d"):
         torch.testing.assert_close(both[f"score_{h}"].to_torch(), both[f"pred_{h}"].to_torch(), rtol=0, atol=1e-6)
+        paths = sum(ranking[f"part_{path}_{h}"] for path in ("network", "own", "neighbours"))  # where each score comes from
+        torch.testing.assert_close(paths.to_torch(), ranking[f"score_{h}"].to_torch(), rtol=0, atol=1e-6)
     summary = trained["latest"]["ranking_summary"][name]
     assert summary.startswith(f"# Ranking for the trading day after {last}") and "## Top 10 by 1d" in summary
+    assert "| part_network_1d | part_own_1d | part_neighbours_1d |" in summary
 
 
 def _latest(quotes, listed, topix):
