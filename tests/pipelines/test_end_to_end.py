@@ -96,9 +96,13 @@ def test_kedro_run_runs_all_four_pipelines(project):
         assert set(paths) <= {"network", "own", "neighbours"} and {"own", "neighbours"} <= set(paths)
         for p in paths.values():
             assert abs(p["adds"]["mean"] - (metrics["horizons"][h]["model"]["rank_ic"] - p["rank_ic_without"])) < 1e-4 and p["spread"] > 0
+            assert p["validation"]["adds"]["dates"] > 0 and p["validation"]["rank_ic_alone"] != p["rank_ic_alone"]  # scored on validation's own dates
         total = sum(predictions[f"part_{path}_{h}"] for path in ("network", "own", "neighbours"))
         assert (total - predictions[f"pred_{h}"]).abs().max() < 1e-6
-    assert "## What the forecast is made of" in report and "| 1d | neighbours |" in report
+    assert "## What the forecast is made of" in report and "| 1d | neighbours |" in report and "adds on validation" in report
+    validation = pl.read_parquet(project / "data/07_model_output/validation_predictions.parquet")
+    splits = pl.read_parquet(project / "data/05_model_input/splits.parquet")
+    assert set(validation["Date"]) == set(splits.filter(pl.col("split") == "val")["Date"])  # every validation date, by the catalog's model
     fingerprint = json.loads((project / "data/05_model_input/data_fingerprint.json").read_text())
     assert metrics["provenance"]["data"] == fingerprint and metrics["provenance"]["model"]["phase"] == 3
     assert f"trained on synthetic data `{fingerprint['id']}`" in report

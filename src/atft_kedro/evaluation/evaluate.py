@@ -80,9 +80,12 @@ def evaluate_predictions(
     splits: pl.DataFrame,
     feature_names: list[str],
     cfg: EvaluationConfig,
+    validation_predictions: pl.DataFrame | None = None,
 ) -> Evaluation:
     """Score the model's test ``predictions`` (Date, Code, pred_{h}, target_{h}) and every baseline;
-    ``random_graph_predictions``: the same model's predictions on the graph with random endpoints."""
+    ``random_graph_predictions``: the same model's predictions on the graph with random endpoints;
+    ``validation_predictions`` (with the paths): ``forecast_parts`` gets each path's scores on
+    validation beside those on test, under "validation"."""
     horizons = [h[5:] for h in predictions.columns if h.startswith("pred_")]
     frame, fitted = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines)
     table, neutral, counts, curves, daily, paired, picked, ablation, parts = ({} for _ in range(9))
@@ -102,6 +105,11 @@ def evaluate_predictions(
         ablation[h] = {"with_graph": table[h]["model"]["rank_ic"], "random_endpoints": summarise(shuffled)["rank_ic"],
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
         parts[h] = forecast_parts(frame, h, daily[h]["model"], cfg.min_stocks)
+        if validation_predictions is not None and parts[h]:
+            on_val = forecast_parts(validation_predictions, h, daily_scores(validation_predictions, f"pred_{h}", f"target_{h}", cfg.min_stocks),
+                                    cfg.min_stocks)  # fmt: skip
+            for path, scores in parts[h].items():
+                scores["validation"] = on_val.get(path)
     folds = None
     if "fold" in frame.columns:  # walk-forward: the metrics above pool every fold's test dates; each fold's own beside them
         folds = {

@@ -163,15 +163,18 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "standard deviation) as a share of the forecast's, its RankIC alone, the forecast's without it, and",
             "what it adds: the forecast's daily RankIC minus the forecast's without it, with the interval above.",
             "Read on the test split after the fact: a diagnosis, not a choice (the paths are fitted and kept on",
-            "training and validation). `forecast_parts.png` draws it.",
+            "training and validation; the last columns say what each added on validation, where that was done).",
+            "`forecast_parts.png` draws the test columns.",
             "",
-            "| horizon | path | spread | RankIC alone | RankIC without it | adds | 95% interval |",
-            "|---|---|---|---|---|---|---|",
+            "| horizon | path | spread | RankIC alone | RankIC without it | adds | 95% interval | adds on validation | its interval |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for h, paths in document["forecast_parts"].items():
             for path, p in paths.items():
+                on_val = p.get("validation") or {"adds": {"mean": None, "ci95_low": None, "ci95_high": None}}
                 lines.append(f"| {h} | {path} | {_num(p['spread'], '.2f')} | {_num(p['rank_ic_alone'])} | {_num(p['rank_ic_without'])} | "
-                             f"{_num(p['adds']['mean'], '+.4f')} | {_interval(p['adds'])} |")  # fmt: skip
+                             f"{_num(p['adds']['mean'], '+.4f')} | {_interval(p['adds'])} | {_num(on_val['adds']['mean'], '+.4f')} | "
+                             f"{_interval(on_val['adds'])} |")  # fmt: skip
         lines.append("")
     if "folds" in document:  # walk-forward: the tables above pool the blocks
         names = list(document["folds"])

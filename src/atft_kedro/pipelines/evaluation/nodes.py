@@ -31,16 +31,33 @@ def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet,
     ``data_fingerprint`` (the node always has it), the model, arrays and graphs must be of that data.
     Walk-forward (``splits.n_folds > 1``): each fold's test dates by that fold's best checkpoint of
     the model's phase, with a ``fold`` column."""
+    return _predict_split("test", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
+                          normalisation, parts)  # fmt: skip
+
+
+def predict_validation(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
+                       data_fingerprint: dict | None = None, checkpoints: CheckpointStore | None = None,
+                       market_features: pl.DataFrame | None = None, normalisation: dict | None = None) -> pl.DataFrame:  # fmt: skip
+    """``predict_test``'s forecasts and paths on the validation dates (walk-forward: each fold's
+    validation block by that fold's model), so the report can set what each path adds on validation,
+    where choices are made, beside what it adds on test."""
+    return _predict_split("val", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
+                          normalisation, parts=True)  # fmt: skip
+
+
+def _predict_split(split: str, model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
+                   data_fingerprint: dict | None, checkpoints: CheckpointStore | None, market_features: pl.DataFrame | None,
+                   normalisation: dict | None, parts: bool) -> pl.DataFrame:  # fmt: skip
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint,
                          model=model.get("data_fingerprint"))  # fmt: skip
     folds = sorted(splits["fold"].unique())
     if len(folds) == 1:
-        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, parts=parts), model)
+        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts), model)
     phase = model["config"]["phase"]
     frames = [
         _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
-                      graphs, splits, f, model_input, parts=parts).with_columns(pl.lit(f, pl.Int32).alias("fold"))
+                      graphs, splits, f, model_input, split, parts).with_columns(pl.lit(f, pl.Int32).alias("fold"))
         for f in folds
     ]  # fmt: skip
     return _stamped(pl.concat(frames), model)
@@ -92,15 +109,18 @@ def evaluate(
     params: dict,
     model: dict | None = None,
     data_fingerprint: dict | None = None,
+    validation_predictions: pl.DataFrame | None = None,
 ):
     """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile / by-horizon / forecast-parts plots. ``model`` and
     ``data_fingerprint`` say what the metrics describe (``metrics["provenance"]``); predictions that
-    are not of this data's test split stop the node."""
+    are not of this data's test split stop the node. ``validation_predictions`` (``predict_validation``):
+    what each path of the forecast adds on validation too."""
     if data_fingerprint is not None and model is not None:
         check_built_from(data_fingerprint, model=model.get("data_fingerprint"))
     _check_covers_the_test_split(predictions, splits)
     if model is not None:
-        for name, made in (("predictions", predictions), ("random_graph_predictions", random_graph_predictions)):
+        made_by = {"predictions": predictions, "random_graph_predictions": random_graph_predictions, "validation_predictions": validation_predictions}
+        for name, made in ((name, made) for name, made in made_by.items() if made is not None):
             ids = set(made["model_id"].unique()) if "model_id" in made.columns else {"no model_id"}
             if ids != {_model_id(model)}:
                 raise StaleArtifactError(
@@ -109,7 +129,7 @@ def evaluate(
                 )
     cfg = EvaluationConfig.from_params(params)
     result = evaluate_predictions(predictions, random_graph_predictions, features, model_input, oracle_returns, splits,
-                                  stock_feature_names(feature_manifest), cfg)  # fmt: skip
+                                  stock_feature_names(feature_manifest), cfg, validation_predictions)  # fmt: skip
     for h, scorers in result.document["horizons"].items():
         for name, m in scorers.items():
             used, skipped = result.counts[h][name]

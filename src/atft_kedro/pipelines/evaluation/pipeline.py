@@ -11,6 +11,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(nodes.predict_test, ["model", "training_arrays", "graphs", "splits", "model_input", "data_fingerprint", *WALK_FORWARD],
                  "predictions", name="predict_test"),  # fmt: skip
+            Node(nodes.predict_validation, ["model", "training_arrays", "graphs", "splits", "model_input", "data_fingerprint", *WALK_FORWARD],
+                 "validation_predictions", name="predict_validation"),  # fmt: skip
             Node(
                 nodes.predict_test_random_graph,
                 ["model", "training_arrays", "graphs", "splits", "model_input", "params:evaluation", "data_fingerprint", *WALK_FORWARD],
@@ -20,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.evaluate,
                 ["predictions", "random_graph_predictions", "features", "model_input", "oracle_returns", "splits",
-                 "feature_manifest", "params:source", "params:evaluation", "model", "data_fingerprint"],
+                 "feature_manifest", "params:source", "params:evaluation", "model", "data_fingerprint", "validation_predictions"],
                 ["metrics", "evaluation_report", "cumulative_returns_plot", "rolling_ic_plot", "quantile_returns_plot", "rank_ic_by_horizon_plot",
                  "forecast_parts_plot"],
                 name="evaluate",
