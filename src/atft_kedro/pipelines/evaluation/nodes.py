@@ -27,10 +27,9 @@ def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet,
                  market_features: pl.DataFrame | None = None, normalisation: dict | None = None, parts: bool = True) -> pl.DataFrame:  # fmt: skip
     """The best model's median forecasts on every test date, dropout off, and their additive paths
     (``part_{path}_{h}``), beside the realised returns (``model_input``'s targets: the arrays' may be
-    the neutral ones training used). With
-    ``data_fingerprint`` (the node always has it), the model, arrays and graphs must be of that data.
-    Walk-forward (``splits.n_folds > 1``): each fold's test dates by that fold's best checkpoint of
-    the model's phase, with a ``fold`` column."""
+    the neutral ones training used). With ``data_fingerprint`` (the node always has it), the model,
+    arrays and graphs must be of that data. Walk-forward (``splits.n_folds > 1``): each fold's test
+    dates by that fold's best checkpoint of the model's phase, with a ``fold`` column."""
     return _predict_split("test", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
                           normalisation, parts)  # fmt: skip
 
