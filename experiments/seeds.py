@@ -126,12 +126,9 @@ def _rank_average(frames, h: str):
     return merged.with_columns(pl.mean_horizontal(*(f"r{i}" for i in range(len(frames)))).alias(f"pred_{h}"))
 
 
-def ensemble_lines(rows: list[dict], test_frames) -> list[str]:
+def ensemble_lines(val_frames, test_frames) -> list[str]:
     """The seeds' rank-averaged forecast (a seed ensemble) against the seeds one by one: mean daily
     RankIC on validation (where a choice is made) and on test, per horizon."""
-    import polars as pl
-
-    val_frames = [pl.read_parquet(r["val_frame"]) for r in rows]
     mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
     lines = ["### the seeds' rank-averaged forecast (an ensemble of the seeds) against each seed", "",
              "| horizon | split | each seed | seeds' mean | ensemble | ensemble - seeds' mean |", "|---|---|---|---|---|---|"]  # fmt: skip
@@ -327,9 +324,10 @@ def report(rows: list[dict]) -> str:
                 c = against_best(frames, h, neutral, validation_pick(rows, h))
                 lines.append(f"| {h} | {c['best']} | {'sector means and beta out' if neutral else 'raw'} | {c['baseline']:.4f} | "
                              f"{c['mean']:+.4f} | [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |")  # fmt: skip
-    if all("val_frame" in r for r in rows) and len(rows) > 1:
-        lines += ["", *ensemble_lines(rows, frames)]
-    lines += parts_lines(rows, frames)
+    val_frames = [pl.read_parquet(r["val_frame"]) for r in rows] if all("val_frame" in r for r in rows) else None
+    if val_frames and len(rows) > 1:
+        lines += ["", *ensemble_lines(val_frames, frames)]
+    lines += parts_lines(val_frames, frames)
     ablation = [r["metrics"].get("graph_ablation", {}) for r in rows]
     if all(ablation):
         lines += ["", "graph ablation (test RankIC with the graph minus with random endpoints), seeds in order: "
@@ -337,17 +335,16 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def parts_lines(rows: list[dict], test_frames) -> list[str]:
+def parts_lines(val_frames, test_frames) -> list[str]:
     """What each path of the forecast adds (``evaluate.forecast_parts``) on validation and test, per
-    horizon: each seed's, and their mean; nothing for runs saved without the paths."""
-    import polars as pl
-
+    horizon: each seed's, and their mean; nothing for a split whose frames lack the paths (runs saved
+    without them; ``val_frames`` None: runs saved without validation frames)."""
     from atft_kedro.evaluation.evaluate import forecast_parts
     from atft_kedro.evaluation.metrics import daily_scores
 
     lines = []
-    for split, frames in (("validation", [pl.read_parquet(r["val_frame"]) for r in rows if "val_frame" in r]), ("test", test_frames)):
-        if len(frames) != len(rows) or not all(any(c.startswith("part_") for c in f.columns) for f in frames):
+    for split, frames in (("validation", val_frames or []), ("test", test_frames)):
+        if not frames or not all(any(c.startswith("part_") for c in f.columns) for f in frames):
             continue
         lines += ["", f"### what each path of the forecast adds, {split} (RankIC of the forecast minus the forecast without the path; "
                   "in brackets its share of the forecast's spread)", "", "| horizon | path | per seed | mean |", "|---|---|---|---|"]  # fmt: skip

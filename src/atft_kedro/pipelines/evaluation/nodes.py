@@ -119,7 +119,9 @@ def evaluate(
     _check_covers_the_test_split(predictions, splits)
     if model is not None:
         made_by = {"predictions": predictions, "random_graph_predictions": random_graph_predictions, "validation_predictions": validation_predictions}
-        for name, made in ((name, made) for name, made in made_by.items() if made is not None):
+        for name, made in made_by.items():
+            if made is None:
+                continue
             ids = set(made["model_id"].unique()) if "model_id" in made.columns else {"no model_id"}
             if ids != {_model_id(model)}:
                 raise StaleArtifactError(
@@ -138,9 +140,9 @@ def evaluate(
         p = result.document["validation_pick"][h]
         log.info("%s model - %s (validation's pick): %s [%s, %s]", h, p["baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
         paths = result.document.get("forecast_parts", {}).get(h)
-        if paths:
-            log.info("%s what each path of the forecast adds: %s", h, "; ".join(f"{path} {_signed(p['adds']['mean'])} "
-                     f"[{_signed(p['adds']['ci95_low'])}, {_signed(p['adds']['ci95_high'])}]" for path, p in paths.items()))  # fmt: skip
+        if paths:  # the values as the lines above give theirs (metrics.json's, rounded)
+            log.info("%s what each path of the forecast adds: %s", h,
+                     "; ".join(f"{path} {p['adds']['mean']} [{p['adds']['ci95_low']}, {p['adds']['ci95_high']}]" for path, p in paths.items()))  # fmt: skip
     if model is not None:
         result.document["provenance"] = provenance(model, data_fingerprint)
     dates = predictions["Date"]
@@ -159,10 +161,6 @@ def evaluate(
         plots.plot_rank_ic_by_horizon(result.daily, result.document["paired"], ("model", *BASELINES), result.document["validation_pick"]),
         plots.plot_forecast_parts(result.document.get("forecast_parts", {}), {h: m["model"]["rank_ic"] for h, m in result.document["horizons"].items()}),
     )
-
-
-def _signed(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.4f}"
 
 
 def provenance(model: dict, data_fingerprint: dict | None) -> dict:
