@@ -10,10 +10,10 @@ step, the epoch with the best validation RankIC kept, at most 40) trained with e
 correlation of forecast and target, the model's own IC loss in its simplest form); ``:ridge``
 adds a linear path started at the tuned ridge, the MLP's last layer at a tenth of its size (the
 model's own-feature skip and heads, in small). Each net is the mean of its ``--seeds`` runs'
-forecasts, each standardised. Prints validation and test RankIC per fold, then the pooled test
-RankIC and the paired per-date difference to LightGBM with its Newey-West interval (lag h - 1).
-Reads the data_engineering outputs only (in memory); one thread; about 10-15 s a net and fold on
-stocknet.
+forecasts, each standardised. Prints validation (a net's: the mean of its seeds' best epochs')
+and test RankIC per fold, then the pooled test RankIC and the paired per-date difference to
+LightGBM with its Newey-West interval (lag h - 1). Reads the data_engineering outputs only (in
+memory); one thread; about 10-15 s a net and fold on stocknet.
 
 ``--run DIR``: a finished ``kedro run`` of the same market and splits. The first net's forecast is
 added to the model's (each z-scored per date; walk-forward: fold by fold) with weights 0 to 4, and
