@@ -15,6 +15,9 @@ and test RankIC per fold, then the pooled test RankIC and the paired per-date di
 LightGBM with its Newey-West interval (lag h - 1). Reads the data_engineering outputs only (in
 memory); one thread; about 10-15 s a net and fold on stocknet.
 
+``--lightgbm-seeds 1,2,...``: LightGBM refitted with other seeds (its bagging and feature sampling)
+beside the evaluation's seed 0, as more columns: how far the bar itself moves with its seed.
+
 ``--run DIR``: a finished ``kedro run`` of the same market and splits. The first net's forecast is
 added to the model's (each z-scored per date; walk-forward: fold by fold) with weights 0 to 4, and
 the weight each fold's validation prefers is read on test once: whether the net ranks anything the
@@ -24,6 +27,7 @@ trained model does not (the run's ``validation_predictions`` and ``predictions``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -114,6 +118,7 @@ def main() -> None:
     parser.add_argument("--horizon", default="1d")
     parser.add_argument("--losses", default="mse,corr,mse:ridge,corr:ridge", help="the nets, comma-separated")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="each net is the mean of these seeds' forecasts")
+    parser.add_argument("--lightgbm-seeds", default="", help="more LightGBM seeds beside the evaluation's, comma-separated: its own spread")
     parser.add_argument("--run", help="a finished kedro run's folder: the first net's forecast added to the model's")
     args = parser.parse_args()
 
@@ -149,8 +154,9 @@ def main() -> None:
         return predict
 
     pooled, ensembles = {}, {}
-    print(f"| fold | {' | '.join(['ridge', 'LightGBM', *nets])} |  (validation / test RankIC, {args.horizon})")
-    print("|---" * (3 + len(nets)) + "|")
+    extra = [f"LightGBM seed {s}" for s in args.lightgbm_seeds.split(",") if s]
+    print(f"| fold | {' | '.join(['ridge', 'LightGBM', *extra, *nets])} |  (validation / test RankIC, {args.horizon})")
+    print("|---" * (3 + len(extra) + len(nets)) + "|")
     for fold in sorted(splits["fold"].unique()):
         train, val, test = (_rows(model_input, names, target, split_dates(splits, s, fold)) for s in ("train", "val", "test"))
         x = {k: f.select(names).fill_nan(0.0).fill_null(0.0).to_numpy() for k, f in (("train", train), ("val", val), ("test", test))}
@@ -159,6 +165,11 @@ def main() -> None:
         scores["ridge"], on_val["ridge"] = x["test"] @ coef[:-1], info["val_rank_ic"]
         booster, info = tuned_lightgbm(model_input, names, target, split_dates(splits, "train", fold), split_dates(splits, "val", fold), cfg)
         scores["LightGBM"], on_val["LightGBM"] = booster.predict(x["test"], num_iteration=booster.best_iteration), info["val_rank_ic"]
+        for seed in [int(s) for s in args.lightgbm_seeds.split(",") if s]:
+            reseeded = dataclasses.replace(cfg, lightgbm=dataclasses.replace(cfg.lightgbm, seed=seed))
+            other, info = tuned_lightgbm(model_input, names, target, split_dates(splits, "train", fold), split_dates(splits, "val", fold), reseeded)
+            scores[f"LightGBM seed {seed}"] = other.predict(x["test"], num_iteration=other.best_iteration)
+            on_val[f"LightGBM seed {seed}"] = info["val_rank_ic"]
         for name in nets:
             loss, _, start = name.partition(":")
             predictors, vals = [], []
