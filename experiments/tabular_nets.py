@@ -18,10 +18,11 @@ memory); one thread; about 10-15 s a net and fold on stocknet.
 ``--lightgbm-seeds 1,2,...``: LightGBM refitted with other seeds (its bagging and feature sampling)
 beside the evaluation's seed 0, as more columns: how far the bar itself moves with its seed.
 
-``--run DIR``: a finished ``kedro run`` of the same market and splits. The first net's forecast is
-added to the model's (each z-scored per date; walk-forward: fold by fold) with weights 0 to 4, and
-the weight each fold's validation prefers is read on test once: whether the net ranks anything the
-trained model does not (the run's ``validation_predictions`` and ``predictions`` are only read).
+``--run DIR [DIR ...]``: finished ``kedro run``s of the same market and splits (say, training
+seeds). The first net's forecast is added to each run's (each z-scored per date; walk-forward: fold
+by fold) with weights 0 to 4, and the weight each fold's validation prefers is read on test once:
+whether the net ranks anything the trained model does not (the runs' ``validation_predictions``
+and ``predictions`` are only read).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--losses", default="mse,corr,mse:ridge,corr:ridge", help="the nets, comma-separated")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="each net is the mean of these seeds' forecasts")
     parser.add_argument("--lightgbm-seeds", default="", help="more LightGBM seeds beside the evaluation's, comma-separated: its own spread")
-    parser.add_argument("--run", help="a finished kedro run's folder: the first net's forecast added to the model's")
+    parser.add_argument("--run", nargs="+", default=[], help="finished kedro runs' folders (seeds of one market): the first net's forecast added to each's")
     args = parser.parse_args()
 
     import numpy as np
@@ -194,8 +195,9 @@ def main() -> None:
         series = np.concatenate(blocks)
         d = difference_summary(series - lightgbm, lag)
         print(f"| {name} | {series.mean():.4f} | {d['mean']:+.4f} | [{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}] | {d['dates']} |")
-    if args.run:
-        added_to_run(Path(args.run), ensembles[nets[0]], nets[0], model_input, names, target, lag, cfg.min_stocks)
+    for run in args.run:
+        print(f"\n{run}:")
+        added_to_run(Path(run), ensembles[nets[0]], nets[0], model_input, names, target, lag, cfg.min_stocks)
 
 
 def added_to_run(run: Path, nets: dict, net_name: str, model_input, names: list[str], target: str, lag: int, min_stocks: int) -> None:
