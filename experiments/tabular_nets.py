@@ -127,8 +127,8 @@ def main() -> None:
     import polars as pl
     import torch
 
-    from atft_kedro.evaluation.baselines import BaselineConfig, _rows, mean_daily_rank_ic, tuned_lightgbm, tuned_ridge
-    from atft_kedro.evaluation.metrics import difference_summary
+    from atft_kedro.evaluation.baselines import BaselineConfig, _rows, tuned_lightgbm, tuned_ridge
+    from atft_kedro.evaluation.metrics import daily_scores, difference_summary
     from atft_kedro.features.builders import stock_feature_names
     from atft_kedro.features.splits import split_dates
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
@@ -140,12 +140,6 @@ def main() -> None:
     cfg = BaselineConfig.from_params(params["evaluation"])
     target, lag = f"target_{args.horizon}", int(args.horizon.rstrip("d")) - 1
     nets, seeds = args.losses.split(","), [int(s) for s in args.seeds.split(",")]
-
-    def daily(dates, score, y):
-        per_date = (pl.DataFrame({"d": dates, "s": score, "y": y}).group_by("d")
-                    .agg(pl.len().alias("n"), pl.corr("s", "y", method="spearman").alias("r"))
-                    .filter((pl.col("n") >= cfg.min_stocks) & pl.col("r").is_not_nan()).sort("d"))  # fmt: skip
-        return per_date["r"].to_numpy()
 
     def ensemble(predictors):
         def predict(x):
@@ -159,16 +153,17 @@ def main() -> None:
     print(f"| fold | {' | '.join(['ridge', 'LightGBM', *extra, *nets])} |  (validation / test RankIC, {args.horizon})")
     print("|---" * (3 + len(extra) + len(nets)) + "|")
     for fold in sorted(splits["fold"].unique()):
-        train, val, test = (_rows(model_input, names, target, split_dates(splits, s, fold)) for s in ("train", "val", "test"))
+        dates = {s: split_dates(splits, s, fold) for s in ("train", "val", "test")}
+        train, val, test = (_rows(model_input, names, target, d) for d in dates.values())
         x = {k: f.select(names).fill_nan(0.0).fill_null(0.0).to_numpy() for k, f in (("train", train), ("val", val), ("test", test))}
         scores, on_val = {}, {}
-        coef, info = tuned_ridge(model_input, names, target, split_dates(splits, "train", fold), split_dates(splits, "val", fold), cfg)
+        coef, info = tuned_ridge(model_input, names, target, dates["train"], dates["val"], cfg)
         scores["ridge"], on_val["ridge"] = x["test"] @ coef[:-1], info["val_rank_ic"]
-        booster, info = tuned_lightgbm(model_input, names, target, split_dates(splits, "train", fold), split_dates(splits, "val", fold), cfg)
+        booster, info = tuned_lightgbm(model_input, names, target, dates["train"], dates["val"], cfg)
         scores["LightGBM"], on_val["LightGBM"] = booster.predict(x["test"], num_iteration=booster.best_iteration), info["val_rank_ic"]
         for seed in [int(s) for s in args.lightgbm_seeds.split(",") if s]:
             reseeded = dataclasses.replace(cfg, lightgbm=dataclasses.replace(cfg.lightgbm, seed=seed))
-            other, info = tuned_lightgbm(model_input, names, target, split_dates(splits, "train", fold), split_dates(splits, "val", fold), reseeded)
+            other, info = tuned_lightgbm(model_input, names, target, dates["train"], dates["val"], reseeded)
             scores[f"LightGBM seed {seed}"] = other.predict(x["test"], num_iteration=other.best_iteration)
             on_val[f"LightGBM seed {seed}"] = info["val_rank_ic"]
         for name in nets:
@@ -184,9 +179,9 @@ def main() -> None:
             scores[name], on_val[name] = ensembles[name][fold](x["test"]), float(np.mean(vals))
         cells = []
         for name, score in scores.items():
-            per_date = daily(test["Date"].to_numpy(), score, test[target].to_numpy())
+            per_date = daily_scores(test.with_columns(pl.Series("score", score)), "score", target, cfg.min_stocks).rank_ic
             pooled.setdefault(name, []).append(per_date)
-            cells.append(f"{on_val[name]:.4f} / {mean_daily_rank_ic(test['Date'].to_numpy(), score, test[target].to_numpy(), cfg.min_stocks):.4f}")
+            cells.append(f"{on_val[name]:.4f} / {per_date.mean():.4f}")
         print(f"| {fold} | " + " | ".join(cells) + " |", flush=True)
 
     lightgbm = np.concatenate(pooled["LightGBM"])
@@ -207,7 +202,7 @@ def added_to_run(run: Path, nets: dict, net_name: str, model_input, names: list[
     import numpy as np
     import polars as pl
 
-    from atft_kedro.evaluation.metrics import difference_summary
+    from atft_kedro.evaluation.metrics import daily_scores, difference_summary
 
     pred = f"pred_{target.removeprefix('target_')}"
 
@@ -228,9 +223,7 @@ def added_to_run(run: Path, nets: dict, net_name: str, model_input, names: list[
             daily[split][fold] = {}
             for w in weights:
                 scored = rows.with_columns((pl.col("model") + w * pl.col("net")).alias("combined"))
-                per_date = (scored.group_by("Date").agg(pl.len().alias("n"), pl.corr("combined", target, method="spearman").alias("r"))
-                            .filter((pl.col("n") >= min_stocks) & pl.col("r").is_not_nan()).sort("Date"))  # fmt: skip
-                daily[split][fold][w] = per_date["r"].to_numpy()
+                daily[split][fold][w] = daily_scores(scored, "combined", target, min_stocks).rank_ic
 
     def pooled(split: str, w_of_fold) -> np.ndarray:
         return np.concatenate([daily[split][fold][w_of_fold(fold)] for fold in nets])
