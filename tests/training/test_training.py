@@ -513,7 +513,7 @@ def test_the_graph_paths_start_at_ridge_fits_of_the_training_split(prepared):
 
 def _model_and_validation(prepared, cfg, phase: int):
     """A new model of ``phase`` (seed 0, target scales 0.02-0.08), 30 training dates, and the
-    validation split as a phase sees it (RankIC at every horizon, 5 stocks a date at least)."""
+    validation split as a phase sees it (RankIC at the phase's horizons, 5 stocks a date at least)."""
     from atft_kedro.training.predict import rank_ic_by_date
     from atft_kedro.training.starts import Validation
 
@@ -522,7 +522,8 @@ def _model_and_validation(prepared, cfg, phase: int):
     torch.manual_seed(0)
     model = build_model(arrays, graphs, cfg, phase, torch.device("cpu"))
     model.target_scale.copy_(torch.tensor([0.02, 0.04, 0.06, 0.08]))
-    validation = Validation(val_ds, lambda m: predict(m, val_ds, cfg, torch.device("cpu")), lambda f: rank_ic_by_date(f, ["1d", "5d", "10d", "20d"], 5))
+    horizons = [f"{h}d" for h in model.horizons]  # the phase's, as training validates
+    validation = Validation(val_ds, lambda m: predict(m, val_ds, cfg, torch.device("cpu")), lambda f: rank_ic_by_date(f, horizons, 5))
     return model, _idx(prepared)[0][:30], validation
 
 
@@ -667,6 +668,61 @@ def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
     assert len({round(s["20d"], 6) for s in choice.scores.values()}) > 1  # the candidates differ on validation
     with pytest.raises(ValueError, match="horizon_starts must be 'ridge', 'validated' or 'one_day'"):
         small_config(horizon_starts="momentum")
+
+
+def test_the_linear_skip_reads_its_inputs_winsorised_at_the_clip_validation_chose(prepared):
+    """skip_clips: phase 0's ridge start fits its 1-day row on the features as they are and
+    winsorised at each clip, and keeps the fit with the best validation RankIC at 1 day, with its
+    clip; the rows of the horizons phase 0 does not score keep their fit on the features as they
+    are. The forward pass winsorises each row's inputs at its own clip, in the own-feature skip
+    alone. Each candidate's score is the model's own (loaded with its clip and predicted in full,
+    it scores the same); a checkpoint from before the clip was kept loads as unclipped."""
+    from atft_kedro.training.starts import UNCLIPPED, start_at_one_day, start_at_ridge, training_rows
+
+    arrays = prepared["arrays"]
+    model, train_idx, validation = _model_and_validation(prepared, small_config(model={**small_config().model, "linear_skip": (1, 5)}), 0)
+    rng = torch.get_rng_state()
+    choice = start_at_ridge(model, arrays, train_idx, 50.0, (0.5, 2.0), validation)
+    assert torch.equal(torch.get_rng_state(), rng)
+    clips = {UNCLIPPED: math.inf, "the ridge on the features winsorised at 0.5": 0.5, "the ridge on the features winsorised at 2": 2.0}
+    assert set(choice.starts) == set(clips)
+    assert choice.kept == {"1d": max(choice.scores, key=lambda n: choice.scores[n]["1d"])}
+    kept = choice.kept["1d"]
+    assert model.skip_clip.tolist() == [clips[kept], math.inf]
+    assert torch.equal(model.linear.weight, choice.starts[kept]["weight"])
+    unclipped = copy.deepcopy(model)
+    start_at_ridge(unclipped, arrays, train_idx, 50.0)  # without clips: every row on the features as they are
+    assert torch.equal(model.linear.weight[1], unclipped.linear.weight[1]) and torch.equal(model.linear.bias[1], unclipped.linear.bias[1])
+    for name, clip in clips.items():
+        model.linear.load_state_dict(choice.starts[name])
+        model.skip_clip[0] = clip
+        assert choice.scores[name]["1d"] == pytest.approx(validation.rank_ics(validation.forecast(model))["1d"], abs=1e-6), name
+    assert len({round(s["1d"], 6) for s in choice.scores.values()}) == 3  # the clips fit and rank differently
+    item = collate_dates([validation.dataset[0]])
+    x = item.x.clone()
+    x[:, -1] = 4.0 * x[:, -1]  # the last day's features, several beyond the clip
+    model.eval()
+    with torch.no_grad():
+        parts = model(x, item.market, item.date_of_node, item.neighbors, item.edge_attr, parts=True)["parts"]  # the model as of phase 0: 1 day
+        clipped = model.linear(x[:, -1].clamp(-2.0, 2.0))[:, 0] * model.target_scale[0]
+        model.skip_clip[0] = math.inf
+        plain = model(x, item.market, item.date_of_node, item.neighbors, item.edge_attr, parts=True)["parts"]["1d"][:, 1]
+    assert torch.allclose(parts["1d"][:, 1], clipped, atol=1e-7) and not torch.allclose(plain, clipped, atol=1e-4)
+    assert torch.equal(plain, model.linear(x[:, -1])[:, 0] * model.target_scale[0])  # no clip: the plain map's bits
+    model.skip_clip[0] = 2.0
+    saved = copy.deepcopy(model.state_dict())
+    model.skip_clip.fill_(0.5)
+    model.load_state_dict(saved)
+    assert model.skip_clip.tolist() == [2.0, math.inf]  # the clips travel with the weights
+    model.load_state_dict({k: v for k, v in saved.items() if k != "skip_clip"})
+    assert model.skip_clip.tolist() == [math.inf, math.inf]
+    x_train, _ = training_rows(arrays, train_idx, model.target_scale.numpy())
+    assert np.abs(x_train).max() > 2.0  # the training features reach beyond the clips tried
+    model.skip_clip[0] = 2.0
+    start_at_one_day(model, (5,))  # horizon_starts=one_day: the 5-day row reads the features as the 1-day row does
+    assert model.skip_clip.tolist() == [2.0, 2.0] and torch.equal(model.linear.weight[1], model.linear.weight[0])
+    with pytest.raises(ValueError, match="skip_clips are robust z-scores"):
+        small_config(skip_clips=[1.0, 0.0])
 
 
 def test_each_horizon_keeps_its_best_start_and_a_fit_over_none_on_ties():

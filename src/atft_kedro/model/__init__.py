@@ -2,9 +2,9 @@
 
 import torch as _torch
 
-from .atft import ATFTGATFAN, PARTS, ModelConfig
+from .atft import ATFTGATFAN, PARTS, SETTINGS, ModelConfig
 
-__all__ = ["ATFTGATFAN", "PARTS", "ModelConfig"]
+__all__ = ["ATFTGATFAN", "PARTS", "SETTINGS", "ModelConfig"]
 
 
 def _initialise_vector_math() -> None:

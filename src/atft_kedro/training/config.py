@@ -69,6 +69,7 @@ class TrainConfig:
     scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
     linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
+    skip_clips: tuple[float, ...] = ()  # the linear skip's inputs winsorised at the one of these its validation prefers at phase 0's start, or at none (); empty: not clipped
     horizon_starts: str = "ridge"  # ridge | validated | one_day: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation (training.starts.choose_skip_starts), or start at the 1-day row (start_at_one_day)
     neighbour_start_margin: float = 0.0  # the neighbour skip's best fit replaces no skip (phase 2's start) only where it beats it on validation by more than this many standard errors (0: by any amount)
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
@@ -86,6 +87,9 @@ class TrainConfig:
             raise ValueError(f"horizon_starts must be 'ridge', 'validated' or 'one_day', got {self.horizon_starts!r}")
         if not self.neighbour_start_margin >= 0:
             raise ValueError(f"neighbour_start_margin must be a number of standard errors >= 0, got {self.neighbour_start_margin!r}")
+        object.__setattr__(self, "skip_clips", tuple(float(c) for c in self.skip_clips or ()))
+        if not all(c > 0 for c in self.skip_clips):
+            raise ValueError(f"skip_clips are robust z-scores to winsorise the linear skip's inputs at, each > 0, got {list(self.skip_clips)!r}")
         if self.linear_start not in ("zero", "ridge"):
             raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
-from atft_kedro.model import ATFTGATFAN, ModelConfig
+from atft_kedro.model import ATFTGATFAN, SETTINGS, ModelConfig
 from atft_kedro.provenance import check_built_from, describe
 from atft_kedro.threads import torch_threads
 from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
@@ -48,7 +48,8 @@ class WeightAverage:
     so every step weighs exactly ``decay`` times the next one, and the first steps are not pinned to
     the initial weights (the recursion's lerp weight is (1 - decay) / (1 - decay^n)). One date's
     gradient is mostly that date's noise; validation, checkpoints and predictions use the average
-    (docs/what_training_has_shown.md). Parameters and buffers are averaged alike.
+    (docs/what_training_has_shown.md). Parameters and buffers are averaged alike, but for the
+    model's ``SETTINGS``, which keep the value they had when the average began.
 
     Written out rather than torch's ``AveragedModel`` (same arithmetic: a copy, then one fused lerp
     per update): that one keeps its update counter in a tensor and compares it twice an update,
@@ -72,7 +73,8 @@ class WeightAverage:
     def update(self, model: torch.nn.Module, taken: torch.Tensor | None = None) -> None:
         """One update; ``taken``: a 0-dim bool tensor, whether the step was taken (counted and
         weighed on the device, nothing read back)."""
-        floats = lambda m: [t.detach() for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]  # noqa: E731  (not an index buffer)
+        floats = lambda m: [t.detach() for t in (*m.parameters(), *(b for n, b in m.named_buffers() if n.rsplit(".", 1)[-1] not in SETTINGS))
+                            if t.is_floating_point()]  # noqa: E731  (not an index buffer, not a setting)
         mine, theirs = floats(self.module), floats(model)
         if taken is not None:
             if self._on_device is None:
@@ -379,9 +381,12 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     # a new model
     if cfg.scale_targets:  # its outputs in units of the training split's typical return
         model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
+    starts = {}
     if cfg.linear_start == "ridge" and model.linear is not None:
-        start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha)
-    return _Progress()
+        choice = start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha, cfg.skip_clips, validation)
+        if choice is not None:
+            starts[f"phase {phase}, linear skip"] = choice.kept
+    return _Progress(starts=starts)
 
 
 def _one_epoch(phase, epoch, model, trained, optimizer, averaged, arrays, graphs, train_idx, cfg, device, resident, progress, ranks,

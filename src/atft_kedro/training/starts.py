@@ -40,13 +40,15 @@ def training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarr
     return np.vstack(x), np.vstack(y)
 
 
-def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float) -> None:
-    """Each output of ``linear`` (one per horizon of ``horizons``) to the ridge fit of that horizon's
-    column of ``y`` on ``x`` (rows with a finite target)."""
+def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float, only=None) -> None:
+    """Each output of ``linear`` (one per horizon of ``horizons``; with ``only``, of those among
+    it) to the ridge fit of that horizon's column of ``y`` on ``x`` (rows with a finite target)."""
     from atft_kedro.evaluation.baselines import ridge_solve
 
     with torch.no_grad():
         for i, h in enumerate(horizons):
+            if only is not None and h not in only:
+                continue
             col = HORIZONS.index(h)
             ok = np.isfinite(y[:, col])
             coef = ridge_solve(x[ok], y[ok, col], alpha)
@@ -54,11 +56,57 @@ def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray
             linear.bias[i] = float(coef[-1])
 
 
-def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float) -> None:
+def own_inputs(model: ATFTGATFAN, x: np.ndarray, horizon: int) -> np.ndarray:
+    """What the linear skip's row of ``horizon`` reads of last-day features ``x``: them winsorised
+    at that row's ``skip_clip``."""
+    c = float(model.skip_clip[model.skip_horizons.index(horizon)])
+    return np.clip(x, -c, c)
+
+
+UNCLIPPED = "the ridge on the features as they are"
+
+
+@torch.no_grad()
+def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float, clips=(),
+                   validation: Validation | None = None) -> StartChoice | None:  # fmt: skip
     """The linear skip set to the ridge regression of each of its horizons' targets (less each
-    date's mean, in the model's units) on the last day's features of the training dates."""
+    date's mean, in the model's units) on the last day's features of the training dates, as each
+    row reads them (``own_inputs``). With ``clips`` and a ``validation`` split, the rows of the
+    model's horizons (the phase's: 1 day at phase 0) are fitted on the features as they are and
+    winsorised at each of ``clips``, each fit scored there, and they keep the fit whose RankIC is
+    best over those horizons, with its clip (``skip_clip``); the other rows keep the fit as they
+    are, their own horizons unscored. A robust z-score's far values set a linear fit's ranking
+    where the target follows them no further (stocknet's validation prefers a clip in each of its
+    three folds, the default synthetic market's none; docs/what_training_has_shown.md, the seventh
+    session). -> the candidates, their scores and what was kept (None without a choice)."""
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    set_to_ridge(model.linear, model.skip_horizons, x, y, alpha)
+    linear, horizons = model.linear, model.skip_horizons
+    if not clips or validation is None:
+        for h in horizons:
+            set_to_ridge(linear, horizons, own_inputs(model, x, h), y, alpha, only=(h,))
+        return None
+    scored = [h for h in model.horizons if h in horizons]
+    rows = [collate_dates([item]).x[:, -1].double().numpy() for item in validation.dataset]  # the rows of ``predict``'s frame, in order
+    rows = np.vstack(rows) if rows else np.zeros((0, linear.in_features))
+    model.skip_clip.fill_(math.inf)
+    set_to_ridge(linear, horizons, x, y, alpha)
+    starts, inputs, clip_of = {}, {}, {}
+    for c in (math.inf, *sorted(set(clips))):
+        name = UNCLIPPED if c == math.inf else f"the ridge on the features winsorised at {c:g}"
+        set_to_ridge(linear, horizons, np.clip(x, -c, c), y, alpha, only=scored)
+        starts[name], inputs[name], clip_of[name] = copy.deepcopy(linear.state_dict()), np.clip(rows, -c, c), c
+    linear.weight.zero_()
+    linear.bias.zero_()
+    with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
+        scores = scores_of_terms(model, validation, inputs, starts, horizons)
+    keys = [f"{h}d" for h in scored]
+    mean = lambda name: float(np.nanmean([scores[name].get(k, math.nan) for k in keys]))  # noqa: E731
+    best = max(starts, key=lambda n: (mean(n), n == UNCLIPPED))
+    linear.load_state_dict(starts[best])
+    for h in scored:
+        model.skip_clip[horizons.index(h)] = clip_of[best]
+    log.info("linear skip's start at %s, validation RankIC: %s; kept %s", ", ".join(keys), ", ".join(f"{n} {mean(n):.4f}" for n in starts), best)
+    return StartChoice(starts, scores, {k: best for k in keys})
 
 
 @torch.no_grad()
@@ -157,16 +205,21 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
     validation RankIC per horizon: ``model``'s forecast there, less the term of the map ``held``
     (the state it holds now; None: a map at 0), plus the candidate's term, linear(inputs) times the
     horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame. Each
-    candidate's scores also hold, under ``BY_DATE``, its RankIC date by date."""
+    candidate's scores also hold, under ``BY_DATE``, its RankIC date by date. ``inputs`` may also be
+    a dict, name -> each candidate's own inputs (with ``held`` None)."""
     base = validation.forecast(model)
-    if len(inputs) != len(base):
-        raise RuntimeError(f"the linear map's inputs have {len(inputs)} rows, the validation forecast {len(base)}")
+    for rows in inputs.values() if isinstance(inputs, dict) else [inputs]:
+        if len(rows) != len(base):
+            raise RuntimeError(f"the linear map's inputs have {len(rows)} rows, the validation forecast {len(base)}")
     scale = dict(zip(HORIZON_KEYS, model.target_scale.double().cpu().numpy()))
-    term = lambda w: inputs @ w["weight"].double().numpy().T + w["bias"].double().numpy()  # noqa: E731  (rows, horizons), the model's units
-    now = term(held) if held is not None else 0.0
+    term = lambda w, x: x @ w["weight"].double().numpy().T + w["bias"].double().numpy()  # noqa: E731  (rows, horizons), the model's units
+    inputs_of = (lambda name: inputs[name]) if isinstance(inputs, dict) else (lambda name: inputs)  # noqa: E731
+    if held is not None and isinstance(inputs, dict):
+        raise ValueError("candidates with inputs of their own are scored against a map at 0 (held=None)")
+    now = term(held, inputs) if held is not None else 0.0
     scores = {}
     for name, weights in starts.items():
-        change = term(weights) - now
+        change = term(weights, inputs_of(name)) - now
         frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + change[:, i] * scale[f"{h}d"])
                                   for i, h in enumerate(horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
         daily = validation.by_date(frame)
@@ -187,6 +240,7 @@ def start_at_one_day(model: ATFTGATFAN, horizons) -> None:
     for h in horizons:
         linear.weight[rows.index(h)] = linear.weight[one]
         linear.bias[rows.index(h)] = linear.bias[one]
+        model.skip_clip[rows.index(h)] = model.skip_clip[one]  # the row reads the features as the 1-day row does
     log.info("linear skip: the rows of %s start at the 1-day row", ", ".join(f"{h}d" for h in horizons))
 
 
@@ -212,6 +266,9 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
 
     linear = model.linear
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    if len({float(model.skip_clip[model.skip_horizons.index(h)]) for h in horizons}) > 1:
+        raise ValueError(f"the linear skip's rows of {list(horizons)} read the features at different clips; their starts are chosen on one design")
+    x = own_inputs(model, x, horizons[0])
     held = "the ridge start"
     starts = {held: copy.deepcopy(linear.state_dict())}
     for k in START_PENALTIES:
@@ -227,7 +284,7 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
         starts[f"{name} alone"] = {"weight": weight, "bias": torch.zeros_like(linear.bias)}
     linear.load_state_dict(starts[held])
     inputs = [collate_dates([item]).x[:, -1].double().numpy() for item in validation.dataset]  # the rows of ``predict``'s frame, in order
-    inputs = np.vstack(inputs) if inputs else np.zeros((0, linear.in_features))
+    inputs = own_inputs(model, np.vstack(inputs) if inputs else np.zeros((0, linear.in_features)), horizons[0])
     with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
         scores = scores_of_terms(model, validation, inputs, starts, model.skip_horizons, held=starts[held])
     choice = StartChoice(starts, scores, kept_starts(scores, [f"{h}d" for h in horizons], held))
