@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 
@@ -125,19 +124,13 @@ def main() -> None:
 
     import numpy as np
     import polars as pl
-    import torch
 
-    from atft_kedro.evaluation.baselines import BaselineConfig, _rows, tuned_lightgbm, tuned_ridge
+    from _folds import market
+    from atft_kedro.evaluation.baselines import tuned_lightgbm, tuned_ridge
     from atft_kedro.evaluation.metrics import daily_scores, difference_summary
-    from atft_kedro.features.builders import stock_feature_names
-    from atft_kedro.features.splits import split_dates
-    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
 
-    torch.set_num_threads(1)
-    params = project_parameters(json.loads(args.params))
-    out = run_in_memory(["data_engineering"], params)
-    model_input, names, splits = out["model_input"], stock_feature_names(out["feature_manifest"]), out["splits"]
-    cfg = BaselineConfig.from_params(params["evaluation"])
+    data = market(args.params)
+    model_input, names, cfg = data.model_input, data.names, data.cfg
     target, lag = f"target_{args.horizon}", int(args.horizon.rstrip("d")) - 1
     nets, seeds = args.losses.split(","), [int(s) for s in args.seeds.split(",")]
 
@@ -152,10 +145,8 @@ def main() -> None:
     extra = [f"LightGBM seed {s}" for s in args.lightgbm_seeds.split(",") if s]
     print(f"| fold | {' | '.join(['ridge', 'LightGBM', *extra, *nets])} |  (validation / test RankIC, {args.horizon})")
     print("|---" * (3 + len(extra) + len(nets)) + "|")
-    for fold in sorted(splits["fold"].unique()):
-        dates = {s: split_dates(splits, s, fold) for s in ("train", "val", "test")}
-        train, val, test = (_rows(model_input, names, target, d) for d in dates.values())
-        x = {k: f.select(names).fill_nan(0.0).fill_null(0.0).to_numpy() for k, f in (("train", train), ("val", val), ("test", test))}
+    for fold, dates, rows, x in data.folds(target):
+        train, val, test = rows["train"], rows["val"], rows["test"]
         scores, on_val = {}, {}
         coef, info = tuned_ridge(model_input, names, target, dates["train"], dates["val"], cfg)
         scores["ridge"], on_val["ridge"] = x["test"] @ coef[:-1], info["val_rank_ic"]

@@ -1,0 +1,43 @@
+"""A market's data_engineering outputs and its walk-forward folds as the baselines see them, for the
+experiments that fit on the last day's features (``tabular_nets.py``, ``winsorised_ridge.py``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Market:
+    params: dict  # conf/base's parameters with the experiment's merged in
+    model_input: object  # polars.DataFrame
+    names: list  # the stock features, the baselines' inputs
+    splits: object  # polars.DataFrame
+    cfg: object  # evaluation.baselines.BaselineConfig
+
+    def folds(self, target: str):
+        """Per fold, in order: (fold, {split: its dates}, {split: its rows (``_rows``: finite
+        target, less its date's mean)}, {split: the rows' features, NaN and null as 0})."""
+        from atft_kedro.evaluation.baselines import _rows
+        from atft_kedro.features.splits import split_dates
+
+        for fold in sorted(self.splits["fold"].unique()):
+            dates = {s: split_dates(self.splits, s, fold) for s in ("train", "val", "test")}
+            rows = {s: _rows(self.model_input, self.names, target, d) for s, d in dates.items()}
+            yield fold, dates, rows, {s: f.select(self.names).fill_nan(0.0).fill_null(0.0).to_numpy() for s, f in rows.items()}
+
+
+def market(params_json: str) -> Market:
+    """The data_engineering outputs of the market ``params_json`` names (merged into conf/base's
+    parameters), run in memory; torch on one thread."""
+    import torch
+
+    from atft_kedro.evaluation.baselines import BaselineConfig
+    from atft_kedro.features.builders import stock_feature_names
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+
+    torch.set_num_threads(1)
+    params = project_parameters(json.loads(params_json))
+    out = run_in_memory(["data_engineering"], params)
+    return Market(params, out["model_input"], stock_feature_names(out["feature_manifest"]), out["splits"],
+                  BaselineConfig.from_params(params["evaluation"]))  # fmt: skip
