@@ -215,7 +215,8 @@ class ATFTGATFAN(nn.Module):
         self.linear = zero_linear(cfg.n_features, len(self.skip_horizons)) if self.skip_horizons else None  # starts as the model without it
         # per row of the linear skip, its inputs winsorised at +-this (training's choice): a setting,
         # saved with the weights but not a weight (the weight average leaves ``SETTINGS`` as they are)
-        self.register_buffer("skip_clip", torch.full((len(self.skip_horizons),), math.inf))
+        if self.linear is not None:
+            self.register_buffer("skip_clip", torch.full((len(self.skip_horizons),), math.inf))
         self.neighbour_horizons = _known_horizons(cfg.neighbour_skip, "neighbour_skip has ")
         self.neighbour = (
             NeighbourSkip(cfg.n_features, cfg.edge_dim, len(self.neighbour_horizons), cfg.gat_backend, cfg.lead_attribute, cfg.lead_columns,
@@ -230,7 +231,8 @@ class ATFTGATFAN(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a checkpoint from before ``skip_clip`` was kept: its skip read the features unclipped
-        state_dict.setdefault(prefix + "skip_clip", torch.full_like(self.skip_clip, math.inf))
+        if self.linear is not None:
+            state_dict.setdefault(prefix + "skip_clip", torch.full_like(self.skip_clip, math.inf))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _clipped_part(self, x_last: torch.Tensor) -> torch.Tensor:
