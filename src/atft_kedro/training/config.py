@@ -69,7 +69,7 @@ class TrainConfig:
     scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
     linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
-    skip_clips: tuple[float, ...] = ()  # the linear skip's inputs winsorised at the one of these its validation prefers at phase 0's start, or at none (); empty: not clipped
+    skip_clips: tuple[float, ...] = ()  # the linear skip's rows of phase 0's horizons (1 day) read the features winsorised at the one of these their validation prefers, or as they are; empty: never clipped (conf/base: [0.5, 1, 2, 3])
     horizon_starts: str = "ridge"  # ridge | validated | one_day: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation (training.starts.choose_skip_starts), or start at the 1-day row (start_at_one_day)
     neighbour_start_margin: float = 0.0  # the neighbour skip's best fit replaces no skip (phase 2's start) only where it beats it on validation by more than this many standard errors (0: by any amount)
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
