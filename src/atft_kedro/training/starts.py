@@ -63,6 +63,12 @@ def own_inputs(model: ATFTGATFAN, x: np.ndarray, horizon: int) -> np.ndarray:
     return np.clip(x, -c, c)
 
 
+def last_day_features(validation: Validation, n_features: int) -> np.ndarray:
+    """The last day's features of the validation rows, in the order of ``predict``'s frame ([rows, F], float64)."""
+    rows = [collate_dates([item]).x[:, -1].double().numpy() for item in validation.dataset]
+    return np.vstack(rows) if rows else np.zeros((0, n_features))
+
+
 UNCLIPPED = "the ridge on the features as they are"
 
 
@@ -86,10 +92,9 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
             set_to_ridge(linear, horizons, own_inputs(model, x, h), y, alpha, only=(h,))
         return None
     scored = [h for h in model.horizons if h in horizons]
-    rows = [collate_dates([item]).x[:, -1].double().numpy() for item in validation.dataset]  # the rows of ``predict``'s frame, in order
-    rows = np.vstack(rows) if rows else np.zeros((0, linear.in_features))
+    rows = last_day_features(validation, linear.in_features)
     model.skip_clip.fill_(math.inf)
-    set_to_ridge(linear, horizons, x, y, alpha)
+    set_to_ridge(linear, horizons, x, y, alpha, only=[h for h in horizons if h not in scored])  # the rows not chosen here: as they are
     starts, inputs, clip_of = {}, {}, {}
     for c in (math.inf, *sorted(set(clips))):
         name = UNCLIPPED if c == math.inf else f"the ridge on the features winsorised at {c:g}"
@@ -207,6 +212,8 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
     horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame. Each
     candidate's scores also hold, under ``BY_DATE``, its RankIC date by date. ``inputs`` may also be
     a dict, name -> each candidate's own inputs (with ``held`` None)."""
+    if held is not None and isinstance(inputs, dict):
+        raise ValueError("candidates with inputs of their own are scored against a map at 0 (held=None)")
     base = validation.forecast(model)
     for rows in inputs.values() if isinstance(inputs, dict) else [inputs]:
         if len(rows) != len(base):
@@ -214,8 +221,6 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
     scale = dict(zip(HORIZON_KEYS, model.target_scale.double().cpu().numpy()))
     term = lambda w, x: x @ w["weight"].double().numpy().T + w["bias"].double().numpy()  # noqa: E731  (rows, horizons), the model's units
     inputs_of = (lambda name: inputs[name]) if isinstance(inputs, dict) else (lambda name: inputs)  # noqa: E731
-    if held is not None and isinstance(inputs, dict):
-        raise ValueError("candidates with inputs of their own are scored against a map at 0 (held=None)")
     now = term(held, inputs) if held is not None else 0.0
     scores = {}
     for name, weights in starts.items():
@@ -283,8 +288,7 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
         weight[:, j] = torch.as_tensor(sign * spread / max(float(np.std(x[:, j])), 1e-12), dtype=weight.dtype)
         starts[f"{name} alone"] = {"weight": weight, "bias": torch.zeros_like(linear.bias)}
     linear.load_state_dict(starts[held])
-    inputs = [collate_dates([item]).x[:, -1].double().numpy() for item in validation.dataset]  # the rows of ``predict``'s frame, in order
-    inputs = own_inputs(model, np.vstack(inputs) if inputs else np.zeros((0, linear.in_features)), horizons[0])
+    inputs = own_inputs(model, last_day_features(validation, linear.in_features), horizons[0])
     with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
         scores = scores_of_terms(model, validation, inputs, starts, model.skip_horizons, held=starts[held])
     choice = StartChoice(starts, scores, kept_starts(scores, [f"{h}d" for h in horizons], held))
