@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from winsorised_ridge import winsorised_ridge  # noqa: E402
+from winsorised_ridge import purged_cv, winsorised_ridge  # noqa: E402
 
 
 def _split(rng, dates: int, stocks: int = 40):
@@ -31,3 +31,20 @@ def test_winsorising_keeps_the_tails_from_setting_the_ranking():
     assert clipped > plain + 0.02  # as they are, the far rows of the second feature top and tail each date's ranking
     best, _ = winsorised_ridge(x, y, days, 1.0, (1e7, 10.0, 1e9), 10)
     assert best == pytest.approx(clipped, abs=1e-12)  # the penalty validation ranks best (here 10)
+
+
+def test_the_training_splits_cross_validation_sees_the_tails_too():
+    x, y, days = _split(np.random.default_rng(1), 200)
+    plain, clipped = (purged_cv(x, y, days, c, 10.0, 10, blocks=5, purge=5) for c in (np.inf, 1.0))
+    assert clipped > plain + 0.02
+
+
+def test_the_cross_validation_scores_each_block_out_of_sample():
+    from atft_kedro.evaluation.baselines import mean_daily_rank_ic, ridge_solve
+
+    rng = np.random.default_rng(2)
+    x, days = rng.normal(size=(60 * 40, 60)), np.repeat(np.arange(60), 40)
+    y = rng.normal(size=len(x))  # nothing to learn: only a fit that has seen the rows ranks them
+    in_sample = mean_daily_rank_ic(days, x @ ridge_solve(x, y, 1e-3)[:-1], y, 10)
+    held_out = purged_cv(x, y, days, np.inf, 1e-3, 10, blocks=5, purge=2)
+    assert in_sample > 0.1 and abs(held_out) < 0.03
