@@ -86,7 +86,7 @@ def test_kedro_run_runs_all_four_pipelines(project):
         assert pick["baseline"] == max(ranked, key=ranked.get) and pick["val_rank_ic"] == on_val[pick["baseline"]]
         assert abs(pick["mean"] - (model - metrics["horizons"][h][pick["baseline"]]["rank_ic"])) < 1e-4
     assert metrics["baselines"]["lightgbm"]["1d"]["trees"] >= 1 and metrics["baselines"]["ridge"]["1d"]["alpha"] > 0
-    for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "rank_ic_by_horizon", "forecast_parts", "training_history"):
+    for name in ("cumulative_returns", "rolling_ic", "quantile_returns", "rank_ic_by_horizon", "forecast_parts", "feature_importance", "training_history"):
         assert (project / f"data/08_reporting/{name}.png").stat().st_size > 10_000
     report = (project / "data/08_reporting/evaluation_report.md").read_text()
     assert "| model |" in report and "## The model against the best baseline" in report and "## What the graph is worth" in report
@@ -100,6 +100,17 @@ def test_kedro_run_runs_all_four_pipelines(project):
         total = sum(predictions[f"part_{path}_{h}"] for path in ("network", "own", "neighbours"))
         assert (total - predictions[f"pred_{h}"]).abs().max() < 1e-6
     assert "## What the forecast is made of" in report and "| 1d | neighbours |" in report and "adds on validation" in report
+    manifest = json.loads((project / "data/04_feature/feature_manifest.json").read_text())
+    importance = metrics["feature_importance"]  # every stock-feature group, each moved on every validation date
+    assert importance == json.loads((project / "data/08_reporting/feature_importance.json").read_text()) and importance["split"] == "val"
+    stock = [m for m in manifest if not m["date_constant"]]
+    assert set(importance["groups"]) == {m["group"] for m in stock} | {"all features"}
+    for group, g in importance["groups"].items():
+        assert g["features"] == (len(stock) if group == "all features" else sum(m["group"] == group for m in stock))
+        for h in ("1d", "5d", "10d", "20d"):  # scored on the dates the validation forecast is scored on
+            assert g[h]["worth"]["dates"] == metrics["forecast_parts"][h]["own"]["validation"]["adds"]["dates"] > 0
+    assert sum(abs(g["1d"]["worth"]["mean"]) for g in importance["groups"].values()) > 0  # the trained model reads its inputs
+    assert "## What the ranking rests on" in report
     validation = pl.read_parquet(project / "data/07_model_output/validation_predictions.parquet")
     splits = pl.read_parquet(project / "data/05_model_input/splits.parquet")
     assert set(validation["Date"]) == set(splits.filter(pl.col("split") == "val")["Date"])  # every validation date, by the catalog's model

@@ -1,6 +1,6 @@
 """Pictures of the evaluation: cumulative long-short returns, rolling IC, quantile returns,
-RankIC by horizon with the model's paired difference to the best baseline, and what each path of
-the model's forecast adds."""
+RankIC by horizon with the model's paired difference to the best baseline, what each path of the
+model's forecast adds, and what each feature group is worth to its ranking."""
 
 from __future__ import annotations
 
@@ -129,4 +129,35 @@ def plot_forecast_parts(parts: dict[str, dict[str, dict]], forecast: dict[str, f
     right.set_xticks([i + (k - (len(paths) - 1) / 2) * 0.8 / len(paths) for i in x for k in range(len(paths))],
                      [f"{h} {p}" for h in horizons for p in paths], fontsize=7, rotation=90)  # fmt: skip
     right.set_title("What each path adds: forecast minus forecast without it, per date")
+    return fig
+
+
+def plot_feature_importance(importance: dict):
+    """What each feature group is worth to the model's ranking (``importance``: the
+    ``feature_importance`` node's document): per group and horizon, the validation RankIC lost with
+    the group moved between stocks, with its 95% interval; groups in order of their worth at the
+    first horizon, the most at the top."""
+    groups = importance["groups"]
+    horizons = list(dict.fromkeys(h for g in groups.values() for h in g if h != "features"))
+
+    def worth(g: str, h: str, key: str = "mean") -> float:
+        value = groups[g].get(h, {}).get("worth", {}).get(key)
+        return np.nan if value is None else value
+
+    order = sorted(groups, key=lambda g: np.nan_to_num(worth(g, horizons[0]), nan=-np.inf)) if horizons else list(groups)
+    fig = Figure(figsize=(10, 1.5 + 0.45 * max(len(order), 1) * max(len(horizons), 1) ** 0.5), constrained_layout=True)
+    ax = fig.subplots()
+    y = np.arange(len(order))
+    height = 0.8 / max(len(horizons), 1)
+    for i, h in enumerate(horizons):
+        mean = np.array([worth(g, h) for g in order])
+        low, high = np.array([worth(g, h, "ci95_low") for g in order]), np.array([worth(g, h, "ci95_high") for g in order])
+        ax.barh(y - (i - (len(horizons) - 1) / 2) * height, mean, height, xerr=[mean - low, high - mean], capsize=2, label=h,
+                error_kw={"ecolor": "dimgrey", "elinewidth": 0.8})  # fmt: skip
+    ax.axvline(0, color="grey", lw=0.6)
+    ax.set_yticks(y, [f"{g} ({groups[g]['features']})" for g in order])
+    ax.set_xlabel("validation RankIC lost with the group moved between stocks (95% interval)")
+    ax.set_title("What the model's ranking rests on: each feature group's worth (validation)")
+    if horizons:
+        ax.legend(fontsize=8, loc="lower right")
     return fig

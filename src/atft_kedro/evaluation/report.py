@@ -19,10 +19,10 @@ def _document(table: dict, keys) -> dict:
     return {h: {s: {k: _clean(m[k]) for k in keys} for s, m in scorers.items()} for h, scorers in table.items()}
 
 
-def _cleaned(value):
+def cleaned(value):
     """Nested dicts with every float rounded and NaN -> null."""
     if isinstance(value, dict):
-        return {k: _cleaned(v) for k, v in value.items()}
+        return {k: cleaned(v) for k, v in value.items()}
     return _clean(value) if isinstance(value, float) else value
 
 
@@ -50,7 +50,7 @@ def metrics_document(
                 "baselines": baselines, "folds": folds}  # fmt: skip
     for name, section in sections.items():
         if section is not None:
-            document[name] = _cleaned(section)
+            document[name] = cleaned(section)
     return document
 
 
@@ -175,6 +175,28 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
                 lines.append(f"| {h} | {path} | {_num(p['spread'], '.2f')} | {_num(p['rank_ic_alone'])} | {_num(p['rank_ic_without'])} | "
                              f"{_num(p['adds']['mean'], '+.4f')} | {_interval(p['adds'])} | {_num(on_val['adds']['mean'], '+.4f')} | "
                              f"{_interval(on_val['adds'])} |")  # fmt: skip
+        lines.append("")
+    if "feature_importance" in document:
+        importance = document["feature_importance"]
+        horizons = list(dict.fromkeys(h for g in importance["groups"].values() for h in g if h != "features"))
+        lines += [
+            "## What the ranking rests on",
+            "",
+            "Each group of features moved between stocks (on each validation date one random permutation of the",
+            "stocks, the same for every column of the group and every day of the window) and the validation",
+            "forecasts made again: the RankIC lost is what the trained model takes from the group, with the",
+            "interval above.",
+            "0: the model does not use it, or the other groups carry what it does (the last day's return is in",
+            "four of them), so groups that share their information can each look cheap; the row with every",
+            "feature moved at once is what they are worth together. `feature_importance.png` draws it.",
+            "",
+            "| group | features | " + " | ".join(f"{h} lost | 95% interval" for h in horizons) + " |",
+            "|---|---|" + "---|---|" * len(horizons),
+        ]
+        first = horizons[0] if horizons else None
+        for group, g in sorted(importance["groups"].items(), key=lambda kv: -(kv[1].get(first, {}).get("worth", {}).get("mean") or 0.0)):
+            cells = [f"{_num(g[h]['worth']['mean'], '+.4f')} | {_interval(g[h]['worth'])}" for h in horizons]
+            lines.append(f"| {group} | {g['features']} | " + " | ".join(cells) + " |")
         lines.append("")
     if "folds" in document:  # walk-forward: the tables above pool the blocks
         names = list(document["folds"])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import polars as pl
 import torch
+from tqdm.auto import tqdm
 
 from atft_kedro.evaluation import plots
 from atft_kedro.evaluation.evaluate import BASELINES, EvaluationConfig, evaluate_predictions
-from atft_kedro.evaluation.report import markdown_report
+from atft_kedro.evaluation.importance import ALL_FEATURES, ShuffledColumns, feature_groups, group_importance
+from atft_kedro.evaluation.report import cleaned, markdown_report
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.splits import split_dates
 from atft_kedro.graph.store import GraphSet
@@ -46,17 +49,17 @@ def predict_validation(model: dict, training_arrays: TrainingArrays, graphs: Gra
 
 def _predict_split(split: str, model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                    data_fingerprint: dict | None, checkpoints: CheckpointStore | None, market_features: pl.DataFrame | None,
-                   normalisation: dict | None, parts: bool) -> pl.DataFrame:  # fmt: skip
+                   normalisation: dict | None, parts: bool, moved: tuple | None = None) -> pl.DataFrame:  # fmt: skip
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint,
                          model=model.get("data_fingerprint"))  # fmt: skip
     folds = sorted(splits["fold"].unique())
     if len(folds) == 1:
-        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts), model)
+        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts, moved), model)
     phase = model["config"]["phase"]
     frames = [
         _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
-                      graphs, splits, f, model_input, split, parts).with_columns(pl.lit(f, pl.Int32).alias("fold"))
+                      graphs, splits, f, model_input, split, parts, moved).with_columns(pl.lit(f, pl.Int32).alias("fold"))
         for f in folds
     ]  # fmt: skip
     return _stamped(pl.concat(frames), model)
@@ -73,17 +76,44 @@ def _model_id(model: dict) -> str:
 
 
 def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame,
-                  split: str = "test", parts: bool = False) -> pl.DataFrame:  # fmt: skip
-    """The model's forecasts on every date of one split of one fold, beside the realised returns."""
+                  split: str = "test", parts: bool = False, moved: tuple | None = None) -> pl.DataFrame:  # fmt: skip
+    """The model's forecasts on every date of one split of one fold, beside the realised returns;
+    with ``moved`` = (columns, seed), those feature columns moved between stocks (``ShuffledColumns``)."""
     net = model_from_checkpoint(model, "the catalog's model checkpoint")
     train_cfg = TrainConfig(**model["config"]["train"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     idx = split_indices(arrays, splits, split, fold)
-    preds = predict(net.to(device), DateDataset(arrays, graphs, idx, train_cfg.window), train_cfg, device, parts=parts)
-    log.info("phase %d model%s: predictions for %d %s dates", model["config"]["phase"], f", fold {fold}" if fold else "", len(idx), split)
+    dataset = DateDataset(arrays, graphs, idx, train_cfg.window) if moved is None else ShuffledColumns(arrays, graphs, idx, train_cfg.window, *moved)
+    preds = predict(net.to(device), dataset, train_cfg, device, parts=parts)
+    if moved is None:
+        log.info("phase %d model%s: predictions for %d %s dates", model["config"]["phase"], f", fold {fold}" if fold else "", len(idx), split)
     targets = [c for c in preds.columns if c.startswith("target_")]
     realised = model_input.select("Date", "Code", *targets)
     return preds.drop(targets).join(realised, on=["Date", "Code"], how="left", maintain_order="left")
+
+
+def feature_importance(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
+                       validation_predictions: pl.DataFrame, feature_manifest: list[dict], params: dict, data_fingerprint: dict | None = None,
+                       checkpoints: CheckpointStore | None = None, market_features: pl.DataFrame | None = None,
+                       normalisation: dict | None = None):  # fmt: skip
+    """What the model's ranking rests on (``evaluation.importance``): its validation forecasts made
+    again with each feature group moved between stocks, scored against ``validation_predictions``
+    -> ({"split": "val", "seed", "groups": {group: {"features": n, h: {"rank_ic_moved", "worth"}}}},
+    the plot); the last group, ``ALL_FEATURES``, moves every feature at once. One validation pass per
+    group (walk-forward: per fold, by each fold's model)."""
+    groups = feature_groups(feature_manifest, training_arrays.feature_names)
+    groups[ALL_FEATURES] = np.arange(len(training_arrays.feature_names))  # the scale: what the inputs are worth together
+    seed, cfg = int(params["importance_seed"]), EvaluationConfig.from_params(params)
+    moved = {}
+    for group, columns in tqdm(groups.items(), desc="feature groups moved", unit="group"):
+        moved[group] = _predict_split("val", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
+                                      normalisation, parts=False, moved=(columns, seed))  # fmt: skip
+    worth = group_importance(validation_predictions, moved, cfg.min_stocks)
+    for group, by_h in sorted(worth.items(), key=lambda g: -next(iter(g[1].values()))["worth"]["mean"]):
+        log.info("validation RankIC lost with %s moved between stocks: %s", group,
+                 "; ".join(f"{h} {w['worth']['mean']:+.4f} [{w['worth']['ci95_low']:+.4f}, {w['worth']['ci95_high']:+.4f}]" for h, w in by_h.items()))  # fmt: skip
+    document = cleaned({"split": "val", "seed": seed, "groups": {g: {"features": len(groups[g]), **worth[g]} for g in groups}})
+    return document, plots.plot_feature_importance(document)
 
 
 def predict_test_random_graph(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame,
@@ -109,11 +139,13 @@ def evaluate(
     model: dict | None = None,
     data_fingerprint: dict | None = None,
     validation_predictions: pl.DataFrame | None = None,
+    feature_importance: dict | None = None,
 ):
     """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile / by-horizon / forecast-parts plots. ``model`` and
     ``data_fingerprint`` say what the metrics describe (``metrics["provenance"]``); predictions that
     are not of this data's test split stop the node. ``validation_predictions`` (``predict_validation``):
-    what each path of the forecast adds on validation too."""
+    what each path of the forecast adds on validation too; ``feature_importance`` (the node's): what
+    each feature group is worth to the ranking on validation, in the metrics and the report."""
     if data_fingerprint is not None and model is not None:
         check_built_from(data_fingerprint, model=model.get("data_fingerprint"))
     _check_covers_the_test_split(predictions, splits)
@@ -143,6 +175,8 @@ def evaluate(
         if paths:  # the values as the lines above give theirs (metrics.json's, rounded)
             log.info("%s what each path of the forecast adds: %s", h,
                      "; ".join(f"{path} {p['adds']['mean']} [{p['adds']['ci95_low']}, {p['adds']['ci95_high']}]" for path, p in paths.items()))  # fmt: skip
+    if feature_importance is not None:
+        result.document["feature_importance"] = feature_importance
     if model is not None:
         result.document["provenance"] = provenance(model, data_fingerprint)
     dates = predictions["Date"]

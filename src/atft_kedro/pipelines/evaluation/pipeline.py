@@ -20,9 +20,17 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="predict_test_random_graph",
             ),
             Node(
+                nodes.feature_importance,
+                ["model", "training_arrays", "graphs", "splits", "model_input", "validation_predictions", "feature_manifest", "params:evaluation",
+                 "data_fingerprint", *WALK_FORWARD],
+                ["feature_importance", "feature_importance_plot"],
+                name="feature_importance",
+            ),  # fmt: skip
+            Node(
                 nodes.evaluate,
                 ["predictions", "random_graph_predictions", "features", "model_input", "oracle_returns", "splits",
-                 "feature_manifest", "params:source", "params:evaluation", "model", "data_fingerprint", "validation_predictions"],
+                 "feature_manifest", "params:source", "params:evaluation", "model", "data_fingerprint", "validation_predictions",
+                 "feature_importance"],
                 ["metrics", "evaluation_report", "cumulative_returns_plot", "rolling_ic_plot", "quantile_returns_plot", "rank_ic_by_horizon_plot",
                  "forecast_parts_plot"],
                 name="evaluate",
