@@ -167,6 +167,8 @@ def test_one_training_phase_from_the_cli(project):
     err = _kedro(project, "--nodes", "evaluate", "--params", TINY, ok=False).stderr
     line = next((line for line in err.splitlines() if line.startswith("Error in node evaluate")), err[-3000:])
     assert "StaleArtifactError: the predictions were made by another model (phase 3 epoch" in line and "than the catalog's (phase 2 epoch" in line
+    err = _kedro(project, "--nodes", "feature_importance", "--params", TINY, ok=False).stderr  # nor are its validation forecasts
+    assert "StaleArtifactError: the validation_predictions were made by another model (phase 3 epoch" in err
     _kedro(project, "--pipelines", "evaluation", "--params", TINY)
     assert json.loads((project / "data/08_reporting/metrics.json").read_text())["provenance"]["model"]["phase"] == 2
 

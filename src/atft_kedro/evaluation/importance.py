@@ -8,11 +8,10 @@ whole history of the group and its own of everything else. The graph stays as it
 paths then read the moved columns too). A group's worth at horizon h: the forecast's daily RankIC
 minus the moved forecast's, with the Newey-West interval at lag h - 1 of the other paired
 differences. Validation, the split where choices are made, so that reading it costs the test split
-nothing; a group worth 0 is one the trained model does not use, or one whose information the other
+nothing. A group worth 0 is one the trained model does not use, or one whose information the other
 groups carry too (the last day's return is in the returns, market-relative, sector and range groups
-alike).
-So every feature is also moved at once (``ALL_FEATURES``): what the inputs are worth together, the
-scale the groups' worths are read against.
+alike), so every feature is also moved at once (``ALL_FEATURES``): what the inputs are worth
+together, the scale the groups' worths are read against.
 """
 
 from __future__ import annotations

@@ -75,6 +75,16 @@ def _model_id(model: dict) -> str:
     return f"phase {model['config']['phase']} epoch {model['epoch']} saved {model.get('saved_at')}"
 
 
+def _check_made_by(model: dict, name: str, made: pl.DataFrame) -> None:
+    """Forecasts ``made`` (named ``name``) must be the catalog's ``model``'s (their ``model_id``)."""
+    ids = set(made["model_id"].unique()) if "model_id" in made.columns else {"no model_id"}
+    if ids != {_model_id(model)}:
+        raise StaleArtifactError(
+            f"the {name} were made by another model ({', '.join(sorted(ids))}) than the catalog's "
+            f"({_model_id(model)}). Rebuild: kedro run --pipelines evaluation"
+        )
+
+
 def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame,
                   split: str = "test", parts: bool = False, moved: tuple | None = None) -> pl.DataFrame:  # fmt: skip
     """The model's forecasts on every date of one split of one fold, beside the realised returns;
@@ -96,11 +106,13 @@ def feature_importance(model: dict, training_arrays: TrainingArrays, graphs: Gra
                        validation_predictions: pl.DataFrame, feature_manifest: list[dict], params: dict, data_fingerprint: dict | None = None,
                        checkpoints: CheckpointStore | None = None, market_features: pl.DataFrame | None = None,
                        normalisation: dict | None = None):  # fmt: skip
-    """What the model's ranking rests on (``evaluation.importance``): its validation forecasts made
-    again with each feature group moved between stocks, scored against ``validation_predictions``
+    """What the model's ranking rests on: its validation forecasts made again with each feature
+    group moved between stocks (``importance_seed``'s permutations), scored against
+    ``validation_predictions``, which must be the same model's
     -> ({"split": "val", "seed", "groups": {group: {"features": n, h: {"rank_ic_moved", "worth"}}}},
     the plot); the last group, ``ALL_FEATURES``, moves every feature at once. One validation pass per
     group (walk-forward: per fold, by each fold's model)."""
+    _check_made_by(model, "validation_predictions", validation_predictions)
     groups = feature_groups(feature_manifest, training_arrays.feature_names)
     groups[ALL_FEATURES] = np.arange(len(training_arrays.feature_names))  # the scale: what the inputs are worth together
     seed, cfg = int(params["importance_seed"]), EvaluationConfig.from_params(params)
@@ -152,14 +164,8 @@ def evaluate(
     if model is not None:
         made_by = {"predictions": predictions, "random_graph_predictions": random_graph_predictions, "validation_predictions": validation_predictions}
         for name, made in made_by.items():
-            if made is None:
-                continue
-            ids = set(made["model_id"].unique()) if "model_id" in made.columns else {"no model_id"}
-            if ids != {_model_id(model)}:
-                raise StaleArtifactError(
-                    f"the {name} were made by another model ({', '.join(sorted(ids))}) than the catalog's "
-                    f"({_model_id(model)}). Rebuild: kedro run --pipelines evaluation"
-                )
+            if made is not None:
+                _check_made_by(model, name, made)
     cfg = EvaluationConfig.from_params(params)
     result = evaluate_predictions(predictions, random_graph_predictions, features, model_input, oracle_returns, splits,
                                   stock_feature_names(feature_manifest), cfg, validation_predictions)  # fmt: skip
