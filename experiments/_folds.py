@@ -14,6 +14,7 @@ class Market:
     names: list  # the stock features, the baselines' inputs
     splits: object  # polars.DataFrame
     cfg: object  # evaluation.baselines.BaselineConfig
+    manifest: list  # the feature manifest: each feature's group
 
     def folds(self, target: str):
         """Per fold, in order: (fold, {split: its dates}, {split: its rows (``_rows``: finite
@@ -40,4 +41,4 @@ def market(params_json: str) -> Market:
     params = project_parameters(json.loads(params_json))
     out = run_in_memory(["data_engineering"], params)
     return Market(params, out["model_input"], stock_feature_names(out["feature_manifest"]), out["splits"],
-                  BaselineConfig.from_params(params["evaluation"]))  # fmt: skip
+                  BaselineConfig.from_params(params["evaluation"]), out["feature_manifest"])  # fmt: skip

@@ -10,8 +10,11 @@ penalty (``training.linear_ridge_alpha``, 1,000) and at the penalty validation p
 baseline's (``evaluation.ridge_alphas``); and each ridge family's clip as each fold's validation
 picks it (what ``training.skip_clips`` does at the skip's start), and as a purged cross-validation
 over the training split picks it (``--cv-blocks`` contiguous blocks, each scored by the fit on the
-others less ``max(5, h)`` dates either side: a record about five times validation's); and the ridge
-on the mean of the features winsorised at each clip (one squashing, no choice). Prints validation / test RankIC
+others less ``max(5, h)`` dates either side: a record about five times validation's); the ridge on
+the mean of the features winsorised at each clip (one squashing, no choice), and on the features as
+the normal scores of their ranks per date (``rank_gauss``). ``--validation-only`` prints each
+fold's validation RankIC and stops before the test split is read (with ``--groups``, also what
+LightGBM and the ridge lose with each feature group moved between stocks, ``moved_groups``). Prints validation / test RankIC
 per fold, then the pooled test RankIC with the paired per-date difference to LightGBM and to the
 unclipped ridge at the same penalty (Newey-West at lag h - 1). Reads the data_engineering outputs
 only (in memory); about 40 s on stocknet.
@@ -29,6 +32,9 @@ def main() -> None:
     parser.add_argument("--horizon", default="1d")
     parser.add_argument("--clips", default="0.5,1,1.5,2,3", help="robust z-scores to winsorise the ridge's features at, comma-separated")
     parser.add_argument("--cv-blocks", type=int, default=5, help="blocks of the training split's purged cross-validation")
+    parser.add_argument("--validation-only", action="store_true", help="print the validation RankIC per fold and stop: the test split is not read")
+    parser.add_argument("--groups", action="store_true",
+                        help="with --validation-only: also the validation RankIC LightGBM and the ridge lose with each feature group moved between stocks")
     args = parser.parse_args()
 
     import numpy as np
@@ -62,6 +68,23 @@ def main() -> None:
         squashed = {s: np.mean([np.clip(v, -c, c) for c in clips[:-1]], axis=0) for s, v in x.items()}
         val_score, coef = winsorised_ridge(squashed, y, days, np.inf, (skip_alpha,), cfg.min_stocks)
         forecasts[f"ridge (penalty {skip_alpha:g}), the mean of the winsorised features"] = (val_score, squashed["test"] @ coef[:-1])
+        gaussed = {s: rank_gauss(v, days[s]) for s, v in x.items()}
+        val_score, coef = winsorised_ridge(gaussed, y, days, np.inf, (skip_alpha,), cfg.min_stocks)
+        forecasts[f"ridge (penalty {skip_alpha:g}), the features as normal scores of their ranks per date"] = (val_score, gaussed["test"] @ coef[:-1])
+        if args.validation_only:
+            print(f"\nfold {fold} (validation RankIC, {args.horizon}):")
+            for name, (val_score, _) in forecasts.items():
+                print(f"  {name}: {val_score:.4f}")
+            if args.groups:
+                booster, _ = tuned_lightgbm(model_input, names, target, dates["train"], dates["val"], cfg)
+                fits = {"LightGBM": lambda v: booster.predict(v, num_iteration=booster.best_iteration)}
+                for c in (1.0, np.inf):
+                    coef = winsorised_ridge(x, y, days, c, (skip_alpha,), cfg.min_stocks)[1]
+                    fits[f"ridge (penalty {skip_alpha:g}), features {label(c)}"] = lambda v, c=c, coef=coef: np.clip(v, -c, c) @ coef[:-1]
+                print(f"  validation RankIC lost with each feature group moved between stocks ({args.horizon}):")
+                for name, lost in moved_groups(fits, x["val"], y["val"], days["val"], data.manifest, names, cfg.min_stocks).items():
+                    print(f"    {name}: " + ", ".join(f"{g} {v:+.4f}" for g, v in lost.items()))
+            continue
         cv_scores = {c: purged_cv(x["train"], y["train"], days["train"], c, skip_alpha, cfg.min_stocks, args.cv_blocks, max(5, lag + 1)) for c in clips}
         per_date = {name: daily_scores(rows["test"].with_columns(pl.Series("score", f)), "score", target, cfg.min_stocks).rank_ic
                     for name, (_, f) in forecasts.items()}  # fmt: skip
@@ -79,6 +102,8 @@ def main() -> None:
             print(f"  {name}: {val_score:.4f} / {per_date[name].mean():.4f}")
         print("  cross-validation RankIC of the penalty-{:g} ridge, features {}".format(skip_alpha, ", ".join(f"{label(c)}: {v:.4f}" for c, v in cv_scores.items())))
 
+    if args.validation_only:
+        return
     print("\nthe picks, fold by fold: " + "; ".join(f"{family}: {', '.join(p)}" for family, p in picks.items()))
     lightgbm = np.concatenate(pooled["LightGBM"])
     print(f"\n| forecaster | test RankIC ({args.horizon}) | minus LightGBM, 95% interval | minus the unclipped ridge, 95% interval | dates |")
@@ -105,6 +130,48 @@ def winsorised_ridge(x: dict, y: dict, days: dict, clip: float, alphas, min_stoc
         coef = ridge_solve(np.clip(x["train"], -clip, clip), y["train"], alpha)
         fits.append((mean_daily_rank_ic(days["val"], np.clip(x["val"], -clip, clip) @ coef[:-1], y["val"], min_stocks), coef))
     return max(fits, key=lambda f: f[0])
+
+
+def moved_groups(fits: dict, x, y, days, manifest: list, names: list, min_stocks: int, seed: int = 0) -> dict:
+    """{forecaster: {group: its validation RankIC minus the same with the group's columns of ``x``
+    moved between the rows of each day}}: the pipeline's ``feature_importance`` on the last day's
+    features the baselines read (one permutation a day, the same for the group's columns)."""
+    import numpy as np
+
+    from atft_kedro.evaluation.baselines import mean_daily_rank_ic
+
+    groups = {}
+    for m in manifest:
+        if m["name"] in names:
+            groups.setdefault(m["group"], []).append(names.index(m["name"]))
+    groups["all features"] = list(range(len(names)))
+    rng, order = np.random.default_rng(seed), np.arange(len(x))
+    for day in np.unique(days):
+        rows = np.flatnonzero(days == day)
+        order[rows] = rng.permutation(rows)
+    out = {}
+    for name, fit in fits.items():
+        base = mean_daily_rank_ic(days, fit(x), y, min_stocks)
+        out[name] = {}
+        for group, columns in groups.items():
+            moved = x.copy()
+            moved[:, columns] = x[order][:, columns]
+            out[name][group] = base - mean_daily_rank_ic(days, fit(moved), y, min_stocks)
+    return out
+
+
+def rank_gauss(x, days):
+    """Each column of ``x`` as the normal scores of its ranks among the rows of the same day (ties
+    share their mean rank): (rank - 0.5) / n through the normal quantile function."""
+    import numpy as np
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    out = np.empty_like(x, dtype=float)
+    for day in np.unique(days):
+        rows = np.flatnonzero(days == day)
+        out[rows] = ndtri((rankdata(x[rows], axis=0) - 0.5) / len(rows))
+    return out
 
 
 def purged_cv(x, y, days, clip: float, alpha: float, min_stocks: int, blocks: int, purge: int) -> float:
