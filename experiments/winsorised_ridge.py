@@ -14,7 +14,9 @@ others less ``max(5, h)`` dates either side: a record about five times validatio
 the mean of the features winsorised at each clip (one squashing, no choice), and on the features as
 the normal scores of their ranks per date (``rank_gauss``). ``--validation-only`` prints each
 fold's validation RankIC and stops before the test split is read (with ``--groups``, also what
-LightGBM and the ridge lose with each feature group moved between stocks, ``moved_groups``). Prints validation / test RankIC
+LightGBM and the ridge lose with each feature group moved between stocks, ``moved_groups``);
+``--rank-group G``: the ridges read group G's features as ranks per date (LightGBM, fitted on the
+features as they are, reads them so). Prints validation / test RankIC
 per fold, then the pooled test RankIC with the paired per-date difference to LightGBM and to the
 unclipped ridge at the same penalty (Newey-West at lag h - 1). Reads the data_engineering outputs
 only (in memory); about 40 s on stocknet.
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--clips", default="0.5,1,1.5,2,3", help="robust z-scores to winsorise the ridge's features at, comma-separated")
     parser.add_argument("--cv-blocks", type=int, default=5, help="blocks of the training split's purged cross-validation")
     parser.add_argument("--validation-only", action="store_true", help="print the validation RankIC per fold and stop: the test split is not read")
+    parser.add_argument("--rank-group", default=None, help="a feature group (e.g. range) every forecaster reads as ranks per date (rank_gauss)")
     parser.add_argument("--groups", action="store_true",
                         help="with --validation-only: also the validation RankIC LightGBM and the ridge lose with each feature group moved between stocks")
     args = parser.parse_args()
@@ -55,12 +58,19 @@ def main() -> None:
     pooled, picks = {}, {}
     for fold, dates, rows, x in data.folds(target):
         y, days = {s: f[target].to_numpy() for s, f in rows.items()}, {s: f["Date"].to_numpy() for s, f in rows.items()}
+        plain = {s: v.copy() for s, v in x.items()}  # what LightGBM, fitted on the features as they are, reads
+        if args.rank_group:
+            ranked = [names.index(m["name"]) for m in data.manifest if m["group"] == args.rank_group and m["name"] in names]
+            if not ranked:
+                raise SystemExit(f"no feature of the group {args.rank_group!r}")
+            for s, v in x.items():
+                v[:, ranked] = rank_gauss(v[:, ranked], days[s])
         forecasts = {}  # name -> (validation RankIC, test forecast)
         for leaves in (cfg.lightgbm.num_leaves, 4, 2):
             booster, info = tuned_lightgbm(model_input, names, target, dates["train"], dates["val"],
                                            dataclasses.replace(cfg, lightgbm=dataclasses.replace(cfg.lightgbm, num_leaves=leaves)))  # fmt: skip
             name = "LightGBM" if leaves == cfg.lightgbm.num_leaves else f"LightGBM, {leaves} leaves"
-            forecasts[name] = (info["val_rank_ic"], booster.predict(x["test"], num_iteration=booster.best_iteration))
+            forecasts[name] = (info["val_rank_ic"], booster.predict(plain["test"], num_iteration=booster.best_iteration))
         for family, alphas in families.items():
             for c in clips:
                 val_score, coef = winsorised_ridge(x, y, days, c, alphas, cfg.min_stocks)
@@ -77,12 +87,12 @@ def main() -> None:
                 print(f"  {name}: {val_score:.4f}")
             if args.groups:
                 booster, _ = tuned_lightgbm(model_input, names, target, dates["train"], dates["val"], cfg)
-                fits = {"LightGBM": lambda v: booster.predict(v, num_iteration=booster.best_iteration)}
+                fits = {"LightGBM": (lambda v: booster.predict(v, num_iteration=booster.best_iteration), plain["val"])}
                 for c in (1.0, np.inf):
                     coef = winsorised_ridge(x, y, days, c, (skip_alpha,), cfg.min_stocks)[1]
-                    fits[f"ridge (penalty {skip_alpha:g}), features {label(c)}"] = lambda v, c=c, coef=coef: np.clip(v, -c, c) @ coef[:-1]
+                    fits[f"ridge (penalty {skip_alpha:g}), features {label(c)}"] = (lambda v, c=c, coef=coef: np.clip(v, -c, c) @ coef[:-1], x["val"])
                 print(f"  validation RankIC lost with each feature group moved between stocks ({args.horizon}):")
-                for name, lost in moved_groups(fits, x["val"], y["val"], days["val"], data.manifest, names, cfg.min_stocks).items():
+                for name, lost in moved_groups(fits, y["val"], days["val"], data.manifest, names, cfg.min_stocks).items():
                     print(f"    {name}: " + ", ".join(f"{g} {v:+.4f}" for g, v in lost.items()))
             continue
         cv_scores = {c: purged_cv(x["train"], y["train"], days["train"], c, skip_alpha, cfg.min_stocks, args.cv_blocks, max(5, lag + 1)) for c in clips}
@@ -132,10 +142,11 @@ def winsorised_ridge(x: dict, y: dict, days: dict, clip: float, alphas, min_stoc
     return max(fits, key=lambda f: f[0])
 
 
-def moved_groups(fits: dict, x, y, days, manifest: list, names: list, min_stocks: int, seed: int = 0) -> dict:
-    """{forecaster: {group: its validation RankIC minus the same with the group's columns of ``x``
-    moved between the rows of each day}}: the pipeline's ``feature_importance`` on the last day's
-    features the baselines read (one permutation a day, the same for the group's columns)."""
+def moved_groups(fits: dict, y, days, manifest: list, names: list, min_stocks: int, seed: int = 0) -> dict:
+    """``fits``: {forecaster: (its forecast of a feature matrix, the matrix it reads)} -> {forecaster:
+    {group: its RankIC minus the same with the group's columns moved between the rows of each day}}:
+    the pipeline's ``feature_importance`` on the last day's features the baselines read (one
+    permutation a day, the same for the group's columns and every forecaster)."""
     import numpy as np
 
     from atft_kedro.evaluation.baselines import mean_daily_rank_ic
@@ -145,12 +156,12 @@ def moved_groups(fits: dict, x, y, days, manifest: list, names: list, min_stocks
         if m["name"] in names:
             groups.setdefault(m["group"], []).append(names.index(m["name"]))
     groups["all features"] = list(range(len(names)))
-    rng, order = np.random.default_rng(seed), np.arange(len(x))
+    rng, order = np.random.default_rng(seed), np.arange(len(days))
     for day in np.unique(days):
         rows = np.flatnonzero(days == day)
         order[rows] = rng.permutation(rows)
     out = {}
-    for name, fit in fits.items():
+    for name, (fit, x) in fits.items():
         base = mean_daily_rank_ic(days, fit(x), y, min_stocks)
         out[name] = {}
         for group, columns in groups.items():
