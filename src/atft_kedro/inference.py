@@ -25,7 +25,7 @@ import torch
 
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
-from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats
+from atft_kedro.features.normalise import standardise_with_train_stats, stock_features_by_date
 from atft_kedro.features.splits import split_dates
 from atft_kedro.features.targets import target_columns
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
@@ -51,6 +51,7 @@ def latest_ranking(
     graph_config: dict,
     clip: float,
     as_of=None,
+    rank_groups=(),
 ) -> pl.DataFrame:
     """-> one row per stock of the as-of date: Code, Sector33Code, MarketCode, traded, and per
     horizon the median forecast ``score_{h}``, its quantiles ``q05_{h}`` .. ``q95_{h}`` and
@@ -68,7 +69,7 @@ def latest_ranking(
     dates = panel.filter(pl.col("Date") <= as_of)["Date"].unique().sort()
     recent = dates.tail(window)
 
-    stock = robust_zscore_by_date(features.filter(pl.col("Date").is_in(recent.implode())), names, clip=clip)
+    stock = stock_features_by_date(features.filter(pl.col("Date").is_in(recent.implode())), feature_manifest, clip=clip, rank_groups=rank_groups)
     known = panel.filter(pl.col("Date").is_in(recent.implode())).select("Date", "Code", "traded", "Sector33Code", "MarketCode")
     model_input = stock.join(known, on=["Date", "Code"]).with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
     market_columns = [c for c in market_features.columns if c != "Date"]

@@ -129,6 +129,31 @@ def test_robust_zscore_uses_only_its_own_date(built):
     assert z[cols].null_count().sum_horizontal().item() == 0
 
 
+def test_rank_groups_read_as_per_date_normal_scores_of_ranks_from_their_own_date_alone(built):
+    from scipy.stats import norm, rankdata
+
+    from atft_kedro.features.normalise import stock_features_by_date
+
+    _, features, _, manifest = built
+    ranged = [m["name"] for m in manifest if m["group"] == "range"]
+    z = robust_zscore_by_date(features, [m["name"] for m in manifest if not m["date_constant"]])
+    r = stock_features_by_date(features, manifest, rank_groups=["range"])
+    rest = [m["name"] for m in manifest if not m["date_constant"] and m["group"] != "range"]
+    assert r.select(rest).equals(z.select(rest)) and not r.select(ranged).equals(z.select(ranged))
+    day = features["Date"].unique().sort()[100]
+    raw = features.filter(pl.col("Date") == day)["upper_shadow"].to_numpy()
+    kept = ~np.isnan(raw)
+    expected = np.zeros(len(raw))
+    expected[kept] = norm.ppf((rankdata(raw[kept]) - 0.5) / kept.sum())  # ties at their mean rank, missing at 0
+    np.testing.assert_allclose(r.filter(pl.col("Date") == day)["upper_shadow"].to_numpy(), expected, atol=1e-5)
+    # the other dates' values change nothing of this date's (no future, no past)
+    other = features.with_columns(pl.when(pl.col("Date") != day).then(-pl.col(c) * 3).otherwise(pl.col(c)).alias(c) for c in ranged)
+    moved = stock_features_by_date(other, manifest, rank_groups=["range"])
+    assert moved.filter(pl.col("Date") == day).equals(r.filter(pl.col("Date") == day))
+    with pytest.raises(ValueError, match="not feature groups"):
+        stock_features_by_date(features, manifest, rank_groups=["candles"])
+
+
 def test_market_context_scaling_is_fitted_on_training_dates_only(built):
     market = built[2]
     cols = ["mkt_ret_1d", "mkt_vol_20d"]

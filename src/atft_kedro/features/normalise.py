@@ -1,7 +1,8 @@
 """Normalisation fitted without looking across the time axis the wrong way.
 
-* Stock features: per-date robust z-score, (x - median) / (1.4826 MAD), clipped; each date's
-  statistics come from that date's cross-section alone, so no future date can influence them.
+* Stock features: per-date robust z-score, (x - median) / (1.4826 MAD), clipped, or for the
+  groups ``normalisation.rank_groups`` names, the normal scores of their per-date ranks; each
+  date's statistics come from that date's cross-section alone, so no future date can influence them.
 * Market context (date-constant): a z-score whose mean and std are fitted on training dates only.
 """
 
@@ -12,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
+from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.splits import split_dates
 
 MAD_TO_STD = 1.4826
@@ -44,6 +46,36 @@ def robust_zscore_by_date(
 
     with ThreadPoolExecutor(max(1, min(pl.thread_pool_size(), len(columns)))) as pool:
         return features.with_columns(list(pool.map(one, columns)))
+
+
+def stock_features_by_date(features: pl.DataFrame, manifest: list[dict], *, clip: float = 5.0, rank_groups=()) -> pl.DataFrame:
+    """The stock features as the model and the baselines read them: each per-date robust z-score,
+    or, for the features of ``rank_groups`` (manifest groups), the normal scores of their ranks among
+    the date's stocks (``rank_gauss_by_date``). Both from each date's cross-section alone."""
+    columns = stock_feature_names(manifest)
+    unknown = set(rank_groups) - {m["group"] for m in manifest}
+    if unknown:
+        raise ValueError(f"normalisation.rank_groups names {sorted(unknown)}, which are not feature groups; the groups are "
+                         f"{sorted({m['group'] for m in manifest if not m['date_constant']})}")  # fmt: skip
+    ranked = [m["name"] for m in manifest if m["group"] in set(rank_groups) and m["name"] in columns]
+    scored = [c for c in columns if c not in ranked]
+    out = robust_zscore_by_date(features, scored, clip=clip)
+    return rank_gauss_by_date(out, ranked, clip=clip) if ranked else out
+
+
+def rank_gauss_by_date(features: pl.DataFrame, columns: list[str], *, clip: float = 5.0) -> pl.DataFrame:
+    """Each of ``columns`` as the normal scores of its ranks among the date's non-null values, ties
+    at their mean rank: Phi^-1((rank - 0.5) / n), clipped; nulls become 0, the median. Rows keep
+    their order. A feature whose far values the target does not follow (a shadow of the day's
+    candle, at least 0 with a long tail) keeps its order and loses its tail's scale."""
+    from scipy.special import ndtri
+
+    ranks = features.select(
+        *[(pl.col(c).rank("average").over("Date") - 0.5) / pl.col(c).count().over("Date") for c in columns]
+    )  # fmt: skip
+    return features.with_columns(
+        pl.Series(c, np.nan_to_num(np.clip(ndtri(ranks[c].to_numpy().astype(np.float64)), -clip, clip)).astype(np.float32)) for c in columns
+    )
 
 
 def _row_median(grid: np.ndarray) -> np.ndarray:

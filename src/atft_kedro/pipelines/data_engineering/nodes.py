@@ -59,9 +59,9 @@ def make_splits(panel: pl.DataFrame, params: splits.SplitConfig) -> pl.DataFrame
 def build_model_input(
     features: pl.DataFrame, targets: pl.DataFrame, panel: pl.DataFrame, feature_manifest: list[dict], params: dict
 ) -> pl.DataFrame:
-    """Per-date robust z-scored stock features joined with targets and the traded flag."""
-    columns = builders.stock_feature_names(feature_manifest)
-    normalised = normalise.robust_zscore_by_date(features, columns, clip=params["clip"])
+    """Per-date normalised stock features (robust z-scores; ranks for ``rank_groups``) joined with
+    targets and the traded flag."""
+    normalised = normalise.stock_features_by_date(features, feature_manifest, clip=params["clip"], rank_groups=params.get("rank_groups", ()))
     return normalised.join(targets, on=["Date", "Code"]).join(
         panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"]
     ).sort("Code", "Date")

@@ -32,7 +32,7 @@ def rank_latest(
         model = load_logged_model(params["mlflow_run_id"])
         log.info("model from MLflow run %s (phase %d, %s)", params["mlflow_run_id"], model["config"]["phase"], kept_checkpoint(model["epoch"], model["best"]))
     ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
-                             normalisation["clip"], params.get("as_of"))  # fmt: skip
+                             normalisation["clip"], params.get("as_of"), normalisation.get("rank_groups", ()))  # fmt: skip
     as_of = ranking["as_of"][0]
     name = f"ranking_{as_of}"
     top = ranking.row(0, named=True)
