@@ -62,6 +62,13 @@ def latest_ranking(
             "the latest data's stock features differ from those the model was trained on "
             f"({len(stock_feature_names(feature_manifest))} against {len(names)}); retrain: {RETRAIN}"
         )
+    trained = model.get("normalisation") or {}  # a model from before it was kept: no rank groups
+    if sorted(trained.get("rank_groups", ())) != sorted(rank_groups) or trained.get("clip", clip) != clip:
+        raise InferenceError(
+            f"the model was trained on features normalised with rank_groups {sorted(trained.get('rank_groups', ()))} and clip "
+            f"{trained.get('clip', clip)}, but inference has rank_groups {sorted(rank_groups)} and clip {clip}: run it with the "
+            f"training's normalisation parameters, or retrain: {RETRAIN}"
+        )
     trained_on = {k: v for k, v in graph_config.items() if k != "edge_attributes"}
     cfg = GraphConfig(**trained_on)
     as_of = _as_of(panel, as_of)

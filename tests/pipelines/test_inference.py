@@ -82,3 +82,7 @@ def test_it_refuses_other_features_and_a_date_without_data(trained, tiny_market)
         latest_ranking(model, panel, features, market, manifest[1:], splits, graphs.config, 5.0)
     with pytest.raises(InferenceError, match=r"no traded stock on 1999-01-04 \(it covers .*\); pick a trading day"):
         latest_ranking(model, panel, features, market, manifest, splits, graphs.config, 5.0, as_of="1999-01-04")
+    assert model["normalisation"] == trained["params"]["normalisation"]  # the training kept how its features were normalised
+    ranked = {**model, "normalisation": {**model["normalisation"], "rank_groups": ["range"]}}
+    with pytest.raises(InferenceError, match=r"normalised with rank_groups \['range'\] .* inference has rank_groups \[\]"):
+        latest_ranking(ranked, panel, features, market, manifest, splits, graphs.config, 5.0)
