@@ -14,8 +14,9 @@ with ``--params`` merged in; the evaluation's scoring called as its node calls i
 scored frame) in a process of its own with one thread, ``--jobs`` at a time. The seconds reported
 are data_engineering, graph_construction and training. With ``splits.n_folds > 1`` (walk-forward,
 e.g. ``--params '{"splits": {"n_folds": 3, "test_fraction": 0.45}}'`` for three test blocks the
-size of the default one) every block is scored by its own fold's model and the tables pool them;
-the validation frame and the phases' scores are the last fold's.
+size of the default one) every block is scored by its own fold's model and the tables pool them,
+validation's blocks too (since 2026-12-04; before, the validation frame was the last fold's); the
+phases' scores are the last fold's.
 The baselines (ridge, LightGBM, momentum, reversal) do not depend on the seed.
 
 The table, per horizon, on the test split: the model's RankIC per seed and its mean, the best
@@ -68,7 +69,6 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     from atft_kedro.pipelines.evaluation import nodes
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
     from atft_kedro.training.checkpoints import CheckpointStore
-    from atft_kedro.training.data import fold_arrays
 
     params = project_parameters(overrides)
     params["training"] = {**params["training"], "seed": seed}
@@ -76,7 +76,7 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = CheckpointStore(tmp)
         out = run_in_memory(["data_engineering", "graph_construction", "training"], params, {"checkpoints": store})
-        last = int(params["splits"].get("n_folds", 1)) - 1  # walk-forward: the last fold's phases and validation
+        last = int(params["splits"].get("n_folds", 1)) - 1  # walk-forward: the last fold's phases
         bests = {p: store.fold(last).load(p, "best") for p in store.fold(last).phases()}
         kept = {str(p): float(best["best"]) for p, best in bests.items()}  # a phase's start counts when no epoch beat it
         starts = bests[max(bests)].get("starts", {})  # where validation started the linear paths
@@ -87,6 +87,8 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
         walk_forward = {"checkpoints": store, "market_features": out["market_features"], "normalisation": params["normalisation"]}
         predictions = nodes.predict_test(*inputs, **walk_forward)
         shuffled = nodes.predict_test_random_graph(*inputs, params["evaluation"], **walk_forward)
+        # the same models' validation forecasts, for choices on validation (each fold's block by its own model)
+        val = nodes.predict_validation(*inputs, **walk_forward)
     result = evaluate_predictions(
         predictions, shuffled, out["features"], out["model_input"], out["oracle_returns"], out["splits"],
         stock_feature_names(out["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]),
@@ -94,9 +96,6 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "part_", "target_", "ridge_", "lightgbm_", "oracle_"))]
     keep += ["fold"] if "fold" in result.frame.columns else []  # walk-forward: which fold scored each row
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
-    # the same model's validation forecasts, for choices on validation (the seed ensemble's)
-    arrays = fold_arrays(out["training_arrays"], out["splits"], last, out["market_features"], params["normalisation"])
-    val = nodes._predict_fold(out["model"], arrays, out["graphs"], out["splits"], last, out["model_input"], split="val", parts=True)
     beside = out["features"].select("Date", "Code", "beta_60d").join(out["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
     val.join(beside, on=["Date", "Code"], how="left", maintain_order="left").write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
     return {"seed": seed, "metrics": result.document, "phase_val": kept, "starts": starts, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),

@@ -112,8 +112,8 @@ def test_long_horizons_switch_to_the_1d_forecast_only_where_validation_prefers_i
 
 def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path):
     """``run_seed`` with ``splits.n_folds`` 2: the test frame holds both folds' test blocks (each
-    predicted by its fold's checkpoint, which exists only while the run's store does), the
-    validation frame and the phases' scores are the last fold's."""
+    predicted by its fold's checkpoint, which exists only while the run's store does), and so does
+    the validation frame with both folds' validation blocks; the phases' scores are the last fold's."""
     from seeds import run_seed
 
     from atft_kedro.features.splits import split_dates
@@ -129,7 +129,8 @@ def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path):
     blocks = [set(split_dates(splits, "test", fold).to_list()) for fold in (0, 1)]
     assert set(test["Date"]) == blocks[0] | blocks[1] and not blocks[0] & blocks[1]
     assert all(test.filter(pl.col("Date").is_in(list(b)))["pred_1d"].is_not_null().all() for b in blocks)
-    assert set(val["Date"]) == set(split_dates(splits, "val", 1).to_list())
+    for fold in (0, 1):  # each validation block by its own fold's model
+        assert set(val.filter(pl.col("fold") == fold)["Date"]) == set(split_dates(splits, "val", fold).to_list())
     assert set(row["metrics"]["folds"]) == {"fold0", "fold1"} and set(row["phase_val"]) == {"0", "1", "2", "3"}
 
 
