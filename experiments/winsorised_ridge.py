@@ -46,6 +46,7 @@ def main() -> None:
     from _folds import market
     from atft_kedro.evaluation.baselines import tuned_lightgbm
     from atft_kedro.evaluation.metrics import daily_scores
+    from atft_kedro.evaluation.importance import feature_groups
 
     data = market(args.params)
     model_input, names, cfg, params = data.model_input, data.names, data.cfg, data.params
@@ -60,8 +61,8 @@ def main() -> None:
         y, days = {s: f[target].to_numpy() for s, f in rows.items()}, {s: f["Date"].to_numpy() for s, f in rows.items()}
         plain = {s: v.copy() for s, v in x.items()}  # what LightGBM, fitted on the features as they are, reads
         if args.rank_group:
-            ranked = [names.index(m["name"]) for m in data.manifest if m["group"] == args.rank_group and m["name"] in names]
-            if not ranked:
+            ranked = feature_groups(data.manifest, names).get(args.rank_group)
+            if ranked is None:
                 raise SystemExit(f"no feature of the group {args.rank_group!r}")
             for s, v in x.items():
                 v[:, ranked] = rank_gauss(v[:, ranked], days[s])
@@ -150,12 +151,9 @@ def moved_groups(fits: dict, y, days, manifest: list, names: list, min_stocks: i
     import numpy as np
 
     from atft_kedro.evaluation.baselines import mean_daily_rank_ic
+    from atft_kedro.evaluation.importance import ALL_FEATURES, feature_groups
 
-    groups = {}
-    for m in manifest:
-        if m["name"] in names:
-            groups.setdefault(m["group"], []).append(names.index(m["name"]))
-    groups["all features"] = list(range(len(names)))
+    groups = {**feature_groups(manifest, names), ALL_FEATURES: np.arange(len(names))}
     rng, order = np.random.default_rng(seed), np.arange(len(days))
     for day in np.unique(days):
         rows = np.flatnonzero(days == day)
