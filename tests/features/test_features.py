@@ -150,8 +150,10 @@ def test_rank_groups_read_as_per_date_normal_scores_of_ranks_from_their_own_date
     other = features.with_columns(pl.when(pl.col("Date") != day).then(-pl.col(c) * 3).otherwise(pl.col(c)).alias(c) for c in ranged)
     moved = stock_features_by_date(other, manifest, rank_groups=["range"])
     assert moved.filter(pl.col("Date") == day).equals(r.filter(pl.col("Date") == day))
-    with pytest.raises(ValueError, match="not feature groups"):
+    with pytest.raises(ValueError, match="not stock feature groups"):
         stock_features_by_date(features, manifest, rank_groups=["candles"])
+    with pytest.raises(ValueError, match="not stock feature groups"):  # date-constant: nothing to rank among a date's stocks
+        stock_features_by_date(features, manifest, rank_groups=["market"])
 
 
 def test_market_context_scaling_is_fitted_on_training_dates_only(built):

@@ -53,10 +53,10 @@ def stock_features_by_date(features: pl.DataFrame, manifest: list[dict], *, clip
     or, for the features of ``rank_groups`` (manifest groups), the normal scores of their ranks among
     the date's stocks (``rank_gauss_by_date``). Both from each date's cross-section alone."""
     columns = stock_feature_names(manifest)
-    unknown = set(rank_groups) - {m["group"] for m in manifest}
+    groups = {m["group"] for m in manifest if not m["date_constant"]}  # the market context's are not ranked among stocks
+    unknown = set(rank_groups) - groups
     if unknown:
-        raise ValueError(f"normalisation.rank_groups names {sorted(unknown)}, which are not feature groups; the groups are "
-                         f"{sorted({m['group'] for m in manifest if not m['date_constant']})}")  # fmt: skip
+        raise ValueError(f"normalisation.rank_groups names {sorted(unknown)}, which are not stock feature groups; the groups are {sorted(groups)}")
     ranked = [m["name"] for m in manifest if m["group"] in set(rank_groups) and m["name"] in columns]
     scored = [c for c in columns if c not in ranked]
     out = robust_zscore_by_date(features, scored, clip=clip)
