@@ -11,8 +11,9 @@ baseline's (``evaluation.ridge_alphas``); and each ridge family's clip as each f
 picks it (what ``training.skip_clips`` does at the skip's start), and as a purged cross-validation
 over the training split picks it (``--cv-blocks`` contiguous blocks, each scored by the fit on the
 others less ``max(5, h)`` dates either side: a record about five times validation's); the ridge on
-the mean of the features winsorised at each clip (one squashing, no choice), and on the features as
-the normal scores of their ranks per date (``rank_gauss``). ``--validation-only`` prints each
+the mean of the features winsorised at each clip (one squashing, no choice), on the features beside
+their copies winsorised at each clip (``hinge_basis``: a piecewise-linear additive model, no choice),
+and on the features as the normal scores of their ranks per date (``rank_gauss``). ``--validation-only`` prints each
 fold's validation RankIC and stops before the test split is read (with ``--groups``, also what
 LightGBM and the ridge lose with each feature group moved between stocks, ``moved_groups``);
 ``--rank-group G``: the ridges read group G's features as ranks per date (LightGBM, fitted on the
@@ -79,6 +80,10 @@ def main() -> None:
         squashed = {s: np.mean([np.clip(v, -c, c) for c in clips[:-1]], axis=0) for s, v in x.items()}
         val_score, coef = winsorised_ridge(squashed, y, days, np.inf, (skip_alpha,), cfg.min_stocks)
         forecasts[f"ridge (penalty {skip_alpha:g}), the mean of the winsorised features"] = (val_score, squashed["test"] @ coef[:-1])
+        hinged = {s: hinge_basis(v, clips[:-1]) for s, v in x.items()}
+        for family, alphas in families.items():
+            val_score, coef = winsorised_ridge(hinged, y, days, np.inf, alphas, cfg.min_stocks)
+            forecasts[f"{family}, the features and their winsorised copies"] = (val_score, hinged["test"] @ coef[:-1])
         gaussed = {s: rank_gauss(v, days[s]) for s, v in x.items()}
         val_score, coef = winsorised_ridge(gaussed, y, days, np.inf, (skip_alpha,), cfg.min_stocks)
         forecasts[f"ridge (penalty {skip_alpha:g}), the features as normal scores of their ranks per date"] = (val_score, gaussed["test"] @ coef[:-1])
@@ -141,6 +146,14 @@ def winsorised_ridge(x: dict, y: dict, days: dict, clip: float, alphas, min_stoc
         coef = ridge_solve(np.clip(x["train"], -clip, clip), y["train"], alpha)
         fits.append((mean_daily_rank_ic(days["val"], np.clip(x["val"], -clip, clip) @ coef[:-1], y["val"], min_stocks), coef))
     return max(fits, key=lambda f: f[0])
+
+
+def hinge_basis(x, clips):
+    """``x`` beside its copies winsorised at each of ``clips``: a ridge on them fits each feature's
+    effect as a line with a bend at every clip, on both sides (a piecewise-linear additive model)."""
+    import numpy as np
+
+    return np.concatenate([x] + [np.clip(x, -c, c) for c in clips], axis=1)
 
 
 def moved_groups(fits: dict, y, days, manifest: list, names: list, min_stocks: int, seed: int = 0) -> dict:
