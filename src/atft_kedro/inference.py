@@ -62,7 +62,8 @@ def latest_ranking(
             "the latest data's stock features differ from those the model was trained on "
             f"({len(stock_feature_names(feature_manifest))} against {len(names)}); retrain: {RETRAIN}"
         )
-    trained = model.get("normalisation") or {}  # a model from before it was kept: no rank groups
+    # every checkpoint's data fingerprint keeps it (models of 2026-12-04 kept it beside); one from before: no rank groups
+    trained = (model.get("data_fingerprint") or {}).get("normalisation") or model.get("normalisation") or {}
     if sorted(trained.get("rank_groups", ())) != sorted(rank_groups) or trained.get("clip", clip) != clip:
         raise InferenceError(
             f"the model was trained on features normalised with rank_groups {sorted(trained.get('rank_groups', ()))} and clip "

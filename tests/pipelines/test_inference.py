@@ -82,7 +82,13 @@ def test_it_refuses_other_features_and_a_date_without_data(trained, tiny_market)
         latest_ranking(model, panel, features, market, manifest[1:], splits, graphs.config, 5.0)
     with pytest.raises(InferenceError, match=r"no traded stock on 1999-01-04 \(it covers .*\); pick a trading day"):
         latest_ranking(model, panel, features, market, manifest, splits, graphs.config, 5.0, as_of="1999-01-04")
-    assert model["normalisation"] == trained["params"]["normalisation"]  # the training kept how its features were normalised
-    ranked = {**model, "normalisation": {**model["normalisation"], "rank_groups": ["range"]}}
+    kept = model["data_fingerprint"]["normalisation"]
+    assert kept == trained["params"]["normalisation"]  # every checkpoint keeps how its features were normalised
+    ranked = {**model, "data_fingerprint": {**model["data_fingerprint"], "normalisation": {**kept, "rank_groups": ["range"]}}}
     with pytest.raises(InferenceError, match=r"normalised with rank_groups \['range'\] .* inference has rank_groups \[\]"):
         latest_ranking(ranked, panel, features, market, manifest, splits, graphs.config, 5.0)
+    # a model of the days it was kept beside the fingerprint
+    beside = {**model, "data_fingerprint": {k: v for k, v in model["data_fingerprint"].items() if k != "normalisation"},
+              "normalisation": {**kept, "clip": 4.0}}  # fmt: skip
+    with pytest.raises(InferenceError, match=r"and clip 4.0, but inference has rank_groups \[\] and clip 5.0"):
+        latest_ranking(beside, panel, features, market, manifest, splits, graphs.config, 5.0)

@@ -80,5 +80,6 @@ def fingerprint_data(daily_quotes, listed_info, topix, source: str, split_params
     tables = {"daily_quotes": daily_quotes, "listed_info": listed_info, "topix": topix}
     split_params = dataclasses.asdict(typed(splits.SplitConfig, split_params))
     fp = data_fingerprint(tables, {"splits": split_params, "normalisation": normalisation}, source)
+    fp["normalisation"] = dict(normalisation)  # readable: every checkpoint keeps it, so any of them tells inference how to normalise
     log.info("data fingerprint: %s", describe(fp))
     return fp

@@ -68,10 +68,7 @@ def train_model(
         fold_rows = [row for p in store.phases() for row in store.load(p, "last")["history"]]
         rows += [{"fold": fold, **row} for row in fold_rows] if len(folds) > 1 else fold_rows
     history = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-    model = checkpoints.fold(folds[-1]).load(phases[-1], "best")
-    if normalisation is not None:  # how its features were normalised, for inference to do the same
-        model["normalisation"] = dict(normalisation)
-    return history, model
+    return history, checkpoints.fold(folds[-1]).load(phases[-1], "best")  # its data fingerprint says how its features were normalised
 
 
 def plot_training_history(training_history: pl.DataFrame):
