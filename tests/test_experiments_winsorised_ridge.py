@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from winsorised_ridge import purged_cv, rank_gauss, winsorised_ridge  # noqa: E402
+from winsorised_ridge import hinge_basis, purged_cv, rank_gauss, winsorised_ridge  # noqa: E402
 
 
 def _split(rng, dates: int, stocks: int = 40):
@@ -59,3 +59,15 @@ def test_rank_gauss_ranks_each_day_apart_and_ties_share_a_score():
     np.testing.assert_allclose(z[:3, 0], norm.ppf([0.5 / 3, 2.5 / 3, 1.5 / 3]))  # the far value counts as a rank, not a size
     np.testing.assert_allclose(z[:3, 1], 0.0, atol=1e-12)  # three ties: the middle rank each
     np.testing.assert_allclose(z[3:, 0], norm.ppf([0.75, 0.25]))  # day 1 ranked on its own
+
+
+def test_the_hinge_basis_bends_the_fit_at_its_clips():
+    from atft_kedro.evaluation.baselines import ridge_solve
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-4.0, 4.0, size=(4000, 1))
+    y = np.clip(x[:, 0], -1.0, 1.0)  # flat beyond +-1: a line cannot fit it, a line bent at 1 can
+    basis = hinge_basis(x, [1.0, 2.0])
+    assert basis.shape == (4000, 3) and np.array_equal(basis[:, 0], x[:, 0]) and basis[:, 1].max() == pytest.approx(1.0, abs=1e-3)
+    line, bent = (z @ ridge_solve(z, y, 1e-6)[:-1] + ridge_solve(z, y, 1e-6)[-1] for z in (x, basis))
+    assert np.abs(bent - y).max() < 1e-6 < 0.3 < np.abs(line - y).max()
