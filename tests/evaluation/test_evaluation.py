@@ -264,6 +264,33 @@ def test_lightgbm_baseline_learns_what_ridge_cannot_and_repeats_itself():
     assert abs(ridge_info["val_rank_ic"]) < 0.2 and ridge_info["alpha"] in cfg.ridge_alphas
 
 
+def test_a_bagged_lightgbm_averages_its_seeds_fits_and_one_is_the_plain_fit():
+    from dataclasses import replace
+
+    from atft_kedro.evaluation.baselines import BaselineConfig, LightGBMConfig, bagged_lightgbm, mean_daily_rank_ic, tuned_lightgbm
+
+    mi = _regression_market(np.random.default_rng(2))
+    days = mi["Date"].unique().sort()
+    train, val, test = days[:40], days[40:50], days[50:]
+    cfg = BaselineConfig(lightgbm=LightGBMConfig(max_trees=200, early_stopping=20, min_data_in_leaf=20, seed=5), min_stocks=10)
+    x = mi.filter(pl.col("Date").is_in(test.implode())).select("f", "g").to_numpy()
+    fits = [tuned_lightgbm(mi, ["f", "g"], "target_1d", train, val, replace(cfg, lightgbm=replace(cfg.lightgbm, seed=s))) for s in (5, 6, 7)]
+    each = [b.predict(x, num_iteration=b.best_iteration) for b, _ in fits]
+    assert not np.array_equal(each[0], each[1])  # the seed moves the fit (bagging, feature sampling)
+    one, info = bagged_lightgbm(mi, ["f", "g"], "target_1d", train, val, cfg, x)
+    np.testing.assert_array_equal(one, each[0])
+    assert info == fits[0][1]
+    three, info = bagged_lightgbm(mi, ["f", "g"], "target_1d", train, val, replace(cfg, lightgbm=replace(cfg.lightgbm, bag=3)), x)
+    np.testing.assert_allclose(three, np.mean(each, axis=0), rtol=1e-12)
+    assert info["trees"] == [f[1]["trees"] for f in fits]
+    v = mi.filter(pl.col("Date").is_in(val.implode()))
+    vx = v.select("f", "g").to_numpy()
+    together = np.mean([b.predict(vx, num_iteration=b.best_iteration) for b, _ in fits], axis=0)
+    assert info["val_rank_ic"] == pytest.approx(mean_daily_rank_ic(v["Date"].to_numpy(), together, v["target_1d"].to_numpy(), 10), abs=1e-12)
+    with pytest.raises(ValueError, match="bag must be at least 1"):
+        bagged_lightgbm(mi, ["f", "g"], "target_1d", train, val, replace(cfg, lightgbm=replace(cfg.lightgbm, bag=0)), x)
+
+
 def test_ridge_penalty_is_chosen_on_validation():
     """Many noise features and few training rows: the smallest penalty overfits, validation picks a larger one."""
     from atft_kedro.evaluation.baselines import BaselineConfig, tuned_ridge

@@ -12,7 +12,7 @@ deterministic mode, so a rerun gives the same scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -34,6 +34,7 @@ class LightGBMConfig:
     max_trees: int = 1000
     early_stopping: int = 100  # trees without a better validation RankIC before stopping
     seed: int = 0
+    bag: int = 1  # fits with seeds seed .. seed + bag - 1, each early-stopped, their forecasts averaged
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,24 @@ def tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, c
     return booster, {"trees": booster.best_iteration, "val_rank_ic": float(booster.best_score["valid_0"]["rank_ic"])}
 
 
+def bagged_lightgbm(model_input, feature_names, target, train_dates, val_dates, cfg: BaselineConfig, x: np.ndarray):
+    """``tuned_lightgbm`` with each of ``cfg.lightgbm.bag`` seeds (from ``cfg.lightgbm.seed``) -> (the
+    mean of their forecasts of ``x``, {"trees": each fit's, "val_rank_ic": the mean forecast's}).
+    With ``bag`` 1 it is the one fit, to the bit."""
+    g = cfg.lightgbm
+    if g.bag < 1:
+        raise ValueError(f"evaluation.lightgbm.bag must be at least 1, not {g.bag}")
+    fits = [tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, replace(cfg, lightgbm=replace(g, seed=g.seed + i)))
+            for i in range(g.bag)]  # fmt: skip
+    forecast = np.mean([b.predict(x, num_iteration=b.best_iteration) for b, _ in fits], axis=0)
+    if g.bag == 1:
+        return forecast, fits[0][1]
+    val = _rows(model_input, feature_names, target, val_dates)
+    together = np.mean([b.predict(val.select(feature_names).to_numpy(), num_iteration=b.best_iteration) for b, _ in fits], axis=0)
+    score = mean_daily_rank_ic(val["Date"].to_numpy(), together, val[target].to_numpy(), cfg.min_stocks)
+    return forecast, {"trees": [info["trees"] for _, info in fits], "val_rank_ic": score}
+
+
 def ridge_solve(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     """Ridge coefficients of ``y`` on ``x [rows, features]`` plus an unpenalised intercept (last).
 
@@ -199,10 +218,9 @@ def baseline_frame(
         for fold in folds:
             train_dates, val_dates = (split_dates(splits, s, fold) for s in ("train", "val"))
             coef, ridge_info = tuned_ridge(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
-            booster, lgbm_info = tuned_lightgbm(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
             mine = of_fold == fold
+            boosted[mine], lgbm_info = bagged_lightgbm(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg, x[mine])
             ridge[mine] = ridge_scores(rows, feature_names, coef)[mine]
-            boosted[mine] = booster.predict(x[mine], num_iteration=booster.best_iteration)
             tuned = {**signals_on_validation(features, model_input, f"target_{h}", val_dates, cfg.min_stocks), "ridge": ridge_info, "lightgbm": lgbm_info}
             for name, fitted in tuned.items():
                 info[name][h] = fitted if len(folds) == 1 else {**info[name].get(h, {}), f"fold{fold}": fitted}
