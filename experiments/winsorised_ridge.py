@@ -13,11 +13,12 @@ over the training split picks it (``--cv-blocks`` contiguous blocks, each scored
 others less ``max(5, h)`` dates either side: a record about five times validation's); the ridge on
 the mean of the features winsorised at each clip (one squashing, no choice), on the features beside
 their copies winsorised at each clip (``hinge_basis``: a piecewise-linear additive model, no choice),
-and on the features as the normal scores of their ranks per date (``rank_gauss``). ``--validation-only`` prints each
+and on the features as the normal scores of their ranks per date (``normalisation.rank_groups`` with
+every stock group). ``--validation-only`` prints each
 fold's validation RankIC and stops before the test split is read (with ``--groups``, also what
 LightGBM and the ridge lose with each feature group moved between stocks, ``moved_groups``);
-``--rank-group G``: the ridges read group G's features as ranks per date (LightGBM, fitted on the
-features as they are, reads them so). Prints validation / test RankIC
+``--rank-group G``: the ridges read group G's features as ranks per date, as
+``normalisation.rank_groups: [G]`` makes them (LightGBM reads the features as they are). Prints validation / test RankIC
 per fold, then the pooled test RankIC with the paired per-date difference to LightGBM and to the
 unclipped ridge at the same penalty (Newey-West at lag h - 1). Reads the data_engineering outputs
 only (in memory); about 40 s on stocknet.
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--clips", default="0.5,1,1.5,2,3", help="robust z-scores to winsorise the ridge's features at, comma-separated")
     parser.add_argument("--cv-blocks", type=int, default=5, help="blocks of the training split's purged cross-validation")
     parser.add_argument("--validation-only", action="store_true", help="print the validation RankIC per fold and stop: the test split is not read")
-    parser.add_argument("--rank-group", default=None, help="a feature group (e.g. range) every forecaster reads as ranks per date (rank_gauss)")
+    parser.add_argument("--rank-group", default=None, help="a feature group (e.g. range) the ridges read as ranks per date (normalisation.rank_groups)")
     parser.add_argument("--groups", action="store_true",
                         help="with --validation-only: also the validation RankIC LightGBM and the ridge lose with each feature group moved between stocks")
     args = parser.parse_args()
@@ -47,10 +48,14 @@ def main() -> None:
     from _folds import market
     from atft_kedro.evaluation.baselines import tuned_lightgbm
     from atft_kedro.evaluation.metrics import daily_scores
-    from atft_kedro.evaluation.importance import feature_groups
-
     data = market(args.params)
     model_input, names, cfg, params = data.model_input, data.names, data.cfg, data.params
+    stock_groups = sorted({m["group"] for m in data.manifest if not m["date_constant"]})
+    if args.rank_group and args.rank_group not in stock_groups:
+        raise SystemExit(f"no stock feature group {args.rank_group!r}; the groups are {stock_groups}")
+    # the same market with groups read as ranks, exactly as normalisation.rank_groups makes them
+    gaussed_all = ranked_market(args.params, stock_groups)
+    ranked = ranked_market(args.params, [args.rank_group]) if args.rank_group else data
     skip_alpha = float(params["training"]["linear_ridge_alpha"])
     target, lag = f"target_{args.horizon}", int(args.horizon.rstrip("d")) - 1
     clips = [float(c) for c in args.clips.split(",")] + [np.inf]
@@ -58,15 +63,11 @@ def main() -> None:
     families = {f"ridge (penalty {skip_alpha:g})": (skip_alpha,), "ridge (penalty tuned)": cfg.ridge_alphas}
 
     pooled, picks = {}, {}
-    for fold, dates, rows, x in data.folds(target):
+    for (fold, dates, rows, plain), (*_, x), (*_, gaussed) in zip(data.folds(target), ranked.folds(target), gaussed_all.folds(target)):
+        # plain: what LightGBM, fitted on the features as they are, reads; x: what the ridges read
         y, days = {s: f[target].to_numpy() for s, f in rows.items()}, {s: f["Date"].to_numpy() for s, f in rows.items()}
-        plain = {s: v.copy() for s, v in x.items()}  # what LightGBM, fitted on the features as they are, reads
-        if args.rank_group:
-            ranked = feature_groups(data.manifest, names).get(args.rank_group)
-            if ranked is None:
-                raise SystemExit(f"no feature of the group {args.rank_group!r}")
-            for s, v in x.items():
-                v[:, ranked] = rank_gauss(v[:, ranked], days[s])
+        if any(len(v) != len(y[s]) for other in (x, gaussed) for s, v in other.items()):
+            raise SystemExit("the ranked market's rows are not the plain market's")
         forecasts = {}  # name -> (validation RankIC, test forecast)
         for leaves in (cfg.lightgbm.num_leaves, 4, 2):
             booster, info = tuned_lightgbm(model_input, names, target, dates["train"], dates["val"],
@@ -84,7 +85,6 @@ def main() -> None:
         for family, alphas in families.items():
             val_score, coef = winsorised_ridge(hinged, y, days, np.inf, alphas, cfg.min_stocks)
             forecasts[f"{family}, the features and their winsorised copies"] = (val_score, hinged["test"] @ coef[:-1])
-        gaussed = {s: rank_gauss(v, days[s]) for s, v in x.items()}
         val_score, coef = winsorised_ridge(gaussed, y, days, np.inf, (skip_alpha,), cfg.min_stocks)
         forecasts[f"ridge (penalty {skip_alpha:g}), the features as normal scores of their ranks per date"] = (val_score, gaussed["test"] @ coef[:-1])
         if args.validation_only:
@@ -182,18 +182,16 @@ def moved_groups(fits: dict, y, days, manifest: list, names: list, min_stocks: i
     return out
 
 
-def rank_gauss(x, days):
-    """Each column of ``x`` as the normal scores of its ranks among the rows of the same day (ties
-    share their mean rank): (rank - 0.5) / n through the normal quantile function."""
-    import numpy as np
-    from scipy.special import ndtri
-    from scipy.stats import rankdata
+def ranked_market(params_json: str, groups: list):
+    """``_folds.market`` with ``groups`` read as the normal scores of their per-date ranks
+    (``normalisation.rank_groups``): the same rows, in the same order, as the market without."""
+    import json
 
-    out = np.empty_like(x, dtype=float)
-    for day in np.unique(days):
-        rows = np.flatnonzero(days == day)
-        out[rows] = ndtri((rankdata(x[rows], axis=0) - 0.5) / len(rows))
-    return out
+    from _folds import market
+
+    params = json.loads(params_json)
+    params["normalisation"] = {**params.get("normalisation", {}), "rank_groups": list(groups)}
+    return market(json.dumps(params))
 
 
 def purged_cv(x, y, days, clip: float, alpha: float, min_stocks: int, blocks: int, purge: int) -> float:

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from winsorised_ridge import hinge_basis, purged_cv, rank_gauss, winsorised_ridge  # noqa: E402
+from winsorised_ridge import hinge_basis, purged_cv, winsorised_ridge  # noqa: E402
 
 
 def _split(rng, dates: int, stocks: int = 40):
@@ -48,17 +48,6 @@ def test_the_cross_validation_scores_each_block_out_of_sample():
     in_sample = mean_daily_rank_ic(days, x @ ridge_solve(x, y, 1e-3)[:-1], y, 10)
     held_out = purged_cv(x, y, days, np.inf, 1e-3, 10, blocks=5, purge=2)
     assert in_sample > 0.1 and abs(held_out) < 0.03
-
-
-def test_rank_gauss_ranks_each_day_apart_and_ties_share_a_score():
-    from scipy.stats import norm
-
-    x = np.array([[1.0, 7.0], [3.0, 7.0], [2.0, 7.0], [50.0, -1.0], [-4.0, 2.0]])
-    days = np.array([0, 0, 0, 1, 1])
-    z = rank_gauss(x, days)
-    np.testing.assert_allclose(z[:3, 0], norm.ppf([0.5 / 3, 2.5 / 3, 1.5 / 3]))  # the far value counts as a rank, not a size
-    np.testing.assert_allclose(z[:3, 1], 0.0, atol=1e-12)  # three ties: the middle rank each
-    np.testing.assert_allclose(z[3:, 0], norm.ppf([0.75, 0.25]))  # day 1 ranked on its own
 
 
 def test_the_hinge_basis_bends_the_fit_at_its_clips():
