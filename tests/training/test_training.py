@@ -725,6 +725,40 @@ def test_the_linear_skip_reads_its_inputs_winsorised_at_the_clip_validation_chos
         small_config(skip_clips=[1.0, 0.0])
 
 
+def test_the_linear_skip_may_also_start_at_fits_on_each_dates_targets_as_ranks(prepared):
+    """skip_targets [raw, rank]: every clip's fit is also made on each date's targets as the normal
+    scores of their ranks, and validation picks among all; a date's ranks ignore how far its extreme
+    returns reach, so a return made ten times larger moves the raw fit and not the ranked one."""
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    from atft_kedro.training.starts import UNCLIPPED, start_at_ridge, training_rows
+
+    arrays = prepared["arrays"]
+    model, train_idx, validation = _model_and_validation(prepared, small_config(model={**small_config().model, "linear_skip": (1,)}), 0)
+    choice = start_at_ridge(model, arrays, train_idx, 50.0, (1.0,), validation, ("raw", "rank"))
+    ranked = ", fitted on each date's targets as ranks"
+    names = {UNCLIPPED, "the ridge on the features winsorised at 1"}
+    assert set(choice.starts) == names | {n + ranked for n in names}
+    assert choice.kept == {"1d": max(choice.scores, key=lambda n: (choice.scores[n]["1d"], n == UNCLIPPED))}
+    assert len({round(s["1d"], 6) for s in choice.scores.values()}) == 4
+    assert not torch.equal(choice.starts[UNCLIPPED]["weight"], choice.starts[UNCLIPPED + ranked]["weight"])
+    _, y = training_rows(arrays, train_idx, model.target_scale.numpy(), ranks=True)
+    t = int(train_idx[0])
+    first = np.asarray(arrays.targets[t, np.flatnonzero(arrays.present[t])], dtype=np.float64)
+    ok = np.isfinite(first[:, 0])
+    np.testing.assert_allclose(y[: len(first)][ok, 0], ndtri((rankdata(first[ok, 0]) - 0.5) / ok.sum()), rtol=1e-12)
+    assert np.isnan(y[: len(first)][~np.isfinite(first[:, 0]), 0]).all()
+    extreme = copy.deepcopy(arrays)
+    top = np.flatnonzero(arrays.present[t])[np.nanargmax(first[:, 0])]
+    extreme.targets[t, top, 0] *= 10.0
+    assert np.array_equal(training_rows(extreme, train_idx, model.target_scale.numpy(), ranks=True)[1], y, equal_nan=True)
+    assert not np.array_equal(training_rows(extreme, train_idx, model.target_scale.numpy())[1],
+                              training_rows(arrays, train_idx, model.target_scale.numpy())[1], equal_nan=True)  # fmt: skip
+    with pytest.raises(ValueError, match="skip_targets are the targets"):
+        small_config(skip_targets=["rank"])
+
+
 def test_each_horizon_keeps_its_best_start_and_a_fit_over_none_on_ties():
     """``kept_starts``: per horizon the best score; a NaN (no valid validation date) is the worst;
     on a tie a fit is kept over no skip, then the first candidate."""

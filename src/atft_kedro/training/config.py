@@ -70,6 +70,7 @@ class TrainConfig:
     linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
     skip_clips: tuple[float, ...] = ()  # the linear skip's rows of phase 0's horizons (1 day) read the features winsorised at the one of these their validation prefers, or as they are; empty: never clipped (conf/base: [0.5, 1, 2, 3])
+    skip_targets: tuple[str, ...] = ("raw",)  # with skip_clips: the 1-day row's candidate fits are also made on each date's targets as ranks (rank: normal scores), and validation picks among all
     horizon_starts: str = "ridge"  # ridge | validated | one_day: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation (training.starts.choose_skip_starts), or start at the 1-day row (start_at_one_day)
     neighbour_start_margin: float = 0.0  # the neighbour skip's best fit replaces no skip (phase 2's start) only where it beats it on validation by more than this many standard errors (0: by any amount)
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
@@ -90,6 +91,9 @@ class TrainConfig:
         object.__setattr__(self, "skip_clips", tuple(float(c) for c in self.skip_clips or ()))
         if not all(c > 0 for c in self.skip_clips):
             raise ValueError(f"skip_clips are robust z-scores to winsorise the linear skip's inputs at, each > 0, got {list(self.skip_clips)!r}")
+        object.__setattr__(self, "skip_targets", tuple(self.skip_targets or ("raw",)))
+        if not set(self.skip_targets) <= {"raw", "rank"} or "raw" not in self.skip_targets:
+            raise ValueError(f"skip_targets are the targets the linear skip's candidate starts are fitted on, 'raw' and optionally 'rank', got {list(self.skip_targets)!r}")
         if self.linear_start not in ("zero", "ridge"):
             raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
 

@@ -28,15 +28,24 @@ from atft_kedro.training.predict import mean_rank_ics
 log = logging.getLogger(__name__)
 
 
-def training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray, ranks: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(last-day features [rows, F], targets less each date's mean, in the model's units [rows, 4])
-    of the training dates' stocks, date by date, each date's stocks in Code order (DateDataset's)."""
+    of the training dates' stocks, date by date, each date's stocks in Code order (DateDataset's).
+    With ``ranks``, each date's targets as the normal scores of their ranks among its finite ones
+    (ties at their mean rank): a few extreme returns of a date no longer set a fit's slope."""
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
     x, y = [], []
     for t in np.asarray(train_idx):
         members = np.flatnonzero(arrays.present[t])
         target = np.asarray(arrays.targets[t, members], dtype=np.float64)  # (n, 4)
         x.append(np.asarray(arrays.features[t, members], dtype=np.float64))
-        y.append((target - np.nanmean(target, axis=0)) / scale)
+        if ranks:
+            ranked = rankdata(target, axis=0, nan_policy="omit")
+            y.append(np.where(np.isfinite(target), ndtri((ranked - 0.5) / np.isfinite(target).sum(0).clip(1)), np.nan))
+        else:
+            y.append((target - np.nanmean(target, axis=0)) / scale)
     return np.vstack(x), np.vstack(y)
 
 
@@ -74,7 +83,7 @@ UNCLIPPED = "the ridge on the features as they are"
 
 @torch.no_grad()
 def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float, clips=(),
-                   validation: Validation | None = None) -> StartChoice | None:  # fmt: skip
+                   validation: Validation | None = None, targets=("raw",)) -> StartChoice | None:  # fmt: skip
     """The linear skip set to the ridge regression of each of its horizons' targets (less each
     date's mean, in the model's units) on the last day's features of the training dates, as each
     row reads them (``own_inputs``). With ``clips`` and a ``validation`` split, the rows of the
@@ -84,7 +93,9 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     are, their own horizons unscored. A robust z-score's far values set a linear fit's ranking
     where the target follows them no further (stocknet's validation prefers a clip in each of its
     three folds, the default synthetic market's none; docs/what_training_has_shown.md, the seventh
-    session). -> the candidates, their scores and what was kept (None without a choice)."""
+    session). With ``targets`` ``("raw", "rank")`` each of those fits is also made on each date's
+    targets as ranks (``training_rows``), and validation picks among all of them.
+    -> the candidates, their scores and what was kept (None without a choice)."""
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, horizons = model.linear, model.skip_horizons
     if not clips or validation is None:
@@ -95,11 +106,16 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     rows = last_day_features(validation, linear.in_features)
     model.skip_clip.fill_(math.inf)
     set_to_ridge(linear, horizons, x, y, alpha, only=[h for h in horizons if h not in scored])  # the rows not chosen here: as they are
+    fitted_on = {"raw": y}
+    if "rank" in targets:
+        fitted_on["rank"] = training_rows(arrays, train_idx, model.target_scale.cpu().numpy(), ranks=True)[1]
     starts, inputs, clip_of = {}, {}, {}
-    for c in (math.inf, *sorted(set(clips))):
-        name = UNCLIPPED if c == math.inf else f"the ridge on the features winsorised at {c:g}"
-        set_to_ridge(linear, horizons, np.clip(x, -c, c), y, alpha, only=scored)
-        starts[name], inputs[name], clip_of[name] = copy.deepcopy(linear.state_dict()), np.clip(rows, -c, c), c
+    for kind, yk in fitted_on.items():
+        for c in (math.inf, *sorted(set(clips))):
+            name = UNCLIPPED if c == math.inf else f"the ridge on the features winsorised at {c:g}"
+            name += "" if kind == "raw" else ", fitted on each date's targets as ranks"
+            set_to_ridge(linear, horizons, np.clip(x, -c, c), yk, alpha, only=scored)
+            starts[name], inputs[name], clip_of[name] = copy.deepcopy(linear.state_dict()), np.clip(rows, -c, c), c
     linear.weight.zero_()
     linear.bias.zero_()
     with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
