@@ -732,10 +732,12 @@ def test_the_linear_skip_may_also_start_at_fits_on_each_dates_targets_as_ranks(p
     from scipy.special import ndtri
     from scipy.stats import rankdata
 
-    from atft_kedro.training.starts import UNCLIPPED, start_at_ridge, training_rows
+    from atft_kedro.training.starts import UNCLIPPED, ranked_by_date, start_at_ridge, training_rows
 
     arrays = prepared["arrays"]
     model, train_idx, validation = _model_and_validation(prepared, small_config(model={**small_config().model, "linear_skip": (1,)}), 0)
+    sizes = arrays.present[np.asarray(train_idx)].sum(1)
+    ranks_of = lambda a: ranked_by_date(training_rows(a, train_idx, model.target_scale.numpy())[1], sizes)  # noqa: E731
     choice = start_at_ridge(model, arrays, train_idx, 50.0, (1.0,), validation, ("raw", "rank"))
     ranked = ", fitted on each date's targets as ranks"
     names = {UNCLIPPED, "the ridge on the features winsorised at 1"}
@@ -743,7 +745,7 @@ def test_the_linear_skip_may_also_start_at_fits_on_each_dates_targets_as_ranks(p
     assert choice.kept == {"1d": max(choice.scores, key=lambda n: (choice.scores[n]["1d"], n == UNCLIPPED))}
     assert len({round(s["1d"], 6) for s in choice.scores.values()}) == 4
     assert not torch.equal(choice.starts[UNCLIPPED]["weight"], choice.starts[UNCLIPPED + ranked]["weight"])
-    _, y = training_rows(arrays, train_idx, model.target_scale.numpy(), ranks=True)
+    y = ranks_of(arrays)
     t = int(train_idx[0])
     first = np.asarray(arrays.targets[t, np.flatnonzero(arrays.present[t])], dtype=np.float64)
     ok = np.isfinite(first[:, 0])
@@ -752,7 +754,7 @@ def test_the_linear_skip_may_also_start_at_fits_on_each_dates_targets_as_ranks(p
     extreme = copy.deepcopy(arrays)
     top = np.flatnonzero(arrays.present[t])[np.nanargmax(first[:, 0])]
     extreme.targets[t, top, 0] *= 10.0
-    assert np.array_equal(training_rows(extreme, train_idx, model.target_scale.numpy(), ranks=True)[1], y, equal_nan=True)
+    assert np.array_equal(ranks_of(extreme), y, equal_nan=True)
     assert not np.array_equal(training_rows(extreme, train_idx, model.target_scale.numpy())[1],
                               training_rows(arrays, train_idx, model.target_scale.numpy())[1], equal_nan=True)  # fmt: skip
     with pytest.raises(ValueError, match="skip_targets are the targets"):

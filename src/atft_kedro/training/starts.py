@@ -28,25 +28,32 @@ from atft_kedro.training.predict import mean_rank_ics
 log = logging.getLogger(__name__)
 
 
-def training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray, ranks: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(last-day features [rows, F], targets less each date's mean, in the model's units [rows, 4])
-    of the training dates' stocks, date by date, each date's stocks in Code order (DateDataset's).
-    With ``ranks``, each date's targets as the normal scores of their ranks among its finite ones
-    (ties at their mean rank): a few extreme returns of a date no longer set a fit's slope."""
-    from scipy.special import ndtri
-    from scipy.stats import rankdata
-
+    of the training dates' stocks, date by date, each date's stocks in Code order (DateDataset's)."""
     x, y = [], []
     for t in np.asarray(train_idx):
         members = np.flatnonzero(arrays.present[t])
         target = np.asarray(arrays.targets[t, members], dtype=np.float64)  # (n, 4)
         x.append(np.asarray(arrays.features[t, members], dtype=np.float64))
-        if ranks:
-            ranked = rankdata(target, axis=0, nan_policy="omit")
-            y.append(np.where(np.isfinite(target), ndtri((ranked - 0.5) / np.isfinite(target).sum(0).clip(1)), np.nan))
-        else:
-            y.append((target - np.nanmean(target, axis=0)) / scale)
+        y.append((target - np.nanmean(target, axis=0)) / scale)
     return np.vstack(x), np.vstack(y)
+
+
+def ranked_by_date(y: np.ndarray, sizes) -> np.ndarray:
+    """``training_rows``' targets (``sizes``: each date's rows, in order) as the normal scores of
+    their ranks among the date's finite ones, ties at their mean rank, NaN where the target is: a
+    few extreme returns of a date no longer set a fit's slope."""
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    out = np.full_like(y, np.nan)
+    for rows in np.split(np.arange(len(y)), np.cumsum(sizes)[:-1]):
+        block = y[rows]
+        finite = np.isfinite(block)
+        ranks = rankdata(block, axis=0, nan_policy="omit")
+        out[rows] = np.where(finite, ndtri((ranks - 0.5) / finite.sum(0).clip(1)), np.nan)
+    return out
 
 
 def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float, only=None) -> None:
@@ -94,7 +101,7 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     where the target follows them no further (stocknet's validation prefers a clip in each of its
     three folds, the default synthetic market's none; docs/what_training_has_shown.md, the seventh
     session). With ``targets`` ``("raw", "rank")`` each of those fits is also made on each date's
-    targets as ranks (``training_rows``), and validation picks among all of them.
+    targets as ranks (``ranked_by_date``), and validation picks among all of them.
     -> the candidates, their scores and what was kept (None without a choice)."""
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, horizons = model.linear, model.skip_horizons
@@ -108,7 +115,7 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     set_to_ridge(linear, horizons, x, y, alpha, only=[h for h in horizons if h not in scored])  # the rows not chosen here: as they are
     fitted_on = {"raw": y}
     if "rank" in targets:
-        fitted_on["rank"] = training_rows(arrays, train_idx, model.target_scale.cpu().numpy(), ranks=True)[1]
+        fitted_on["rank"] = ranked_by_date(y, arrays.present[np.asarray(train_idx)].sum(1))  # ranks: the same before the mean and scale
     starts, inputs, clip_of = {}, {}, {}
     for kind, yk in fitted_on.items():
         for c in (math.inf, *sorted(set(clips))):
