@@ -47,10 +47,12 @@ def main() -> None:
 
     from _folds import market
     from atft_kedro.evaluation.baselines import tuned_lightgbm
+    from atft_kedro.evaluation.importance import feature_groups
     from atft_kedro.evaluation.metrics import daily_scores
+
     data = market(args.params)
     model_input, names, cfg, params = data.model_input, data.names, data.cfg, data.params
-    stock_groups = sorted({m["group"] for m in data.manifest if not m["date_constant"]})
+    stock_groups = sorted(feature_groups(data.manifest, names))
     if args.rank_group and args.rank_group not in stock_groups:
         raise SystemExit(f"no stock feature group {args.rank_group!r}; the groups are {stock_groups}")
     # the same market with groups read as ranks, exactly as normalisation.rank_groups makes them
