@@ -666,8 +666,35 @@ def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
         for h in ("5d", "10d", "20d"):
             assert choice.scores[name][h] == pytest.approx(full[h], abs=1e-6), (name, h)
     assert len({round(s["20d"], 6) for s in choice.scores.values()}) > 1  # the candidates differ on validation
-    with pytest.raises(ValueError, match="horizon_starts must be 'ridge', 'validated' or 'one_day'"):
+    with pytest.raises(ValueError, match="horizon_starts must be 'ridge', 'validated', 'ranked' or 'one_day'"):
         small_config(horizon_starts="momentum")
+
+
+def test_the_horizons_phase_1_turns_on_may_start_at_a_fit_on_ranked_targets(prepared):
+    """horizon_starts=ranked: the rows of the horizons a phase turns on keep the ridge start they
+    hold or take the same ridge fitted on each date's targets as ranks, whichever validation ranks
+    higher at that horizon; the ranked fit is the ridge of the ranks, and the 1-day row is left alone."""
+    from atft_kedro.training.starts import choose_skip_starts, ranked_by_date, set_to_ridge, start_at_ridge, training_rows
+
+    arrays = prepared["arrays"]
+    model, train_idx, validation = _model_and_validation(prepared, small_config(model={**small_config().model, "linear_skip": (1, 5, 10, 20)}), 1)
+    start_at_ridge(model, arrays, train_idx, alpha=50.0)
+    before = copy.deepcopy(model.linear.state_dict())
+    choice = choose_skip_starts(model, arrays, train_idx, 50.0, (5, 10, 20), validation, "ranked")
+    held, ranked = "the ridge start", "the ridge fitted on each date's targets as ranks"
+    assert set(choice.starts) == {held, ranked}
+    x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    probe = torch.nn.Linear(model.linear.in_features, len(model.skip_horizons)).double()
+    set_to_ridge(probe, model.skip_horizons, x, ranked_by_date(y, arrays.present[train_idx].sum(1)), 50.0)
+    assert torch.allclose(choice.starts[ranked]["weight"].double(), probe.weight, atol=1e-6)
+    assert not torch.allclose(choice.starts[ranked]["weight"], before["weight"])  # ranks are not the returns
+    after = model.linear.state_dict()
+    assert torch.equal(after["weight"][0], before["weight"][0])
+    for i, h in enumerate(("5d", "10d", "20d"), start=1):
+        assert choice.kept[h] == max(choice.scores, key=lambda n: (choice.scores[n][h], n != held))
+        assert torch.equal(after["weight"][i], choice.starts[choice.kept[h]]["weight"][i])
+    with pytest.raises(ValueError, match="'validated' or 'ranked'"):
+        choose_skip_starts(model, arrays, train_idx, 50.0, (5,), validation, "momentum")
 
 
 def test_the_linear_skip_reads_its_inputs_winsorised_at_the_clip_validation_chose(prepared):

@@ -71,7 +71,7 @@ class TrainConfig:
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
     skip_clips: tuple[float, ...] = ()  # the linear skip's rows of phase 0's horizons (1 day) read the features winsorised at the one of these their validation prefers, or as they are; empty: never clipped (conf/base: [0.5, 1, 2, 3])
     skip_targets: tuple[str, ...] = ("raw",)  # with skip_clips: the 1-day row's candidate fits are also made on each date's targets as ranks (rank: normal scores), and validation picks among all
-    horizon_starts: str = "ridge"  # ridge | validated | one_day: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation (training.starts.choose_skip_starts), or start at the 1-day row (start_at_one_day)
+    horizon_starts: str = "ridge"  # ridge | validated | ranked | one_day: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation among other penalties and signals or against the ridge fitted on ranked targets (training.starts.choose_skip_starts), or start at the 1-day row (start_at_one_day)
     neighbour_start_margin: float = 0.0  # the neighbour skip's best fit replaces no skip (phase 2's start) only where it beats it on validation by more than this many standard errors (0: by any amount)
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
 
@@ -84,8 +84,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, dict) and sorted(str(p) for p in value) != sorted(str(p) for p in PHASES):
                 raise ValueError(f"training {name} must be a number or {{phase: {name}}} for phases {sorted(PHASES)}, got {value!r}")
-        if self.horizon_starts not in ("ridge", "validated", "one_day"):
-            raise ValueError(f"horizon_starts must be 'ridge', 'validated' or 'one_day', got {self.horizon_starts!r}")
+        if self.horizon_starts not in ("ridge", "validated", "ranked", "one_day"):
+            raise ValueError(f"horizon_starts must be 'ridge', 'validated', 'ranked' or 'one_day', got {self.horizon_starts!r}")
         if not self.neighbour_start_margin >= 0:
             raise ValueError(f"neighbour_start_margin must be a number of standard errors >= 0, got {self.neighbour_start_margin!r}")
         object.__setattr__(self, "skip_clips", tuple(float(c) for c in self.skip_clips or ()))

@@ -366,8 +366,9 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         log.info("phase %d: starting from phase %d's best checkpoint: %s", phase, phase - 1, kept_checkpoint(previous["epoch"], previous["best"]))
         starts = dict(previous.get("starts", {}))
         coming = [h for h in spec.horizons if h not in PHASES[phase - 1].horizons]
-        if coming and cfg.horizon_starts == "validated" and cfg.linear_start == "ridge" and model.linear is not None and validation is not None:
-            starts[f"phase {phase}, linear skip"] = choose_skip_starts(model, arrays, train_idx, cfg.linear_ridge_alpha, coming, validation).kept
+        if coming and cfg.horizon_starts in ("validated", "ranked") and cfg.linear_start == "ridge" and model.linear is not None and validation is not None:
+            choice = choose_skip_starts(model, arrays, train_idx, cfg.linear_ridge_alpha, coming, validation, cfg.horizon_starts)
+            starts[f"phase {phase}, linear skip"] = choice.kept
         if coming and cfg.horizon_starts == "one_day" and model.linear is not None and 1 in model.skip_horizons:
             rows = [h for h in coming if h in model.skip_horizons]
             start_at_one_day(model, rows)

@@ -280,18 +280,23 @@ START_PENALTIES = (0.01, 0.1, 10.0, 100.0)  # the other ridge penalties a horizo
 
 @torch.no_grad()
 def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float, horizons,
-                        validation: Validation) -> StartChoice:  # fmt: skip
+                        validation: Validation, candidates: str = "validated") -> StartChoice:  # fmt: skip
     """The linear skip's rows of ``horizons`` (those a phase turns on) chosen on validation, each
-    on its own: the ridge start they hold (penalty ``alpha``), the ridge at the penalties around it
-    (``START_PENALTIES``, the ridge baseline's range), or one of the one-feature baselines
-    (``SIGNALS``: 20-day momentum, 1-day reversal) alone, its sign as the baseline's, scaled to the
-    spread of the ridge start's term on the training rows. A ridge fitted on the training split
-    carries what that split shows; where a long horizon's signal differs between the training split
-    and the dates after it (20-day momentum on the previous market: RankIC +0.018 on training,
-    +0.067 on validation), validation can choose the one that carries (docs/what_training_has_shown.md,
-    2026-12-03). -> the candidates, their scores and what each horizon kept; the rows are set to it."""
+    on its own. ``candidates`` "validated": the ridge start they hold (penalty ``alpha``), the ridge
+    at the penalties around it (``START_PENALTIES``, the ridge baseline's range), or one of the
+    one-feature baselines (``SIGNALS``: 20-day momentum, 1-day reversal) alone, its sign as the
+    baseline's, scaled to the spread of the ridge start's term on the training rows. A ridge fitted
+    on the training split carries what that split shows; where a long horizon's signal differs
+    between the training split and the dates after it (20-day momentum on the previous market:
+    RankIC +0.018 on training, +0.067 on validation), validation can choose the one that carries
+    (docs/what_training_has_shown.md, 2026-12-03). ``candidates`` "ranked": the ridge start or the
+    same ridge fitted on each date's targets as ranks (``ranked_by_date``): a few extreme h-day
+    returns no longer set the fit's slope (docs/what_training_has_shown.md, the tenth session).
+    -> the candidates, their scores and what each horizon kept; the rows are set to it."""
     from atft_kedro.evaluation.baselines import SIGNALS
 
+    if candidates not in ("validated", "ranked"):
+        raise ValueError(f"the linear skip's long-horizon candidates are 'validated' or 'ranked', got {candidates!r}")
     linear = model.linear
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     if len({float(model.skip_clip[model.skip_horizons.index(h)]) for h in horizons}) > 1:
@@ -299,11 +304,14 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
     x = own_inputs(model, x, horizons[0])
     held = "the ridge start"
     starts = {held: copy.deepcopy(linear.state_dict())}
-    for k in START_PENALTIES:
+    if candidates == "ranked":
+        set_to_ridge(linear, model.skip_horizons, x, ranked_by_date(y, arrays.present[np.asarray(train_idx)].sum(1)), alpha)
+        starts["the ridge fitted on each date's targets as ranks"] = copy.deepcopy(linear.state_dict())
+    for k in START_PENALTIES if candidates == "validated" else ():
         set_to_ridge(linear, model.skip_horizons, x, y, alpha * k)
         starts[f"the ridge at penalty {alpha * k:g}"] = copy.deepcopy(linear.state_dict())
     spread = np.std(x @ starts[held]["weight"].double().numpy().T, axis=0)  # (skip horizons,) the ridge start's term on the training rows
-    for name, (feature, sign) in SIGNALS.items():
+    for name, (feature, sign) in SIGNALS.items() if candidates == "validated" else ():
         if feature not in arrays.feature_names:
             continue
         j = arrays.feature_names.index(feature)
