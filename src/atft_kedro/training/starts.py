@@ -1,6 +1,7 @@
 """Where the model's linear paths start: the linear skip (phase 0) at a ridge fit on the training
 split, the horizons phase 1 turns on at the best on validation of a few fits and one-feature
-signals (``horizon_starts: validated``) or at the 1-day row (``one_day``), and the neighbour skip (phase 2) at ridge fits beside or
+signals (``horizon_starts: validated``), at the better of the ridge and the ridge on ranked targets
+(``ranked``) or at the 1-day row (``one_day``), and the neighbour skip (phase 2) at ridge fits beside or
 on the model's forecast, chosen horizon by horizon on validation. Each candidate is scored from one
 validation forecast plus its linear term, which is the model's own forecast with that start.
 """
