@@ -57,6 +57,12 @@ def ranked_by_date(y: np.ndarray, sizes) -> np.ndarray:
     return out
 
 
+def ranked_targets(arrays: TrainingArrays, train_idx: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``training_rows(arrays, train_idx, ...)``'s targets ``y`` ranked within each of its dates
+    (``ranked_by_date``; the ranks are the same before the date's mean and the scale come off)."""
+    return ranked_by_date(y, arrays.present[np.asarray(train_idx)].sum(1))
+
+
 def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float, only=None) -> None:
     """Each output of ``linear`` (one per horizon of ``horizons``; with ``only``, of those among
     it) to the ridge fit of that horizon's column of ``y`` on ``x`` (rows with a finite target)."""
@@ -116,7 +122,7 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     set_to_ridge(linear, horizons, x, y, alpha, only=[h for h in horizons if h not in scored])  # the rows not chosen here: as they are
     fitted_on = {"raw": y}
     if "rank" in targets:
-        fitted_on["rank"] = ranked_by_date(y, arrays.present[np.asarray(train_idx)].sum(1))  # ranks: the same before the mean and scale
+        fitted_on["rank"] = ranked_targets(arrays, train_idx, y)
     starts, inputs, clip_of = {}, {}, {}
     for kind, yk in fitted_on.items():
         for c in (math.inf, *sorted(set(clips))):
@@ -306,19 +312,20 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
     held = "the ridge start"
     starts = {held: copy.deepcopy(linear.state_dict())}
     if candidates == "ranked":
-        set_to_ridge(linear, model.skip_horizons, x, ranked_by_date(y, arrays.present[np.asarray(train_idx)].sum(1)), alpha)
+        set_to_ridge(linear, model.skip_horizons, x, ranked_targets(arrays, train_idx, y), alpha)
         starts["the ridge fitted on each date's targets as ranks"] = copy.deepcopy(linear.state_dict())
-    for k in START_PENALTIES if candidates == "validated" else ():
-        set_to_ridge(linear, model.skip_horizons, x, y, alpha * k)
-        starts[f"the ridge at penalty {alpha * k:g}"] = copy.deepcopy(linear.state_dict())
-    spread = np.std(x @ starts[held]["weight"].double().numpy().T, axis=0)  # (skip horizons,) the ridge start's term on the training rows
-    for name, (feature, sign) in SIGNALS.items() if candidates == "validated" else ():
-        if feature not in arrays.feature_names:
-            continue
-        j = arrays.feature_names.index(feature)
-        weight = torch.zeros_like(linear.weight)
-        weight[:, j] = torch.as_tensor(sign * spread / max(float(np.std(x[:, j])), 1e-12), dtype=weight.dtype)
-        starts[f"{name} alone"] = {"weight": weight, "bias": torch.zeros_like(linear.bias)}
+    else:
+        for k in START_PENALTIES:
+            set_to_ridge(linear, model.skip_horizons, x, y, alpha * k)
+            starts[f"the ridge at penalty {alpha * k:g}"] = copy.deepcopy(linear.state_dict())
+        spread = np.std(x @ starts[held]["weight"].double().numpy().T, axis=0)  # (skip horizons,) the ridge start's term on the training rows
+        for name, (feature, sign) in SIGNALS.items():
+            if feature not in arrays.feature_names:
+                continue
+            j = arrays.feature_names.index(feature)
+            weight = torch.zeros_like(linear.weight)
+            weight[:, j] = torch.as_tensor(sign * spread / max(float(np.std(x[:, j])), 1e-12), dtype=weight.dtype)
+            starts[f"{name} alone"] = {"weight": weight, "bias": torch.zeros_like(linear.bias)}
     linear.load_state_dict(starts[held])
     inputs = own_inputs(model, last_day_features(validation, linear.in_features), horizons[0])
     with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
