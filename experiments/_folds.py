@@ -27,6 +27,27 @@ class Market:
             rows = {s: _rows(self.model_input, self.names, target, d) for s, d in dates.items()}
             yield fold, dates, rows, {s: f.select(self.names).fill_nan(0.0).fill_null(0.0).to_numpy() for s, f in rows.items()}
 
+    def lightgbm(self, rows, target: str, seed: int | None = None):
+        """The evaluation's LightGBM forecasts of ``rows`` (Date, Code and, walk-forward, the fold that
+        scores each; a frame the runs scored), each fold's rows by that fold's fit (trees early-stopped
+        on its validation RankIC), with ``seed`` in place of ``evaluation.lightgbm.seed`` if given."""
+        import dataclasses
+
+        import numpy as np
+
+        from atft_kedro.evaluation.baselines import bagged_lightgbm
+        from atft_kedro.features.splits import split_dates
+
+        cfg = self.cfg if seed is None else dataclasses.replace(self.cfg, lightgbm=dataclasses.replace(self.cfg.lightgbm, seed=seed, bag=1))
+        x = rows.join(self.model_input, on=["Date", "Code"], how="left", maintain_order="left").select(self.names).to_numpy()
+        of_fold = rows["fold"].to_numpy() if "fold" in rows.columns else np.zeros(rows.height, dtype=int)
+        forecast = np.full(rows.height, np.nan)
+        for fold in np.unique(of_fold):
+            train, val = (split_dates(self.splits, s, int(fold)) for s in ("train", "val"))
+            mine = of_fold == fold
+            forecast[mine], _ = bagged_lightgbm(self.model_input, self.names, target, train, val, cfg, x[mine])
+        return forecast
+
 
 def market(params_json: str) -> Market:
     """The data_engineering outputs of the market ``params_json`` names (merged into conf/base's

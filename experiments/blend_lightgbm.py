@@ -6,14 +6,15 @@
 same parameters the runs had; their scored frames, validation's and test's, beside them). Per fold
 and horizon, LightGBM as the evaluation fits it (seed 0, trees early-stopped on the fold's validation
 RankIC) forecasts the fold's validation and test rows; its test forecast must repeat the runs'
-``lightgbm`` column (checked). Per run, fold and horizon, each date's model and LightGBM forecasts
-become the normal scores of their ranks and the blend ``(1 - w) model + w LightGBM`` takes the ``w``
-of ``--weights`` whose validation mean daily RankIC is highest (ties: the smaller ``w``). Printed per
-horizon, raw and with sector means and beta out: the weights chosen, validation's and test's mean
-daily RankIC of the model, LightGBM and the blend (means over the runs), and on test the paired
-per-date differences blend - model and blend - LightGBM (each date's RankIC averaged over the runs)
-with their Newey-West 95% intervals; and the same for each fixed weight, for reading, not choosing.
-LightGBM's validation RankIC is the one its trees were stopped on, so validation favours it a little.
+``lightgbm`` column (checked). Per run, the evaluation's blend (``evaluation/blend.py``: per fold and
+horizon, each date's model and LightGBM forecasts as the normal scores of their ranks, ``(1 - w) model
++ w LightGBM`` with the ``w`` of ``--weights`` whose validation mean daily RankIC is highest, ties the
+smaller), for runs saved before the evaluation made it. Printed per horizon, raw and with sector means
+and beta out: the weights chosen, the test RankIC of the model, LightGBM and the blend (means over the
+runs), and the paired per-date differences blend - model and blend - LightGBM (each date's RankIC
+averaged over the runs) with their Newey-West 95% intervals; ``--fixed``: each weight's test RankIC,
+for reading, not choosing. LightGBM's validation RankIC is the one its trees were stopped on, so
+validation favours it a little.
 """
 
 from __future__ import annotations
@@ -36,10 +37,8 @@ def main() -> None:
 
     from _folds import market
     from seeds import _daily
-    from atft_kedro.evaluation.baselines import bagged_lightgbm
     from atft_kedro.evaluation.metrics import difference_summary
-    from atft_kedro.features.normalise import rank_gauss_by_date
-    from atft_kedro.features.splits import split_dates
+    from atft_kedro.evaluation.blend import blend
 
     weights = [float(w) for w in args.weights.split(",")]
     runs = [json.load(open(f))[0] for f in args.runs]
@@ -53,51 +52,33 @@ def main() -> None:
         scored = {}
         for split, frames in splits.items():
             rows = frames[0].select("Date", "Code", "fold") if "fold" in frames[0].columns else frames[0].select("Date", "Code").with_columns(pl.lit(0).alias("fold"))
-            x = rows.join(data.model_input, on=["Date", "Code"], how="left", maintain_order="left").select(data.names).to_numpy()
-            forecast = np.full(rows.height, np.nan)
-            for fold in rows["fold"].unique().to_list():
-                train, val = (split_dates(data.splits, s, int(fold)) for s in ("train", "val"))
-                mine = (rows["fold"] == fold).to_numpy()
-                forecast[mine], _ = bagged_lightgbm(data.model_input, data.names, target, train, val, data.cfg, x[mine])
+            forecast = data.lightgbm(rows, target)
             scored[split] = rows.with_columns(pl.Series("lgb", forecast))
         theirs, mine = mean(_daily(splits["test"][0], f"lightgbm_{h}", target, False)), mean(_daily(splits["test"][0].with_columns(scored["test"]["lgb"]), "lgb", target, False))
         if abs(theirs - mine) > 1e-6:
             raise SystemExit(f"{h}: LightGBM refitted ranks {mine:.6f} on test, the runs' {theirs:.6f}: not the evaluation's fit")
-        # each run's frames with both forecasts as rank normal scores and every weight's blend
-        blended = {split: [] for split in splits}
+        # each run's blend, as the evaluation makes it (evaluation/blend.py), with the weights to choose among and each alone
+        choices = {"chosen": tuple(weights), **{w: (w,) for w in (weights if args.fixed else (0.0, 1.0))}}
         for split, frames in splits.items():
             if any(not f.select("Date", "Code").equals(frames[0].select("Date", "Code")) for f in frames):
                 raise SystemExit(f"the runs' {split} frames hold different rows: runs of different markets?")
-            if scored[split].unique(["Date", "fold"]).height != scored[split]["Date"].n_unique():
-                raise SystemExit(f"a {split} date is scored by two folds: each date's RankIC would mix them")
-            for f in frames:
-                f = f.with_columns(scored[split]["lgb"], scored[split]["fold"].alias("fold_")).filter(pl.col(f"pred_{h}").is_not_null())
-                g = rank_gauss_by_date(f, [f"pred_{h}", "lgb"])
-                blended[split].append(f.with_columns(((1 - w) * g[f"pred_{h}"] + w * g["lgb"]).alias(f"w{w}") for w in weights))
+        scored_runs, chosen = [], []
+        for val, test in zip(splits["val"], splits["test"]):
+            val = val.with_columns(scored["val"]["lgb"].alias(f"lightgbm_{h}"))
+            made = {name: blend(test, val, h, ws, data.cfg.min_stocks) for name, ws in choices.items()}
+            scored_runs.append(test.with_columns(pl.Series(f"b{name}", column) for name, (column, _) in made.items()))
+            picked = made["chosen"][1]
+            chosen.append(picked["weight"] if "weight" in picked else {f: c["weight"] for f, c in picked.items()})
         for neutral in (False, True):
-            if neutral and not all("Sector33Code" in f.columns for f in blended["val"] + blended["test"]):
-                continue
-            daily = {split: [{w: _daily(f, f"w{w}", target, neutral) for w in weights} for f in frames] for split, frames in blended.items()}
-            chosen, test_blend = [], []
-            for run, (val, test) in enumerate(zip(blended["val"], blended["test"])):
-                picks = {}
-                for fold in val["fold_"].unique().sort().to_list():
-                    days = set(val.filter(pl.col("fold_") == fold)["Date"].to_list())
-                    score = {w: np.mean([v for d, v in daily["val"][run][w].items() if d in days]) for w in weights}
-                    picks[fold] = max(weights, key=lambda w: (round(score[w], 10), -w))
-                test_days = dict(zip(test["Date"].to_list(), test["fold_"].to_list()))
-                test_blend.append({d: v for w in weights for d, v in daily["test"][run][w].items() if picks[test_days[d]] == w})
-                chosen.append(picks)
-            model, lgb = ([d[w] for d in daily["test"]] for w in (0.0, 1.0))
-            days = sorted(set.intersection(*(set(d) for d in test_blend + model + lgb)))
+            daily = {name: [_daily(f, f"b{name}", target, neutral) for f in scored_runs] for name in choices}
+            days = sorted(set.intersection(*(set(d) for side in daily.values() for d in side)))
             at = lambda series: np.array([np.mean([s[t] for s in series]) for t in days])  # noqa: E731
-            b, m, g = at(test_blend), at(model), at(lgb)
-            val_means = {w: np.mean([mean(d[w]) for d in daily["val"]]) for w in weights}
-            print(f"{h} {'sectors and beta out' if neutral else 'raw'}: weights chosen {chosen}; validation model {val_means[0.0]:.4f} LightGBM {val_means[1.0]:.4f} "
-                  f"best fixed {max(val_means.values()):.4f}; test model {m.mean():.4f} LightGBM {g.mean():.4f} blend {b.mean():.4f}; "
-                  f"blend - model {cell(difference_summary(b - m, lag))}; blend - LightGBM {cell(difference_summary(b - g, lag))}; {len(days)} dates", flush=True)  # fmt: skip
+            b, m, g = at(daily["chosen"]), at(daily[0.0]), at(daily[1.0])
+            print(f"{h} {'sectors and beta out' if neutral else 'raw'}: weights chosen {chosen}; test model {m.mean():.4f} LightGBM {g.mean():.4f} "
+                  f"blend {b.mean():.4f}; blend - model {cell(difference_summary(b - m, lag))}; blend - LightGBM {cell(difference_summary(b - g, lag))}; "
+                  f"{len(days)} dates", flush=True)  # fmt: skip
             if args.fixed:
-                print("   fixed weights, test: " + ", ".join(f"{w}: {at([d[w] for d in daily['test']]).mean():.4f}" for w in weights), flush=True)
+                print("   fixed weights, test: " + ", ".join(f"{w}: {at(daily[w]).mean():.4f}" for w in weights), flush=True)
 
 
 if __name__ == "__main__":

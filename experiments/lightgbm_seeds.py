@@ -19,7 +19,6 @@ LightGBM, the stronger bar). About a minute per seed on stocknet's three folds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 
@@ -36,29 +35,16 @@ def main() -> None:
 
     from _folds import market
     from seeds import _daily
-    from atft_kedro.evaluation.baselines import bagged_lightgbm
-    from atft_kedro.features.splits import split_dates
 
     seeds = [int(s) for s in args.seeds.split(",")]
     frames = [pl.read_parquet(json.load(open(f))[0]["frame"]) for f in args.runs]
     data = market(args.params)
-    cfg = data.cfg
     mean = lambda d: float(np.mean(list(d.values())))  # noqa: E731
     for h in args.horizons.split(","):
         target, lag = f"target_{h}", int(h.rstrip("d")) - 1
         # the runs' test rows, each scored by its fold's fit, as the evaluation scores its baselines
         rows = frames[0].select("Date", "Code", *(["fold"] if "fold" in frames[0].columns else []))
-        x = rows.join(data.model_input, on=["Date", "Code"], how="left", maintain_order="left").select(data.names).to_numpy()
-        of_fold = rows["fold"].to_numpy() if "fold" in rows.columns else np.zeros(rows.height, dtype=int)
-        scored = frames[0]
-        for seed in seeds:
-            forecast = np.full(rows.height, np.nan)
-            for fold in np.unique(of_fold):
-                train, val = (split_dates(data.splits, s, int(fold)) for s in ("train", "val"))
-                g = dataclasses.replace(cfg, lightgbm=dataclasses.replace(cfg.lightgbm, seed=seed, bag=1))
-                mine = of_fold == fold
-                forecast[mine], _ = bagged_lightgbm(data.model_input, data.names, target, train, val, g, x[mine])  # the evaluation's fit, one seed
-            scored = scored.with_columns(pl.Series(f"lgb{seed}", forecast))
+        scored = frames[0].with_columns(pl.Series(f"lgb{seed}", data.lightgbm(rows, target, seed)) for seed in seeds)
         scored = scored.with_columns(pl.mean_horizontal(*(f"lgb{seed}" for seed in seeds)).alias("lgb_bagged"))
         for neutral in (False, True):
             lgb = {seed: _daily(scored, f"lgb{seed}", target, neutral) for seed in seeds}

@@ -91,9 +91,9 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
         val = nodes.predict_validation(*inputs, **walk_forward)
     result = evaluate_predictions(
         predictions, shuffled, out["features"], out["model_input"], out["oracle_returns"], out["splits"],
-        stock_feature_names(out["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]),
+        stock_feature_names(out["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]), val,
     )  # fmt: skip
-    keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "part_", "target_", "ridge_", "lightgbm_", "oracle_"))]
+    keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "part_", "target_", "ridge_", "lightgbm_", "blend_", "oracle_"))]
     keep += ["fold"] if "fold" in result.frame.columns else []  # walk-forward: which fold scored each row
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
     beside = out["features"].select("Date", "Code", "beta_60d").join(out["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
@@ -323,6 +323,7 @@ def report(rows: list[dict]) -> str:
                 c = against_best(frames, h, neutral, validation_pick(rows, h))
                 lines.append(f"| {h} | {c['best']} | {'sector means and beta out' if neutral else 'raw'} | {c['baseline']:.4f} | "
                              f"{c['mean']:+.4f} | [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {c['dates']} |")  # fmt: skip
+    lines += blend_lines(frames)
     val_frames = [pl.read_parquet(r["val_frame"]) for r in rows] if all("val_frame" in r for r in rows) else None
     if val_frames and len(rows) > 1:
         lines += ["", *ensemble_lines(val_frames, frames)]
@@ -332,6 +333,32 @@ def report(rows: list[dict]) -> str:
         lines += ["", "graph ablation (test RankIC with the graph minus with random endpoints), seeds in order: "
                   + "; ".join(f"{h}: " + ", ".join(f"{a[h]['difference']['mean']:+.4f}" for a in ablation) for h in ablation[0])]  # fmt: skip
     return "\n".join(lines)
+
+
+def blend_lines(frames) -> list[str]:
+    """The evaluation's blend of the model and LightGBM (``blend_{h}``; runs saved before it: nothing)
+    against each, per horizon, raw and with sector means and beta out: its test RankIC per seed and the
+    paired per-date differences (each date's RankIC averaged over the seeds) with their intervals."""
+    from atft_kedro.evaluation.metrics import difference_summary
+
+    horizons = [h for h in HORIZONS if f"blend_{h}" in frames[0].columns]
+    if not horizons:
+        return []
+    lines = ["", "### the model and LightGBM blended (LightGBM's weight chosen on validation)", "",
+             "| horizon | returns | blend per seed | blend mean | blend - model, pooled | 95% interval | blend - lightgbm | 95% interval |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    cell = lambda d: f"{d['mean']:+.4f} | [{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}]"  # noqa: E731
+    for h in horizons:
+        for neutral in (False, True):
+            blend, model = ([_daily(f, f"{c}_{h}", f"target_{h}", neutral) for f in frames] for c in ("blend", "pred"))
+            lightgbm = _daily(frames[0], f"lightgbm_{h}", f"target_{h}", neutral)
+            days = sorted(set.intersection(*(set(d) for d in blend + model), set(lightgbm)))
+            b, m = (np.array([np.mean([d[t] for d in side]) for t in days]) for side in (blend, model))
+            g = np.array([lightgbm[t] for t in days])
+            lag = int(h[:-1]) - 1
+            lines.append(f"| {h} | {'sector means and beta out' if neutral else 'raw'} | {', '.join(f'{np.mean(list(d.values())):.4f}' for d in blend)} | "
+                         f"{b.mean():.4f} | {cell(difference_summary(b - m, lag))} | {cell(difference_summary(b - g, lag))} |")  # fmt: skip
+    return lines
 
 
 def parts_lines(val_frames, test_frames) -> list[str]:

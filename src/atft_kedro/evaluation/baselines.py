@@ -190,13 +190,16 @@ def baseline_frame(
     feature_names: list[str],
     horizons: list[str],
     cfg: BaselineConfig,
-) -> tuple[pl.DataFrame, dict]:
+    validation: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, dict, pl.DataFrame | None]:
     """predictions (Date, Code, pred_{h}, target_{h}) joined with every baseline's score columns:
     momentum_20d, reversal_1d, ridge_{h}, lightgbm_{h}, oracle_{h} (oracle only when ``oracle`` has
     rows), and each stock's beta_60d and Sector33Code (to score without the market and sectors)
     -> (frame, {"momentum_20d" and "reversal_1d": {h: {"val_rank_ic"}}, "ridge": {h: {"alpha",
     "val_rank_ic"}}, "lightgbm": {h: {"trees", "val_rank_ic"}}}: each baseline's validation RankIC,
-    and what tuning chose; walk-forward: per fold)."""
+    and what tuning chose; walk-forward: per fold}, LightGBM's forecasts of ``validation``'s rows or
+    None). ``validation`` (Date, Code and, walk-forward, fold: the model's validation forecasts): the
+    same LightGBM fits forecast these rows too (``lightgbm_{h}``), for choices made on validation."""
     keys = predictions.select("Date", "Code")
     # every join keeps the predictions' row order: the ridge scores below are placed by position
     signal_features = sorted({feature for feature, _ in SIGNALS.values()})
@@ -213,19 +216,25 @@ def baseline_frame(
     folds = sorted(predictions["fold"].unique()) if "fold" in predictions.columns else [0]
     of_fold = predictions["fold"].to_numpy() if "fold" in predictions.columns else np.zeros(predictions.height, dtype=int)
     info = {name: {} for name in (*SIGNALS, "ridge", "lightgbm")}
+    on_val = predictions.clear() if validation is None else validation
+    on_val = on_val.select("Date", "Code", *(["fold"] if "fold" in on_val.columns else []))
+    x_val = on_val.join(model_input, on=["Date", "Code"], how="left", maintain_order="left").select(feature_names).to_numpy()
+    val_fold = on_val["fold"].to_numpy() if "fold" in on_val.columns else np.zeros(on_val.height, dtype=int)
     for h in horizons:
-        ridge, boosted = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+        ridge, boosted, boosted_val = np.full(len(rows), np.nan), np.full(len(rows), np.nan), np.full(on_val.height, np.nan)
         for fold in folds:
             train_dates, val_dates = (split_dates(splits, s, fold) for s in ("train", "val"))
             coef, ridge_info = tuned_ridge(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg)
-            mine = of_fold == fold
-            boosted[mine], lgbm_info = bagged_lightgbm(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg, x[mine])
+            mine, theirs = of_fold == fold, val_fold == fold
+            both, lgbm_info = bagged_lightgbm(model_input, feature_names, f"target_{h}", train_dates, val_dates, cfg, np.vstack([x[mine], x_val[theirs]]))
+            boosted[mine], boosted_val[theirs] = both[: mine.sum()], both[mine.sum() :]
             ridge[mine] = ridge_scores(rows, feature_names, coef)[mine]
             tuned = {**signals_on_validation(features, model_input, f"target_{h}", val_dates, cfg.min_stocks), "ridge": ridge_info, "lightgbm": lgbm_info}
             for name, fitted in tuned.items():
                 info[name][h] = fitted if len(folds) == 1 else {**info[name].get(h, {}), f"fold{fold}": fitted}
         out = out.with_columns(pl.Series(f"ridge_{h}", ridge), pl.Series(f"lightgbm_{h}", boosted))
+        on_val = on_val.with_columns(pl.Series(f"lightgbm_{h}", boosted_val))
     if oracle.height:
         cols = [pl.col(f"expected_return_{h}").alias(f"oracle_{h}") for h in horizons]
         out = out.join(oracle.select("Date", "Code", *cols), on=["Date", "Code"], how="left", maintain_order="left")
-    return out, info
+    return out, info, on_val if validation is not None else None

@@ -33,6 +33,7 @@ import polars as pl
 
 from atft_kedro.evaluation.backtest import BacktestConfig, BacktestResult, long_short_backtest
 from atft_kedro.evaluation.baselines import BaselineConfig, baseline_frame
+from atft_kedro.evaluation.blend import blend
 from atft_kedro.evaluation.metrics import DailyScores, daily_scores, neutral_scores, paired_difference, summarise
 from atft_kedro.evaluation.report import metrics_document
 
@@ -43,6 +44,7 @@ BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
 class EvaluationConfig:
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
+    blend_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # LightGBM's weights in the blend, validation picks one; () : no blend
 
     @property
     def min_stocks(self) -> int:
@@ -51,7 +53,7 @@ class EvaluationConfig:
     @classmethod
     def from_params(cls, params: dict) -> "EvaluationConfig":
         backtest = BacktestConfig(quantile=params["quantile"], cost_bp=params["cost_bp"], min_stocks=params["min_stocks"])
-        return cls(backtest, BaselineConfig.from_params(params))
+        return cls(backtest, BaselineConfig.from_params(params), tuple(float(w) for w in params.get("blend_weights", cls.blend_weights)))
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Evaluation:
 def _scorer_columns(h: str, frame: pl.DataFrame) -> dict[str, str]:
     columns = {"model": f"pred_{h}", "momentum_20d": "momentum_20d", "reversal_1d": "reversal_1d",
                "ridge": f"ridge_{h}", "lightgbm": f"lightgbm_{h}"}  # fmt: skip
+    if f"blend_{h}" in frame.columns:
+        columns["blend"] = f"blend_{h}"
     if f"oracle_{h}" in frame.columns:
         columns["oracle"] = f"oracle_{h}"
     return columns
@@ -87,9 +91,16 @@ def evaluate_predictions(
     ``validation_predictions`` (with the paths): ``forecast_parts`` gets each path's scores on
     validation beside those on test, under "validation"."""
     horizons = [h[5:] for h in predictions.columns if h.startswith("pred_")]
-    frame, fitted = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines)
-    table, neutral, counts, curves, daily, paired, picked, ablation, parts = ({} for _ in range(9))
+    blending = validation_predictions is not None and bool(cfg.blend_weights)
+    frame, fitted, lightgbm_val = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines,
+                                                 validation_predictions if blending else None)  # fmt: skip
+    table, neutral, counts, curves, daily, paired, picked, ablation, parts, blended = ({} for _ in range(10))
     for h in horizons:
+        if blending:  # the model and LightGBM blended, LightGBM's weight chosen on validation (evaluation/blend.py)
+            on_val = validation_predictions.select("Date", "Code", f"pred_{h}", f"target_{h}").with_columns(lightgbm_val[f"lightgbm_{h}"])
+            on_val = on_val.with_columns(lightgbm_val["fold"]) if "fold" in lightgbm_val.columns else on_val
+            column, blended[h] = blend(frame, on_val, h, cfg.blend_weights, cfg.min_stocks)
+            frame = frame.with_columns(pl.Series(f"blend_{h}", column))
         table[h], neutral[h], counts[h], curves[h], daily[h] = {}, {}, {}, {}, {}
         for name, col in _scorer_columns(h, frame).items():
             d = daily_scores(frame, col, f"target_{h}", cfg.min_stocks)
@@ -105,6 +116,9 @@ def evaluate_predictions(
         ablation[h] = {"with_graph": table[h]["model"]["rank_ic"], "random_endpoints": summarise(shuffled)["rank_ic"],
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
         parts[h] = forecast_parts(frame, h, daily[h]["model"], cfg.min_stocks)
+        if blending:
+            blended[h] = {"chosen": blended[h], "minus_model": paired_difference(daily[h]["blend"], daily[h]["model"], lag),
+                          "minus_lightgbm": paired_difference(daily[h]["blend"], daily[h]["lightgbm"], lag)}  # fmt: skip
         if validation_predictions is not None and parts[h]:
             on_val = forecast_parts(validation_predictions, h, daily_scores(validation_predictions, f"pred_{h}", f"target_{h}", cfg.min_stocks),
                                     cfg.min_stocks)  # fmt: skip
@@ -119,7 +133,7 @@ def evaluate_predictions(
         }  # fmt: skip
     parts = {h: p for h, p in parts.items() if p} or None
     document = metrics_document(table, neutral, paired=paired, validation_pick=picked, graph_ablation=ablation, forecast_parts=parts,
-                                baselines=fitted, folds=folds)  # fmt: skip
+                                baselines=fitted, folds=folds, blend=blended or None)  # fmt: skip
     return Evaluation(document, counts, curves, daily, frame)
 
 

@@ -36,18 +36,20 @@ def metrics_document(
     forecast_parts: dict | None = None,
     baselines: dict | None = None,
     folds: dict | None = None,
+    blend: dict | None = None,
 ) -> dict:
     """table[horizon][scorer][key] -> {"horizons": {h: {scorer: {key: value}}}}; NaN -> null. With
     ``neutral`` (the same layout, ``metrics.neutral_scores``'s keys) also {"neutral": ...}; with
     ``paired`` (model minus the best baseline), ``validation_pick`` (model minus the baseline best
     on validation), ``graph_ablation``, ``forecast_parts`` (what each path of the model's forecast
-    adds), ``baselines`` (what tuning chose) and ``folds`` (walk-forward: each fold's test RankIC per
-    scorer) those sections as given, cleaned the same way."""
+    adds), ``baselines`` (what tuning chose), ``folds`` (walk-forward: each fold's test RankIC per
+    scorer) and ``blend`` (the model and LightGBM blended: the weight validation chose, the blend minus
+    each) those sections as given, cleaned the same way."""
     document = {"horizons": _document(table, METRIC_KEYS)}
     if neutral is not None:
         document["neutral"] = _document(neutral, NEUTRAL_KEYS)
     sections = {"paired": paired, "validation_pick": validation_pick, "graph_ablation": graph_ablation, "forecast_parts": forecast_parts,
-                "baselines": baselines, "folds": folds}  # fmt: skip
+                "baselines": baselines, "folds": folds, "blend": blend}  # fmt: skip
     for name, section in sections.items():
         if section is not None:
             document[name] = cleaned(section)
@@ -139,6 +141,24 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             lines += ["Walk-forward: each test block is set against the baseline its own fold's validation picks (never a",
                       "later block's): " + "; ".join(f"{h} " + ", ".join(f"{f} {q['baseline']}" for f, q in folds.items())
                                                  for h, folds in per_fold.items()) + ".", ""]  # fmt: skip
+    if "blend" in document:
+        lines += [
+            "## The model and LightGBM blended",
+            "",
+            "`blend`: each date's model and LightGBM forecasts as the normal scores of their ranks, LightGBM's",
+            "weight (`evaluation.blend_weights`) the one with the best validation RankIC (walk-forward, each",
+            "fold's own). A stack of the two forecasts, scored beside them; the model's rows above stay the",
+            "network's own. The blend minus each, per date, with the interval above:",
+            "",
+            "| horizon | LightGBM's weight | blend | minus the model | 95% interval | minus LightGBM | 95% interval |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for h, b in document["blend"].items():
+            chosen = b["chosen"]
+            weights = f"{chosen['weight']:g}" if "weight" in chosen else ", ".join(f"{f} {c['weight']:g}" for f, c in chosen.items())
+            lines.append(f"| {h} | {weights} | {_num(document['horizons'][h]['blend']['rank_ic'])} | {_num(b['minus_model']['mean'], '+.4f')} | "
+                         f"{_interval(b['minus_model'])} | {_num(b['minus_lightgbm']['mean'], '+.4f')} | {_interval(b['minus_lightgbm'])} |")  # fmt: skip
+        lines.append("")
     if "graph_ablation" in document:
         lines += [
             "## What the graph is worth",

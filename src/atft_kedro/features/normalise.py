@@ -63,15 +63,15 @@ def stock_features_by_date(features: pl.DataFrame, manifest: list[dict], *, clip
     return rank_gauss_by_date(out, ranked, clip=clip) if ranked else out
 
 
-def rank_gauss_by_date(features: pl.DataFrame, columns: list[str], *, clip: float = 5.0) -> pl.DataFrame:
+def rank_gauss_by_date(features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, by: str | list[str] = "Date") -> pl.DataFrame:
     """Each of ``columns`` as the normal scores of its ranks among the date's non-null values, ties
     at their mean rank: Phi^-1((rank - 0.5) / n), clipped; nulls become 0, the median. Rows keep
-    their order. A feature whose far values the target does not follow (a shadow of the day's
+    their order. ``by``: the groups ranked apart (each date; e.g. each fold's dates). A feature whose far values the target does not follow (a shadow of the day's
     candle, at least 0 with a long tail) keeps its order and loses its tail's scale."""
     from scipy.special import ndtri
 
     ranks = features.select(
-        *[(pl.col(c).rank("average").over("Date") - 0.5) / pl.col(c).count().over("Date") for c in columns]
+        *[(pl.col(c).rank("average").over(by) - 0.5) / pl.col(c).count().over(by) for c in columns]
     )  # fmt: skip
     return features.with_columns(
         pl.Series(c, np.nan_to_num(np.clip(ndtri(ranks[c].to_numpy().astype(np.float64)), -clip, clip)).astype(np.float32)) for c in columns

@@ -177,6 +177,11 @@ def evaluate(
         log.info("%s model - %s: %s [%s, %s]", h, p["best_baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
         p = result.document["validation_pick"][h]
         log.info("%s model - %s (validation's pick): %s [%s, %s]", h, p["baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
+        b = result.document.get("blend", {}).get(h)
+        if b:
+            log.info("%s blend (LightGBM's weight %s, on validation) - model: %s [%s, %s]", h,
+                     b["chosen"].get("weight", {f: c["weight"] for f, c in b["chosen"].items()}), b["minus_model"]["mean"],
+                     b["minus_model"]["ci95_low"], b["minus_model"]["ci95_high"])  # fmt: skip
         paths = result.document.get("forecast_parts", {}).get(h)
         if paths:  # the values as the lines above give theirs (metrics.json's, rounded)
             log.info("%s what each path of the forecast adds: %s", h,
@@ -198,7 +203,8 @@ def evaluate(
         plots.plot_cumulative(result.curves[first], first),
         plots.plot_rolling_ic(daily, first),
         plots.plot_quantile_returns(result.frame, quantile_scores, f"target_{first}"),
-        plots.plot_rank_ic_by_horizon(result.daily, result.document["paired"], ("model", *BASELINES), result.document["validation_pick"]),
+        plots.plot_rank_ic_by_horizon(result.daily, result.document["paired"], ("model", *BASELINES, *(["blend"] if "blend" in result.document else [])),
+                                      result.document["validation_pick"]),  # fmt: skip
         plots.plot_forecast_parts(result.document.get("forecast_parts", {}), {h: m["model"]["rank_ic"] for h, m in result.document["horizons"].items()}),
     )
 
