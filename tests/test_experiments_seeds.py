@@ -170,3 +170,30 @@ def test_the_model_is_set_against_the_baseline_validation_picks(tmp_path):
     other = {"metrics": {"baselines": {**run["metrics"]["baselines"], "reversal_1d": {"1d": {"val_rank_ic": 0.09}}}}}
     with pytest.raises(SystemExit, match="different markets"):
         seeds.validation_pick([run, other], "1d")
+
+
+def test_the_blend_table_pairs_the_blend_with_the_model_and_lightgbm_per_date():
+    """``blend_lines``: per horizon the blend's test RankIC per seed, and the blend minus the model
+    (each date averaged over the seeds) and minus LightGBM, with their intervals, raw and with sector
+    means and beta out; runs saved before the evaluation scored the blend give no table."""
+    import seeds
+
+    rng = np.random.default_rng(4)
+    dates = np.repeat(np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-31")), 40)
+    target = rng.normal(size=len(dates))
+    frames = []
+    for _ in range(2):
+        model = target + 1.0 * rng.normal(size=len(dates))
+        frames.append(pl.DataFrame({"Date": dates, "Code": np.tile([f"{c:04d}" for c in range(40)], 30), "target_1d": target, "pred_1d": model,
+                                    "lightgbm_1d": rng.normal(size=len(dates)), "blend_1d": model + 0.1 * target,
+                                    "beta_60d": np.ones(len(dates)), "Sector33Code": np.tile(["1", "2"], len(dates) // 2)}))  # fmt: skip
+    assert seeds.blend_lines([f.drop("blend_1d") for f in frames]) == []
+    rows = [line.split(" | ") for line in seeds.blend_lines(frames) if line.startswith("| 1d")]
+    assert [r[1] for r in rows] == ["raw", "sector means and beta out"]
+    raw = rows[0]
+    each = [seeds._daily(f, "blend_1d", "target_1d", False) for f in frames]
+    assert [float(x) for x in raw[2].split(", ")] == pytest.approx([np.mean(list(d.values())) for d in each], abs=1e-4)
+    model = np.mean([np.mean(list(seeds._daily(f, "pred_1d", "target_1d", False).values())) for f in frames])
+    lightgbm = np.mean(list(seeds._daily(frames[0], "lightgbm_1d", "target_1d", False).values()))
+    assert float(raw[4]) == pytest.approx(float(raw[3]) - model, abs=2e-4) and float(raw[5].strip("[]").split(", ")[0]) > 0
+    assert float(raw[6]) == pytest.approx(float(raw[3]) - lightgbm, abs=2e-4) and float(raw[7].strip("[] |").split(", ")[0]) > 0
