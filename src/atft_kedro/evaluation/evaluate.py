@@ -17,6 +17,11 @@ paired comparisons, per date on the same stocks, so that the noise the scorers s
   redrawn at random (same degrees and edge attributes), and their paired difference: what the
   graph is worth to this model. A model trained without the GAT gets the same score from both.
 
+With the model's validation forecasts, ``blend``: the model and LightGBM blended per date (each
+date's forecasts as rank normal scores), LightGBM's weight chosen on validation (``blend.py``),
+scored as a scorer of its own, and the blend minus each of the two, per date. Not a baseline: the
+best baseline and the validation pick stay among the four.
+
 And, where the predictions carry the median's additive paths (``part_{path}_{h}``: the network, the
 linear skip on the stock's own features, the graph's linear path), ``forecast_parts``: each path's
 share of the forecast's spread, its RankIC alone, the forecast's without it, and what it adds (the
@@ -89,7 +94,8 @@ def evaluate_predictions(
     """Score the model's test ``predictions`` (Date, Code, pred_{h}, target_{h}) and every baseline;
     ``random_graph_predictions``: the same model's predictions on the graph with random endpoints;
     ``validation_predictions`` (with the paths): ``forecast_parts`` gets each path's scores on
-    validation beside those on test, under "validation"."""
+    validation beside those on test, under "validation", and the model and LightGBM are blended
+    (``blend``, with ``cfg.blend_weights``)."""
     horizons = [h[5:] for h in predictions.columns if h.startswith("pred_")]
     blending = validation_predictions is not None and bool(cfg.blend_weights)
     frame, fitted, lightgbm_val = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines,
@@ -97,8 +103,7 @@ def evaluate_predictions(
     table, neutral, counts, curves, daily, paired, picked, ablation, parts, blended = ({} for _ in range(10))
     for h in horizons:
         if blending:  # the model and LightGBM blended, LightGBM's weight chosen on validation (evaluation/blend.py)
-            on_val = validation_predictions.select("Date", "Code", f"pred_{h}", f"target_{h}").with_columns(lightgbm_val[f"lightgbm_{h}"])
-            on_val = on_val.with_columns(lightgbm_val["fold"]) if "fold" in lightgbm_val.columns else on_val
+            on_val = lightgbm_val.with_columns(validation_predictions.select(f"pred_{h}", f"target_{h}"))  # the same rows, in order
             column, blended[h] = blend(frame, on_val, h, cfg.blend_weights, cfg.min_stocks)
             frame = frame.with_columns(pl.Series(f"blend_{h}", column))
         table[h], neutral[h], counts[h], curves[h], daily[h] = {}, {}, {}, {}, {}
