@@ -180,7 +180,7 @@ def evaluate(
         b = result.document.get("blend", {}).get(h)
         if b:
             log.info("%s blend (LightGBM's weight %s, on validation) - model: %s [%s, %s]", h,
-                     b["chosen"].get("weight", {f: c["weight"] for f, c in b["chosen"].items()}), b["minus_model"]["mean"],
+                     b["chosen"]["weight"] if "weight" in b["chosen"] else {f: c["weight"] for f, c in b["chosen"].items()}, b["minus_model"]["mean"],
                      b["minus_model"]["ci95_low"], b["minus_model"]["ci95_high"])  # fmt: skip
         paths = result.document.get("forecast_parts", {}).get(h)
         if paths:  # the values as the lines above give theirs (metrics.json's, rounded)
