@@ -63,7 +63,7 @@ def mean_daily_rank_ic(dates: np.ndarray, score: np.ndarray, target: np.ndarray,
     """The mean over dates (with at least ``min_stocks`` rows) of the Spearman correlation."""
     per_date = (
         pl.DataFrame({"d": dates, "s": score, "y": target})
-        .group_by("d")
+        .group_by("d", maintain_order=True)  # the dates in order: the mean sums them the same way in every run, to the bit
         .agg(pl.len().alias("n"), pl.corr("s", "y", method="spearman").alias("r"))
         .filter((pl.col("n") >= min_stocks) & pl.col("r").is_not_nan())
     )
