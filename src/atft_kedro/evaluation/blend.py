@@ -42,3 +42,8 @@ def blend(test: pl.DataFrame, validation: pl.DataFrame, h: str, weights: tuple[f
         out[mine] = ((1 - w) * test["model_"] + w * test["lightgbm_"]).to_numpy()[mine]
         chosen[f"fold{fold}"] = {"weight": w, "val_rank_ic": on_val[w], "val_rank_ic_by_weight": {str(v): s for v, s in on_val.items()}}
     return out, chosen if walk_forward else chosen["fold0"]
+
+
+def chosen_weights(chosen: dict) -> float | dict[str, float]:
+    """LightGBM's weight ``blend`` chose (its second value), or walk-forward {"fold<k>": weight}."""
+    return chosen["weight"] if "weight" in chosen else {fold: c["weight"] for fold, c in chosen.items()}

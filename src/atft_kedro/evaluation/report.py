@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from atft_kedro.evaluation.blend import chosen_weights
 from atft_kedro.evaluation.metrics import NEUTRAL_KEYS
 
 __all__ = ["METRIC_KEYS", "NEUTRAL_KEYS", "kept_checkpoint", "markdown_report", "metrics_document"]
@@ -154,8 +155,8 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "|---|---|---|---|---|---|---|",
         ]
         for h, b in document["blend"].items():
-            chosen = b["chosen"]
-            weights = f"{chosen['weight']:g}" if "weight" in chosen else ", ".join(f"{f} {c['weight']:g}" for f, c in chosen.items())
+            chosen = chosen_weights(b["chosen"])
+            weights = ", ".join(f"{f} {w:g}" for f, w in chosen.items()) if isinstance(chosen, dict) else f"{chosen:g}"
             lines.append(f"| {h} | {weights} | {_num(document['horizons'][h]['blend']['rank_ic'])} | {_num(b['minus_model']['mean'], '+.4f')} | "
                          f"{_interval(b['minus_model'])} | {_num(b['minus_lightgbm']['mean'], '+.4f')} | {_interval(b['minus_lightgbm'])} |")  # fmt: skip
         lines.append("")

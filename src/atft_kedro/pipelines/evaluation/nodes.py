@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from atft_kedro.evaluation import plots
+from atft_kedro.evaluation.blend import chosen_weights
 from atft_kedro.evaluation.evaluate import BASELINES, EvaluationConfig, evaluate_predictions
 from atft_kedro.evaluation.importance import ALL_FEATURES, ShuffledColumns, feature_groups, group_importance
 from atft_kedro.evaluation.report import cleaned, markdown_report
@@ -180,7 +181,7 @@ def evaluate(
         b = result.document.get("blend", {}).get(h)
         if b:
             log.info("%s blend (LightGBM's weight %s, on validation) - model: %s [%s, %s]", h,
-                     b["chosen"]["weight"] if "weight" in b["chosen"] else {f: c["weight"] for f, c in b["chosen"].items()}, b["minus_model"]["mean"],
+                     chosen_weights(b["chosen"]), b["minus_model"]["mean"],
                      b["minus_model"]["ci95_low"], b["minus_model"]["ci95_high"])  # fmt: skip
         paths = result.document.get("forecast_parts", {}).get(h)
         if paths:  # the values as the lines above give theirs (metrics.json's, rounded)
