@@ -68,7 +68,8 @@ def test_walk_forward_each_fold_chooses_on_its_own_validation_block():
 def test_the_evaluation_scores_the_blend_beside_the_model_and_reports_it():
     """With the model's validation forecasts the evaluation adds ``blend`` to every table (raw and
     neutral), its section (the weight, the blend minus the model and minus LightGBM) and the report's;
-    the model's comparisons stay the model's. Without them, or with no weights, there is no blend."""
+    the model's comparisons stay the model's. Without them, or with no weights (the default), there is
+    no blend."""
     from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
     from atft_kedro.evaluation.report import markdown_report
 
@@ -84,7 +85,7 @@ def test_the_evaluation_scores_the_blend_beside_the_model_and_reports_it():
     splits = pl.DataFrame({"fold": 0, "Date": sorted(set(dates)), "split": ["train"] * 30 + ["val"] * 15 + ["test"] * 15})
     forecast = model_input.with_columns(pl.Series("pred_1d", a + 0.5 * rng.normal(size=len(day)))).select("Date", "Code", "pred_1d", "target_1d")
     test, val = (forecast.filter(pl.col("Date").is_in(splits.filter(pl.col("split") == s)["Date"].implode())) for s in ("test", "val"))
-    cfg = EvaluationConfig()
+    cfg = EvaluationConfig(blend_weights=WEIGHTS)
     result = evaluate_predictions(test, test, features, model_input, pl.DataFrame(), splits, ["f"], cfg, val)
     doc = result.document
     assert "blend" in doc["horizons"]["1d"] and "blend" in doc["neutral"]["1d"]
@@ -98,6 +99,16 @@ def test_the_evaluation_scores_the_blend_beside_the_model_and_reports_it():
     context = {"source": "synthetic", "n_dates": 15, "start": "a", "end": "b", "n_stocks": n_stocks, "quantile": 0.2, "cost_bp": 0}
     assert "## The model and LightGBM blended" in markdown_report(doc, result.counts, context)
     for without in (evaluate_predictions(test, test, features, model_input, pl.DataFrame(), splits, ["f"], cfg),
-                    evaluate_predictions(test, test, features, model_input, pl.DataFrame(), splits, ["f"], EvaluationConfig(blend_weights=()), val)):  # fmt: skip
+                    evaluate_predictions(test, test, features, model_input, pl.DataFrame(), splits, ["f"], EvaluationConfig(), val)):  # fmt: skip
         assert "blend" not in without.document and "blend" not in without.document["horizons"]["1d"]
         assert without.document["horizons"]["1d"]["lightgbm"] == scores["lightgbm"]  # LightGBM's test forecast is the same with or without
+
+
+def test_the_blend_is_an_option_read_from_the_parameters():
+    """``evaluation.blend_weights``: empty in conf/base (no blend), a list turns it on."""
+    from atft_kedro.evaluation.evaluate import EvaluationConfig
+    from atft_kedro.pipelines.in_memory import project_parameters
+
+    params = project_parameters({})["evaluation"]
+    assert params["blend_weights"] == [] and EvaluationConfig.from_params(params).blend_weights == ()
+    assert EvaluationConfig.from_params({**params, "blend_weights": [0, 0.5]}).blend_weights == (0.0, 0.5)

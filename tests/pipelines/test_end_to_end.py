@@ -73,8 +73,7 @@ def test_kedro_run_runs_all_four_pipelines(project):
     assert "WARNING" not in text, text[-3000:]  # a plain run greets nobody with warnings
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert set(metrics["horizons"]) == {"1d", "5d", "10d", "20d"}
-    assert set(metrics["horizons"]["1d"]) == {"model", "momentum_20d", "reversal_1d", "ridge", "lightgbm", "blend", "oracle"}
-    assert set(metrics["blend"]) == set(metrics["horizons"]) and metrics["blend"]["1d"]["chosen"]["weight"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert set(metrics["horizons"]["1d"]) == {"model", "momentum_20d", "reversal_1d", "ridge", "lightgbm", "oracle"}  # no blend by default
     assert set(metrics["neutral"]) == set(metrics["horizons"]) and set(metrics["neutral"]["20d"]) == set(metrics["horizons"]["20d"])
     for h in ("1d", "5d", "10d", "20d"):
         paired, ablation = metrics["paired"][h], metrics["graph_ablation"][h]

@@ -17,7 +17,7 @@ paired comparisons, per date on the same stocks, so that the noise the scorers s
   redrawn at random (same degrees and edge attributes), and their paired difference: what the
   graph is worth to this model. A model trained without the GAT gets the same score from both.
 
-With the model's validation forecasts, ``blend``: the model and LightGBM blended per date (each
+With the model's validation forecasts and ``blend_weights`` (an option), ``blend``: the model and LightGBM blended per date (each
 date's forecasts as rank normal scores), LightGBM's weight chosen on validation (``blend.py``),
 scored as a scorer of its own, and the blend minus each of the two, per date. Not a baseline: the
 best baseline and the validation pick stay among the four.
@@ -49,7 +49,7 @@ BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
 class EvaluationConfig:
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
-    blend_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # LightGBM's weights in the blend, validation picks one; () : no blend
+    blend_weights: tuple[float, ...] = ()  # LightGBM's weights in the blend, validation picks one; () : no blend (the default)
 
     @property
     def min_stocks(self) -> int:
@@ -58,7 +58,7 @@ class EvaluationConfig:
     @classmethod
     def from_params(cls, params: dict) -> "EvaluationConfig":
         backtest = BacktestConfig(quantile=params["quantile"], cost_bp=params["cost_bp"], min_stocks=params["min_stocks"])
-        return cls(backtest, BaselineConfig.from_params(params), tuple(float(w) for w in params.get("blend_weights", cls.blend_weights)))
+        return cls(backtest, BaselineConfig.from_params(params), tuple(float(w) for w in params.get("blend_weights") or ()))
 
 
 @dataclass(frozen=True)
