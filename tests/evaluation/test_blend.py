@@ -105,10 +105,12 @@ def test_the_evaluation_scores_the_blend_beside_the_model_and_reports_it():
 
 
 def test_the_blend_is_an_option_read_from_the_parameters():
-    """``evaluation.blend_weights``: empty in conf/base (no blend), a list turns it on."""
+    """``evaluation.blend``: false in conf/base (no blend); true blends with ``blend_weights``, and
+    turns on from the command line (``--params evaluation.blend=true``)."""
     from atft_kedro.evaluation.evaluate import EvaluationConfig
     from atft_kedro.pipelines.in_memory import project_parameters
 
     params = project_parameters({})["evaluation"]
-    assert params["blend_weights"] == [] and EvaluationConfig.from_params(params).blend_weights == ()
-    assert EvaluationConfig.from_params({**params, "blend_weights": [0, 0.5]}).blend_weights == (0.0, 0.5)
+    assert params["blend"] is False and EvaluationConfig.from_params(params).blend_weights == ()
+    assert EvaluationConfig.from_params({**params, "blend": True}).blend_weights == (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert EvaluationConfig.from_params({**params, "blend": True, "blend_weights": [0, 0.5]}).blend_weights == (0.0, 0.5)

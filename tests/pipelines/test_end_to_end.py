@@ -196,6 +196,21 @@ def test_results_notebook_runs_top_to_bottom(project):
     assert "share of days with positive RankIC" in out.stdout
 
 
+def test_the_blend_turns_on_from_the_command_line(project, tmp_path):
+    """``--params evaluation.blend=true`` on a finished run's evaluation: ``blend`` is scored beside
+    the model, in metrics.json and the report; the model's own scores are the same as without it."""
+    if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
+        _kedro(project, "--params", TINY)
+    other = tmp_path / "blended"
+    shutil.copytree(project, other)
+    _kedro(other, "--pipelines", "evaluation", "--params", TINY + ",evaluation.blend=true")
+    metrics = json.loads((other / "data/08_reporting/metrics.json").read_text())
+    plain = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    assert "blend" in metrics["horizons"]["1d"] and set(metrics["blend"]) == set(metrics["horizons"])
+    assert metrics["horizons"]["1d"]["model"] == plain["horizons"]["1d"]["model"] and "blend" not in plain
+    assert "## The model and LightGBM blended" in (other / "data/08_reporting/evaluation_report.md").read_text()
+
+
 def test_artifacts_of_other_data_stop_the_run_with_the_commands_that_rebuild_them(project, tmp_path):
     """After a whole run, data_engineering and graph_construction rebuilt on another market: the
     evaluation does not score the old model on the new data, and says what to rerun."""

@@ -2,7 +2,7 @@
 
 Each date's two forecasts become the normal scores of their ranks (a RankIC reads ranks only, and the
 two forecasts' scales differ), and the blend is ``(1 - w) model + w LightGBM`` with the ``w`` of
-``evaluation.blend_weights`` whose mean daily RankIC on the validation split is highest (ties: the
+``evaluation.blend_weights`` (with ``evaluation.blend: true``) whose mean daily RankIC on the validation split is highest (ties: the
 smaller ``w``, the model's side); walk-forward, each fold's test block by its own fold's validation.
 The stack a researcher holding both forecasts would make. It does not replace the model's forecast:
 every comparison of the model (``paired``, ``validation_pick``, the goals) stays the network's own.

@@ -17,7 +17,7 @@ paired comparisons, per date on the same stocks, so that the noise the scorers s
   redrawn at random (same degrees and edge attributes), and their paired difference: what the
   graph is worth to this model. A model trained without the GAT gets the same score from both.
 
-With the model's validation forecasts and ``blend_weights`` (an option), ``blend``: the model and LightGBM blended per date (each
+With the model's validation forecasts and ``evaluation.blend: true`` (an option), ``blend``: the model and LightGBM blended per date (each
 date's forecasts as rank normal scores), LightGBM's weight chosen on validation (``blend.py``),
 scored as a scorer of its own, and the blend minus each of the two, per date. Not a baseline: the
 best baseline and the validation pick stay among the four.
@@ -58,7 +58,8 @@ class EvaluationConfig:
     @classmethod
     def from_params(cls, params: dict) -> "EvaluationConfig":
         backtest = BacktestConfig(quantile=params["quantile"], cost_bp=params["cost_bp"], min_stocks=params["min_stocks"])
-        return cls(backtest, BaselineConfig.from_params(params), tuple(float(w) for w in params.get("blend_weights") or ()))
+        weights = tuple(float(w) for w in params["blend_weights"]) if params.get("blend") else ()  # evaluation.blend: false, no blend
+        return cls(backtest, BaselineConfig.from_params(params), weights)
 
 
 @dataclass(frozen=True)

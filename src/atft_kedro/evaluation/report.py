@@ -147,7 +147,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "## The model and LightGBM blended",
             "",
             "`blend`: each date's model and LightGBM forecasts as the normal scores of their ranks, LightGBM's",
-            "weight (`evaluation.blend_weights`) the one with the best validation RankIC (walk-forward, each",
+            "weight (of `evaluation.blend_weights`) the one with the best validation RankIC (walk-forward, each",
             "fold's own). A stack of the two forecasts, scored beside them; the model's rows above stay the",
             "network's own. The blend minus each, per date, with the interval above:",
             "",
