@@ -336,9 +336,10 @@ def report(rows: list[dict]) -> str:
 
 
 def blend_lines(frames) -> list[str]:
-    """The evaluation's blend of the model and LightGBM (``blend_{h}``; runs saved before it: nothing)
-    against each, per horizon, raw and with sector means and beta out: its test RankIC per seed and the
-    paired per-date differences (each date's RankIC averaged over the seeds) with their intervals."""
+    """The evaluation's blend of the model and LightGBM (``blend_{h}``, in runs with ``"evaluation":
+    {"blend": true}`` in their parameters; other runs: nothing) against each, per horizon, raw and
+    with sector means and beta out: its test RankIC per seed and the paired per-date differences
+    (each date's RankIC averaged over the seeds) with their intervals."""
     from atft_kedro.evaluation.metrics import difference_summary
 
     horizons = [h for h in HORIZONS if f"blend_{h}" in frames[0].columns]
