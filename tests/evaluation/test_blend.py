@@ -114,3 +114,48 @@ def test_the_blend_is_an_option_read_from_the_parameters():
     assert params["blend"] is False and EvaluationConfig.from_params(params).blend_weights == ()
     assert EvaluationConfig.from_params({**params, "blend": True}).blend_weights == (0.0, 0.25, 0.5, 0.75, 1.0)
     assert EvaluationConfig.from_params({**params, "blend": True, "blend_weights": [0, 0.5]}).blend_weights == (0.0, 0.5)
+
+
+def test_walk_forward_evaluation_blends_each_fold_with_its_own_lightgbm_fit_and_validation():
+    """Two folds, each with its own training, validation and test dates: the evaluation's blend of
+    fold k's test rows is ``blend`` of fold k's validation rows forecast by fold k's LightGBM fit (the
+    one that scores fold k's test rows), and the weights are reported per fold."""
+    from atft_kedro.evaluation.baselines import BaselineConfig, bagged_lightgbm
+    from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
+    from atft_kedro.features.splits import split_dates
+
+    rng = np.random.default_rng(5)
+    n_dates, n_stocks = 80, 50
+    day = np.repeat(np.arange(n_dates), n_stocks)
+    dates = [D0 + dt.timedelta(days=int(i)) for i in day]
+    a, b = rng.normal(size=(2, len(day)))
+    keys = {"Date": dates, "Code": np.tile([f"{i:04d}" for i in range(n_stocks)], n_dates)}
+    features = pl.DataFrame({**keys, "ret_20d": rng.normal(size=len(day)), "ret_1d": rng.normal(size=len(day)), "beta_60d": np.ones(len(day))})
+    model_input = pl.DataFrame({**keys, "Sector33Code": np.tile(["1", "2"], len(day) // 2), "f": b,
+                                "target_1d": 0.01 * (a + b + 2.0 * rng.normal(size=len(day)))})  # fmt: skip
+    every = sorted(set(dates))
+    layout = {0: (every[:30], every[30:40], every[40:55]), 1: (every[:45], every[45:55], every[55:70])}  # fold -> train, val, test
+    splits = pl.concat([pl.DataFrame({"fold": fold, "Date": d, "split": name}) for fold, parts in layout.items()
+                        for name, d in zip(("train", "val", "test"), parts)])  # fmt: skip
+    forecast = model_input.with_columns(pl.Series("pred_1d", a + 0.5 * rng.normal(size=len(day)))).select("Date", "Code", "pred_1d", "target_1d")
+
+    def block(split: str) -> pl.DataFrame:
+        return pl.concat([forecast.filter(pl.col("Date").is_in(split_dates(splits, split, f).implode())).with_columns(pl.lit(f, pl.Int32).alias("fold"))
+                          for f in layout])  # fmt: skip
+
+    test, val = block("test"), block("val")
+    cfg = EvaluationConfig(blend_weights=WEIGHTS)
+    result = evaluate_predictions(test, test, features, model_input, pl.DataFrame(), splits, ["f"], cfg, val)
+    chosen = result.document["blend"]["1d"]["chosen"]
+    assert set(chosen) == {"fold0", "fold1"}
+    for fold in layout:
+        train_dates, val_dates = (split_dates(splits, s, fold) for s in ("train", "val"))
+        mine = val.filter(pl.col("fold") == fold)
+        x = mine.join(model_input, on=["Date", "Code"], how="left", maintain_order="left").select("f").to_numpy()
+        lightgbm, _ = bagged_lightgbm(model_input, ["f"], "target_1d", train_dates, val_dates, BaselineConfig(), x)
+        rows = result.frame.filter(pl.col("fold") == fold)
+        expected, picked = blend(rows, mine.with_columns(pl.Series("lightgbm_1d", lightgbm)), "1d", WEIGHTS, cfg.min_stocks)
+        mine_chosen = picked[f"fold{fold}"]  # metrics.json rounds to 6 digits
+        assert mine_chosen["weight"] == chosen[f"fold{fold}"]["weight"]
+        assert mine_chosen["val_rank_ic_by_weight"] == pytest.approx(chosen[f"fold{fold}"]["val_rank_ic_by_weight"], abs=1e-6)
+        np.testing.assert_allclose(rows["blend_1d"].to_numpy(), expected, atol=1e-6)
