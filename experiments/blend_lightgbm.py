@@ -38,37 +38,33 @@ def main() -> None:
     from _folds import market
     from seeds import _daily
     from atft_kedro.evaluation.metrics import difference_summary
-    from atft_kedro.evaluation.blend import blend
+    from atft_kedro.evaluation.blend import blend, chosen_weights
 
     weights = [float(w) for w in args.weights.split(",")]
     runs = [json.load(open(f))[0] for f in args.runs]
     splits = {"val": [pl.read_parquet(r["val_frame"]) for r in runs], "test": [pl.read_parquet(r["frame"]) for r in runs]}
+    for split, frames in splits.items():
+        if any(not f.select("Date", "Code").equals(frames[0].select("Date", "Code")) for f in frames):
+            raise SystemExit(f"the runs' {split} frames hold different rows: runs of different markets?")
     data = market(args.params)
     mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
     cell = lambda s: f"{s['mean']:+.4f} [{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}]"  # noqa: E731
     for h in args.horizons.split(","):
         target, lag = f"target_{h}", int(h.rstrip("d")) - 1
         # LightGBM's forecasts of every run's validation and test rows (the same rows in every run of a market)
-        scored = {}
-        for split, frames in splits.items():
-            rows = frames[0].select("Date", "Code", "fold") if "fold" in frames[0].columns else frames[0].select("Date", "Code").with_columns(pl.lit(0).alias("fold"))
-            forecast = data.lightgbm(rows, target)
-            scored[split] = rows.with_columns(pl.Series("lgb", forecast))
-        theirs, mine = mean(_daily(splits["test"][0], f"lightgbm_{h}", target, False)), mean(_daily(splits["test"][0].with_columns(scored["test"]["lgb"]), "lgb", target, False))
+        scored = {split: pl.Series("lgb", data.lightgbm(frames[0].select("Date", "Code", *(["fold"] if "fold" in frames[0].columns else [])), target))
+                  for split, frames in splits.items()}  # fmt: skip
+        theirs, mine = mean(_daily(splits["test"][0], f"lightgbm_{h}", target, False)), mean(_daily(splits["test"][0].with_columns(scored["test"]), "lgb", target, False))
         if abs(theirs - mine) > 1e-6:
             raise SystemExit(f"{h}: LightGBM refitted ranks {mine:.6f} on test, the runs' {theirs:.6f}: not the evaluation's fit")
         # each run's blend, as the evaluation makes it (evaluation/blend.py), with the weights to choose among and each alone
         choices = {"chosen": tuple(weights), **{w: (w,) for w in (weights if args.fixed else (0.0, 1.0))}}
-        for split, frames in splits.items():
-            if any(not f.select("Date", "Code").equals(frames[0].select("Date", "Code")) for f in frames):
-                raise SystemExit(f"the runs' {split} frames hold different rows: runs of different markets?")
         scored_runs, chosen = [], []
         for val, test in zip(splits["val"], splits["test"]):
-            val = val.with_columns(scored["val"]["lgb"].alias(f"lightgbm_{h}"))
+            val = val.with_columns(scored["val"].alias(f"lightgbm_{h}"))
             made = {name: blend(test, val, h, ws, data.cfg.min_stocks) for name, ws in choices.items()}
             scored_runs.append(test.with_columns(pl.Series(f"b{name}", column) for name, (column, _) in made.items()))
-            picked = made["chosen"][1]
-            chosen.append(picked["weight"] if "weight" in picked else {f: c["weight"] for f, c in picked.items()})
+            chosen.append(chosen_weights(made["chosen"][1]))
         for neutral in (False, True):
             daily = {name: [_daily(f, f"b{name}", target, neutral) for f in scored_runs] for name in choices}
             days = sorted(set.intersection(*(set(d) for side in daily.values() for d in side)))

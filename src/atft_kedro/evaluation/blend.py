@@ -2,8 +2,8 @@
 
 Each date's two forecasts become the normal scores of their ranks (a RankIC reads ranks only, and the
 two forecasts' scales differ), and the blend is ``(1 - w) model + w LightGBM`` with the ``w`` of
-``evaluation.blend_weights`` (with ``evaluation.blend: true``) whose mean daily RankIC on the validation split is highest (ties: the
-smaller ``w``, the model's side); walk-forward, each fold's test block by its own fold's validation.
+``evaluation.blend_weights`` (with ``evaluation.blend: true``) whose mean daily RankIC on the
+validation split is highest (ties: the smaller ``w``, the model's side); walk-forward, each fold's test block by its own fold's validation.
 The stack a researcher holding both forecasts would make. It does not replace the model's forecast:
 every comparison of the model (``paired``, ``validation_pick``, the goals) stays the network's own.
 LightGBM's validation RankIC is the one its trees were early-stopped on, as the model's is the one its

@@ -17,9 +17,9 @@ paired comparisons, per date on the same stocks, so that the noise the scorers s
   redrawn at random (same degrees and edge attributes), and their paired difference: what the
   graph is worth to this model. A model trained without the GAT gets the same score from both.
 
-With the model's validation forecasts and ``evaluation.blend: true`` (an option), ``blend``: the model and LightGBM blended per date (each
-date's forecasts as rank normal scores), LightGBM's weight chosen on validation (``blend.py``),
-scored as a scorer of its own, and the blend minus each of the two, per date. Not a baseline: the
+With the model's validation forecasts and ``evaluation.blend: true`` (an option), ``blend``: the
+model and LightGBM blended per date (each date's forecasts as rank normal scores), LightGBM's weight
+chosen on validation (``blend.py``), scored as a scorer of its own, and the blend minus each of the two, per date. Not a baseline: the
 best baseline and the validation pick stay among the four.
 
 And, where the predictions carry the median's additive paths (``part_{path}_{h}``: the network, the
@@ -102,10 +102,11 @@ def evaluate_predictions(
     frame, fitted, lightgbm_val = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines,
                                                  validation_predictions if blending else None)  # fmt: skip
     table, neutral, counts, curves, daily, paired, picked, ablation, parts, blended = ({} for _ in range(10))
+    weights_chosen = {}  # per horizon, what the blend's validation chose
     for h in horizons:
         if blending:  # the model and LightGBM blended, LightGBM's weight chosen on validation (evaluation/blend.py)
             on_val = lightgbm_val.with_columns(validation_predictions.select(f"pred_{h}", f"target_{h}"))  # the same rows, in order
-            column, blended[h] = blend(frame, on_val, h, cfg.blend_weights, cfg.min_stocks)
+            column, weights_chosen[h] = blend(frame, on_val, h, cfg.blend_weights, cfg.min_stocks)
             frame = frame.with_columns(pl.Series(f"blend_{h}", column))
         table[h], neutral[h], counts[h], curves[h], daily[h] = {}, {}, {}, {}, {}
         for name, col in _scorer_columns(h, frame).items():
@@ -123,7 +124,7 @@ def evaluate_predictions(
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
         parts[h] = forecast_parts(frame, h, daily[h]["model"], cfg.min_stocks)
         if blending:
-            blended[h] = {"chosen": blended[h], "minus_model": paired_difference(daily[h]["blend"], daily[h]["model"], lag),
+            blended[h] = {"chosen": weights_chosen[h], "minus_model": paired_difference(daily[h]["blend"], daily[h]["model"], lag),
                           "minus_lightgbm": paired_difference(daily[h]["blend"], daily[h]["lightgbm"], lag)}  # fmt: skip
         if validation_predictions is not None and parts[h]:
             on_val = forecast_parts(validation_predictions, h, daily_scores(validation_predictions, f"pred_{h}", f"target_{h}", cfg.min_stocks),

@@ -66,8 +66,9 @@ def stock_features_by_date(features: pl.DataFrame, manifest: list[dict], *, clip
 def rank_gauss_by_date(features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, by: str | list[str] = "Date") -> pl.DataFrame:
     """Each of ``columns`` as the normal scores of its ranks among the date's non-null values, ties
     at their mean rank: Phi^-1((rank - 0.5) / n), clipped; nulls become 0, the median. Rows keep
-    their order. ``by``: the groups ranked apart (each date; e.g. each fold's dates). A feature whose far values the target does not follow (a shadow of the day's
-    candle, at least 0 with a long tail) keeps its order and loses its tail's scale."""
+    their order; ``by``: the groups ranked apart (each date; e.g. each fold's dates). A feature whose
+    far values the target does not follow (a shadow of the day's candle, at least 0 with a long
+    tail) keeps its order and loses its tail's scale."""
     from scipy.special import ndtri
 
     ranks = features.select(
