@@ -13,8 +13,10 @@ smaller), for runs saved before the evaluation made it. Printed per horizon, raw
 and beta out: the weights chosen, the test RankIC of the model, LightGBM and the blend (means over the
 runs), and the paired per-date differences blend - model and blend - LightGBM (each date's RankIC
 averaged over the runs) with their Newey-West 95% intervals; ``--fixed``: each weight's test RankIC,
-for reading, not choosing. LightGBM's validation RankIC is the one its trees were stopped on, so
-validation favours it a little.
+for reading, not choosing; ``--margin M``: a fold keeps its chosen weight only where its paired per-date
+validation gain over the model alone is above M Newey-West standard errors (lag h - 1), else weight 0
+(the research log, the twelfth session). LightGBM's validation RankIC is the one its trees were
+stopped on, so validation favours it a little.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--weights", default="0,0.25,0.5,0.75,1", help="LightGBM's weights validation chooses among")
     parser.add_argument("--horizons", default="1d,5d,10d,20d")
     parser.add_argument("--fixed", action="store_true", help="also each fixed weight's test RankIC")
+    parser.add_argument("--margin", type=float, default=0.0, help="keep a fold's weight only where validation's gain over weight 0 is above this many standard errors")
     args = parser.parse_args()
 
     import numpy as np
@@ -63,6 +66,8 @@ def main() -> None:
         for val, test in zip(splits["val"], splits["test"]):
             val = val.with_columns(scored["val"].alias(f"lightgbm_{h}"))
             made = {name: blend(test, val, h, ws, data.cfg.min_stocks) for name, ws in choices.items()}
+            if args.margin:
+                made["chosen"] = _with_margin(test, val, h, made["chosen"][1], args.margin, data.cfg.min_stocks)
             scored_runs.append(test.with_columns(pl.Series(f"b{name}", column) for name, (column, _) in made.items()))
             chosen.append(chosen_weights(made["chosen"][1]))
         for neutral in (False, True):
@@ -75,6 +80,30 @@ def main() -> None:
                   f"{len(days)} dates", flush=True)  # fmt: skip
             if args.fixed:
                 print("   fixed weights, test: " + ", ".join(f"{w}: {at(daily[w]).mean():.4f}" for w in weights), flush=True)
+
+
+def _with_margin(test, val, h: str, chosen: dict, margin: float, min_stocks: int):
+    """``blend``'s forecast with each fold's chosen weight kept only where its paired per-date validation
+    gain over weight 0 is above ``margin`` Newey-West standard errors (lag h - 1), else weight 0."""
+    import numpy as np
+    import polars as pl
+
+    from atft_kedro.evaluation.blend import _scored, blend
+    from atft_kedro.evaluation.metrics import daily_scores, paired_difference
+
+    by_fold = chosen if "weight" not in chosen else {"fold0": chosen}
+    folded = lambda f: f if "fold" in f.columns else f.with_columns(pl.lit(0, pl.Int32).alias("fold"))  # noqa: E731
+    test, val = folded(test), folded(val)
+    scored = _scored(val, h).filter(pl.col(f"target_{h}").is_finite())
+    out, kept = np.full(test.height, np.nan), {}
+    for name, c in by_fold.items():
+        fold, w = int(name.removeprefix("fold")), c["weight"]
+        rows = scored.filter(pl.col("fold") == fold).with_columns(((1 - w) * pl.col("model_") + w * pl.col("lightgbm_")).alias("w"))
+        gain = paired_difference(daily_scores(rows, "w", f"target_{h}", min_stocks), daily_scores(rows, "model_", f"target_{h}", min_stocks), int(h.rstrip("d")) - 1)
+        w = w if gain["mean"] > margin * gain["se"] else 0.0
+        mine = test["fold"] == fold
+        out[mine.to_numpy()], kept[name] = blend(test.filter(mine), val.filter(pl.col("fold") == fold), h, (w,), min_stocks)[0], {"weight": w}
+    return out, kept if "weight" not in chosen else kept["fold0"]
 
 
 if __name__ == "__main__":
