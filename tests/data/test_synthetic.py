@@ -129,27 +129,27 @@ def test_leaders_are_the_larger_more_liquid_stocks_and_observable_from_turnover(
     assert 0.4 < _leader_bigger_share(generate_market(SyntheticConfig.sized("small", "random_leaders"))) < 0.6
 
 
-def test_illiquid_reversal_reverts_more_of_the_smaller_half_and_changes_nothing_else():
+def test_short_term_momentum_turns_the_reversal_with_size_and_changes_nothing_else():
     """Each stock's next-day reversal is the share of today's idiosyncratic shock its expected return
-    takes back (read off the leaders, which carry no lead-lag term): ``reversal`` for the larger half,
-    ``reversal + illiquid_reversal`` for the smaller, which trades less. At 0 the tables are the
-    default market's, bit for bit."""
+    takes back (read off the leaders, which carry no lead-lag term): ``reversal - short_term_momentum``
+    for the larger half (below 0: it continues), ``reversal + short_term_momentum`` for the smaller,
+    which trades less. At 0 the tables are the default market's, bit for bit."""
     import numpy as np
 
     cfg = SyntheticConfig.sized("tiny", seed=5)
-    plain, planted = (generate_market(replace(cfg, illiquid_reversal=x), keep_paths=True) for x in (0.0, 0.1))
+    plain, planted = (generate_market(replace(cfg, short_term_momentum=x), keep_paths=True) for x in (0.0, 0.1))
     assert generate_market(cfg).daily_quotes.equals(plain.daily_quotes)
     p = planted.paths
     transient = p["mu"] - p["alpha"] - p["beta"] * cfg.market_drift
     leaders = planted.oracle.group_by("Code").agg(pl.col("is_leader").first()).filter("is_leader")["Code"]
     column = np.isin(p["codes"], leaders.to_numpy())
     share = -(transient[:, column] * p["eps"][:, column]).sum(0) / (p["eps"][:, column] ** 2).sum(0)
-    assert np.allclose(np.sort(np.unique(share.round(6))), [cfg.reversal, cfg.reversal + 0.1])
+    assert np.allclose(np.sort(np.unique(share.round(6))), [cfg.reversal - 0.1, cfg.reversal + 0.1])
     turnover = planted.daily_quotes.group_by("Code").agg(pl.col("TurnoverValue").log1p().mean().alias("size"))
     size = dict(zip(turnover["Code"], turnover["size"]))
-    more = [size[c] for c, x in zip(p["codes"][column], share) if x > cfg.reversal + 0.05]
-    less = [size[c] for c, x in zip(p["codes"][column], share) if x < cfg.reversal + 0.05]
-    assert more and less and np.median(more) < np.median(less)
+    reverting = [size[c] for c, x in zip(p["codes"][column], share) if x > cfg.reversal]
+    continuing = [size[c] for c, x in zip(p["codes"][column], share) if x < 0]
+    assert reverting and continuing and np.median(reverting) < np.median(continuing)
     assert not planted.daily_quotes.equals(plain.daily_quotes)
 
 

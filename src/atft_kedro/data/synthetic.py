@@ -15,10 +15,11 @@ Planted structure: mu[i, t] is known at the close of day t and is the oracle's 1
   medium-term momentum of the stock's own returns.
 * ``reversal``: a fraction of yesterday's idiosyncratic shock reverts; learnable from the stock's own
   1-day return relative to its market and sector.
-* ``illiquid_reversal`` (0 by default): the smaller half of the stocks (by latent size) reverts this
-  much more of its shock, as reversal is stronger in illiquid stocks (Avramov, Chordia and Goyal,
-  2006, JF). A forecaster needs the product of a return and a size feature: a linear map of the
-  features cannot hold it, a tree or a network can.
+* ``short_term_momentum`` (0 by default): the larger, more traded half of the stocks (by latent
+  size) continues this much of its idiosyncratic shock the next day, and the smaller half reverts
+  this much more of it, as high-turnover stocks show short-term momentum and low-turnover ones
+  reversal (Medhat and Schmeling, 2022, RFS). Its sign turns with size, so a linear map of the
+  features ranks on it hardly at all; a tree or a network can, from a return times a size feature.
 * ``lead_lag``: stocks sit in clusters of ``cluster_size``; half are *leaders* that load fully on the
   cluster shock g[c, t] the day it happens, the others are *followers* that load only
   ``follower_sync`` on it the same day and catch up ``lead_lag`` of it the next day. Most of that
@@ -84,7 +85,7 @@ class SyntheticConfig:
     alpha_std: float = 0.0008
     alpha_persistence: float = 0.98
     reversal: float = 0.06
-    illiquid_reversal: float = 0.0  # more reversal for the smaller half (by latent size): an interaction no linear map of the features holds
+    short_term_momentum: float = 0.0  # the larger half (by latent size) continues this much of its shock, the smaller reverts this much more: an interaction
     lead_lag: float = 0.25
     follower_sync: float = 0.75
     cluster_size: int = 8
@@ -225,7 +226,7 @@ def generate_market(cfg: SyntheticConfig, keep_paths: bool = False) -> Synthetic
     g = clu[:, cluster]  # (D, N) the shock of each stock's cluster
     follower = ~leader
     # mu[t]: expected return of day t+1, known at the close of day t
-    reversal = cfg.reversal + np.where(log_size < np.median(log_size), cfg.illiquid_reversal, 0.0)
+    reversal = cfg.reversal + np.where(log_size < np.median(log_size), 1.0, -1.0) * cfg.short_term_momentum
     mu = alpha - reversal * eps + np.where(follower, cfg.lead_lag, 0.0) * g + beta * cfg.market_drift
     sync = np.where(leader, 1.0, cfg.follower_sync)
     contemporaneous = beta * (mkt[:, None] - cfg.market_drift) + gamma * sec[:, sector] + sync * g + eps
