@@ -74,6 +74,7 @@ class TrainConfig:
     horizon_starts: str = "ridge"  # ridge | validated | ranked | one_day: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation among other penalties and signals or against the ridge fitted on ranked targets (training.starts.choose_skip_starts), or start at the 1-day row (start_at_one_day)
     neighbour_start_margin: float = 0.0  # the neighbour skip's best fit replaces no skip (phase 2's start) only where it beats it on validation by more than this many standard errors (0: by any amount)
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
+    skip_lr_scale: float = 1.0  # the two linear paths (linear and neighbour skip) learn at this fraction of the learning rate: at 1 a phase's first epoch moves their ridge starts far off (1: one rate for all)
 
     def __post_init__(self):
         if self.mode not in ("safe", "optimized"):
@@ -96,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"skip_targets are the targets the linear skip's candidate starts are fitted on, 'raw' and optionally 'rank', got {list(self.skip_targets)!r}")
         if self.linear_start not in ("zero", "ridge"):
             raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
+        if not self.skip_lr_scale >= 0:
+            raise ValueError(f"skip_lr_scale is a fraction of the learning rate, >= 0, got {self.skip_lr_scale!r}")
 
 
 def epochs_of(cfg: TrainConfig, phase: int) -> int:
