@@ -916,3 +916,31 @@ def test_horizons_phase_1_turns_on_can_start_at_the_1d_row(prepared, tmp_path):
             assert same == (starts == "one_day")
             if starts == "ridge":
                 assert torch.equal(w[i], zero["linear.weight"][i])  # its own ridge start
+
+
+def test_the_linear_paths_may_learn_at_a_fraction_of_the_rate(prepared, tmp_path):
+    """``skip_lr_scale``: the two ridge-started linear paths in an optimizer group of their own at that
+    fraction of the rate (at 1 one group, as before); at 0 an epoch leaves the linear skip at its ridge
+    start while the rest trains, at 0.1 it moves less far than at the full rate."""
+    from atft_kedro.training.loop import parameter_groups
+
+    model_cfg = {**small_config().model, "linear_skip": (1,)}
+    weights = {}
+    for name, kw in {"start": {"lr": 0.0}, "frozen": {"skip_lr_scale": 0.0}, "slow": {"skip_lr_scale": 0.1}, "full": {}}.items():
+        store = CheckpointStore(tmp_path / name)
+        _train(prepared, store, epochs=1, linear_start="ridge", model=model_cfg, **kw)
+        weights[name] = store.load(0, "last")["train_weights"]
+    skip = [k for k in weights["start"] if k.startswith("linear.")]
+    assert skip and all(torch.equal(weights["frozen"][k], weights["start"][k]) for k in skip)
+    assert any(not torch.equal(weights["frozen"][k], weights["start"][k]) for k in weights["start"] if k.startswith("heads."))
+    moved = {n: sum(float((weights[n][k] - weights["start"][k]).norm()) for k in skip) for n in ("slow", "full")}
+    assert 0 < moved["slow"] < 0.5 * moved["full"], moved
+
+    model = build_model(prepared["arrays"], prepared["graphs"], small_config(model={**model_cfg, "neighbour_skip": (1,)}), 2, torch.device("cpu"))
+    assert [len(g["params"]) for g in parameter_groups(model, 1e-3, 1.0)] == [len(list(model.parameters()))]
+    rest, paths = parameter_groups(model, 1e-3, 0.1)
+    assert paths["lr"] == pytest.approx(1e-4) and "lr" not in rest
+    assert {id(p) for p in paths["params"]} == {id(p) for part in (model.linear, model.neighbour) for p in part.parameters()}
+    assert len(rest["params"]) + len(paths["params"]) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="skip_lr_scale is a fraction of the learning rate"):
+        small_config(skip_lr_scale=-1.0)
