@@ -88,21 +88,20 @@ def _with_margin(test, val, h: str, chosen: dict, margin: float, min_stocks: int
     import numpy as np
     import polars as pl
 
-    from atft_kedro.evaluation.blend import _scored, blend
+    from atft_kedro.evaluation.blend import _mixed, _scored
     from atft_kedro.evaluation.metrics import daily_scores, paired_difference
 
     by_fold = chosen if "weight" not in chosen else {"fold0": chosen}
-    folded = lambda f: f if "fold" in f.columns else f.with_columns(pl.lit(0, pl.Int32).alias("fold"))  # noqa: E731
-    test, val = folded(test), folded(val)
-    scored = _scored(val, h).filter(pl.col(f"target_{h}").is_finite())
+    test, scored = _scored(test, h), _scored(val, h).filter(pl.col(f"target_{h}").is_finite())
     out, kept = np.full(test.height, np.nan), {}
     for name, c in by_fold.items():
         fold, w = int(name.removeprefix("fold")), c["weight"]
-        rows = scored.filter(pl.col("fold") == fold).with_columns(((1 - w) * pl.col("model_") + w * pl.col("lightgbm_")).alias("w"))
+        rows = scored.filter(pl.col("fold") == fold)
+        rows = rows.with_columns(_mixed(rows, w).alias("w"))
         gain = paired_difference(daily_scores(rows, "w", f"target_{h}", min_stocks), daily_scores(rows, "model_", f"target_{h}", min_stocks), int(h.rstrip("d")) - 1)
         w = w if gain["mean"] > margin * gain["se"] else 0.0
-        mine = test["fold"] == fold
-        out[mine.to_numpy()], kept[name] = blend(test.filter(mine), val.filter(pl.col("fold") == fold), h, (w,), min_stocks)[0], {"weight": w}
+        mine = (test["fold"] == fold).to_numpy()
+        out[mine], kept[name] = _mixed(test, w).to_numpy()[mine], {"weight": w}
     return out, kept if "weight" not in chosen else kept["fold0"]
 
 

@@ -26,6 +26,11 @@ def _scored(frame: pl.DataFrame, h: str) -> pl.DataFrame:
     return frame.with_columns(ranked[f"pred_{h}"].alias("model_"), ranked[f"lightgbm_{h}"].alias("lightgbm_"))
 
 
+def _mixed(scored: pl.DataFrame, w: float) -> pl.Series:
+    """``(1 - w) model + w LightGBM`` of a ``_scored`` frame."""
+    return (1 - w) * scored["model_"] + w * scored["lightgbm_"]
+
+
 def blend(test: pl.DataFrame, validation: pl.DataFrame, h: str, weights: tuple[float, ...], min_stocks: int) -> tuple[np.ndarray, dict]:
     """The blend's forecast of ``test``'s rows at ``h`` (both frames with ``pred_{h}``, ``lightgbm_{h}``
     and, validation, ``target_{h}``; walk-forward, a ``fold`` column), and what validation chose:
@@ -35,11 +40,11 @@ def blend(test: pl.DataFrame, validation: pl.DataFrame, h: str, weights: tuple[f
     out, chosen = np.full(test.height, np.nan), {}
     for fold in sorted(test["fold"].unique()):
         rows = validation.filter(pl.col("fold") == fold)
-        on_val = {w: mean_daily_rank_ic(rows["Date"].to_numpy(), ((1 - w) * rows["model_"] + w * rows["lightgbm_"]).to_numpy(),
-                                        rows[f"target_{h}"].to_numpy(), min_stocks) for w in weights}  # fmt: skip
+        on_val = {w: mean_daily_rank_ic(rows["Date"].to_numpy(), _mixed(rows, w).to_numpy(), rows[f"target_{h}"].to_numpy(), min_stocks)
+                  for w in weights}  # fmt: skip
         w = max(weights, key=lambda v: (on_val[v] if on_val[v] == on_val[v] else -1.0, -v))  # NaN (no scored date) last
         mine = (test["fold"] == fold).to_numpy()
-        out[mine] = ((1 - w) * test["model_"] + w * test["lightgbm_"]).to_numpy()[mine]
+        out[mine] = _mixed(test, w).to_numpy()[mine]
         chosen[f"fold{fold}"] = {"weight": w, "val_rank_ic": on_val[w], "val_rank_ic_by_weight": {str(v): s for v, s in on_val.items()}}
     return out, chosen if walk_forward else chosen["fold0"]
 
