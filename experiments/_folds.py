@@ -35,12 +35,11 @@ class Market:
 
         import numpy as np
 
-        from atft_kedro.evaluation.baselines import bagged_lightgbm
+        from atft_kedro.evaluation.baselines import bagged_lightgbm, features_of, row_folds
         from atft_kedro.features.splits import split_dates
 
         cfg = self.cfg if seed is None else dataclasses.replace(self.cfg, lightgbm=dataclasses.replace(self.cfg.lightgbm, seed=seed, bag=1))
-        x = rows.join(self.model_input, on=["Date", "Code"], how="left", maintain_order="left").select(self.names).to_numpy()
-        of_fold = rows["fold"].to_numpy() if "fold" in rows.columns else np.zeros(rows.height, dtype=int)
+        x, of_fold = features_of(rows, self.model_input, self.names), row_folds(rows)
         forecast = np.full(rows.height, np.nan)
         for fold in np.unique(of_fold):
             train, val = (split_dates(self.splits, s, int(fold)) for s in ("train", "val"))

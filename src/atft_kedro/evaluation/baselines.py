@@ -181,6 +181,18 @@ def signal_columns() -> list[pl.Expr]:
     return [(pl.col(feature) * sign).alias(name) for name, (feature, sign) in SIGNALS.items()]
 
 
+def row_folds(frame: pl.DataFrame) -> np.ndarray:
+    """The walk-forward fold that scores each row of ``frame`` (its ``fold`` column; 0 for every row
+    of a run of one fold)."""
+    return frame["fold"].to_numpy() if "fold" in frame.columns else np.zeros(frame.height, dtype=int)
+
+
+def features_of(rows: pl.DataFrame, model_input: pl.DataFrame, feature_names: list[str]) -> np.ndarray:
+    """The features of ``rows`` (Date, Code) from ``model_input``, in the rows' order (NaN where a row
+    is not there): the baselines' inputs for forecasting given rows."""
+    return rows.select("Date", "Code").join(model_input, on=["Date", "Code"], how="left", maintain_order="left").select(feature_names).to_numpy()
+
+
 def baseline_frame(
     predictions: pl.DataFrame,
     features: pl.DataFrame,
@@ -214,12 +226,11 @@ def baseline_frame(
     # walk-forward (predictions with a fold column): each fold's rows scored by baselines fitted on
     # that fold's training and validation dates, as the model was
     folds = sorted(predictions["fold"].unique()) if "fold" in predictions.columns else [0]
-    of_fold = predictions["fold"].to_numpy() if "fold" in predictions.columns else np.zeros(predictions.height, dtype=int)
+    of_fold = row_folds(predictions)
     info = {name: {} for name in (*SIGNALS, "ridge", "lightgbm")}
     on_val = predictions.clear() if validation is None else validation
     on_val = on_val.select("Date", "Code", *(["fold"] if "fold" in on_val.columns else []))
-    x_val = on_val.join(model_input, on=["Date", "Code"], how="left", maintain_order="left").select(feature_names).to_numpy()
-    val_fold = on_val["fold"].to_numpy() if "fold" in on_val.columns else np.zeros(on_val.height, dtype=int)
+    x_val, val_fold = features_of(on_val, model_input, feature_names), row_folds(on_val)
     for h in horizons:
         ridge, boosted, boosted_val = np.full(len(rows), np.nan), np.full(len(rows), np.nan), np.full(on_val.height, np.nan)
         for fold in folds:
