@@ -71,12 +71,8 @@ def chosen_minus_this(pairs, picked, split: str, h: str, neutral: bool) -> dict:
     for (this, other), by_fold in zip(pairs, picked):
         diff = {}
         for fold, (keep_this, dates) in by_fold.items():
-            if keep_this:
-                scored = rows_of(this[split], fold)
-                ours = theirs = _daily(scored, f"pred_{h}", f"target_{h}", neutral)
-            else:
-                ours = _daily(rows_of(other[split], fold), f"pred_{h}", f"target_{h}", neutral)
-                theirs = _daily(rows_of(this[split], fold), f"pred_{h}", f"target_{h}", neutral)
+            theirs = _daily(rows_of(this[split], fold), f"pred_{h}", f"target_{h}", neutral)
+            ours = theirs if keep_this else _daily(rows_of(other[split], fold), f"pred_{h}", f"target_{h}", neutral)
             keep = set(ours) & set(theirs) if dates is None else set(dates) & set(ours) & set(theirs)
             diff.update({t: ours[t] - theirs[t] for t in keep})
         per_pair.append(diff)
