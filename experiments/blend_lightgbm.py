@@ -40,7 +40,7 @@ def main() -> None:
 
     from _folds import market
     from seeds import _daily
-    from atft_kedro.evaluation.metrics import difference_summary
+    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
     from atft_kedro.evaluation.blend import blend, chosen_weights
 
     weights = [float(w) for w in args.weights.split(",")]
@@ -53,7 +53,7 @@ def main() -> None:
     mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
     cell = lambda s: f"{s['mean']:+.4f} [{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}]"  # noqa: E731
     for h in args.horizons.split(","):
-        target, lag = f"target_{h}", int(h.rstrip("d")) - 1
+        target, lag = f"target_{h}", overlap_lag(h)
         # LightGBM's forecasts of every run's validation and test rows (the same rows in every run of a market)
         scored = {split: pl.Series("lgb", data.lightgbm(frames[0].select("Date", "Code", *(["fold"] if "fold" in frames[0].columns else [])), target))
                   for split, frames in splits.items()}  # fmt: skip
@@ -89,7 +89,7 @@ def _with_margin(test, val, h: str, chosen: dict, margin: float, min_stocks: int
     import polars as pl
 
     from atft_kedro.evaluation.blend import _mixed, _scored
-    from atft_kedro.evaluation.metrics import daily_scores, paired_difference
+    from atft_kedro.evaluation.metrics import daily_scores, overlap_lag, paired_difference
 
     by_fold = chosen if "weight" not in chosen else {"fold0": chosen}
     test, scored = _scored(test, h), _scored(val, h).filter(pl.col(f"target_{h}").is_finite())
@@ -98,7 +98,7 @@ def _with_margin(test, val, h: str, chosen: dict, margin: float, min_stocks: int
         fold, w = int(name.removeprefix("fold")), c["weight"]
         rows = scored.filter(pl.col("fold") == fold)
         rows = rows.with_columns(_mixed(rows, w).alias("w"))
-        gain = paired_difference(daily_scores(rows, "w", f"target_{h}", min_stocks), daily_scores(rows, "model_", f"target_{h}", min_stocks), int(h.rstrip("d")) - 1)
+        gain = paired_difference(daily_scores(rows, "w", f"target_{h}", min_stocks), daily_scores(rows, "model_", f"target_{h}", min_stocks), overlap_lag(h))
         w = w if gain["mean"] > margin * gain["se"] else 0.0
         mine = (test["fold"] == fold).to_numpy()
         out[mine], kept[name] = _mixed(test, w).to_numpy()[mine], {"weight": w}

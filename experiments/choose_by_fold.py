@@ -32,26 +32,20 @@ def folds_of(frame) -> list:
     return sorted(frame["fold"].unique().to_list()) if "fold" in frame.columns else [None]
 
 
-def rows_of(frame, fold):
-    import polars as pl
-
-    return frame if fold is None else frame.filter(pl.col("fold") == fold)
-
-
 def choices(pairs, horizon: str, halves: bool) -> list[dict]:
     """Per run pair, {fold: (True where ``this`` is chosen, the dates it is scored on or None)}: the
     setting whose validation forecast ranks the fold's dates (the first half of them with
     ``halves``) higher at ``horizon``; with ``halves`` the second half's dates come beside."""
     import numpy as np
 
-    from seeds import _daily
+    from seeds import _daily, fold_rows
 
     mean = lambda d, keep: float(np.mean([v for t, v in d.items() if t in keep]))  # noqa: E731
     picked = []
     for this, other in pairs:
         by_fold = {}
         for fold in folds_of(this["val"]):
-            daily = [_daily(rows_of(run["val"], fold), f"pred_{horizon}", f"target_{horizon}", False) for run in (this, other)]
+            daily = [_daily(fold_rows(run["val"], fold), f"pred_{horizon}", f"target_{horizon}", False) for run in (this, other)]
             dates = sorted(set(daily[0]) & set(daily[1]))
             first, second = (dates[: len(dates) // 2], dates[len(dates) // 2 :]) if halves else (dates, None)
             by_fold[fold] = (mean(daily[0], set(first)) >= mean(daily[1], set(first)), second)
@@ -64,20 +58,20 @@ def chosen_minus_this(pairs, picked, split: str, h: str, neutral: bool) -> dict:
     (only the dates of the choices where they are given), pooled over folds: mean and interval."""
     import numpy as np
 
-    from seeds import _daily
-    from atft_kedro.evaluation.metrics import difference_summary
+    from seeds import _daily, fold_rows
+    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
 
     per_pair = []
     for (this, other), by_fold in zip(pairs, picked):
         diff = {}
         for fold, (keep_this, dates) in by_fold.items():
-            theirs = _daily(rows_of(this[split], fold), f"pred_{h}", f"target_{h}", neutral)
-            ours = theirs if keep_this else _daily(rows_of(other[split], fold), f"pred_{h}", f"target_{h}", neutral)
+            theirs = _daily(fold_rows(this[split], fold), f"pred_{h}", f"target_{h}", neutral)
+            ours = theirs if keep_this else _daily(fold_rows(other[split], fold), f"pred_{h}", f"target_{h}", neutral)
             keep = set(ours) & set(theirs) if dates is None else set(dates) & set(ours) & set(theirs)
             diff.update({t: ours[t] - theirs[t] for t in keep})
         per_pair.append(diff)
     common = sorted(set.intersection(*(set(d) for d in per_pair)))
-    return difference_summary(np.array([np.mean([d[t] for d in per_pair]) for t in common]), int(h[:-1]) - 1)
+    return difference_summary(np.array([np.mean([d[t] for d in per_pair]) for t in common]), overlap_lag(h))
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ def main() -> None:
     import polars as pl
 
     from _folds import market
+    from atft_kedro.evaluation.metrics import overlap_lag
     from seeds import _daily
 
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -41,7 +42,7 @@ def main() -> None:
     data = market(args.params)
     mean = lambda d: float(np.mean(list(d.values())))  # noqa: E731
     for h in args.horizons.split(","):
-        target, lag = f"target_{h}", int(h.rstrip("d")) - 1
+        target, lag = f"target_{h}", overlap_lag(h)
         # the runs' test rows, each scored by its fold's fit, as the evaluation scores its baselines
         rows = frames[0].select("Date", "Code", *(["fold"] if "fold" in frames[0].columns else []))
         scored = frames[0].with_columns(pl.Series(f"lgb{seed}", data.lightgbm(rows, target, seed)) for seed in seeds)

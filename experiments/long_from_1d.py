@@ -36,7 +36,7 @@ def main() -> None:
     import numpy as np
     import polars as pl
 
-    from atft_kedro.evaluation.metrics import daily_scores, paired_difference
+    from atft_kedro.evaluation.metrics import daily_scores, overlap_lag, paired_difference
     from seeds import settings_report
 
     out = Path(args.out)
@@ -49,7 +49,7 @@ def main() -> None:
         use = []
         for h in LONG:
             own, one = (daily_scores(val, p, f"target_{h}", 20) for p in (f"pred_{h}", "pred_1d"))
-            diff = paired_difference(one, own, int(h[:-1]) - 1)
+            diff = paired_difference(one, own, overlap_lag(h))
             switch = diff["mean"] > args.margin * diff["se"] if args.margin > 0 else float(np.mean(one.rank_ic)) > float(np.mean(own.rank_ic))
             use += [h] if switch else []
             print(f"| {n} (seed {r['seed']}) | {h} | {np.mean(own.rank_ic):+.4f} | {np.mean(one.rank_ic):+.4f} | "

@@ -113,6 +113,13 @@ def _daily(frame, score: str, target: str, neutral: bool, min_stocks: int = 20) 
     return dict(zip(d.dates, d.rank_ic))
 
 
+def fold_rows(frame, fold):
+    """A scored frame's rows of walk-forward fold ``fold`` (the whole frame for None, a run of one fold)."""
+    import polars as pl
+
+    return frame if fold is None else frame.filter(pl.col("fold") == fold)
+
+
 def _rank_average(frames, h: str):
     """The seeds' forecasts of horizon ``h`` as one: per date, the mean over seeds of each stock's
     rank among that date's forecasts (a RankIC depends on ranks only); the first frame's target."""
@@ -148,9 +155,7 @@ def against_best(frames, h: str, neutral: bool, pick: dict | None = None) -> dic
     fold's pick): each seed's mean daily RankIC, every baseline's, the compared one's name ("best")
     and mean, and the paired per-date difference (the seeds' mean that date minus the baseline's)
     with its Newey-West interval."""
-    import polars as pl
-
-    from atft_kedro.evaluation.metrics import difference_summary
+    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
 
     target = f"target_{h}"
     model = [_daily(f, f"pred_{h}", target, neutral) for f in frames]
@@ -163,12 +168,11 @@ def against_best(frames, h: str, neutral: bool, pick: dict | None = None) -> dic
     else:
         best, against = pick_name(pick), {}
         for fold, name in pick.items():
-            rows = frames[0] if fold is None else frames[0].filter(pl.col("fold") == fold)
-            against.update(_daily(rows, cols[name], target, neutral))
+            against.update(_daily(fold_rows(frames[0], fold), cols[name], target, neutral))
     dates = sorted(set.intersection(*(set(m) for m in model), set(against)))
     pooled = np.array([np.mean([m[d] for m in model]) - against[d] for d in dates])
     return {"per_seed": [mean(m) for m in model], "baselines": {b: mean(d) for b, d in base.items()}, "best": best,
-            "baseline": mean(against), **difference_summary(pooled, int(h[:-1]) - 1)}  # fmt: skip
+            "baseline": mean(against), **difference_summary(pooled, overlap_lag(h))}  # fmt: skip
 
 
 def validation_pick(rows: list[dict], h: str) -> dict | None:
@@ -255,12 +259,12 @@ def paired_settings(mine, theirs, h: str, neutral: bool) -> dict:
     """Two settings' scored frames of the same seeds (paired in order) at horizon ``h``: each date's
     RankIC averaged over the runs, each setting's mean, and the difference's mean and Newey-West
     95% interval (lag h - 1)."""
-    from atft_kedro.evaluation.metrics import difference_summary
+    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
 
     a, b = ([_daily(f, f"pred_{h}", f"target_{h}", neutral) for f in frames] for frames in (mine, theirs))
     dates = sorted(set.intersection(*(set(d) for d in a + b)))
     this, other = (np.array([np.mean([d[t] for d in runs]) for t in dates]) for runs in (a, b))  # each date's mean over the runs
-    return {"this": float(this.mean()), "other": float(other.mean()), **difference_summary(this - other, int(h[:-1]) - 1)}
+    return {"this": float(this.mean()), "other": float(other.mean()), **difference_summary(this - other, overlap_lag(h))}
 
 
 def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] | None = None) -> str:
@@ -340,7 +344,7 @@ def blend_lines(frames) -> list[str]:
     {"blend": true}`` in their parameters; other runs: nothing) against each, per horizon, raw and
     with sector means and beta out: its test RankIC per seed and the paired per-date differences
     (each date's RankIC averaged over the seeds) with their intervals."""
-    from atft_kedro.evaluation.metrics import difference_summary
+    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
 
     horizons = [h for h in HORIZONS if f"blend_{h}" in frames[0].columns]
     if not horizons:
@@ -356,7 +360,7 @@ def blend_lines(frames) -> list[str]:
             days = sorted(set.intersection(*(set(d) for d in blend + model), set(lightgbm)))
             b, m = (np.array([np.mean([d[t] for d in side]) for t in days]) for side in (blend, model))
             g = np.array([lightgbm[t] for t in days])
-            lag = int(h[:-1]) - 1
+            lag = overlap_lag(h)
             lines.append(f"| {h} | {'sector means and beta out' if neutral else 'raw'} | {', '.join(f'{np.mean(list(d.values())):.4f}' for d in blend)} | "
                          f"{b.mean():.4f} | {cell(difference_summary(b - m, lag))} | {cell(difference_summary(b - g, lag))} |")  # fmt: skip
     return lines

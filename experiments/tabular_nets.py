@@ -127,11 +127,11 @@ def main() -> None:
 
     from _folds import market
     from atft_kedro.evaluation.baselines import tuned_lightgbm, tuned_ridge
-    from atft_kedro.evaluation.metrics import daily_scores, difference_summary
+    from atft_kedro.evaluation.metrics import daily_scores, difference_summary, overlap_lag
 
     data = market(args.params)
     model_input, names, cfg = data.model_input, data.names, data.cfg
-    target, lag = f"target_{args.horizon}", int(args.horizon.rstrip("d")) - 1
+    target, lag = f"target_{args.horizon}", overlap_lag(args.horizon)
     nets, seeds = args.losses.split(","), [int(s) for s in args.seeds.split(",")]
 
     def ensemble(predictors):

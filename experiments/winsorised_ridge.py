@@ -48,7 +48,7 @@ def main() -> None:
     from _folds import market
     from atft_kedro.evaluation.baselines import tuned_lightgbm
     from atft_kedro.evaluation.importance import feature_groups
-    from atft_kedro.evaluation.metrics import daily_scores
+    from atft_kedro.evaluation.metrics import daily_scores, overlap_lag
 
     data = market(args.params)
     model_input, names, cfg, params = data.model_input, data.names, data.cfg, data.params
@@ -59,7 +59,7 @@ def main() -> None:
     gaussed_all = ranked_market(args.params, stock_groups)
     ranked = ranked_market(args.params, [args.rank_group]) if args.rank_group else data
     skip_alpha = float(params["training"]["linear_ridge_alpha"])
-    target, lag = f"target_{args.horizon}", int(args.horizon.rstrip("d")) - 1
+    target, lag = f"target_{args.horizon}", overlap_lag(args.horizon)
     clips = [float(c) for c in args.clips.split(",")] + [np.inf]
     label = lambda c: "as they are" if c == np.inf else f"at {c:g}"  # noqa: E731
     families = {f"ridge (penalty {skip_alpha:g})": (skip_alpha,), "ridge (penalty tuned)": cfg.ridge_alphas}

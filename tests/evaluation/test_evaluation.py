@@ -197,6 +197,15 @@ def test_newey_west_error_of_overlapping_sums_counts_the_overlap():
     assert newey_west_se(overlapping[:50], 2) == pytest.approx(np.sqrt(by_hand / 50))
 
 
+def test_overlap_lag_is_the_horizon_less_one_day_and_refuses_other_names():
+    from atft_kedro.evaluation.metrics import overlap_lag
+
+    assert [overlap_lag(h) for h in ("1d", "5d", "10d", "20d")] == [0, 4, 9, 19]
+    for bad in ("d", "0d", "5", "5w", "-1d", "1.5d"):
+        with pytest.raises(ValueError, match=repr(bad)):
+            overlap_lag(bad)
+
+
 def test_paired_difference_pairs_dates_and_brackets_the_mean():
     from atft_kedro.evaluation.metrics import DailyScores, paired_difference
 

@@ -39,7 +39,7 @@ import polars as pl
 from atft_kedro.evaluation.backtest import BacktestConfig, BacktestResult, long_short_backtest
 from atft_kedro.evaluation.baselines import BaselineConfig, baseline_frame
 from atft_kedro.evaluation.blend import blend
-from atft_kedro.evaluation.metrics import DailyScores, daily_scores, neutral_scores, paired_difference, summarise
+from atft_kedro.evaluation.metrics import DailyScores, daily_scores, neutral_scores, overlap_lag, paired_difference, summarise
 from atft_kedro.evaluation.report import metrics_document
 
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
@@ -115,7 +115,7 @@ def evaluate_predictions(
             table[h][name] = {**summarise(d), **bt.summary()}
             neutral[h][name] = neutral_scores(frame, col, f"target_{h}", "beta_60d", "Sector33Code", cfg.min_stocks)
             counts[h][name], curves[h][name], daily[h][name] = (len(d.ic), d.skipped_dates), bt, d
-        lag = int(h[:-1]) - 1
+        lag = overlap_lag(h)
         best = max(BASELINES, key=lambda b: _or_low(table[h][b]["rank_ic"]))
         paired[h] = {"best_baseline": best, "lag": lag, **paired_difference(daily[h]["model"], daily[h][best], lag)}
         picked[h] = _against_validation_picks(frame, fitted, h, daily[h], cfg.min_stocks)
@@ -152,7 +152,7 @@ def forecast_parts(frame: pl.DataFrame, h: str, forecast: DailyScores, min_stock
     "adds": the forecast's daily RankIC minus that of the forecast without the path, with its
     Newey-West interval at lag h - 1}}. Paths that are 0 everywhere (absent or off in the model's
     phase) are left out; {} when the frame has no paths."""
-    target, pred, lag = f"target_{h}", f"pred_{h}", int(h[:-1]) - 1
+    target, pred, lag = f"target_{h}", f"pred_{h}", overlap_lag(h)
     columns = {c.removeprefix("part_").removesuffix(f"_{h}"): c for c in frame.columns if c.startswith("part_") and c.endswith(f"_{h}")}
     columns = {path: c for path, c in columns.items() if frame[c].abs().max()}
     if not columns:
@@ -186,7 +186,7 @@ def _against_validation_picks(frame: pl.DataFrame, fitted: dict, h: str, scored:
     test block's own fold's; ``scored``: every scorer's daily RankIC at ``h``) -> the pick ("per
     fold" where the folds differ, each under "folds"), its validation RankIC (the folds' mean), its
     test RankIC and the paired difference."""
-    picks, lag = validation_picks(fitted, h), int(h[:-1]) - 1
+    picks, lag = validation_picks(fitted, h), overlap_lag(h)
     if None in picks:
         daily = scored[picks[None][0]]
     else:  # each test block's rows scored by its own fold's pick

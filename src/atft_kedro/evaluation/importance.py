@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from atft_kedro.evaluation.metrics import daily_scores, paired_difference, summarise
+from atft_kedro.evaluation.metrics import daily_scores, overlap_lag, paired_difference, summarise
 from atft_kedro.training.data import DateDataset
 
 ALL_FEATURES = "all features"
@@ -68,5 +68,5 @@ def group_importance(reference: pl.DataFrame, moved: dict[str, pl.DataFrame], mi
         out[group] = {}
         for h in horizons:
             scores = daily_scores(frame, f"pred_{h}", f"target_{h}", min_stocks)
-            out[group][h] = {"rank_ic_moved": summarise(scores)["rank_ic"], "worth": paired_difference(base[h], scores, int(h[:-1]) - 1)}
+            out[group][h] = {"rank_ic_moved": summarise(scores)["rank_ic"], "worth": paired_difference(base[h], scores, overlap_lag(h))}
     return out

@@ -126,6 +126,13 @@ def newey_west_se(x: np.ndarray, lag: int) -> float:
     return float(np.sqrt(max(long_run, 0.0) / n))
 
 
+def overlap_lag(horizon: str) -> int:
+    """The Newey-West lag for a horizon named like ``"5d"``: its daily RankICs overlap for h - 1 days."""
+    if not (horizon.endswith("d") and horizon[:-1].isdigit() and int(horizon[:-1]) > 0):
+        raise ValueError(f"horizon {horizon!r}: expected a whole number of days such as '1d' or '20d'")
+    return int(horizon[:-1]) - 1
+
+
 def paired_difference(a: DailyScores, b: DailyScores, lag: int) -> dict[str, float]:
     """Per-date RankIC of ``a`` minus ``b`` on the dates both scored -> mean, Newey-West standard
     error at ``lag``, the 95% confidence interval (mean -+ 1.96 se) and the number of dates."""

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from atft_kedro.evaluation.backtest import BacktestResult
-from atft_kedro.evaluation.metrics import DailyScores, difference_summary
+from atft_kedro.evaluation.metrics import DailyScores, difference_summary, overlap_lag
 
 
 def plot_cumulative(results: dict[str, BacktestResult], horizon: str):
@@ -68,7 +68,7 @@ def plot_rank_ic_by_horizon(daily: dict[str, dict[str, DailyScores]], paired: di
     horizons = list(daily)
     width = 0.8 / len(scorers)
     for i, name in enumerate(scorers):
-        cells = [difference_summary(daily[h][name].rank_ic, int(h[:-1]) - 1) for h in horizons]
+        cells = [difference_summary(daily[h][name].rank_ic, overlap_lag(h)) for h in horizons]
         mean = np.array([c["mean"] for c in cells])
         half = np.array([1.96 * c["se"] for c in cells])
         left.bar(np.arange(len(horizons)) + (i - (len(scorers) - 1) / 2) * width, mean, width, yerr=half, capsize=2, label=name,

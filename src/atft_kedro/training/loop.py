@@ -337,8 +337,10 @@ def parameter_groups(model: torch.nn.Module, lr: float, skip_lr_scale: float) ->
     if skip_lr_scale == 1.0:
         return [{"params": list(model.parameters())}]
     skips = {id(p) for part in (model.linear, model.neighbour) if part is not None for p in part.parameters()}
-    rest = [p for p in model.parameters() if id(p) not in skips]
-    return [{"params": rest}, {"params": [p for p in model.parameters() if id(p) in skips], "lr": lr * skip_lr_scale}]
+    rest, linear = [], []
+    for p in model.parameters():
+        (linear if id(p) in skips else rest).append(p)
+    return [{"params": rest}, {"params": linear, "lr": lr * skip_lr_scale}]
 
 
 def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store, followed_by, main=True, validation=None) -> _Progress:

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from atft_kedro.evaluation.metrics import paired_difference
+from atft_kedro.evaluation.metrics import overlap_lag, paired_difference
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN
@@ -365,7 +365,7 @@ def kept_starts(scores: dict, horizons: list[str], none: str, margin: float = 0.
             if BY_DATE not in scores[best]:
                 raise ValueError(f"a start margin of {margin:g} standard errors needs each candidate's RankIC date by date "
                                  "(under BY_DATE), and the scores hold only the means")  # fmt: skip
-            diff = paired_difference(scores[best][BY_DATE][key], scores[none][BY_DATE][key], int(key[:-1]) - 1)
+            diff = paired_difference(scores[best][BY_DATE][key], scores[none][BY_DATE][key], overlap_lag(key))
             if not diff["mean"] > margin * diff["se"]:  # NaN (too few dates): not shown to be better
                 log.info("%s: %s beats %s by %+.4f, within %g standard errors (%.4f): kept %s",
                          key, best, none, diff["mean"], margin, diff["se"], none)  # fmt: skip
