@@ -138,19 +138,25 @@ def bagged_lightgbm(model_input, feature_names, target, train_dates, val_dates, 
     return forecast, {"trees": [info["trees"] for _, info in fits], "val_rank_ic": score}
 
 
-def ridge_solve(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Ridge coefficients of ``y`` on ``x [rows, features]`` plus an unpenalised intercept (last).
+def ridge_solve(x: np.ndarray, y: np.ndarray, alpha: float, weights: np.ndarray | None = None) -> np.ndarray:
+    """Ridge coefficients of ``y`` on ``x [rows, features]`` plus an unpenalised intercept (last);
+    with ``weights`` (one per row), of the weighted squared error: the ordinary fit of the rows
+    (the intercept's column included) scaled by the weights' square roots.
 
     The products run on one torch thread, so the coefficients are the same bits however many threads
     the process has: numpy's BLAS splits ``x.T @ x`` by its thread count and rounds differently with
     each, and training starts its linear paths at these fits (safe mode repeats to the bit)."""
     import torch
 
-    x = torch.from_numpy(np.hstack([x.astype(np.float64), np.ones((len(x), 1))]))
+    design, y = np.hstack([x.astype(np.float64), np.ones((len(x), 1))]), y.astype(np.float64)
+    if weights is not None:
+        root = np.sqrt(np.asarray(weights, dtype=np.float64))
+        design, y = design * root[:, None], y * (root if y.ndim == 1 else root[:, None])
+    x = torch.from_numpy(design)
     penalty = alpha * torch.eye(x.shape[1], dtype=torch.float64)
     penalty[-1, -1] = 0.0
     with torch_threads(1):
-        return torch.linalg.solve(x.T @ x + penalty, x.T @ torch.from_numpy(y.astype(np.float64))).numpy()
+        return torch.linalg.solve(x.T @ x + penalty, x.T @ torch.from_numpy(y)).numpy()
 
 
 def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.ndarray) -> np.ndarray:
