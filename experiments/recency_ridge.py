@@ -71,10 +71,10 @@ def main() -> None:
 
     pooled = []
     for fold, _, rows, x in data.folds(target):
-        days = {s: f["Date"].to_numpy() for s, f in rows.items()}
-        y = {s: f[target].to_numpy().astype(np.float64) for s, f in rows.items()}
-        if np.any(np.diff(days["train"]) < np.timedelta64(0)):
-            raise SystemExit("the training rows are not in date order")
+        order = {s: np.argsort(f["Date"].to_numpy(), kind="stable") for s, f in rows.items()}  # date order: ranked_by_date's blocks
+        days = {s: f["Date"].to_numpy()[order[s]] for s, f in rows.items()}
+        y = {s: f[target].to_numpy().astype(np.float64)[order[s]] for s, f in rows.items()}
+        x = {s: v[order[s]] for s, v in x.items()}
         sizes = np.unique(days["train"], return_counts=True)[1]
         fitted_on = {"raw": y["train"], "rank": ranked_by_date(y["train"][:, None], sizes)[:, 0]}
         val_dates = np.unique(days["val"])

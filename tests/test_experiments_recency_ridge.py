@@ -1,0 +1,43 @@
+"""experiments/recency_ridge.py and the row weights it gives ``ridge_solve``: recent dates weigh more."""
+
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+from recency_ridge import by_date, recency_weights  # noqa: E402
+
+from atft_kedro.evaluation.baselines import ridge_solve  # noqa: E402
+
+
+def test_weighted_ridge_is_the_ridge_of_rows_repeated_by_their_weights():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 4)), rng.normal(size=30)
+    w = rng.integers(1, 4, size=30)
+    repeated = np.repeat(np.arange(30), w)
+    weighted = ridge_solve(x, y, 5.0, weights=w)
+    assert weighted == pytest.approx(ridge_solve(x[repeated], y[repeated], 5.0), abs=1e-10)
+    assert not np.allclose(weighted, ridge_solve(x, y, 5.0))
+    assert ridge_solve(x, y, 5.0, weights=np.ones(30)).tobytes() == ridge_solve(x, y, 5.0).tobytes()
+
+
+def test_recency_weights_halve_every_half_life_and_average_one():
+    days = np.repeat([date(2024, 1, 1) + timedelta(days=d) for d in (0, 1, 3, 4, 7)], 3)  # five dates, three rows each
+    w = recency_weights(days, 2.0)
+    assert w.mean() == pytest.approx(1.0)
+    per_date = w[::3]
+    assert np.all(w == np.repeat(per_date, 3))
+    assert per_date / per_date[-1] == pytest.approx(0.5 ** (np.arange(4, -1, -1) / 2.0))  # age in dates, not calendar days
+    assert np.all(recency_weights(days, np.inf) == 1.0)
+
+
+def test_by_date_keeps_the_dates_with_enough_stocks():
+    days = np.array([1] * 5 + [2] * 3)
+    score = np.array([1, 2, 3, 4, 5, 1, 2, 3], dtype=float)
+    y = np.array([5, 4, 3, 2, 1, 1, 2, 3], dtype=float)
+    assert by_date(days, score, y, min_stocks=4) == {1: pytest.approx(-1.0)}
+    assert by_date(days, score, y, min_stocks=3) == {1: pytest.approx(-1.0), 2: pytest.approx(1.0)}
