@@ -8,10 +8,11 @@ The skip's start (``training.skip_clips``, ``skip_targets``) is the ridge at the
 the training dates' targets as they are or as per-date ranks, the candidate validation ranks best
 kept. Here each candidate is also fitted with the training rows weighted by ``0.5 ** (age /
 half-life)``, age the trading dates from the fold's last training date, the weights scaled to mean 1
-so the penalty weighs as without them, for each of ``--halflives``. Per fold it prints each
-family's (one half-life, every clip and target) best validation RankIC, then the choice made on
+so the penalty weighs as without them, for each of ``--halflives``; and, unweighted, at each of
+``--alphas`` in place of the skip's penalty. Per fold it prints each family's (one half-life or
+penalty, every clip and target) best validation RankIC, then the choice made on
 validation's first half and scored on its later half: the start as it is chosen today (no weights)
-against the same choice with the weighted candidates beside it, paired per date (Newey-West at lag
+against the same choice with the other families' candidates beside it, paired per date (Newey-West at lag
 h - 1), and pooled over the folds. The test split is never read.
 """
 
@@ -51,7 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--params", default="{}", help="parameters merged into conf/base's, as JSON")
     parser.add_argument("--horizon", default="1d")
-    parser.add_argument("--halflives", default="500,250,125", help="half-lives in trading dates, comma-separated")
+    parser.add_argument("--halflives", default="500,250,125", help="half-lives in trading dates, comma-separated ('' for none)")
+    parser.add_argument("--alphas", default="", help="penalties to try in place of the skip's, unweighted, comma-separated")
     args = parser.parse_args()
 
     import numpy as np
@@ -66,8 +68,9 @@ def main() -> None:
     alpha, clips = float(training["linear_ridge_alpha"]), [math.inf, *sorted(set(training["skip_clips"]))]
     kinds = list(training["skip_targets"])
     target, lag, min_stocks = f"target_{args.horizon}", overlap_lag(args.horizon), data.cfg.min_stocks
-    halflives = [math.inf] + [float(h) for h in args.halflives.split(",")]
-    label = lambda h: "no weights (today's start)" if math.isinf(h) else f"half-life {h:g} dates"  # noqa: E731
+    numbers = lambda text: [float(v) for v in text.split(",") if v]  # noqa: E731
+    families = [(math.inf, alpha)] + [(h, alpha) for h in numbers(args.halflives)] + [(math.inf, a) for a in numbers(args.alphas) if a != alpha]
+    label = lambda f: ("today's start" if f == families[0] else f"half-life {f[0]:g} dates" if f[1] == alpha else f"penalty {f[1]:g}")  # noqa: E731
 
     pooled = []
     for fold, _, rows, x in data.folds(target):
@@ -79,21 +82,21 @@ def main() -> None:
         fitted_on = {"raw": y["train"], "rank": ranked_by_date(y["train"][:, None], sizes)[:, 0]}
         val_dates = np.unique(days["val"])
         first = days["val"] <= val_dates[len(val_dates) // 2 - 1]
-        scores = {}  # (half-life, clip, kind) -> {date: RankIC} on validation
-        for h in halflives:
-            w = recency_weights(days["train"], h)
+        scores = {}  # ((half-life, penalty), clip, kind) -> {date: RankIC} on validation
+        for family in families:
+            w = recency_weights(days["train"], family[0])
             for c in clips:
                 for kind in kinds:
-                    coef = ridge_solve(np.clip(x["train"], -c, c), fitted_on[kind], alpha, weights=w)
-                    scores[h, c, kind] = by_date(days["val"], np.clip(x["val"], -c, c) @ coef[:-1], y["val"], min_stocks)
+                    coef = ridge_solve(np.clip(x["train"], -c, c), fitted_on[kind], family[1], weights=w)
+                    scores[family, c, kind] = by_date(days["val"], np.clip(x["val"], -c, c) @ coef[:-1], y["val"], min_stocks)
         mean = lambda d, keep=None: float(np.mean([v for k, v in d.items() if keep is None or k in keep]))  # noqa: E731
         early = set(days["val"][first].tolist())
         later = sorted(set(days["val"][~first].tolist()))
         print(f"\nfold {fold}, validation RankIC ({args.horizon}) of each family's best candidate (all of validation):")
-        for h in halflives:
-            best = max((k for k in scores if k[0] == h), key=lambda k: mean(scores[k]))
-            print(f"  {label(h)}: {mean(scores[best]):.4f} (clip {best[1]:g}, {best[2]} targets)")
-        today = max((k for k in scores if math.isinf(k[0])), key=lambda k: mean(scores[k], early))
+        for family in families:
+            best = max((k for k in scores if k[0] == family), key=lambda k: mean(scores[k]))
+            print(f"  {label(family)}: {mean(scores[best]):.4f} (clip {best[1]:g}, {best[2]} targets)")
+        today = max((k for k in scores if k[0] == families[0]), key=lambda k: mean(scores[k], early))
         widened = max(scores, key=lambda k: mean(scores[k], early))
         diff = np.array([scores[widened][d] - scores[today][d] for d in later])
         pooled.append(diff)
