@@ -42,6 +42,55 @@ def one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
+class MissingInputsError(click.ClickException):
+    """A run of part of the project reads datasets that an earlier pipeline writes and that are not
+    there yet. A ClickException: the command line prints the message, not a traceback."""
+
+
+# the order a full run makes them in: the order to name the pipelines that would
+DATA_ORDER = ("data_engineering", "graph_construction", "training", "evaluation", "inference")
+
+
+class MissingInputsHook:
+    """Before a run of part of the project (``--pipelines training``, ``--from-nodes ...``): every
+    dataset it reads that another pipeline writes must be there. If one is not, the run stops
+    before any node (and before kedro-mlflow opens a run: ``tryfirst``) and says which are missing
+    and which pipelines make them, instead of a traceback about a missing file from the first node
+    that loads one. Datasets no node writes (the checkpoint store, credentials) are the nodes' own
+    business."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, pipeline, catalog, **kwargs) -> None:
+        problem = missing_inputs(pipeline, catalog, project_pipelines())
+        if problem:
+            raise MissingInputsError(problem)
+
+
+def project_pipelines() -> dict:
+    """Every pipeline of ``DATA_ORDER`` by name, built from its package (during a run Kedro's
+    registry holds only the pipelines the command names)."""
+    import importlib
+
+    return {name: importlib.import_module(f"atft_kedro.pipelines.{name}").create_pipeline() for name in DATA_ORDER}
+
+
+def missing_inputs(pipeline, catalog, registered: dict) -> str | None:
+    """What ``pipeline`` reads from datasets a pipeline of ``registered`` ({name: pipeline} for the
+    names of ``DATA_ORDER``) writes that ``catalog`` does not hold yet, and the command that makes
+    them -> the message, or None when nothing is missing."""
+    makers = {}
+    for name in DATA_ORDER:
+        for dataset in registered[name].all_outputs():
+            makers.setdefault(dataset, name)
+    missing = [d for d in sorted(pipeline.inputs()) if d in makers and not catalog.exists(d)]
+    if not missing:
+        return None
+    needed = sorted({makers[d] for d in missing}, key=DATA_ORDER.index)
+    listed = "; ".join(f"from {name}: {', '.join(d for d in missing if makers[d] == name)}" for name in needed)
+    return (f"this run reads datasets that are not there yet ({listed}). Make them first with "
+            f"`kedro run --pipelines {','.join(needed)}` (or run everything with `kedro run`), then repeat this command.")
+
+
 class TrackingHook:
     """Logs into the MLflow run that kedro-mlflow opens for every ``kedro run`` (its own hook logs the
     parameters): each phase's per-epoch history, ``metrics.json`` flattened, the report and the

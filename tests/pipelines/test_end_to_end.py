@@ -67,6 +67,14 @@ def test_bad_data_is_said_on_one_line_before_the_traceback(project, stocknet_dir
     assert err.index(line) < err.index("Traceback")
 
 
+def test_a_pipeline_before_its_inputs_stops_with_what_to_run_first(tmp_path):
+    fresh = copy_project(tmp_path)
+    err = _kedro(fresh, "--pipelines", "training", "--params", TINY + ",phase=2", ok=False).stderr
+    assert "Error: this run reads datasets that are not there yet (from data_engineering: data_fingerprint" in err
+    assert "`kedro run --pipelines data_engineering,graph_construction`" in err and "Traceback" not in err
+    assert not (fresh / "data").exists() or not any((fresh / "data").rglob("*.parquet"))  # no node ran
+
+
 def test_kedro_run_runs_all_four_pipelines(project):
     out = _kedro(project, "--params", TINY)
     text = out.stdout + out.stderr

@@ -1,0 +1,49 @@
+"""The project's hooks: a run of part of the project stops before any node when what it reads from
+an earlier pipeline is not there, and says what to run."""
+
+import click
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline
+from kedro_datasets.json import JSONDataset
+
+from atft_kedro.hooks import MissingInputsError, MissingInputsHook, missing_inputs, project_pipelines
+
+
+def _catalog(tmp_path, present: set[str], names) -> DataCatalog:
+    """Each of ``names`` in memory (there) if in ``present``, else a JSON file that does not exist."""
+    return DataCatalog({n: MemoryDataset(0) if n in present else JSONDataset(filepath=str(tmp_path / f"{n}.json")) for n in names})
+
+
+def test_a_pipeline_run_alone_names_what_is_missing_and_the_pipelines_that_make_it(tmp_path):
+    pipelines = project_pipelines()
+    training = pipelines["training"]
+    made_before = {"data_fingerprint", "feature_manifest", "graphs", "market_context", "market_features", "model_input", "splits"}
+    assert made_before <= training.inputs()
+    catalog = _catalog(tmp_path, set(), training.inputs() - {"params:training", "params:phase", "params:normalisation"})
+    message = missing_inputs(training, catalog, pipelines)
+    assert message.startswith("this run reads datasets that are not there yet (from data_engineering: data_fingerprint, feature_manifest, "
+                              "market_context, market_features, model_input, splits; from graph_construction: graphs)")  # fmt: skip
+    assert "`kedro run --pipelines data_engineering,graph_construction`" in message
+    assert "checkpoints" not in message  # no node writes the store: the training node says what it misses there
+
+    catalog = _catalog(tmp_path, made_before, training.inputs())
+    assert missing_inputs(training, catalog, pipelines) is None
+    evaluation = pipelines["evaluation"]
+    catalog = _catalog(tmp_path, evaluation.inputs() - {"model"}, evaluation.inputs())
+    assert missing_inputs(evaluation, catalog, pipelines).endswith(
+        "(from training: model). Make them first with `kedro run --pipelines training` (or run everything with `kedro run`), then repeat this command.")
+
+
+def test_the_whole_run_needs_nothing_made_before_it(tmp_path):
+    pipelines = project_pipelines()
+    whole = sum(pipelines.values(), Pipeline([]))  # inference too: what it reads, the others make
+    assert missing_inputs(whole, _catalog(tmp_path, set(), whole.inputs()), pipelines) is None
+
+
+def test_the_hook_stops_the_run_as_a_command_line_error_before_other_hooks(tmp_path):
+    training = project_pipelines()["training"]
+    with pytest.raises(MissingInputsError, match="from graph_construction: graphs") as raised:
+        MissingInputsHook().before_pipeline_run(pipeline=training, catalog=_catalog(tmp_path, set(), training.inputs()), run_params={})
+    assert isinstance(raised.value, click.ClickException)  # the command line prints its message, no traceback
+    assert MissingInputsHook.before_pipeline_run.kedro_impl["tryfirst"]  # before kedro-mlflow opens a run
