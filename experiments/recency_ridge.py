@@ -37,14 +37,9 @@ def recency_weights(days, halflife: float):
 def by_date(days, score, y, min_stocks: int) -> dict:
     """{date: Spearman correlation of ``score`` and ``y`` among its rows} for the dates with at
     least ``min_stocks`` rows."""
-    import polars as pl
+    from atft_kedro.evaluation.baselines import daily_rank_ic
 
-    d = (
-        pl.DataFrame({"d": days, "s": score, "y": y})
-        .group_by("d", maintain_order=True)
-        .agg(pl.len().alias("n"), pl.corr("s", "y", method="spearman").alias("r"))
-        .filter((pl.col("n") >= min_stocks) & pl.col("r").is_not_nan())
-    )
+    d = daily_rank_ic(days, score, y, min_stocks)
     return dict(zip(d["d"].to_list(), d["r"].to_list()))
 
 

@@ -59,14 +59,20 @@ def _rows(model_input: pl.DataFrame, feature_names: list[str], target: str, date
     )
 
 
-def mean_daily_rank_ic(dates: np.ndarray, score: np.ndarray, target: np.ndarray, min_stocks: int) -> float:
-    """The mean over dates (with at least ``min_stocks`` rows) of the Spearman correlation."""
-    per_date = (
+def daily_rank_ic(dates: np.ndarray, score: np.ndarray, target: np.ndarray, min_stocks: int) -> pl.DataFrame:
+    """Per date with at least ``min_stocks`` rows, in the order the dates first come: the Spearman
+    correlation of ``score`` and ``target`` -> frame (d, n, r)."""
+    return (
         pl.DataFrame({"d": dates, "s": score, "y": target})
-        .group_by("d", maintain_order=True)  # the dates in order: the mean sums them the same way in every run, to the bit
+        .group_by("d", maintain_order=True)  # the dates in order: a mean sums them the same way in every run, to the bit
         .agg(pl.len().alias("n"), pl.corr("s", "y", method="spearman").alias("r"))
         .filter((pl.col("n") >= min_stocks) & pl.col("r").is_not_nan())
     )
+
+
+def mean_daily_rank_ic(dates: np.ndarray, score: np.ndarray, target: np.ndarray, min_stocks: int) -> float:
+    """The mean over dates (with at least ``min_stocks`` rows) of the Spearman correlation."""
+    per_date = daily_rank_ic(dates, score, target, min_stocks)
     return float(per_date["r"].mean()) if per_date.height else float("nan")
 
 
