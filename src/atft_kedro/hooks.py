@@ -130,6 +130,20 @@ class TrackingHook:
             tracking.log_model(data)
 
 
+class SummaryHook:
+    """At the end of a run that evaluated the model, the headline numbers on the terminal (every
+    scorer's test RankIC by horizon and the model against the best baseline) and where the report
+    is. Printed, not logged: the rich handler wraps a table's lines at the console's width."""
+
+    @hook_impl
+    def after_pipeline_run(self, pipeline, catalog, **kwargs) -> None:
+        from atft_kedro.evaluation.report import console_summary
+
+        if "metrics" in pipeline.all_outputs() and torchrun_rank() == 0:
+            report = getattr(catalog.get("evaluation_report"), "_filepath", "data/08_reporting/evaluation_report.md")
+            click.echo(f"\n{console_summary(catalog.load('metrics'))}\nThe report, with every metric and the plots beside it: {report}")
+
+
 class DistributedRanksHook:
     """Under ``torchrun`` every rank runs the same pipeline, and rank 0 alone writes what it
     produces: on the other ranks the pipeline's outputs stay in memory (two processes never write

@@ -421,3 +421,16 @@ def test_the_report_says_which_checkpoint_the_model_is():
     made = {"model": {"phase": 3, "epoch": -1, "validation": 0.0795, "seed": 0, "saved_at": "t"}, "data": None}
     context = {"source": "synthetic", "n_dates": 1, "start": "a", "end": "b", "n_stocks": 2, "quantile": 0.2, "cost_bp": 0, "provenance": made}
     assert "The model: phase 3, its start, which no epoch beat on validation (0.0795), training seed 0" in markdown_report(doc, {"1d": {"model": (1, 0)}}, context)
+
+
+def test_the_console_summary_lines_up_every_scorer_and_the_paired_difference():
+    from atft_kedro.evaluation.report import console_summary
+
+    rows = {h: {"model": {"rank_ic": v}, "ridge": {"rank_ic": -v / 2}, "oracle": {"rank_ic": None}} for h, v in (("1d", 0.0482), ("20d", 0.0166))}
+    paired = {"1d": {"best_baseline": "ridge", "mean": 0.07245, "ci95_low": 0.0236, "ci95_high": 0.1213, "dates": 80}}
+    lines = console_summary({"horizons": rows, "paired": paired}).splitlines()
+    assert lines[1].split() == ["1d", "20d"] and lines[2].split() == ["model", "0.0482", "0.0166"]
+    assert lines[3].split() == ["ridge", "-0.0241", "-0.0083"] and lines[4].split() == ["oracle", "n/a", "n/a"]
+    assert len({len(line) for line in lines[1:5]}) == 1  # one width: the columns line up
+    assert lines[-1] == "    1d  +0.0725 [+0.0236, +0.1213] against ridge, 80 dates"
+    assert "minus the best" not in console_summary({"horizons": rows})

@@ -81,6 +81,22 @@ def _against(document: dict, h: str, baseline_rank_ic: float | None, difference:
             f"{_interval(difference)} | {difference['dates']} |")  # fmt: skip
 
 
+def console_summary(document: dict) -> str:
+    """What a run's evaluation found, for the terminal at its end: every scorer's test RankIC by
+    horizon, then the model minus the best baseline on test with its 95% interval."""
+    horizons = list(document["horizons"])
+    scorers = list(document["horizons"][horizons[0]])
+    width = max(len(s) for s in scorers) + 2
+    lines = ["Test RankIC:", " " * width + "".join(f"{h:>9}" for h in horizons)]
+    for s in scorers:
+        lines.append(f"{s:<{width}}" + "".join(f"{_num(document['horizons'][h][s]['rank_ic']):>9}" for h in horizons))
+    if "paired" in document:
+        lines.append("The model minus the best baseline on test, per date (95% Newey-West interval):")
+        for h, p in document["paired"].items():
+            lines.append(f"  {h:>4}  {_num(p['mean'], '+.4f')} {_interval(p)} against {p['best_baseline']}, {p['dates']} dates")
+    return "\n".join(lines)
+
+
 def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]], context: dict) -> str:
     lines = [
         "# Evaluation on the test split",
