@@ -47,7 +47,7 @@ class MissingInputsError(click.ClickException):
     there yet. A ClickException: the command line prints the message, not a traceback."""
 
 
-# the order a full run makes them in: the order to name the pipelines that would
+# the project's pipelines in the order a full run makes their data: the order a command names them in
 DATA_ORDER = ("data_engineering", "graph_construction", "training", "evaluation", "inference")
 
 
