@@ -81,6 +81,8 @@ def test_kedro_run_runs_all_four_pipelines(project):
     assert "WARNING" not in text, text[-3000:]  # a plain run greets nobody with warnings
     summary = out.stdout[out.stdout.rindex("Test RankIC:") :]  # the headline numbers at the end, and where the rest is
     assert "The model minus the best baseline on test" in summary and summary.rstrip().endswith("evaluation_report.md")
+    epoch = [line for line in (project / "info.log").read_text().splitlines() if "phase 0 epoch 0: loss " in line]
+    assert epoch and "val RankIC {'1d': " in epoch[-1]  # every record also in info.log, one line each (conf/logging.yml)
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert set(metrics["horizons"]) == {"1d", "5d", "10d", "20d"}
     assert set(metrics["horizons"]["1d"]) == {"model", "momentum_20d", "reversal_1d", "ridge", "lightgbm", "oracle"}  # no blend by default
