@@ -5,7 +5,8 @@
 
 Builds the synthetic market through the library functions the pipelines call, then trains phase 2
 (everything on: FAN, GAT, all horizons) for one epoch over the same training dates in each mode,
-from the same initial weights. Safe: one date per step, one process, torch reference GAT.
+from the same initial weights. Safe: one date per step, one process, one thread, torch reference
+GAT; with more than one core also safe mode on all of them (``training.threads: 0``).
 Optimized: ``--dates-per-batch`` dates per step (block-diagonal graph), the fused Triton kernel and
 bf16 autocast when CUDA is present, DataLoader workers on memory-mapped arrays. On CUDA also
 optimized with ``cuda_graph`` (the step recorded once and replayed, batches padded to static shapes). Then counts what
@@ -67,6 +68,8 @@ def main() -> None:
             "safe": TrainConfig(mode="safe", epochs=1),
             "optimized": TrainConfig(mode="optimized", epochs=1, dates_per_batch=args.dates_per_batch, num_workers=args.workers),
         }
+        if torch.get_num_threads() > 1:  # safe mode on every core (training.threads: 0) instead of one thread
+            modes["safe_all_threads"] = dataclasses.replace(modes["safe"], threads=0)
         if torch.cuda.is_available():  # the step recorded once in a CUDA graph and replayed
             modes["optimized_cuda_graph"] = dataclasses.replace(modes["optimized"], cuda_graph=True)
         seconds = {name: [] for name in modes}
@@ -87,7 +90,9 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "dates_per_batch": args.dates_per_batch, "workers": args.workers,
         "seconds_per_epoch": {k: round(v, 2) for k, v in best.items()},
         "all_runs": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
+        "threads": torch.get_num_threads(),
         "speedup_optimized_vs_safe": round(best["safe"] / best["optimized"], 2),
+        **({"speedup_safe_all_threads_vs_safe": round(best["safe"] / best["safe_all_threads"], 2)} if "safe_all_threads" in best else {}),
         **({"speedup_cuda_graph_vs_optimized": round(best["optimized"] / best["optimized_cuda_graph"], 2)} if "optimized_cuda_graph" in best else {}),
         "host_reads_optimized": reads,
     }, indent=1))  # fmt: skip

@@ -52,6 +52,25 @@ def test_two_safe_runs_with_one_seed_are_identical(prepared, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_safe_mode_trains_on_its_thread_count_and_repeats_the_bits_at_it(prepared, tmp_path, caplog):
+    """``training.threads``: safe mode on two threads (the count in force while it trains, the
+    process's restored after); two runs at that count give the same weights."""
+    seen, before = [], torch.get_num_threads()
+    with caplog.at_level("INFO"):
+        a = _train(prepared, CheckpointStore(tmp_path / "a"), epochs=1, threads=2, on_epoch_end=lambda e: seen.append(torch.get_num_threads()))
+    b = _train(prepared, CheckpointStore(tmp_path / "b"), epochs=1, threads=2)
+    assert seen == [2] and torch.get_num_threads() == before and "safe mode, 2 threads" in caplog.text
+    np.testing.assert_equal(_without_seconds(a), _without_seconds(b))
+    wa, wb = CheckpointStore(tmp_path / "a").load(0, "last")["model"], CheckpointStore(tmp_path / "b").load(0, "last")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("threads", [-1, 1.5, True])
+def test_a_thread_count_that_is_not_a_whole_number_is_a_clear_error(threads):
+    with pytest.raises(ValueError, match="training threads is safe mode's torch thread count"):
+        small_config(threads=threads)
+
+
 def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path):
     whole = CheckpointStore(tmp_path / "whole")
     _train(prepared, whole, epochs=3)

@@ -42,7 +42,8 @@ def parse_phases(phase) -> list[int]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    mode: str = "safe"  # safe: one process, one thread, deterministic | optimized: multi-date batches, all threads, workers
+    mode: str = "safe"  # safe: one process, one date a step, deterministic | optimized: multi-date batches, all threads, workers
+    threads: int = 1  # safe mode's torch threads (0: the process's count, all cores unless OMP_NUM_THREADS says less): reruns repeat the bits at any one count
     epochs: int | dict = 6  # per phase at most: one number for all, or {phase: epochs} for every phase
     patience: int | dict = 2  # epochs in a row without a better validation score before a phase stops: one number, or {phase: patience}
     lr: float = 1e-3
@@ -79,6 +80,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.mode not in ("safe", "optimized"):
             raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"training threads is safe mode's torch thread count, a whole number >= 0 (0: all), got {self.threads!r}")
         if self.targets not in ("raw", "neutral"):
             raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
         for name in ("epochs", "patience"):

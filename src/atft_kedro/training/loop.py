@@ -124,15 +124,17 @@ def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phas
 
 
 @contextlib.contextmanager
-def _mode_settings(mode: str):
-    """Safe mode runs on one CPU thread, as the seed's safe mode did (results then do not depend on
-    the machine's core count, and nothing can oversubscribe), with torch's deterministic algorithms.
-    Optimized mode keeps every thread and the fast algorithms. Both are restored on the way out, so
-    a safe run never slows an optimized one after it in the same process."""
+def _mode_settings(mode: str, threads: int = 1):
+    """Safe mode runs with torch's deterministic algorithms on ``threads`` CPU threads (0: the
+    process's count): by default one, as the seed's safe mode did, so results do not depend on the
+    machine's core count and nothing can oversubscribe. A rerun at the same count repeats the bits;
+    another count sums in another order (docs/reproducibility.md). Optimized mode keeps every
+    thread and the fast algorithms. Both are restored on the way out, so a safe run never slows an
+    optimized one after it in the same process."""
     deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(mode == "safe", warn_only=True)
     try:
-        with torch_threads(1 if mode == "safe" else torch.get_num_threads()):
+        with torch_threads((threads or torch.get_num_threads()) if mode == "safe" else torch.get_num_threads()):
             yield
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
@@ -155,7 +157,7 @@ def train_phase(
     """Train one phase; returns its per-epoch history. Checkpoints go to ``store``. ``followed_by``:
     the phases this run trains next (a phase trained again makes the later ones stale, and the log
     names those that no one is about to retrain)."""
-    with _mode_settings(cfg.mode):
+    with _mode_settings(cfg.mode, cfg.threads):
         return _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress, followed_by)
 
 
@@ -209,10 +211,11 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     torch.manual_seed(cfg.seed)
     model = build_model(arrays, graphs, cfg, phase, device)
     spec = PHASES[phase]
+    threads = torch.get_num_threads()  # the mode's, set by _mode_settings
     log.info("phase %d: FAN %s, GAT %s, horizons %s; %s parameters on %s, %s mode%s",
              phase, _on(spec.use_fan), _on(spec.use_gat), list(spec.horizons),
              f"{sum(p.numel() for p in model.parameters()):,}", device, cfg.mode,
-             f", {ranks.world} processes" if ranks.parallel else "")  # fmt: skip
+             f", {ranks.world} processes" if ranks.parallel else f", {threads} thread{'s' if threads > 1 else ''}" if device.type == "cpu" else "")  # fmt: skip
     resident = resident_dates(arrays, graphs, cfg, device, phase)
     capture = _captures(cfg, device, resident, ranks, phase)
     # fused: one kernel (CPU or CUDA) for all parameters instead of ~50 small ops per tensor
