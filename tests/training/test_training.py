@@ -91,6 +91,47 @@ def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path):
     np.testing.assert_equal(_without_seconds(whole.load(0, "last")["history"]), _without_seconds(history))
 
 
+def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp_path, caplog, monkeypatch):
+    """``phase=all`` killed in phase 2: run again, it keeps phases 0 and 1 (not trained again),
+    resumes phase 2 and trains phase 3, to the weights of a run never interrupted. Other settings,
+    ``resume: false``, or a run that finished train everything again."""
+    import dataclasses
+
+    import atft_kedro.pipelines.training.nodes as nodes
+    from atft_kedro.training.loop import finished_before
+
+    arrays = dataclasses.replace(prepared["arrays"], data_fingerprint={"id": "tiny"})
+    cfg = small_config(epochs={"0": 1, "1": 1, "2": 2, "3": 1})
+    args = (arrays, prepared["graphs"], prepared["splits"], prepared["manifest"])
+    whole, broken = CheckpointStore(tmp_path / "whole"), CheckpointStore(tmp_path / "broken")
+    nodes.train_model(*args, whole, "all", cfg)
+
+    def killed_in_phase_2(phase, *a, **kw):
+        def kill(epoch):
+            if phase == 2:
+                raise KeyboardInterrupt
+        return train_phase(phase, *a, **kw, on_epoch_end=kill)
+
+    with monkeypatch.context() as m:
+        m.setattr(nodes, "train_phase", killed_in_phase_2)
+        with pytest.raises(KeyboardInterrupt):
+            nodes.train_model(*args, broken, "all", cfg)
+    sequence = [(broken, p) for p in range(4)]
+    assert finished_before(sequence, cfg, arrays) == 2
+    assert finished_before(sequence, dataclasses.replace(cfg, lr=1e-3), arrays) == 0
+    assert finished_before(sequence, dataclasses.replace(cfg, resume=False), arrays) == 0
+    assert finished_before(sequence, cfg, dataclasses.replace(arrays, data_fingerprint={"id": "other"})) == 0
+    before = [broken.load(p, "last")["saved_ns"] for p in (0, 1)]
+    with caplog.at_level("INFO"):
+        _, model = nodes.train_model(*args, broken, "all", cfg)
+    assert "continuing an interrupted run of these data and settings: phase 0, phase 1 finished before, kept" in caplog.text
+    assert "phase 2: resuming after epoch 0" in caplog.text and "phase 0 ran before" not in caplog.text
+    assert [broken.load(p, "last")["saved_ns"] for p in (0, 1)] == before  # not trained again
+    expected = whole.load(3, "best")["model"]
+    assert all(torch.equal(model["model"][k], expected[k]) for k in expected)
+    assert finished_before(sequence, cfg, arrays) == 0  # a finished run: the next one trains it all
+
+
 def test_phase_two_without_phase_one_is_a_clear_error(prepared, tmp_path):
     with pytest.raises(TrainingError, match=r"run phase=1 first \(kedro run --pipelines training --params phase=1\)"):
         _train(prepared, CheckpointStore(tmp_path), phase=2)

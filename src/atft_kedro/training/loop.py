@@ -174,6 +174,25 @@ def _warn_retraining(phase: int, store: CheckpointStore, followed_by: tuple[int,
                 phase, store.path(phase, "last").parent, stale)  # fmt: skip
 
 
+def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfig, arrays: TrainingArrays) -> int:
+    """How many of ``sequence`` (a run's phases in the order it trains them, each with the store
+    of its fold) an interrupted run of the same data and training settings finished: the longest
+    prefix whose last checkpoints are finished, of these data and ``cfg``, each saved after the one
+    before it (so none is stale). A run that continues after them trains only the rest, the first
+    of which resumes where it stopped if it had begun. 0 with ``cfg.resume`` off, and when the
+    whole sequence is finished: that run was not interrupted, and a new one trains everything."""
+    if not cfg.resume:
+        return 0
+    settings, done, after = asdict(cfg), 0, 0
+    for store, phase in sequence:
+        last = store.load(phase, "last") if store.exists(phase, "last") else None
+        if (last is None or not last.get("finished") or last.get("saved_ns", -1) < after or arrays.data_fingerprint is None
+                or not _same_data(last, arrays) or last["config"].get("train") != settings):  # fmt: skip
+            break
+        done, after = done + 1, last["saved_ns"]
+    return 0 if done == len(sequence) else done
+
+
 def _same_data(checkpoint: dict, arrays: TrainingArrays) -> bool:
     """Whether a checkpoint was trained on the data of ``arrays`` (always, for arrays without a fingerprint)."""
     mine, theirs = arrays.data_fingerprint, checkpoint.get("data_fingerprint")
@@ -275,7 +294,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         state = {
             "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": at.best,
             "bad_epochs": at.bad_epochs, "history": at.history, "rng": torch.get_rng_state(), "finished": stop,
-            "saved_at": _now(), **checkpoint_fields,
+            "saved_at": _now(), "saved_ns": time.time_ns(), **checkpoint_fields,
         }  # fmt: skip
         if averaged is not None:  # with "model" (the average), what an exact resume needs
             state.update(train_weights=model.state_dict(), ema_updates=averaged.updates)

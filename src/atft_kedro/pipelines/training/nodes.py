@@ -16,7 +16,7 @@ from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.config import TrainConfig, parse_phases
 from atft_kedro.training.data import TrainingArrays, build_arrays, fold_arrays, split_indices
 from atft_kedro.training.history import plot_history
-from atft_kedro.training.loop import train_phase
+from atft_kedro.training.loop import finished_before, train_phase
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ def train_model(
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint)
     cfg = typed(TrainConfig, params)
     folds = sorted(splits["fold"].unique())
+    sequence = [(fold, p) for fold in folds for p in phases]
+    kept = sequence[: finished_before([(checkpoints.fold(f), p) for f, p in sequence], cfg, training_arrays)]
+    if kept:
+        log.info("continuing an interrupted run of these data and settings: %s finished before, kept (training.resume: false trains them again)",
+                 ", ".join(f"{f'fold {f} ' if len(folds) > 1 else ''}phase {p}" for f, p in kept))  # fmt: skip
     rows = []
     for fold in folds:
         arrays = fold_arrays(training_arrays, splits, fold, market_features, normalisation)
@@ -64,7 +69,8 @@ def train_model(
         log.info("%straining on %d dates, validating on %d (%s mode)",
                  f"fold {fold}: " if len(folds) > 1 else "", len(train_idx), len(val_idx), cfg.mode)  # fmt: skip
         for i, p in enumerate(phases):
-            train_phase(p, arrays, graphs, train_idx, val_idx, cfg, store, feature_manifest, followed_by=tuple(phases[i + 1:]))
+            if (fold, p) not in kept:
+                train_phase(p, arrays, graphs, train_idx, val_idx, cfg, store, feature_manifest, followed_by=tuple(phases[i + 1:]))
         fold_rows = [row for p in store.phases() for row in store.load(p, "last")["history"]]
         rows += [{"fold": fold, **row} for row in fold_rows] if len(folds) > 1 else fold_rows
     history = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
