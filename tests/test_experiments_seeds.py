@@ -186,10 +186,11 @@ def test_the_blend_table_pairs_the_blend_with_the_model_and_lightgbm_per_date():
         model = target + 1.0 * rng.normal(size=len(dates))
         frames.append(pl.DataFrame({"Date": dates, "Code": np.tile([f"{c:04d}" for c in range(40)], 30), "target_1d": target, "pred_1d": model,
                                     "lightgbm_1d": rng.normal(size=len(dates)), "blend_1d": model + 0.1 * target,
-                                    "beta_60d": np.ones(len(dates)), "Sector33Code": np.tile(["1", "2"], len(dates) // 2)}))  # fmt: skip
+                                    "beta_60d": rng.normal(1.0, 0.3, size=len(dates)), "Sector33Code": np.tile(["1", "2"], len(dates) // 2)}))  # fmt: skip
     assert seeds.blend_lines([f.drop("blend_1d") for f in frames]) == []
     rows = [line.split(" | ") for line in seeds.blend_lines(frames) if line.startswith("| 1d")]
     assert [r[1] for r in rows] == ["raw", "sector means and beta out"]
+    assert "nan" not in " | ".join(rows[1][2:])  # each date's returns less its sector means and beta part: scored too
     raw = rows[0]
     each = [seeds._daily(f, "blend_1d", "target_1d", False) for f in frames]
     assert [float(x) for x in raw[2].split(", ")] == pytest.approx([np.mean(list(d.values())) for d in each], abs=1e-4)
