@@ -132,6 +132,34 @@ def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp
     assert finished_before(sequence, cfg, arrays) == 0  # a finished run: the next one trains it all
 
 
+def test_the_finished_part_of_an_interrupted_run_spans_folds_and_ends_at_a_stale_phase(tmp_path):
+    """``finished_before`` over walk-forward folds, from the checkpoints' records alone: fold 0
+    and fold 1's phase 0 finished in order, fold 1's phase 1 interrupted -> five kept; a phase
+    saved before the one it follows is stale, and the kept part ends before it."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from atft_kedro.training.config import TrainConfig
+    from atft_kedro.training.loop import finished_before
+
+    cfg, arrays, root = TrainConfig(), SimpleNamespace(data_fingerprint={"id": "d"}), CheckpointStore(tmp_path)
+    sequence = [(root.fold(f), p) for f in (0, 1) for p in range(4)]
+
+    def save(i, saved_ns, finished=True):
+        store, phase = sequence[i]
+        store.save(phase, "last", {"finished": finished, "saved_ns": saved_ns, "data_fingerprint": {"id": "d"}, "config": {"train": asdict(cfg)}})
+
+    for i in range(5):
+        save(i, 10 * (i + 1))
+    save(5, 60, finished=False)
+    assert finished_before(sequence, cfg, arrays) == 5
+    save(1, 5)  # fold 0's phase 1 older than its phase 0: trained from an earlier phase 0
+    assert finished_before(sequence, cfg, arrays) == 1
+    for i in range(8):
+        save(i, 10 * (i + 1))
+    assert finished_before(sequence, cfg, arrays) == 0  # the whole run finished: a new one trains it all
+
+
 def test_phase_two_without_phase_one_is_a_clear_error(prepared, tmp_path):
     with pytest.raises(TrainingError, match=r"run phase=1 first \(kedro run --pipelines training --params phase=1\)"):
         _train(prepared, CheckpointStore(tmp_path), phase=2)
