@@ -187,7 +187,7 @@ def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfi
     for store, phase in sequence:
         last = store.load(phase, "last") if store.exists(phase, "last") else None
         if (last is None or not last.get("finished") or last.get("saved_ns", -1) < after or arrays.data_fingerprint is None
-                or not _same_data(last, arrays) or last["config"].get("train") != settings):  # fmt: skip
+                or not _same_data(last, arrays) or last.get("config", {}).get("train") != settings):  # fmt: skip
             break
         done, after = done + 1, last["saved_ns"]
     return 0 if done == len(sequence) else done
