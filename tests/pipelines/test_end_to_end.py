@@ -185,6 +185,29 @@ def test_one_training_phase_from_the_cli(project):
     assert json.loads((project / "data/08_reporting/metrics.json").read_text())["provenance"]["model"]["phase"] == 2
 
 
+def test_a_run_stopped_in_training_continues_where_it_stopped(project, tmp_path):
+    """A whole run stopped in phase 2 (made here by marking phase 2's last checkpoint unfinished and
+    removing phase 3's), then the same `kedro run` again: phases 0 and 1 are kept, not trained
+    again, phase 2 resumes after its last epoch and phase 3 is trained."""
+    import torch
+
+    if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
+        _kedro(project, "--params", TINY)
+    other = tmp_path / "stopped"
+    shutil.copytree(project, other)
+    (other / "info.log").unlink(missing_ok=True)
+    checkpoints = other / "data/06_models/checkpoints"
+    torch.save({**torch.load(checkpoints / "phase2/last.pt", weights_only=True), "finished": False}, checkpoints / "phase2/last.pt")
+    shutil.rmtree(checkpoints / "phase3")
+    before = {p: (checkpoints / f"phase{p}/last.pt").stat().st_mtime_ns for p in (0, 1)}
+    _kedro(other, "--params", TINY)
+    log = (other / "info.log").read_text()
+    assert "continuing an interrupted run of these data and settings: phase 0, phase 1 finished before, kept" in log
+    assert "phase 2: resuming after epoch 0" in log and "phase 3: starting from phase 2's best checkpoint" in log
+    assert {p: (checkpoints / f"phase{p}/last.pt").stat().st_mtime_ns for p in (0, 1)} == before
+    assert torch.load(checkpoints / "phase3/last.pt", weights_only=True)["finished"]
+
+
 def test_inference_writes_tomorrows_ranking(project):
     if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
         _kedro(project, "--params", TINY)
