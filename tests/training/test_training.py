@@ -128,6 +128,7 @@ def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp
     assert "continuing an interrupted run of these data and settings: phase 0, phase 1 finished before, kept" in caplog.text
     assert "phase 2: resuming after epoch 0" in caplog.text and "phase 0 ran before" not in caplog.text
     assert ("training.threads=0 uses them all" in caplog.text) == ((os.cpu_count() or 1) > 1)  # where a second core waits
+    assert caplog.text.count("the Sharpe loss term needs several dates per step") == 1  # said once a run, not a phase
     assert [broken.load(p, "last")["saved_ns"] for p in (0, 1)] == before  # not trained again
     expected = whole.load(3, "best")["model"]
     assert all(torch.equal(model["model"][k], expected[k]) for k in expected)

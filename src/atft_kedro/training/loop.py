@@ -242,8 +242,6 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     lr = cfg.lr * spec.lr_scale
     optimizer = torch.optim.AdamW(parameter_groups(model, lr, cfg.skip_lr_scale), lr=lr, weight_decay=cfg.weight_decay, fused=True,
                                   capturable=capture)  # fmt: skip
-    if LossWeights(**cfg.loss_weights).sharpe and dates_per_step(cfg) == 1:
-        log.info("phase %d: the Sharpe loss term needs several dates per step; with one (safe mode) it is 0", phase)
     horizons = [f"{h}d" for h in spec.horizons]
     stop_weights = {h: w for h, w in cfg.early_stopping_weights.items() if h in horizons} or {horizons[0]: 1.0}
     checkpoint_fields = {"config": {"phase": phase, "train": asdict(cfg), "model": asdict(model.cfg)},

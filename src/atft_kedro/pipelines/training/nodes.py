@@ -13,11 +13,13 @@ from atft_kedro.features.targets import neutralise_targets
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.pipelines.typed import typed
 from atft_kedro.provenance import check_built_from
+from atft_kedro.training.batches import dates_per_step
 from atft_kedro.training.checkpoints import CheckpointStore
 from atft_kedro.training.config import TrainConfig, parse_phases
 from atft_kedro.training.data import TrainingArrays, build_arrays, fold_arrays, split_indices
 from atft_kedro.training.history import plot_history
 from atft_kedro.training.loop import finished_before, train_phase
+from atft_kedro.training.losses import LossWeights
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ def train_model(
     if kept:
         log.info("continuing an interrupted run of these data and settings: %s finished before, kept (training.resume: false trains them again)",
                  ", ".join(f"{f'fold {f} ' if len(folds) > 1 else ''}phase {p}" for f, p in kept))  # fmt: skip
+    if LossWeights(**cfg.loss_weights).sharpe and dates_per_step(cfg) == 1:
+        log.info("the Sharpe loss term needs several dates per step; this run's steps hold one (safe mode), so it is 0")
     if cfg.mode == "safe" and cfg.threads == 1 and (os.cpu_count() or 1) > 1:
         log.info("safe mode trains on one of this machine's %d cores: training.threads=0 uses them all (an epoch about 1.5x faster on "
                  "two; the weights then differ in their last bits, docs/reproducibility.md)", os.cpu_count())  # fmt: skip
