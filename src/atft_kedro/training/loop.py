@@ -179,15 +179,16 @@ def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfi
     of its fold) an interrupted run of the same data and training settings finished: the longest
     prefix whose last checkpoints are finished, of these data and ``cfg``, each saved after the one
     before it (so none is stale). A run that continues after them trains only the rest, the first
-    of which resumes where it stopped if it had begun. 0 with ``cfg.resume`` off, and when the
-    whole sequence is finished: that run was not interrupted, and a new one trains everything."""
-    if not cfg.resume:
+    of which resumes where it stopped if it had begun. 0 with ``cfg.resume`` off, for arrays
+    without a data fingerprint (nothing to tell the data apart by), and when the whole sequence is
+    finished: that run was not interrupted, and a new one trains everything."""
+    if not cfg.resume or arrays.data_fingerprint is None:
         return 0
     settings, done, after = asdict(cfg), 0, 0
     for store, phase in sequence:
         last = store.load(phase, "last") if store.exists(phase, "last") else None
-        if (last is None or not last.get("finished") or last.get("saved_ns", -1) < after or arrays.data_fingerprint is None
-                or not _same_data(last, arrays) or last.get("config", {}).get("train") != settings):  # fmt: skip
+        if (last is None or not last.get("finished") or last.get("saved_ns", -1) < after or not _same_data(last, arrays)
+                or last.get("config", {}).get("train") != settings):  # fmt: skip
             break
         done, after = done + 1, last["saved_ns"]
     return 0 if done == len(sequence) else done
