@@ -13,7 +13,7 @@ TRAINING = {"epochs": 1, "max_train_dates": 4, "min_stocks": 10,
             "model": {"d_model": 16, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1}}  # fmt: skip
 
 
-def test_three_folds_are_trained_and_scored_in_turn(tmp_path):
+def test_three_folds_are_trained_and_scored_in_turn(tmp_path, monkeypatch):
     params = project_parameters({**TINY_PARAMS, "splits": {"n_folds": 3}, "training": TRAINING, "evaluation": {"min_stocks": 10}})
     store = CheckpointStore(tmp_path / "checkpoints")
     out = run_in_memory(["data_engineering", "graph_construction", "training", "evaluation"], params, inputs={"checkpoints": store})
@@ -60,6 +60,20 @@ def test_three_folds_are_trained_and_scored_in_turn(tmp_path):
     report = out["evaluation_report"]
     assert "## Each walk-forward test block" in report and "| horizon | scorer | fold0 | fold1 | fold2 |" in report
     assert f"| 1d | model | {per_fold[0]:.4f} | {per_fold[1]:.4f} | {per_fold[2]:.4f} |" in report
+
+    # stopped in fold 1's last phase, run again: fold 0 is kept whole (its arrays are not even
+    # rebuilt), fold 1's last phase and fold 2 are trained
+    import atft_kedro.pipelines.training.nodes as nodes
+
+    store.fold(1).path(3, "last").unlink()  # stopped before the phase's first epoch ended
+    kept_ns = [store.load(p, "last")["saved_ns"] for p in range(4)]
+    built, fold_arrays = [], nodes.fold_arrays
+    monkeypatch.setattr(nodes, "fold_arrays", lambda arrays, splits, fold, *a: built.append(fold) or fold_arrays(arrays, splits, fold, *a))
+    _, model = nodes.train_model(out["training_arrays"], out["graphs"], splits, out["feature_manifest"], store, "all",
+                                 params["training"], out["data_fingerprint"], out["market_features"], params["normalisation"])  # fmt: skip
+    assert built == [1, 2]
+    assert [store.load(p, "last")["saved_ns"] for p in range(4)] == kept_ns
+    assert store.fold(1).load(3, "last")["finished"] and model["best"] == store.fold(2).load(3, "best")["best"]
 
 
 def test_a_later_fold_has_its_own_market_context_scaling(tiny_pipeline):

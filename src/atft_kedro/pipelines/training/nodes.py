@@ -71,14 +71,15 @@ def train_model(
                  "two; the weights then differ in their last bits, docs/reproducibility.md)", os.cpu_count())  # fmt: skip
     rows = []
     for fold in folds:
-        arrays = fold_arrays(training_arrays, splits, fold, market_features, normalisation)
         store = checkpoints.fold(fold)
-        train_idx, val_idx = (split_indices(arrays, splits, s, fold) for s in ("train", "val"))
-        log.info("%straining on %d dates, validating on %d (%s mode)",
-                 f"fold {fold}: " if len(folds) > 1 else "", len(train_idx), len(val_idx), cfg.mode)  # fmt: skip
-        for i, p in enumerate(phases):
-            if (fold, p) not in kept:
-                train_phase(p, arrays, graphs, train_idx, val_idx, cfg, store, feature_manifest, followed_by=tuple(phases[i + 1:]))
+        to_train = [i for i, p in enumerate(phases) if (fold, p) not in kept]
+        if to_train:  # a fold the interrupted run finished needs neither its arrays nor its market context again
+            arrays = fold_arrays(training_arrays, splits, fold, market_features, normalisation)
+            train_idx, val_idx = (split_indices(arrays, splits, s, fold) for s in ("train", "val"))
+            log.info("%straining on %d dates, validating on %d (%s mode)",
+                     f"fold {fold}: " if len(folds) > 1 else "", len(train_idx), len(val_idx), cfg.mode)  # fmt: skip
+        for i in to_train:
+            train_phase(phases[i], arrays, graphs, train_idx, val_idx, cfg, store, feature_manifest, followed_by=tuple(phases[i + 1:]))
         fold_rows = [row for p in store.phases() for row in store.load(p, "last")["history"]]
         rows += [{"fold": fold, **row} for row in fold_rows] if len(folds) > 1 else fold_rows
     history = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
