@@ -15,6 +15,7 @@ class Market:
     splits: object  # polars.DataFrame
     cfg: object  # evaluation.baselines.BaselineConfig
     manifest: list  # the feature manifest: each feature's group
+    features: object = None  # polars.DataFrame: the features before normalisation (their raw units)
 
     def folds(self, target: str):
         """Per fold, in order: (fold, {split: its dates}, {split: its rows (``_rows``: finite
@@ -26,6 +27,18 @@ class Market:
             dates = {s: split_dates(self.splits, s, fold) for s in ("train", "val", "test")}
             rows = {s: _rows(self.model_input, self.names, target, d) for s, d in dates.items()}
             yield fold, dates, rows, {s: f.select(self.names).fill_nan(0.0).fill_null(0.0).to_numpy() for s, f in rows.items()}
+
+    def raw_feature(self, name: str, target: str, dates):
+        """``name`` before normalisation for the rows ``folds`` gives the split of ``dates`` (the same
+        rows, in the same order; null where the feature is)."""
+        import polars as pl
+
+        raw = self.features.select("Date", "Code", pl.col(name).alias("_raw"))
+        rows = (
+            self.model_input.filter(pl.col("Date").is_in(pl.Series(dates).implode()))
+            .select("Date", "Code", target).drop_nulls(target).filter(pl.col(target).is_finite())
+        )  # fmt: skip
+        return rows.join(raw, on=["Date", "Code"], how="left", maintain_order="left")["_raw"].to_numpy()
 
     def lightgbm(self, rows, target: str, seed: int | None = None):
         """The evaluation's LightGBM forecasts of ``rows`` (Date, Code and, walk-forward, the fold that
@@ -61,4 +74,4 @@ def market(params_json: str) -> Market:
     params = project_parameters(json.loads(params_json))
     out = run_in_memory(["data_engineering"], params)
     return Market(params, out["model_input"], stock_feature_names(out["feature_manifest"]), out["splits"],
-                  BaselineConfig.from_params(params["evaluation"]), out["feature_manifest"])  # fmt: skip
+                  BaselineConfig.from_params(params["evaluation"]), out["feature_manifest"], out["features"])  # fmt: skip

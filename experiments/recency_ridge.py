@@ -1,5 +1,6 @@
-"""Does the linear skip's start gain from weighting recent training dates more? Measured without
-training, on validation only, per walk-forward fold, with the start's own candidates.
+"""Does the linear skip's start gain from weighting recent training dates more, or each row by its
+stock's volatility? Measured without training, on validation only, per walk-forward fold, with the
+start's own candidates.
 
     python experiments/recency_ridge.py --params '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}, "splits": {"n_folds": 3, "test_fraction": 0.45}}'
 
@@ -8,8 +9,10 @@ The skip's start (``training.skip_clips``, ``skip_targets``) is the ridge at the
 the training dates' targets as they are or as per-date ranks, the candidate validation ranks best
 kept. Here each candidate is also fitted with the training rows weighted by ``0.5 ** (age /
 half-life)``, age the trading dates from the fold's last training date, the weights scaled to mean 1
-so the penalty weighs as without them, for each of ``--halflives``; and, unweighted, at each of
-``--alphas`` in place of the skip's penalty. Per fold it prints each family's (one half-life or
+so the penalty weighs as without them, for each of ``--halflives``; with the rows weighted by
+``vol_20d ** -p`` (weighted least squares for noise that grows with the stock's volatility), for
+each power p of ``--vol-powers``; and, unweighted, at each of ``--alphas`` in place of the skip's
+penalty. Per fold it prints each family's (one half-life or
 penalty, every clip and target) best validation RankIC, then the choice made on
 validation's first half and scored on its later half: the start as it is chosen today (no weights)
 against the same choice with the other families' candidates beside it, paired per date (Newey-West at lag
@@ -34,6 +37,20 @@ def recency_weights(days, halflife: float):
     return w / w.mean()
 
 
+def volatility_weights(days, vol, power: float, floor: float = 0.1):
+    """Per row, ``vol ** -power`` with ``vol`` floored at its date's ``floor`` quantile (a stale,
+    near-constant price is not a noiseless return) and a missing one at its date's median, scaled
+    to mean 1."""
+    import polars as pl
+
+    f = pl.DataFrame({"d": days, "v": vol}).with_columns(pl.col("v").fill_nan(None))
+    v = f.select(
+        pl.max_horizontal(pl.col("v").fill_null(pl.col("v").median().over("d")), pl.col("v").quantile(floor).over("d"))
+    ).to_series().to_numpy()  # fmt: skip
+    w = v ** -power
+    return w / w.mean()
+
+
 def by_date(days, score, y, min_stocks: int) -> dict:
     """{date: Spearman correlation of ``score`` and ``y`` among its rows} for the dates with at
     least ``min_stocks`` rows."""
@@ -49,6 +66,7 @@ def main() -> None:
     parser.add_argument("--horizon", default="1d")
     parser.add_argument("--halflives", default="500,250,125", help="half-lives in trading dates, comma-separated ('' for none)")
     parser.add_argument("--alphas", default="", help="penalties to try in place of the skip's, unweighted, comma-separated")
+    parser.add_argument("--vol-powers", default="", help="powers p of the rows' vol_20d ** -p weights, comma-separated ('' for none)")
     args = parser.parse_args()
 
     import numpy as np
@@ -64,15 +82,19 @@ def main() -> None:
     kinds = list(training["skip_targets"])
     target, lag, min_stocks = f"target_{args.horizon}", overlap_lag(args.horizon), data.cfg.min_stocks
     numbers = lambda text: [float(v) for v in text.split(",") if v]  # noqa: E731
-    families = [(math.inf, alpha)] + [(h, alpha) for h in numbers(args.halflives)] + [(math.inf, a) for a in numbers(args.alphas) if a != alpha]
-    label = lambda f: ("today's start" if f == families[0] else f"half-life {f[0]:g} dates" if f[1] == alpha else f"penalty {f[1]:g}")  # noqa: E731
+    families = ([(math.inf, alpha, 0.0)] + [(h, alpha, 0.0) for h in numbers(args.halflives)]
+                + [(math.inf, a, 0.0) for a in numbers(args.alphas) if a != alpha]
+                + [(math.inf, alpha, p) for p in numbers(args.vol_powers) if p != 0])  # fmt: skip
+    label = lambda f: ("today's start" if f == families[0] else f"rows weighted by vol ** -{f[2]:g}" if f[2]  # noqa: E731
+                       else f"half-life {f[0]:g} dates" if f[1] == alpha else f"penalty {f[1]:g}")  # fmt: skip
 
     pooled = []
-    for fold, _, rows, x in data.folds(target):
+    for fold, dates, rows, x in data.folds(target):
         order = {s: np.argsort(f["Date"].to_numpy(), kind="stable") for s, f in rows.items()}  # date order: ranked_by_date's blocks
         days = {s: f["Date"].to_numpy()[order[s]] for s, f in rows.items()}
         y = {s: f[target].to_numpy().astype(np.float64)[order[s]] for s, f in rows.items()}
         x = {s: v[order[s]] for s, v in x.items()}
+        vol = data.raw_feature("vol_20d", target, dates["train"])[order["train"]] if args.vol_powers else None
         sizes = np.unique(days["train"], return_counts=True)[1]
         fitted_on = {"raw": y["train"], "rank": ranked_by_date(y["train"][:, None], sizes)[:, 0]}
         val_dates = np.unique(days["val"])
@@ -80,6 +102,12 @@ def main() -> None:
         scores = {}  # ((half-life, penalty), clip, kind) -> {date: RankIC} on validation
         for family in families:
             w = recency_weights(days["train"], family[0])
+            if family[2]:
+                v = volatility_weights(days["train"], vol, family[2])
+                if fold == 0 and family == families[-1]:
+                    print(f"  (vol ** -{family[2]:g} weights: 1%, 50%, 99% quantiles {np.quantile(v, [0.01, 0.5, 0.99]).round(2).tolist()})")
+                w = w * v
+                w = w / w.mean()
             for c in clips:
                 for kind in kinds:
                     coef = ridge_solve(np.clip(x["train"], -c, c), fitted_on[kind], family[1], weights=w)

@@ -1,4 +1,5 @@
-"""experiments/recency_ridge.py and the row weights it gives ``ridge_solve``: recent dates weigh more."""
+"""experiments/recency_ridge.py and the row weights it gives ``ridge_solve``: recent dates weigh more,
+or quiet stocks."""
 
 import sys
 from datetime import date, timedelta
@@ -9,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from recency_ridge import by_date, recency_weights  # noqa: E402
+from recency_ridge import by_date, recency_weights, volatility_weights  # noqa: E402
 
 from atft_kedro.evaluation.baselines import ridge_solve  # noqa: E402
 
@@ -41,3 +42,17 @@ def test_by_date_keeps_the_dates_with_enough_stocks():
     y = np.array([5, 4, 3, 2, 1, 1, 2, 3], dtype=float)
     assert by_date(days, score, y, min_stocks=4) == {1: pytest.approx(-1.0)}
     assert by_date(days, score, y, min_stocks=3) == {1: pytest.approx(-1.0), 2: pytest.approx(1.0)}
+
+
+def test_volatility_weights_are_inverse_powers_of_the_floored_volatility_and_average_one():
+    days = np.repeat([1, 2], 10)
+    vol = np.concatenate([np.arange(1.0, 11.0), 2 * np.arange(1.0, 11.0)])
+    vol[3], vol[15] = np.nan, np.nan  # missing: its date's median
+    w = volatility_weights(days, vol, 2.0)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[9] / w[8] == pytest.approx((9 / 10) ** 2)  # above the floor: one over the variance
+    assert w[0] == w[1] > w[2] and w[10] == w[11] > w[12]  # each date's quietest rows share its floor's weight
+    assert w[3] == pytest.approx(w[9] * (10 / np.nanmedian(vol[:10])) ** 2)
+    assert w[19] == pytest.approx(w[9] / 4)  # a stock twice as volatile weighs a quarter
+    one = volatility_weights(days, vol, 1.0)
+    assert one[9] / one[8] == pytest.approx(9 / 10) and one.mean() == pytest.approx(1.0)
