@@ -410,6 +410,36 @@ def test_the_model_is_also_paired_with_the_baseline_validation_picks():
     assert "## The model against the baseline validation picks" in report and "| 1d | momentum_20d |" in report
 
 
+def test_how_alike_each_forecast_is_to_the_models():
+    """A model that ranks as 1-day reversal does correlates 1 with it, about 0 with an independent
+    momentum, and with the ridge as each date's Spearman correlation says, averaged; the report
+    has the table."""
+    from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
+
+    rng = np.random.default_rng(5)
+    n_dates, n_stocks = 60, 40
+    day = np.repeat(np.arange(n_dates), n_stocks)
+    dates = [D0 + dt.timedelta(days=int(i)) for i in day]
+    mom, rev, f = rng.normal(size=(3, len(day)))
+    y = 0.01 * (-rev + f + 2.0 * rng.normal(size=len(day)))
+    keys = {"Date": dates, "Code": np.tile([f"{i:04d}" for i in range(n_stocks)], n_dates)}
+    features = pl.DataFrame({**keys, "ret_20d": mom, "ret_1d": rev, "beta_60d": np.ones(len(day))})
+    model_input = pl.DataFrame({**keys, "Sector33Code": np.tile(["1", "2"], len(day) // 2), "f": f, "target_1d": y})
+    splits = pl.DataFrame({"fold": 0, "Date": sorted(set(dates)), "split": ["train"] * 30 + ["val"] * 15 + ["test"] * 15})
+    test = model_input.join(features, on=["Date", "Code"]).filter(pl.col("Date") >= D0 + dt.timedelta(days=45))
+    predictions = test.select("Date", "Code", (-pl.col("ret_1d")).alias("pred_1d"), "target_1d")
+    result = evaluate_predictions(predictions, predictions, features, model_input, pl.DataFrame(), splits, ["f"], EvaluationConfig())
+    alike = result.document["forecast_correlation"]["1d"]
+    assert set(alike) == {"momentum_20d", "reversal_1d", "ridge", "lightgbm"}
+    assert alike["reversal_1d"] == pytest.approx(1.0) and abs(alike["momentum_20d"]) < 0.1
+    frame = result.frame.filter(pl.col("target_1d").is_not_null())
+    direct = np.mean([stats.spearmanr(g["pred_1d"], g["ridge_1d"])[0] for _, g in frame.group_by("Date")])
+    assert alike["ridge"] == pytest.approx(direct, abs=1e-6) and abs(alike["ridge"]) < 0.5  # the ridge reads f alone
+    report = markdown_report(result.document, result.counts, {"source": "synthetic", "n_dates": 15, "start": "a", "end": "b", "n_stocks": 40,
+                                                              "quantile": 0.2, "cost_bp": 0})  # fmt: skip
+    assert "## How alike the forecasts are" in report and f"| reversal_1d | {alike['reversal_1d']:+.2f} |" in report
+
+
 def test_the_report_says_which_checkpoint_the_model_is():
     """A phase's best is epoch -1 when no epoch beat its start: the report says so in words."""
     from atft_kedro.evaluation.report import kept_checkpoint

@@ -22,6 +22,11 @@ model and LightGBM blended per date (each date's forecasts as rank normal scores
 chosen on validation (``blend.py``), scored as a scorer of its own, and the blend minus each of the two, per date. Not a baseline: the
 best baseline and the validation pick stay among the four.
 
+``forecast_correlation``: how alike each scorer's ranking is to the model's, the Spearman
+correlation of the two forecasts over each test date's stocks, averaged over the dates. Two
+forecasters that rank alike make one bet whatever their RankICs; two that do not are where a blend
+can rank above both.
+
 And, where the predictions carry the median's additive paths (``part_{path}_{h}``: the network, the
 linear skip on the stock's own features, the graph's linear path), ``forecast_parts``: each path's
 share of the forecast's spread, its RankIC alone, the forecast's without it, and what it adds (the
@@ -101,7 +106,7 @@ def evaluate_predictions(
     blending = validation_predictions is not None and bool(cfg.blend_weights)
     frame, fitted, lightgbm_val = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines,
                                                  validation_predictions if blending else None)  # fmt: skip
-    table, neutral, counts, curves, daily, paired, picked, ablation, parts, blended = ({} for _ in range(10))
+    table, neutral, counts, curves, daily, paired, picked, ablation, parts, blended, alike = ({} for _ in range(11))
     weights_chosen = {}  # per horizon, what the blend's validation chose
     for h in horizons:
         if blending:  # the model and LightGBM blended, LightGBM's weight chosen on validation (evaluation/blend.py)
@@ -115,6 +120,9 @@ def evaluate_predictions(
             table[h][name] = {**summarise(d), **bt.summary()}
             neutral[h][name] = neutral_scores(frame, col, f"target_{h}", "beta_60d", "Sector33Code", cfg.min_stocks)
             counts[h][name], curves[h][name], daily[h][name] = (len(d.ic), d.skipped_dates), bt, d
+        columns = _scorer_columns(h, frame)
+        alike[h] = {name: summarise(daily_scores(frame, columns["model"], col, cfg.min_stocks))["rank_ic"]
+                    for name, col in columns.items() if name != "model"}  # fmt: skip
         lag = overlap_lag(h)
         best = max(BASELINES, key=lambda b: _or_low(table[h][b]["rank_ic"]))
         paired[h] = {"best_baseline": best, "lag": lag, **paired_difference(daily[h]["model"], daily[h][best], lag)}
@@ -140,7 +148,7 @@ def evaluate_predictions(
         }  # fmt: skip
     parts = {h: p for h, p in parts.items() if p} or None
     document = metrics_document(table, neutral, paired=paired, validation_pick=picked, graph_ablation=ablation, forecast_parts=parts,
-                                baselines=fitted, folds=folds, blend=blended or None)  # fmt: skip
+                                baselines=fitted, folds=folds, blend=blended or None, forecast_correlation=alike)  # fmt: skip
     return Evaluation(document, counts, curves, daily, frame)
 
 

@@ -38,6 +38,7 @@ def metrics_document(
     baselines: dict | None = None,
     folds: dict | None = None,
     blend: dict | None = None,
+    forecast_correlation: dict | None = None,
 ) -> dict:
     """table[horizon][scorer][key] -> {"horizons": {h: {scorer: {key: value}}}}; NaN -> null. With
     ``neutral`` (the same layout, ``metrics.neutral_scores``'s keys) also {"neutral": ...}; with
@@ -45,12 +46,13 @@ def metrics_document(
     on validation), ``graph_ablation``, ``forecast_parts`` (what each path of the model's forecast
     adds), ``baselines`` (what tuning chose), ``folds`` (walk-forward: each fold's test RankIC per
     scorer) and ``blend`` (the model and LightGBM blended: the weight validation chose, the blend minus
-    each) those sections as given, cleaned the same way."""
+    each) and ``forecast_correlation`` (each scorer's forecast against the model's: their mean daily
+    Spearman correlation) those sections as given, cleaned the same way."""
     document = {"horizons": _document(table, METRIC_KEYS)}
     if neutral is not None:
         document["neutral"] = _document(neutral, NEUTRAL_KEYS)
     sections = {"paired": paired, "validation_pick": validation_pick, "graph_ablation": graph_ablation, "forecast_parts": forecast_parts,
-                "baselines": baselines, "folds": folds, "blend": blend}  # fmt: skip
+                "baselines": baselines, "folds": folds, "blend": blend, "forecast_correlation": forecast_correlation}  # fmt: skip
     for name, section in sections.items():
         if section is not None:
             document[name] = cleaned(section)
@@ -158,6 +160,23 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             lines += ["Walk-forward: each test block is set against the baseline its own fold's validation picks (never a",
                       "later block's): " + "; ".join(f"{h} " + ", ".join(f"{f} {q['baseline']}" for f, q in folds.items())
                                                  for h, folds in per_fold.items()) + ".", ""]  # fmt: skip
+    if "forecast_correlation" in document:
+        alike = document["forecast_correlation"]
+        horizons = list(alike)
+        lines += [
+            "## How alike the forecasts are",
+            "",
+            "Each scorer's forecast against the model's: the Spearman correlation of the two over each test",
+            "date's stocks, averaged over the dates. Near 1, the two rank alike and make one bet whatever their",
+            "RankICs; near 0, they read different things, and a blend of the two can rank above both",
+            "(`evaluation.blend`).",
+            "",
+            "| scorer | " + " | ".join(horizons) + " |",
+            "|---|" + "---|" * len(horizons),
+        ]
+        for scorer in dict.fromkeys(name for h in horizons for name in alike[h]):
+            lines.append(f"| {scorer} | " + " | ".join(_num(alike[h].get(scorer), "+.2f") for h in horizons) + " |")
+        lines.append("")
     if "blend" in document:
         lines += [
             "## The model and LightGBM blended",
