@@ -103,6 +103,9 @@ def test_kedro_run_runs_all_four_pipelines(project):
     report = (project / "data/08_reporting/evaluation_report.md").read_text()
     assert "| model |" in report and "## The model against the best baseline" in report and "## What the graph is worth" in report
     assert "## The model against the baseline validation picks" in report
+    for h, alike in metrics["forecast_correlation"].items():  # every other scorer against the model, a correlation
+        assert set(alike) == set(metrics["horizons"][h]) - {"model"} and all(-1 <= v <= 1 for v in alike.values())
+    assert "## How alike the forecasts are" in report
     predictions = pl.read_parquet(project / "data/07_model_output/predictions.parquet")
     for h, paths in metrics["forecast_parts"].items():  # phase 3: every path on; each adds the forecast's RankIC less its RankIC without it
         assert set(paths) <= {"network", "own", "neighbours"} and {"own", "neighbours"} <= set(paths)
