@@ -16,7 +16,8 @@ penalty. Per fold it prints each family's (one half-life or
 penalty, every clip and target) best validation RankIC, then the choice made on
 validation's first half and scored on its later half: the start as it is chosen today (no weights)
 against the same choice with the other families' candidates beside it, paired per date (Newey-West at lag
-h - 1), and pooled over the folds. The test split is never read.
+h - 1), and pooled over the folds. With ``--one-se`` the other choice is instead today's candidates
+chosen by the one-standard-error rule (``one_se_choice``). The test split is never read.
 """
 
 from __future__ import annotations
@@ -51,6 +52,22 @@ def volatility_weights(days, vol, power: float, floor: float = 0.1):
     return w / w.mean()
 
 
+def one_se_choice(scores: dict, dates, lag: int = 0):
+    """The one-standard-error rule over ``scores`` ({(family, clip, kind): {date: RankIC}}, one
+    family): of the candidates whose mean RankIC over ``dates`` is within one standard error (of
+    the paired per-date difference, Newey-West at ``lag``) of the best's, the one that winsorises
+    least (the features as they are first, then the larger clips), fitted on the returns before
+    their ranks."""
+    import numpy as np
+
+    from atft_kedro.evaluation.metrics import difference_summary
+
+    mean = lambda k: float(np.mean([scores[k][d] for d in dates]))  # noqa: E731
+    best = max(scores, key=mean)
+    close = [k for k in scores if k == best or mean(k) - mean(best) >= -difference_summary(np.array([scores[best][d] - scores[k][d] for d in dates]), lag)["se"]]
+    return min(close, key=lambda k: (-k[1], k[2] != "raw"))
+
+
 def by_date(days, score, y, min_stocks: int) -> dict:
     """{date: Spearman correlation of ``score`` and ``y`` among its rows} for the dates with at
     least ``min_stocks`` rows."""
@@ -66,6 +83,7 @@ def main() -> None:
     parser.add_argument("--horizon", default="1d")
     parser.add_argument("--halflives", default="500,250,125", help="half-lives in trading dates, comma-separated ('' for none)")
     parser.add_argument("--alphas", default="", help="penalties to try in place of the skip's, unweighted, comma-separated")
+    parser.add_argument("--one-se", action="store_true", help="set the one-standard-error rule's choice against today's")
     parser.add_argument("--vol-powers", default="", help="powers p of the rows' vol_20d ** -p weights, comma-separated ('' for none)")
     args = parser.parse_args()
 
@@ -88,7 +106,7 @@ def main() -> None:
     label = lambda f: ("today's start" if f == families[0] else f"rows weighted by vol ** -{f[2]:g}" if f[2]  # noqa: E731
                        else f"half-life {f[0]:g} dates" if f[1] == alpha else f"penalty {f[1]:g}")  # fmt: skip
 
-    pooled = []
+    pooled, other = [], "the one-standard-error rule's" if args.one_se else "widened"
     for fold, dates, rows, x in data.folds(target):
         order = {s: np.argsort(f["Date"].to_numpy(), kind="stable") for s, f in rows.items()}  # date order: ranked_by_date's blocks
         days = {s: f["Date"].to_numpy()[order[s]] for s, f in rows.items()}
@@ -120,15 +138,19 @@ def main() -> None:
             best = max((k for k in scores if k[0] == family), key=lambda k: mean(scores[k]))
             print(f"  {label(family)}: {mean(scores[best]):.4f} (clip {best[1]:g}, {best[2]} targets)")
         today = max((k for k in scores if k[0] == families[0]), key=lambda k: mean(scores[k], early))
-        widened = max(scores, key=lambda k: mean(scores[k], early))
+        if args.one_se:
+            first_dates = sorted(early & set.intersection(*(set(v) for v in scores.values())))
+            widened = one_se_choice({k: v for k, v in scores.items() if k[0] == families[0]}, first_dates, lag)
+        else:
+            widened = max(scores, key=lambda k: mean(scores[k], early))
         diff = np.array([scores[widened][d] - scores[today][d] for d in later])
         pooled.append(diff)
         s = difference_summary(diff, lag)
-        print(f"  chosen on the first half: today's {today[1:]} ({label(today[0])}), widened {widened[1:]} ({label(widened[0])}); "
+        print(f"  chosen on the first half: today's {today[1:]} ({label(today[0])}), {other} {widened[1:]} ({label(widened[0])}); "
               f"later half ({len(later)} dates): {mean(scores[widened], later):.4f} against {mean(scores[today], later):.4f}, "
               f"{s['mean']:+.4f} [{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}]")  # fmt: skip
     s = difference_summary(np.concatenate(pooled), lag)
-    print(f"\npooled later halves, widened minus today's: {s['mean']:+.4f} [{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}] over {s['dates']} dates")
+    print(f"\npooled later halves, {other} minus today's: {s['mean']:+.4f} [{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}] over {s['dates']} dates")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from recency_ridge import by_date, recency_weights, volatility_weights  # noqa: E402
+from recency_ridge import by_date, one_se_choice, recency_weights, volatility_weights  # noqa: E402
 
 from atft_kedro.evaluation.baselines import ridge_solve  # noqa: E402
 
@@ -56,3 +56,20 @@ def test_volatility_weights_are_inverse_powers_of_the_floored_volatility_and_ave
     assert w[19] == pytest.approx(w[9] / 4)  # a stock twice as volatile weighs a quarter
     one = volatility_weights(days, vol, 1.0)
     assert one[9] / one[8] == pytest.approx(9 / 10) and one.mean() == pytest.approx(1.0)
+
+
+def test_the_one_standard_error_rule_keeps_the_least_winsorising_candidate_near_the_best():
+    """Clip 1 is best; the features as they are trail it by less than a standard error of the
+    paired difference, clip 3 by far more: the rule keeps the features as they are, returns before
+    ranks. With the near one moved far below, it keeps the best."""
+    rng = np.random.default_rng(0)
+    dates = list(range(200))
+    base = rng.normal(0.03, 0.1, size=200)
+    noise = lambda s: (lambda e: e - e.mean())(rng.normal(0, s, size=200))  # noqa: E731  (mean 0: each deficit exactly as written)
+    today = {(0, 1.0, "raw"): base, (0, np.inf, "rank"): base - 0.002 + noise(0.05), (0, np.inf, "raw"): base - 0.002 + noise(0.05),
+             (0, 3.0, "raw"): base - 0.05 + noise(0.01)}  # fmt: skip
+    scores = {k: dict(zip(dates, v)) for k, v in today.items()}
+    assert one_se_choice(scores, dates) == (0, np.inf, "raw")  # 0.002 behind, a standard error of about 0.0035
+    scores[0, np.inf, "raw"] = dict(zip(dates, base - 0.05 + noise(0.01)))
+    scores[0, np.inf, "rank"] = dict(zip(dates, base - 0.05 + noise(0.01)))
+    assert one_se_choice(scores, dates) == (0, 1.0, "raw")
