@@ -117,7 +117,7 @@ def main() -> None:
         fitted_on = {"raw": y["train"], "rank": ranked_by_date(y["train"][:, None], sizes)[:, 0]}
         val_dates = np.unique(days["val"])
         first = days["val"] <= val_dates[len(val_dates) // 2 - 1]
-        scores = {}  # ((half-life, penalty), clip, kind) -> {date: RankIC} on validation
+        scores = {}  # ((half-life, penalty, volatility power), clip, kind) -> {date: RankIC} on validation
         for family in families:
             w = recency_weights(days["train"], family[0])
             if family[2]:
