@@ -1,5 +1,6 @@
 """The project's hooks: a run of part of the project stops before any node when what it reads from
-an earlier pipeline is not there, and says what to run."""
+an earlier pipeline is not there, and says what to run; a run with a parameter nothing reads (a
+misspelt key) stops before any node and names it."""
 
 import click
 import pytest
@@ -7,7 +8,9 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro_datasets.json import JSONDataset
 
-from atft_kedro.hooks import MissingInputsError, MissingInputsHook, missing_inputs, project_pipelines
+from atft_kedro.hooks import MissingInputsError, MissingInputsHook, UnknownParametersError, UnknownParametersHook, missing_inputs, project_pipelines
+from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+from atft_kedro.pipelines.typed import parameters_read, unknown_parameters
 
 
 def _catalog(tmp_path, present: set[str], names) -> DataCatalog:
@@ -47,3 +50,26 @@ def test_the_hook_stops_the_run_as_a_command_line_error_before_other_hooks(tmp_p
         MissingInputsHook().before_pipeline_run(pipeline=training, catalog=_catalog(tmp_path, set(), training.inputs()), run_params={})
     assert isinstance(raised.value, click.ClickException)  # the command line prints its message, no traceback
     assert MissingInputsHook.before_pipeline_run.kedro_impl["tryfirst"]  # before kedro-mlflow opens a run
+
+
+def test_every_parameter_of_conf_base_is_read_and_a_misspelt_one_is_named_with_its_neighbours():
+    read = parameters_read(project_pipelines().values())
+    assert read == {"source", "phase", "raw", "splits", "normalisation", "evaluation", "graph", "inference", "training"}
+    assert unknown_parameters(project_parameters(), read) == []  # a key added to conf/base must be read, or named where it is
+    assert unknown_parameters(project_parameters({"training": {"epochs": {"0": 8}, "model": {"d_model": 32}}, "normalisation": {"rank_groups": ["range"]}}), read) == []
+    misspelt = {"sorce": "files", "evaluation": {"blnd": True, "lightgbm": {"num_leave": 7}}, "normalisation": {"rank_group": ["range"]},
+                "training": {"epoch": 3}, "inference": {"asof": "2020-01-06"}}  # fmt: skip
+    found = {f.split(" ")[0]: f for f in unknown_parameters(project_parameters(misspelt), read)}
+    assert set(found) == {"normalisation.rank_group", "evaluation.blnd", "evaluation.lightgbm.num_leave", "inference.asof", "training.epoch", "sorce"}
+    assert found["evaluation.blnd"].startswith("evaluation.blnd (the keys of evaluation: blend, blend_weights,")
+    assert found["sorce"].startswith("sorce (the keys at the top level: evaluation,") and "epochs" in found["training.epoch"]
+
+
+def test_a_misspelt_parameter_stops_a_run_before_any_node():
+    catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"evaluation": {"blnd": True}}))})
+    with pytest.raises(UnknownParametersError, match=r"misspelt\?\): evaluation.blnd \(the keys of evaluation") as raised:
+        UnknownParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
+    assert isinstance(raised.value, click.ClickException) and UnknownParametersHook.before_pipeline_run.kedro_impl["tryfirst"]
+    UnknownParametersHook().before_pipeline_run(catalog=DataCatalog({"parameters": MemoryDataset(project_parameters())}), pipeline=Pipeline([]), run_params={})
+    with pytest.raises(ValueError, match="normalisation.clp"):  # the in-memory runs of the tests and research scripts too
+        run_in_memory(["data_engineering"], project_parameters({"normalisation": {"clp": 3.0}}))

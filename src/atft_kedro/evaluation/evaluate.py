@@ -48,6 +48,8 @@ from atft_kedro.evaluation.metrics import DailyScores, daily_scores, neutral_sco
 from atft_kedro.evaluation.report import metrics_document
 
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
+# the keys of `evaluation` in conf/base/parameters_evaluation.yml (`lightgbm`'s are LightGBMConfig's fields)
+PARAMETERS = ("quantile", "cost_bp", "min_stocks", "ridge_alphas", "lightgbm", "blend", "blend_weights", "graph_ablation_seed", "importance_seed")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from atft_kedro.features.splits import split_dates
 MAD_TO_STD = 1.4826
 
 
+
+PARAMETERS = ("clip", "rank_groups")  # the keys of `normalisation` in conf/base/parameters_data_engineering.yml
+
 def robust_zscore_by_date(
     features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, eps: float = 1e-8
 ) -> pl.DataFrame:

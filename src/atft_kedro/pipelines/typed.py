@@ -1,9 +1,12 @@
 """Typed parameters. Nodes annotate their parameters with the project's config dataclasses, so
 Kedro builds and validates them (``__post_init__`` checks) before any node runs; ``typed`` lets a
-node also take the plain dict a direct call passes."""
+node also take the plain dict a direct call passes. ``unknown_parameters`` finds the keys nothing
+reads, in those groups and in the ones nodes take as dicts: a misspelt key is an error, not a
+setting silently left out."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -11,3 +14,45 @@ T = TypeVar("T")
 
 def typed(cls: type[T], value: T | dict) -> T:
     return value if isinstance(value, cls) else cls(**value)
+
+
+def _known_keys() -> dict[str, set[str]]:
+    """{group (dotted): the keys read in it}, for the groups whose keys the project fixes."""
+    from atft_kedro.data.sources import SourceConfig
+    from atft_kedro.evaluation import evaluate
+    from atft_kedro.evaluation.baselines import LightGBMConfig
+    from atft_kedro.features import normalise
+    from atft_kedro.features.splits import SplitConfig
+    from atft_kedro.graph.correlation import GraphConfig
+    from atft_kedro.pipelines.inference import nodes as inference
+    from atft_kedro.training.config import TrainConfig
+
+    fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    return {"raw": fields(SourceConfig), "splits": fields(SplitConfig), "graph": fields(GraphConfig), "training": fields(TrainConfig),
+            "evaluation": set(evaluate.PARAMETERS), "evaluation.lightgbm": fields(LightGBMConfig),
+            "normalisation": set(normalise.PARAMETERS), "inference": set(inference.PARAMETERS)}  # fmt: skip
+
+
+def unknown_parameters(params: dict, read: set[str]) -> list[str]:
+    """The keys of ``params`` (the project's parameters: conf/base's, conf/local's and the command
+    line's) that nothing reads, each with the keys read beside it; ``read``: the top-level names the
+    project's pipelines read (``params:<name>``). Below the top level, the groups of
+    ``_known_keys`` are checked (nested dicts such as ``training.model`` are their own
+    consumers')."""
+    known, problems = {"": set(read), **_known_keys()}, []
+
+    def walk(group: str, value: dict) -> None:
+        for key, inner in value.items():
+            name = f"{group}.{key}" if group else key
+            if key not in known[group]:
+                problems.append(f"{name} (the keys {'at the top level' if not group else f'of {group}'}: {', '.join(sorted(known[group]))})")
+            elif name in known and isinstance(inner, dict):
+                walk(name, inner)
+
+    walk("", params)
+    return problems
+
+
+def parameters_read(pipelines) -> set[str]:
+    """The top-level parameter names ``pipelines`` read (``params:<name>`` or ``params:<name>.<key>``)."""
+    return {d.removeprefix("params:").split(".")[0] for p in pipelines for d in p.datasets() if d.startswith("params:")}

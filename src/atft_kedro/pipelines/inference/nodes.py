@@ -14,6 +14,9 @@ from atft_kedro.tracking import load_logged_model
 log = logging.getLogger(__name__)
 
 
+PARAMETERS = ("as_of", "top", "mlflow_run_id")  # the keys of `inference` in conf/base/parameters_inference.yml
+
+
 def rank_latest(
     model: dict,
     panel: pl.DataFrame,
