@@ -105,9 +105,9 @@ def _as_of(panel: pl.DataFrame, as_of) -> object:
     if as_of is None:
         as_of = dates.max()
     else:
-        as_of = pl.Series([str(as_of)]).str.to_date("%Y-%m-%d", strict=False)[0]
+        given, as_of = as_of, pl.Series([str(as_of)]).str.to_date("%Y-%m-%d", strict=False)[0]
         if as_of is None:
-            raise InferenceError(f"inference.as_of must be a date (YYYY-MM-DD), got {as_of!r}")
+            raise InferenceError(f"inference.as_of must be a date (YYYY-MM-DD), got {given!r}")
     traded = panel.filter((pl.col("Date") == as_of) & pl.col("traded")).height
     if traded == 0:
         first, last = dates.min(), dates.max()

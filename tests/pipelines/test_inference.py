@@ -82,6 +82,8 @@ def test_it_refuses_other_features_and_a_date_without_data(trained, tiny_market)
         latest_ranking(model, panel, features, market, manifest[1:], splits, graphs.config, 5.0)
     with pytest.raises(InferenceError, match=r"no traded stock on 1999-01-04 \(it covers .*\); pick a trading day"):
         latest_ranking(model, panel, features, market, manifest, splits, graphs.config, 5.0, as_of="1999-01-04")
+    with pytest.raises(InferenceError, match=r"inference.as_of must be a date \(YYYY-MM-DD\), got '06/01/2020'"):  # what was given, said back
+        latest_ranking(model, panel, features, market, manifest, splits, graphs.config, 5.0, as_of="06/01/2020")
     kept = model["data_fingerprint"]["normalisation"]
     assert kept == trained["params"]["normalisation"]  # every checkpoint keeps how its features were normalised
     ranked = {**model, "data_fingerprint": {**model["data_fingerprint"], "normalisation": {**kept, "rank_groups": ["range"]}}}
