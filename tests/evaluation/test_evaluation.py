@@ -366,6 +366,10 @@ def test_rank_ic_by_horizon_plot_shows_each_scorers_mean_and_the_paired_differen
     assert paired["1d"]["ci95_low"] > 0 and paired["5d"]["ci95_high"] < 0  # the test's premise: one gain, one loss
     green, red = right.patches[0].get_facecolor(), right.patches[1].get_facecolor()
     assert green[1] > green[0] and red[0] > red[1]  # green where the interval is above 0, red where below
+    # a horizon with no scored date (its difference null in metrics.json) is drawn empty, not an error
+    unscored = {**paired, "5d": {"best_baseline": "ridge", "mean": None, "se": None, "ci95_low": None, "ci95_high": None, "dates": 0}}
+    right = plot_rank_ic_by_horizon(daily_by_h, unscored, ("model", "ridge")).axes[1]
+    assert np.isnan(right.patches[1].get_height()) and right.patches[0].get_height() == pytest.approx(paired["1d"]["mean"])
     assert right.get_xticklabels()[0].get_text().endswith("ridge")
     # with the validation pick beside it: two bars a horizon, the best on test first, the pick hatched
     picked = {h: {"baseline": "momentum_20d", **difference_summary(d["model"].rank_ic - d["ridge"].rank_ic - 0.01, 0)} for h, d in daily_by_h.items()}
@@ -438,6 +442,11 @@ def test_how_alike_each_forecast_is_to_the_models():
     report = markdown_report(result.document, result.counts, {"source": "synthetic", "n_dates": 15, "start": "a", "end": "b", "n_stocks": 40,
                                                               "quantile": 0.2, "cost_bp": 0})  # fmt: skip
     assert "## How alike the forecasts are" in report and f"| reversal_1d | {alike['reversal_1d']:+.2f} |" in report
+    # a universe smaller than the stocks a date needs to be scored: said before anything is fitted
+    from atft_kedro.evaluation.backtest import BacktestConfig
+
+    with pytest.raises(ValueError, match=r"test dates have at most 40 stocks, fewer than evaluation.min_stocks \(50\).*evaluation.min_stocks=40"):
+        evaluate_predictions(predictions, predictions, features, model_input, pl.DataFrame(), splits, ["f"], EvaluationConfig(BacktestConfig(min_stocks=50)))
 
 
 def test_the_report_says_which_checkpoint_the_model_is():

@@ -163,6 +163,14 @@ def test_the_finished_part_of_an_interrupted_run_spans_folds_and_ends_at_a_stale
     assert finished_before(sequence, cfg, arrays) == 0  # the whole run finished: a new one trains it all
 
 
+def test_a_universe_smaller_than_the_stocks_a_date_needs_is_a_clear_error(prepared, tmp_path):
+    most = int(prepared["arrays"].present[_idx(prepared)[1]].sum(1).max())
+    with pytest.raises(TrainingError, match=rf"validation dates have at most {most} stocks, fewer than training.min_stocks \({most + 1}\)"
+                                            rf".*--params training.min_stocks={most},evaluation.min_stocks={most}"):  # fmt: skip
+        _train(prepared, CheckpointStore(tmp_path), min_stocks=most + 1)
+    assert not CheckpointStore(tmp_path).exists(0, "best")  # said before anything was trained
+
+
 def test_phase_two_without_phase_one_is_a_clear_error(prepared, tmp_path):
     with pytest.raises(TrainingError, match=r"run phase=1 first \(kedro run --pipelines training --params phase=1\)"):
         _train(prepared, CheckpointStore(tmp_path), phase=2)
@@ -278,12 +286,18 @@ def test_non_finite_inputs_are_reported_and_skipped_or_stop_the_run(prepared, tm
 
 
 def test_a_run_without_any_valid_validation_date_still_keeps_a_best_checkpoint(prepared, tmp_path):
-    """min_stocks above every cross-section: validation RankIC is NaN on every epoch, never a crash,
-    and the first epoch is kept as best so that the next phase can start."""
+    """No validation target known (every validation RankIC NaN, on every epoch): never a crash, and
+    the first epoch is kept as best so that the next phase can start. (Too few stocks on every
+    validation date is said before training: the test above.)"""
+    import dataclasses
+
     train_idx, val_idx = _idx(prepared)
+    targets = np.array(prepared["arrays"].targets)
+    targets[val_idx] = np.nan
+    arrays = dataclasses.replace(prepared["arrays"], targets=targets)
     store = CheckpointStore(tmp_path)
-    cfg = small_config(epochs=2, min_stocks=10_000)
-    history = train_phase(0, prepared["arrays"], prepared["graphs"], train_idx, val_idx, cfg, store, prepared["manifest"], progress=False)
+    cfg = small_config(epochs=2)
+    history = train_phase(0, arrays, prepared["graphs"], train_idx, val_idx, cfg, store, prepared["manifest"], progress=False)
     assert all(math.isnan(row["val_metric"]) for row in history)
     assert store.load(0, "best")["epoch"] == 0
 

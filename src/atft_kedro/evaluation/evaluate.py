@@ -105,6 +105,10 @@ def evaluate_predictions(
     validation beside those on test, under "validation", and the model and LightGBM are blended
     (``blend``, with ``cfg.blend_weights``)."""
     horizons = [h[5:] for h in predictions.columns if h.startswith("pred_")]
+    most = int(predictions.group_by("Date").len()["len"].max() or 0) if predictions.height else 0
+    if most < cfg.min_stocks:  # no test date could be scored
+        raise ValueError(f"the test dates have at most {most} stocks, fewer than evaluation.min_stocks ({cfg.min_stocks}), the stocks a "
+                         f"date needs to be scored. For a universe this small run with --params evaluation.min_stocks={most}.")  # fmt: skip
     blending = validation_predictions is not None and bool(cfg.blend_weights)
     frame, fitted, lightgbm_val = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines,
                                                  validation_predictions if blending else None)  # fmt: skip

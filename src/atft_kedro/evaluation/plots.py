@@ -84,8 +84,8 @@ def plot_rank_ic_by_horizon(daily: dict[str, dict[str, DailyScores]], paired: di
         comparisons.append((picked, "baseline", "against validation's pick", "//"))
     bar = 0.6 / len(comparisons)
     for k, (section, key, _, hatch) in enumerate(comparisons):
-        mean = np.array([section[h]["mean"] for h in horizons])
-        low, high = np.array([section[h]["ci95_low"] for h in horizons]), np.array([section[h]["ci95_high"] for h in horizons])
+        values = lambda key: np.array([np.nan if section[h][key] is None else section[h][key] for h in horizons], dtype=float)  # noqa: E731  (null: no scored date)
+        mean, low, high = values("mean"), values("ci95_low"), values("ci95_high")
         colours = ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "tab:grey" for lo, hi in zip(low, high)]
         right.bar(np.arange(len(horizons)) + (k - (len(comparisons) - 1) / 2) * bar, mean, bar, yerr=[mean - low, high - mean], capsize=3,
                   color=colours, hatch=hatch, edgecolor="white" if hatch else None,

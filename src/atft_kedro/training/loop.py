@@ -226,6 +226,11 @@ class _Progress:
 def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress, followed_by) -> list[dict]:
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {sorted(PHASES)}, got {phase!r}")
+    most = int(arrays.present[np.asarray(val_idx)].sum(1).max()) if len(val_idx) else cfg.min_stocks
+    if most < cfg.min_stocks:  # no validation date could be scored: no epoch, start or checkpoint could be chosen
+        raise TrainingError(f"the validation dates have at most {most} stocks, fewer than training.min_stocks ({cfg.min_stocks}), the "
+                            "stocks a date needs to be scored. For a universe this small run with --params "
+                            f"training.min_stocks={most},evaluation.min_stocks={most} (a RankIC over so few stocks is noisy).")  # fmt: skip
     ranks = _ranks(cfg, device_of(cfg))
     device = distributed.rank_device(device_of(cfg), ranks)
     torch.manual_seed(cfg.seed)
