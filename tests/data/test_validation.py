@@ -32,8 +32,12 @@ def test_clean_tables_pass_unchanged(tables):
 
 
 def test_missing_column(tables):
-    tables["daily_quotes"] = tables["daily_quotes"].drop("AdjustmentClose")
-    with pytest.raises(RawDataError, match=r"daily_quotes: missing column\(s\) \['AdjustmentClose'\]"):
+    plain = tables["daily_quotes"].drop("AdjustmentClose", "TurnoverValue")
+    with pytest.raises(RawDataError, match=r"daily_quotes: missing column\(s\) \['TurnoverValue', 'AdjustmentClose'\]; the table has .*"
+                                           r"if the prices are already adjusted for splits, add AdjustmentFactor = 1 .*TurnoverValue = Close x Volume"):  # fmt: skip
+        validate_market(**{**tables, "daily_quotes": plain})
+    tables["listed_info"] = tables["listed_info"].drop("Sector33Code")
+    with pytest.raises(RawDataError, match=r"listed_info: missing column\(s\) \['Sector33Code'\]; the table has \[[^]]*\]$"):  # no hint where none fits
         validate_market(**tables)
 
 

@@ -79,13 +79,23 @@ def _date_hint(values: pl.Series) -> str:
     return ""
 
 
+
+def _hint(missing: list[str]) -> str:
+    """How a table of plain prices gets the J-Quants columns it lacks, where it is one of those."""
+    hints = []
+    if any(c.startswith("Adjustment") for c in missing):
+        hints.append("if the prices are already adjusted for splits, add AdjustmentFactor = 1 and each Adjustment* column equal to its raw one")
+    if "TurnoverValue" in missing:
+        hints.append("without a traded value, add TurnoverValue = Close x Volume")
+    return "; " + "; ".join(hints) if hints else ""
+
 def _coerce_and_check_columns(name: str, df: pl.DataFrame) -> pl.DataFrame:
     """Map v2 names, check required columns and their types; parse ISO date strings."""
     required, optional = TABLES[name]
     df = to_v1_names(df)
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise RawDataError(f"{name}: missing column(s) {missing}; the table has {df.columns}")
+        raise RawDataError(f"{name}: missing column(s) {missing}; the table has {df.columns}{_hint(missing)}")
     df = df.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
     for col, kind in {**required, **{c: k for c, k in optional.items() if c in df.columns}}.items():
         got = dtype_class(df.schema[col])
