@@ -56,11 +56,15 @@ def test_every_parameter_of_conf_base_is_read_and_a_misspelt_one_is_named_with_i
     read = parameters_read(project_pipelines().values())
     assert read == {"source", "phase", "raw", "splits", "normalisation", "evaluation", "graph", "inference", "training"}
     assert unknown_parameters(project_parameters(), read) == []  # a key added to conf/base must be read, or named where it is
-    assert unknown_parameters(project_parameters({"training": {"epochs": {"0": 8}, "model": {"d_model": 32}}, "normalisation": {"rank_groups": ["range"]}}), read) == []
+    fine = {"training": {"epochs": {"0": 8}, "model": {"d_model": 32, "lead_weights": "lead"}}, "normalisation": {"rank_groups": ["range"]},
+            "raw": {"synthetic_overrides": {"short_term_momentum": 0.15}, "jquants": {"plan": "light"}}}  # fmt: skip
+    assert unknown_parameters(project_parameters(fine), read) == []
     misspelt = {"sorce": "files", "evaluation": {"blnd": True, "lightgbm": {"num_leave": 7}}, "normalisation": {"rank_group": ["range"]},
-                "training": {"epoch": 3}, "inference": {"asof": "2020-01-06"}}  # fmt: skip
+                "training": {"epoch": 3, "model": {"d_modl": 32}, "loss_weights": {"rank": 1.0}}, "inference": {"asof": "2020-01-06"},
+                "raw": {"jquants": {"plan": "light", "start": "2021-01-04"}, "synthetic_overrides": {"n_stock": 10}}}  # fmt: skip
     found = {f.split(" ")[0]: f for f in unknown_parameters(project_parameters(misspelt), read)}
-    assert set(found) == {"normalisation.rank_group", "evaluation.blnd", "evaluation.lightgbm.num_leave", "inference.asof", "training.epoch", "sorce"}
+    assert set(found) == {"normalisation.rank_group", "evaluation.blnd", "evaluation.lightgbm.num_leave", "inference.asof", "training.epoch", "sorce",
+                          "training.model.d_modl", "training.loss_weights.rank", "raw.jquants.start", "raw.synthetic_overrides.n_stock"}  # fmt: skip
     assert found["evaluation.blnd"].startswith("evaluation.blnd (the keys of evaluation: blend, blend_weights,")
     assert found["sorce"].startswith("sorce (the keys at the top level: evaluation,") and "epochs" in found["training.epoch"]
 

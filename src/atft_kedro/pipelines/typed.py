@@ -18,27 +18,33 @@ def typed(cls: type[T], value: T | dict) -> T:
 
 def _known_keys() -> dict[str, set[str]]:
     """{group (dotted): the keys read in it}, for the groups whose keys the project fixes."""
+    from atft_kedro.data.jquants.config import JQuantsConfig
     from atft_kedro.data.sources import SourceConfig
+    from atft_kedro.data.synthetic import SyntheticConfig
     from atft_kedro.evaluation import evaluate
     from atft_kedro.evaluation.baselines import LightGBMConfig
     from atft_kedro.features import normalise
     from atft_kedro.features.splits import SplitConfig
     from atft_kedro.graph.correlation import GraphConfig
+    from atft_kedro.model.atft import ModelConfig
     from atft_kedro.pipelines.inference import nodes as inference
     from atft_kedro.training.config import TrainConfig
+    from atft_kedro.training.losses import LossWeights
 
     fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     return {"raw": fields(SourceConfig), "splits": fields(SplitConfig), "graph": fields(GraphConfig), "training": fields(TrainConfig),
             "evaluation": set(evaluate.PARAMETERS), "evaluation.lightgbm": fields(LightGBMConfig),
-            "normalisation": set(normalise.PARAMETERS), "inference": set(inference.PARAMETERS)}  # fmt: skip
+            "normalisation": set(normalise.PARAMETERS), "inference": set(inference.PARAMETERS),
+            "training.model": fields(ModelConfig) | {"lead_weights", "lead_features"},  # build_model maps the two to columns
+            "training.loss_weights": fields(LossWeights), "raw.jquants": fields(JQuantsConfig), "raw.synthetic_overrides": fields(SyntheticConfig)}  # fmt: skip
 
 
 def unknown_parameters(params: dict, read: set[str]) -> list[str]:
     """The keys of ``params`` (the project's parameters: conf/base's, conf/local's and the command
     line's) that nothing reads, each with the keys read beside it; ``read``: the top-level names the
     project's pipelines read (``params:<name>``). Below the top level, the groups of
-    ``_known_keys`` are checked (nested dicts such as ``training.model`` are their own
-    consumers')."""
+    ``_known_keys`` are checked; the others' keys (a phase or a horizon: ``training.epochs``,
+    ``training.horizon_weights``) their config checks."""
     known, problems = {"": set(read), **_known_keys()}, []
 
     def walk(group: str, value: dict) -> None:
