@@ -72,6 +72,13 @@ def test_a_thread_count_that_is_not_a_whole_number_is_a_clear_error(threads):
         small_config(threads=threads)
 
 
+@pytest.mark.parametrize("name", ["horizon_weights", "early_stopping_weights"])
+def test_a_weight_for_a_horizon_the_model_does_not_have_is_a_clear_error(name):
+    small_config(**{name: {"1d": 1.0, "20d": 0.5}})  # the model's horizons are fine
+    with pytest.raises(ValueError, match=rf"training {name} are weights by horizon, \['1d', '5d', '10d', '20d'\]; \['15d'\] is none of them"):
+        small_config(**{name: {"15d": 1.0}})
+
+
 def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path):
     whole = CheckpointStore(tmp_path / "whole")
     _train(prepared, whole, epochs=3)

@@ -88,6 +88,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, dict) and sorted(str(p) for p in value) != sorted(str(p) for p in PHASES):
                 raise ValueError(f"training {name} must be a number or {{phase: {name}}} for phases {sorted(PHASES)}, got {value!r}")
+        for name in ("horizon_weights", "early_stopping_weights"):  # an unknown horizon would be left out without a word
+            unknown = sorted(set(getattr(self, name)) - {f"{h}d" for h in HORIZONS})
+            if unknown:
+                raise ValueError(f"training {name} are weights by horizon, {[f'{h}d' for h in HORIZONS]}; {unknown} is none of them")
         if self.horizon_starts not in ("ridge", "validated", "ranked", "one_day"):
             raise ValueError(f"horizon_starts must be 'ridge', 'validated', 'ranked' or 'one_day', got {self.horizon_starts!r}")
         if not self.neighbour_start_margin >= 0:
