@@ -8,7 +8,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro_datasets.json import JSONDataset
 
-from atft_kedro.hooks import MissingInputsError, MissingInputsHook, UnknownParametersError, UnknownParametersHook, missing_inputs, project_pipelines
+from atft_kedro.hooks import MissingInputsError, MissingInputsHook, ParametersError, ParametersHook, missing_inputs, project_pipelines
 from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
 from atft_kedro.pipelines.typed import parameters_read, unknown_parameters
 
@@ -71,9 +71,19 @@ def test_every_parameter_of_conf_base_is_read_and_a_misspelt_one_is_named_with_i
 
 def test_a_misspelt_parameter_stops_a_run_before_any_node():
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"evaluation": {"blnd": True}}))})
-    with pytest.raises(UnknownParametersError, match=r"misspelt\?\): evaluation.blnd \(the keys of evaluation") as raised:
-        UnknownParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
-    assert isinstance(raised.value, click.ClickException) and UnknownParametersHook.before_pipeline_run.kedro_impl["tryfirst"]
-    UnknownParametersHook().before_pipeline_run(catalog=DataCatalog({"parameters": MemoryDataset(project_parameters())}), pipeline=Pipeline([]), run_params={})
+    with pytest.raises(ParametersError, match=r"misspelt\?\): evaluation.blnd \(the keys of evaluation") as raised:
+        ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
+    assert isinstance(raised.value, click.ClickException) and ParametersHook.before_pipeline_run.kedro_impl["tryfirst"]
+    ParametersHook().before_pipeline_run(catalog=DataCatalog({"parameters": MemoryDataset(project_parameters())}), pipeline=Pipeline([]), run_params={})
     with pytest.raises(ValueError, match="normalisation.clp"):  # the in-memory runs of the tests and research scripts too
         run_in_memory(["data_engineering"], project_parameters({"normalisation": {"clp": 3.0}}))
+
+
+@pytest.mark.parametrize(("evaluation", "said"), [({"quantile": 0.7}, r"quantile is the fraction .* in \(0, 0.5\], got 0.7"),
+                                               ({"min_stocks": 1}, r"min_stocks .* a whole number >= 2, got 1"),
+                                               ({"cost_bp": -5}, r"cost_bp .* >= 0, got -5"),
+                                               ({"blend": True, "blend_weights": [0, 2]}, r"blend_weights .* each in \[0, 1\], got \[0.0, 2.0\]")])  # fmt: skip
+def test_an_evaluation_value_its_config_refuses_stops_the_run_before_training(evaluation, said):
+    catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"evaluation": evaluation}))})
+    with pytest.raises(ParametersError, match="^evaluation: " + said):  # not after training, where the evaluation node would meet it
+        ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})

@@ -66,25 +66,26 @@ class MissingInputsHook:
             raise MissingInputsError(problem)
 
 
-class UnknownParametersError(click.ClickException):
-    """Parameters that nothing reads. A ClickException: the command line prints the message, not a traceback."""
+class ParametersError(click.ClickException):
+    """Parameters the run would ignore or refuse. A ClickException: the command line prints the message, not a traceback."""
 
 
-class UnknownParametersHook:
+class ParametersHook:
     """Before any node: every parameter (conf/base's, conf/local's and ``--params``) must be one
-    the project reads. A misspelt key (``--params evaluation.blnd=true``) would otherwise be
-    ignored without a word, and the run would not do what was asked; the groups nodes take as
-    config dataclasses Kedro checks itself, but only where the run reads them."""
+    the project reads, and the groups nodes take as dicts must hold values their configs accept. A
+    misspelt key (``--params evaluation.blnd=true``) would otherwise be ignored without a word, and
+    a bad evaluation value met only after training. The groups nodes take as config dataclasses
+    Kedro checks itself, where the run reads them."""
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, catalog, **kwargs) -> None:
-        from atft_kedro.pipelines.typed import parameters_read, unknown_parameters
+        from atft_kedro.pipelines.typed import parameter_problems, parameters_read
 
         if "parameters" not in catalog:
             return
-        unknown = unknown_parameters(catalog.load("parameters"), parameters_read(project_pipelines().values()))
-        if unknown:
-            raise UnknownParametersError("parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown))
+        problem = parameter_problems(catalog.load("parameters"), parameters_read(project_pipelines().values()))
+        if problem:
+            raise ParametersError(problem)
 
 
 def project_pipelines() -> dict:

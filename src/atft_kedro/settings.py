@@ -3,7 +3,7 @@
 import warnings
 
 from atft_kedro.hooks import (DistributedRanksHook, JQuantsCredentialsHook, MissingInputsHook, OneLineErrorHook, SummaryHook, TrackingHook,
-                              UnknownParametersHook, torchrun_rank)  # fmt: skip
+                              ParametersHook, torchrun_rank)  # fmt: skip
 
 
 def quiet_kedro_deprecations() -> None:
@@ -14,7 +14,7 @@ def quiet_kedro_deprecations() -> None:
 
 quiet_kedro_deprecations()
 
-HOOKS = (JQuantsCredentialsHook(), MissingInputsHook(), UnknownParametersHook(), OneLineErrorHook(), TrackingHook(), SummaryHook(), DistributedRanksHook())
+HOOKS = (JQuantsCredentialsHook(), MissingInputsHook(), ParametersHook(), OneLineErrorHook(), TrackingHook(), SummaryHook(), DistributedRanksHook())
 
 # under torchrun, rank 0 alone tracks the run in MLflow
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",) if torchrun_rank() > 0 else ()

@@ -27,6 +27,14 @@ class BacktestConfig:
     cost_bp: float = 10.0
     min_stocks: int = 20
 
+    def __post_init__(self):
+        if not 0 < self.quantile <= 0.5:
+            raise ValueError(f"quantile is the fraction of stocks held long and, as many, short: in (0, 0.5], got {self.quantile!r}")
+        if not self.cost_bp >= 0:
+            raise ValueError(f"cost_bp is a cost in basis points per unit of turnover, >= 0, got {self.cost_bp!r}")
+        if isinstance(self.min_stocks, bool) or not isinstance(self.min_stocks, int) or self.min_stocks < 2:
+            raise ValueError(f"min_stocks is the stocks a date needs to be scored, a whole number >= 2, got {self.min_stocks!r}")
+
 
 @dataclass(frozen=True)
 class BacktestResult:

@@ -58,6 +58,10 @@ class EvaluationConfig:
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     blend_weights: tuple[float, ...] = ()  # LightGBM's weights in the blend, validation picks one; () : no blend (the default)
 
+    def __post_init__(self):
+        if not all(0 <= w <= 1 for w in self.blend_weights):
+            raise ValueError(f"blend_weights are LightGBM's weights in the blend, each in [0, 1], got {list(self.blend_weights)!r}")
+
     @property
     def min_stocks(self) -> int:
         return self.backtest.min_stocks

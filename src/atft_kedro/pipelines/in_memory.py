@@ -25,7 +25,7 @@ from kedro.runner import SequentialRunner
 from kedro.validation.parameter_validator import ParameterValidator
 
 from atft_kedro.data.jquants import JQuantsCredentials
-from atft_kedro.pipelines.typed import parameters_read, unknown_parameters
+from atft_kedro.pipelines.typed import parameter_problems, parameters_read
 
 ROOT = Path(__file__).resolve().parents[3]
 ORDER = ("data_engineering", "graph_construction", "training", "evaluation", "inference")
@@ -76,9 +76,9 @@ def run_in_memory(names, params: dict, inputs: dict[str, Any] | None = None, qui
     pipeline = pipeline_named([n for n in ORDER if n in names])
     # as a kedro run does: the parameters that nodes annotate with a config dataclass become one
     # (and are validated) before any node runs
-    unknown = unknown_parameters(params, parameters_read([pipeline_named(ORDER)]))
-    if unknown:
-        raise ValueError(f"parameters that nothing reads (misspelt?): {'; '.join(unknown)}")
+    problem = parameter_problems(params, parameters_read([pipeline_named(ORDER)]))
+    if problem:
+        raise ValueError(problem)
     params = ParameterValidator({"__default__": pipeline}).validate_raw_params(params)
     inputs = {"jquants_credentials": JQuantsCredentials(), **(inputs or {})}
     catalog = DataCatalog()

@@ -62,3 +62,20 @@ def unknown_parameters(params: dict, read: set[str]) -> list[str]:
 def parameters_read(pipelines) -> set[str]:
     """The top-level parameter names ``pipelines`` read (``params:<name>`` or ``params:<name>.<key>``)."""
     return {d.removeprefix("params:").split(".")[0] for p in pipelines for d in p.datasets() if d.startswith("params:")}
+
+
+def parameter_problems(params: dict, read: set[str]) -> str | None:
+    """What is wrong with ``params`` before any node runs, or None: keys nothing reads
+    (``unknown_parameters``), then values the dict-taking groups refuse (``evaluation``: its config's
+    checks, which its node would otherwise meet only after training)."""
+    unknown = unknown_parameters(params, read)
+    if unknown:
+        return "parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown)
+    if "evaluation" in params:
+        from atft_kedro.evaluation.evaluate import EvaluationConfig
+
+        try:
+            EvaluationConfig.from_params(params["evaluation"])
+        except (ValueError, TypeError) as error:
+            return f"evaluation: {error}"
+    return None
