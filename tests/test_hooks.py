@@ -82,7 +82,9 @@ def test_a_misspelt_parameter_stops_a_run_before_any_node():
 @pytest.mark.parametrize(("evaluation", "said"), [({"quantile": 0.7}, r"quantile is the fraction .* in \(0, 0.5\], got 0.7"),
                                                ({"min_stocks": 1}, r"min_stocks .* a whole number >= 2, got 1"),
                                                ({"cost_bp": -5}, r"cost_bp .* >= 0, got -5"),
-                                               ({"blend": True, "blend_weights": [0, 2]}, r"blend_weights .* each in \[0, 1\], got \[0.0, 2.0\]")])  # fmt: skip
+                                               ({"blend": True, "blend_weights": [0, 2]}, r"blend_weights .* each in \[0, 1\], got \[0.0, 2.0\]"),
+                                               ({"lightgbm": {"bag": 0}}, r"lightgbm.bag is a whole number >= 1, got 0"),
+                                               ({"ridge_alphas": [0, 10]}, r"ridge_alphas .* each > 0, got \[0.0, 10.0\]")])  # fmt: skip
 def test_an_evaluation_value_its_config_refuses_stops_the_run_before_training(evaluation, said):
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"evaluation": evaluation}))})
     with pytest.raises(ParametersError, match="^evaluation: " + said):  # not after training, where the evaluation node would meet it

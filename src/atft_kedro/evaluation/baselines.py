@@ -36,12 +36,22 @@ class LightGBMConfig:
     seed: int = 0
     bag: int = 1  # fits with seeds seed .. seed + bag - 1, each early-stopped, their forecasts averaged
 
+    def __post_init__(self):
+        for name in ("bag", "max_trees", "early_stopping", "num_leaves"):
+            value, least = getattr(self, name), 2 if name == "num_leaves" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"lightgbm.{name} is a whole number >= {least}, got {value!r}")
+
 
 @dataclass(frozen=True)
 class BaselineConfig:
     ridge_alphas: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0, 100000.0)
     lightgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
     min_stocks: int = 20
+
+    def __post_init__(self):
+        if not self.ridge_alphas or not all(a > 0 for a in self.ridge_alphas):
+            raise ValueError(f"ridge_alphas are the ridge baseline's penalties validation chooses among, each > 0, got {list(self.ridge_alphas)!r}")
 
     @classmethod
     def from_params(cls, params: dict) -> "BaselineConfig":
@@ -130,9 +140,7 @@ def bagged_lightgbm(model_input, feature_names, target, train_dates, val_dates, 
     """``tuned_lightgbm`` with each of ``cfg.lightgbm.bag`` seeds (from ``cfg.lightgbm.seed``) -> (the
     mean of their forecasts of ``x``, {"trees": each fit's, "val_rank_ic": the mean forecast's}).
     With ``bag`` 1 it is the one fit, to the bit."""
-    g = cfg.lightgbm
-    if g.bag < 1:
-        raise ValueError(f"evaluation.lightgbm.bag must be at least 1, not {g.bag}")
+    g = cfg.lightgbm  # bag >= 1: LightGBMConfig's check
     fits = [tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, replace(cfg, lightgbm=replace(g, seed=g.seed + i)))
             for i in range(g.bag)]  # fmt: skip
     forecast = np.mean([b.predict(x, num_iteration=b.best_iteration) for b, _ in fits], axis=0)
