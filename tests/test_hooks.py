@@ -89,3 +89,9 @@ def test_an_evaluation_value_its_config_refuses_stops_the_run_before_training(ev
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"evaluation": evaluation}))})
     with pytest.raises(ParametersError, match="^evaluation: " + said):  # not after training, where the evaluation node would meet it
         ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
+
+
+def test_a_clip_that_is_not_a_positive_number_stops_the_run():
+    catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"normalisation": {"clip": 0}}))})
+    with pytest.raises(ParametersError, match=r"^normalisation: clip is the robust z-score .* > 0, got 0$"):
+        ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})

@@ -66,11 +66,14 @@ def parameters_read(pipelines) -> set[str]:
 
 def parameter_problems(params: dict, read: set[str]) -> str | None:
     """What is wrong with ``params`` before any node runs, or None: keys nothing reads
-    (``unknown_parameters``), then values the dict-taking groups refuse (``evaluation``: its config's
-    checks, which its node would otherwise meet only after training)."""
+    (``unknown_parameters``), then values the dict-taking groups refuse (``normalisation.clip``;
+    ``evaluation``: its config's checks, which its node would otherwise meet only after training)."""
     unknown = unknown_parameters(params, read)
     if unknown:
         return "parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown)
+    clip = params.get("normalisation", {}).get("clip", 5.0)
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
+        return f"normalisation: clip is the robust z-score the features are clipped at, > 0, got {clip!r}"
     if "evaluation" in params:
         from atft_kedro.evaluation.evaluate import EvaluationConfig
 
