@@ -167,6 +167,15 @@ def test_market_context_scaling_is_fitted_on_training_dates_only(built):
     assert a.head(120).equals(b.head(120))
 
 
+@pytest.mark.parametrize(("kw", "said"), [({"purge_days": 5}, r"purge_days must be at least the longest target horizon, 20 trading days, got 5"),
+                                       ({"n_folds": 0}, r"n_folds is a whole number >= 1, got 0"),
+                                       ({"embargo_days": -1}, r"embargo_days is a whole number of trading days >= 0, got -1"),
+                                       ({"val_fraction": 0.6, "test_fraction": 0.5}, r"together < 1, got 0.6 and 0.5")])  # fmt: skip
+def test_splits_that_would_leak_or_leave_nothing_are_refused(kw, said):
+    with pytest.raises(ValueError, match=said):
+        SplitConfig(**kw)
+
+
 @pytest.mark.parametrize("n_folds", [1, 3])
 def test_splits_respect_purge_and_embargo(n_folds):
     dates = pl.date_range(pl.date(2015, 1, 1), pl.date(2020, 1, 1), "1d", eager=True)[:1200]
