@@ -95,3 +95,9 @@ def test_a_clip_that_is_not_a_positive_number_stops_the_run():
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"normalisation": {"clip": 0}}))})
     with pytest.raises(ParametersError, match=r"^normalisation: clip is the robust z-score .* > 0, got 0$"):
         ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
+
+
+def test_a_model_size_the_model_cannot_take_stops_the_run():
+    catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"training": {"model": {"d_model": 30}}}))})
+    with pytest.raises(ParametersError, match=r"^training.model: d_model=30 must be divisible by temporal_heads=4$"):
+        ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})

@@ -103,6 +103,11 @@ class ModelConfig:
     lead_bands: tuple[int, ...] = ()  # ... one sum per band of neighbour slots, split at these slots (a date's slots are ordered by score)
     head_init: float = 1.0  # scale of the heads' last layer at init: small, the network starts as its linear paths
 
+    def __post_init__(self):
+        for name in ("temporal_heads", "gat_heads"):  # each head a d_model / heads slice
+            if self.d_model % getattr(self, name):
+                raise ValueError(f"d_model={self.d_model} must be divisible by {name}={getattr(self, name)}")
+
 
 def _known_horizons(horizons, what: str = "") -> tuple[int, ...]:
     unknown = set(horizons) - set(HORIZONS)
@@ -127,8 +132,6 @@ class GraphBlock(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.d_model % cfg.gat_heads:
-            raise ValueError(f"d_model={cfg.d_model} must be divisible by gat_heads={cfg.gat_heads}")
         self.layers = nn.ModuleList(
             GATLayer(cfg.d_model, cfg.gat_heads, cfg.d_model // cfg.gat_heads, cfg.edge_dim, cfg.dropout,
                      edge_dropout=cfg.gat_edge_dropout, backend=cfg.gat_backend)  # fmt: skip

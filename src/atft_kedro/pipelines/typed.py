@@ -67,13 +67,23 @@ def parameters_read(pipelines) -> set[str]:
 def parameter_problems(params: dict, read: set[str]) -> str | None:
     """What is wrong with ``params`` before any node runs, or None: keys nothing reads
     (``unknown_parameters``), then values the dict-taking groups refuse (``normalisation.clip``;
-    ``evaluation``: its config's checks, which its node would otherwise meet only after training)."""
+    ``training.model``'s sizes, met otherwise when a phase builds the model; ``evaluation``: its
+    config's checks, which its node would otherwise meet only after training)."""
     unknown = unknown_parameters(params, read)
     if unknown:
         return "parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown)
     clip = params.get("normalisation", {}).get("clip", 5.0)
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
         return f"normalisation: clip is the robust z-score the features are clipped at, > 0, got {clip!r}"
+    model = params.get("training", {}).get("model", {})
+    if model:
+        from atft_kedro.model.atft import ModelConfig
+
+        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items() if k not in ("lead_weights", "lead_features")}
+        try:
+            ModelConfig(n_features=1, n_market=1, **sizes)
+        except (ValueError, TypeError) as error:
+            return f"training.model: {error}"
     if "evaluation" in params:
         from atft_kedro.evaluation.evaluate import EvaluationConfig
 
