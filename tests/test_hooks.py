@@ -101,3 +101,21 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"training": {"model": {"d_model": 30}}}))})
     with pytest.raises(ParametersError, match=r"^training.model: d_model=30 must be divisible by temporal_heads=4$"):
         ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
+
+
+def test_the_check_reads_the_groups_kedro_has_already_made_config_dataclasses():
+    """During a kedro run the catalog's ``parameters`` hold the annotated groups as their configs
+    (training as a TrainConfig), whose nested dicts are still checked."""
+    from atft_kedro.features.splits import SplitConfig
+    from atft_kedro.training.config import TrainConfig
+
+    def run_with(training: dict) -> None:
+        params = project_parameters({"training": training})
+        params = {**params, "training": TrainConfig(**params["training"]), "splits": SplitConfig(**params["splits"])}
+        ParametersHook().before_pipeline_run(catalog=DataCatalog({"parameters": MemoryDataset(params)}), pipeline=Pipeline([]), run_params={})
+
+    run_with({})
+    with pytest.raises(ParametersError, match=r"training.model.d_modl \(the keys of training.model: "):
+        run_with({"model": {"d_modl": 32}})
+    with pytest.raises(ParametersError, match=r"^training.model: d_model=30 must be divisible"):
+        run_with({"model": {"d_model": 30}})

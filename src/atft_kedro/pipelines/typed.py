@@ -52,11 +52,17 @@ def unknown_parameters(params: dict, read: set[str]) -> list[str]:
             name = f"{group}.{key}" if group else key
             if key not in known[group]:
                 problems.append(f"{name} (the keys {'at the top level' if not group else f'of {group}'}: {', '.join(sorted(known[group]))})")
-            elif name in known and isinstance(inner, dict):
+            elif name in known and isinstance(inner := _plain(inner), dict):
                 walk(name, inner)
 
     walk("", params)
     return problems
+
+
+def _plain(value):
+    """A group as a dict: during a kedro run the groups nodes annotate with a config dataclass are
+    already that dataclass in the catalog's ``parameters`` (their nested dicts still dicts)."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
 
 
 def parameters_read(pipelines) -> set[str]:
@@ -72,10 +78,10 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
     unknown = unknown_parameters(params, read)
     if unknown:
         return "parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown)
-    clip = params.get("normalisation", {}).get("clip", 5.0)
+    clip = _plain(params.get("normalisation", {})).get("clip", 5.0)
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
         return f"normalisation: clip is the robust z-score the features are clipped at, > 0, got {clip!r}"
-    model = params.get("training", {}).get("model", {})
+    model = _plain(params.get("training", {})).get("model", {})
     if model:
         from atft_kedro.model.atft import ModelConfig
 
@@ -88,7 +94,7 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
         from atft_kedro.evaluation.evaluate import EvaluationConfig
 
         try:
-            EvaluationConfig.from_params(params["evaluation"])
+            EvaluationConfig.from_params(_plain(params["evaluation"]))
         except (ValueError, TypeError) as error:
             return f"evaluation: {error}"
     return None
