@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from atft_kedro.checks import whole_number
+
 
 @dataclass(frozen=True)
 class BacktestConfig:
@@ -32,7 +34,7 @@ class BacktestConfig:
             raise ValueError(f"quantile is the fraction of stocks held long and, as many, short: in (0, 0.5], got {self.quantile!r}")
         if not self.cost_bp >= 0:
             raise ValueError(f"cost_bp is a cost in basis points per unit of turnover, >= 0, got {self.cost_bp!r}")
-        if isinstance(self.min_stocks, bool) or not isinstance(self.min_stocks, int) or self.min_stocks < 2:
+        if not whole_number(self.min_stocks, 2):
             raise ValueError(f"min_stocks is the stocks a date needs to be scored, a whole number >= 2, got {self.min_stocks!r}")
 
 

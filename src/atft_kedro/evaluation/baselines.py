@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import polars as pl
 
+from atft_kedro.checks import whole_number
 from atft_kedro.features.splits import split_dates
 from atft_kedro.threads import torch_threads
 
@@ -39,7 +40,7 @@ class LightGBMConfig:
     def __post_init__(self):
         for name in ("bag", "max_trees", "early_stopping", "num_leaves"):
             value, least = getattr(self, name), 2 if name == "num_leaves" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not whole_number(value, least):
                 raise ValueError(f"lightgbm.{name} is a whole number >= {least}, got {value!r}")
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from atft_kedro.checks import whole_number
+
 
 @dataclass(frozen=True)
 class SplitConfig:
@@ -26,15 +28,14 @@ class SplitConfig:
     def __post_init__(self):
         from atft_kedro.data.schema import HORIZONS
 
-        whole = lambda v: not isinstance(v, bool) and isinstance(v, int)  # noqa: E731
-        if not (whole(self.purge_days) and self.purge_days >= max(HORIZONS)):  # SPEC section 3: a purge of at least the longest horizon
+        if not whole_number(self.purge_days, max(HORIZONS)):  # SPEC section 3: a purge of at least the longest horizon
             raise ValueError(f"splits.purge_days must be at least the longest target horizon, {max(HORIZONS)} trading days, got "
                              f"{self.purge_days!r}: a training date's {max(HORIZONS)}-day target would reach into the validation "
                              "and test dates' returns")  # fmt: skip
         for name in ("warmup_days", "embargo_days"):
-            if not (whole(getattr(self, name)) and getattr(self, name) >= 0):
+            if not whole_number(getattr(self, name), 0):
                 raise ValueError(f"splits.{name} is a whole number of trading days >= 0, got {getattr(self, name)!r}")
-        if not (whole(self.n_folds) and self.n_folds >= 1):
+        if not whole_number(self.n_folds, 1):
             raise ValueError(f"splits.n_folds is a whole number >= 1, got {self.n_folds!r}")
         if not (0 < self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
             raise ValueError(f"splits.val_fraction and test_fraction are each > 0 and together < 1, got {self.val_fraction!r} and {self.test_fraction!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from atft_kedro.checks import whole_number
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.training.losses import LossWeights
 
@@ -80,7 +81,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.mode not in ("safe", "optimized"):
             raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+        if not whole_number(self.threads, 0):
             raise ValueError(f"training threads is safe mode's torch thread count, a whole number >= 0 (0: all), got {self.threads!r}")
         if self.targets not in ("raw", "neutral"):
             raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
