@@ -79,7 +79,6 @@ def _date_hint(values: pl.Series) -> str:
     return ""
 
 
-
 def _hint(missing: list[str]) -> str:
     """How a table of plain prices gets the J-Quants columns it lacks, where it is one of those."""
     hints = []
@@ -88,6 +87,7 @@ def _hint(missing: list[str]) -> str:
     if "TurnoverValue" in missing:
         hints.append("without a traded value, add TurnoverValue = Close x Volume")
     return "; " + "; ".join(hints) if hints else ""
+
 
 def _coerce_and_check_columns(name: str, df: pl.DataFrame) -> pl.DataFrame:
     """Map v2 names, check required columns and their types; parse ISO date strings."""

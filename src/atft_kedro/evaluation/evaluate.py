@@ -124,13 +124,13 @@ def evaluate_predictions(
             column, weights_chosen[h] = blend(frame, on_val, h, cfg.blend_weights, cfg.min_stocks)
             frame = frame.with_columns(pl.Series(f"blend_{h}", column))
         table[h], neutral[h], counts[h], curves[h], daily[h] = {}, {}, {}, {}, {}
-        for name, col in _scorer_columns(h, frame).items():
+        columns = _scorer_columns(h, frame)
+        for name, col in columns.items():
             d = daily_scores(frame, col, f"target_{h}", cfg.min_stocks)
             bt: BacktestResult = long_short_backtest(frame, col, f"target_{h}", int(h[:-1]), cfg.backtest)
             table[h][name] = {**summarise(d), **bt.summary()}
             neutral[h][name] = neutral_scores(frame, col, f"target_{h}", "beta_60d", "Sector33Code", cfg.min_stocks)
             counts[h][name], curves[h][name], daily[h][name] = (len(d.ic), d.skipped_dates), bt, d
-        columns = _scorer_columns(h, frame)
         alike[h] = {name: summarise(daily_scores(frame, columns["model"], col, cfg.min_stocks))["rank_ic"]
                     for name, col in columns.items() if name != "model"}  # fmt: skip
         lag = overlap_lag(h)

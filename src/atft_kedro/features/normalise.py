@@ -17,10 +17,8 @@ from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.splits import split_dates
 
 MAD_TO_STD = 1.4826
-
-
-
 PARAMETERS = ("clip", "rank_groups")  # the keys of `normalisation` in conf/base/parameters_data_engineering.yml
+
 
 def robust_zscore_by_date(
     features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, eps: float = 1e-8

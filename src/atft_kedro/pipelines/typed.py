@@ -11,6 +11,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+MAPPED_MODEL_KEYS = ("lead_weights", "lead_features")  # training.model keys build_model maps to ModelConfig's column fields
+
 
 def typed(cls: type[T], value: T | dict) -> T:
     return value if isinstance(value, cls) else cls(**value)
@@ -35,7 +37,7 @@ def _known_keys() -> dict[str, set[str]]:
     return {"raw": fields(SourceConfig), "splits": fields(SplitConfig), "graph": fields(GraphConfig), "training": fields(TrainConfig),
             "evaluation": set(evaluate.PARAMETERS), "evaluation.lightgbm": fields(LightGBMConfig),
             "normalisation": set(normalise.PARAMETERS), "inference": set(inference.PARAMETERS),
-            "training.model": fields(ModelConfig) | {"lead_weights", "lead_features"},  # build_model maps the two to columns
+            "training.model": fields(ModelConfig) | set(MAPPED_MODEL_KEYS),
             "training.loss_weights": fields(LossWeights), "raw.jquants": fields(JQuantsConfig), "raw.synthetic_overrides": fields(SyntheticConfig)}  # fmt: skip
 
 
@@ -85,7 +87,7 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
     if model:
         from atft_kedro.model.atft import ModelConfig
 
-        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items() if k not in ("lead_weights", "lead_features")}
+        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items() if k not in MAPPED_MODEL_KEYS}
         try:
             ModelConfig(n_features=1, n_market=1, **sizes)
         except (ValueError, TypeError) as error:
