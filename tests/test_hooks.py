@@ -103,6 +103,17 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
         ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
 
 
+def test_a_model_field_the_run_sets_itself_is_not_taken_as_a_parameter():
+    """``n_features`` and the rest come from the data and the phase: given as parameters they
+    crashed the first phase on a duplicate keyword (or were overwritten without a word)."""
+    read = parameters_read(project_pipelines().values())
+    model = {"n_features": 5, "use_fan": False, "gat_backend": "torch", "d_model": 32}
+    found = unknown_parameters(project_parameters({"training": {"model": model}}), read)
+    assert found == ["training.model.n_features (set by the run from the feature manifest, not a parameter)",
+                     "training.model.use_fan (set by the run from the phase, not a parameter)",
+                     "training.model.gat_backend (set by the run from training.mode, not a parameter)"]  # fmt: skip
+
+
 def test_the_check_reads_the_groups_kedro_has_already_made_config_dataclasses():
     """During a kedro run the catalog's ``parameters`` hold the annotated groups as their configs
     (training as a TrainConfig), whose nested dicts are still checked."""

@@ -12,6 +12,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 MAPPED_MODEL_KEYS = ("lead_weights", "lead_features")  # training.model keys build_model maps to ModelConfig's column fields
+DERIVED_MODEL_KEYS = {  # ModelConfig fields build_model sets from the data and the phase: not parameters
+    "n_features": "the feature manifest", "n_market": "the market context", "edge_dim": "the graphs", "gat_backend": "training.mode",
+    "use_fan": "the phase", "use_gat": "the phase", "horizons": "the phase", "lead_attribute": "training.model.lead_weights",
+    "lead_columns": "training.model.lead_features",
+}  # fmt: skip
 
 
 def typed(cls: type[T], value: T | dict) -> T:
@@ -37,7 +42,7 @@ def _known_keys() -> dict[str, set[str]]:
     return {"raw": fields(SourceConfig), "splits": fields(SplitConfig), "graph": fields(GraphConfig), "training": fields(TrainConfig),
             "evaluation": set(evaluate.PARAMETERS), "evaluation.lightgbm": fields(LightGBMConfig),
             "normalisation": set(normalise.PARAMETERS), "inference": set(inference.PARAMETERS),
-            "training.model": fields(ModelConfig) | set(MAPPED_MODEL_KEYS),
+            "training.model": fields(ModelConfig) - set(DERIVED_MODEL_KEYS) | set(MAPPED_MODEL_KEYS),
             "training.loss_weights": fields(LossWeights), "raw.jquants": fields(JQuantsConfig), "raw.synthetic_overrides": fields(SyntheticConfig)}  # fmt: skip
 
 
@@ -52,7 +57,9 @@ def unknown_parameters(params: dict, read: set[str]) -> list[str]:
     def walk(group: str, value: dict) -> None:
         for key, inner in value.items():
             name = f"{group}.{key}" if group else key
-            if key not in known[group]:
+            if group == "training.model" and key in DERIVED_MODEL_KEYS:
+                problems.append(f"{name} (set by the run from {DERIVED_MODEL_KEYS[key]}, not a parameter)")
+            elif key not in known[group]:
                 problems.append(f"{name} (the keys {'at the top level' if not group else f'of {group}'}: {', '.join(sorted(known[group]))})")
             elif name in known and isinstance(inner := _plain(inner), dict):
                 walk(name, inner)
