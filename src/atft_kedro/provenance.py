@@ -8,14 +8,19 @@ whose inputs were built from other data than the current ``data_fingerprint`` st
 ``StaleArtifactError`` that names them and the command that rebuilds them.
 
 The hash covers the tables' content, not the code: a change to the feature code is not seen (the
-package version is recorded beside it).
+package version is recorded beside it). A checkpoint also records ``code_version``, a hash of the
+project's source, so that an interrupted run continued after the code changed trains again
+rather than keep phases the old code trained.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import polars as pl
 
@@ -54,6 +59,19 @@ def data_fingerprint(tables: dict[str, pl.DataFrame], params: dict, source: str)
         "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "package_version": atft_kedro.__version__,
     }
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of the project's Python source (the atft_kedro and atft_kernels packages, every file's
+    path and bytes), the code a checkpoint was trained by. Read once a process."""
+    h = hashlib.sha256()
+    for package in ("atft_kedro", "atft_kernels"):
+        root = Path(importlib.util.find_spec(package).origin).parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _hash_column(h, column: pl.Series) -> None:

@@ -99,6 +99,27 @@ def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path):
     np.testing.assert_equal(_without_seconds(whole.load(0, "last")["history"]), _without_seconds(history))
 
 
+def test_an_interrupted_phase_continued_after_the_code_changed_starts_over(prepared, tmp_path, caplog, monkeypatch):
+    """The weights and optimizer state of an interrupted phase are another code's: the phase
+    trains again from its start, and says why."""
+    import atft_kedro.training.loop as loop
+
+    def kill_after_first_epoch(epoch):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    store = CheckpointStore(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        _train(prepared, store, epochs=2, on_epoch_end=kill_after_first_epoch)
+    assert store.load(0, "last")["code"] == loop.code_version()
+    monkeypatch.setattr(loop, "code_version", lambda: "edited")
+    with caplog.at_level("INFO"):
+        history = _train(prepared, store, epochs=2)
+    assert "phase 0: the interrupted run in" in caplog.text and "was trained by other code" in caplog.text and "now edited): it starts over" in caplog.text
+    assert "resuming after epoch" not in caplog.text and [row["epoch"] for row in history] == [0, 1]
+    assert store.load(0, "last")["code"] == "edited"
+
+
 def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp_path, caplog, monkeypatch):
     """``phase=all`` killed in phase 2: run again, it keeps phases 0 and 1 (not trained again),
     resumes phase 2 and trains phase 3, to the weights of a run never interrupted. Other settings,
@@ -142,13 +163,14 @@ def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp
     assert finished_before(sequence, cfg, arrays) == 0  # a finished run: the next one trains it all
 
 
-def test_the_finished_part_of_an_interrupted_run_spans_folds_and_ends_at_a_stale_phase(tmp_path):
+def test_the_finished_part_of_an_interrupted_run_spans_folds_and_ends_at_a_stale_phase(tmp_path, caplog):
     """``finished_before`` over walk-forward folds, from the checkpoints' records alone: fold 0
     and fold 1's phase 0 finished in order, fold 1's phase 1 interrupted -> five kept; a phase
     saved before the one it follows is stale, and the kept part ends before it."""
     from dataclasses import asdict
     from types import SimpleNamespace
 
+    from atft_kedro.provenance import code_version
     from atft_kedro.training.config import TrainConfig
     from atft_kedro.training.loop import finished_before
 
@@ -157,12 +179,20 @@ def test_the_finished_part_of_an_interrupted_run_spans_folds_and_ends_at_a_stale
 
     def save(i, saved_ns, finished=True):
         store, phase = sequence[i]
-        store.save(phase, "last", {"finished": finished, "saved_ns": saved_ns, "data_fingerprint": {"id": "d"}, "config": {"train": asdict(cfg)}})
+        store.save(phase, "last", {"finished": finished, "saved_ns": saved_ns, "data_fingerprint": {"id": "d"}, "config": {"train": asdict(cfg)},
+                                   "code": code})  # fmt: skip
 
+    code = code_version()
     for i in range(5):
         save(i, 10 * (i + 1))
     save(5, 60, finished=False)
     assert finished_before(sequence, cfg, arrays) == 5
+    code = "other"  # fold 1's phase 0 trained by other code (edited since): it and all after it train again
+    save(4, 50)
+    with caplog.at_level("INFO"):
+        assert finished_before(sequence, cfg, arrays) == 4
+    assert f"finished before, by other code (other; now {code_version()}): it is trained again" in caplog.text
+    code = code_version()
     save(1, 5)  # fold 0's phase 1 older than its phase 0: trained from an earlier phase 0
     assert finished_before(sequence, cfg, arrays) == 1
     for i in range(8):

@@ -66,7 +66,7 @@ class TrainConfig:
     loss_weights: dict = field(default_factory=lambda: asdict(LossWeights()))
     model: dict = field(default_factory=dict)  # ModelConfig fields other than the data sizes
     device: str = "auto"
-    resume: bool = True  # an interrupted run keeps the phases it finished (same data and settings) and resumes the one it stopped in
+    resume: bool = True  # an interrupted run keeps the phases it finished (same data, code and settings) and resumes the one it stopped in
     targets: str = "raw"  # raw | neutral: train and validate on returns less each date's sector means and beta part
     scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
     linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split

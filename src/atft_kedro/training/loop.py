@@ -24,7 +24,7 @@ from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, SETTINGS, ModelConfig
-from atft_kedro.provenance import check_built_from, describe
+from atft_kedro.provenance import check_built_from, code_version, describe
 from atft_kedro.threads import torch_threads
 from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
@@ -177,7 +177,7 @@ def _warn_retraining(phase: int, store: CheckpointStore, followed_by: tuple[int,
 def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfig, arrays: TrainingArrays) -> int:
     """How many of ``sequence`` (a run's phases in the order it trains them, each with the store
     of its fold) an interrupted run of the same data and training settings finished: the longest
-    prefix whose last checkpoints are finished, of these data and ``cfg``, each saved after the one
+    prefix whose last checkpoints are finished, of these data, this code (``code_version``) and ``cfg``, each saved after the one
     before it (so none is stale). A run that continues after them trains only the rest, the first
     of which resumes where it stopped if it had begun. 0 with ``cfg.resume`` off, for arrays
     without a data fingerprint (nothing to tell the data apart by), and when the whole sequence is
@@ -190,8 +190,17 @@ def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfi
         if (last is None or not last.get("finished") or last.get("saved_ns", -1) < after or not _same_data(last, arrays)
                 or last.get("config", {}).get("train") != settings):  # fmt: skip
             break
+        if not _same_code(last):
+            log.info("phase %d in %s finished before, by other code (%s; now %s): it is trained again, with the phases after it",
+                     phase, store.path(phase, "last").parent, last.get("code", "not recorded"), code_version())  # fmt: skip
+            break
         done, after = done + 1, last["saved_ns"]
     return 0 if done == len(sequence) else done
+
+
+def _same_code(checkpoint: dict) -> bool:
+    """Whether a checkpoint was trained by this source code (``code_version``)."""
+    return checkpoint.get("code") == code_version()
 
 
 def _same_data(checkpoint: dict, arrays: TrainingArrays) -> bool:
@@ -251,7 +260,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
     horizons = [f"{h}d" for h in spec.horizons]
     stop_weights = {h: w for h, w in cfg.early_stopping_weights.items() if h in horizons} or {horizons[0]: 1.0}
     checkpoint_fields = {"config": {"phase": phase, "train": asdict(cfg), "model": asdict(model.cfg)},
-                         "feature_manifest": manifest, "format": FORMAT, "data_fingerprint": arrays.data_fingerprint}  # fmt: skip
+                         "feature_manifest": manifest, "format": FORMAT, "data_fingerprint": arrays.data_fingerprint, "code": code_version()}  # fmt: skip
 
     val_ds = DateDataset(arrays, graphs, val_idx, cfg.window)
     score_of = lambda val: sum(w * val[h] for h, w in stop_weights.items()) / sum(stop_weights.values())  # noqa: E731
@@ -381,6 +390,10 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     if resumable and not _same_data(before, arrays):
         say("phase %d: the interrupted run in %s was of other data (%s), not of these arrays (%s): it starts over",
             phase, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
+        resumable = False
+    if resumable and not _same_code(before):
+        say("phase %d: the interrupted run in %s was trained by other code (%s; now %s): it starts over",
+            phase, store.path(phase, "last"), before.get("code", "not recorded"), code_version())  # fmt: skip
         resumable = False
     if before is not None and not resumable and main:
         _warn_retraining(phase, store, followed_by)
