@@ -103,6 +103,19 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
         ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
 
 
+@pytest.mark.parametrize(("params", "said"), [({"training": {"model": {"dropout": 1.5}}}, r"^training.model: dropout is a probability in \[0, 1\), got 1.5$"),
+                                             ({"training": {"model": {"gat_layers": 0}}}, r"^training.model: gat_layers is a size, a whole number >= 1, got 0$"),
+                                             ({"training": {"model": {"linear_skip": [3]}}}, r"^training.model: linear_skip has unknown horizons \[3\]"),
+                                             ({"training": {"model": {"selection_gates": "relu"}}}, r"^training.model: variable selection gates must be"),
+                                             ({"training": {"model": {"lead_bands": [10, 5]}}}, r"^training.model: lead_bands \(10, 5\) must be slots in increasing"),
+                                             ({"phase": 7}, r"^phase must be one of \[0, 1, 2, 3\] or 'all', got 7$")])  # fmt: skip
+def test_a_model_the_parameters_cannot_build_or_a_phase_there_is_not_stops_the_run(params, said):
+    """Met otherwise when the first phase builds the model, after the data and graphs are made."""
+    catalog = DataCatalog({"parameters": MemoryDataset(project_parameters(params))})
+    with pytest.raises(ParametersError, match=said):
+        ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
+
+
 def test_a_model_field_the_run_sets_itself_is_not_taken_as_a_parameter():
     """``n_features`` and the rest come from the data and the phase: given as parameters they
     crashed the first phase on a duplicate keyword (or were overwritten without a word)."""

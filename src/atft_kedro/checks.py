@@ -1,6 +1,16 @@
 """What the configs' ``__post_init__`` checks share."""
 
+import math
+
 
 def whole_number(value, least: int) -> bool:
     """Whether ``value`` is an int (a bool is not one) of at least ``least``."""
     return not isinstance(value, bool) and isinstance(value, int) and value >= least
+
+
+def number_in(value, low: float = -math.inf, high: float = math.inf, *, below_high: bool = False, above_low: bool = False) -> bool:
+    """Whether ``value`` is a finite real number (a bool is not one) in [low, high]; ``above_low``
+    and ``below_high`` leave that end out."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return (value > low if above_low else value >= low) and (value < high if below_high else value <= high)

@@ -241,6 +241,12 @@ def test_bad_config_is_a_clear_error():
         GraphConfig(blend_window=250, lead_lag=True)
     with pytest.raises(ValueError, match=r"graph screen must be one of \('auto', 'bfloat16', 'float32'\), got 'fp16'"):
         GraphConfig(screen="fp16")
+    with pytest.raises(ValueError, match=r"graph k is a whole number >= 1, got 0"):  # met otherwise in the build, a minute into a run
+        GraphConfig(k=0)
+    with pytest.raises(ValueError, match=r"graph threshold is in \[0, 1\], got -0.1"):
+        GraphConfig(threshold=-0.1)
+    with pytest.raises(ValueError, match=r"graph rebuild_every is a whole number >= 1, got 0"):
+        GraphConfig(rebuild_every=0)
 
 
 @pytest.mark.parametrize("lead_lag", [False, True])

@@ -72,6 +72,30 @@ def test_a_thread_count_that_is_not_a_whole_number_is_a_clear_error(threads):
         small_config(threads=threads)
 
 
+@pytest.mark.parametrize(("setting", "said"), [({"lr": -1e-3}, r"training lr is the learning rate, >= 0 \(0: the phase keeps its start\), got -0.001"),
+                                               ({"weight_decay": -1}, r"weight_decay is AdamW's weight decay, >= 0, got -1"),
+                                               ({"ema_decay": 1.5}, r"ema_decay is the weight average's decay, in \[0, 1\) \(null: off\), got 1.5"),
+                                               ({"window": 0}, r"window is days of history a forecast reads, a whole number >= 1, got 0"),
+                                               ({"seed": -1}, r"seed is .* a whole number >= 0, got -1"),
+                                               ({"max_train_dates": 0}, r"max_train_dates is .* >= 1 \(null: all\), got 0"),
+                                               ({"epochs": {"0": 2, "1": -1, "2": 1, "3": 1}}, r"epochs are whole numbers >= 0"),
+                                               ({"early_stopping_weights": {"1d": 0.0}}, r"early_stopping_weights are weights >= 0 \(not all 0\)"),
+                                               ({"device": "tpu"}, r"device is 'auto' or a torch device .*, got 'tpu'")])  # fmt: skip
+def test_a_training_value_that_would_fail_late_or_silently_is_a_clear_error(setting, said):
+    """A negative learning rate trained uphill without a word; the others failed once a phase began."""
+    with pytest.raises(ValueError, match=said):
+        small_config(**setting)
+
+
+def test_the_lead_weighted_sum_can_be_turned_off_as_the_parameters_say(prepared, tmp_path):
+    """``lead_weights: null`` (off) with the default ``lead_bands: [10]`` failed to build the
+    model: with no lead-weighted sum there are no bands to split it in."""
+    model = {**small_config().model, "neighbour_skip": (1,), "lead_weights": None, "lead_bands": (10,), "lead_features": ["ret_1d"]}
+    history = _train(prepared, CheckpointStore(tmp_path), epochs=1, model=model)
+    saved = CheckpointStore(tmp_path).load(0, "last")["config"]["model"]
+    assert len(history) == 1 and saved["lead_attribute"] is None and tuple(saved["lead_bands"]) == ()
+
+
 @pytest.mark.parametrize("name", ["horizon_weights", "early_stopping_weights"])
 def test_a_weight_for_a_horizon_the_model_does_not_have_is_a_clear_error(name):
     small_config(**{name: {"1d": 1.0, "20d": 0.5}})  # the model's horizons are fine

@@ -73,6 +73,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
+from atft_kedro.checks import number_in, whole_number
 from atft_kedro.features.panel import date_stock_cells
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.threads import torch_threads
@@ -109,6 +110,14 @@ class GraphConfig:
     screen: str = "auto"  # auto | bfloat16 | float32: how the kNN finds its candidates (``_knn``)
 
     def __post_init__(self):
+        for name, least in (("window", 2), ("k", 1), ("min_periods", 1), ("rebuild_every", 1)):
+            if not whole_number(getattr(self, name), least):
+                raise ValueError(f"graph {name} is a whole number >= {least}, got {getattr(self, name)!r}")
+        for name, (low, high) in (("threshold", (0, 1)), ("shrinkage", (0, 1))):
+            if not number_in(getattr(self, name), low, high):
+                raise ValueError(f"graph {name} is in [{low}, {high}], got {getattr(self, name)!r}")
+        if not number_in(self.halflife, 0, above_low=True):
+            raise ValueError(f"graph halflife is a positive number of days, got {self.halflife!r}")
         if self.returns not in RETURNS:
             raise ValueError(f"graph returns must be one of {RETURNS}, got {self.returns!r}")
         if self.blend_window is not None and self.blend_window < self.min_periods:

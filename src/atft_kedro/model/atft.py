@@ -69,6 +69,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from atft_kedro.checks import number_in, whole_number
 from atft_kedro.features.targets import HORIZONS
 from atft_kernels import GATLayer, gat_attention
 
@@ -104,6 +105,15 @@ class ModelConfig:
     head_init: float = 1.0  # scale of the heads' last layer at init: small, the network starts as its linear paths
 
     def __post_init__(self):
+        for name in ("d_model", "temporal_heads", "gat_heads", "gat_layers", "fan_top_k", "san_slice"):
+            if not whole_number(getattr(self, name), 1):
+                raise ValueError(f"{name} is a size, a whole number >= 1, got {getattr(self, name)!r}")
+        for name in ("dropout", "gat_edge_dropout"):
+            if not number_in(getattr(self, name), 0, 1, below_high=True):
+                raise ValueError(f"{name} is a probability in [0, 1), got {getattr(self, name)!r}")
+        for name in ("head_init", "gat_init_scale"):
+            if not number_in(getattr(self, name), 0):
+                raise ValueError(f"{name} is a scale at initialisation, >= 0, got {getattr(self, name)!r}")
         for name in ("temporal_heads", "gat_heads"):  # each head a d_model / heads slice
             if self.d_model % getattr(self, name):
                 raise ValueError(f"d_model={self.d_model} must be divisible by {name}={getattr(self, name)}")

@@ -91,14 +91,22 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
         return f"normalisation: clip is the robust z-score the features are clipped at, > 0, got {clip!r}"
     model = _plain(params.get("training", {})).get("model", {})
-    if model:
-        from atft_kedro.model.atft import ModelConfig
+    if model:  # the model it describes is built (small inputs, no weights trained): what its first phase would meet
+        from atft_kedro.model.atft import ATFTGATFAN, ModelConfig
 
         sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in model.items() if k not in MAPPED_MODEL_KEYS}
+        lead = {"lead_attribute": 0} if model.get("lead_weights") is not None else {"lead_bands": ()}  # as build_model maps them
         try:
-            ModelConfig(n_features=1, n_market=1, **sizes)
+            ATFTGATFAN(ModelConfig(n_features=2, n_market=1, edge_dim=1, **{**sizes, **lead}))
         except (ValueError, TypeError) as error:
             return f"training.model: {error}"
+    if "phase" in params:
+        from atft_kedro.training.config import parse_phases
+
+        try:
+            parse_phases(params["phase"])
+        except ValueError as error:
+            return str(error)
     if "evaluation" in params:
         from atft_kedro.evaluation.evaluate import EvaluationConfig
 

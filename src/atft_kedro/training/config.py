@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from atft_kedro.checks import whole_number
+import torch
+
+from atft_kedro.checks import number_in, whole_number
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.training.losses import LossWeights
 
@@ -81,6 +83,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.mode not in ("safe", "optimized"):
             raise ValueError(f"training mode must be 'safe' or 'optimized', got {self.mode!r}")
+        self._check_numbers()
         if not whole_number(self.threads, 0):
             raise ValueError(f"training threads is safe mode's torch thread count, a whole number >= 0 (0: all), got {self.threads!r}")
         if self.targets not in ("raw", "neutral"):
@@ -107,6 +110,42 @@ class TrainConfig:
             raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
         if not self.skip_lr_scale >= 0:
             raise ValueError(f"skip_lr_scale is a fraction of the learning rate, >= 0, got {self.skip_lr_scale!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"training device is 'auto' or a torch device ('cpu', 'cuda', 'cuda:1'), got {self.device!r}") from None
+
+    def _check_numbers(self) -> None:
+        """The numbers a run would otherwise meet late (an error once a phase starts, after the
+        data and graphs are built) or not at all (a negative learning rate climbs the loss)."""
+        reals = {"lr": ("the learning rate, >= 0 (0: the phase keeps its start)", dict(low=0)),
+                 "weight_decay": ("AdamW's weight decay, >= 0", dict(low=0)),
+                 "grad_clip": ("the gradient norm steps are clipped at, > 0", dict(low=0, above_low=True)),
+                 "rank_tau": ("the soft rank's temperature, > 0", dict(low=0, above_low=True)),
+                 "linear_ridge_alpha": ("the linear paths' ridge penalty, > 0", dict(low=0, above_low=True)),
+                 "max_bad_batch_fraction": ("a fraction of an epoch's batches, in [0, 1]", dict(low=0, high=1))}  # fmt: skip
+        for name, (what, bounds) in reals.items():
+            if not number_in(getattr(self, name), **bounds):
+                raise ValueError(f"training {name} is {what}, got {getattr(self, name)!r}")
+        if self.ema_decay is not None and not number_in(self.ema_decay, 0, 1, below_high=True):
+            raise ValueError(f"training ema_decay is the weight average's decay, in [0, 1) (null: off), got {self.ema_decay!r}")
+        wholes = {"window": ("days of history a forecast reads", 1), "dates_per_batch": ("dates a step of optimized mode stacks", 1),
+                  "num_workers": ("optimized mode's DataLoader workers", 0), "seed": ("the seed of the weights and the date order", 0),
+                  "min_stocks": ("the stocks a date needs to be scored", 2)}  # fmt: skip
+        for name, (what, least) in wholes.items():
+            if not whole_number(getattr(self, name), least):
+                raise ValueError(f"training {name} is {what}, a whole number >= {least}, got {getattr(self, name)!r}")
+        if self.max_train_dates is not None and not whole_number(self.max_train_dates, 1):
+            raise ValueError(f"training max_train_dates is the training dates an epoch draws, a whole number >= 1 (null: all), got {self.max_train_dates!r}")
+        for name in ("epochs", "patience"):
+            value = getattr(self, name)
+            if not all(whole_number(v, 0) for v in (value.values() if isinstance(value, dict) else [value])):
+                raise ValueError(f"training {name} are whole numbers >= 0, one for every phase or {{phase: {name}}}, got {value!r}")
+        for name in ("horizon_weights", "early_stopping_weights"):
+            weights = getattr(self, name)
+            if not all(number_in(w, 0) for w in weights.values()) or (name == "early_stopping_weights" and not sum(weights.values()) > 0):
+                raise ValueError(f"training {name} are weights >= 0{' (not all 0)' if name == 'early_stopping_weights' else ''}, got {weights!r}")
 
 
 def epochs_of(cfg: TrainConfig, phase: int) -> int:

@@ -104,7 +104,10 @@ def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phas
     spec = PHASES[phase]
     model = dict(cfg.model)
     lead = model.pop("lead_weights", None)  # an edge attribute's name -> its index in these graphs
-    if lead is not None:
+    if lead is None:  # off: no lead-weighted sum, so none to split in bands (lead_bands) or to take of some features only
+        model.pop("lead_features", None)
+        model["lead_bands"] = ()
+    else:
         names = list(graphs.config.get("edge_attributes", []))
         if lead not in names:
             raise ValueError(f"training.model.lead_weights is {lead!r}, which the graphs do not have (they have {names}): rebuild the graphs")
