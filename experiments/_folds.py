@@ -40,6 +40,19 @@ class Market:
         )  # fmt: skip
         return rows.join(raw, on=["Date", "Code"], how="left", maintain_order="left")["_raw"].to_numpy()
 
+    def other_target(self, name: str, target: str, dates):
+        """The target ``name`` (say target_5d) for the rows ``folds`` gives the split of ``dates``
+        (the same rows, in the same order), less its date's mean as ``folds``' target is; NaN where
+        it is missing."""
+        import polars as pl
+
+        rows = (
+            self.model_input.filter(pl.col("Date").is_in(pl.Series(dates).implode()))
+            .select("Date", target, pl.col(name).alias("_other")).drop_nulls(target).filter(pl.col(target).is_finite())
+            .with_columns(pl.when(pl.col("_other").is_finite()).then(pl.col("_other")).alias("_other"))
+        )  # fmt: skip
+        return rows.select(pl.col("_other") - pl.col("_other").mean().over("Date"))["_other"].fill_null(float("nan")).to_numpy()
+
     def lightgbm(self, rows, target: str, seed: int | None = None):
         """The evaluation's LightGBM forecasts of ``rows`` (Date, Code and, walk-forward, the fold that
         scores each; a frame the runs scored), each fold's rows by that fold's fit (trees early-stopped

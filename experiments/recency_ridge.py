@@ -12,7 +12,8 @@ half-life)``, age the trading dates from the fold's last training date, the weig
 so the penalty weighs as without them, for each of ``--halflives``; with the rows weighted by
 ``vol_20d ** -p`` (weighted least squares for noise that grows with the stock's volatility), for
 each power p of ``--vol-powers``; and, unweighted, at each of ``--alphas`` in place of the skip's
-penalty. Per fold it prints each family's (one half-life or
+penalty; and (``--fit-horizons``) fitted on a longer horizon's returns of the same rows, a less
+noisy target for the same slopes where a signal lasts several days. Per fold it prints each family's (one half-life or
 penalty, every clip and target) best validation RankIC, then the choice made on
 validation's first half and scored on its later half: the start as it is chosen today (no weights)
 against the same choice with the other families' candidates beside it, paired per date (Newey-West at lag
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--alphas", default="", help="penalties to try in place of the skip's, unweighted, comma-separated")
     parser.add_argument("--one-se", action="store_true", help="set the one-standard-error rule's choice against today's")
     parser.add_argument("--vol-powers", default="", help="powers p of the rows' vol_20d ** -p weights, comma-separated ('' for none)")
+    parser.add_argument("--fit-horizons", default="", help="longer targets the candidates are also fitted on (say 5d), comma-separated ('' for none)")
     args = parser.parse_args()
 
     import numpy as np
@@ -100,10 +102,13 @@ def main() -> None:
     kinds = list(training["skip_targets"])
     target, lag, min_stocks = f"target_{args.horizon}", overlap_lag(args.horizon), data.cfg.min_stocks
     numbers = lambda text: [float(v) for v in text.split(",") if v]  # noqa: E731
-    families = ([(math.inf, alpha, 0.0)] + [(h, alpha, 0.0) for h in numbers(args.halflives)]
-                + [(math.inf, a, 0.0) for a in numbers(args.alphas) if a != alpha]
-                + [(math.inf, alpha, p) for p in numbers(args.vol_powers) if p != 0])  # fmt: skip
+    h = args.horizon  # a family: (half-life, penalty, volatility power, the horizon of the targets fitted)
+    families = ([(math.inf, alpha, 0.0, h)] + [(hl, alpha, 0.0, h) for hl in numbers(args.halflives)]
+                + [(math.inf, a, 0.0, h) for a in numbers(args.alphas) if a != alpha]
+                + [(math.inf, alpha, p, h) for p in numbers(args.vol_powers) if p != 0]
+                + [(math.inf, alpha, 0.0, f) for f in args.fit_horizons.split(",") if f and f != h])  # fmt: skip
     label = lambda f: ("today's start" if f == families[0] else f"rows weighted by vol ** -{f[2]:g}" if f[2]  # noqa: E731
+                       else f"fitted on {f[3]} returns" if f[3] != h
                        else f"half-life {f[0]:g} dates" if f[1] == alpha else f"penalty {f[1]:g}")  # fmt: skip
 
     pooled, other = [], "the one-standard-error rule's" if args.one_se else "widened"
@@ -114,7 +119,10 @@ def main() -> None:
         x = {s: v[order[s]] for s, v in x.items()}
         vol = data.raw_feature("vol_20d", target, dates["train"])[order["train"]] if args.vol_powers else None
         sizes = np.unique(days["train"], return_counts=True)[1]
-        fitted_on = {"raw": y["train"], "rank": ranked_by_date(y["train"][:, None], sizes)[:, 0]}
+        fitted_on = {h: {"raw": y["train"], "rank": ranked_by_date(y["train"][:, None], sizes)[:, 0]}}
+        for f in {f[3] for f in families} - {h}:  # a longer target of the same rows, 0 (the date's mean) where missing
+            other = np.nan_to_num(data.other_target(f"target_{f}", target, dates["train"])[order["train"]])
+            fitted_on[f] = {"raw": other, "rank": np.nan_to_num(ranked_by_date(other[:, None], sizes)[:, 0])}
         val_dates = np.unique(days["val"])
         first = days["val"] <= val_dates[len(val_dates) // 2 - 1]
         scores = {}  # ((half-life, penalty, volatility power), clip, kind) -> {date: RankIC} on validation
@@ -128,7 +136,7 @@ def main() -> None:
                 w = w / w.mean()
             for c in clips:
                 for kind in kinds:
-                    coef = ridge_solve(np.clip(x["train"], -c, c), fitted_on[kind], family[1], weights=w)
+                    coef = ridge_solve(np.clip(x["train"], -c, c), fitted_on[family[3]][kind], family[1], weights=w)
                     scores[family, c, kind] = by_date(days["val"], np.clip(x["val"], -c, c) @ coef[:-1], y["val"], min_stocks)
         mean = lambda d, keep=None: float(np.mean([v for k, v in d.items() if keep is None or k in keep]))  # noqa: E731
         early = set(days["val"][first].tolist())
