@@ -121,8 +121,8 @@ def main() -> None:
         sizes = np.unique(days["train"], return_counts=True)[1]
         fitted_on = {h: {"raw": y["train"], "rank": ranked_by_date(y["train"][:, None], sizes)[:, 0]}}
         for f in {f[3] for f in families} - {h}:  # a longer target of the same rows, 0 (the date's mean) where missing
-            other = np.nan_to_num(data.other_target(f"target_{f}", target, dates["train"])[order["train"]])
-            fitted_on[f] = {"raw": other, "rank": np.nan_to_num(ranked_by_date(other[:, None], sizes)[:, 0])}
+            longer = np.nan_to_num(data.other_target(f"target_{f}", target, dates["train"])[order["train"]])
+            fitted_on[f] = {"raw": longer, "rank": np.nan_to_num(ranked_by_date(longer[:, None], sizes)[:, 0])}
         val_dates = np.unique(days["val"])
         first = days["val"] <= val_dates[len(val_dates) // 2 - 1]
         scores = {}  # ((half-life, penalty, volatility power), clip, kind) -> {date: RankIC} on validation

@@ -73,3 +73,22 @@ def test_the_one_standard_error_rule_keeps_the_least_winsorising_candidate_near_
     scores[0, np.inf, "raw"] = dict(zip(dates, base - 0.05 + noise(0.01)))
     scores[0, np.inf, "rank"] = dict(zip(dates, base - 0.05 + noise(0.01)))
     assert one_se_choice(scores, dates) == (0, 1.0, "raw")
+
+
+def test_another_target_comes_for_the_same_rows_less_its_dates_mean():
+    """``Market.other_target``: the 5-day returns of the rows the 1-day fits use (a 1-day target
+    missing drops the row; a 5-day one missing is NaN), in their order, less each date's mean."""
+    import polars as pl
+    from _folds import Market
+
+    from atft_kedro.evaluation.baselines import _rows
+
+    d1, d2, d3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
+    model_input = pl.DataFrame({"Date": [d1, d1, d1, d2, d2, d3], "Code": ["a", "b", "c", "a", "b", "a"], "f": [1.0, 2, 3, 4, 5, 6],
+                                "target_1d": [0.1, None, 0.3, 0.4, float("nan"), 0.6],
+                                "target_5d": [1.0, 2.0, 5.0, None, 7.0, 9.0]})  # fmt: skip
+    market = Market(params={}, model_input=model_input, names=["f"], splits=None, cfg=None, manifest=[])
+    rows = _rows(model_input, ["f"], "target_1d", [d1, d2])
+    other = market.other_target("target_5d", "target_1d", [d1, d2])
+    assert rows["f"].to_list() == [1.0, 3.0, 4.0] and len(other) == rows.height
+    assert other[:2] == pytest.approx([-2.0, 2.0]) and np.isnan(other[2])  # d1: 1 and 5 less their mean 3; d2's only row has none
