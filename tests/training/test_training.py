@@ -78,7 +78,8 @@ def test_a_thread_count_that_is_not_a_whole_number_is_a_clear_error(threads):
                                                ({"window": 0}, r"window is days of history a forecast reads, a whole number >= 1, got 0"),
                                                ({"seed": -1}, r"seed is .* a whole number >= 0, got -1"),
                                                ({"max_train_dates": 0}, r"max_train_dates is .* >= 1 \(null: all\), got 0"),
-                                               ({"epochs": {"0": 2, "1": -1, "2": 1, "3": 1}}, r"epochs are whole numbers >= 0"),
+                                               ({"epochs": {"0": 2, "1": 0, "2": 1, "3": 1}}, r"epochs are whole numbers >= 1"),
+                                               ({"patience": -1}, r"patience are whole numbers >= 0, one for every phase"),
                                                ({"early_stopping_weights": {"1d": 0.0}}, r"early_stopping_weights are weights >= 0 \(not all 0\)"),
                                                ({"device": "tpu"}, r"device is 'auto' or a torch device .*, got 'tpu'")])  # fmt: skip
 def test_a_training_value_that_would_fail_late_or_silently_is_a_clear_error(setting, said):

@@ -138,10 +138,10 @@ class TrainConfig:
                 raise ValueError(f"training {name} is {what}, a whole number >= {least}, got {getattr(self, name)!r}")
         if self.max_train_dates is not None and not whole_number(self.max_train_dates, 1):
             raise ValueError(f"training max_train_dates is the training dates an epoch draws, a whole number >= 1 (null: all), got {self.max_train_dates!r}")
-        for name in ("epochs", "patience"):
+        for name, least in (("epochs", 1), ("patience", 0)):  # a phase trains at least one epoch (its checkpoints are an epoch's)
             value = getattr(self, name)
-            if not all(whole_number(v, 0) for v in (value.values() if isinstance(value, dict) else [value])):
-                raise ValueError(f"training {name} are whole numbers >= 0, one for every phase or {{phase: {name}}}, got {value!r}")
+            if not all(whole_number(v, least) for v in (value.values() if isinstance(value, dict) else [value])):
+                raise ValueError(f"training {name} are whole numbers >= {least}, one for every phase or {{phase: {name}}}, got {value!r}")
         for name in ("horizon_weights", "early_stopping_weights"):
             weights = getattr(self, name)
             if not all(number_in(w, 0) for w in weights.values()) or (name == "early_stopping_weights" and not sum(weights.values()) > 0):
