@@ -180,8 +180,8 @@ def _warn_retraining(phase: int, store: CheckpointStore, followed_by: tuple[int,
 def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfig, arrays: TrainingArrays) -> int:
     """How many of ``sequence`` (a run's phases in the order it trains them, each with the store
     of its fold) an interrupted run of the same data and training settings finished: the longest
-    prefix whose last checkpoints are finished, of these data, this code (``code_version``) and ``cfg``, each saved after the one
-    before it (so none is stale). A run that continues after them trains only the rest, the first
+    prefix whose last checkpoints are finished, of these data, this code (``code_version``) and
+    ``cfg``, each saved after the one before it (so none is stale). A run that continues after them trains only the rest, the first
     of which resumes where it stopped if it had begun. 0 with ``cfg.resume`` off, for arrays
     without a data fingerprint (nothing to tell the data apart by), and when the whole sequence is
     finished: that run was not interrupted, and a new one trains everything."""
