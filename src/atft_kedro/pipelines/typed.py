@@ -82,8 +82,8 @@ def parameters_read(pipelines) -> set[str]:
 def parameter_problems(params: dict, read: set[str]) -> str | None:
     """What is wrong with ``params`` before any node runs, or None: keys nothing reads
     (``unknown_parameters``), then values the dict-taking groups refuse (``normalisation.clip``;
-    ``training.model``'s sizes, met otherwise when a phase builds the model; ``evaluation``: its
-    config's checks, which its node would otherwise meet only after training)."""
+    ``training.model``: the model it describes, met otherwise when a phase builds it; ``phase``;
+    ``evaluation``: its config's checks, which its node would otherwise meet only after training)."""
     unknown = unknown_parameters(params, read)
     if unknown:
         return "parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown)

@@ -88,14 +88,6 @@ class TrainConfig:
             raise ValueError(f"training threads is safe mode's torch thread count, a whole number >= 0 (0: all), got {self.threads!r}")
         if self.targets not in ("raw", "neutral"):
             raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
-        for name in ("epochs", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, dict) and sorted(str(p) for p in value) != sorted(str(p) for p in PHASES):
-                raise ValueError(f"training {name} must be a number or {{phase: {name}}} for phases {sorted(PHASES)}, got {value!r}")
-        for name in ("horizon_weights", "early_stopping_weights"):  # an unknown horizon would be left out without a word
-            unknown = sorted(set(getattr(self, name)) - {f"{h}d" for h in HORIZONS})
-            if unknown:
-                raise ValueError(f"training {name} are weights by horizon, {[f'{h}d' for h in HORIZONS]}; {unknown} is none of them")
         if self.horizon_starts not in ("ridge", "validated", "ranked", "one_day"):
             raise ValueError(f"horizon_starts must be 'ridge', 'validated', 'ranked' or 'one_day', got {self.horizon_starts!r}")
         if not self.neighbour_start_margin >= 0:
@@ -117,8 +109,9 @@ class TrainConfig:
                 raise ValueError(f"training device is 'auto' or a torch device ('cpu', 'cuda', 'cuda:1'), got {self.device!r}") from None
 
     def _check_numbers(self) -> None:
-        """The numbers a run would otherwise meet late (an error once a phase starts, after the
-        data and graphs are built) or not at all (a negative learning rate climbs the loss)."""
+        """The numbers (and the phases and horizons they are given for) a run would otherwise meet
+        late (an error once a phase starts, after the data and graphs are built) or not at all (a
+        negative learning rate climbs the loss)."""
         reals = {"lr": ("the learning rate, >= 0 (0: the phase keeps its start)", dict(low=0)),
                  "weight_decay": ("AdamW's weight decay, >= 0", dict(low=0)),
                  "grad_clip": ("the gradient norm steps are clipped at, > 0", dict(low=0, above_low=True)),
@@ -140,10 +133,15 @@ class TrainConfig:
             raise ValueError(f"training max_train_dates is the training dates an epoch draws, a whole number >= 1 (null: all), got {self.max_train_dates!r}")
         for name, least in (("epochs", 1), ("patience", 0)):  # a phase trains at least one epoch (its checkpoints are an epoch's)
             value = getattr(self, name)
+            if isinstance(value, dict) and sorted(str(p) for p in value) != sorted(str(p) for p in PHASES):
+                raise ValueError(f"training {name} must be a number or {{phase: {name}}} for phases {sorted(PHASES)}, got {value!r}")
             if not all(whole_number(v, least) for v in (value.values() if isinstance(value, dict) else [value])):
                 raise ValueError(f"training {name} are whole numbers >= {least}, one for every phase or {{phase: {name}}}, got {value!r}")
         for name in ("horizon_weights", "early_stopping_weights"):
             weights = getattr(self, name)
+            unknown = sorted(set(weights) - {f"{h}d" for h in HORIZONS})  # an unknown horizon would be left out without a word
+            if unknown:
+                raise ValueError(f"training {name} are weights by horizon, {[f'{h}d' for h in HORIZONS]}; {unknown} is none of them")
             if not all(number_in(w, 0) for w in weights.values()) or (name == "early_stopping_weights" and not sum(weights.values()) > 0):
                 raise ValueError(f"training {name} are weights >= 0{' (not all 0)' if name == 'early_stopping_weights' else ''}, got {weights!r}")
 
