@@ -84,7 +84,8 @@ def test_a_misspelt_parameter_stops_a_run_before_any_node():
                                                ({"cost_bp": -5}, r"cost_bp .* >= 0, got -5"),
                                                ({"blend": True, "blend_weights": [0, 2]}, r"blend_weights .* each in \[0, 1\], got \[0.0, 2.0\]"),
                                                ({"lightgbm": {"bag": 0}}, r"lightgbm.bag is a whole number >= 1, got 0"),
-                                               ({"ridge_alphas": [0, 10]}, r"ridge_alphas .* each > 0, got \[0.0, 10.0\]")])  # fmt: skip
+                                               ({"ridge_alphas": [0, 10]}, r"ridge_alphas .* each > 0, got \[0.0, 10.0\]"),
+                                               ({"importance_dates": -3}, r"importance_dates is how many .* got -3")])  # fmt: skip
 def test_an_evaluation_value_its_config_refuses_stops_the_run_before_training(evaluation, said):
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"evaluation": evaluation}))})
     with pytest.raises(ParametersError, match="^evaluation: " + said):  # not after training, where the evaluation node would meet it

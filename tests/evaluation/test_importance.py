@@ -65,3 +65,25 @@ def test_a_group_the_forecast_does_not_read_is_worth_nothing_and_one_it_ranks_by
     assert ranking > 0.3 and worth["read"]["1d"]["worth"]["ci95_low"] > 0.2
     assert worth["read"]["1d"]["worth"]["mean"] == pytest.approx(ranking - worth["read"]["1d"]["rank_ic_moved"])
     assert worth["read"]["1d"]["worth"]["dates"] == dates
+
+
+def test_importance_dates_zero_turns_the_feature_importance_off_and_the_report_and_plot_say_so():
+    from matplotlib.figure import Figure
+
+    from atft_kedro.evaluation.evaluate import EvaluationConfig
+    from atft_kedro.evaluation.report import METRIC_KEYS, markdown_report, metrics_document
+    from atft_kedro.pipelines.evaluation import nodes
+    from atft_kedro.pipelines.in_memory import project_parameters
+
+    params = project_parameters({"evaluation": {"importance_dates": 0}})["evaluation"]
+    model = {"config": {"phase": 0}, "epoch": 1, "saved_at": "now"}
+    made = pl.DataFrame({"Date": [dt.date(2024, 1, 1)], "Code": ["1"], "pred_1d": [0.0], "target_1d": [0.0], "model_id": ["phase 0 epoch 1 saved now"]})
+    document, figure = nodes.feature_importance(model, None, None, None, None, made, [], params)  # nothing else is read
+    assert document["groups"] == {} and document["dates"] == 0 and document["off"] == "evaluation.importance_dates: 0"
+    assert isinstance(figure, Figure) and "feature importance off" in figure.axes[0].texts[0].get_text()
+    doc = {**metrics_document({"1d": {"model": {k: 0.1 for k in METRIC_KEYS}}}, {}), "feature_importance": document}
+    context = {"source": "synthetic", "n_dates": 1, "start": "a", "end": "a", "n_stocks": 1, "quantile": 0.2, "cost_bp": 10}
+    assert "Not measured: the feature importance is off (evaluation.importance_dates: 0)." in markdown_report(doc, {"1d": {"model": (1, 0)}}, context)
+    for bad in (-1, 2.5, True, "all"):
+        with pytest.raises(ValueError, match="importance_dates is how many of the last validation dates"):
+            EvaluationConfig.from_params({**params, "importance_dates": bad})

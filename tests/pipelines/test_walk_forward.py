@@ -14,7 +14,7 @@ TRAINING = {"epochs": 1, "max_train_dates": 4, "min_stocks": 10,
 
 
 def test_three_folds_are_trained_and_scored_in_turn(tmp_path, monkeypatch):
-    params = project_parameters({**TINY_PARAMS, "splits": {"n_folds": 3}, "training": TRAINING, "evaluation": {"min_stocks": 10}})
+    params = project_parameters({**TINY_PARAMS, "splits": {"n_folds": 3}, "training": TRAINING, "evaluation": {"min_stocks": 10, "importance_dates": 3}})
     store = CheckpointStore(tmp_path / "checkpoints")
     out = run_in_memory(["data_engineering", "graph_construction", "training", "evaluation"], params, inputs={"checkpoints": store})
     splits = out["splits"]
@@ -60,6 +60,10 @@ def test_three_folds_are_trained_and_scored_in_turn(tmp_path, monkeypatch):
     report = out["evaluation_report"]
     assert "## Each walk-forward test block" in report and "| horizon | scorer | fold0 | fold1 | fold2 |" in report
     assert f"| 1d | model | {per_fold[0]:.4f} | {per_fold[1]:.4f} | {per_fold[2]:.4f} |" in report
+    # the feature importance on each fold's last 3 validation dates (evaluation.importance_dates), by that fold's model
+    importance = metrics["feature_importance"]
+    assert importance["dates"] == 9 and all(g["1d"]["worth"]["dates"] == 9 for g in importance["groups"].values())
+    assert "(on 9 validation dates)" in report
 
     # stopped in fold 1's last phase, run again: fold 0 is kept whole (its arrays are not even
     # rebuilt), fold 1's last phase and fold 2 are trained

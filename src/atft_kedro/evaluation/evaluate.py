@@ -49,7 +49,8 @@ from atft_kedro.evaluation.report import metrics_document
 
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
 # the keys of `evaluation` in conf/base/parameters_evaluation.yml (`lightgbm`'s are LightGBMConfig's fields)
-PARAMETERS = ("quantile", "cost_bp", "min_stocks", "ridge_alphas", "lightgbm", "blend", "blend_weights", "graph_ablation_seed", "importance_seed")
+PARAMETERS = ("quantile", "cost_bp", "min_stocks", "ridge_alphas", "lightgbm", "blend", "blend_weights", "graph_ablation_seed", "importance_seed",
+              "importance_dates")
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,15 @@ class EvaluationConfig:
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     blend_weights: tuple[float, ...] = ()  # LightGBM's weights in the blend, validation picks one; () : no blend (the default)
+    importance_dates: int | None = None  # the feature importance's validation dates: None every one, n the last n of each fold, 0 none (off)
 
     def __post_init__(self):
         if not all(0 <= w <= 1 for w in self.blend_weights):
             raise ValueError(f"blend_weights are LightGBM's weights in the blend, each in [0, 1], got {list(self.blend_weights)!r}")
+        n = self.importance_dates
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise ValueError(f"importance_dates is how many of the last validation dates the feature importance moves its groups on: "
+                             f"null (every one), a whole number, or 0 (no feature importance), got {n!r}")  # fmt: skip
 
     @property
     def min_stocks(self) -> int:
@@ -70,7 +76,7 @@ class EvaluationConfig:
     def from_params(cls, params: dict) -> "EvaluationConfig":
         backtest = BacktestConfig(quantile=params["quantile"], cost_bp=params["cost_bp"], min_stocks=params["min_stocks"])
         weights = tuple(float(w) for w in params["blend_weights"]) if params.get("blend") else ()  # evaluation.blend: false, no blend
-        return cls(backtest, BaselineConfig.from_params(params), weights)
+        return cls(backtest, BaselineConfig.from_params(params), weights, params.get("importance_dates"))
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,12 @@ def plot_feature_importance(importance: dict):
     the group moved between stocks, with its 95% interval; groups in order of their worth at the
     first horizon, the most at the top."""
     groups = importance["groups"]
+    if not groups:  # off (evaluation.importance_dates: 0)
+        fig = Figure(figsize=(6, 1.5), constrained_layout=True)
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"feature importance off ({importance.get('off')})", ha="center", va="center")
+        return fig
     horizons = list(dict.fromkeys(h for g in groups.values() for h in g if h != "features"))
 
     def worth(g: str, h: str, key: str = "mean") -> float:
@@ -157,7 +163,7 @@ def plot_feature_importance(importance: dict):
     ax.axvline(0, color="grey", lw=0.6)
     ax.set_yticks(y, [f"{g} ({groups[g]['features']})" for g in order])
     ax.set_xlabel("validation RankIC lost with the group moved between stocks (95% interval)")
-    ax.set_title("What the model's ranking rests on: each feature group's worth (validation)")
+    ax.set_title(f"What the model's ranking rests on: each feature group's worth ({importance.get('dates', 'all')} validation dates)")
     if horizons:
         ax.legend(fontsize=8, loc="lower right")
     return fig

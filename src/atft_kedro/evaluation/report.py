@@ -232,7 +232,9 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
                              f"{_num(p['adds']['mean'], '+.4f')} | {_interval(p['adds'])} | {_num(on_val['adds']['mean'], '+.4f')} | "
                              f"{_interval(on_val['adds'])} |")  # fmt: skip
         lines.append("")
-    if "feature_importance" in document:
+    if "feature_importance" in document and not document["feature_importance"]["groups"]:
+        lines += ["## What the ranking rests on", "", f"Not measured: the feature importance is off ({document['feature_importance'].get('off')}).", ""]
+    elif "feature_importance" in document:
         importance = document["feature_importance"]
         horizons = list(dict.fromkeys(h for g in importance["groups"].values() for h in g if h != "features"))
         lines += [
@@ -241,7 +243,7 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "Each group of features moved between stocks (on each validation date one random permutation of the",
             "stocks, the same for every column of the group and every day of the window) and the validation",
             "forecasts made again: the RankIC lost is what the trained model takes from the group, with the",
-            "interval above.",
+            f"interval above (on {importance.get('dates', 'every')} validation dates).",
             "0: the model does not use it, or the other groups carry what it does (the last day's return is in",
             "four of them), so groups that share their information can each look cheap; the row with every",
             "feature moved at once is what they are worth together. `feature_importance.png` draws it.",

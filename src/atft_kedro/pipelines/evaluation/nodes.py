@@ -50,17 +50,17 @@ def predict_validation(model: dict, training_arrays: TrainingArrays, graphs: Gra
 
 def _predict_split(split: str, model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                    data_fingerprint: dict | None, checkpoints: CheckpointStore | None, market_features: pl.DataFrame | None,
-                   normalisation: dict | None, parts: bool, moved: tuple | None = None) -> pl.DataFrame:  # fmt: skip
+                   normalisation: dict | None, parts: bool, moved: tuple | None = None, last: int | None = None) -> pl.DataFrame:  # fmt: skip
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint,
                          model=model.get("data_fingerprint"))  # fmt: skip
     folds = sorted(splits["fold"].unique())
     if len(folds) == 1:
-        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts, moved), model)
+        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts, moved, last), model)
     phase = model["config"]["phase"]
     frames = [
         _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
-                      graphs, splits, f, model_input, split, parts, moved).with_columns(pl.lit(f, pl.Int32).alias("fold"))
+                      graphs, splits, f, model_input, split, parts, moved, last).with_columns(pl.lit(f, pl.Int32).alias("fold"))
         for f in folds
     ]  # fmt: skip
     return _stamped(pl.concat(frames), model)
@@ -87,13 +87,15 @@ def _check_made_by(model: dict, name: str, made: pl.DataFrame) -> None:
 
 
 def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame,
-                  split: str = "test", parts: bool = False, moved: tuple | None = None) -> pl.DataFrame:  # fmt: skip
-    """The model's forecasts on every date of one split of one fold, beside the realised returns;
-    with ``moved`` = (columns, seed), those feature columns moved between stocks (``ShuffledColumns``)."""
+                  split: str = "test", parts: bool = False, moved: tuple | None = None, last: int | None = None) -> pl.DataFrame:  # fmt: skip
+    """The model's forecasts on every date of one split of one fold (``last``: on its last ``last``
+    dates only), beside the realised returns; with ``moved`` = (columns, seed), those feature
+    columns moved between stocks (``ShuffledColumns``)."""
     net = model_from_checkpoint(model, "the catalog's model checkpoint")
     train_cfg = TrainConfig(**model["config"]["train"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     idx = split_indices(arrays, splits, split, fold)
+    idx = idx if last is None else idx[-last:]
     dataset = DateDataset(arrays, graphs, idx, train_cfg.window) if moved is None else ShuffledColumns(arrays, graphs, idx, train_cfg.window, *moved)
     preds = predict(net.to(device), dataset, train_cfg, device, parts=parts)
     if moved is None:
@@ -112,20 +114,27 @@ def feature_importance(model: dict, training_arrays: TrainingArrays, graphs: Gra
     ``validation_predictions``, which must be the same model's
     -> ({"split": "val", "seed", "groups": {group: {"features": n, h: {"rank_ic_moved", "worth"}}}},
     the plot); the last group, ``ALL_FEATURES``, moves every feature at once. One validation pass per
-    group (walk-forward: per fold, by each fold's model)."""
+    group (walk-forward: per fold, by each fold's model) over every validation date, or the last
+    ``importance_dates`` of each fold; 0: none, the document says it is off (``"off"``, no groups)."""
     _check_made_by(model, "validation_predictions", validation_predictions)
+    seed, cfg = int(params["importance_seed"]), EvaluationConfig.from_params(params)
+    last = cfg.importance_dates
+    if last == 0:
+        log.info("feature importance off (evaluation.importance_dates: 0)")
+        document = {"split": "val", "seed": seed, "dates": 0, "off": "evaluation.importance_dates: 0", "groups": {}}
+        return document, plots.plot_feature_importance(document)
     groups = feature_groups(feature_manifest, training_arrays.feature_names)
     groups[ALL_FEATURES] = np.arange(len(training_arrays.feature_names))  # the scale: what the inputs are worth together
-    seed, cfg = int(params["importance_seed"]), EvaluationConfig.from_params(params)
     moved = {}
     for group, columns in tqdm(groups.items(), desc="feature groups moved", unit="group"):
         moved[group] = _predict_split("val", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
-                                      normalisation, parts=False, moved=(columns, seed))  # fmt: skip
+                                      normalisation, parts=False, moved=(columns, seed), last=last)  # fmt: skip
     worth = group_importance(validation_predictions, moved, cfg.min_stocks)
     for group, by_h in sorted(worth.items(), key=lambda g: -next(iter(g[1].values()))["worth"]["mean"]):
         log.info("validation RankIC lost with %s moved between stocks: %s", group,
                  "; ".join(f"{h} {w['worth']['mean']:+.4f} [{w['worth']['ci95_low']:+.4f}, {w['worth']['ci95_high']:+.4f}]" for h, w in by_h.items()))  # fmt: skip
-    document = cleaned({"split": "val", "seed": seed, "groups": {g: {"features": len(groups[g]), **worth[g]} for g in groups}})
+    dates = next(iter(moved.values()))["Date"].n_unique()
+    document = cleaned({"split": "val", "seed": seed, "dates": dates, "groups": {g: {"features": len(groups[g]), **worth[g]} for g in groups}})
     return document, plots.plot_feature_importance(document)
 
 
