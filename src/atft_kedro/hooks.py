@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
+import time
 
 import click
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
 from atft_kedro.data.jquants import JQuantsCredentials
+
+log = logging.getLogger(__name__)
 
 
 class JQuantsCredentialsHook:
@@ -164,6 +168,74 @@ class SummaryHook:
         if "metrics" in pipeline.all_outputs() and torchrun_rank() == 0:
             report = getattr(catalog.get("evaluation_report"), "_filepath", "data/08_reporting/evaluation_report.md")
             click.echo(f"\n{console_summary(catalog.load('metrics'))}\nThe report, with every metric and the plots beside it: {report}")
+
+
+class NodeCostHook:
+    """Each node's wall time and the process's peak resident memory while it ran, logged when it
+    ends, and at the end of the run one line per node, the costliest first: where a large market's
+    time and memory go. The peak is the kernel's high-water mark (``VmHWM``), reset as each node
+    starts (``/proc/self/clear_refs``; where that is refused, the peak since the run began, and the
+    line says so). Meant for the sequential runner, where nodes do not overlap."""
+
+    def __init__(self):
+        self._started: dict[str, float] = {}
+        self._costs: list[tuple[str, float, int | None, bool]] = []
+        self._reset = False
+
+    @hook_impl
+    def before_pipeline_run(self, **kwargs) -> None:
+        self._started, self._costs = {}, []
+
+    @hook_impl
+    def before_node_run(self, node, **kwargs) -> None:
+        self._started[node.name] = time.perf_counter()
+        self._reset = reset_peak_memory()
+
+    @hook_impl
+    def after_node_run(self, node, **kwargs) -> None:
+        seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        self._costs.append((node.name, seconds, peak_memory(), self._reset))
+        log.info("node %s: %s", node.name, _cost(*self._costs[-1][1:]))
+
+    @hook_impl
+    def after_pipeline_run(self, **kwargs) -> None:
+        if len(self._costs) > 1:
+            log.info("where the run's time went, per node: %s",
+                     "; ".join(f"{name} {_cost(*c)}" for name, *c in sorted(self._costs, key=lambda c: -c[1])))  # fmt: skip
+
+
+def reset_peak_memory() -> bool:
+    """Restarts the process's resident-memory high-water mark (Linux); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory() -> int | None:
+    """The process's peak resident memory in bytes since the last ``reset_peak_memory`` (Linux), or
+    since it began (elsewhere, from ``getrusage``); None where neither can tell."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        try:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+        except (ImportError, OSError):
+            return None
+
+
+def _cost(seconds: float, peak: int | None, reset: bool) -> str:
+    minutes, rest = divmod(seconds, 60)
+    took = f"{int(minutes)} min {rest:.0f} s" if minutes else f"{rest:.1f} s"
+    if peak is None:
+        return took
+    return f"{took}, peak memory {peak / 1e9:.2f} GB{'' if reset else ' (since the run began)'}"
 
 
 class DistributedRanksHook:

@@ -2,8 +2,8 @@
 
 import warnings
 
-from atft_kedro.hooks import (DistributedRanksHook, JQuantsCredentialsHook, MissingInputsHook, OneLineErrorHook, SummaryHook, TrackingHook,
-                              ParametersHook, torchrun_rank)  # fmt: skip
+from atft_kedro.hooks import (DistributedRanksHook, JQuantsCredentialsHook, MissingInputsHook, NodeCostHook, OneLineErrorHook, SummaryHook,
+                              TrackingHook, ParametersHook, torchrun_rank)  # fmt: skip
 
 
 def quiet_kedro_deprecations() -> None:
@@ -14,7 +14,7 @@ def quiet_kedro_deprecations() -> None:
 
 quiet_kedro_deprecations()
 
-HOOKS = (JQuantsCredentialsHook(), MissingInputsHook(), ParametersHook(), OneLineErrorHook(), TrackingHook(), SummaryHook(), DistributedRanksHook())
+HOOKS = (JQuantsCredentialsHook(), MissingInputsHook(), ParametersHook(), OneLineErrorHook(), TrackingHook(), SummaryHook(), NodeCostHook(), DistributedRanksHook())
 
 # under torchrun, rank 0 alone tracks the run in MLflow
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",) if torchrun_rank() > 0 else ()

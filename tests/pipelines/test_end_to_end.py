@@ -83,6 +83,7 @@ def test_kedro_run_runs_all_four_pipelines(project):
     assert "The model minus the best baseline on test" in summary and summary.rstrip().endswith("evaluation_report.md")
     epoch = [line for line in (project / "info.log").read_text().splitlines() if "phase 0 epoch 0: loss " in line]
     assert epoch and "val RankIC {'1d': " in epoch[-1]  # every record also in info.log, one line each (conf/logging.yml)
+    assert any("node train_model: " in line and "peak memory" in line for line in (project / "info.log").read_text().splitlines())
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert set(metrics["horizons"]) == {"1d", "5d", "10d", "20d"}
     assert set(metrics["horizons"]["1d"]) == {"model", "momentum_20d", "reversal_1d", "ridge", "lightgbm", "oracle"}  # no blend by default
