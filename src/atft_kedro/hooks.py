@@ -171,11 +171,12 @@ class SummaryHook:
 
 
 class NodeCostHook:
-    """Each node's wall time and the process's peak resident memory while it ran, logged when it
-    ends, and at the end of the run one line per node, the costliest first: where a large market's
-    time and memory go. The peak is the kernel's high-water mark (``VmHWM``), reset as each node
-    starts (``/proc/self/clear_refs``; where that is refused, the peak since the run began, and the
-    line says so). Meant for the sequential runner, where nodes do not overlap."""
+    """Each node's wall time (its function's: Kedro loads its inputs before and saves its outputs
+    after) and the process's peak resident memory while it ran, logged when it ends, and at the end
+    of the run one line per node, the costliest first: where a large market's time and memory go.
+    The peak is the kernel's high-water mark (``VmHWM``), reset as each node starts
+    (``/proc/self/clear_refs``; where that is refused, the peak since the run began, and the line
+    says so). Meant for the sequential runner, where nodes do not overlap."""
 
     def __init__(self):
         self._started: dict[str, float] = {}
