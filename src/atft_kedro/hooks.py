@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
+import threading
 import time
 
 import click
@@ -172,16 +172,22 @@ class SummaryHook:
 
 class NodeCostHook:
     """Each node's wall time (its function's: Kedro loads its inputs before and saves its outputs
-    after) and the process's peak resident memory while it ran, logged when it ends, and at the end
-    of the run one line per node, the costliest first: where a large market's time and memory go.
-    The peak is the kernel's high-water mark (``VmHWM``), reset as each node starts
-    (``/proc/self/clear_refs``; where that is refused, the peak since the run began, and the line
-    says so). Meant for the sequential runner, where nodes do not overlap."""
+    after) and its peak resident memory, logged when it ends, and at the end of the run one line
+    per node, the costliest first: where a large market's time and memory go.
 
-    def __init__(self):
-        self._started: dict[str, float] = {}
+    The peak is exact for a node that raised the process's high-water mark (``VmHWM``: the run's
+    peak so far was set in it); for the others it is the most a watcher saw, sampling the resident
+    set twice a second (said "about"). The mark is never reset, so ``/usr/bin/time`` still gives the
+    run's own peak. While a node runs, the watcher also logs each whole ``step`` of memory the node
+    passes, so that the line falls among the node's own log lines where the memory is taken. Linux
+    (``/proc/self/status``); elsewhere only times. Meant for the sequential runner, where nodes do
+    not overlap."""
+
+    def __init__(self, step: float = 2e9, every: float = 0.5):
+        self._started: dict[str, tuple[float, int | None]] = {}
         self._costs: list[tuple[str, float, int | None, bool]] = []
-        self._reset = False
+        self._step, self._every = step, every
+        self._watch: _Watch | None = None
 
     @hook_impl
     def before_pipeline_run(self, **kwargs) -> None:
@@ -189,14 +195,29 @@ class NodeCostHook:
 
     @hook_impl
     def before_node_run(self, node, **kwargs) -> None:
-        self._started[node.name] = time.perf_counter()
-        self._reset = reset_peak_memory()
+        self._stop_watch()
+        now = memory()
+        self._started[node.name] = (time.perf_counter(), now and now[1])
+        if now is not None:
+            self._watch = _Watch(node.name, self._step, self._every)
 
     @hook_impl
     def after_node_run(self, node, **kwargs) -> None:
-        seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
-        self._costs.append((node.name, seconds, peak_memory(), self._reset))
+        seen = self._stop_watch()
+        began, mark = self._started.pop(node.name, (time.perf_counter(), None))
+        now = memory()
+        if now is None or mark is None:
+            peak, exact = None, False
+        elif now[1] > mark:  # the node set the run's high-water mark: its peak, exactly
+            peak, exact = now[1], True
+        else:
+            peak, exact = max(seen, now[0]), False
+        self._costs.append((node.name, time.perf_counter() - began, peak, exact))
         log.info("node %s: %s", node.name, _cost(*self._costs[-1][1:]))
+
+    @hook_impl
+    def on_node_error(self, **kwargs) -> None:
+        self._stop_watch()
 
     @hook_impl
     def after_pipeline_run(self, **kwargs) -> None:
@@ -204,39 +225,58 @@ class NodeCostHook:
             log.info("where the run's time went, per node: %s",
                      "; ".join(f"{name} {_cost(*c)}" for name, *c in sorted(self._costs, key=lambda c: -c[1])))  # fmt: skip
 
-
-def reset_peak_memory() -> bool:
-    """Restarts the process's resident-memory high-water mark (Linux); False where it cannot."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+    def _stop_watch(self) -> int:
+        seen, self._watch = (self._watch.stop() if self._watch is not None else 0), None
+        return seen
 
 
-def peak_memory() -> int | None:
-    """The process's peak resident memory in bytes since the last ``reset_peak_memory`` (Linux), or
-    since it began (elsewhere, from ``getrusage``); None where neither can tell."""
+class _Watch:
+    """A thread that samples the resident set every ``every`` seconds until ``stop`` (which returns
+    the most it saw) and logs each whole ``step`` the node's memory passes."""
+
+    def __init__(self, node: str, step: float, every: float):
+        self.node, self.step, self.every, self.most = node, step, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="node-memory")
+        self._thread.start()
+
+    def _run(self) -> None:
+        passed = None
+        while True:
+            now = memory()
+            if now is None:
+                return
+            self.most = max(self.most, now[0])
+            steps = int(self.most // self.step)
+            if passed is not None and steps > passed:
+                log.info("memory: node %s passed %.0f GB", self.node, steps * self.step / 1e9)
+            passed = steps
+            if self._stop.wait(self.every):
+                return
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.most
+
+
+def memory() -> tuple[int, int] | None:
+    """The process's resident memory now and its high-water mark (``VmRSS``, ``VmHWM``), in bytes;
+    None where ``/proc/self/status`` does not say (not Linux)."""
     try:
         with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration, ValueError):
-        try:
-            import resource
-
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
-        except (ImportError, OSError):
-            return None
+            found = {k: int(v.split()[0]) * 1024 for k, _, v in (line.partition(":") for line in f) if k in ("VmRSS", "VmHWM")}
+        return found["VmRSS"], found["VmHWM"]
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
 
 
-def _cost(seconds: float, peak: int | None, reset: bool) -> str:
+def _cost(seconds: float, peak: int | None, exact: bool) -> str:
     minutes, rest = divmod(seconds, 60)
     took = f"{int(minutes)} min {rest:.0f} s" if minutes else f"{rest:.1f} s"
     if peak is None:
         return took
-    return f"{took}, peak memory {peak / 1e9:.2f} GB{'' if reset else ' (since the run began)'}"
+    return f"{took}, peak memory {peak / 1e9:.2f} GB (the run's peak so far)" if exact else f"{took}, peak memory about {peak / 1e9:.2f} GB"
 
 
 class DistributedRanksHook:

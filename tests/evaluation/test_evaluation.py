@@ -341,6 +341,36 @@ def test_the_ridge_fit_is_the_same_bits_with_any_thread_count():
     assert len(digests) == 1 and len(next(iter(digests))) == len(hashlib.md5().hexdigest())
 
 
+def test_the_one_copy_design_is_the_stacked_arrays_it_replaces_and_fits_to_the_same_bits():
+    """``with_intercept`` builds a fit's design in one array (the full-size market's starts fit 2.7
+    million rows); its values, and so the ridge coefficients, are the bits of the stacked copies the
+    fits made before: the rows kept, the winsorised features, the extra columns, the zeroed ones."""
+    import torch
+
+    from atft_kedro.evaluation.baselines import ridge_solve, solve_ridge_design, with_intercept
+
+    r = np.random.default_rng(3)
+    x, extra, y = 2.0 * r.standard_normal((5000, 12)), r.standard_normal((5000, 1)), r.standard_normal(5000)
+    rows = r.random(5000) > 0.1
+
+    def stacked_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:  # the fit as it was: an hstacked design, astype copies
+        design = np.hstack([design.astype(np.float64), np.ones((len(design), 1))])
+        t = torch.from_numpy(design)
+        penalty = 3.0 * torch.eye(t.shape[1], dtype=torch.float64)
+        penalty[-1, -1] = 0.0
+        return torch.linalg.solve(t.T @ t + penalty, t.T @ torch.from_numpy(target.astype(np.float64))).numpy()
+
+    clipped = np.clip(x[rows], -1.5, 1.5)
+    zeroed = np.hstack([np.zeros_like(clipped[:, :4]), clipped[:, 4:]])
+    for design, before in [(with_intercept(x), x), (with_intercept(x, rows, 1.5), clipped),
+                           (with_intercept(x, rows, 1.5, extra, zeroed=4), np.hstack([zeroed, extra[rows]]))]:  # fmt: skip
+        np.testing.assert_array_equal(design, np.hstack([before, np.ones((len(before), 1))]))
+        target = y if len(before) == len(y) else y[rows]
+        assert solve_ridge_design(design, target, 3.0).tobytes() == stacked_fit(before, target).tobytes()
+    assert ridge_solve(x, y, 3.0).tobytes() == stacked_fit(x, y).tobytes()
+    assert with_intercept(x.astype(np.float32)).dtype == np.float64
+
+
 def test_rank_ic_by_horizon_plot_shows_each_scorers_mean_and_the_paired_difference():
     from atft_kedro.evaluation.metrics import DailyScores, difference_summary
     from atft_kedro.evaluation.plots import plot_rank_ic_by_horizon

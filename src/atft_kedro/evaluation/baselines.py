@@ -12,6 +12,7 @@ deterministic mode, so a rerun gives the same scores.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -161,9 +162,38 @@ def ridge_solve(x: np.ndarray, y: np.ndarray, alpha: float, weights: np.ndarray 
     The products run on one torch thread, so the coefficients are the same bits however many threads
     the process has: numpy's BLAS splits ``x.T @ x`` by its thread count and rounds differently with
     each, and training starts its linear paths at these fits (safe mode repeats to the bit)."""
+    return solve_ridge_design(with_intercept(x), y, alpha, weights)
+
+
+def with_intercept(x: np.ndarray, rows: np.ndarray | None = None, clip: float = math.inf, extra: np.ndarray | None = None,
+                   zeroed: int = 0) -> np.ndarray:  # fmt: skip
+    """The design of a ridge fit, ``[x, extra, 1]`` in float64, of ``x``'s rows where ``rows`` is
+    True (all without it), ``x`` winsorised at ``clip`` and its first ``zeroed`` columns read as 0:
+    made in one array, so that a fit on millions of rows holds ``x`` and its design and no other
+    copy (the full-size market's linear starts fit 2.7 million rows of about 100 features, 2.2 GB a
+    copy). The same values as ``np.hstack([np.clip(x[rows], -clip, clip), extra[rows], 1])``."""
+    n = len(x) if rows is None else int(np.count_nonzero(rows))
+    f, e = x.shape[1], 0 if extra is None else extra.shape[1]
+    design = np.empty((n, f + e + 1))
+    own = design[:, :f]
+    if rows is None:
+        own[...] = x
+    else:
+        np.compress(rows, x, axis=0, out=own)
+    if clip != math.inf:
+        np.clip(own, -clip, clip, out=own)
+    own[:, :zeroed] = 0.0
+    if extra is not None:
+        design[:, f : f + e] = extra if rows is None else extra[rows]
+    design[:, -1] = 1.0
+    return design
+
+
+def solve_ridge_design(design: np.ndarray, y: np.ndarray, alpha: float, weights: np.ndarray | None = None) -> np.ndarray:
+    """``ridge_solve`` on its design (``with_intercept``'s: the intercept's column last, unpenalised)."""
     import torch
 
-    design, y = np.hstack([x.astype(np.float64), np.ones((len(x), 1))]), y.astype(np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
     if weights is not None:
         root = np.sqrt(np.asarray(weights, dtype=np.float64))
         design, y = design * root[:, None], y * (root if y.ndim == 1 else root[:, None])

@@ -63,10 +63,13 @@ def ranked_targets(arrays: TrainingArrays, train_idx: np.ndarray, y: np.ndarray)
     return ranked_by_date(y, arrays.present[np.asarray(train_idx)].sum(1))
 
 
-def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float, only=None) -> None:
+def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, alpha: float, only=None, clip: float = math.inf,
+                 zeroed: int = 0) -> None:  # fmt: skip
     """Each output of ``linear`` (one per horizon of ``horizons``; with ``only``, of those among
-    it) to the ridge fit of that horizon's column of ``y`` on ``x`` (rows with a finite target)."""
-    from atft_kedro.evaluation.baselines import ridge_solve
+    it) to the ridge fit of that horizon's column of ``y`` on ``x`` winsorised at ``clip``, its
+    first ``zeroed`` columns read as 0 (rows with a finite target; each fit's design the one copy
+    of ``x`` it makes: ``with_intercept``)."""
+    from atft_kedro.evaluation.baselines import solve_ridge_design, with_intercept
 
     with torch.no_grad():
         for i, h in enumerate(horizons):
@@ -74,7 +77,7 @@ def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray
                 continue
             col = HORIZONS.index(h)
             ok = np.isfinite(y[:, col])
-            coef = ridge_solve(x[ok], y[ok, col], alpha)
+            coef = solve_ridge_design(with_intercept(x, None if ok.all() else ok, clip, zeroed=zeroed), y[ok, col], alpha)
             linear.weight[i] = torch.as_tensor(coef[:-1], dtype=linear.weight.dtype)
             linear.bias[i] = float(coef[-1])
 
@@ -113,8 +116,8 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, horizons = model.linear, model.skip_horizons
     if not clips or validation is None:
-        for h in horizons:
-            set_to_ridge(linear, horizons, own_inputs(model, x, h), y, alpha, only=(h,))
+        for h in horizons:  # each row reads the features at its own clip (own_inputs)
+            set_to_ridge(linear, horizons, x, y, alpha, only=(h,), clip=float(model.skip_clip[horizons.index(h)]))
         return None
     scored = [h for h in model.horizons if h in horizons]
     rows = last_day_features(validation, linear.in_features)
@@ -124,12 +127,13 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     if "rank" in targets:
         fitted_on["rank"] = ranked_targets(arrays, train_idx, y)
     starts, inputs, clip_of = {}, {}, {}
+    clipped_rows = {c: rows if c == math.inf else np.clip(rows, -c, c) for c in (math.inf, *sorted(set(clips)))}  # one copy a clip, shared by the targets
     for kind, yk in fitted_on.items():
-        for c in (math.inf, *sorted(set(clips))):
+        for c, read in clipped_rows.items():
             name = UNCLIPPED if c == math.inf else f"the ridge on the features winsorised at {c:g}"
             name += "" if kind == "raw" else ", fitted on each date's targets as ranks"
-            set_to_ridge(linear, horizons, np.clip(x, -c, c), yk, alpha, only=scored)
-            starts[name], inputs[name], clip_of[name] = copy.deepcopy(linear.state_dict()), np.clip(rows, -c, c), c
+            set_to_ridge(linear, horizons, x, yk, alpha, only=scored, clip=c)
+            starts[name], inputs[name], clip_of[name] = copy.deepcopy(linear.state_dict()), read, c
     linear.weight.zero_()
     linear.bias.zero_()
     with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
@@ -165,27 +169,30 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
     validation dates instead of one per candidate. -> the candidates, their scores and what each
     horizon kept (None without ``validation``)."""
     _, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    inputs, forecasts = [], []
+    linear = model.neighbour.linear
+    x, forecast, filled = np.empty((len(y), linear.in_features)), np.empty((len(y), len(HORIZON_KEYS))), 0  # filled date by date: one copy
     model.eval()
     for b, x_date in neighbour_inputs(model, DateDataset(arrays, graphs, train_idx, window)):  # training_rows' rows, in order
-        inputs.append(x_date)
         out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
-        forecasts.append(np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
-                                   for h, s in zip(HORIZON_KEYS, model.target_scale)], 1))  # fmt: skip
-    x, forecast = np.vstack(inputs), np.vstack(forecasts)
-    linear = model.neighbour.linear
+        rows = slice(filled, filled + len(x_date))
+        x[rows] = x_date
+        forecast[rows] = np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
+                                   for h, s in zip(HORIZON_KEYS, model.target_scale)], 1)  # fmt: skip
+        filled = rows.stop
+    if filled != len(y):
+        raise RuntimeError(f"the neighbour inputs have {filled} rows, the training rows {len(y)}")
     if validation is None:
         set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
         return None
     none = "none (the previous phase's function)"
     starts = {none: copy.deepcopy(linear.state_dict())}  # the map is still 0
-    designs = {"": x}
+    designs = {"": 0}  # the columns read as 0
     if model.neighbour.lead_attribute is not None:  # the mean's columns at 0 get coefficients 0: the lead-weighted sum alone
-        designs[", lead-weighted sum alone"] = np.hstack([np.zeros_like(x[:, : model.cfg.n_features]), x[:, model.cfg.n_features :]])
-    for suffix, design in designs.items():
-        set_beside_forecast(linear, model.neighbour_horizons, design, y, forecast, alpha)
+        designs[", lead-weighted sum alone"] = model.cfg.n_features
+    for suffix, zeroed in designs.items():
+        set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha, zeroed=zeroed)
         starts[f"the fit beside the forecast{suffix}"] = copy.deepcopy(linear.state_dict())
-        set_to_ridge(linear, model.neighbour_horizons, design, y - forecast, alpha)
+        set_to_ridge(linear, model.neighbour_horizons, x, y - forecast, alpha, zeroed=zeroed)
         starts[f"the fit of what the forecast leaves{suffix}"] = copy.deepcopy(linear.state_dict())
     linear.load_state_dict(starts[none])
     scores = scored_starts(model, starts, validation)
@@ -308,7 +315,8 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     if len({float(model.skip_clip[model.skip_horizons.index(h)]) for h in horizons}) > 1:
         raise ValueError(f"the linear skip's rows of {list(horizons)} read the features at different clips; their starts are chosen on one design")
-    x = own_inputs(model, x, horizons[0])
+    clip = float(model.skip_clip[model.skip_horizons.index(horizons[0])])
+    np.clip(x, -clip, clip, out=x)  # own_inputs, in place: x is this call's own
     held = "the ridge start"
     starts = {held: copy.deepcopy(linear.state_dict())}
     if candidates == "ranked":
@@ -374,23 +382,26 @@ def kept_starts(scores: dict, horizons: list[str], none: str, margin: float = 0.
     return kept
 
 
-def set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, forecast: np.ndarray, alpha: float) -> None:
+def set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, forecast: np.ndarray, alpha: float,
+                        zeroed: int = 0) -> None:  # fmt: skip
     """Each output of ``linear`` (one per horizon) set so that ``forecast + linear(x)`` ranks as the
     ridge fit of ``y`` on x and the forecast together does: that fit is c * forecast + x b + b0,
     and with c > 0, forecast + (x b + b0) / c has the same ranking on every date. (A fit of what the
     forecast leaves, y - forecast, takes the forecast's scale as right: a forecast trained on rank
     losses has its own scale, and then its residual is mostly that forecast.) Where c <= 0 (the
-    forecast does not rank the training targets), the fit of what the forecast leaves."""
-    from atft_kedro.evaluation.baselines import ridge_solve
+    forecast does not rank the training targets), the fit of what the forecast leaves. ``x``'s first
+    ``zeroed`` columns are read as 0 (``with_intercept``)."""
+    from atft_kedro.evaluation.baselines import solve_ridge_design, with_intercept
 
     with torch.no_grad():
         for i, h in enumerate(horizons):
             col = HORIZONS.index(h)
             ok = np.isfinite(y[:, col])
-            coef = ridge_solve(np.hstack([x[ok], forecast[ok, col : col + 1]]), y[ok, col], alpha)
+            rows = None if ok.all() else ok
+            coef = solve_ridge_design(with_intercept(x, rows, extra=forecast[:, col : col + 1], zeroed=zeroed), y[ok, col], alpha)
             c = coef[-2]
             if c <= 0:
-                coef, c = ridge_solve(x[ok], y[ok, col] - forecast[ok, col], alpha), 1.0
+                coef, c = solve_ridge_design(with_intercept(x, rows, zeroed=zeroed), y[ok, col] - forecast[ok, col], alpha), 1.0
             else:
                 coef = np.append(coef[:-2], coef[-1])
             linear.weight[i] = torch.as_tensor(coef[:-1] / c, dtype=linear.weight.dtype)
