@@ -345,6 +345,8 @@ def test_the_one_copy_design_is_the_stacked_arrays_it_replaces_and_fits_to_the_s
     """``with_intercept`` builds a fit's design in one array (the full-size market's starts fit 2.7
     million rows); its values, and so the ridge coefficients, are the bits of the stacked copies the
     fits made before: the rows kept, the winsorised features, the extra columns, the zeroed ones."""
+    import warnings
+
     import torch
 
     from atft_kedro.evaluation.baselines import ridge_solve, solve_ridge_design, with_intercept
@@ -369,6 +371,11 @@ def test_the_one_copy_design_is_the_stacked_arrays_it_replaces_and_fits_to_the_s
         assert solve_ridge_design(design, target, 3.0).tobytes() == stacked_fit(before, target).tobytes()
     assert ridge_solve(x, y, 3.0).tobytes() == stacked_fit(x, y).tobytes()
     assert with_intercept(x.astype(np.float32)).dtype == np.float64
+    frozen = y.copy()
+    frozen.flags.writeable = False  # as polars hands a column to numpy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on a read-only array
+        assert ridge_solve(x, frozen, 3.0).tobytes() == stacked_fit(x, y).tobytes()
 
 
 def test_rank_ic_by_horizon_plot_shows_each_scorers_mean_and_the_paired_difference():

@@ -193,7 +193,7 @@ def solve_ridge_design(design: np.ndarray, y: np.ndarray, alpha: float, weights:
     """``ridge_solve`` on its design (``with_intercept``'s: the intercept's column last, unpenalised)."""
     import torch
 
-    y = np.ascontiguousarray(y, dtype=np.float64)
+    y = np.array(y, dtype=np.float64, order="C")  # its own copy: a read-only array (polars') would make torch warn
     if weights is not None:
         root = np.sqrt(np.asarray(weights, dtype=np.float64))
         design, y = design * root[:, None], y * (root if y.ndim == 1 else root[:, None])
