@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from atft_kedro.checks import whole_number
 from atft_kedro.evaluation.backtest import BacktestConfig, BacktestResult, long_short_backtest
 from atft_kedro.evaluation.baselines import BaselineConfig, baseline_frame
 from atft_kedro.evaluation.blend import blend
@@ -63,10 +64,9 @@ class EvaluationConfig:
     def __post_init__(self):
         if not all(0 <= w <= 1 for w in self.blend_weights):
             raise ValueError(f"blend_weights are LightGBM's weights in the blend, each in [0, 1], got {list(self.blend_weights)!r}")
-        n = self.importance_dates
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        if self.importance_dates is not None and not whole_number(self.importance_dates, 0):
             raise ValueError(f"importance_dates is how many of the last validation dates the feature importance moves its groups on: "
-                             f"null (every one), a whole number, or 0 (no feature importance), got {n!r}")  # fmt: skip
+                             f"null (every one), a whole number, or 0 (no feature importance), got {self.importance_dates!r}")  # fmt: skip
 
     @property
     def min_stocks(self) -> int:

@@ -82,11 +82,16 @@ def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray
             linear.bias[i] = float(coef[-1])
 
 
-def own_inputs(model: ATFTGATFAN, x: np.ndarray, horizon: int) -> np.ndarray:
+def skip_clip_of(model: ATFTGATFAN, horizon: int) -> float:
+    """The clip at which the linear skip's row of ``horizon`` reads the features (inf: as they are)."""
+    return float(model.skip_clip[model.skip_horizons.index(horizon)])
+
+
+def own_inputs(model: ATFTGATFAN, x: np.ndarray, horizon: int, out: np.ndarray | None = None) -> np.ndarray:
     """What the linear skip's row of ``horizon`` reads of last-day features ``x``: them winsorised
-    at that row's ``skip_clip``."""
-    c = float(model.skip_clip[model.skip_horizons.index(horizon)])
-    return np.clip(x, -c, c)
+    at that row's ``skip_clip`` (``out=x``: in place)."""
+    c = skip_clip_of(model, horizon)
+    return np.clip(x, -c, c, out=out)
 
 
 def last_day_features(validation: Validation, n_features: int) -> np.ndarray:
@@ -117,7 +122,7 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     linear, horizons = model.linear, model.skip_horizons
     if not clips or validation is None:
         for h in horizons:  # each row reads the features at its own clip (own_inputs)
-            set_to_ridge(linear, horizons, x, y, alpha, only=(h,), clip=float(model.skip_clip[horizons.index(h)]))
+            set_to_ridge(linear, horizons, x, y, alpha, only=(h,), clip=skip_clip_of(model, h))
         return None
     scored = [h for h in model.horizons if h in horizons]
     rows = last_day_features(validation, linear.in_features)
@@ -313,10 +318,9 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
         raise ValueError(f"the linear skip's long-horizon candidates are 'validated' or 'ranked', got {candidates!r}")
     linear = model.linear
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    if len({float(model.skip_clip[model.skip_horizons.index(h)]) for h in horizons}) > 1:
+    if len({skip_clip_of(model, h) for h in horizons}) > 1:
         raise ValueError(f"the linear skip's rows of {list(horizons)} read the features at different clips; their starts are chosen on one design")
-    clip = float(model.skip_clip[model.skip_horizons.index(horizons[0])])
-    np.clip(x, -clip, clip, out=x)  # own_inputs, in place: x is this call's own
+    own_inputs(model, x, horizons[0], out=x)  # in place: x is this call's own
     held = "the ridge start"
     starts = {held: copy.deepcopy(linear.state_dict())}
     if candidates == "ranked":
