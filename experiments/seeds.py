@@ -61,9 +61,57 @@ BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
 PROGRESS = re.compile(r"\|.*\d+/\d+ \[")  # a tqdm bar, left out of a seed's log
 
 
-def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
+def keeping_every_state(store):
+    """``store`` (a ``CheckpointStore``), also keeping in memory (``store.states``) every state training
+    validated: each phase's start (its ``best`` of epoch -1) and each epoch's weights (its ``last``)."""
+    store.states, save = [], store.save
+
+    def save_and_keep(phase: int, kind: str, state: dict):
+        if kind == "last" or state["epoch"] == -1:
+            kept = {k: v for k, v in state.items() if k not in ("optimizer", "train_weights", "rng", "history")}
+            store.states.append({**kept, "model": {k: t.detach().clone() for k, t in state["model"].items()}})
+        return save(phase, kind, state)
+
+    store.save = save_and_keep
+    return store
+
+
+def state_tag(state: dict) -> str:
+    """A validated state's name: ``p{phase}start`` or ``p{phase}e{epoch}``."""
+    phase, epoch = state["config"]["phase"], state["epoch"]
+    return f"p{phase}start" if epoch == -1 else f"p{phase}e{epoch}"
+
+
+def candidate_frames(states: list[dict], final: dict, out: dict, scored: dict, frames_dir: Path, seed: int) -> dict:
+    """Every validated state's forecasts on validation and test (``pred_{h}@{tag}``), beside the
+    scored frames' targets, beta and sector, written next to them; -> their paths, the tags in
+    training's order and the final model's tag (``per_horizon_best.py`` chooses among them)."""
+    import polars as pl
+
+    from atft_kedro.pipelines.evaluation import nodes
+
+    inputs = (out["training_arrays"], out["graphs"], out["splits"], out["model_input"])
+    by_tag = {state_tag(state): state for state in states}  # a tag twice (a phase trained again): the later state
+    tags, paths = list(by_tag), {}
+    preds = {"val": [], "test": []}
+    for tag, state in by_tag.items():
+        for split, predict in (("val", nodes.predict_validation), ("test", lambda *a: nodes.predict_test(*a, parts=False))):
+            made = predict(state, *inputs)
+            preds[split].append(made.select("Date", "Code", *(pl.col(c).alias(f"{c}@{tag}") for c in made.columns if c.startswith("pred_"))))
+    for split, frame in scored.items():
+        beside = frame.select("Date", "Code", *(c for c in frame.columns if c.startswith("target_") or c in ("beta_60d", "Sector33Code")))
+        for made in preds[split]:
+            beside = beside.join(made, on=["Date", "Code"], how="left", maintain_order="left")
+        paths[split] = str(frames_dir / f"seed{seed}_states{'_val' if split == 'val' else ''}.parquet")
+        beside.write_parquet(paths[split])
+    return {"val_frame": paths["val"], "frame": paths["test"], "tags": tags, "final": state_tag(final)}
+
+
+def run_seed(seed: int, overrides: dict, frames_dir: Path, states: bool = False) -> dict:
     """One whole run; -> its metrics, the phases' best validation RankIC, and its seconds. The
-    evaluation's scored frame (predictions beside every baseline) goes to ``frames_dir``."""
+    evaluation's scored frame (predictions beside every baseline) goes to ``frames_dir``; with
+    ``states`` (one fold only) every state training validated is also kept and its forecasts
+    written beside it (``candidate_frames``)."""
     from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
     from atft_kedro.features.builders import stock_feature_names
     from atft_kedro.pipelines.evaluation import nodes
@@ -73,8 +121,10 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     params = project_parameters(overrides)
     params["training"] = {**params["training"], "seed": seed}
     t0 = time.perf_counter()
+    if states and int(params["splits"].get("n_folds", 1)) > 1:
+        raise SystemExit("--states takes runs of one fold (splits.n_folds 1)")
     with tempfile.TemporaryDirectory() as tmp:
-        store = CheckpointStore(tmp)
+        store = keeping_every_state(CheckpointStore(tmp)) if states else CheckpointStore(tmp)
         out = run_in_memory(["data_engineering", "graph_construction", "training"], params, {"checkpoints": store})
         last = int(params["splits"].get("n_folds", 1)) - 1  # walk-forward: the last fold's phases
         bests = {p: store.fold(last).load(p, "best") for p in store.fold(last).phases()}
@@ -97,9 +147,11 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path) -> dict:
     keep += ["fold"] if "fold" in result.frame.columns else []  # walk-forward: which fold scored each row
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
     beside = out["features"].select("Date", "Code", "beta_60d").join(out["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
-    val.join(beside, on=["Date", "Code"], how="left", maintain_order="left").write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
+    val = val.join(beside, on=["Date", "Code"], how="left", maintain_order="left")
+    val.write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
+    kept_states = candidate_frames(store.states, out["model"], out, {"val": val, "test": result.frame}, frames_dir, seed) if states else None
     return {"seed": seed, "metrics": result.document, "phase_val": kept, "starts": starts, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
-            "val_frame": str(frames_dir / f"seed{seed}_val.parquet")}  # fmt: skip
+            "val_frame": str(frames_dir / f"seed{seed}_val.parquet"), "states": kept_states}  # fmt: skip
 
 
 def _daily(frame, score: str, target: str, neutral: bool, min_stocks: int = 20) -> dict:
@@ -408,6 +460,8 @@ def main() -> None:
                         "comma-joined list of JSON files (the same seeds or draws in order): each group's difference and their mean")  # fmt: skip
     parser.add_argument("--mlflow", default="sqlite:///mlflow.db", help="MLflow tracking URI for the runs ('' : none); "
                         "one parent run, a nested run per seed")  # fmt: skip
+    parser.add_argument("--states", action="store_true", help="also keep every state training validated (each phase's start "
+                        "and epochs) and write their forecasts beside the frames, for per_horizon_best.py (one fold only)")  # fmt: skip
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one seed
     parser.add_argument("--frames", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -415,7 +469,7 @@ def main() -> None:
         from _log import plain_log
 
         plain_log()
-        print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames))), flush=True)
+        print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames), args.states)), flush=True)
         return
     if args.groups:
         named = [group.split("=", 1) if "=" in group.split(":", 1)[0] else [f"group {i}", group] for i, group in enumerate(args.groups)]
@@ -439,7 +493,7 @@ def main() -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 
         def child(seed: int) -> dict:
-            cmd = [sys.executable, __file__, "--one", str(seed), "--params", args.params, "--frames", str(frames)]
+            cmd = [sys.executable, __file__, "--one", str(seed), "--params", args.params, "--frames", str(frames)] + ["--states"] * args.states
             done = subprocess.run(cmd, env=env, capture_output=True, text=True)
             lines = done.stdout.splitlines()
             result = [line for line in lines if line.startswith("RESULT ")]

@@ -198,3 +198,35 @@ def test_the_blend_table_pairs_the_blend_with_the_model_and_lightgbm_per_date():
     lightgbm = np.mean(list(seeds._daily(frames[0], "lightgbm_1d", "target_1d", False).values()))
     assert float(raw[4]) == pytest.approx(float(raw[3]) - model, abs=2e-4) and float(raw[5].strip("[]").split(", ")[0]) > 0
     assert float(raw[6]) == pytest.approx(float(raw[3]) - lightgbm, abs=2e-4) and float(raw[7].strip("[] |").split(", ")[0]) > 0
+
+
+def test_each_horizon_can_take_the_state_validation_ranks_best(tmp_path, monkeypatch, capsys):
+    """``run_seed`` with ``states`` keeps every state training validated (each phase's start and
+    epochs) and writes their forecasts; ``per_horizon_best.py`` then gives each horizon the state
+    with the best validation RankIC there, whose forecasts the switched frames carry, and the run's
+    own model is one of the states (checked inside the script, to the forecast)."""
+    import json
+
+    import per_horizon_best
+    import seeds
+
+    from .conftest import TINY_PARAMS
+    from .pipelines.test_walk_forward import TRAINING
+
+    overrides = {**TINY_PARAMS, "training": {**TRAINING, "epochs": 2, "patience": 1}, "evaluation": {"min_stocks": 10, "importance_dates": 0}}
+    row = seeds.run_seed(0, overrides, tmp_path, states=True)
+    tags = row["states"]["tags"]
+    assert {"p0start", "p0e0", "p0e1", "p3e0"} <= set(tags) and row["states"]["final"] in tags
+    (tmp_path / "runs.json").write_text(json.dumps([row]))
+    monkeypatch.setattr(sys, "argv", ["per_horizon_best.py", "--runs", str(tmp_path / "runs.json"), "--out", str(tmp_path / "out")])
+    per_horizon_best.main()
+    out = capsys.readouterr().out
+    assert "### validation's later half" in out and "### test, chosen on the whole of validation" in out
+    switched = json.loads((tmp_path / "out" / "runs.json").read_text())[0]
+    states_val, states_test = pl.read_parquet(row["states"]["val_frame"]), pl.read_parquet(row["states"]["frame"])
+    val, test = pl.read_parquet(switched["val_frame"]), pl.read_parquet(switched["frame"])
+    for h, tag in switched["chosen"].items():
+        assert test[f"pred_{h}"].equals(states_test[f"pred_{h}@{tag}"].alias(f"pred_{h}"))
+        score = lambda t: np.mean(list(seeds._daily(states_val, f"pred_{h}@{t}", f"target_{h}", False).values()))  # noqa: E731
+        assert all(score(tag) >= score(t) for t in tags if f"pred_{h}@{t}" in states_val.columns)  # the best on validation
+        assert val[f"pred_{h}"].equals(states_val[f"pred_{h}@{tag}"].alias(f"pred_{h}"))

@@ -1,0 +1,134 @@
+"""Each horizon forecast by the state of training that validation ranks best at that horizon?
+
+    python experiments/seeds.py --seeds 0 1 2 --states --out runs.json [--params P]
+    python experiments/per_horizon_best.py --runs runs.json --out DIR
+    python experiments/seeds.py --report DIR/runs.json          # the switched runs against the baselines
+
+Training chains its phases on the 1-day validation RankIC (``training.early_stopping_weights``):
+each phase starts from the previous one's best at 1 day, so a run ends with the state best at 1
+day among all it validated (each phase's start and each epoch), and a state that ranked 5-20 day
+returns better is thrown away with the rest. Here each horizon is forecast by the state whose
+validation RankIC is the highest at that horizon among every state the run validated (``seeds.py
+--states`` keeps their forecasts; ties go to the run's own model). Nothing is retrained: the frames
+are what a model kept per horizon would forecast.
+
+Two readings per horizon, the chosen states' forecasts minus the run's own (each date's RankIC
+averaged over the runs, with the Newey-West 95% interval at lag h - 1), raw and with sector means
+and beta out of the returns:
+
+- validation's later half, the state chosen on its first half (in time): what validation alone
+  says the choice is worth;
+- test, the state chosen on the whole of validation.
+
+The switched runs (the choice on the whole of validation) are written under ``--out``, their own
+files only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HORIZONS = ("1d", "5d", "10d", "20d")
+
+
+def choose(states, final: str, tags: list[str], h: str, dates: list | None = None) -> str:
+    """The state whose validation forecast ranks ``h``-day returns best on ``dates`` (all when None),
+    mean daily RankIC, among the states that forecast ``h``; ties to ``final``, the run's own model."""
+    import numpy as np
+
+    from seeds import _daily
+
+    def score(tag: str) -> float:
+        daily = _daily(states, f"pred_{h}@{tag}", f"target_{h}", False)
+        kept = [v for t, v in daily.items() if dates is None or t in dates]
+        return float(np.mean(kept)) if kept else float("-inf")
+
+    tags = [t for t in tags if f"pred_{h}@{t}" in states.columns]  # phase 0 forecasts 1 day only
+    scores = {tag: score(tag) for tag in tags}
+    return max(tags, key=lambda t: (scores[t], t == final))
+
+
+def chosen_minus_own(runs: list[dict], picks: list[dict], split: str, h: str, neutral: bool, later: bool) -> dict:
+    """Each date's RankIC at ``h`` of the chosen state's forecast minus the run's own, averaged over
+    the runs (validation's later half only with ``later``): mean and Newey-West interval."""
+    import numpy as np
+
+    from seeds import _daily
+    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
+
+    per_run = []
+    for run, pick in zip(runs, picks):
+        frame = run["states_" + split]
+        tag, keep = (pick["half"][h], set(pick["later"])) if later else (pick["all"][h], None)
+        ours, theirs = (_daily(frame, f"pred_{h}@{t}", f"target_{h}", neutral) for t in (tag, run["final"]))
+        per_run.append({t: ours[t] - theirs[t] for t in set(ours) & set(theirs) if keep is None or t in keep})
+    common = sorted(set.intersection(*(set(d) for d in per_run)))
+    return difference_summary(np.array([np.mean([d[t] for d in per_run]) for t in common]), overlap_lag(h))
+
+
+def load(row: dict) -> dict:
+    """A ``seeds.py --states`` run: its scored frames and its states' forecasts, checked to be aligned
+    and to hold the run's own model among the states."""
+    import numpy as np
+    import polars as pl
+
+    if not row.get("states"):
+        raise SystemExit(f"seed {row['seed']} was run without --states: run seeds.py --states")
+    run = {"row": row, "seed": row["seed"], "tags": row["states"]["tags"], "final": row["states"]["final"],
+           "val": pl.read_parquet(row["val_frame"]), "test": pl.read_parquet(row["frame"]),
+           "states_val": pl.read_parquet(row["states"]["val_frame"]), "states_test": pl.read_parquet(row["states"]["frame"])}  # fmt: skip
+    for split in ("val", "test"):
+        own, states = run[split], run["states_" + split]
+        if not own.select("Date", "Code").equals(states.select("Date", "Code")):
+            raise SystemExit(f"seed {run['seed']}: the {split} states' rows are not the scored frame's")
+        for h in HORIZONS:
+            if f"pred_{h}" in own.columns and not np.allclose(own[f"pred_{h}"].to_numpy(), states[f"pred_{h}@{run['final']}"].to_numpy(), atol=1e-6):
+                raise SystemExit(f"seed {run['seed']}: state {run['final']} does not forecast {split} as the run's model does at {h}")
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", nargs="+", required=True, help="seeds.py --states --out JSON files (the runs of one market)")
+    parser.add_argument("--out", required=True, help="folder for the switched runs' frames and JSON")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [load(r) for f in args.runs for r in json.loads(Path(f).read_text())]
+    horizons = [h for h in HORIZONS if all(f"pred_{h}" in run["val"].columns for run in runs)]
+    picks = []
+    print("| seed | horizon | the run's own (state) | chosen on all of validation | chosen on its first half |\n|---|---|---|---|---|")
+    for run in runs:
+        dates = sorted(run["states_val"]["Date"].unique().to_list())
+        first, later = set(dates[: len(dates) // 2]), dates[len(dates) // 2 :]
+        pick = {"all": {}, "half": {}, "later": later}
+        for h in horizons:
+            pick["all"][h] = choose(run["states_val"], run["final"], run["tags"], h)
+            pick["half"][h] = choose(run["states_val"], run["final"], run["tags"], h, first)
+            print(f"| {run['seed']} | {h} | {run['final']} | {pick['all'][h]} | {pick['half'][h]} |")
+        picks.append(pick)
+    cell = lambda s: f"{s['mean']:+.4f} [{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}] | {s['dates']}"  # noqa: E731
+    neutral_ok = all({"beta_60d", "Sector33Code"} <= set(run["states_val"].columns) for run in runs)
+    for reading, split, later in (("validation's later half, chosen on its first half", "val", True), ("test, chosen on the whole of validation", "test", False)):
+        print(f"\n### {reading}: the chosen states minus the runs' own\n")
+        print("| horizon | raw | dates | sectors and beta out | dates |\n|---|---|---|---|---|")
+        for h in horizons:
+            raw = chosen_minus_own(runs, picks, split, h, False, later)
+            neutral = cell(chosen_minus_own(runs, picks, split, h, True, later)) if neutral_ok else "n/a | "
+            print(f"| {h} | {cell(raw)} | {neutral} |")
+    switched = []
+    for n, (run, pick) in enumerate(zip(runs, picks)):
+        frames = {}
+        for split, key, suffix in (("val", "val_frame", "_val"), ("test", "frame", "")):
+            swap = [run["states_" + split][f"pred_{h}@{pick['all'][h]}"].alias(f"pred_{h}") for h in horizons]
+            frames[key] = str(out / f"run{n}{suffix}.parquet")
+            run[split].with_columns(swap).write_parquet(frames[key])
+        switched.append({**run["row"], **frames, "chosen": pick["all"]})
+    (out / "runs.json").write_text(json.dumps(switched, indent=1))
+    print(f"\nswitched runs written to {out / 'runs.json'}")
+
+
+if __name__ == "__main__":
+    main()
