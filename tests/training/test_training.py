@@ -793,8 +793,9 @@ def test_the_neighbour_skip_starts_at_none_unless_it_clears_the_margin(prepared)
     for name, s in chosen[0.0].scores.items():
         assert {h: s[h] for h in ("1d", "5d")} == {h: chosen[1e9].scores[name][h] for h in ("1d", "5d")}
         assert s[BY_DATE]["1d"].rank_ic.mean() == pytest.approx(s["1d"])
-    with pytest.raises(ValueError, match="neighbour_start_margin"):
-        small_config(neighbour_start_margin=-1.0)
+    for bad in (-1.0, "1", float("nan")):  # a string or NaN: the same message, not a TypeError or a silent pass
+        with pytest.raises(ValueError, match="neighbour_start_margin"):
+            small_config(neighbour_start_margin=bad)
 
 
 def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
@@ -915,8 +916,9 @@ def test_the_linear_skip_reads_its_inputs_winsorised_at_the_clip_validation_chos
     model.skip_clip[0] = 2.0
     start_at_one_day(model, (5,))  # horizon_starts=one_day: the 5-day row reads the features as the 1-day row does
     assert model.skip_clip.tolist() == [2.0, 2.0] and torch.equal(model.linear.weight[1], model.linear.weight[0])
-    with pytest.raises(ValueError, match="skip_clips are robust z-scores"):
-        small_config(skip_clips=[1.0, 0.0])
+    for bad in ([1.0, 0.0], [1.0, "2"], [float("inf")]):  # a clip at infinity is none: leave it out instead
+        with pytest.raises(ValueError, match="skip_clips are robust z-scores"):
+            small_config(skip_clips=bad)
 
 
 def test_the_linear_skip_may_also_start_at_fits_on_each_dates_targets_as_ranks(prepared):
@@ -1109,5 +1111,6 @@ def test_the_linear_paths_may_learn_at_a_fraction_of_the_rate(prepared, tmp_path
     assert paths["lr"] == pytest.approx(1e-4) and "lr" not in rest
     assert {id(p) for p in paths["params"]} == {id(p) for part in (model.linear, model.neighbour) for p in part.parameters()}
     assert len(rest["params"]) + len(paths["params"]) == len(list(model.parameters()))
-    with pytest.raises(ValueError, match="skip_lr_scale is a fraction of the learning rate"):
-        small_config(skip_lr_scale=-1.0)
+    for bad in (-1.0, "0.1", float("inf")):
+        with pytest.raises(ValueError, match="skip_lr_scale is a fraction of the learning rate"):
+            small_config(skip_lr_scale=bad)

@@ -90,17 +90,17 @@ class TrainConfig:
             raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
         if self.horizon_starts not in ("ridge", "validated", "ranked", "one_day"):
             raise ValueError(f"horizon_starts must be 'ridge', 'validated', 'ranked' or 'one_day', got {self.horizon_starts!r}")
-        if not self.neighbour_start_margin >= 0:
+        if not number_in(self.neighbour_start_margin, 0):
             raise ValueError(f"neighbour_start_margin must be a number of standard errors >= 0, got {self.neighbour_start_margin!r}")
-        object.__setattr__(self, "skip_clips", tuple(float(c) for c in self.skip_clips or ()))
-        if not all(c > 0 for c in self.skip_clips):
+        if not all(number_in(c, 0, above_low=True) for c in self.skip_clips or ()):
             raise ValueError(f"skip_clips are robust z-scores to winsorise the linear skip's inputs at, each > 0, got {list(self.skip_clips)!r}")
+        object.__setattr__(self, "skip_clips", tuple(float(c) for c in self.skip_clips or ()))
         object.__setattr__(self, "skip_targets", tuple(self.skip_targets or ("raw",)))
         if not set(self.skip_targets) <= {"raw", "rank"} or "raw" not in self.skip_targets:
             raise ValueError(f"skip_targets are the targets the linear skip's candidate starts are fitted on, 'raw' and optionally 'rank', got {list(self.skip_targets)!r}")
         if self.linear_start not in ("zero", "ridge"):
             raise ValueError(f"linear_start must be 'zero' or 'ridge', got {self.linear_start!r}")
-        if not self.skip_lr_scale >= 0:
+        if not number_in(self.skip_lr_scale, 0):
             raise ValueError(f"skip_lr_scale is a fraction of the learning rate, >= 0, got {self.skip_lr_scale!r}")
         if self.device != "auto":
             try:
