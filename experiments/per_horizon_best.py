@@ -3,6 +3,7 @@
     python experiments/seeds.py --seeds 0 1 2 --states --out runs.json [--params P]
     python experiments/per_horizon_best.py --runs runs.json --out DIR
     python experiments/seeds.py --report DIR/runs.json          # the switched runs against the baselines
+    python experiments/per_horizon_best.py --project . --out DIR  # after a `kedro run` (one fold)
 
 Training chains its phases on the 1-day validation RankIC (``training.early_stopping_weights``):
 each phase starts from the previous one's best at 1 day, so a run ends with the state best at 1
@@ -22,6 +23,9 @@ and beta out of the returns:
 
 The switched runs (the choice on the whole of validation) are written under ``--out``, their own
 files only read.
+
+``--project DIR``: the states of a ``kedro run`` made in DIR instead (a market too large to train
+twice, the full size): each phase's best and last checkpoint, beside the run's own predictions.
 """
 
 from __future__ import annotations
@@ -89,14 +93,50 @@ def load(row: dict) -> dict:
     return run
 
 
+def project_run(project: Path, out: Path) -> Path:
+    """After a ``kedro run`` (one fold) in ``project``: each phase's best and last checkpoint as the
+    states, their forecasts written under ``out`` beside the run's own predictions; -> the runs JSON."""
+    import polars as pl
+    from kedro.config import OmegaConfigLoader
+    from kedro.io import DataCatalog
+
+    from seeds import candidate_frames
+
+    config = OmegaConfigLoader(str(project / "conf"), base_env="base", default_run_env="local")["catalog"]
+    config = {name: {**entry, "filepath": str(project / entry["filepath"])} if "filepath" in entry else entry for name, entry in config.items()}
+    catalog = DataCatalog.from_config(config)
+    data = {name: catalog.load(name) for name in ("training_arrays", "graphs", "splits", "model_input", "model", "checkpoints")}
+    if data["splits"]["fold"].n_unique() > 1:
+        raise SystemExit("--project takes a run of one fold (splits.n_folds 1)")
+    store = data["checkpoints"]
+    states = [store.load(p, kind) for p in store.phases() for kind in ("best", "last") if store.exists(p, kind)]
+    beta = pl.read_parquet(config["features"]["filepath"], columns=["Date", "Code", "beta_60d"])
+    beside = beta.join(data["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
+    seed = int(data["model"]["config"]["train"]["seed"])
+    frames, row = out / "frames", {"seed": seed}
+    frames.mkdir(parents=True, exist_ok=True)
+    scored = {}
+    for split, name, key in (("val", "validation_predictions", "val_frame"), ("test", "predictions", "frame")):
+        scored[split] = catalog.load(name).join(beside, on=["Date", "Code"], how="left", maintain_order="left")
+        row[key] = str(frames / f"seed{seed}{'_val' if split == 'val' else ''}.parquet")
+        scored[split].write_parquet(row[key])
+    row["states"] = candidate_frames(states, data["model"], data, scored, frames, seed)
+    (out / "project_run.json").write_text(json.dumps([row], indent=1))
+    return out / "project_run.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", nargs="+", required=True, help="seeds.py --states --out JSON files (the runs of one market)")
+    parser.add_argument("--runs", nargs="+", help="seeds.py --states --out JSON files (the runs of one market)")
+    parser.add_argument("--project", default=None, help="a project folder after a `kedro run`: its checkpoints' states instead of --runs")
     parser.add_argument("--out", required=True, help="folder for the switched runs' frames and JSON")
     args = parser.parse_args()
-    out = Path(args.out)
+    if bool(args.runs) == bool(args.project):
+        raise SystemExit("give --runs or --project")
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    runs = [load(r) for f in args.runs for r in json.loads(Path(f).read_text())]
+    files = [project_run(Path(args.project), out)] if args.project else args.runs
+    runs = [load(r) for f in files for r in json.loads(Path(f).read_text())]
     horizons = [h for h in HORIZONS if all(f"pred_{h}" in run["val"].columns for run in runs)]
     picks = []
     print("| seed | horizon | the run's own (state) | chosen on all of validation | chosen on its first half |\n|---|---|---|---|---|")

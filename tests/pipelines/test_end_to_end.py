@@ -173,6 +173,25 @@ def test_every_run_is_tracked_and_inference_loads_a_logged_model(project):
     assert (outside.stat().st_mtime_ns if outside.exists() else None) == before and (project / "mlflow.db").exists()
 
 
+def test_the_states_of_a_finished_run_can_be_chosen_per_horizon(project, tmp_path, monkeypatch, capsys):
+    """experiments/per_horizon_best.py --project: every phase's best and last checkpoint of a `kedro
+    run` forecast validation and test beside the run's own predictions (the script stops unless the
+    run's model is one of them and forecasts as the run did), and each horizon's choice is made."""
+    if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
+        _kedro(project, "--params", TINY)
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    import per_horizon_best
+
+    monkeypatch.setattr(sys, "argv", ["per_horizon_best.py", "--project", str(project), "--out", str(tmp_path)])
+    per_horizon_best.main()
+    assert "### test, chosen on the whole of validation" in capsys.readouterr().out
+    row = json.loads((tmp_path / "project_run.json").read_text())[0]
+    assert {"p0e0", "p1e0", "p2e0", "p3e0"} <= set(row["states"]["tags"]) and row["states"]["final"].startswith("p3")
+    switched = json.loads((tmp_path / "runs.json").read_text())[0]
+    assert set(switched["chosen"]) == {"1d", "5d", "10d", "20d"}
+    assert pl.read_parquet(switched["frame"]).height == pl.read_parquet(project / "data/07_model_output/predictions.parquet").height
+
+
 def test_one_training_phase_from_the_cli(project):
     if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
         _kedro(project, "--params", TINY)
