@@ -377,6 +377,29 @@ def test_phase_one_starts_as_phase_zero_and_fan_then_gets_a_gradient():
     assert after.fan_scale.grad.abs() > 0
 
 
+def test_phase_two_starts_as_phase_one_with_gat_start_previous():
+    """gat_start "previous": the GAT's fusion enters through gat_share = 0, so switching the GAT on
+    (phase 2) leaves phase 1's function as it was and the share gets a gradient; the seed's fusion
+    ("fusion", the default) changes it at once."""
+    x, market, dates, nb, ea = _batch()
+    for start, same in (("previous", True), ("fusion", False)):
+        before = _model(use_fan=True, use_gat=False, gat_start=start)
+        with torch.no_grad():  # a phase 1 that learned something: its weights away from their start (not the share: no gradient with the GAT off)
+            for name, p in before.named_parameters():
+                p.add_(0.0 if name == "gat_share" else 0.05 * torch.randn_like(p))
+        after = _model(use_fan=True, use_gat=True, gat_start=start)
+        after.load_state_dict(before.state_dict())
+        old, new = (m(x, market, dates, nb, ea)["5d"] for m in (before, after))
+        assert torch.equal(old, new) == same
+    after(x, market, dates, nb, ea)["1d"][:, 2].sum().backward()
+    assert after.gat_share is None and after.fusion_gate.grad.abs() > 0
+    previous = _model(use_fan=True, use_gat=True, gat_start="previous")
+    previous(x, market, dates, nb, ea)["1d"][:, 2].sum().backward()
+    assert previous.gat_share.grad.abs() > 0
+    with pytest.raises(ValueError, match="gat_start is 'fusion'"):
+        _model(gat_start="gat")
+
+
 def test_neighbour_skip_reads_the_neighbours_weighted_by_how_much_they_lead():
     """lead_attribute: the skip's map also reads sum_k max(edge_attr[..., a], 0) x_k, padding out;
     it starts at 0 like the rest of the skip, and an attribute the graph lacks is an error."""

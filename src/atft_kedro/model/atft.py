@@ -10,6 +10,7 @@ block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [
     market ─ GRN (the selections' context)                    │
                                                                ├─ GAT over the graph ─ z_g [N, d]  (phase >= 2)
     z = s * backbone([z_t, z_g]) + (1 - s) z_g,  s = sigmoid(g), g = 0 at init
+      (gat_start "previous": z = plain + a (that - plain), plain = backbone([z_t, 0]), a = 0 at init)
     quantile head per horizon (5 non-crossing quantiles; the point forecast is the median)
       + a linear map of the last day's features x[:, -1] for the ``linear_skip`` horizons (starts at 0)
       + with the GAT on: a linear map of an attention-weighted mean of the neighbours' last-day
@@ -20,7 +21,11 @@ block-diagonally (``neighbors [N, K]`` indexing the batch's nodes, ``edge_attr [
 
 FAN's two parts (the normalised residual and the removed dominant frequencies) are a side input
 with a selection of their own, scaled by ``fan_scale`` that starts at 0: phase 1 starts as exactly
-phase 0's function and learns how much of FAN to use. (In the features' place, FAN's per-window
+phase 0's function and learns how much of FAN to use. The GAT's fusion, as the seed has it, is not
+such a side input: switching it on halves the backbone's output (s = 0.5) and adds half of an
+untrained GAT's, which costs phase 2's start 0.0046 of 1-day validation RankIC on the full-size
+market, where the network carries part of the forecast. With ``gat_start`` "previous" the fusion
+enters through ``gat_share``, 0 at first, and phase 2 starts as exactly phase 1's function. (In the features' place, FAN's per-window
 normalisation erases the cross-sectional level that carries the signal: docs/what_training_has_shown.md.)
 
 The linear skip gives the network a ridge regression's reach on a stock's own features, and the
@@ -103,6 +108,7 @@ class ModelConfig:
     lead_columns: tuple[int, ...] | None = None  # ... of these feature columns only (None: every feature)
     lead_bands: tuple[int, ...] = ()  # ... one sum per band of neighbour slots, split at these slots (a date's slots are ordered by score)
     head_init: float = 1.0  # scale of the heads' last layer at init: small, the network starts as its linear paths
+    gat_start: str = "fusion"  # fusion: the GAT's fusion in full from phase 2's first step | previous: through gat_share, 0 at first (phase 2 starts as phase 1's function)
 
     def __post_init__(self):
         for name in ("d_model", "temporal_heads", "gat_heads", "gat_layers", "fan_top_k", "san_slice"):
@@ -114,6 +120,8 @@ class ModelConfig:
         for name in ("head_init", "gat_init_scale"):
             if not number_in(getattr(self, name), 0):
                 raise ValueError(f"{name} is a scale at initialisation, >= 0, got {getattr(self, name)!r}")
+        if self.gat_start not in ("fusion", "previous"):
+            raise ValueError(f"gat_start is 'fusion' (the seed's, from the first step) or 'previous' (phase 2 starts as phase 1's function), got {self.gat_start!r}")
         for name in ("temporal_heads", "gat_heads"):  # each head a d_model / heads slice
             if self.d_model % getattr(self, name):
                 raise ValueError(f"d_model={self.d_model} must be divisible by {name}={getattr(self, name)}")
@@ -223,6 +231,8 @@ class ATFTGATFAN(nn.Module):
         self.gat = GraphBlock(cfg)
         self.backbone = nn.Linear(2 * d, d)
         self.fusion_gate = nn.Parameter(torch.zeros(()))
+        # gat_start "previous": the fusion's share of the representation, none at first (as fan_scale for FAN)
+        self.gat_share = nn.Parameter(torch.zeros(())) if cfg.gat_start == "previous" else None
         self.heads = nn.ModuleDict({f"{h}d": QuantileHead(d, init_scale=cfg.head_init) for h in HORIZONS})
         self.skip_horizons = _known_horizons(cfg.linear_skip, "linear_skip has ")
         self.linear = zero_linear(cfg.n_features, len(self.skip_horizons)) if self.skip_horizons else None  # starts as the model without it
@@ -283,6 +293,9 @@ class ATFTGATFAN(nn.Module):
             z_g = self.gat(z_t, neighbors, edge_attr)  # (N, d)
             s = torch.sigmoid(self.fusion_gate)
             z = s * self.backbone(torch.cat([z_t, z_g], dim=-1)) + (1 - s) * z_g  # (N, d)
+            if self.gat_share is not None:  # from the representation without the GAT toward the fusion
+                plain = self.backbone(torch.cat([z_t, torch.zeros_like(z_t)], dim=-1))
+                z = plain + self.gat_share * (z - plain)
         else:
             s = torch.ones((), device=x.device)
             z = self.backbone(torch.cat([z_t, torch.zeros_like(z_t)], dim=-1))  # (N, d)
