@@ -37,21 +37,24 @@ from pathlib import Path
 HORIZONS = ("1d", "5d", "10d", "20d")
 
 
-def choose(states, final: str, tags: list[str], h: str, dates: list | None = None) -> str:
-    """The state whose validation forecast ranks ``h``-day returns best on ``dates`` (all when None),
-    mean daily RankIC, among the states that forecast ``h``; ties to ``final``, the run's own model."""
-    import numpy as np
-
+def daily_by_state(states, tags: list[str], h: str) -> dict:
+    """{tag: {date: validation RankIC at ``h``}} of every state that forecasts ``h`` (phase 0
+    forecasts 1 day only)."""
     from seeds import _daily
 
+    return {t: _daily(states, f"pred_{h}@{t}", f"target_{h}", False) for t in tags if f"pred_{h}@{t}" in states.columns}
+
+
+def choose(daily: dict, final: str, dates: set | None = None) -> str:
+    """The state (of ``daily_by_state``'s) whose forecast ranks best on ``dates`` (all when None),
+    mean daily RankIC; ties to ``final``, the run's own model."""
+    import numpy as np
+
     def score(tag: str) -> float:
-        daily = _daily(states, f"pred_{h}@{tag}", f"target_{h}", False)
-        kept = [v for t, v in daily.items() if dates is None or t in dates]
+        kept = [v for t, v in daily[tag].items() if dates is None or t in dates]
         return float(np.mean(kept)) if kept else float("-inf")
 
-    tags = [t for t in tags if f"pred_{h}@{t}" in states.columns]  # phase 0 forecasts 1 day only
-    scores = {tag: score(tag) for tag in tags}
-    return max(tags, key=lambda t: (scores[t], t == final))
+    return max(daily, key=lambda t: (score(t), t == final))
 
 
 def chosen_minus_own(runs: list[dict], picks: list[dict], split: str, h: str, neutral: bool, later: bool) -> dict:
@@ -100,7 +103,7 @@ def project_run(project: Path, out: Path) -> Path:
     from kedro.config import OmegaConfigLoader
     from kedro.io import DataCatalog
 
-    from seeds import candidate_frames
+    from seeds import beta_and_sector, candidate_frames
 
     config = OmegaConfigLoader(str(project / "conf"), base_env="base", default_run_env="local")["catalog"]
     config = {name: {**entry, "filepath": str(project / entry["filepath"])} if "filepath" in entry else entry for name, entry in config.items()}
@@ -110,8 +113,7 @@ def project_run(project: Path, out: Path) -> Path:
         raise SystemExit("--project takes a run of one fold (splits.n_folds 1)")
     store = data["checkpoints"]
     states = [store.load(p, kind) for p in store.phases() for kind in ("best", "last") if store.exists(p, kind)]
-    beta = pl.read_parquet(config["features"]["filepath"], columns=["Date", "Code", "beta_60d"])
-    beside = beta.join(data["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
+    beside = beta_and_sector(pl.read_parquet(config["features"]["filepath"], columns=["Date", "Code", "beta_60d"]), data["model_input"])
     seed = int(data["model"]["config"]["train"]["seed"])
     frames, row = out / "frames", {"seed": seed}
     frames.mkdir(parents=True, exist_ok=True)
@@ -145,8 +147,8 @@ def main() -> None:
         first, later = set(dates[: len(dates) // 2]), dates[len(dates) // 2 :]
         pick = {"all": {}, "half": {}, "later": later}
         for h in horizons:
-            pick["all"][h] = choose(run["states_val"], run["final"], run["tags"], h)
-            pick["half"][h] = choose(run["states_val"], run["final"], run["tags"], h, first)
+            daily = daily_by_state(run["states_val"], run["tags"], h)
+            pick["all"][h], pick["half"][h] = choose(daily, run["final"]), choose(daily, run["final"], first)
             print(f"| {run['seed']} | {h} | {run['final']} | {pick['all'][h]} | {pick['half'][h]} |")
         picks.append(pick)
     cell = lambda s: f"{s['mean']:+.4f} [{s['ci95_low']:+.4f}, {s['ci95_high']:+.4f}] | {s['dates']}"  # noqa: E731

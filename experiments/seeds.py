@@ -146,12 +146,17 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path, states: bool = False)
     keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "part_", "target_", "ridge_", "lightgbm_", "blend_", "oracle_"))]
     keep += ["fold"] if "fold" in result.frame.columns else []  # walk-forward: which fold scored each row
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
-    beside = out["features"].select("Date", "Code", "beta_60d").join(out["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
-    val = val.join(beside, on=["Date", "Code"], how="left", maintain_order="left")
+    val = val.join(beta_and_sector(out["features"], out["model_input"]), on=["Date", "Code"], how="left", maintain_order="left")
     val.write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
     kept_states = candidate_frames(store.states, out["model"], out, {"val": val, "test": result.frame}, frames_dir, seed) if states else None
     return {"seed": seed, "metrics": result.document, "phase_val": kept, "starts": starts, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
             "val_frame": str(frames_dir / f"seed{seed}_val.parquet"), "states": kept_states}  # fmt: skip
+
+
+def beta_and_sector(features, model_input):
+    """Each row's ``beta_60d`` (of the features) and ``Sector33Code`` (of the model input), what a
+    frame needs to be scored with sector means and beta out of the returns."""
+    return features.select("Date", "Code", "beta_60d").join(model_input.select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
 
 
 def _daily(frame, score: str, target: str, neutral: bool, min_stocks: int = 20) -> dict:

@@ -172,6 +172,7 @@ def with_intercept(x: np.ndarray, rows: np.ndarray | None = None, clip: float = 
     made in one array, so that a fit on millions of rows holds ``x`` and its design and no other
     copy (the full-size market's linear starts fit 2.7 million rows of about 100 features, 2.2 GB a
     copy). The same values as ``np.hstack([np.clip(x[rows], -clip, clip), extra[rows], 1])``."""
+    rows = None if rows is None or rows.all() else rows  # every row: no selection to make
     n = len(x) if rows is None else int(np.count_nonzero(rows))
     f, e = x.shape[1], 0 if extra is None else extra.shape[1]
     design = np.empty((n, f + e + 1))

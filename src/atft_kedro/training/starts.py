@@ -77,7 +77,7 @@ def set_to_ridge(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray
                 continue
             col = HORIZONS.index(h)
             ok = np.isfinite(y[:, col])
-            coef = solve_ridge_design(with_intercept(x, None if ok.all() else ok, clip, zeroed=zeroed), y[ok, col], alpha)
+            coef = solve_ridge_design(with_intercept(x, ok, clip, zeroed=zeroed), y[ok, col], alpha)
             linear.weight[i] = torch.as_tensor(coef[:-1], dtype=linear.weight.dtype)
             linear.bias[i] = float(coef[-1])
 
@@ -401,11 +401,10 @@ def set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.
         for i, h in enumerate(horizons):
             col = HORIZONS.index(h)
             ok = np.isfinite(y[:, col])
-            rows = None if ok.all() else ok
-            coef = solve_ridge_design(with_intercept(x, rows, extra=forecast[:, col : col + 1], zeroed=zeroed), y[ok, col], alpha)
+            coef = solve_ridge_design(with_intercept(x, ok, extra=forecast[:, col : col + 1], zeroed=zeroed), y[ok, col], alpha)
             c = coef[-2]
             if c <= 0:
-                coef, c = solve_ridge_design(with_intercept(x, rows, zeroed=zeroed), y[ok, col] - forecast[ok, col], alpha), 1.0
+                coef, c = solve_ridge_design(with_intercept(x, ok, zeroed=zeroed), y[ok, col] - forecast[ok, col], alpha), 1.0
             else:
                 coef = np.append(coef[:-2], coef[-1])
             linear.weight[i] = torch.as_tensor(coef[:-1] / c, dtype=linear.weight.dtype)
