@@ -173,6 +173,8 @@ def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp
     sequence = [(broken, p) for p in range(4)]
     assert finished_before(sequence, cfg, arrays) == 2
     assert finished_before(sequence, dataclasses.replace(cfg, lr=1e-3), arrays) == 0
+    flipped = dataclasses.replace(cfg, keep_freed_memory=not cfg.keep_freed_memory)
+    assert finished_before(sequence, flipped, arrays) == 2  # how memory is handed out changes no weight
     assert finished_before(sequence, dataclasses.replace(cfg, resume=False), arrays) == 0
     assert finished_before(sequence, cfg, dataclasses.replace(arrays, data_fingerprint={"id": "other"})) == 0
     before = [broken.load(p, "last")["saved_ns"] for p in (0, 1)]

@@ -47,6 +47,7 @@ def parse_phases(phase) -> list[int]:
 class TrainConfig:
     mode: str = "safe"  # safe: one process, one date a step, deterministic | optimized: multi-date batches, all threads, workers
     threads: int = 1  # safe mode's torch threads (0: the process's count, all cores unless OMP_NUM_THREADS says less): reruns repeat the bits at any one count
+    keep_freed_memory: bool = True  # glibc keeps the large tensors torch frees for the next step instead of unmapping them (atft_kedro.allocator): the same bits, fewer page faults, more resident memory
     epochs: int | dict = 6  # per phase at most: one number for all, or {phase: epochs} for every phase
     patience: int | dict = 2  # epochs in a row without a better validation score before a phase stops: one number, or {phase: patience}
     lr: float = 1e-3

@@ -25,6 +25,7 @@ from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, SETTINGS, ModelConfig
 from atft_kedro.provenance import check_built_from, code_version, describe
+from atft_kedro.allocator import freed_memory_kept
 from atft_kedro.threads import torch_threads
 from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
@@ -127,17 +128,18 @@ def build_model(arrays: TrainingArrays, graphs: GraphSet, cfg: TrainConfig, phas
 
 
 @contextlib.contextmanager
-def _mode_settings(mode: str, threads: int = 1):
+def _mode_settings(mode: str, threads: int = 1, keep_freed_memory: bool = True):
     """Safe mode runs with torch's deterministic algorithms on ``threads`` CPU threads (0: the
     process's count): by default one, as the seed's safe mode did, so results do not depend on the
     machine's core count and nothing can oversubscribe. A rerun at the same count repeats the bits;
     another count sums in another order (docs/reproducibility.md). Optimized mode keeps every
     thread and the fast algorithms. Both are restored on the way out, so a safe run never slows an
-    optimized one after it in the same process."""
+    optimized one after it in the same process. With ``keep_freed_memory`` glibc keeps what large
+    tensors free for the next step (``allocator.freed_memory_kept``)."""
     deterministic, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(mode == "safe", warn_only=True)
     try:
-        with torch_threads((threads or torch.get_num_threads()) if mode == "safe" else torch.get_num_threads()):
+        with torch_threads((threads or torch.get_num_threads()) if mode == "safe" else torch.get_num_threads()), freed_memory_kept(keep_freed_memory):
             yield
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
@@ -160,7 +162,7 @@ def train_phase(
     """Train one phase; returns its per-epoch history. Checkpoints go to ``store``. ``followed_by``:
     the phases this run trains next (a phase trained again makes the later ones stale, and the log
     names those that no one is about to retrain)."""
-    with _mode_settings(cfg.mode, cfg.threads):
+    with _mode_settings(cfg.mode, cfg.threads, cfg.keep_freed_memory):
         return _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress, followed_by)
 
 
@@ -187,11 +189,11 @@ def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfi
     finished: that run was not interrupted, and a new one trains everything."""
     if not cfg.resume or arrays.data_fingerprint is None:
         return 0
-    settings, done, after = asdict(cfg), 0, 0
+    settings, done, after = _recipe(asdict(cfg)), 0, 0
     for store, phase in sequence:
         last = store.load(phase, "last") if store.exists(phase, "last") else None
         if (last is None or not last.get("finished") or last.get("saved_ns", -1) < after or not _same_data(last, arrays)
-                or last.get("config", {}).get("train") != settings):  # fmt: skip
+                or _recipe(last.get("config", {}).get("train") or {}) != settings):  # fmt: skip
             break
         if not _same_code(last):
             log.info("phase %d in %s finished before, by other code (%s; now %s): it is trained again, with the phases after it",
@@ -199,6 +201,11 @@ def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfi
             break
         done, after = done + 1, last["saved_ns"]
     return 0 if done == len(sequence) else done
+
+
+def _recipe(train_settings: dict) -> dict:
+    """Training settings less those that change how fast it runs and not what it trains."""
+    return {k: v for k, v in train_settings.items() if k != "keep_freed_memory"}
 
 
 def _same_code(checkpoint: dict) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from atft_kedro.allocator import freed_memory_kept
 from atft_kedro.evaluation.metrics import DailyScores, daily_scores, summarise
 from atft_kedro.model import ATFTGATFAN, PARTS
 from atft_kedro.model.heads import QUANTILES
@@ -32,6 +33,11 @@ def predict(model: ATFTGATFAN, dataset: DateDataset, cfg: TrainConfig, device: t
     Every run's validation passes are part of its recipe; a forecast added only to inspect or to
     choose something that should leave training as it was runs inside ``torch.random.fork_rng``
     (as ``starts.choose_skip_starts`` does)."""
+    with freed_memory_kept(cfg.keep_freed_memory):
+        return _predict(model, dataset, cfg, device, resident, quantiles, parts)
+
+
+def _predict(model, dataset, cfg, device, resident, quantiles, parts) -> pl.DataFrame:
     model.eval()
     frames = []
     per = dates_per_step(cfg)
