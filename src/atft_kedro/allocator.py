@@ -2,7 +2,7 @@
 
 A tensor larger than glibc's mmap threshold (at most 32 MiB, however it adapts) is mapped from the
 system when it is made and unmapped when it is freed, so the next step's tensor of the same size
-faults every one of its pages in again. At the full size (3,800 stocks a date) a whole `kedro run`
+faults every one of its pages in again. At the full size (3,800 stocks a date) a whole ``kedro run``
 took 815 million page faults and 29 minutes of system time (docs/performance.md). With
 the threshold at 1 GiB those tensors come from the heap, and with the trim threshold at 2 GiB the
 heap keeps what they free for the next step: the same bits, fewer faults, more resident memory.

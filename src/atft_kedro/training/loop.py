@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from atft_kedro.allocator import freed_memory_kept
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, SETTINGS, ModelConfig
 from atft_kedro.provenance import check_built_from, code_version, describe
-from atft_kedro.allocator import freed_memory_kept
 from atft_kedro.threads import torch_threads
 from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
