@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import platform
@@ -34,8 +35,10 @@ USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP
 _depth = 0  # blocks entered and not left: only the outermost sets and restores
 
 
+@functools.cache
 def glibc():
-    """The C library as a ``ctypes`` handle where it is glibc on Linux, else None."""
+    """The C library as a ``ctypes`` handle where it is glibc on Linux, else None (looked up once a
+    process: every training phase and forecast asks)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
