@@ -4,6 +4,7 @@ The page-fault checks run in a fresh process: in a long one (this test session) 
 costs depends on the holes earlier work left in the heap."""
 
 import json
+import resource
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ needs_glibc = pytest.mark.skipif(allocator.glibc() is None or bool(allocator.use
                                  reason="glibc on Linux, without the user's own malloc settings")  # fmt: skip
 
 SCENARIO = r"""
-import json, os, resource
+import json, resource
 import torch
 from atft_kedro import allocator
 
@@ -36,7 +37,7 @@ out = {"outside": faults()}
 with allocator.freed_memory_kept() as acted:
     out["acted"] = acted
     before = resident()
-    faults()  # the heap's first growth to hold them (several tensors' pages in a fresh process)
+    faults(16)  # the heap's first growth to hold them (up to eight tensors' pages in a fresh process)
     out["inside"] = faults()
     out["kept"] = resident() - before
     with allocator.freed_memory_kept() as inner:
@@ -53,7 +54,7 @@ def test_freed_tensors_are_reused_inside_the_block_and_their_memory_given_back_a
     run = subprocess.run([sys.executable, "-c", SCENARIO], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    pages, mib = (64 << 20) // 4096, 1 << 20
+    pages, mib = (64 << 20) // resource.getpagesize(), 1 << 20
     assert out["outside"] >= 6 * pages  # glibc's own way: each new tensor maps its pages afresh
     assert out["acted"] and out["inside"] < pages  # once the heap holds one, eight tensors fault less than one's pages
     assert out["kept"] >= 48 * mib  # freed, and still the process's to reuse
