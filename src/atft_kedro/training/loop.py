@@ -308,6 +308,7 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
             "val_metric": metric,
             "gat_grad_norm": float(np.mean(gat_norms)) if gat_norms else float("nan"),
             "fusion_gate": float(torch.sigmoid(evaluated.fusion_gate.detach())) if model.use_gat else float("nan"),
+            "gat_share": float(evaluated.gat_share.detach()) if model.use_gat and evaluated.gat_share is not None else float("nan"),
         }  # fmt: skip
         at.history.append(row)
         score = metric if math.isfinite(metric) else -math.inf  # no valid validation date: worst
