@@ -248,16 +248,23 @@ def test_a_checkpoint_that_no_longer_fits_the_model_is_a_clear_error(prepared, t
         _train(prepared, store, phase=1, epochs=1, model=wider)
 
 
-def test_phase_chain_starts_from_the_previous_best(prepared, tmp_path, caplog):
+@pytest.mark.parametrize("gat_start", ["fusion", "previous"])
+def test_phase_chain_starts_from_the_previous_best(prepared, tmp_path, caplog, gat_start):
     store = CheckpointStore(tmp_path)
-    _train(prepared, store, phase=0, epochs=1)
+    model = small_config().model | {"gat_start": gat_start}
+    _train(prepared, store, phase=0, epochs=1, model=model)
     with caplog.at_level("INFO"):
-        history = _train(prepared, store, phase=1, epochs=1)
+        history = _train(prepared, store, phase=1, epochs=1, model=model)
     assert "starting from phase 0's best checkpoint" in caplog.text
     assert not math.isnan(history[0]["val_rank_ic_20d"])  # phase 1 validates every horizon
-    history = _train(prepared, store, phase=2, epochs=1)
+    assert math.isnan(history[0]["gat_share"])  # no GAT yet
+    history = _train(prepared, store, phase=2, epochs=1, model=model)
     assert history[0]["gat_grad_norm"] > 1e-6
     assert 0.0 < history[0]["fusion_gate"] < 1.0
+    if gat_start == "previous":  # the share starts at 0 and phase 2's steps move it toward the fusion
+        assert history[0]["gat_share"] != 0.0 and math.isfinite(history[0]["gat_share"])
+    else:
+        assert math.isnan(history[0]["gat_share"])
 
 
 def test_checkpoints_say_where_validation_started_the_graph_path_and_keep_it_through_resume_and_phase_3(prepared, tmp_path):
@@ -1116,3 +1123,21 @@ def test_the_linear_paths_may_learn_at_a_fraction_of_the_rate(prepared, tmp_path
     for bad in (-1.0, "0.1", float("inf")):
         with pytest.raises(ValueError, match="skip_lr_scale is a fraction of the learning rate"):
             small_config(skip_lr_scale=bad)
+
+
+def test_the_history_plot_draws_the_gat_share_where_phase_2_has_one():
+    """The gate panel carries the GAT's share (``gat_start`` "previous") beside the fusion gate, and
+    leaves it out of histories without one (the seed's fusion, or no GAT phase yet)."""
+    import polars as pl
+
+    from atft_kedro.training.history import plot_history
+
+    def labels(gat_share):
+        rows = [{"phase": p, "epoch": 0, "seconds": 1.0, "train_loss": -0.01, "val_rank_ic_1d": 0.03,
+                 "gat_grad_norm": 0.1 if p == 2 else math.nan, "fusion_gate": 0.5 if p == 2 else math.nan,
+                 "gat_share": gat_share if p == 2 else math.nan} for p in (0, 1, 2)]  # fmt: skip
+        fig = plot_history(pl.DataFrame(rows))
+        return [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
+
+    assert "GAT share a (right)" in labels(0.2)
+    assert labels(math.nan) == ["GAT grad norm (left)", "fusion gate s (right)"]
