@@ -380,7 +380,7 @@ def test_phase_one_starts_as_phase_zero_and_fan_then_gets_a_gradient():
 def test_phase_two_starts_as_phase_one_with_gat_start_previous():
     """gat_start "previous": the GAT's fusion enters through gat_share = 0, so switching the GAT on
     (phase 2) leaves phase 1's function as it was and the share gets a gradient; the seed's fusion
-    ("fusion", the default) changes it at once."""
+    ("fusion", ModelConfig's default; the project's conf sets "previous") changes it at once."""
     x, market, dates, nb, ea = _batch()
     for start, same in (("previous", True), ("fusion", False)):
         before = _model(use_fan=True, use_gat=False, gat_start=start)

@@ -23,9 +23,11 @@ FAN's two parts (the normalised residual and the removed dominant frequencies) a
 with a selection of their own, scaled by ``fan_scale`` that starts at 0: phase 1 starts as exactly
 phase 0's function and learns how much of FAN to use. The GAT's fusion, as the seed has it, is not
 such a side input: switching it on halves the backbone's output (s = 0.5) and adds half of an
-untrained GAT's, which costs phase 2's start 0.0046 of 1-day validation RankIC on the full-size
-market, where the network carries part of the forecast. With ``gat_start`` "previous" the fusion
-enters through ``gat_share``, 0 at first, and phase 2 starts as exactly phase 1's function. (In the features' place, FAN's per-window
+untrained GAT's, which costs the full-size market's phase 2 0.0015-0.0046 of 1-day validation
+RankIC before its graph path, where the network carries part of the forecast. With ``gat_start``
+"previous" (the project's setting since phases 2-3 ended higher with it in three full-size seeds;
+``fusion`` stays the dataclass's default, the seed's) the fusion enters through ``gat_share``, 0 at
+first, and phase 2 starts as exactly phase 1's function. (In the features' place, FAN's per-window
 normalisation erases the cross-sectional level that carries the signal: docs/what_training_has_shown.md.)
 
 The linear skip gives the network a ridge regression's reach on a stock's own features, and the
