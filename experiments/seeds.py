@@ -4,6 +4,7 @@
     python experiments/seeds.py --seeds 0 1 2 --params '{"raw": {"synthetic_market": "random_leaders"}}'
     python experiments/seeds.py --seeds 0 1 2 --params '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}}'
     python experiments/seeds.py --report seeds.json other.json
+    python experiments/seeds.py --scored run0/data run1/data run2/data --params '{"raw": {"synthetic_size": "full"}}' --out full.json
     python experiments/seeds.py --markets draw7_s0.json,draw7_s1.json draw21.json draw22.json
     python experiments/seeds.py --report new_s0.json new_s1.json --against old_s0.json old_s1.json
     python experiments/seeds.py --groups seeds=new_s0.json,new_s1.json:old_s0.json,old_s1.json draw21=new_d21.json:old_d21.json
@@ -352,15 +353,64 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] 
     return "\n".join(lines)
 
 
+def scored_runs(run_dirs: list[Path], overrides: dict, frames_dir: Path) -> list[dict]:
+    """Finished ``kedro run``s (each of a training seed) as this script's rows, for ``--report``.
+    A run directory holds what the run wrote under ``data/``: ``07_model_output/`` (predictions and
+    validation_predictions; the first run's random_graph_predictions too, which the evaluation's
+    scoring takes) and ``08_reporting/metrics.json``. The data
+    are made again from ``overrides`` (the runs' own ``--params``), checked against each run's
+    data fingerprint, and each run's test forecasts are scored beside the evaluation's baselines,
+    fitted once (they do not depend on the training seed). For runs too large to repeat here, such
+    as the full-size market's (an hour a seed)."""
+    import polars as pl
+
+    from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
+    from atft_kedro.features.builders import stock_feature_names
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+
+    params = project_parameters(overrides)
+    out = run_in_memory(["data_engineering"], params)
+    keys, baselines, rows = beta_and_sector(out["features"], out["model_input"]), None, []
+    for run in map(Path, run_dirs):
+        made = {name: run / "07_model_output" / f"{name}.parquet" for name in ("predictions", "random_graph_predictions", "validation_predictions")}
+        needed = [*made.values(), run / "08_reporting" / "metrics.json"]
+        needed = needed if baselines is None else [path for path in needed if path.name != "random_graph_predictions.parquet"]  # the first run's only
+        missing = [str(path) for path in needed if not path.exists()]
+        if missing:
+            raise SystemExit(f"{run} is not a finished run's data directory: {', '.join(missing)} missing")
+        metrics = json.loads((run / "08_reporting" / "metrics.json").read_text())
+        theirs, mine = metrics.get("provenance", {}).get("data", {}).get("id"), out["data_fingerprint"]["id"]
+        if theirs != mine:
+            raise SystemExit(f"{run} was run on other data (fingerprint {theirs}) than --params make ({mine}): give the run's own --params")
+        test, val = (pl.read_parquet(made[name]) for name in ("predictions", "validation_predictions"))
+        if baselines is None:
+            shuffled = pl.read_parquet(made["random_graph_predictions"])
+            result = evaluate_predictions(test, shuffled, out["features"], out["model_input"], out["oracle_returns"], out["splits"],
+                                          stock_feature_names(out["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]), val)  # fmt: skip
+            scorers = [c for c in result.frame.columns if c.startswith(("ridge_", "lightgbm_", "oracle_"))] + ["momentum_20d", "reversal_1d"]
+            baselines = result.frame.select("Date", "Code", "beta_60d", "Sector33Code", *scorers)
+        seed = metrics.get("provenance", {}).get("model", {}).get("seed", len(rows))
+        own = test.select("Date", "Code", *(c for c in test.columns if c.startswith(("pred_", "part_", "target_"))))
+        paths = {"frame": frames_dir / f"seed{seed}.parquet", "val_frame": frames_dir / f"seed{seed}_val.parquet"}
+        own.join(baselines, on=["Date", "Code"], how="left", maintain_order="left").write_parquet(paths["frame"])
+        val = val.drop("beta_60d", "Sector33Code", strict=False)
+        val.join(keys, on=["Date", "Code"], how="left", maintain_order="left").write_parquet(paths["val_frame"])
+        rows.append({"seed": seed, "metrics": metrics, "phase_val": {}, "starts": {}, "seconds": None, **{k: str(v) for k, v in paths.items()}})
+    return rows
+
+
 def report(rows: list[dict]) -> str:
     import polars as pl
 
     frames = [pl.read_parquet(r["frame"]) for r in rows]
-    times = ", ".join(f"{r['seconds']:.0f}" for r in rows)
-    lines = [f"seeds {[r['seed'] for r in rows]}; data, graphs and training took {times} s (one thread each)", ""]
+    if any(r["seconds"] is None for r in rows):  # --scored: finished kedro runs
+        lines = [f"seeds {[r['seed'] for r in rows]}; finished runs, scored again", ""]
+    else:
+        times = ", ".join(f"{r['seconds']:.0f}" for r in rows)
+        lines = [f"seeds {[r['seed'] for r in rows]}; data, graphs and training took {times} s (one thread each)", ""]
     phases = sorted({p for r in rows for p in r["phase_val"]})
-    lines.append("validation RankIC (early-stopping metric) of each phase's best checkpoint, seeds in order: "
-                 + "; ".join(f"phase {p}: " + ", ".join(f"{r['phase_val'].get(p, float('nan')):.4f}" for r in rows) for p in phases))  # fmt: skip
+    lines += [] if not phases else ["validation RankIC (early-stopping metric) of each phase's best checkpoint, seeds in order: "
+                 + "; ".join(f"phase {p}: " + ", ".join(f"{r['phase_val'].get(p, float('nan')):.4f}" for r in rows) for p in phases)]  # fmt: skip
     for neutral in (False, True):
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
         lines += ["", f"### {title}", "",
@@ -467,6 +517,8 @@ def main() -> None:
                         "one parent run, a nested run per seed")  # fmt: skip
     parser.add_argument("--states", action="store_true", help="also keep every state training validated (each phase's start "
                         "and epochs) and write their forecasts beside the frames, for per_horizon_best.py (one fold only)")  # fmt: skip
+    parser.add_argument("--scored", nargs="+", default=None, help="finished kedro runs' data directories (one a seed, "
+                        "run with --params): their forecasts scored beside the baselines, as --report prints and --out keeps")  # fmt: skip
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a child process: one seed
     parser.add_argument("--frames", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -486,7 +538,14 @@ def main() -> None:
     if args.markets:
         print(markets_report([saved_runs(group.split(",")) for group in args.markets]))
         return
-    if args.report:
+    if args.scored:
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="seeds_")) / "runs.json"
+        frames = out.with_suffix("")
+        frames.mkdir(parents=True, exist_ok=True)
+        rows = scored_runs(args.scored, json.loads(args.params), frames)
+        out.write_text(json.dumps(rows))
+        print(f"runs: {out}")
+    elif args.report:
         rows = saved_runs(args.report)
         if args.against:
             print(settings_report(rows, saved_runs(args.against)))
@@ -516,7 +575,7 @@ def main() -> None:
         print(f"runs written to {out}")
     table = report(sorted(rows, key=lambda r: r["seed"]))
     print(table)
-    if args.mlflow and not args.report:
+    if args.mlflow and not (args.report or args.scored):
         log_to_mlflow(rows, table, args, args.mlflow)
 
 

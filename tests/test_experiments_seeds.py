@@ -230,3 +230,54 @@ def test_each_horizon_can_take_the_state_validation_ranks_best(tmp_path, monkeyp
         score = lambda t: np.mean(list(seeds._daily(states_val, f"pred_{h}@{t}", f"target_{h}", False).values()))  # noqa: E731
         assert all(score(tag) >= score(t) for t in tags if f"pred_{h}@{t}" in states_val.columns)  # the best on validation
         assert val[f"pred_{h}"].equals(states_val[f"pred_{h}@{tag}"].alias(f"pred_{h}"))
+
+
+def test_finished_runs_are_scored_beside_the_baselines_once(tmp_path):
+    """``--scored``: finished kedro runs' forecasts (their data directories) become rows that
+    ``report`` pools, every run beside the same baselines, each under its own training seed; a run
+    of other data is refused with what to do."""
+    import json
+
+    import seeds
+    from atft_kedro.pipelines.evaluation.nodes import split_dates
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+    from .conftest import TINY_PARAMS
+
+    overrides = {**TINY_PARAMS, "evaluation": {"min_stocks": 10}}
+    out = run_in_memory(["data_engineering"], project_parameters(overrides))
+    rng = np.random.default_rng(0)
+    targets = [f"target_{h}" for h in ("1d", "5d", "10d", "20d")]
+
+    def forecasts(split: str, sign: float) -> pl.DataFrame:
+        rows = out["model_input"].filter(pl.col("Date").is_in(split_dates(out["splits"], split, fold=None).implode()))
+        rows = rows.select("Date", "Code", *targets).drop_nulls("target_1d")
+        return rows.with_columns(*(pl.Series(f"pred_{t[7:]}", sign * rows[t].fill_null(0).to_numpy() + 1e-3 * rng.normal(size=rows.height))
+                                   for t in targets))  # fmt: skip
+
+    runs = []
+    for seed, sign in ((3, 1.0), (4, -1.0)):
+        run = tmp_path / f"run{seed}"
+        (run / "07_model_output").mkdir(parents=True)
+        (run / "08_reporting").mkdir()
+        forecasts("test", sign).write_parquet(run / "07_model_output" / "predictions.parquet")
+        forecasts("test", 0.0).write_parquet(run / "07_model_output" / "random_graph_predictions.parquet")
+        forecasts("val", sign).write_parquet(run / "07_model_output" / "validation_predictions.parquet")
+        provenance = {"data": {"id": out["data_fingerprint"]["id"]}, "model": {"seed": seed}}
+        (run / "08_reporting" / "metrics.json").write_text(json.dumps({"provenance": provenance}))
+        runs.append(run)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rows = seeds.scored_runs(runs, overrides, frames)
+    assert [r["seed"] for r in rows] == [3, 4]
+    a, b = (pl.read_parquet(r["frame"]) for r in rows)
+    assert {"lightgbm_1d", "ridge_1d", "momentum_20d", "beta_60d", "Sector33Code"} <= set(a.columns)
+    assert a["lightgbm_1d"].equals(b["lightgbm_1d"]) and not a["pred_1d"].equals(b["pred_1d"])
+    table = seeds.report(rows)
+    first = next(line for line in table.splitlines() if line.startswith("| 1d"))
+    per_seed = [float(x) for x in first.split(" | ")[1].split(", ")]
+    assert per_seed[0] > 0.5 and per_seed[1] < -0.5  # each run's own forecasts, signs as made
+    assert "finished runs, scored again" in table
+
+    (runs[1] / "08_reporting" / "metrics.json").write_text(json.dumps({"provenance": {"data": {"id": "other"}}}))
+    with pytest.raises(SystemExit, match="run on other data .* give the run's own --params"):
+        seeds.scored_runs(runs, overrides, frames)
