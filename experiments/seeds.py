@@ -357,11 +357,11 @@ def scored_runs(run_dirs: list[Path], overrides: dict, frames_dir: Path) -> list
     """Finished ``kedro run``s (each of a training seed) as this script's rows, for ``--report``.
     A run directory holds what the run wrote under ``data/``: ``07_model_output/`` (predictions and
     validation_predictions; the first run's random_graph_predictions too, which the evaluation's
-    scoring takes) and ``08_reporting/metrics.json``. The data
-    are made again from ``overrides`` (the runs' own ``--params``), checked against each run's
-    data fingerprint, and each run's test forecasts are scored beside the evaluation's baselines,
-    fitted once (they do not depend on the training seed). For runs too large to repeat here, such
-    as the full-size market's (an hour a seed)."""
+    scoring takes) and ``08_reporting/metrics.json``. The data are made again from ``overrides``
+    (the runs' own ``--params``), checked against each run's data fingerprint, and each run's test
+    forecasts are scored beside the evaluation's baselines, fitted once (they do not depend on the
+    training seed). For runs too large to repeat here, such as the full-size market's (an hour a
+    seed). The runs are of one setting, each of its own seed."""
     import polars as pl
 
     from atft_kedro.evaluation.evaluate import EvaluationConfig, evaluate_predictions
@@ -390,6 +390,8 @@ def scored_runs(run_dirs: list[Path], overrides: dict, frames_dir: Path) -> list
             scorers = [c for c in result.frame.columns if c.startswith(("ridge_", "lightgbm_", "oracle_"))] + ["momentum_20d", "reversal_1d"]
             baselines = result.frame.select("Date", "Code", "beta_60d", "Sector33Code", *scorers)
         seed = metrics.get("provenance", {}).get("model", {}).get("seed", len(rows))
+        if seed in [r["seed"] for r in rows]:
+            raise SystemExit(f"{run} is a second run of training seed {seed}: score each setting's runs with an --out of its own")
         own = test.select("Date", "Code", *(c for c in test.columns if c.startswith(("pred_", "part_", "target_"))))
         paths = {"frame": frames_dir / f"seed{seed}.parquet", "val_frame": frames_dir / f"seed{seed}_val.parquet"}
         own.join(baselines, on=["Date", "Code"], how="left", maintain_order="left").write_parquet(paths["frame"])

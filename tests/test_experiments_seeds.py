@@ -278,6 +278,8 @@ def test_finished_runs_are_scored_beside_the_baselines_once(tmp_path):
     assert per_seed[0] > 0.5 and per_seed[1] < -0.5  # each run's own forecasts, signs as made
     assert "finished runs, scored again" in table
 
+    with pytest.raises(SystemExit, match="a second run of training seed 3"):
+        seeds.scored_runs([runs[0], runs[0]], overrides, frames)
     (runs[1] / "08_reporting" / "metrics.json").write_text(json.dumps({"provenance": {"data": {"id": "other"}}}))
     with pytest.raises(SystemExit, match="run on other data .* give the run's own --params"):
         seeds.scored_runs(runs, overrides, frames)

@@ -1137,7 +1137,7 @@ def test_the_history_plot_draws_the_gat_share_where_phase_2_has_one():
                  "gat_grad_norm": 0.1 if p == 2 else math.nan, "fusion_gate": 0.5 if p == 2 else math.nan,
                  "gat_share": gat_share if p == 2 else math.nan} for p in (0, 1, 2)]  # fmt: skip
         fig = plot_history(pl.DataFrame(rows))
-        return [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
+        return [t.get_text() for t in fig.axes[2].get_legend().get_texts()], fig.axes[2].get_title()
 
-    assert "GAT share a (right)" in labels(0.2)
-    assert labels(math.nan) == ["GAT grad norm (left)", "fusion gate s (right)"]
+    assert labels(0.2) == (["GAT grad norm (left)", "fusion gate s (right)", "GAT share a (right)"], "GAT gradient norm (log), fusion gate and GAT share")
+    assert labels(math.nan) == (["GAT grad norm (left)", "fusion gate s (right)"], "GAT gradient norm (log) and fusion gate")

@@ -27,11 +27,12 @@ def plot_history(history: pl.DataFrame):
     (norm_line,) = axes[1, 0].semilogy(x, h["gat_grad_norm"], marker="o", label="GAT grad norm (left)")
     ax2 = axes[1, 0].twinx()
     (gate_line,) = ax2.plot(x, h["fusion_gate"], color="tab:orange", marker="s", label="fusion gate s (right)")
-    lines = [norm_line, gate_line]
+    lines, title = [norm_line, gate_line], "GAT gradient norm (log) and fusion gate"
     if "gat_share" in h.columns and h["gat_share"].is_not_nan().any():  # gat_start "previous": how far toward the fusion
         lines += ax2.plot(x, h["gat_share"], color="tab:green", marker="^", label="GAT share a (right)")
+        title = "GAT gradient norm (log), fusion gate and GAT share"
     axes[1, 0].legend(handles=lines, loc="upper right")
-    axes[1, 0].set_title("GAT gradient norm (log), fusion gate and GAT share")
+    axes[1, 0].set_title(title)
     axes[1, 1].bar(x, h["seconds"])
     axes[1, 1].set_title("seconds per epoch")
     for ax in axes.flat:
