@@ -207,7 +207,7 @@ def test_the_finished_part_of_an_interrupted_run_spans_folds_and_ends_at_a_stale
     def save(i, saved_ns, finished=True):
         store, phase = sequence[i]
         store.save(phase, "last", {"finished": finished, "saved_ns": saved_ns, "data_fingerprint": {"id": "d"}, "config": {"train": asdict(cfg)},
-                                   "code": code})  # fmt: skip
+                                   "code": code, "epoch": cfg.epochs - 1, "bad_epochs": 0})  # fmt: skip
 
     code = code_version()
     for i in range(5):
@@ -225,6 +225,75 @@ def test_the_finished_part_of_an_interrupted_run_spans_folds_and_ends_at_a_stale
     for i in range(8):
         save(i, 10 * (i + 1))
     assert finished_before(sequence, cfg, arrays) == 0  # the whole run finished: a new one trains it all
+
+
+def test_a_phase_that_stopped_at_its_epoch_limit_goes_on_when_the_limit_rises(prepared, tmp_path, caplog):
+    """Phase 0 trained for 2 epochs, then run with a limit of 3: it goes on after its second epoch
+    (not from the start) to the weights and history of a run of 3 epochs; a lower limit than it ran,
+    or a phase trained from a phase 0 trained since, trains again from the start."""
+    whole, short = CheckpointStore(tmp_path / "whole"), CheckpointStore(tmp_path / "short")
+    _train(prepared, whole, epochs=3)
+    _train(prepared, short, epochs=2)
+    assert short.load(0, "last")["finished"]
+    with caplog.at_level("INFO"):
+        history = _train(prepared, short, epochs=3)
+    assert "phase 0: it stopped at its limit of 2 epochs before; going on after epoch 1" in caplog.text and "ran before" not in caplog.text
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    np.testing.assert_equal(_without_seconds(whole.load(0, "last")["history"]), _without_seconds(history))
+    for which, key in (("last", "model"), ("last", "train_weights"), ("best", "model")):
+        a, b = whole.load(0, which)[key], short.load(0, which)[key]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert [row["epoch"] for row in _train(prepared, short, epochs=2)] == [0, 1]  # fewer than it ran: from the start
+    assert "phase 0 ran before; training it again from the start" in caplog.text and "going on" not in caplog.text
+
+    chain = CheckpointStore(tmp_path / "chain")
+    _train(prepared, chain, epochs=1)
+    _train(prepared, chain, phase=1, epochs=1)
+    _train(prepared, chain, epochs=1, seed=1)  # phase 0 trained again: phase 1's checkpoints are of the old one
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert [row["epoch"] for row in _train(prepared, chain, phase=1, epochs={0: 1, 1: 2, 2: 1, 3: 1}, seed=1)] == [0, 1]
+    assert "phase 1 ran before; training it again from the start" in caplog.text and "going on" not in caplog.text
+
+
+def test_a_finished_phase_is_kept_when_only_settings_it_does_not_depend_on_change(tmp_path):
+    """``finished_before`` from the checkpoints' records alone: phases 0-2 finished (0 and 2 at
+    their epoch limits, 1 stopped early), phase 3 interrupted. A phase is kept where a run of the new
+    settings would train it to the same weights: later phases' epochs or patience changed, or its own
+    limit above the epoch it stopped early at; it goes on (the kept part ends before it) where its
+    limit rose above the one it stopped at, and trains again where its limit fell below what it ran
+    or anything it depends on changed."""
+    import dataclasses
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from atft_kedro.provenance import code_version
+    from atft_kedro.training.config import TrainConfig
+    from atft_kedro.training.loop import finished_before
+
+    cfg = TrainConfig(epochs={"0": 4, "1": 2, "2": 3, "3": 2}, patience={"0": 4, "1": 0, "2": 0, "3": 0})
+    store, arrays = CheckpointStore(tmp_path), SimpleNamespace(data_fingerprint={"id": "d"})
+    for phase, epoch, bad, finished in ((0, 3, 0, True), (1, 0, 1, True), (2, 2, 0, True), (3, 0, 0, False)):
+        store.save(phase, "last", {"finished": finished, "saved_ns": 10 * (phase + 1), "epoch": epoch, "bad_epochs": bad,
+                                   "data_fingerprint": {"id": "d"}, "config": {"train": asdict(cfg)}, "code": code_version()})  # fmt: skip
+    sequence = [(store, p) for p in range(4)]
+
+    def kept(**changes) -> int:
+        for name in ("epochs", "patience"):
+            if name in changes:
+                changes[name] = {**getattr(cfg, name), **changes[name]}
+        return finished_before(sequence, dataclasses.replace(cfg, **changes), arrays)
+
+    assert kept() == 3
+    assert kept(epochs={"3": 6}) == 3 and kept(patience={"3": 2}) == 3  # phase 3's settings: nothing before it changes
+    assert kept(epochs={"1": 6}) == 3  # phase 1 stopped early, at epoch 0: more room changes nothing
+    assert kept(epochs={"2": 5}) == 2  # phase 2 stopped at its limit: it goes on, and phase 3 trains after it
+    assert kept(epochs={"2": 2}) == 2  # below the 3 epochs phase 2 ran: it trains again
+    assert kept(epochs={"0": 8}) == 0 and kept(patience={"1": 1}) == 1 and kept(lr=3e-4) == 0
+    # one number for every phase reads as that number per phase: 4 keeps phases 0 and 1, phase 2 goes on
+    assert finished_before(sequence, dataclasses.replace(cfg, epochs=4), arrays) == 2
 
 
 def test_a_universe_smaller_than_the_stocks_a_date_needs_is_a_clear_error(prepared, tmp_path):

@@ -149,15 +149,15 @@ class TrainConfig:
 
 def epochs_of(cfg: TrainConfig, phase: int) -> int:
     """The most epochs ``phase`` trains for."""
-    return _of_phase(cfg.epochs, phase)
+    return of_phase(cfg.epochs, phase)
 
 
 def patience_of(cfg: TrainConfig, phase: int) -> int:
     """How many epochs in a row ``phase`` may end below its best before it stops."""
-    return _of_phase(cfg.patience, phase)
+    return of_phase(cfg.patience, phase)
 
 
-def _of_phase(value: int | dict, phase: int) -> int:
+def of_phase(value: int | dict, phase: int) -> int:
     """A per-phase setting: one number for every phase, or {phase: number}."""
     if isinstance(value, dict):
         return int({int(p): v for p, v in value.items()}[phase])

@@ -29,7 +29,7 @@ from atft_kedro.provenance import check_built_from, code_version, describe
 from atft_kedro.threads import torch_threads
 from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
-from atft_kedro.training.config import PHASES, TrainConfig, epochs_of, patience_of
+from atft_kedro.training.config import PHASES, TrainConfig, epochs_of, of_phase, patience_of
 from atft_kedro.training import distributed
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, typical_returns
 from atft_kedro.training.losses import LossWeights
@@ -169,31 +169,55 @@ def train_phase(
 def _warn_retraining(phase: int, store: CheckpointStore, followed_by: tuple[int, ...]) -> None:
     """A phase that ran before starts over: its checkpoints are replaced, and the later phases
     built on its old best are stale until they are trained again."""
-    later = [p for p in PHASES if p > phase and p not in followed_by and store.exists(p, "last")]
-    stale = ""
-    if later:
-        runs = ", then ".join(f"phase={p}" for p in later)
-        stale = (f" Phase(s) {', '.join(map(str, later))} were trained from the old phase {phase} and are now stale: "
-                 f"rerun them (kedro run --pipelines training --params {runs}) or run phase=all.")  # fmt: skip
     log.warning("phase %d ran before; training it again from the start replaces its checkpoints in %s.%s",
-                phase, store.path(phase, "last").parent, stale)  # fmt: skip
+                phase, store.path(phase, "last").parent, _stale(phase, store, followed_by))  # fmt: skip
+
+
+def _warn_stale(phase: int, store: CheckpointStore, followed_by: tuple[int, ...], what: str) -> None:
+    """``what`` happens to a finished phase: the later ones built on it, and not about to be trained, are stale."""
+    if stale := _stale(phase, store, followed_by):
+        log.warning("%s.%s", what, stale)
+
+
+def _stale(phase: int, store: CheckpointStore, followed_by: tuple[int, ...]) -> str:
+    """What to say of the phases after ``phase`` in ``store`` that this run does not train next."""
+    later = [p for p in PHASES if p > phase and p not in followed_by and store.exists(p, "last")]
+    if not later:
+        return ""
+    runs = ", then ".join(f"phase={p}" for p in later)
+    return (f" Phase(s) {', '.join(map(str, later))} were trained from the old phase {phase} and are now stale: "
+            f"rerun them (kedro run --pipelines training --params {runs}) or run phase=all.")  # fmt: skip
+
+
+def _follows(store: CheckpointStore, phase: int, last: dict) -> bool:
+    """Whether ``last`` (``phase``'s last checkpoint) was saved after the phase before it last was:
+    it was trained from that phase's best, not from one trained since."""
+    if phase == 0:
+        return True
+    if not store.exists(phase - 1, "last"):
+        return False
+    return store.load(phase - 1, "last").get("saved_ns", math.inf) < last.get("saved_ns", -1)
 
 
 def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfig, arrays: TrainingArrays) -> int:
     """How many of ``sequence`` (a run's phases in the order it trains them, each with the store
     of its fold) an interrupted run of the same data and training settings finished: the longest
-    prefix whose last checkpoints are finished, of these data, this code (``code_version``) and
-    ``cfg``, each saved after the one before it (so none is stale). A run that continues after them trains only the rest, the first
-    of which resumes where it stopped if it had begun. 0 with ``cfg.resume`` off, for arrays
-    without a data fingerprint (nothing to tell the data apart by), and when the whole sequence is
-    finished: that run was not interrupted, and a new one trains everything."""
+    prefix whose last checkpoints are finished, of these data, this code (``code_version``) and the
+    settings each phase depends on (``cfg`` less the other phases' epochs and patience, and its own
+    epoch limit where it trained what ``cfg`` would: ``_as_now``), each saved after the one before
+    it (so none is stale: an earlier phase's settings reach a phase through the checkpoint it
+    starts from). A run that continues after them trains only the rest, the first of which resumes
+    where it stopped if it had begun, or goes on where it stopped at a lower epoch limit than
+    ``cfg``'s. 0 with ``cfg.resume`` off, for arrays without a data fingerprint (nothing to tell the
+    data apart by), and when the whole sequence is finished: that run was not interrupted, and a new
+    one trains everything."""
     if not cfg.resume or arrays.data_fingerprint is None:
         return 0
-    settings, done, after = _recipe(asdict(cfg)), 0, 0
+    done, after = 0, 0
     for store, phase in sequence:
         last = store.load(phase, "last") if store.exists(phase, "last") else None
         if (last is None or not last.get("finished") or last.get("saved_ns", -1) < after or not _same_data(last, arrays)
-                or _recipe(last.get("config", {}).get("train") or {}) != settings):  # fmt: skip
+                or _as_now(last, cfg, phase) != "same"):  # fmt: skip
             break
         if not _same_code(last):
             log.info("phase %d in %s finished before, by other code (%s; now %s): it is trained again, with the phases after it",
@@ -203,9 +227,30 @@ def finished_before(sequence: list[tuple[CheckpointStore, int]], cfg: TrainConfi
     return 0 if done == len(sequence) else done
 
 
-def _recipe(train_settings: dict) -> dict:
-    """Training settings less those that change how fast it runs and not what it trains."""
-    return {k: v for k, v in train_settings.items() if k != "keep_freed_memory"}
+def _recipe(train_settings: dict, phase: int) -> tuple[dict, int | None]:
+    """The training settings ``phase`` depends on, and its epoch limit: all but how fast it runs
+    (``keep_freed_memory``), with its own patience and not the other phases' epochs and patience
+    (an earlier phase's settings reach it only through the checkpoint it starts from)."""
+    kept = {k: v for k, v in train_settings.items() if k not in ("keep_freed_memory", "epochs", "patience")}
+    per_phase = {name: of_phase(train_settings[name], phase) if train_settings.get(name) is not None else None for name in ("epochs", "patience")}
+    return {**kept, "patience": per_phase["patience"]}, per_phase["epochs"]
+
+
+def _as_now(last: dict, cfg: TrainConfig, phase: int) -> str | None:
+    """What a finished phase's last checkpoint is to a run of ``cfg`` that starts it from the
+    checkpoint it started from: "same" where that run would train it to these weights (the settings
+    it depends on are the same, its epoch limit aside, and it stopped early, or at an epoch limit
+    that is ``cfg``'s), "more" where it stopped at a lower epoch limit than ``cfg``'s (the run goes
+    on after its last epoch as if it had never stopped: there is no learning-rate schedule, and an
+    epoch's dates and draws are a function of the seed and the epoch), else None."""
+    (then, limit_then), (now, limit_now) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
+    if then != now or limit_then is None or "epoch" not in last:
+        return None
+    ran = last["epoch"] + 1
+    if ran > limit_now:
+        return None
+    stopped_early = last.get("bad_epochs", 0) > now["patience"]
+    return "same" if stopped_early or ran == limit_now else "more" if ran == limit_then else None
 
 
 def _same_code(checkpoint: dict) -> bool:
@@ -396,15 +441,17 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     skip's start is chosen, horizon by horizon, when the graph comes on."""
     spec = PHASES[phase]
     before = store.load(phase, "last") if store.exists(phase, "last") else None
-    resumable = before is not None and cfg.resume and not before["finished"]
+    more = before is not None and cfg.resume and before["finished"] and _as_now(before, cfg, phase) == "more" and _follows(store, phase, before)
+    resumable = before is not None and cfg.resume and (not before["finished"] or more)
     say = log.warning if main else log.debug
+    earlier = "the run that stopped at fewer epochs" if more else "the interrupted run"
     if resumable and not _same_data(before, arrays):
-        say("phase %d: the interrupted run in %s was of other data (%s), not of these arrays (%s): it starts over",
-            phase, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
+        say("phase %d: %s in %s was of other data (%s), not of these arrays (%s): it starts over",
+            phase, earlier, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
         resumable = False
     if resumable and not _same_code(before):
-        say("phase %d: the interrupted run in %s was trained by other code (%s; now %s): it starts over",
-            phase, store.path(phase, "last"), before.get("code", "not recorded"), code_version())  # fmt: skip
+        say("phase %d: %s in %s was trained by other code (%s; now %s): it starts over",
+            phase, earlier, store.path(phase, "last"), before.get("code", "not recorded"), code_version())  # fmt: skip
         resumable = False
     if before is not None and not resumable and main:
         _warn_retraining(phase, store, followed_by)
@@ -412,7 +459,13 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         load_weights(model, before.get("train_weights") or before["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
         optimizer.load_state_dict(before["optimizer"])
         torch.set_rng_state(before["rng"])
-        log.info("phase %d: resuming after epoch %d from %s", phase, before["epoch"], store.path(phase, "last"))
+        if more:
+            log.info("phase %d: it stopped at its limit of %d epochs before; going on after epoch %d from %s, to at most %d",
+                     phase, before["epoch"] + 1, before["epoch"], store.path(phase, "last"), epochs_of(cfg, phase))  # fmt: skip
+            if main:
+                _warn_stale(phase, store, followed_by, f"Phase {phase} goes on from where it stopped")
+        else:
+            log.info("phase %d: resuming after epoch %d from %s", phase, before["epoch"], store.path(phase, "last"))
         return _Progress(before["epoch"] + 1, before["best"], before["bad_epochs"], before["history"], resumed=before,
                          starts=before.get("starts", {}))  # fmt: skip
     if phase > 0:
