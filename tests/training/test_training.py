@@ -237,7 +237,7 @@ def test_a_phase_that_stopped_at_its_epoch_limit_goes_on_when_the_limit_rises(pr
     assert short.load(0, "last")["finished"]
     with caplog.at_level("INFO"):
         history = _train(prepared, short, epochs=3)
-    assert "phase 0: it stopped at its limit of 2 epochs before; going on after epoch 1" in caplog.text and "ran before" not in caplog.text
+    assert "phase 0: it stopped at its epoch limit (2) before; going on after epoch 1" in caplog.text and "ran before" not in caplog.text
     assert [row["epoch"] for row in history] == [0, 1, 2]
     np.testing.assert_equal(_without_seconds(whole.load(0, "last")["history"]), _without_seconds(history))
     for which, key in (("last", "model"), ("last", "train_weights"), ("best", "model")):
@@ -256,6 +256,29 @@ def test_a_phase_that_stopped_at_its_epoch_limit_goes_on_when_the_limit_rises(pr
     with caplog.at_level("INFO"):
         assert [row["epoch"] for row in _train(prepared, chain, phase=1, epochs={0: 1, 1: 2, 2: 1, 3: 1}, seed=1)] == [0, 1]
     assert "phase 1 ran before; training it again from the start" in caplog.text and "going on" not in caplog.text
+
+
+def test_a_finished_run_given_more_epochs_for_its_last_phase_keeps_the_others_and_goes_on(prepared, tmp_path, caplog):
+    """``phase=all`` finished, then run with phase 3's limit raised: phases 0-2 are kept (not
+    trained again), phase 3 goes on after its last epoch, and the model is a run's of that limit."""
+    import dataclasses
+
+    import atft_kedro.pipelines.training.nodes as nodes
+
+    arrays = dataclasses.replace(prepared["arrays"], data_fingerprint={"id": "tiny"})
+    args = (arrays, prepared["graphs"], prepared["splits"], prepared["manifest"])
+    short, more = small_config(epochs={"0": 1, "1": 1, "2": 1, "3": 1}), small_config(epochs={"0": 1, "1": 1, "2": 1, "3": 2})
+    whole, store = CheckpointStore(tmp_path / "whole"), CheckpointStore(tmp_path / "store")
+    nodes.train_model(*args, whole, "all", more)
+    nodes.train_model(*args, store, "all", short)
+    before = [store.load(p, "last")["saved_ns"] for p in range(3)]
+    with caplog.at_level("INFO"):
+        history, model = nodes.train_model(*args, store, "all", more)
+    assert "phase 0, phase 1, phase 2 finished before, kept" in caplog.text and "phase 3: it stopped at its epoch limit (1) before; going on after epoch 0" in caplog.text
+    assert [store.load(p, "last")["saved_ns"] for p in range(3)] == before
+    assert history.filter(history["phase"] == 3)["epoch"].to_list() == [0, 1]
+    expected = whole.load(3, "best")["model"]
+    assert all(torch.equal(model["model"][k], expected[k]) for k in expected)
 
 
 def test_a_finished_phase_is_kept_when_only_settings_it_does_not_depend_on_change(tmp_path):

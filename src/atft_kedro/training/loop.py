@@ -460,7 +460,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         optimizer.load_state_dict(before["optimizer"])
         torch.set_rng_state(before["rng"])
         if more:
-            log.info("phase %d: it stopped at its limit of %d epochs before; going on after epoch %d from %s, to at most %d",
+            log.info("phase %d: it stopped at its epoch limit (%d) before; going on after epoch %d from %s, up to the limit of %d",
                      phase, before["epoch"] + 1, before["epoch"], store.path(phase, "last"), epochs_of(cfg, phase))  # fmt: skip
             if main:
                 _warn_stale(phase, store, followed_by, f"Phase {phase} goes on from where it stopped")
