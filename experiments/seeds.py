@@ -6,6 +6,7 @@
     python experiments/seeds.py --report seeds.json other.json
     python experiments/seeds.py --scored run0/data run1/data run2/data --params '{"raw": {"synthetic_size": "full"}}' --out full.json
     python experiments/seeds.py --markets draw7_s0.json,draw7_s1.json draw21.json draw22.json
+    python experiments/seeds.py --markets draw7_s0.json,draw7_s1.json draw21.json --neutralised
     python experiments/seeds.py --report new_s0.json new_s1.json --against old_s0.json old_s1.json
     python experiments/seeds.py --groups seeds=new_s0.json,new_s1.json:old_s0.json,old_s1.json draw21=new_d21.json:old_d21.json
 
@@ -39,7 +40,10 @@ more than their interval.
 
 ``--markets`` takes several independent markets (draws of the synthetic market: ``raw.synthetic_seed``),
 each given as its seeds' JSON files joined by commas, and prints each market's pooled difference to
-its own best baseline beside their mean, whose interval treats the markets as independent.
+its own best baseline beside their mean, whose interval treats the markets as independent. With
+``--neutralised`` every forecast, the model's and each baseline's, has its date's sector means and
+beta part taken out as the returns do before it is scored: what a sector- and beta-neutral book
+would trade, so no scorer loses for bets the neutral returns do not reward.
 """
 
 from __future__ import annotations
@@ -255,15 +259,29 @@ def pick_name(pick: dict) -> str:
     return names.pop() if len(names) == 1 else ", ".join(f"fold{fold} {name}" for fold, name in pick.items())
 
 
-def markets_report(markets: list[list[dict]]) -> str:
+def neutralised_forecasts(frame):
+    """``frame`` with every forecast (the model's ``pred_*``, the baselines') less its date's sector
+    means and beta part, as ``sector_beta_residual`` takes them out of the returns."""
+    from atft_kedro.features.targets import sector_beta_residual
+
+    scorers = [c for c in frame.columns if c.startswith(("pred_", "ridge_", "lightgbm_")) or c in ("momentum_20d", "reversal_1d")]
+    return frame.with_columns(sector_beta_residual(c, "beta_60d", "Sector33Code").alias(c) for c in scorers)
+
+
+def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
     """Several independent markets (e.g. draws of the synthetic market), each its seeds' runs: per
     horizon, each market's pooled difference to its best baseline, and their mean with a 95%
     interval that treats the markets as independent (the standard error of a mean of independent
-    differences, each from its market's Newey-West standard error)."""
+    differences, each from its market's Newey-West standard error). ``neutralised``: every forecast
+    scored as ``neutralised_forecasts`` leaves it."""
     import polars as pl
 
     frames = [[pl.read_parquet(r["frame"]) for r in rows] for rows in markets]
-    lines = []
+    if neutralised:
+        if not all(scored_without_sectors(f) for f in frames):
+            raise SystemExit("--neutralised needs the frames' beta_60d and Sector33Code (runs scored with sectors and beta out)")
+        frames = [[neutralised_forecasts(f) for f in fs] for fs in frames]
+    lines = ["every forecast with its date's sector means and beta part out (--neutralised)"] if neutralised else []
     picked = all(validation_pick(rows, "1d") for rows in markets)
     for against, neutral in [(a, n) for a in ("best", "pick")[: 1 + picked] for n in (False, True)]:
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
@@ -513,6 +531,8 @@ def main() -> None:
                         "in order: the per-date difference on validation and test")  # fmt: skip
     parser.add_argument("--markets", nargs="+", default=None, help="one independent market per argument (its seeds' JSON "
                         "files joined by commas): each market's difference to its best baseline and their mean")  # fmt: skip
+    parser.add_argument("--neutralised", action="store_true", help="with --markets: every forecast less its date's sector "
+                        "means and beta part before it is scored")  # fmt: skip
     parser.add_argument("--groups", nargs="+", default=None, help="one group per argument, [NAME=]THIS:OTHER, each side a "
                         "comma-joined list of JSON files (the same seeds or draws in order): each group's difference and their mean")  # fmt: skip
     parser.add_argument("--mlflow", default="sqlite:///mlflow.db", help="MLflow tracking URI for the runs ('' : none); "
@@ -538,7 +558,7 @@ def main() -> None:
         print(groups_report(pairs, [name for name, _ in named]))
         return
     if args.markets:
-        print(markets_report([saved_runs(group.split(",")) for group in args.markets]))
+        print(markets_report([saved_runs(group.split(",")) for group in args.markets], args.neutralised))
         return
     if args.scored:
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="seeds_")) / "runs.json"

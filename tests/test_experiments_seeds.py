@@ -283,3 +283,43 @@ def test_finished_runs_are_scored_beside_the_baselines_once(tmp_path):
     (runs[1] / "08_reporting" / "metrics.json").write_text(json.dumps({"provenance": {"data": {"id": "other"}}}))
     with pytest.raises(SystemExit, match="run on other data .* give the run's own --params"):
         seeds.scored_runs(runs, overrides, frames)
+
+
+def test_neutralised_forecasts_hold_no_sector_or_beta_bet_and_lift_a_forecast_that_made_one(tmp_path):
+    """``neutralised_forecasts`` leaves every scorer's forecast with each date's sector means at 0 and
+    no slope on beta within sectors; a model whose forecast carries a sector bet the neutral returns
+    do not reward ranks them better once it is out (``markets_report --neutralised``), and runs
+    scored without beta and sector stop with a clear error."""
+    import seeds
+
+    rng = np.random.default_rng(3)
+    n_dates, n_stocks = 30, 40
+    dates = np.repeat(np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-01") + n_dates), n_stocks)
+    sector = np.tile(np.arange(n_stocks) % 4, n_dates)
+    beta = np.tile(rng.uniform(0.5, 1.5, n_stocks), n_dates)
+    signal = rng.normal(size=len(dates))
+    bet = rng.normal(size=(n_dates, 4))[np.repeat(np.arange(n_dates), n_stocks), sector]  # a sector bet per date, unrewarded
+    target = signal + 2.0 * rng.normal(size=len(dates))
+    frame = pl.DataFrame({"Date": dates, "Code": np.tile([f"{c:04d}" for c in range(n_stocks)], n_dates), "beta_60d": beta,
+                          "Sector33Code": sector.astype(str), "target_1d": target, "pred_1d": signal + 3.0 * bet,
+                          **{c: 0.5 * signal + rng.normal(size=len(dates)) for c in ("ridge_1d", "lightgbm_1d", "momentum_20d", "reversal_1d")}})  # fmt: skip
+    out = seeds.neutralised_forecasts(frame)
+    for c in ("pred_1d", "ridge_1d", "momentum_20d"):
+        within = out.with_columns((pl.col("beta_60d") - pl.col("beta_60d").mean().over("Date", "Sector33Code")).alias("b_in"))
+        assert within.group_by("Date", "Sector33Code").agg(pl.col(c).mean())[c].abs().max() < 1e-9
+        assert within.group_by("Date").agg((pl.col(c) * pl.col("b_in")).sum())[c].abs().max() < 1e-9
+    assert out["target_1d"].equals(frame["target_1d"])  # the returns are the evaluation's to neutralise, not this
+    path = tmp_path / "frame.parquet"
+    frame.write_parquet(path)
+    run = [{"seed": 0, "frame": str(path), "metrics": {}}]
+
+    def neutral_1d(table: str) -> float:
+        part = table.split("sector means and beta out of the returns")[1]
+        return float(next(line for line in part.splitlines() if line.startswith("| 1d")).split(" | ")[1].split(" [")[0])
+
+    plain, neutralised = seeds.markets_report([run]), seeds.markets_report([run], neutralised=True)
+    assert neutralised.startswith("markets: 0: seeds [0]\nevery forecast with its date's sector means and beta part out")
+    assert neutral_1d(neutralised) > neutral_1d(plain) + 0.1
+    frame.drop("Sector33Code").write_parquet(path)
+    with pytest.raises(SystemExit, match="--neutralised needs the frames' beta_60d and Sector33Code"):
+        seeds.markets_report([run], neutralised=True)
