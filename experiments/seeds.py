@@ -550,6 +550,8 @@ def main() -> None:
         plain_log()
         print("RESULT " + json.dumps(run_seed(args.one, json.loads(args.params), Path(args.frames), args.states)), flush=True)
         return
+    if args.neutralised and not args.markets:
+        raise SystemExit("--neutralised goes with --markets")
     if args.groups:
         named = [group.split("=", 1) if "=" in group.split(":", 1)[0] else [f"group {i}", group] for i, group in enumerate(args.groups)]
         pairs = [tuple(saved_runs(side.split(",")) for side in group.split(":")) for _, group in named]
