@@ -145,6 +145,35 @@ def test_an_interrupted_phase_continued_after_the_code_changed_starts_over(prepa
     assert store.load(0, "last")["code"] == "edited"
 
 
+def test_an_interrupted_phase_starts_over_under_other_settings_or_after_its_start_was_trained_again(prepared, tmp_path, caplog):
+    """Going on from an interrupted phase mixes two runs unless it is the same run: under another
+    learning rate, or after the phase it started from was trained again (``phase=all`` retrains the
+    earlier phases when a setting changed), the phase trains again from its start and says why."""
+
+    def kill_after_first_epoch(epoch):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    store = CheckpointStore(tmp_path / "lr")
+    with pytest.raises(KeyboardInterrupt):
+        _train(prepared, store, epochs=3, on_epoch_end=kill_after_first_epoch)
+    with caplog.at_level("INFO"):
+        assert [row["epoch"] for row in _train(prepared, store, epochs=3, lr=1e-3)] == [0, 1, 2]
+    assert "phase 0: the interrupted run in" in caplog.text and "was trained with other settings" in caplog.text
+    assert "resuming after epoch" not in caplog.text
+
+    chain = CheckpointStore(tmp_path / "chain")
+    _train(prepared, chain, epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        _train(prepared, chain, phase=1, epochs=3, on_epoch_end=kill_after_first_epoch)
+    _train(prepared, chain, epochs=1)  # phase 0 trained again: the interrupted phase 1 started from the old one
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert [row["epoch"] for row in _train(prepared, chain, phase=1, epochs=3)] == [0, 1, 2]
+    assert "phase 1: the interrupted run in" in caplog.text and "was trained from a phase 0 that has been trained again since" in caplog.text
+    assert "resuming after epoch" not in caplog.text
+
+
 def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp_path, caplog, monkeypatch):
     """``phase=all`` killed in phase 2: run again, it keeps phases 0 and 1 (not trained again),
     resumes phase 2 and trains phase 3, to the weights of a run never interrupted. Other settings,

@@ -243,14 +243,18 @@ def _as_now(last: dict, cfg: TrainConfig, phase: int) -> str | None:
     that is ``cfg``'s), "more" where it stopped at a lower epoch limit than ``cfg``'s (the run goes
     on after its last epoch as if it had never stopped: there is no learning-rate schedule, and an
     epoch's dates and draws are a function of the seed and the epoch), else None."""
-    (then, limit_then), (now, limit_now) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
-    if then != now or limit_then is None or "epoch" not in last:
+    if not _trained_as(last, cfg, phase):
         return None
-    ran = last["epoch"] + 1
-    if ran > limit_now:
-        return None
-    stopped_early = last.get("bad_epochs", 0) > now["patience"]
+    ran, limit_now, limit_then = last["epoch"] + 1, epochs_of(cfg, phase), _recipe(last["config"]["train"], phase)[1]
+    stopped_early = last.get("bad_epochs", 0) > patience_of(cfg, phase)
     return "same" if stopped_early or ran == limit_now else "more" if ran == limit_then else None
+
+
+def _trained_as(last: dict, cfg: TrainConfig, phase: int) -> bool:
+    """Whether a phase's last checkpoint was trained with the settings ``cfg`` gives it, its epoch
+    limit aside, and for no more epochs than ``cfg`` allows: a run of ``cfg`` could go on from it."""
+    (then, limit_then), (now, limit_now) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
+    return then == now and limit_then is not None and "epoch" in last and last["epoch"] + 1 <= limit_now
 
 
 def _same_code(checkpoint: dict) -> bool:
@@ -445,6 +449,14 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     resumable = before is not None and cfg.resume and (not before["finished"] or more)
     say = log.warning if main else log.debug
     earlier = "the run that stopped at fewer epochs" if more else "the interrupted run"
+    if resumable and not more and not _follows(store, phase, before):
+        say("phase %d: the interrupted run in %s was trained from a phase %d that has been trained again since: it starts over",
+            phase, store.path(phase, "last"), phase - 1)  # fmt: skip
+        resumable = False
+    if resumable and not more and not (_trained_as(before, cfg, phase) and before["epoch"] + 1 < epochs_of(cfg, phase)):
+        say("phase %d: the interrupted run in %s was trained with other settings (or past this run's epoch limit): it starts over",
+            phase, store.path(phase, "last"))  # fmt: skip
+        resumable = False
     if resumable and not _same_data(before, arrays):
         say("phase %d: %s in %s was of other data (%s), not of these arrays (%s): it starts over",
             phase, earlier, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
