@@ -32,6 +32,12 @@ def _without_seconds(history):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 
 
+def _kill_after_first_epoch(epoch):
+    """An ``on_epoch_end`` that interrupts the run after its first epoch, as a Ctrl-C would."""
+    if epoch == 0:
+        raise KeyboardInterrupt
+
+
 def test_batches_are_whole_cross_sections_with_block_diagonal_graphs(prepared):
     a, g = prepared["arrays"], prepared["graphs"]
     ds = DateDataset(a, g, [100, 101], window=20)
@@ -108,13 +114,9 @@ def test_killed_run_resumes_to_the_same_weights(prepared, tmp_path):
     whole = CheckpointStore(tmp_path / "whole")
     _train(prepared, whole, epochs=3)
 
-    def kill_after_first_epoch(epoch):
-        if epoch == 0:
-            raise KeyboardInterrupt
-
     broken = CheckpointStore(tmp_path / "broken")
     with pytest.raises(KeyboardInterrupt):
-        _train(prepared, broken, epochs=3, on_epoch_end=kill_after_first_epoch)
+        _train(prepared, broken, epochs=3, on_epoch_end=_kill_after_first_epoch)
     assert broken.load(0, "last")["epoch"] == 0 and not broken.load(0, "last")["finished"]
     history = _train(prepared, broken, epochs=3)
     assert [row["epoch"] for row in history] == [0, 1, 2]
@@ -129,13 +131,9 @@ def test_an_interrupted_phase_continued_after_the_code_changed_starts_over(prepa
     trains again from its start, and says why."""
     import atft_kedro.training.loop as loop
 
-    def kill_after_first_epoch(epoch):
-        if epoch == 0:
-            raise KeyboardInterrupt
-
     store = CheckpointStore(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        _train(prepared, store, epochs=2, on_epoch_end=kill_after_first_epoch)
+        _train(prepared, store, epochs=2, on_epoch_end=_kill_after_first_epoch)
     assert store.load(0, "last")["code"] == loop.code_version()
     monkeypatch.setattr(loop, "code_version", lambda: "edited")
     with caplog.at_level("INFO"):
@@ -149,14 +147,9 @@ def test_an_interrupted_phase_starts_over_under_other_settings_or_after_its_star
     """Going on from an interrupted phase mixes two runs unless it is the same run: under another
     learning rate, or after the phase it started from was trained again (``phase=all`` retrains the
     earlier phases when a setting changed), the phase trains again from its start and says why."""
-
-    def kill_after_first_epoch(epoch):
-        if epoch == 0:
-            raise KeyboardInterrupt
-
     store = CheckpointStore(tmp_path / "lr")
     with pytest.raises(KeyboardInterrupt):
-        _train(prepared, store, epochs=3, on_epoch_end=kill_after_first_epoch)
+        _train(prepared, store, epochs=3, on_epoch_end=_kill_after_first_epoch)
     with caplog.at_level("INFO"):
         assert [row["epoch"] for row in _train(prepared, store, epochs=3, lr=1e-3)] == [0, 1, 2]
     assert "phase 0: the interrupted run in" in caplog.text and "was trained with other settings" in caplog.text
@@ -165,7 +158,7 @@ def test_an_interrupted_phase_starts_over_under_other_settings_or_after_its_star
     chain = CheckpointStore(tmp_path / "chain")
     _train(prepared, chain, epochs=1)
     with pytest.raises(KeyboardInterrupt):
-        _train(prepared, chain, phase=1, epochs=3, on_epoch_end=kill_after_first_epoch)
+        _train(prepared, chain, phase=1, epochs=3, on_epoch_end=_kill_after_first_epoch)
     _train(prepared, chain, epochs=1)  # phase 0 trained again: the interrupted phase 1 started from the old one
     caplog.clear()
     with caplog.at_level("INFO"):
@@ -398,12 +391,8 @@ def test_checkpoints_say_where_validation_started_the_graph_path_and_keep_it_thr
         _train(prepared, store, phase=phase, **ridge)
     assert store.load(1, "best")["starts"] == {}
 
-    def kill_after_first_epoch(epoch):
-        if epoch == 0:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        _train(prepared, store, phase=2, on_epoch_end=kill_after_first_epoch, **ridge)
+        _train(prepared, store, phase=2, on_epoch_end=_kill_after_first_epoch, **ridge)
     kept = store.load(2, "last")["starts"]["phase 2, neighbour skip"]
     assert set(kept) == {"1d", "5d"} and all(name.startswith(("none", "the fit")) for name in kept.values())
     _train(prepared, store, phase=2, **ridge)  # resumes after epoch 0
