@@ -453,7 +453,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         say("phase %d: the interrupted run in %s was trained from a phase %d that has been trained again since: it starts over",
             phase, store.path(phase, "last"), phase - 1)  # fmt: skip
         resumable = False
-    if resumable and not more and not (_trained_as(before, cfg, phase) and before["epoch"] + 1 < epochs_of(cfg, phase)):
+    if resumable and not more and not _trained_as(before, cfg, phase):
         say("phase %d: the interrupted run in %s was trained with other settings (or past this run's epoch limit): it starts over",
             phase, store.path(phase, "last"))  # fmt: skip
         resumable = False
