@@ -449,14 +449,6 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     resumable = before is not None and cfg.resume and (not before["finished"] or more)
     say = log.warning if main else log.debug
     earlier = "the run that stopped at fewer epochs" if more else "the interrupted run"
-    if resumable and not more and not _follows(store, phase, before):
-        say("phase %d: the interrupted run in %s was trained from a phase %d that has been trained again since: it starts over",
-            phase, store.path(phase, "last"), phase - 1)  # fmt: skip
-        resumable = False
-    if resumable and not more and not _trained_as(before, cfg, phase):
-        say("phase %d: the interrupted run in %s was trained with other settings (or past this run's epoch limit): it starts over",
-            phase, store.path(phase, "last"))  # fmt: skip
-        resumable = False
     if resumable and not _same_data(before, arrays):
         say("phase %d: %s in %s was of other data (%s), not of these arrays (%s): it starts over",
             phase, earlier, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
@@ -464,6 +456,14 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     if resumable and not _same_code(before):
         say("phase %d: %s in %s was trained by other code (%s; now %s): it starts over",
             phase, earlier, store.path(phase, "last"), before.get("code", "not recorded"), code_version())  # fmt: skip
+        resumable = False
+    if resumable and not more and not _follows(store, phase, before):
+        say("phase %d: the interrupted run in %s was trained from a phase %d that has been trained again since: it starts over",
+            phase, store.path(phase, "last"), phase - 1)  # fmt: skip
+        resumable = False
+    if resumable and not more and not _trained_as(before, cfg, phase):
+        say("phase %d: the interrupted run in %s was trained with other settings (or past this run's epoch limit): it starts over",
+            phase, store.path(phase, "last"))  # fmt: skip
         resumable = False
     if before is not None and not resumable and main:
         _warn_retraining(phase, store, followed_by)
