@@ -243,18 +243,21 @@ def _as_now(last: dict, cfg: TrainConfig, phase: int) -> str | None:
     that is ``cfg``'s), "more" where it stopped at a lower epoch limit than ``cfg``'s (the run goes
     on after its last epoch as if it had never stopped: there is no learning-rate schedule, and an
     epoch's dates and draws are a function of the seed and the epoch), else None."""
-    if not _trained_as(last, cfg, phase):
+    limit_then = _limit_trained_under(last, cfg, phase)
+    if limit_then is None:
         return None
-    ran, limit_now, limit_then = last["epoch"] + 1, epochs_of(cfg, phase), _recipe(last["config"]["train"], phase)[1]
+    ran = last["epoch"] + 1
     stopped_early = last.get("bad_epochs", 0) > patience_of(cfg, phase)
-    return "same" if stopped_early or ran == limit_now else "more" if ran == limit_then else None
+    return "same" if stopped_early or ran == epochs_of(cfg, phase) else "more" if ran == limit_then else None
 
 
-def _trained_as(last: dict, cfg: TrainConfig, phase: int) -> bool:
-    """Whether a phase's last checkpoint was trained with the settings ``cfg`` gives it, its epoch
-    limit aside, and for no more epochs than ``cfg`` allows: a run of ``cfg`` could go on from it."""
+def _limit_trained_under(last: dict, cfg: TrainConfig, phase: int) -> int | None:
+    """The epoch limit a phase's last checkpoint was trained under, where it was trained with the
+    settings ``cfg`` gives the phase (its epoch limit aside) and for no more epochs than ``cfg``
+    allows, so that a run of ``cfg`` could go on from it; else None."""
     (then, limit_then), (now, limit_now) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
-    return then == now and limit_then is not None and "epoch" in last and last["epoch"] + 1 <= limit_now
+    ok = then == now and limit_then is not None and "epoch" in last and last["epoch"] + 1 <= limit_now
+    return limit_then if ok else None
 
 
 def _same_code(checkpoint: dict) -> bool:
@@ -445,7 +448,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     skip's start is chosen, horizon by horizon, when the graph comes on."""
     spec = PHASES[phase]
     before = store.load(phase, "last") if store.exists(phase, "last") else None
-    more = before is not None and cfg.resume and before["finished"] and _as_now(before, cfg, phase) == "more" and _follows(store, phase, before)
+    more = before is not None and cfg.resume and before["finished"] and _as_now(before, cfg, phase) == "more"
     resumable = before is not None and cfg.resume and (not before["finished"] or more)
     say = log.warning if main else log.debug
     earlier = "the run that stopped at fewer epochs" if more else "the interrupted run"
@@ -457,11 +460,11 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         say("phase %d: %s in %s was trained by other code (%s; now %s): it starts over",
             phase, earlier, store.path(phase, "last"), before.get("code", "not recorded"), code_version())  # fmt: skip
         resumable = False
-    if resumable and not more and not _follows(store, phase, before):
-        say("phase %d: the interrupted run in %s was trained from a phase %d that has been trained again since: it starts over",
-            phase, store.path(phase, "last"), phase - 1)  # fmt: skip
+    if resumable and not _follows(store, phase, before):
+        say("phase %d: %s in %s was trained from a phase %d that has been trained again since: it starts over",
+            phase, earlier, store.path(phase, "last"), phase - 1)  # fmt: skip
         resumable = False
-    if resumable and not more and not _trained_as(before, cfg, phase):
+    if resumable and _limit_trained_under(before, cfg, phase) is None:  # a phase that goes on passed this in _as_now
         say("phase %d: the interrupted run in %s was trained with other settings (or past this run's epoch limit): it starts over",
             phase, store.path(phase, "last"))  # fmt: skip
         resumable = False
