@@ -429,8 +429,9 @@ def report(rows: list[dict]) -> str:
         times = ", ".join(f"{r['seconds']:.0f}" for r in rows)
         lines = [f"seeds {[r['seed'] for r in rows]}; data, graphs and training took {times} s (one thread each)", ""]
     phases = sorted({p for r in rows for p in r["phase_val"]})
-    lines += [] if not phases else ["validation RankIC (early-stopping metric) of each phase's best checkpoint, seeds in order: "
-                 + "; ".join(f"phase {p}: " + ", ".join(f"{r['phase_val'].get(p, float('nan')):.4f}" for r in rows) for p in phases)]  # fmt: skip
+    if phases:  # none for --scored runs
+        lines.append("validation RankIC (early-stopping metric) of each phase's best checkpoint, seeds in order: "
+                     + "; ".join(f"phase {p}: " + ", ".join(f"{r['phase_val'].get(p, float('nan')):.4f}" for r in rows) for p in phases))  # fmt: skip
     for neutral in (False, True):
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
         lines += ["", f"### {title}", "",
@@ -520,6 +521,15 @@ def saved_runs(files) -> list[dict]:
     return [r for f in files for r in json.loads(Path(f).read_text())]
 
 
+def output_paths(out: str | None) -> tuple[Path, Path]:
+    """Where the runs' JSON goes (``--out``, or a new temporary directory's runs.json) and the
+    directory of their scored frames beside it, made."""
+    path = Path(out) if out else Path(tempfile.mkdtemp(prefix="seeds_")) / "runs.json"
+    frames = path.with_suffix("")
+    frames.mkdir(parents=True, exist_ok=True)
+    return path, frames
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -563,9 +573,7 @@ def main() -> None:
         print(markets_report([saved_runs(group.split(",")) for group in args.markets], args.neutralised))
         return
     if args.scored:
-        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="seeds_")) / "runs.json"
-        frames = out.with_suffix("")
-        frames.mkdir(parents=True, exist_ok=True)
+        out, frames = output_paths(args.out)
         rows = scored_runs(args.scored, json.loads(args.params), frames)
         out.write_text(json.dumps(rows))
         print(f"runs: {out}")
@@ -575,9 +583,7 @@ def main() -> None:
             print(settings_report(rows, saved_runs(args.against)))
             return
     else:
-        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="seeds_")) / "runs.json"
-        frames = out.with_suffix("")
-        frames.mkdir(parents=True, exist_ok=True)
+        out, frames = output_paths(args.out)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 
         def child(seed: int) -> dict:
