@@ -420,6 +420,37 @@ def test_training_a_finished_phase_again_says_so_and_names_the_stale_phases(prep
     assert "ran before" in warning and "stale" not in warning
 
 
+def test_a_finished_phase_trained_again_says_why(prepared, tmp_path, caplog):
+    """A run that trains a finished phase again says why in its warning: the settings the phase
+    depends on that differ, by name (nested ones dotted) and value, or more epochs than its limit,
+    or that it finished with these very settings (a finished run runs again; only an interrupted
+    one goes on). An interrupted phase under other settings names them too."""
+    model = {"d_model": 16, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1, "dropout": 0.1}
+    store = CheckpointStore(tmp_path / "finished")
+    _train(prepared, store, epochs=1)
+
+    def warning_of(**kw) -> str:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            _train(prepared, store, **kw)
+        return next(r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "ran before" in r.getMessage())
+
+    said = warning_of(epochs=1, seed=1, model={**model, "dropout": 0.2})
+    assert "phase 0 ran before; training it again from the start replaces its checkpoints in" in said
+    assert "(it was trained with other settings: training.model.dropout 0.1 then, 0.2 now; training.seed 0 then, 1 now)" in said
+    assert "(it finished with these data, code and settings: only an interrupted run is continued" in warning_of(epochs=1, seed=1, model={**model, "dropout": 0.2})
+    _train(prepared, store, epochs=2, patience=5)
+    assert "(it ran 2 epochs, more than this run's limit of 1)" in warning_of(epochs=1, patience=5)
+
+    interrupted = CheckpointStore(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        _train(prepared, interrupted, epochs=3, on_epoch_end=_kill_after_first_epoch)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        _train(prepared, interrupted, epochs=3, lr=1e-3)
+    assert "was trained with other settings: training.lr 0.003 then, 0.001 now: it starts over" in caplog.text
+
+
 def test_checkpoints_of_other_data_are_not_built_on(prepared, tmp_path, caplog):
     from dataclasses import replace
 

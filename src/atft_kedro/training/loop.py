@@ -166,11 +166,12 @@ def train_phase(
         return _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress, followed_by)
 
 
-def _warn_retraining(phase: int, store: CheckpointStore, followed_by: tuple[int, ...]) -> None:
-    """A phase that ran before starts over: its checkpoints are replaced, and the later phases
-    built on its old best are stale until they are trained again."""
-    log.warning("phase %d ran before; training it again from the start replaces its checkpoints in %s.%s",
-                phase, store.path(phase, "last").parent, _stale(phase, store, followed_by))  # fmt: skip
+def _warn_retraining(phase: int, store: CheckpointStore, followed_by: tuple[int, ...], why: str = "") -> None:
+    """A phase that ran before starts over (``why``, where the log has not said it yet): its
+    checkpoints are replaced, and the later phases built on its old best are stale until they are
+    trained again."""
+    log.warning("phase %d ran before; training it again from the start replaces its checkpoints in %s%s.%s",
+                phase, store.path(phase, "last").parent, f" ({why})" if why else "", _stale(phase, store, followed_by))  # fmt: skip
 
 
 def _warn_stale(phase: int, store: CheckpointStore, followed_by: tuple[int, ...], what: str) -> None:
@@ -258,6 +259,55 @@ def _limit_trained_under(last: dict, cfg: TrainConfig, phase: int) -> int | None
     (then, limit_then), (now, limit_now) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
     ok = then == now and limit_then is not None and "epoch" in last and last["epoch"] + 1 <= limit_now
     return limit_then if ok else None
+
+
+def _not_as_trained(last: dict, cfg: TrainConfig, phase: int) -> str:
+    """Why, by its settings, a run of ``cfg`` cannot take ``last`` (a checkpoint of ``phase``) as its
+    own, in words: the settings the phase depends on that differ ("training.seed 1 then, 2 now"),
+    or more epochs than ``cfg`` allows; "" where neither holds."""
+    (then, _), (now, limit) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
+    then, now = _flat(then), _flat(now)
+    changed = [f"training.{k} {_said(then, k)} then, {_said(now, k)} now" for k in sorted(then.keys() | now.keys()) if then.get(k, _UNSET) != now.get(k, _UNSET)]
+    if changed:
+        return "was trained with other settings: " + "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+    if limit is not None and last.get("epoch", -1) + 1 > limit:
+        return f"ran {last['epoch'] + 1} epochs, more than this run's limit of {limit}"
+    return ""
+
+
+_UNSET = object()
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """Nested settings as one level of dotted names ({"model": {"gat_start": x}} -> {"model.gat_start": x})."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _said(settings: dict, key: str) -> str:
+    return repr(settings[key]) if key in settings else "unset"
+
+
+def _why_again(last: dict, cfg: TrainConfig, phase: int, arrays: TrainingArrays, store: CheckpointStore) -> str:
+    """Why a run of ``cfg`` trains ``phase`` again although ``last``, its checkpoint, finished: the
+    first that holds of resume off, other data, other code, other settings, a start trained again
+    since, or none of them (a finished run is run again, not continued)."""
+    if not cfg.resume:
+        return "training.resume is off"
+    if not _same_data(last, arrays):
+        return f"it was trained on other data ({describe(last.get('data_fingerprint'))})"
+    if not _same_code(last):
+        return f"it was trained by other code ({last.get('code', 'not recorded')}; now {code_version()})"
+    if why := _not_as_trained(last, cfg, phase):
+        return f"it {why}"
+    if not _follows(store, phase, last):
+        return f"it was trained from a phase {phase - 1} that has been trained again since"
+    return "it finished with these data, code and settings: only an interrupted run is continued, a finished one runs again"
 
 
 def _same_code(checkpoint: dict) -> bool:
@@ -465,11 +515,11 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
             phase, earlier, store.path(phase, "last"), phase - 1)  # fmt: skip
         resumable = False
     if resumable and _limit_trained_under(before, cfg, phase) is None:  # a phase that goes on passed this in _as_now
-        say("phase %d: the interrupted run in %s was trained with other settings (or past this run's epoch limit): it starts over",
-            phase, store.path(phase, "last"))  # fmt: skip
+        say("phase %d: the interrupted run in %s %s: it starts over",
+            phase, store.path(phase, "last"), _not_as_trained(before, cfg, phase) or "was trained under no recorded epoch limit")  # fmt: skip
         resumable = False
-    if before is not None and not resumable and main:
-        _warn_retraining(phase, store, followed_by)
+    if before is not None and not resumable and main:  # an interrupted phase's reason was said above
+        _warn_retraining(phase, store, followed_by, _why_again(before, cfg, phase, arrays, store) if before["finished"] and not more else "")
     if resumable:
         load_weights(model, before.get("train_weights") or before["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
         optimizer.load_state_dict(before["optimizer"])
