@@ -424,7 +424,7 @@ def test_a_finished_phase_trained_again_says_why(prepared, tmp_path, caplog):
     """A run that trains a finished phase again says why in its warning: the settings the phase
     depends on that differ, by name (nested ones dotted) and value, or more epochs than its limit,
     or that it finished with these very settings (a finished run runs again; only an interrupted
-    one goes on). An interrupted phase under other settings names them too."""
+    one goes on), or that resuming is off. An interrupted phase under other settings names them too."""
     model = {"d_model": 16, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1, "dropout": 0.1}
     store = CheckpointStore(tmp_path / "finished")
     _train(prepared, store, epochs=1)
@@ -441,6 +441,7 @@ def test_a_finished_phase_trained_again_says_why(prepared, tmp_path, caplog):
     assert "(it finished with these data, code and settings: only an interrupted run is continued" in warning_of(epochs=1, seed=1, model={**model, "dropout": 0.2})
     _train(prepared, store, epochs=2, patience=5)
     assert "(it ran 2 epochs, more than this run's limit of 1)" in warning_of(epochs=1, patience=5)
+    assert "(training.resume is off)" in warning_of(epochs=1, patience=5, resume=False)
 
     interrupted = CheckpointStore(tmp_path / "interrupted")
     with pytest.raises(KeyboardInterrupt):

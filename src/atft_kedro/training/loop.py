@@ -256,9 +256,8 @@ def _limit_trained_under(last: dict, cfg: TrainConfig, phase: int) -> int | None
     """The epoch limit a phase's last checkpoint was trained under, where it was trained with the
     settings ``cfg`` gives the phase (its epoch limit aside) and for no more epochs than ``cfg``
     allows, so that a run of ``cfg`` could go on from it; else None."""
-    (then, limit_then), (now, limit_now) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
-    ok = then == now and limit_then is not None and "epoch" in last and last["epoch"] + 1 <= limit_now
-    return limit_then if ok else None
+    limit_then = _recipe(last.get("config", {}).get("train") or {}, phase)[1]
+    return limit_then if "epoch" in last and not _not_as_trained(last, cfg, phase) else None
 
 
 def _not_as_trained(last: dict, cfg: TrainConfig, phase: int) -> str:
@@ -294,9 +293,9 @@ def _said(settings: dict, key: str) -> str:
 
 
 def _why_again(last: dict, cfg: TrainConfig, phase: int, arrays: TrainingArrays, store: CheckpointStore) -> str:
-    """Why a run of ``cfg`` trains ``phase`` again although ``last``, its checkpoint, finished: the
-    first that holds of resume off, other data, other code, other settings, a start trained again
-    since, or none of them (a finished run is run again, not continued)."""
+    """Why a run of ``cfg`` trains ``phase`` again from its start rather than going on from ``last``,
+    its checkpoint: the first that holds of resume off, other data, other code, other settings, a
+    start trained again since, or none of them (a finished run is run again, not continued)."""
     if not cfg.resume:
         return "training.resume is off"
     if not _same_data(last, arrays):
@@ -500,6 +499,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     before = store.load(phase, "last") if store.exists(phase, "last") else None
     more = before is not None and cfg.resume and before["finished"] and _as_now(before, cfg, phase) == "more"
     resumable = before is not None and cfg.resume and (not before["finished"] or more)
+    said = resumable  # where the checks below may stop it going on, they say why
     say = log.warning if main else log.debug
     earlier = "the run that stopped at fewer epochs" if more else "the interrupted run"
     if resumable and not _same_data(before, arrays):
@@ -518,8 +518,8 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         say("phase %d: the interrupted run in %s %s: it starts over",
             phase, store.path(phase, "last"), _not_as_trained(before, cfg, phase) or "was trained under no recorded epoch limit")  # fmt: skip
         resumable = False
-    if before is not None and not resumable and main:  # an interrupted phase's reason was said above
-        _warn_retraining(phase, store, followed_by, _why_again(before, cfg, phase, arrays, store) if before["finished"] and not more else "")
+    if before is not None and not resumable and main:
+        _warn_retraining(phase, store, followed_by, "" if said else _why_again(before, cfg, phase, arrays, store))
     if resumable:
         load_weights(model, before.get("train_weights") or before["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
         optimizer.load_state_dict(before["optimizer"])
