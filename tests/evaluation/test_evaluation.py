@@ -350,6 +350,7 @@ def test_the_one_copy_design_is_the_stacked_arrays_it_replaces_and_fits_to_the_s
     import torch
 
     from atft_kedro.evaluation.baselines import ridge_solve, solve_ridge_design, with_intercept
+    from atft_kedro.threads import torch_threads
 
     r = np.random.default_rng(3)
     x, extra, y = 2.0 * r.standard_normal((5000, 12)), r.standard_normal((5000, 1)), r.standard_normal(5000)
@@ -360,7 +361,8 @@ def test_the_one_copy_design_is_the_stacked_arrays_it_replaces_and_fits_to_the_s
         t = torch.from_numpy(design)
         penalty = 3.0 * torch.eye(t.shape[1], dtype=torch.float64)
         penalty[-1, -1] = 0.0
-        return torch.linalg.solve(t.T @ t + penalty, t.T @ torch.from_numpy(target.astype(np.float64))).numpy()
+        with torch_threads(1):  # as the fit runs its products (on two threads they round otherwise on some CPUs)
+            return torch.linalg.solve(t.T @ t + penalty, t.T @ torch.from_numpy(target.astype(np.float64))).numpy()
 
     clipped = np.clip(x[rows], -1.5, 1.5)
     zeroed = np.hstack([np.zeros_like(clipped[:, :4]), clipped[:, 4:]])
