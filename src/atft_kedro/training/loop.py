@@ -256,20 +256,21 @@ def _limit_trained_under(last: dict, cfg: TrainConfig, phase: int) -> int | None
     """The epoch limit a phase's last checkpoint was trained under, where it was trained with the
     settings ``cfg`` gives the phase (its epoch limit aside) and for no more epochs than ``cfg``
     allows, so that a run of ``cfg`` could go on from it; else None."""
-    limit_then = _recipe(last.get("config", {}).get("train") or {}, phase)[1]
-    return limit_then if "epoch" in last and not _not_as_trained(last, cfg, phase) else None
+    return None if _not_as_trained(last, cfg, phase) else _recipe(last.get("config", {}).get("train") or {}, phase)[1]
 
 
 def _not_as_trained(last: dict, cfg: TrainConfig, phase: int) -> str:
     """Why, by its settings, a run of ``cfg`` cannot take ``last`` (a checkpoint of ``phase``) as its
     own, in words: the settings the phase depends on that differ ("training.seed 1 then, 2 now"),
-    or more epochs than ``cfg`` allows; "" where neither holds."""
-    (then, _), (now, limit) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
+    more epochs than ``cfg`` allows, or no record of its epochs; "" where none holds."""
+    (then, limit_then), (now, limit) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
     then, now = _flat(then), _flat(now)
     changed = [f"training.{k} {_said(then, k)} then, {_said(now, k)} now" for k in sorted(then.keys() | now.keys()) if then.get(k, _UNSET) != now.get(k, _UNSET)]
     if changed:
         return "was trained with other settings: " + "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-    if limit is not None and last.get("epoch", -1) + 1 > limit:
+    if limit_then is None or "epoch" not in last:
+        return "was trained under no recorded epoch limit"
+    if last["epoch"] + 1 > limit:
         return f"ran {last['epoch'] + 1} epochs, more than this run's limit of {limit}"
     return ""
 
@@ -292,21 +293,19 @@ def _said(settings: dict, key: str) -> str:
     return repr(settings[key]) if key in settings else "unset"
 
 
-def _why_again(last: dict, cfg: TrainConfig, phase: int, arrays: TrainingArrays, store: CheckpointStore) -> str:
-    """Why a run of ``cfg`` trains ``phase`` again from its start rather than going on from ``last``,
-    its checkpoint: the first that holds of resume off, other data, other code, other settings, a
-    start trained again since, or none of them (a finished run is run again, not continued)."""
-    if not cfg.resume:
-        return "training.resume is off"
+def _why_not_from(last: dict, cfg: TrainConfig, phase: int, arrays: TrainingArrays, store: CheckpointStore) -> str:
+    """Why a run of ``cfg`` cannot go on from ``last``, ``phase``'s checkpoint, in words: the first
+    that holds of other data, other code, other settings (``_not_as_trained``) and a start trained
+    again since; "" where none does."""
     if not _same_data(last, arrays):
-        return f"it was trained on other data ({describe(last.get('data_fingerprint'))})"
+        return f"was of other data ({describe(last.get('data_fingerprint'))}), not of these arrays ({describe(arrays.data_fingerprint)})"
     if not _same_code(last):
-        return f"it was trained by other code ({last.get('code', 'not recorded')}; now {code_version()})"
+        return f"was trained by other code ({last.get('code', 'not recorded')}; now {code_version()})"
     if why := _not_as_trained(last, cfg, phase):
-        return f"it {why}"
+        return why
     if not _follows(store, phase, last):
-        return f"it was trained from a phase {phase - 1} that has been trained again since"
-    return "it finished with these data, code and settings: only an interrupted run is continued, a finished one runs again"
+        return f"was trained from a phase {phase - 1} that has been trained again since"
+    return ""
 
 
 def _same_code(checkpoint: dict) -> bool:
@@ -499,27 +498,17 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
     before = store.load(phase, "last") if store.exists(phase, "last") else None
     more = before is not None and cfg.resume and before["finished"] and _as_now(before, cfg, phase) == "more"
     resumable = before is not None and cfg.resume and (not before["finished"] or more)
-    said = resumable  # where the checks below may stop it going on, they say why
     say = log.warning if main else log.debug
-    earlier = "the run that stopped at fewer epochs" if more else "the interrupted run"
-    if resumable and not _same_data(before, arrays):
-        say("phase %d: %s in %s was of other data (%s), not of these arrays (%s): it starts over",
-            phase, earlier, store.path(phase, "last"), describe(before.get("data_fingerprint")), describe(arrays.data_fingerprint))  # fmt: skip
-        resumable = False
-    if resumable and not _same_code(before):
-        say("phase %d: %s in %s was trained by other code (%s; now %s): it starts over",
-            phase, earlier, store.path(phase, "last"), before.get("code", "not recorded"), code_version())  # fmt: skip
-        resumable = False
-    if resumable and not _follows(store, phase, before):
-        say("phase %d: %s in %s was trained from a phase %d that has been trained again since: it starts over",
-            phase, earlier, store.path(phase, "last"), phase - 1)  # fmt: skip
-        resumable = False
-    if resumable and _limit_trained_under(before, cfg, phase) is None:  # a phase that goes on passed this in _as_now
-        say("phase %d: the interrupted run in %s %s: it starts over",
-            phase, store.path(phase, "last"), _not_as_trained(before, cfg, phase) or "was trained under no recorded epoch limit")  # fmt: skip
-        resumable = False
+    why = _why_not_from(before, cfg, phase, arrays, store) if before is not None and cfg.resume else ""
+    if resumable and why:
+        earlier = "the run that stopped at fewer epochs" if more else "the interrupted run"
+        say("phase %d: %s in %s %s: it starts over", phase, earlier, store.path(phase, "last"), why)
+        resumable, why = False, ""  # said
+    elif before is not None and not resumable:  # a finished phase trained again, or resuming off
+        why = "training.resume is off" if not cfg.resume else f"it {why}" if why else (
+            "it finished with these data, code and settings: only an interrupted run is continued, a finished one runs again")
     if before is not None and not resumable and main:
-        _warn_retraining(phase, store, followed_by, "" if said else _why_again(before, cfg, phase, arrays, store))
+        _warn_retraining(phase, store, followed_by, why)
     if resumable:
         load_weights(model, before.get("train_weights") or before["model"], f"the checkpoint {store.path(phase, 'last')}", f"phase={phase}")
         optimizer.load_state_dict(before["optimizer"])
