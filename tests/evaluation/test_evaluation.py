@@ -61,6 +61,10 @@ def test_backtest_return_turnover_and_cost_by_hand():
     summary = r.summary()
     curve = np.cumprod(1 + r.net)
     assert summary["ls_ann_return"] == pytest.approx(curve[-1] ** (252 / 3) - 1)
+    # Sharpe after costs and before: mean / sample sd of the period returns, annualised for daily periods
+    assert summary["ls_sharpe"] == pytest.approx(np.mean(r.net) / np.std(r.net, ddof=1) * np.sqrt(252))
+    assert summary["ls_sharpe_gross"] == pytest.approx(0.1 / 3 / np.std([0.04, 0.01, 0.05], ddof=1) * np.sqrt(252))
+    assert summary["ls_sharpe_gross"] != pytest.approx(summary["ls_sharpe"])
     assert summary["max_drawdown"] == 0.0
     assert summary["turnover"] == pytest.approx(2.0)
 
@@ -117,7 +121,9 @@ def test_metrics_document_has_the_spec_shape():
     assert list(doc) == ["horizons"]
     assert list(doc["horizons"]["1d"]["model"]) == list(METRIC_KEYS)
     assert doc["horizons"]["1d"]["oracle"]["ic"] is None
-    assert set(METRIC_KEYS) == {"ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_ann_return", "max_drawdown", "turnover"}
+    # SPEC section 7's keys, and the Sharpe before costs beside them
+    assert set(METRIC_KEYS) == {"ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_ann_return", "max_drawdown", "turnover",
+                                "ls_sharpe_gross"}  # fmt: skip
 
 
 def test_neutral_scores_separate_bets_on_the_market_and_sectors_from_stock_picking():

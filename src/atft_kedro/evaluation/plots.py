@@ -18,9 +18,11 @@ def plot_cumulative(results: dict[str, BacktestResult], horizon: str):
     ax = fig.subplots()
     for name, r in results.items():
         if len(r.net):
-            ax.plot(r.dates, np.cumprod(1 + r.net) - 1, label=name, lw=2.2 if name == "model" else 1.2)
+            line = ax.plot(r.dates, np.cumprod(1 + r.net) - 1, label=name, lw=2.2 if name == "model" else 1.2)[0]
+            if name == "model":  # what the ranking earns before trading it costs
+                ax.plot(r.dates, np.cumprod(1 + r.gross) - 1, label="model, before costs", lw=1.2, ls="--", color=line.get_color())
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set_title(f"Cumulative long-short return after costs ({horizon}, test split)")
+    ax.set_title(f"Cumulative long-short return after costs ({horizon}, test split; the model's also before)")
     ax.legend()
     return fig
 

@@ -9,7 +9,7 @@ from atft_kedro.evaluation.metrics import NEUTRAL_KEYS
 
 __all__ = ["METRIC_KEYS", "NEUTRAL_KEYS", "kept_checkpoint", "markdown_report", "metrics_document"]
 
-METRIC_KEYS = ("ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_ann_return", "max_drawdown", "turnover")
+METRIC_KEYS = ("ic", "rank_ic", "icir", "rank_icir", "hit_rate", "ls_sharpe", "ls_sharpe_gross", "ls_ann_return", "max_drawdown", "turnover")
 
 
 def _clean(v: float) -> float | None:
@@ -118,8 +118,8 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             lines += [f"Start of the {path.split(', ', 1)[-1]} ({path.split(', ', 1)[0]}), chosen on validation: "
                       + "; ".join(f"{h} {name}" for h, name in kept.items()) + ".", ""]  # fmt: skip
     for h, scorers in document["horizons"].items():
-        lines += [f"## {h}", "", "| scorer | IC | RankIC | ICIR | RankICIR | hit rate | LS Sharpe | LS ann. return | max DD | turnover | dates used / skipped |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"## {h}", "", "| scorer | IC | RankIC | ICIR | RankICIR | hit rate | LS Sharpe | LS Sharpe before costs | LS ann. return | max DD | turnover | dates used / skipped |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for s, m in scorers.items():
             cells = ["n/a" if m[k] is None else f"{m[k]:.4f}" for k in METRIC_KEYS]
             used, skipped = counts[h][s]

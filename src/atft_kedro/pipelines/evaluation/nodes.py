@@ -28,14 +28,16 @@ log = logging.getLogger(__name__)
 
 def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                  data_fingerprint: dict | None = None, checkpoints: CheckpointStore | None = None,
-                 market_features: pl.DataFrame | None = None, normalisation: dict | None = None, parts: bool = True) -> pl.DataFrame:  # fmt: skip
+                 market_features: pl.DataFrame | None = None, normalisation: dict | None = None, parts: bool = True,
+                 label: str = "") -> pl.DataFrame:  # fmt: skip
     """The best model's median forecasts on every test date, dropout off, and their additive paths
     (``part_{path}_{h}``), beside the realised returns (``model_input``'s targets: the arrays' may be
     the neutral ones training used). With ``data_fingerprint`` (the node always has it), the model,
     arrays and graphs must be of that data. Walk-forward (``splits.n_folds > 1``): each fold's test
-    dates by that fold's best checkpoint of the model's phase, with a ``fold`` column."""
+    dates by that fold's best checkpoint of the model's phase, with a ``fold`` column. ``label``: what
+    the log says these forecasts are, after their count."""
     return _predict_split("test", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
-                          normalisation, parts)  # fmt: skip
+                          normalisation, parts, label=label)  # fmt: skip
 
 
 def predict_validation(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
@@ -50,17 +52,18 @@ def predict_validation(model: dict, training_arrays: TrainingArrays, graphs: Gra
 
 def _predict_split(split: str, model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                    data_fingerprint: dict | None, checkpoints: CheckpointStore | None, market_features: pl.DataFrame | None,
-                   normalisation: dict | None, parts: bool, moved: tuple | None = None, last: int | None = None) -> pl.DataFrame:  # fmt: skip
+                   normalisation: dict | None, parts: bool, moved: tuple | None = None, last: int | None = None,
+                   label: str = "") -> pl.DataFrame:  # fmt: skip
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint,
                          model=model.get("data_fingerprint"))  # fmt: skip
     folds = sorted(splits["fold"].unique())
     if len(folds) == 1:
-        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts, moved, last), model)
+        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts, moved, last, label), model)
     phase = model["config"]["phase"]
     frames = [
         _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
-                      graphs, splits, f, model_input, split, parts, moved, last).with_columns(pl.lit(f, pl.Int32).alias("fold"))
+                      graphs, splits, f, model_input, split, parts, moved, last, label).with_columns(pl.lit(f, pl.Int32).alias("fold"))
         for f in folds
     ]  # fmt: skip
     return _stamped(pl.concat(frames), model)
@@ -87,7 +90,8 @@ def _check_made_by(model: dict, name: str, made: pl.DataFrame) -> None:
 
 
 def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, fold: int, model_input: pl.DataFrame,
-                  split: str = "test", parts: bool = False, moved: tuple | None = None, last: int | None = None) -> pl.DataFrame:  # fmt: skip
+                  split: str = "test", parts: bool = False, moved: tuple | None = None, last: int | None = None,
+                  label: str = "") -> pl.DataFrame:  # fmt: skip
     """The model's forecasts on every date of one split of one fold (``last``: on its last ``last``
     dates only), beside the realised returns; with ``moved`` = (columns, seed), those feature
     columns moved between stocks (``ShuffledColumns``)."""
@@ -99,7 +103,8 @@ def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits:
     dataset = DateDataset(arrays, graphs, idx, train_cfg.window) if moved is None else ShuffledColumns(arrays, graphs, idx, train_cfg.window, *moved)
     preds = predict(net.to(device), dataset, train_cfg, device, parts=parts)
     if moved is None:
-        log.info("phase %d model%s: predictions for %d %s dates", model["config"]["phase"], f", fold {fold}" if fold else "", len(idx), split)
+        log.info("phase %d model%s: predictions for %d %s dates%s", model["config"]["phase"], f", fold {fold}" if fold else "", len(idx), split,
+                 f", {label}" if label else "")  # fmt: skip
     targets = [c for c in preds.columns if c.startswith("target_")]
     realised = model_input.select("Date", "Code", *targets)
     return preds.drop(targets).join(realised, on=["Date", "Code"], how="left", maintain_order="left")
@@ -145,7 +150,7 @@ def predict_test_random_graph(model: dict, training_arrays: TrainingArrays, grap
     """The same forecasts (without their paths) on the graphs with their endpoints redrawn at random (``graph_ablation``)."""
     shuffled = graphs.with_random_endpoints(params["graph_ablation_seed"])
     return predict_test(model, training_arrays, shuffled, splits, model_input, data_fingerprint, checkpoints, market_features, normalisation,
-                        parts=False)  # fmt: skip
+                        parts=False, label="on the graphs with their endpoints redrawn at random (the graph ablation)")  # fmt: skip
 
 
 def evaluate(
@@ -182,7 +187,8 @@ def evaluate(
     for h, scorers in result.document["horizons"].items():
         for name, m in scorers.items():
             used, skipped = result.counts[h][name]
-            log.info("%s %-13s RankIC %s  LS Sharpe %s  (%d dates, %d skipped)", h, name, m["rank_ic"], m["ls_sharpe"], used, skipped)
+            log.info("%s %-13s RankIC %s  LS Sharpe %s (before costs %s)  (%d dates, %d skipped)", h, name, m["rank_ic"], m["ls_sharpe"],
+                     m["ls_sharpe_gross"], used, skipped)  # fmt: skip
         p = result.document["paired"][h]
         log.info("%s model - %s: %s [%s, %s]", h, p["best_baseline"], p["mean"], p["ci95_low"], p["ci95_high"])
         p = result.document["validation_pick"][h]
