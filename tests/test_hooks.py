@@ -80,6 +80,7 @@ def test_a_misspelt_parameter_stops_a_run_before_any_node():
 
 
 @pytest.mark.parametrize(("evaluation", "said"), [({"quantile": 0.7}, r"quantile is the fraction .* in \(0, 0.5\], got 0.7"),
+                                               ({"hold_quantile": 0.1}, r"hold_quantile .* in \[quantile \(0.2\), 0.5\], or null .* got 0.1"),
                                                ({"min_stocks": 1}, r"min_stocks .* a whole number >= 2, got 1"),
                                                ({"cost_bp": -5}, r"cost_bp .* >= 0, got -5"),
                                                ({"blend": True, "blend_weights": [0, 2]}, r"blend_weights .* each in \[0, 1\], got \[0.0, 2.0\]"),

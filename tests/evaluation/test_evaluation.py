@@ -69,6 +69,23 @@ def test_backtest_return_turnover_and_cost_by_hand():
     assert summary["turnover"] == pytest.approx(2.0)
 
 
+def test_a_buffer_keeps_held_stocks_within_the_hold_quantile_and_the_book_size():
+    # 10 stocks, quantile 0.2 -> two long, two short; hold_quantile 0.4 -> a held stock stays in the top (bottom) 4
+    day0 = {c: float(i) for i, c in enumerate("ABCDEFGHIJ")}  # long J, I; short A, B
+    day1 = {**day0, "J": 6.5, "I": 5.5, "A": 7.5, "B": 2.5}  # ascending: C 2, B 2.5, D 3, E 4, F 5, I 5.5, G 6, J 6.5, H 7, A 7.5
+    rows = [(D0 + dt.timedelta(days=d), c, s, 0.01 * s) for d, day in enumerate((day0, day1)) for c, s in day.items()]
+    cfg = BacktestConfig(quantile=0.2, cost_bp=0, min_stocks=10, hold_quantile=0.4)
+    r = long_short_backtest(_frame(rows), "s", "y", 1, cfg)
+    # long: J kept (3rd from the top: A, H, J), I dropped (5th), the best other is A -> long J, A
+    # short: B kept (2nd from the bottom), A dropped (it ranks at the top) -> the lowest other, C -> short C, B
+    assert r.gross[1] == pytest.approx((0.065 + 0.075) / 2 - (0.02 + 0.025) / 2)
+    assert r.turnover[1] == pytest.approx(4 * 0.5)  # I out and A in (long), A out and C in (short): 0.5 each
+    plain = long_short_backtest(_frame(rows), "s", "y", 1, BacktestConfig(quantile=0.2, cost_bp=0, min_stocks=10))
+    assert plain.gross[1] == pytest.approx((0.075 + 0.07) / 2 - (0.02 + 0.025) / 2)  # the top two, A and H; the bottom two, C and B
+    assert plain.turnover[1] == pytest.approx(6 * 0.5)  # J, I out and A, H in; A out and C in
+    assert r.gross[0] == plain.gross[0] and r.turnover[0] == plain.turnover[0]  # from flat the buffer holds nothing
+
+
 def test_missing_exit_price_counts_flat_and_holding_does_not_overlap():
     rows = []
     for d in range(10):

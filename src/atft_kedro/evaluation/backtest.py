@@ -2,7 +2,9 @@
 
 At each rebalance date t the portfolio goes long the top ``quantile`` of the stocks that traded on
 t, ranked by their score at t, and short the bottom ``quantile``, equally weighted (+1/n_long,
--1/n_short: gross 2, net 0). It is held for h trading days and earns ``target_{h}d`` of each stock
+-1/n_short: gross 2, net 0). With a buffer (``hold_quantile`` above ``quantile``) a stock already
+held keeps its place while it ranks within the top (bottom) ``hold_quantile``, and the rest of each
+book, still n stocks, is filled from the top (bottom) down: the same book size, less trading. It is held for h trading days and earns ``target_{h}d`` of each stock
 over (t, t+h]: a score known at the close of t only ever meets returns after t. For h > 1 the
 holding periods do not overlap (rebalance every h-th date). A position whose exit price is missing
 (suspended or delisted by t+h) earns 0: selection never uses whether a stock survives.
@@ -29,10 +31,14 @@ class BacktestConfig:
     quantile: float = 0.2
     cost_bp: float = 10.0
     min_stocks: int = 20
+    hold_quantile: float | None = None  # a held stock stays while it ranks within this fraction; None: ``quantile`` (no buffer)
 
     def __post_init__(self):
         if not 0 < self.quantile <= 0.5:
             raise ValueError(f"quantile is the fraction of stocks held long and, as many, short: in (0, 0.5], got {self.quantile!r}")
+        if self.hold_quantile is not None and not self.quantile <= self.hold_quantile <= 0.5:
+            raise ValueError(f"hold_quantile is the fraction within which a held stock keeps its place: in [quantile ({self.quantile}), 0.5], "
+                             f"or null for no buffer, got {self.hold_quantile!r}")  # fmt: skip
         if not self.cost_bp >= 0:
             raise ValueError(f"cost_bp is a cost in basis points per unit of turnover, >= 0, got {self.cost_bp!r}")
         if not whole_number(self.min_stocks, 2):
@@ -69,6 +75,13 @@ def _sharpe(returns: np.ndarray, per_year: float) -> float:
     return float(returns.mean() / sd * np.sqrt(per_year)) if sd and sd > 0 else float("nan")
 
 
+def _book(codes: list, n: int, hold: int, held: set) -> set:
+    """One side's n stocks from ``codes`` (best first): those ``held`` that rank within the first
+    ``hold``, then the best of the rest; with ``hold`` == n, simply the first n."""
+    kept = set([c for c in codes[:hold] if c in held][:n])  # the best n of them, where the book was larger
+    return kept | set([c for c in codes if c not in kept][: n - len(kept)])
+
+
 def long_short_backtest(frame: pl.DataFrame, score: str, target: str, horizon: int, cfg: BacktestConfig) -> BacktestResult:
     """``frame``: Date, Code, ``score`` (null/NaN: not tradable), ``target`` (forward h-day return)."""
     f = frame.select("Date", "Code", pl.col(score).alias("s"), pl.col(target).alias("y")).sort("Date", "Code")
@@ -85,10 +98,15 @@ def long_short_backtest(frame: pl.DataFrame, score: str, target: str, horizon: i
             skipped += 1
             continue
         n = max(1, int(np.floor(g.height * cfg.quantile)))
+        hold = max(n, int(np.floor(g.height * (cfg.hold_quantile or cfg.quantile))))
         ranked = g.sort("s", "Code")
-        short, long = ranked.head(n), ranked.tail(n)
-        weights = {c: -1.0 / n for c in short["Code"]} | {c: 1.0 / n for c in long["Code"]}
-        ret = long["y"].fill_null(0.0).fill_nan(0.0).mean() - short["y"].fill_null(0.0).fill_nan(0.0).mean()
+        codes = ranked["Code"].to_list()
+        short = _book(codes, n, hold, {c for c, w in prev.items() if w < 0})
+        long = _book(codes[::-1], n, hold, {c for c, w in prev.items() if w > 0})
+        short, long = [c for c in codes if c in short], [c for c in codes if c in long]  # in rank order, as the sums always ran
+        weights = {c: -1.0 / n for c in short} | {c: 1.0 / n for c in long}
+        side = lambda book: ranked.filter(pl.col("Code").is_in(book))["y"].fill_null(0.0).fill_nan(0.0).mean()  # noqa: E731  (in rank order)
+        ret = side(long) - side(short)
         turnover = sum(abs(weights.get(c, 0.0) - prev.get(c, 0.0)) for c in weights.keys() | prev.keys())
         used.append(d)
         gross.append(ret)

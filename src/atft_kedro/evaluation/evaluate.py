@@ -50,7 +50,7 @@ from atft_kedro.evaluation.report import metrics_document
 
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
 # the keys of `evaluation` in conf/base/parameters_evaluation.yml (`lightgbm`'s are LightGBMConfig's fields)
-PARAMETERS = ("quantile", "cost_bp", "min_stocks", "ridge_alphas", "lightgbm", "blend", "blend_weights", "graph_ablation_seed", "importance_seed",
+PARAMETERS = ("quantile", "hold_quantile", "cost_bp", "min_stocks", "ridge_alphas", "lightgbm", "blend", "blend_weights", "graph_ablation_seed", "importance_seed",
               "importance_dates")
 
 
@@ -74,7 +74,8 @@ class EvaluationConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "EvaluationConfig":
-        backtest = BacktestConfig(quantile=params["quantile"], cost_bp=params["cost_bp"], min_stocks=params["min_stocks"])
+        backtest = BacktestConfig(quantile=params["quantile"], cost_bp=params["cost_bp"], min_stocks=params["min_stocks"],
+                                  hold_quantile=params.get("hold_quantile"))  # fmt: skip
         weights = tuple(float(w) for w in params["blend_weights"]) if params.get("blend") else ()  # evaluation.blend: false, no blend
         return cls(backtest, BaselineConfig.from_params(params), weights, params.get("importance_dates"))
 

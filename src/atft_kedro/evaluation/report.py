@@ -104,8 +104,9 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
         "# Evaluation on the test split",
         "",
         f"Source `{context['source']}`, {context['n_dates']} test dates ({context['start']} .. {context['end']}), "
-        f"{context['n_stocks']} stocks; long-short: top/bottom {context['quantile']:.0%}, "
-        f"{context['cost_bp']:g} bp per unit turnover, non-overlapping holding for h > 1.",
+        f"{context['n_stocks']} stocks; long-short: top/bottom {context['quantile']:.0%}"
+        + (f" (a held stock kept within {context['hold_quantile']:.0%})" if context.get("hold_quantile") else "")
+        + f", {context['cost_bp']:g} bp per unit turnover, non-overlapping holding for h > 1.",
         "",
     ]
     made = context.get("provenance")

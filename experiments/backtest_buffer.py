@@ -1,0 +1,64 @@
+"""What a buffer does to the model's long-short book: turnover, and the Sharpe after and before costs.
+
+    python experiments/backtest_buffer.py --runs data [other_project/data ...] [--holds 0.25,0.3,0.4,0.5]
+
+``--runs``: the ``data`` folders of finished ``kedro run``s (their validation and test forecasts,
+``data/07_model_output/{validation_predictions,predictions}.parquet``). Per run and horizon, the
+evaluation's backtest (``evaluation.quantile`` and ``cost_bp`` as given here) without a buffer and with
+each ``evaluation.hold_quantile`` of ``--holds``, on validation and on test; the hold whose
+Sharpe after costs is best on validation is marked, and its test row is the one to read (test
+never chooses). One run's Sharpe is not a result (docs/reproducibility.md): read several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+
+from atft_kedro.evaluation.backtest import BacktestConfig, long_short_backtest
+
+SPLITS = {"val": "validation_predictions", "test": "predictions"}
+
+
+def sweep(frames: dict[str, pl.DataFrame], horizon: str, holds: list[float | None], cfg: BacktestConfig) -> list[dict]:
+    """One row per hold (None: no buffer) with each split's Sharpe after and before costs and turnover;
+    ``chosen`` marks the hold with the best Sharpe after costs on validation (the first of equals)."""
+    h = int(horizon[:-1])
+    rows = []
+    for hold in holds:
+        row = {"hold": hold}
+        for split, frame in frames.items():
+            s = long_short_backtest(frame, f"pred_{horizon}", f"target_{horizon}", h,
+                                    BacktestConfig(cfg.quantile, cfg.cost_bp, cfg.min_stocks, hold)).summary()  # fmt: skip
+            row |= {f"{split} {k}": s[k] for k in ("ls_sharpe", "ls_sharpe_gross", "turnover")}
+        rows.append(row)
+    best = max(range(len(rows)), key=lambda i: rows[i]["val ls_sharpe"])
+    return [{**r, "chosen": i == best} for i, r in enumerate(rows)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", nargs="+", required=True, help="data folders of finished kedro runs")
+    parser.add_argument("--holds", default="0.25,0.3,0.4,0.5", help="hold quantiles to try beside none, comma-separated")
+    parser.add_argument("--quantile", type=float, default=0.2)
+    parser.add_argument("--cost-bp", type=float, default=10.0)
+    parser.add_argument("--horizons", default="1d,5d,10d,20d")
+    args = parser.parse_args()
+    cfg = BacktestConfig(args.quantile, args.cost_bp)
+    holds = [None, *(float(q) for q in args.holds.split(","))]
+    for run in args.runs:
+        frames = {split: pl.read_parquet(Path(run) / "07_model_output" / f"{name}.parquet") for split, name in SPLITS.items()}
+        print(f"\n{run}\n")
+        print("| horizon | hold | validation: Sharpe / before costs / turnover | test: Sharpe / before costs / turnover |")
+        print("|---|---|---|---|")
+        for horizon in args.horizons.split(","):
+            for r in sweep(frames, horizon, holds, cfg):
+                cells = [" / ".join(f"{r[f'{s} {k}']:.2f}" for k in ("ls_sharpe", "ls_sharpe_gross", "turnover")) for s in SPLITS]
+                hold = "none" if r["hold"] is None else f"{r['hold']:g}"
+                print(f"| {horizon} | {'**' + hold + '** (validation)' if r['chosen'] else hold} | {cells[0]} | {cells[1]} |")
+
+
+if __name__ == "__main__":
+    main()
