@@ -4,10 +4,11 @@ At each rebalance date t the portfolio goes long the top ``quantile`` of the sto
 t, ranked by their score at t, and short the bottom ``quantile``, equally weighted (+1/n_long,
 -1/n_short: gross 2, net 0). With a buffer (``hold_quantile`` above ``quantile``) a stock already
 held keeps its place while it ranks within the top (bottom) ``hold_quantile``, and the rest of each
-book, still n stocks, is filled from the top (bottom) down: the same book size, less trading. It is held for h trading days and earns ``target_{h}d`` of each stock
-over (t, t+h]: a score known at the close of t only ever meets returns after t. For h > 1 the
-holding periods do not overlap (rebalance every h-th date). A position whose exit price is missing
-(suspended or delisted by t+h) earns 0: selection never uses whether a stock survives.
+book, still n stocks, is filled from the top (bottom) down: the same book size, less trading. It is
+held for h trading days and earns ``target_{h}d`` of each stock over (t, t+h]: a score known at the
+close of t only ever meets returns after t. For h > 1 the holding periods do not overlap (rebalance
+every h-th date). A position whose exit price is missing (suspended or delisted by t+h) earns 0:
+selection never uses whether a stock survives.
 
 Turnover at a rebalance is sum_i |w_new - w_old| (0..4); its cost is ``cost_bp`` basis points per
 unit of turnover, charged to that period. Reported: annualised compound return, Sharpe (mean / std
