@@ -7,7 +7,8 @@
 evaluation's backtest (``evaluation.quantile`` and ``cost_bp`` as given here) without a buffer and with
 each ``evaluation.hold_quantile`` of ``--holds``, on validation and on test; the hold whose
 Sharpe after costs is best on validation is marked, and its test row is the one to read (test
-never chooses). One run's Sharpe is not a result (docs/reproducibility.md): read several runs.
+never chooses); last, per horizon, in how many runs that pick beat no buffer on test. One run's
+Sharpe is not a result (docs/reproducibility.md): read several runs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def sweep(frames: dict[str, pl.DataFrame], horizon: str, holds: list[float | Non
     return [{**r, "chosen": i == best} for i, r in enumerate(rows)]
 
 
+def tally(sweeps: list[list[dict]]) -> tuple[int, int]:
+    """Over runs (each one ``sweep``'s rows, no buffer first): in how many the hold validation
+    picked has a higher test Sharpe after costs than no buffer, and in how many it picked a buffer."""
+    picked = [next(r for r in rows if r["chosen"]) for rows in sweeps]
+    above = sum(p["test ls_sharpe"] > rows[0]["test ls_sharpe"] for p, rows in zip(picked, sweeps))
+    return above, sum(p["hold"] is not None for p in picked)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", nargs="+", required=True, help="data folders of finished kedro runs")
@@ -48,16 +57,24 @@ def main() -> None:
     args = parser.parse_args()
     cfg = BacktestConfig(args.quantile, args.cost_bp)
     holds = [None, *(float(q) for q in args.holds.split(","))]
+    horizons = args.horizons.split(",")
+    sweeps = {h: [] for h in horizons}
     for run in args.runs:
         frames = {split: pl.read_parquet(Path(run) / "07_model_output" / f"{name}.parquet") for split, name in SPLITS.items()}
         print(f"\n{run}\n")
         print("| horizon | hold | validation: Sharpe / before costs / turnover | test: Sharpe / before costs / turnover |")
         print("|---|---|---|---|")
-        for horizon in args.horizons.split(","):
-            for r in sweep(frames, horizon, holds, cfg):
+        for horizon in horizons:
+            sweeps[horizon].append(rows := sweep(frames, horizon, holds, cfg))
+            for r in rows:
                 cells = [" / ".join(f"{r[f'{s} {k}']:.2f}" for k in ("ls_sharpe", "ls_sharpe_gross", "turnover")) for s in SPLITS]
                 hold = "none" if r["hold"] is None else f"{r['hold']:g}"
                 print(f"| {horizon} | {'**' + hold + '** (validation)' if r['chosen'] else hold} | {cells[0]} | {cells[1]} |")
+    print()
+    for horizon, runs in sweeps.items():
+        above, buffered = tally(runs)
+        print(f"{horizon}: validation picked a buffer in {buffered} of {len(runs)} runs; its pick's test Sharpe after costs "
+              f"above no buffer's in {above} of {len(runs)}")  # fmt: skip
 
 
 if __name__ == "__main__":

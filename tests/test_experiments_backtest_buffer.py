@@ -9,7 +9,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from backtest_buffer import sweep  # noqa: E402
+from backtest_buffer import sweep, tally  # noqa: E402
 
 from atft_kedro.evaluation.backtest import BacktestConfig, long_short_backtest  # noqa: E402
 
@@ -41,3 +41,13 @@ def test_a_buffer_trades_less_and_validation_alone_chooses():
     plain = long_short_backtest(frames["test"], "pred_1d", "target_1d", 1, BacktestConfig(quantile=0.2, cost_bp=10)).summary()
     assert (rows[0]["test ls_sharpe"], rows[0]["test ls_sharpe_gross"], rows[0]["test turnover"]) == (
         plain["ls_sharpe"], plain["ls_sharpe_gross"], plain["turnover"])
+
+
+def test_the_tally_counts_runs_where_validations_pick_beat_no_buffer_on_test():
+    row = lambda hold, val, test, chosen: {"hold": hold, "val ls_sharpe": val, "test ls_sharpe": test, "chosen": chosen}  # noqa: E731
+    runs = [
+        [row(None, 1.0, 1.0, False), row(0.4, 2.0, 3.0, True)],  # a buffer picked, above on test
+        [row(None, 1.0, 2.0, False), row(0.4, 2.0, 1.0, True)],  # a buffer picked, below on test
+        [row(None, 2.0, 1.0, True), row(0.4, 1.0, 5.0, False)],  # no buffer picked: not above itself
+    ]
+    assert tally(runs) == (1, 2)
