@@ -14,6 +14,7 @@ Sharpe is not a result (docs/reproducibility.md): read several runs.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -31,8 +32,7 @@ def sweep(frames: dict[str, pl.DataFrame], horizon: str, holds: list[float | Non
     for hold in holds:
         row = {"hold": hold}
         for split, frame in frames.items():
-            s = long_short_backtest(frame, f"pred_{horizon}", f"target_{horizon}", h,
-                                    BacktestConfig(cfg.quantile, cfg.cost_bp, cfg.min_stocks, hold)).summary()  # fmt: skip
+            s = long_short_backtest(frame, f"pred_{horizon}", f"target_{horizon}", h, replace(cfg, hold_quantile=hold)).summary()
             row |= {f"{split} {k}": s[k] for k in ("ls_sharpe", "ls_sharpe_gross", "turnover")}
         rows.append(row)
     best = max(range(len(rows)), key=lambda i: rows[i]["val ls_sharpe"])

@@ -22,20 +22,23 @@ def _mlflow():
     return mlflow if mlflow.active_run() is not None else None
 
 
-def _leaves(document: dict, prefix: str = ""):
-    """(dotted path, value) of every leaf of a nested dict."""
+def dotted(document: dict, prefix: str = "") -> dict:
+    """A nested dict as one level of dotted paths: ``{"model": {"gat_start": x}}`` ->
+    ``{"model.gat_start": x}``; an empty dict is a leaf of its own."""
+    out = {}
     for key, value in document.items():
-        if isinstance(value, dict):
-            yield from _leaves(value, f"{prefix}{key}.")
+        if isinstance(value, dict) and value:
+            out.update(dotted(value, f"{prefix}{key}."))
         else:
-            yield f"{prefix}{key}", value
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def flatten(document: dict, prefix: str = "") -> dict[str, float]:
     """``{"horizons": {"1d": {"model": {"rank_ic": 0.02}}}}`` -> ``{"horizons.1d.model.rank_ic": 0.02}``:
     every finite number of a nested document, under its dotted path."""
     return {
-        name: float(value) for name, value in _leaves(document, prefix)
+        name: float(value) for name, value in dotted(document, prefix).items()
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     }  # fmt: skip
 
@@ -50,7 +53,8 @@ def log_config(name: str, config) -> None:
     """A typed parameter (a config dataclass) as flat parameters ``name.field`` (``name.model.d_model``),
     as kedro-mlflow logs the parameters that stay dicts."""
     if (mlflow := _mlflow()) is not None:
-        mlflow.log_params({key: str(value)[:250] for key, value in _leaves(dataclasses.asdict(config), f"{name}.")})
+        leaves = dotted(dataclasses.asdict(config), f"{name}.").items()
+        mlflow.log_params({key: str(value)[:250] for key, value in leaves if not isinstance(value, dict)})  # an empty dict: nothing to log
 
 
 def log_training_history(history: pl.DataFrame) -> None:

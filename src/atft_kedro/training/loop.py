@@ -27,6 +27,7 @@ from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN, SETTINGS, ModelConfig
 from atft_kedro.provenance import check_built_from, code_version, describe
 from atft_kedro.threads import torch_threads
+from atft_kedro.tracking import dotted
 from atft_kedro.training.batches import dates_per_step, device_of, finite_batch, resident_dates, train_batches
 from atft_kedro.training.checkpoints import FORMAT, CheckpointStore, TrainingError, load_weights
 from atft_kedro.training.config import PHASES, TrainConfig, epochs_of, of_phase, patience_of
@@ -264,7 +265,7 @@ def _not_as_trained(last: dict, cfg: TrainConfig, phase: int) -> str:
     own, in words: the settings the phase depends on that differ ("training.seed 1 then, 2 now"),
     more epochs than ``cfg`` allows, or no record of its epochs; "" where none holds."""
     (then, limit_then), (now, limit) = _recipe(last.get("config", {}).get("train") or {}, phase), _recipe(asdict(cfg), phase)
-    then, now = _flat(then), _flat(now)
+    then, now = dotted(then), dotted(now)
     changed = [f"training.{k} {_said(then, k)} then, {_said(now, k)} now" for k in sorted(then.keys() | now.keys()) if then.get(k, _UNSET) != now.get(k, _UNSET)]
     if changed:
         return "was trained with other settings: " + "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
@@ -276,17 +277,6 @@ def _not_as_trained(last: dict, cfg: TrainConfig, phase: int) -> str:
 
 
 _UNSET = object()
-
-
-def _flat(settings: dict, prefix: str = "") -> dict:
-    """Nested settings as one level of dotted names ({"model": {"gat_start": x}} -> {"model.gat_start": x})."""
-    out = {}
-    for key, value in settings.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _said(settings: dict, key: str) -> str:
