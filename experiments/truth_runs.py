@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from seeds import beta_and_sector
 from synthetic_ceiling import privileged_filter
 
 
@@ -68,27 +69,33 @@ def truth_runs(overrides: dict, out: Path) -> dict[str, Path]:
         raise SystemExit("truth_runs.py scores one fold's test split (splits.n_folds 1)")
     data = run_in_memory(["data_engineering"], params)
     targets = [f"target_{h}d" for h in HORIZONS]
-    test = data["model_input"].filter(pl.col("Date").is_in(split_dates(data["splits"], "test").implode())).select("Date", "Code", *targets)
+    rows = {split: data["model_input"].filter(pl.col("Date").is_in(split_dates(data["splits"], split).implode())).select("Date", "Code", *targets)
+            for split in ("val", "test")}  # fmt: skip
     cfg = SyntheticConfig.sized(raw["synthetic_size"], raw["synthetic_market"], seed=raw["synthetic_seed"], **raw.get("synthetic_overrides", {}))
-    truth = truth_frame(cfg, test["Date"].to_numpy(), test["Code"].to_numpy())
+    truth = {split: truth_frame(cfg, r["Date"].to_numpy(), r["Code"].to_numpy()) for split, r in rows.items()}
     # the paths' oracle is the tables' oracle: the forecasts sit on the rows they belong to
-    given = test.select("Date", "Code").join(data["oracle_returns"], on=["Date", "Code"], how="left", maintain_order="left")
-    for h in HORIZONS:
-        tables, paths = given[f"expected_return_{h}d"].to_numpy(), truth[f"oracle_{h}d"].to_numpy()
-        quoted = np.isfinite(tables)  # a day a stock did not trade has no oracle row
-        if quoted.mean() < 0.99 or not np.allclose(tables[quoted], paths[quoted], rtol=1e-6, atol=1e-12):
-            raise AssertionError(f"the simulated paths' {h}-day oracle differs from oracle_returns: the rows are misplaced")
+    for split, r in rows.items():
+        given = r.select("Date", "Code").join(data["oracle_returns"], on=["Date", "Code"], how="left", maintain_order="left")
+        for h in HORIZONS:
+            tables, paths = given[f"expected_return_{h}d"].to_numpy(), truth[split][f"oracle_{h}d"].to_numpy()
+            quoted = np.isfinite(tables)  # a day a stock did not trade has no oracle row
+            if quoted.mean() < 0.99 or not np.allclose(tables[quoted], paths[quoted], rtol=1e-6, atol=1e-12):
+                raise AssertionError(f"the simulated paths' {h}-day oracle differs from oracle_returns on {split}: the rows are misplaced")
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name in ("filter", "oracle"):
-        predictions = test.with_columns(truth[f"{name}_{h}d"].alias(f"pred_{h}d") for h in HORIZONS).select("Date", "Code", *(f"pred_{h}d" for h in HORIZONS), *targets)
-        result = evaluate_predictions(predictions, predictions, data["features"], data["model_input"], data["oracle_returns"], data["splits"],
-                                      stock_feature_names(data["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]))  # fmt: skip
+        forecasts = {split: r.with_columns(truth[split][f"{name}_{h}d"].alias(f"pred_{h}d") for h in HORIZONS).select(
+            "Date", "Code", *(f"pred_{h}d" for h in HORIZONS), *targets) for split, r in rows.items()}  # fmt: skip
+        result = evaluate_predictions(forecasts["test"], forecasts["test"], data["features"], data["model_input"], data["oracle_returns"],
+                                      data["splits"], stock_feature_names(data["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]))  # fmt: skip
         frame = result.frame.select("Date", "Code", *(c for c in result.frame.columns if c.startswith(("pred_", "target_", "ridge_", "lightgbm_", "oracle_"))),
                                     "momentum_20d", "reversal_1d", "beta_60d", "Sector33Code")  # fmt: skip
         frame.write_parquet(out / f"{name}.parquet")
+        # validation's forecasts beside their beta and sector, as seeds.py keeps the model's (--groups pairs them)
+        val = forecasts["val"].join(beta_and_sector(data["features"], data["model_input"]), on=["Date", "Code"], how="left", maintain_order="left")
+        val.write_parquet(out / f"{name}_val.parquet")
         run = {"seed": 0, "forecaster": name, "metrics": result.document, "phase_val": {}, "starts": {}, "seconds": 0.0,
-               "frame": str(out / f"{name}.parquet"), "overrides": overrides}  # fmt: skip
+               "frame": str(out / f"{name}.parquet"), "val_frame": str(out / f"{name}_val.parquet"), "overrides": overrides}  # fmt: skip
         (out / f"{name}.json").write_text(json.dumps([run], indent=1))
         written[name] = out / f"{name}.json"
         summary = {h: round(result.document["horizons"][h]["model"]["rank_ic"], 4) for h in result.document["horizons"]}

@@ -29,6 +29,12 @@ def test_the_oracle_scores_as_the_evaluations_oracle_and_seeds_reads_the_runs(tm
     table = seeds.markets_report([seeds.saved_runs([written["filter"]])])
     row = re.search(r"\| 1d \| ([-+][\d.]+) \[", table)
     assert row and abs(float(row[1]) - filtered["paired"]["1d"]["mean"]) < 1e-4
+    # validation's forecasts too: --groups pairs two forecasters per date on both splits
+    paired = seeds.groups_report([(seeds.saved_runs([written["oracle"]]), seeds.saved_runs([written["filter"]]))])
+    assert "### validation RankIC, sector means and beta out of the returns" in paired
+    test_1d = re.search(r"### test RankIC: .*?\| 1d \| ([-+][\d.]+) \[", paired, re.S)
+    oracle_1d, filter_1d = oracle["horizons"]["1d"]["model"]["rank_ic"], filtered["horizons"]["1d"]["model"]["rank_ic"]
+    assert test_1d and abs(float(test_1d[1]) - (oracle_1d - filter_1d)) < 1e-4
 
 
 def test_a_market_without_a_simulator_is_refused(tmp_path):
