@@ -15,6 +15,9 @@ with it would forecast.
 than K standard errors of their paired per-date difference (Newey-West at lag h - 1; the
 one-standard-error rule at K = 1): with 81 validation dates a 20-day choice rests on four
 independent periods, and the better of two on them is partly luck.
+
+``--blend``: no choice; every long horizon is forecast by the mean of the per-date z-scores of the
+1-day forecast and the horizon's own head (equal weights), written and compared the same way.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="seeds.py --out JSON files (the runs of one market)")
     parser.add_argument("--out", required=True, help="folder for the switched runs' frames and JSON")
     parser.add_argument("--margin", type=float, default=0.0, help="standard errors the 1-day forecast must win by on validation")
+    parser.add_argument("--blend", action="store_true", help="every long horizon as the 1-day forecast and its own head, "
+                        "their per-date z-scores averaged (nothing chosen)")  # fmt: skip
     args = parser.parse_args()
 
     import numpy as np
@@ -51,16 +56,25 @@ def main() -> None:
             own, one = (daily_scores(val, p, f"target_{h}", 20) for p in (f"pred_{h}", "pred_1d"))
             diff = paired_difference(one, own, overlap_lag(h))
             switch = diff["mean"] > args.margin * diff["se"] if args.margin > 0 else float(np.mean(one.rank_ic)) > float(np.mean(own.rank_ic))
-            use += [h] if switch else []
+            use += [h] if switch or args.blend else []
             print(f"| {n} (seed {r['seed']}) | {h} | {np.mean(own.rank_ic):+.4f} | {np.mean(one.rank_ic):+.4f} | "
-                  f"{diff['mean'] / diff['se']:+.2f} | {'1-day forecast' if switch else 'own head'} |")  # fmt: skip
-        swap = [pl.col("pred_1d").alias(f"pred_{h}") for h in use]
+                  f"{diff['mean'] / diff['se']:+.2f} | {'both' if args.blend else '1-day forecast' if switch else 'own head'} |")  # fmt: skip
+        swap = [(zscore("pred_1d") + zscore(f"pred_{h}")) / 2 if args.blend else pl.col("pred_1d") for h in use]
+        swap = [e.alias(f"pred_{h}") for e, h in zip(swap, use)]
         frames = {key: out / f"run{n}{suffix}.parquet" for key, suffix in (("frame", ""), ("val_frame", "_val"))}
         val.with_columns(swap).write_parquet(frames["val_frame"])
         test.with_columns(swap).write_parquet(frames["frame"])
         switched.append({**r, **{key: str(path) for key, path in frames.items()}})
     (out / "runs.json").write_text(json.dumps(switched))
     print("\n" + settings_report(switched, rows))
+
+
+def zscore(column: str):
+    """``column`` as a z-score among its date's rows (walk-forward: a date belongs to one fold)."""
+    import polars as pl
+
+    c = pl.col(column)
+    return (c - c.mean().over("Date")) / c.std().over("Date")
 
 
 if __name__ == "__main__":
