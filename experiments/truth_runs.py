@@ -100,7 +100,26 @@ def truth_runs(overrides: dict, out: Path) -> dict[str, Path]:
         written[name] = out / f"{name}.json"
         summary = {h: round(result.document["horizons"][h]["model"]["rank_ic"], 4) for h in result.document["horizons"]}
         print(f"{name}: test RankIC {summary}, runs in {written[name]}", flush=True)
+        if name == "filter":
+            for line in filter_parts(frame, val):
+                print(line, flush=True)
     return written
+
+
+def filter_parts(test: pl.DataFrame, val: pl.DataFrame) -> list[str]:
+    """Where the filter's long-horizon ranking comes from, with sectors and beta out of the returns:
+    its 1-day forecast scored on the h-day returns, and the rest of its h-day forecast (less the
+    1-day one: the drift's later days), per split."""
+    from seeds import _daily
+
+    lines = []
+    for split, frame in (("validation", val), ("test", test)):
+        for h in ("5d", "10d", "20d"):
+            frame = frame.with_columns((pl.col(f"pred_{h}") - pl.col("pred_1d")).alias("_rest"))
+            scores = {name: float(np.mean(list(_daily(frame, col, f"target_{h}", True).values())))
+                      for name, col in (("the filter", f"pred_{h}"), ("its 1-day forecast", "pred_1d"), ("the rest", "_rest"))}  # fmt: skip
+            lines.append(f"filter, {split}, {h}, sectors and beta out: " + ", ".join(f"{k} {v:+.4f}" for k, v in scores.items()))
+    return lines
 
 
 def main() -> None:
