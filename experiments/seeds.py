@@ -87,7 +87,7 @@ def state_tag(state: dict) -> str:
     return f"p{phase}start" if epoch == -1 else f"p{phase}e{epoch}"
 
 
-def candidate_frames(states: list[dict], final: dict, out: dict, scored: dict, frames_dir: Path, seed: int) -> dict:
+def candidate_frames(states: list[dict], final: dict, out: dict, scored: dict, frames_dir: Path, seed: int, forecast: dict | None = None) -> dict:
     """Every validated state's forecasts on validation and test (``pred_{h}@{tag}``), beside the
     scored frames' targets, beta and sector, written next to them; -> their paths, the tags in
     training's order and the final model's tag (``per_horizon_best.py`` chooses among them)."""
@@ -100,8 +100,8 @@ def candidate_frames(states: list[dict], final: dict, out: dict, scored: dict, f
     tags, paths = list(by_tag), {}
     preds = {"val": [], "test": []}
     for tag, state in by_tag.items():
-        for split, predict in (("val", nodes.predict_validation), ("test", lambda *a: nodes.predict_test(*a, parts=False))):
-            made = predict(state, *inputs)
+        for split, predict in (("val", nodes.predict_validation), ("test", lambda *a, **k: nodes.predict_test(*a, parts=False, **k))):
+            made = predict(state, *inputs, forecast=forecast)
             preds[split].append(made.select("Date", "Code", *(pl.col(c).alias(f"{c}@{tag}") for c in made.columns if c.startswith("pred_"))))
     for split, frame in scored.items():
         beside = frame.select("Date", "Code", *(c for c in frame.columns if c.startswith("target_") or c in ("beta_60d", "Sector33Code")))
@@ -139,7 +139,8 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path, states: bool = False)
         # the evaluation pipeline's nodes, with the scored frame kept (the evaluate node reports it);
         # walk-forward (splits.n_folds > 1): each fold's test block by its own checkpoint
         inputs = (out["model"], out["training_arrays"], out["graphs"], out["splits"], out["model_input"])
-        walk_forward = {"checkpoints": store, "market_features": out["market_features"], "normalisation": params["normalisation"]}
+        walk_forward = {"checkpoints": store, "market_features": out["market_features"], "normalisation": params["normalisation"],
+                        "forecast": params["forecast"]}  # fmt: skip
         predictions = nodes.predict_test(*inputs, **walk_forward)
         shuffled = nodes.predict_test_random_graph(*inputs, params["evaluation"], **walk_forward)
         # the same models' validation forecasts, for choices on validation (each fold's block by its own model)
@@ -153,7 +154,8 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path, states: bool = False)
     result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
     val = val.join(beta_and_sector(out["features"], out["model_input"]), on=["Date", "Code"], how="left", maintain_order="left")
     val.write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
-    kept_states = candidate_frames(store.states, out["model"], out, {"val": val, "test": result.frame}, frames_dir, seed) if states else None
+    kept_states = candidate_frames(store.states, out["model"], out, {"val": val, "test": result.frame}, frames_dir, seed,
+                                  params["forecast"]) if states else None  # fmt: skip
     return {"seed": seed, "metrics": result.document, "phase_val": kept, "starts": starts, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
             "val_frame": str(frames_dir / f"seed{seed}_val.parquet"), "states": kept_states}  # fmt: skip
 

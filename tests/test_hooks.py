@@ -54,16 +54,18 @@ def test_the_hook_stops_the_run_as_a_command_line_error_before_other_hooks(tmp_p
 
 def test_every_parameter_of_conf_base_is_read_and_a_misspelt_one_is_named_with_its_neighbours():
     read = parameters_read(project_pipelines().values())
-    assert read == {"source", "phase", "raw", "splits", "normalisation", "evaluation", "graph", "inference", "training"}
+    assert read == {"source", "phase", "raw", "splits", "normalisation", "evaluation", "graph", "inference", "training", "forecast"}
     assert unknown_parameters(project_parameters(), read) == []  # a key added to conf/base must be read, or named where it is
     fine = {"training": {"epochs": {"0": 8}, "model": {"d_model": 32, "lead_weights": "lead"}}, "normalisation": {"rank_groups": ["range"]},
             "raw": {"synthetic_overrides": {"short_term_momentum": 0.15}, "jquants": {"plan": "light"}}}  # fmt: skip
     assert unknown_parameters(project_parameters(fine), read) == []
     misspelt = {"sorce": "files", "evaluation": {"blnd": True, "lightgbm": {"num_leave": 7}}, "normalisation": {"rank_group": ["range"]},
                 "training": {"epoch": 3, "model": {"d_modl": 32}, "loss_weights": {"rank": 1.0}}, "inference": {"asof": "2020-01-06"},
-                "raw": {"jquants": {"plan": "light", "start": "2021-01-04"}, "synthetic_overrides": {"n_stock": 10}}}  # fmt: skip
+                "raw": {"jquants": {"plan": "light", "start": "2021-01-04"}, "synthetic_overrides": {"n_stock": 10}},
+                "forecast": {"one_day_shares": 0.3}}  # fmt: skip
     found = {f.split(" ")[0]: f for f in unknown_parameters(project_parameters(misspelt), read)}
     assert set(found) == {"normalisation.rank_group", "evaluation.blnd", "evaluation.lightgbm.num_leave", "inference.asof", "training.epoch", "sorce",
+                          "forecast.one_day_shares",
                           "training.model.d_modl", "training.loss_weights.rank", "raw.jquants.start", "raw.synthetic_overrides.n_stock"}  # fmt: skip
     assert found["evaluation.blnd"].startswith("evaluation.blnd (the keys of evaluation: blend, blend_weights,")
     assert found["sorce"].startswith("sorce (the keys at the top level: evaluation,") and "epochs" in found["training.epoch"]
@@ -90,6 +92,13 @@ def test_a_misspelt_parameter_stops_a_run_before_any_node():
 def test_an_evaluation_value_its_config_refuses_stops_the_run_before_training(evaluation, said):
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"evaluation": evaluation}))})
     with pytest.raises(ParametersError, match="^evaluation: " + said):  # not after training, where the evaluation node would meet it
+        ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
+
+
+@pytest.mark.parametrize("share", [1.0, -0.1, "half", True])
+def test_a_one_day_share_outside_zero_to_one_stops_the_run(share):
+    catalog = DataCatalog({"parameters": MemoryDataset(project_parameters({"forecast": {"one_day_share": share}}))})
+    with pytest.raises(ParametersError, match=r"^forecast: one_day_share is the 1-day forecast's share of each long forecast, in \[0, 1\), got "):
         ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
 
 

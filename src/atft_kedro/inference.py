@@ -32,7 +32,7 @@ from atft_kedro.graph.correlation import GraphConfig, build_graphs
 from atft_kedro.training.checkpoints import model_from_checkpoint
 from atft_kedro.training.config import TrainConfig
 from atft_kedro.training.data import DateDataset, build_arrays
-from atft_kedro.training.predict import predict
+from atft_kedro.training.predict import lean_on_one_day, predict
 
 RETRAIN = "kedro run (or kedro run --pipelines data_engineering,graph_construction,training)"
 
@@ -52,6 +52,7 @@ def latest_ranking(
     clip: float,
     as_of=None,
     rank_groups=(),
+    one_day_share: float = 0.0,
 ) -> pl.DataFrame:
     """-> one row per stock of the as-of date: Code, Sector33Code, MarketCode, traded, and per
     horizon the median forecast ``score_{h}``, its quantiles ``q05_{h}`` .. ``q95_{h}`` and
@@ -90,6 +91,7 @@ def latest_ranking(
     train_cfg = dataclasses.replace(TrainConfig(**model["config"]["train"]), mode="safe")
     preds = predict(net, DateDataset(arrays, graphs, [len(arrays.dates) - 1], window), train_cfg, torch.device("cpu"), quantiles=True,
                     parts=True)  # fmt: skip
+    preds = lean_on_one_day(preds, one_day_share)  # the long horizons as the evaluation scored them
     horizons = [c.removeprefix("pred_") for c in preds.columns if c.startswith("pred_")]
     ranking = preds.select(
         "Code",

@@ -186,6 +186,9 @@ def test_the_neutral_section_of_metrics_and_report():
     context = {"source": "synthetic", "n_dates": 1, "start": D0, "end": D0, "n_stocks": 1, "quantile": 0.2, "cost_bp": 10}
     report = markdown_report(doc, {"1d": {"model": (1, 0)}}, context)
     assert "## Without the market and the sectors" in report and "| model | 0.1000 | n/a | 0.0200 | 0.0100 |" in report
+    assert "leans on the 1-day forecast" not in report
+    leaning = markdown_report(doc, {"1d": {"model": (1, 0)}}, {**context, "one_day_share": 0.5})
+    assert "Each 5-20 day forecast leans on the 1-day forecast, 50% of its ranking's weight (`forecast.one_day_share`)." in leaning
 
 
 def test_a_model_checkpoint_from_another_model_size_is_a_clear_error():

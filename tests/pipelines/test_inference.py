@@ -12,7 +12,7 @@ from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
 from atft_kedro.training.checkpoints import CheckpointStore, model_from_checkpoint
 from atft_kedro.training.config import TrainConfig
 from atft_kedro.training.data import DateDataset
-from atft_kedro.training.predict import predict
+from atft_kedro.training.predict import lean_on_one_day, predict
 
 from ..conftest import TINY_PARAMS
 
@@ -46,6 +46,9 @@ def test_the_ranking_covers_every_stock_of_the_last_date_as_the_model_scores_it(
     window = TrainConfig(**model["config"]["train"]).window
     slow = predict(model_from_checkpoint(model), DateDataset(arrays, trained["graphs"], [len(arrays.dates) - 1], window),
                    TrainConfig(**model["config"]["train"]), torch.device("cpu"))  # fmt: skip
+    share = trained["params"]["forecast"]["one_day_share"]
+    assert share > 0  # the long horizons lean on the 1-day forecast as the evaluation's do
+    slow = lean_on_one_day(slow, share)
     both = ranking.join(slow, on="Code")
     assert both.height == ranking.height
     for h in ("1d", "5d", "10d", "20d"):

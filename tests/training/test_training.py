@@ -11,7 +11,7 @@ from atft_kedro.training.data import DateDataset, ResidentDates, collate_dates, 
 from atft_kedro.training.batches import date_order, make_loader, train_batches
 from atft_kedro.training.distributed import Ranks, step_shares
 from atft_kedro.training.loop import TrainingError, build_model, train_phase
-from atft_kedro.training.predict import predict
+from atft_kedro.training.predict import lean_on_one_day, predict
 
 from .conftest import small_config
 
@@ -700,6 +700,10 @@ def test_a_checkpoint_rebuilds_the_model_it_was_trained_as(prepared, tmp_path, p
     preds = [c for c in want.columns if c.startswith("pred_")]
     assert len(preds) == len(expected[2]) and [c for c in got.columns if c.startswith("pred_")] == preds
     np.testing.assert_array_equal(got.select(preds).to_numpy(), want.select(preds).to_numpy())
+    # the forecast parameters lean the long horizons on the 1-day forecast; 1 day itself is as the model gives it
+    leaned = predict_test(state, prepared["arrays"], prepared["graphs"], prepared["splits"], prepared["model_input"], forecast={"one_day_share": 0.5})
+    assert leaned.equals(lean_on_one_day(got, 0.5)) and leaned["pred_1d"].equals(got["pred_1d"])
+    assert (phase == 0) == leaned.equals(got)  # phase 0 has no long horizon to lean
 
 
 def test_a_checkpoint_of_an_earlier_format_is_a_clear_error(prepared, tmp_path):

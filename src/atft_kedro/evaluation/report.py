@@ -106,7 +106,9 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
         f"Source `{context['source']}`, {context['n_dates']} test dates ({context['start']} .. {context['end']}), "
         f"{context['n_stocks']} stocks; long-short: top/bottom {context['quantile']:.0%}"
         + (f" (a held stock kept within {context['hold_quantile']:.0%})" if context.get("hold_quantile") else "")
-        + f", {context['cost_bp']:g} bp per unit turnover, non-overlapping holding for h > 1.",
+        + f", {context['cost_bp']:g} bp per unit turnover, non-overlapping holding for h > 1."
+        + (f" Each 5-20 day forecast leans on the 1-day forecast, {context['one_day_share']:.0%} of its ranking's weight"
+           " (`forecast.one_day_share`)." if context.get("one_day_share") else ""),
         "",
     ]
     made = context.get("provenance")

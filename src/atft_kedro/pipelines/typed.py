@@ -37,11 +37,12 @@ def _known_keys() -> dict[str, set[str]]:
     from atft_kedro.pipelines.inference import nodes as inference
     from atft_kedro.training.config import TrainConfig
     from atft_kedro.training.losses import LossWeights
+    from atft_kedro.training.predict import FORECAST_PARAMETERS
 
     fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     return {"raw": fields(SourceConfig), "splits": fields(SplitConfig), "graph": fields(GraphConfig), "training": fields(TrainConfig),
             "evaluation": set(evaluate.PARAMETERS), "evaluation.lightgbm": fields(LightGBMConfig),
-            "normalisation": set(normalise.PARAMETERS), "inference": set(inference.PARAMETERS),
+            "normalisation": set(normalise.PARAMETERS), "inference": set(inference.PARAMETERS), "forecast": set(FORECAST_PARAMETERS),
             "training.model": fields(ModelConfig) - set(DERIVED_MODEL_KEYS) | set(MAPPED_MODEL_KEYS),
             "training.loss_weights": fields(LossWeights), "raw.jquants": fields(JQuantsConfig), "raw.synthetic_overrides": fields(SyntheticConfig)}  # fmt: skip
 
@@ -100,6 +101,9 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
             ATFTGATFAN(ModelConfig(n_features=2, n_market=1, edge_dim=1, **{**sizes, **lead}))
         except (ValueError, TypeError) as error:
             return f"training.model: {error}"
+    share = _plain(params.get("forecast") or {}).get("one_day_share", 0.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+        return f"forecast: one_day_share is the 1-day forecast's share of each long forecast, in [0, 1), got {share!r}"
     if "phase" in params:
         from atft_kedro.training.config import parse_phases
 

@@ -75,3 +75,35 @@ def mean_rank_ics(daily: dict[str, DailyScores]) -> dict[str, float]:
 def rank_ic_by_date(predictions: pl.DataFrame, horizons, min_stocks: int) -> dict[str, DailyScores]:
     """``daily_rank_ic`` before the mean: per horizon, the scored dates and their RankIC."""
     return {h: daily_scores(predictions, f"pred_{h}", f"target_{h}", min_stocks) for h in horizons}
+
+FORECAST_PARAMETERS = ("one_day_share",)  # the keys of `forecast` in conf/base/parameters.yml
+
+
+def lean_on_one_day(predictions: pl.DataFrame, share: float) -> pl.DataFrame:
+    """Each long horizon's forecast (5-20 days) with the 1-day forecast added, so that ``share`` of
+    its ranking's weight is the 1-day forecast's: per date, ``pred_h + c * (pred_1d - its mean)``
+    with ``c = share / (1 - share) * sd(pred_h) / sd(pred_1d)``, the same date's spreads. That ranks
+    the stocks as ``(1 - share) * z(pred_h) + share * z(pred_1d)`` does (``z``: the date's z-score),
+    and keeps the date's mean forecast. The long horizon's quantiles (``q05_h`` ..) move with its
+    median, and each additive path (``part_{path}_h``) gains its 1-day path's share, so the paths
+    still sum to the forecast. An h-day return holds the next day's, which the 1-day head learns from
+    the most independent outcomes (docs/what_training_has_shown.md, the twenty-fifth session).
+    ``share`` 0: the heads as they are. Dates are the groups, so walk-forward frames (a date in one
+    fold) and inference (one date) lean alike."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"forecast.one_day_share is the 1-day forecast's share of each long forecast, in [0, 1), got {share!r}")
+    long = [c.removeprefix("pred_") for c in predictions.columns if c.startswith("pred_") and c != "pred_1d"]
+    if share == 0.0 or "pred_1d" not in predictions.columns or not long:
+        return predictions
+    spread = lambda c: pl.col(c).std().over("Date")  # noqa: E731
+    centred = lambda c: pl.col(c) - pl.col(c).mean().over("Date")  # noqa: E731
+    scale = {h: pl.when(spread("pred_1d") > 0).then(share / (1.0 - share) * spread(f"pred_{h}") / spread("pred_1d")).otherwise(0.0) for h in long}
+    moved = []
+    for h in long:
+        added = scale[h] * centred("pred_1d")
+        moved.append(pl.col(f"pred_{h}") + added)
+        moved += [pl.col(c) + added for c in predictions.columns if c.startswith("q") and c.endswith(f"_{h}")]
+        moved += [pl.col(c) + scale[h] * centred(c.removesuffix(f"_{h}") + "_1d") for c in predictions.columns
+                  if c.startswith("part_") and c.endswith(f"_{h}") and c.removesuffix(f"_{h}") + "_1d" in predictions.columns]  # fmt: skip
+    names = [e.meta.output_name() for e in moved]
+    return predictions.with_columns(e.alias(n) for e, n in zip(moved, names))

@@ -21,52 +21,61 @@ from atft_kedro.provenance import StaleArtifactError, check_built_from
 from atft_kedro.training.checkpoints import CheckpointStore, model_from_checkpoint
 from atft_kedro.training.config import TrainConfig
 from atft_kedro.training.data import DateDataset, TrainingArrays, fold_arrays, split_indices
-from atft_kedro.training.predict import predict
+from atft_kedro.training.predict import lean_on_one_day, predict
 
 log = logging.getLogger(__name__)
 
 
 def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                  data_fingerprint: dict | None = None, checkpoints: CheckpointStore | None = None,
-                 market_features: pl.DataFrame | None = None, normalisation: dict | None = None, parts: bool = True,
-                 label: str = "") -> pl.DataFrame:  # fmt: skip
+                 market_features: pl.DataFrame | None = None, normalisation: dict | None = None, forecast: dict | None = None,
+                 parts: bool = True, label: str = "") -> pl.DataFrame:  # fmt: skip
     """The best model's median forecasts on every test date, dropout off, and their additive paths
     (``part_{path}_{h}``), beside the realised returns (``model_input``'s targets: the arrays' may be
     the neutral ones training used). With ``data_fingerprint`` (the node always has it), the model,
     arrays and graphs must be of that data. Walk-forward (``splits.n_folds > 1``): each fold's test
-    dates by that fold's best checkpoint of the model's phase, with a ``fold`` column. ``label``: what
-    the log says these forecasts are, after their count."""
+    dates by that fold's best checkpoint of the model's phase, with a ``fold`` column. ``forecast``
+    (the ``forecast`` parameters): each long horizon leans on the 1-day forecast by
+    ``one_day_share`` (``lean_on_one_day``; None: the heads as they are). ``label``: what the log says
+    these forecasts are, after their count."""
     return _predict_split("test", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
-                          normalisation, parts, label=label)  # fmt: skip
+                          normalisation, parts, label=label, one_day_share=_one_day_share(forecast))  # fmt: skip
 
 
 def predict_validation(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                        data_fingerprint: dict | None = None, checkpoints: CheckpointStore | None = None,
-                       market_features: pl.DataFrame | None = None, normalisation: dict | None = None) -> pl.DataFrame:  # fmt: skip
+                       market_features: pl.DataFrame | None = None, normalisation: dict | None = None,
+                       forecast: dict | None = None) -> pl.DataFrame:  # fmt: skip
     """``predict_test``'s forecasts and paths on the validation dates (walk-forward: each fold's
     validation block by that fold's model), so the report can set what each path adds on validation,
     where choices are made, beside what it adds on test."""
     return _predict_split("val", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
-                          normalisation, parts=True)  # fmt: skip
+                          normalisation, parts=True, one_day_share=_one_day_share(forecast))  # fmt: skip
+
+
+def _one_day_share(forecast: dict | None) -> float:
+    """The ``forecast`` parameters' ``one_day_share`` (None: no parameters, the heads as they are)."""
+    return 0.0 if forecast is None else float(forecast.get("one_day_share", 0.0))
 
 
 def _predict_split(split: str, model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                    data_fingerprint: dict | None, checkpoints: CheckpointStore | None, market_features: pl.DataFrame | None,
                    normalisation: dict | None, parts: bool, moved: tuple | None = None, last: int | None = None,
-                   label: str = "") -> pl.DataFrame:  # fmt: skip
+                   label: str = "", one_day_share: float = 0.0) -> pl.DataFrame:  # fmt: skip
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint,
                          model=model.get("data_fingerprint"))  # fmt: skip
     folds = sorted(splits["fold"].unique())
     if len(folds) == 1:
-        return _stamped(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts, moved, last, label), model)
+        return _stamped(lean_on_one_day(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts, moved, last, label),
+                                        one_day_share), model)  # fmt: skip
     phase = model["config"]["phase"]
     frames = [
         _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
                       graphs, splits, f, model_input, split, parts, moved, last, label).with_columns(pl.lit(f, pl.Int32).alias("fold"))
         for f in folds
     ]  # fmt: skip
-    return _stamped(pl.concat(frames), model)
+    return _stamped(lean_on_one_day(pl.concat(frames), one_day_share), model)
 
 
 def _stamped(predictions: pl.DataFrame, model: dict) -> pl.DataFrame:
@@ -113,7 +122,7 @@ def _predict_fold(model: dict, arrays: TrainingArrays, graphs: GraphSet, splits:
 def feature_importance(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                        validation_predictions: pl.DataFrame, feature_manifest: list[dict], params: dict, data_fingerprint: dict | None = None,
                        checkpoints: CheckpointStore | None = None, market_features: pl.DataFrame | None = None,
-                       normalisation: dict | None = None):  # fmt: skip
+                       normalisation: dict | None = None, forecast: dict | None = None):  # fmt: skip
     """What the model's ranking rests on: its validation forecasts made again with each feature
     group moved between stocks (``importance_seed``'s permutations), scored against
     ``validation_predictions``, which must be the same model's
@@ -133,7 +142,8 @@ def feature_importance(model: dict, training_arrays: TrainingArrays, graphs: Gra
     moved = {}
     for group, columns in tqdm(groups.items(), desc="feature groups moved", unit="group"):
         moved[group] = _predict_split("val", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
-                                      normalisation, parts=False, moved=(columns, seed), last=last)  # fmt: skip
+                                      normalisation, parts=False, moved=(columns, seed), last=last,
+                                      one_day_share=_one_day_share(forecast))  # fmt: skip
     worth = group_importance(validation_predictions, moved, cfg.min_stocks)
     for group, by_h in sorted(worth.items(), key=lambda g: -next(iter(g[1].values()))["worth"]["mean"]):
         log.info("validation RankIC lost with %s moved between stocks: %s", group,
@@ -146,11 +156,11 @@ def feature_importance(model: dict, training_arrays: TrainingArrays, graphs: Gra
 def predict_test_random_graph(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame,
                               model_input: pl.DataFrame, params: dict, data_fingerprint: dict | None = None,
                               checkpoints: CheckpointStore | None = None, market_features: pl.DataFrame | None = None,
-                              normalisation: dict | None = None) -> pl.DataFrame:  # fmt: skip
+                              normalisation: dict | None = None, forecast: dict | None = None) -> pl.DataFrame:  # fmt: skip
     """The same forecasts (without their paths) on the graphs with their endpoints redrawn at random (``graph_ablation``)."""
     shuffled = graphs.with_random_endpoints(params["graph_ablation_seed"])
     return predict_test(model, training_arrays, shuffled, splits, model_input, data_fingerprint, checkpoints, market_features, normalisation,
-                        parts=False, label="on the graphs with their endpoints redrawn at random (the graph ablation)")  # fmt: skip
+                        forecast, parts=False, label="on the graphs with their endpoints redrawn at random (the graph ablation)")  # fmt: skip
 
 
 def evaluate(
@@ -167,12 +177,15 @@ def evaluate(
     data_fingerprint: dict | None = None,
     validation_predictions: pl.DataFrame | None = None,
     feature_importance: dict | None = None,
+    forecast: dict | None = None,
 ):
     """-> metrics (SPEC 7), report (markdown), cumulative / rolling IC / quantile / by-horizon / forecast-parts plots. ``model`` and
     ``data_fingerprint`` say what the metrics describe (``metrics["provenance"]``); predictions that
     are not of this data's test split stop the node. ``validation_predictions`` (``predict_validation``):
     what each path of the forecast adds on validation too; ``feature_importance`` (the node's): what
-    each feature group is worth to the ranking on validation, in the metrics and the report."""
+    each feature group is worth to the ranking on validation, in the metrics and the report;
+    ``forecast`` (the ``forecast`` parameters the predictions were made with): the report says how
+    the long horizons lean on the 1-day forecast, and ``metrics["provenance"]`` records it."""
     if data_fingerprint is not None and model is not None:
         check_built_from(data_fingerprint, model=model.get("data_fingerprint"))
     _check_covers_the_test_split(predictions, splits)
@@ -205,11 +218,11 @@ def evaluate(
     if feature_importance is not None:
         result.document["feature_importance"] = feature_importance
     if model is not None:
-        result.document["provenance"] = provenance(model, data_fingerprint)
+        result.document["provenance"] = {**provenance(model, data_fingerprint), "one_day_share": _one_day_share(forecast)}
     dates = predictions["Date"]
     context = {"provenance": result.document.get("provenance"), "source": source, "n_dates": dates.n_unique(), "start": dates.min(), "end": dates.max(),
                "n_stocks": predictions["Code"].n_unique(), "quantile": cfg.backtest.quantile, "hold_quantile": cfg.backtest.hold_quantile,
-               "cost_bp": cfg.backtest.cost_bp}  # fmt: skip
+               "cost_bp": cfg.backtest.cost_bp, "one_day_share": _one_day_share(forecast)}  # fmt: skip
     first = next(iter(result.document["horizons"]))
     quantile_scores = [f"pred_{first}", f"ridge_{first}", f"lightgbm_{first}", "momentum_20d"]
     quantile_scores += [f"oracle_{first}"] if f"oracle_{first}" in result.frame.columns else []

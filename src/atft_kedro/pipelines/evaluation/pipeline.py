@@ -3,7 +3,7 @@ from kedro.pipeline import Node, Pipeline
 from . import nodes
 
 
-WALK_FORWARD = ["checkpoints", "market_features", "params:normalisation"]  # each fold's checkpoint and market context
+WALK_FORWARD = ["checkpoints", "market_features", "params:normalisation", "params:forecast"]  # each fold's checkpoint and market context; how the forecast is made
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -30,7 +30,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.evaluate,
                 ["predictions", "random_graph_predictions", "features", "model_input", "oracle_returns", "splits",
                  "feature_manifest", "params:source", "params:evaluation", "model", "data_fingerprint", "validation_predictions",
-                 "feature_importance"],
+                 "feature_importance", "params:forecast"],
                 ["metrics", "evaluation_report", "cumulative_returns_plot", "rolling_ic_plot", "quantile_returns_plot", "rank_ic_by_horizon_plot",
                  "forecast_parts_plot"],
                 name="evaluate",

@@ -27,15 +27,18 @@ def rank_latest(
     graphs: GraphSet,
     normalisation: dict,
     params: dict,
+    forecast: dict | None = None,
 ):
     """-> ranking (csv), ranking (parquet), summary (markdown), each named after the as-of date.
-    ``graphs`` (the training run's) gives the graph configuration the model was trained with. With
+    ``graphs`` (the training run's) gives the graph configuration the model was trained with;
+    ``forecast`` (the ``forecast`` parameters) how its long horizons lean on the 1-day forecast. With
     ``inference.mlflow_run_id`` the model is the one that MLflow run logged, not the catalog's."""
     if params.get("mlflow_run_id"):
         model = load_logged_model(params["mlflow_run_id"])
         log.info("model from MLflow run %s (phase %d, %s)", params["mlflow_run_id"], model["config"]["phase"], kept_checkpoint(model["epoch"], model["best"]))
     ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
-                             normalisation["clip"], params.get("as_of"), normalisation.get("rank_groups", ()))  # fmt: skip
+                             normalisation["clip"], params.get("as_of"), normalisation.get("rank_groups", ()),
+                             (forecast or {}).get("one_day_share", 0.0))  # fmt: skip
     as_of = ranking["as_of"][0]
     name = f"ranking_{as_of}"
     top = ranking.row(0, named=True)
