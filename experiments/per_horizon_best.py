@@ -122,7 +122,9 @@ def project_run(project: Path, out: Path) -> Path:
         scored[split] = catalog.load(name).join(beside, on=["Date", "Code"], how="left", maintain_order="left")
         row[key] = str(frames / f"seed{seed}{'_val' if split == 'val' else ''}.parquet")
         scored[split].write_parquet(row[key])
-    row["states"] = candidate_frames(states, data["model"], data, scored, frames, seed)
+    # the states forecast as the run's predictions were made: with the run's lean on the 1-day forecast (metrics.json records it)
+    share = (catalog.load("metrics").get("provenance") or {}).get("one_day_share", 0.0)
+    row["states"] = candidate_frames(states, data["model"], data, scored, frames, seed, {"one_day_share": share})
     (out / "project_run.json").write_text(json.dumps([row], indent=1))
     return out / "project_run.json"
 
