@@ -120,8 +120,9 @@ def _as_of(panel: pl.DataFrame, as_of) -> object:
     return as_of
 
 
-def ranking_summary(ranking: pl.DataFrame, model: dict, top: int = 10) -> str:
-    """A short markdown page: what was scored, the top and bottom names, the scores' spread."""
+def ranking_summary(ranking: pl.DataFrame, model: dict, top: int = 10, one_day_share: float = 0.0) -> str:
+    """A short markdown page: what was scored, the top and bottom names, the scores' spread;
+    ``one_day_share``: how the 5-20 day scores lean on the 1-day one (``lean_on_one_day``)."""
     horizons = [c.removeprefix("score_") for c in ranking.columns if c.startswith("score_")]
     first = horizons[0]
     as_of = ranking["as_of"][0]
@@ -131,7 +132,9 @@ def ranking_summary(ranking: pl.DataFrame, model: dict, top: int = 10) -> str:
         "",
         f"{ranking.height} stocks ({int(ranking['traded'].sum())} traded on {as_of}). Model: phase "
         f"{model['config']['phase']}, {kept_checkpoint(model['epoch'], model['best'])}, trained on "
-        f"{fp.get('source', '?')} data `{fp.get('id', '?')}`. Scores are median forecasts of the return, per horizon.",
+        f"{fp.get('source', '?')} data `{fp.get('id', '?')}`. Scores are median forecasts of the return, per horizon"
+        + (f"; each 5-20 day score leans on the 1-day one ({one_day_share:.0%} of its ranking's weight, `forecast.one_day_share`)."
+           if one_day_share else "."),
         "",
     ]
     shown = ["Code", "Sector33Code", *[f"score_{h}" for h in horizons], f"q05_{first}", f"q95_{first}"]

@@ -36,11 +36,11 @@ def rank_latest(
     if params.get("mlflow_run_id"):
         model = load_logged_model(params["mlflow_run_id"])
         log.info("model from MLflow run %s (phase %d, %s)", params["mlflow_run_id"], model["config"]["phase"], kept_checkpoint(model["epoch"], model["best"]))
+    share = (forecast or {}).get("one_day_share", 0.0)
     ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
-                             normalisation["clip"], params.get("as_of"), normalisation.get("rank_groups", ()),
-                             (forecast or {}).get("one_day_share", 0.0))  # fmt: skip
+                             normalisation["clip"], params.get("as_of"), normalisation.get("rank_groups", ()), share)  # fmt: skip
     as_of = ranking["as_of"][0]
     name = f"ranking_{as_of}"
     top = ranking.row(0, named=True)
     log.info("ranking for the trading day after %s: %d stocks; first %s (1d score %+.4f)", as_of, ranking.height, top["Code"], top["score_1d"])
-    return {name: ranking}, {name: ranking}, {name: ranking_summary(ranking, model, params.get("top", 10))}
+    return {name: ranking}, {name: ranking}, {name: ranking_summary(ranking, model, params.get("top", 10), share)}
