@@ -84,7 +84,8 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
     """What is wrong with ``params`` before any node runs, or None: keys nothing reads
     (``unknown_parameters``), then values the dict-taking groups refuse (``normalisation.clip``;
     ``training.model``: the model it describes, met otherwise when a phase builds it; ``phase``;
-    ``evaluation``: its config's checks, which its node would otherwise meet only after training)."""
+    ``evaluation``: its config's checks, which its node would otherwise meet only after training;
+    ``forecast.one_day_share``: in [0, 1))."""
     unknown = unknown_parameters(params, read)
     if unknown:
         return "parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown)
