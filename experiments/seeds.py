@@ -149,15 +149,21 @@ def run_seed(seed: int, overrides: dict, frames_dir: Path, states: bool = False)
         predictions, shuffled, out["features"], out["model_input"], out["oracle_returns"], out["splits"],
         stock_feature_names(out["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]), val,
     )  # fmt: skip
-    keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in result.frame.columns if c.startswith(("pred_", "part_", "target_", "ridge_", "lightgbm_", "blend_", "oracle_"))]
-    keep += ["fold"] if "fold" in result.frame.columns else []  # walk-forward: which fold scored each row
-    result.frame.select(*keep, "momentum_20d", "reversal_1d").write_parquet(frames_dir / f"seed{seed}.parquet")
+    scored_frame(result.frame).write_parquet(frames_dir / f"seed{seed}.parquet")
     val = val.join(beta_and_sector(out["features"], out["model_input"]), on=["Date", "Code"], how="left", maintain_order="left")
     val.write_parquet(frames_dir / f"seed{seed}_val.parquet")  # scored without market and sectors too
     kept_states = candidate_frames(store.states, out["model"], out, {"val": val, "test": result.frame}, frames_dir, seed,
                                   params["forecast"]) if states else None  # fmt: skip
     return {"seed": seed, "metrics": result.document, "phase_val": kept, "starts": starts, "seconds": round(seconds, 1), "frame": str(frames_dir / f"seed{seed}.parquet"),
             "val_frame": str(frames_dir / f"seed{seed}_val.parquet"), "states": kept_states}  # fmt: skip
+
+
+def scored_frame(frame):
+    """The columns of an evaluation's scored frame (``Evaluation.frame``) that a run keeps: every
+    scorer's forecast, the targets, each row's beta and sector and, walk-forward, its fold."""
+    keep = ["Date", "Code", "beta_60d", "Sector33Code"] + [c for c in frame.columns if c.startswith(("pred_", "part_", "target_", "ridge_", "lightgbm_", "blend_", "oracle_"))]
+    keep += ["fold"] if "fold" in frame.columns else []  # walk-forward: which fold scored each row
+    return frame.select(*keep, "momentum_20d", "reversal_1d")
 
 
 def beta_and_sector(features, model_input):

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from seeds import beta_and_sector
+from seeds import beta_and_sector, scored_frame
 from synthetic_ceiling import privileged_filter
 
 
@@ -88,8 +88,7 @@ def truth_runs(overrides: dict, out: Path) -> dict[str, Path]:
             "Date", "Code", *(f"pred_{h}d" for h in HORIZONS), *targets) for split, r in rows.items()}  # fmt: skip
         result = evaluate_predictions(forecasts["test"], forecasts["test"], data["features"], data["model_input"], data["oracle_returns"],
                                       data["splits"], stock_feature_names(data["feature_manifest"]), EvaluationConfig.from_params(params["evaluation"]))  # fmt: skip
-        frame = result.frame.select("Date", "Code", *(c for c in result.frame.columns if c.startswith(("pred_", "target_", "ridge_", "lightgbm_", "oracle_"))),
-                                    "momentum_20d", "reversal_1d", "beta_60d", "Sector33Code")  # fmt: skip
+        frame = scored_frame(result.frame)
         frame.write_parquet(out / f"{name}.parquet")
         # validation's forecasts beside their beta and sector, as seeds.py keeps the model's (--groups pairs them)
         val = forecasts["val"].join(beta_and_sector(data["features"], data["model_input"]), on=["Date", "Code"], how="left", maintain_order="left")

@@ -102,9 +102,12 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
             ATFTGATFAN(ModelConfig(n_features=2, n_market=1, edge_dim=1, **{**sizes, **lead}))
         except (ValueError, TypeError) as error:
             return f"training.model: {error}"
-    share = _plain(params.get("forecast") or {}).get("one_day_share", 0.0)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
-        return f"forecast: one_day_share is the 1-day forecast's share of each long forecast, in [0, 1), got {share!r}"
+    from atft_kedro.training.predict import one_day_share
+
+    try:
+        one_day_share(_plain(params.get("forecast")))
+    except ValueError as error:
+        return f"forecast: {error}"
     if "phase" in params:
         from atft_kedro.training.config import parse_phases
 

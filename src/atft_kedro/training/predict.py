@@ -76,7 +76,19 @@ def rank_ic_by_date(predictions: pl.DataFrame, horizons, min_stocks: int) -> dic
     """``daily_rank_ic`` before the mean: per horizon, the scored dates and their RankIC."""
     return {h: daily_scores(predictions, f"pred_{h}", f"target_{h}", min_stocks) for h in horizons}
 
+
 FORECAST_PARAMETERS = ("one_day_share",)  # the keys of `forecast` in conf/base/parameters.yml
+
+
+def one_day_share(forecast: dict | None) -> float:
+    """The ``forecast`` parameters' ``one_day_share``, checked (None or unset: 0, the heads as they are)."""
+    return _checked_share((forecast or {}).get("one_day_share", 0.0))
+
+
+def _checked_share(share) -> float:
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+        raise ValueError(f"one_day_share is the 1-day forecast's share of each long forecast, in [0, 1), got {share!r}")
+    return float(share)
 
 
 def lean_on_one_day(predictions: pl.DataFrame, share: float) -> pl.DataFrame:
@@ -90,20 +102,18 @@ def lean_on_one_day(predictions: pl.DataFrame, share: float) -> pl.DataFrame:
     the most independent outcomes (docs/what_training_has_shown.md, the twenty-fifth session).
     ``share`` 0: the heads as they are. Dates are the groups, so walk-forward frames (a date in one
     fold) and inference (one date) lean alike."""
-    if not 0.0 <= share < 1.0:
-        raise ValueError(f"forecast.one_day_share is the 1-day forecast's share of each long forecast, in [0, 1), got {share!r}")
+    share = _checked_share(share)
     long = [c.removeprefix("pred_") for c in predictions.columns if c.startswith("pred_") and c != "pred_1d"]
     if share == 0.0 or "pred_1d" not in predictions.columns or not long:
         return predictions
     spread = lambda c: pl.col(c).std().over("Date")  # noqa: E731
     centred = lambda c: pl.col(c) - pl.col(c).mean().over("Date")  # noqa: E731
-    scale = {h: pl.when(spread("pred_1d") > 0).then(share / (1.0 - share) * spread(f"pred_{h}") / spread("pred_1d")).otherwise(0.0) for h in long}
-    moved = []
+    moved = {}
     for h in long:
-        added = scale[h] * centred("pred_1d")
-        moved.append(pl.col(f"pred_{h}") + added)
-        moved += [pl.col(c) + added for c in predictions.columns if c.startswith("q") and c.endswith(f"_{h}")]
-        moved += [pl.col(c) + scale[h] * centred(c.removesuffix(f"_{h}") + "_1d") for c in predictions.columns
-                  if c.startswith("part_") and c.endswith(f"_{h}") and c.removesuffix(f"_{h}") + "_1d" in predictions.columns]  # fmt: skip
-    names = [e.meta.output_name() for e in moved]
-    return predictions.with_columns(e.alias(n) for e, n in zip(moved, names))
+        scale = pl.when(spread("pred_1d") > 0).then(share / (1.0 - share) * spread(f"pred_{h}") / spread("pred_1d")).otherwise(0.0)
+        for c in predictions.columns:
+            if c == f"pred_{h}" or (c.startswith("q") and c.endswith(f"_{h}")):  # the median and its quantiles move alike
+                moved[c] = pl.col(c) + scale * centred("pred_1d")
+            elif c.startswith("part_") and c.endswith(f"_{h}") and (one_day := c.removesuffix(f"_{h}") + "_1d") in predictions.columns:
+                moved[c] = pl.col(c) + scale * centred(one_day)
+    return predictions.with_columns(**moved)

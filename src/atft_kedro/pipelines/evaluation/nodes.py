@@ -21,7 +21,7 @@ from atft_kedro.provenance import StaleArtifactError, check_built_from
 from atft_kedro.training.checkpoints import CheckpointStore, model_from_checkpoint
 from atft_kedro.training.config import TrainConfig
 from atft_kedro.training.data import DateDataset, TrainingArrays, fold_arrays, split_indices
-from atft_kedro.training.predict import lean_on_one_day, predict
+from atft_kedro.training.predict import lean_on_one_day, one_day_share, predict
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def predict_test(model: dict, training_arrays: TrainingArrays, graphs: GraphSet,
     ``one_day_share`` (``lean_on_one_day``; None: the heads as they are). ``label``: what the log says
     these forecasts are, after their count."""
     return _predict_split("test", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
-                          normalisation, parts, label=label, one_day_share=_one_day_share(forecast))  # fmt: skip
+                          normalisation, parts, label=label, share=one_day_share(forecast))  # fmt: skip
 
 
 def predict_validation(model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
@@ -50,32 +50,27 @@ def predict_validation(model: dict, training_arrays: TrainingArrays, graphs: Gra
     validation block by that fold's model), so the report can set what each path adds on validation,
     where choices are made, beside what it adds on test."""
     return _predict_split("val", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
-                          normalisation, parts=True, one_day_share=_one_day_share(forecast))  # fmt: skip
-
-
-def _one_day_share(forecast: dict | None) -> float:
-    """The ``forecast`` parameters' ``one_day_share`` (None: no parameters, the heads as they are)."""
-    return 0.0 if forecast is None else float(forecast.get("one_day_share", 0.0))
+                          normalisation, parts=True, share=one_day_share(forecast))  # fmt: skip
 
 
 def _predict_split(split: str, model: dict, training_arrays: TrainingArrays, graphs: GraphSet, splits: pl.DataFrame, model_input: pl.DataFrame,
                    data_fingerprint: dict | None, checkpoints: CheckpointStore | None, market_features: pl.DataFrame | None,
                    normalisation: dict | None, parts: bool, moved: tuple | None = None, last: int | None = None,
-                   label: str = "", one_day_share: float = 0.0) -> pl.DataFrame:  # fmt: skip
+                   label: str = "", share: float = 0.0) -> pl.DataFrame:  # fmt: skip
     if data_fingerprint is not None:
         check_built_from(data_fingerprint, graphs=graphs.data_fingerprint, training_arrays=training_arrays.data_fingerprint,
                          model=model.get("data_fingerprint"))  # fmt: skip
     folds = sorted(splits["fold"].unique())
     if len(folds) == 1:
         return _stamped(lean_on_one_day(_predict_fold(model, training_arrays, graphs, splits, 0, model_input, split, parts, moved, last, label),
-                                        one_day_share), model)  # fmt: skip
+                                        share), model)  # fmt: skip
     phase = model["config"]["phase"]
     frames = [
         _predict_fold(checkpoints.fold(f).load(phase, "best"), fold_arrays(training_arrays, splits, f, market_features, normalisation),
                       graphs, splits, f, model_input, split, parts, moved, last, label).with_columns(pl.lit(f, pl.Int32).alias("fold"))
         for f in folds
     ]  # fmt: skip
-    return _stamped(lean_on_one_day(pl.concat(frames), one_day_share), model)
+    return _stamped(lean_on_one_day(pl.concat(frames), share), model)
 
 
 def _stamped(predictions: pl.DataFrame, model: dict) -> pl.DataFrame:
@@ -143,7 +138,7 @@ def feature_importance(model: dict, training_arrays: TrainingArrays, graphs: Gra
     for group, columns in tqdm(groups.items(), desc="feature groups moved", unit="group"):
         moved[group] = _predict_split("val", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
                                       normalisation, parts=False, moved=(columns, seed), last=last,
-                                      one_day_share=_one_day_share(forecast))  # fmt: skip
+                                      share=one_day_share(forecast))  # fmt: skip
     worth = group_importance(validation_predictions, moved, cfg.min_stocks)
     for group, by_h in sorted(worth.items(), key=lambda g: -next(iter(g[1].values()))["worth"]["mean"]):
         log.info("validation RankIC lost with %s moved between stocks: %s", group,
@@ -189,6 +184,7 @@ def evaluate(
     if data_fingerprint is not None and model is not None:
         check_built_from(data_fingerprint, model=model.get("data_fingerprint"))
     _check_covers_the_test_split(predictions, splits)
+    share = one_day_share(forecast)
     if model is not None:
         made_by = {"predictions": predictions, "random_graph_predictions": random_graph_predictions, "validation_predictions": validation_predictions}
         for name, made in made_by.items():
@@ -218,11 +214,11 @@ def evaluate(
     if feature_importance is not None:
         result.document["feature_importance"] = feature_importance
     if model is not None:
-        result.document["provenance"] = {**provenance(model, data_fingerprint), "one_day_share": _one_day_share(forecast)}
+        result.document["provenance"] = {**provenance(model, data_fingerprint), "one_day_share": share}
     dates = predictions["Date"]
     context = {"provenance": result.document.get("provenance"), "source": source, "n_dates": dates.n_unique(), "start": dates.min(), "end": dates.max(),
                "n_stocks": predictions["Code"].n_unique(), "quantile": cfg.backtest.quantile, "hold_quantile": cfg.backtest.hold_quantile,
-               "cost_bp": cfg.backtest.cost_bp, "one_day_share": _one_day_share(forecast)}  # fmt: skip
+               "cost_bp": cfg.backtest.cost_bp, "one_day_share": share}  # fmt: skip
     first = next(iter(result.document["horizons"]))
     quantile_scores = [f"pred_{first}", f"ridge_{first}", f"lightgbm_{first}", "momentum_20d"]
     quantile_scores += [f"oracle_{first}"] if f"oracle_{first}" in result.frame.columns else []

@@ -10,6 +10,7 @@ from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.inference import latest_ranking, ranking_summary
 from atft_kedro.tracking import load_logged_model
+from atft_kedro.training.predict import one_day_share
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def rank_latest(
     if params.get("mlflow_run_id"):
         model = load_logged_model(params["mlflow_run_id"])
         log.info("model from MLflow run %s (phase %d, %s)", params["mlflow_run_id"], model["config"]["phase"], kept_checkpoint(model["epoch"], model["best"]))
-    share = (forecast or {}).get("one_day_share", 0.0)
+    share = one_day_share(forecast)
     ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
                              normalisation["clip"], params.get("as_of"), normalisation.get("rank_groups", ()), share)  # fmt: skip
     as_of = ranking["as_of"][0]
