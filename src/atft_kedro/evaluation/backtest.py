@@ -19,6 +19,7 @@ earns, apart from what trading it costs; a 1-day book turns over most of itself 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,11 +105,11 @@ def long_short_backtest(frame: pl.DataFrame, score: str, target: str, horizon: i
         codes = ranked["Code"].to_list()
         short = _book(codes, n, hold, {c for c, w in prev.items() if w < 0})
         long = _book(codes[::-1], n, hold, {c for c, w in prev.items() if w > 0})
-        short, long = [c for c in codes if c in short], [c for c in codes if c in long]  # in rank order, as the sums always ran
         weights = {c: -1.0 / n for c in short} | {c: 1.0 / n for c in long}
-        side = lambda book: ranked.filter(pl.col("Code").is_in(book))["y"].fill_null(0.0).fill_nan(0.0).mean()  # noqa: E731  (in rank order)
+        side = lambda book: ranked.filter(pl.col("Code").is_in(list(book)))["y"].fill_null(0.0).fill_nan(0.0).mean()  # noqa: E731  (summed in rank order)
         ret = side(long) - side(short)
-        turnover = sum(abs(weights.get(c, 0.0) - prev.get(c, 0.0)) for c in weights.keys() | prev.keys())
+        # summed exactly: a set of codes has no fixed order across processes (string hashing), and a float sum would differ in its last bits
+        turnover = math.fsum(abs(weights.get(c, 0.0) - prev.get(c, 0.0)) for c in weights.keys() | prev.keys())
         used.append(d)
         gross.append(ret)
         net.append(ret - turnover * cfg.cost_bp / 1e4)
