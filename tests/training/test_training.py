@@ -989,7 +989,7 @@ def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
         for h in ("5d", "10d", "20d"):
             assert choice.scores[name][h] == pytest.approx(full[h], abs=1e-6), (name, h)
     assert len({round(s["20d"], 6) for s in choice.scores.values()}) > 1  # the candidates differ on validation
-    with pytest.raises(ValueError, match="horizon_starts must be 'ridge', 'validated', 'ranked' or 'one_day'"):
+    with pytest.raises(ValueError, match="horizon_starts must be 'ridge', 'validated', 'ranked', 'one_day' or 'covariance'"):
         small_config(horizon_starts="momentum")
 
 
@@ -1240,6 +1240,38 @@ def test_horizons_phase_1_turns_on_can_start_at_the_1d_row(prepared, tmp_path):
             assert same == (starts == "one_day")
             if starts == "ridge":
                 assert torch.equal(w[i], zero["linear.weight"][i])  # its own ridge start
+
+
+def test_horizons_phase_1_turns_on_can_start_at_the_ridges_infinite_penalty_limit(prepared, tmp_path):
+    """horizon_starts=covariance: when phase 1 turns the 5-20 day horizons on, each of their rows
+    of the linear skip is the training rows' covariance of each feature with the horizon's target,
+    scaled by least squares: it ranks as the ridge does at a penalty far above the design's scale,
+    the scale leaves a residual with no part along the term, and the 1-day row is phase 0's."""
+
+    from atft_kedro.training.loop import _start_state
+    from atft_kedro.training.starts import set_to_ridge, training_rows
+
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5, 10, 20)}, horizon_starts="covariance", linear_start="ridge")
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store, phase=0, model=cfg.model, horizon_starts="covariance", linear_start="ridge")
+    zero = store.load(0, "best")["model"]
+    model = build_model(arrays, graphs, cfg, 1, torch.device("cpu"))
+    train_idx = _idx(prepared)[0]
+    progress = _start_state(1, model, torch.optim.AdamW(model.parameters()), arrays, graphs, train_idx, cfg, store, [])
+    assert progress.starts["phase 1, linear skip"] == {h: "the covariance fit" for h in ("5d", "10d", "20d")}
+    w, b = model.linear.weight.detach().double(), model.linear.bias.detach().double()
+    assert torch.equal(model.linear.weight[0], zero["linear.weight"][0])
+    x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    far = torch.nn.Linear(x.shape[1], 4).double()
+    set_to_ridge(far, (1, 5, 10, 20), x, y, 1e12)
+    for i in (1, 2, 3):
+        ok = np.isfinite(y[:, i])
+        term = x[ok] @ w[i].numpy() + float(b[i])
+        assert np.corrcoef(term, x[ok] @ far.weight[i].detach().numpy())[0, 1] > 0.9999  # the ridge's ranking, far out
+        assert abs(np.mean(term)) < 1e-5 * np.std(term)  # centred on the training rows (float32 weights)
+        assert abs(float((y[ok, i] - term) @ term)) < 1e-4 * float(term @ term)  # the least-squares scale
+        assert not torch.allclose(w[i], zero["linear.weight"][i].double())  # not the ridge start at the configured penalty
 
 
 def test_the_linear_paths_may_learn_at_a_fraction_of_the_rate(prepared, tmp_path):

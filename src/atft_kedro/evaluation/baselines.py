@@ -47,7 +47,7 @@ class LightGBMConfig:
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    ridge_alphas: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0, 100000.0)
+    ridge_alphas: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7, 1e8)
     lightgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
     min_stocks: int = 20
 

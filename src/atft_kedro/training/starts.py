@@ -1,7 +1,8 @@
 """Where the model's linear paths start: the linear skip (phase 0) at a ridge fit on the training
 split, the horizons phase 1 turns on at the best on validation of a few fits and one-feature
 signals (``horizon_starts: validated``), at the better of the ridge and the ridge on ranked targets
-(``ranked``) or at the 1-day row (``one_day``), and the neighbour skip (phase 2) at ridge fits beside or
+(``ranked``), at the 1-day row (``one_day``) or at the ridge's infinite-penalty limit
+(``covariance``), and the neighbour skip (phase 2) at ridge fits beside or
 on the model's forecast, chosen horizon by horizon on validation. Each candidate is scored from one
 validation forecast plus its linear term, which is the model's own forecast with that start.
 """
@@ -289,6 +290,32 @@ def start_at_one_day(model: ATFTGATFAN, horizons) -> None:
         linear.bias[rows.index(h)] = linear.bias[one]
         model.skip_clip[rows.index(h)] = model.skip_clip[one]  # the row reads the features as the 1-day row does
     log.info("linear skip: the rows of %s start at the 1-day row", ", ".join(f"{h}d" for h in horizons))
+
+
+@torch.no_grad()
+def start_at_covariance(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, horizons) -> None:
+    """The linear skip's rows of ``horizons`` (those a phase turns on) set to the ridge's limit as
+    its penalty grows (``horizon_starts: covariance``): each feature weighted by its covariance
+    with the horizon's target over the training rows (read at the row's clip), the whole scaled by
+    least squares. With ~300 overlapping training dates a 5-20 day target holds 15-60 independent
+    periods, too few to estimate how 91 correlated features share the signal: the ridge
+    baseline's validation RankIC at 20 days rose with the penalty up to this limit on four of the
+    default market's five draws (docs/what_training_has_shown.md, the twenty-sixth session)."""
+    x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    linear, rows = model.linear, list(model.skip_horizons)
+    for h in horizons:
+        col, i = HORIZONS.index(h), rows.index(h)
+        ok = np.isfinite(y[:, col])
+        xh = own_inputs(model, x[ok], h)
+        mean = xh.mean(axis=0)
+        xh -= mean
+        w = xh.T @ y[ok, col]
+        term = xh @ w
+        scale = float(term @ y[ok, col]) / max(float(term @ term), 1e-300)
+        linear.weight[i] = torch.as_tensor(scale * w, dtype=linear.weight.dtype)
+        linear.bias[i] = float(-scale * mean @ w)
+    log.info("linear skip: the rows of %s start at the covariance fit (the ridge's infinite-penalty limit, scaled)",
+             ", ".join(f"{h}d" for h in horizons))  # fmt: skip
 
 
 BY_DATE = "by date"  # a candidate's scores: its per-horizon DailyScores, beside the means
