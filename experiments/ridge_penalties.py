@@ -5,7 +5,7 @@
 Fits the evaluation's ridge (``evaluation.baselines.fit_ridge``: the training split's rows, the
 target less its date's mean) at each penalty of ``--alphas`` and at the limit as the penalty grows
 (each feature weighted by its covariance with the target, ``covariance_weights``), and prints each
-fit's validation RankIC raw and with sectors and beta out, per horizon. Validation only: nothing
+fit's validation RankIC raw and with sectors and beta out, per fold (walk-forward) and horizon. Validation only: nothing
 here reads the test split. The market's data_engineering runs in memory (``_folds.market``).
 """
 
@@ -26,31 +26,38 @@ def main() -> None:
     parser.add_argument("--alphas", nargs="+", type=float, default=[1e3, 1e5, 1e6, 1e7, 1e8])
     args = parser.parse_args()
 
+    from _folds import market
+    from atft_kedro.features.splits import split_dates
+
+    mk = market(args.params)
+    print("| fold | horizon | " + " | ".join([f"penalty {a:g}" for a in args.alphas] + ["the limit (covariance)"]) + " |")
+    print("|---|---|" + "---|" * (len(args.alphas) + 1))
+    for fold in sorted(mk.splits["fold"].unique()):
+        train, val = (split_dates(mk.splits, s, fold) for s in ("train", "val"))
+        for h in ("1d", "5d", "10d", "20d"):
+            print(f"| {fold} | {h} (raw / sectors and beta out) | " + " | ".join(validation_scores(mk, h, train, val, args.alphas)) + " |", flush=True)
+
+
+def validation_scores(mk, h: str, train, val, alphas) -> list[str]:
+    """Each fit's validation RankIC at ``h``, raw / with sectors and beta out, as table cells."""
     import numpy as np
     import polars as pl
 
-    from _folds import market
     from atft_kedro.evaluation.baselines import _rows, fit_ridge
-    from atft_kedro.features.splits import split_dates
     from seeds import _daily
 
-    mk = market(args.params)
-    train, val = (split_dates(mk.splits, s, 0) for s in ("train", "val"))
-    print("| horizon | " + " | ".join([f"penalty {a:g}" for a in args.alphas] + ["the limit (covariance)"]) + " |")
-    print("|---|" + "---|" * (len(args.alphas) + 1))
-    for h in ("1d", "5d", "10d", "20d"):
-        target = f"target_{h}"
-        rows = mk.model_input.filter(pl.col("Date").is_in(pl.Series(val).implode())).drop_nulls(target).filter(pl.col(target).is_finite())
-        x = rows.select(mk.names).fill_nan(0.0).fill_null(0.0).to_numpy().astype(np.float64)
-        fits = {f"a{a:g}": fit_ridge(mk.model_input, mk.names, target, train, a)[:-1] for a in args.alphas}
-        fitted = _rows(mk.model_input, mk.names, target, train)
-        fits["limit"] = covariance_weights(fitted.select(mk.names).fill_nan(0.0).fill_null(0.0).to_numpy().astype(np.float64), fitted[target].to_numpy())
-        frame = rows.select("Date", "Code", target, "beta_60d", "Sector33Code").with_columns(**{k: pl.Series(x @ w) for k, w in fits.items()})
-        cells = []
-        for k in fits:
-            raw, neutral = (float(np.mean(list(_daily(frame, k, target, n).values()))) for n in (False, True))
-            cells.append(f"{raw:+.4f} / {neutral:+.4f}")
-        print(f"| {h} (raw / sectors and beta out) | " + " | ".join(cells) + " |", flush=True)
+    target = f"target_{h}"
+    rows = mk.model_input.filter(pl.col("Date").is_in(pl.Series(val).implode())).drop_nulls(target).filter(pl.col(target).is_finite())
+    x = rows.select(mk.names).fill_nan(0.0).fill_null(0.0).to_numpy().astype(np.float64)
+    fits = {f"a{a:g}": fit_ridge(mk.model_input, mk.names, target, train, a)[:-1] for a in alphas}
+    fitted = _rows(mk.model_input, mk.names, target, train)
+    fits["limit"] = covariance_weights(fitted.select(mk.names).fill_nan(0.0).fill_null(0.0).to_numpy().astype(np.float64), fitted[target].to_numpy())
+    frame = rows.select("Date", "Code", target, "beta_60d", "Sector33Code").with_columns(**{k: pl.Series(x @ w) for k, w in fits.items()})
+    cells = []
+    for k in fits:
+        raw, neutral = (float(np.mean(list(_daily(frame, k, target, n).values()))) for n in (False, True))
+        cells.append(f"{raw:+.4f} / {neutral:+.4f}")
+    return cells
 
 
 if __name__ == "__main__":

@@ -342,6 +342,31 @@ def test_ridge_penalty_is_chosen_on_validation():
     assert info["alpha"] == 300.0
 
 
+def test_the_tuned_ridge_fits_every_penalty_from_one_product_to_the_bits_of_one_fit_each():
+    """tuned_ridge makes the design's products once for the whole grid (solve_ridge_path); each
+    penalty's coefficients are the bits fit_ridge gives at it alone, and the kept one is the best
+    on validation."""
+    from atft_kedro.evaluation.baselines import BaselineConfig, _rows, fit_ridge, mean_daily_rank_ic, tuned_ridge
+
+    rng = np.random.default_rng(2)
+    n_dates, n_stocks = 30, 40
+    dates = pl.Series([D0 + dt.timedelta(days=i) for i in range(n_dates)]).gather(np.repeat(np.arange(n_dates), n_stocks))
+    x = rng.normal(size=(len(dates), 8))
+    cols = {f"x{i}": x[:, i] for i in range(8)}
+    mi = pl.DataFrame({"Date": dates, **cols, "target_1d": x[:, :3].sum(1) * 0.1 + rng.normal(size=len(dates))})
+    days = mi["Date"].unique().sort()
+    cfg = BaselineConfig(ridge_alphas=(10.0, 1e3, 1e5, 1e8), min_stocks=10)
+    coef, info = tuned_ridge(mi, list(cols), "target_1d", days[:20], days[20:], cfg)
+    val = _rows(mi, list(cols), "target_1d", days[20:])
+    scores = {}
+    for alpha in cfg.ridge_alphas:
+        alone = fit_ridge(mi, list(cols), "target_1d", days[:20], alpha)
+        scores[alpha] = mean_daily_rank_ic(val["Date"].to_numpy(), val.select(list(cols)).to_numpy() @ alone[:-1], val["target_1d"].to_numpy(), 10)
+        if alpha == info["alpha"]:
+            assert np.array_equal(coef, alone)
+    assert info["alpha"] == max(scores, key=scores.get) and info["val_rank_ic"] == scores[info["alpha"]]
+
+
 def test_the_ridge_fit_is_the_same_bits_with_any_thread_count():
     """Training starts its linear paths at ``ridge_solve``'s fits, and safe mode promises the same
     bits on any machine's core count: numpy's BLAS rounds ``x.T @ x`` differently with 1 and 2

@@ -329,7 +329,8 @@ def choose_skip_starts(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.
                         validation: Validation, candidates: str = "validated") -> StartChoice:  # fmt: skip
     """The linear skip's rows of ``horizons`` (those a phase turns on) chosen on validation, each
     on its own. ``candidates`` "validated": the ridge start they hold (penalty ``alpha``), the ridge
-    at the penalties around it (``START_PENALTIES``, the ridge baseline's range), or one of the
+    at the penalties around it (``START_PENALTIES``, the ridge baseline's range until the
+    twenty-sixth session; ``horizon_starts: covariance`` starts at the limit past it), or one of the
     one-feature baselines (``SIGNALS``: 20-day momentum, 1-day reversal) alone, its sign as the
     baseline's, scaled to the spread of the ridge start's term on the training rows. A ridge fitted
     on the training split carries what that split shows; where a long horizon's signal differs
