@@ -23,6 +23,7 @@ from atft_kedro.evaluation.metrics import overlap_lag, paired_difference
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN
+from atft_kedro.threads import torch_threads
 from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, TrainingArrays, collate_dates
 from atft_kedro.training.predict import mean_rank_ics
 
@@ -295,25 +296,29 @@ def start_at_one_day(model: ATFTGATFAN, horizons) -> None:
 @torch.no_grad()
 def start_at_covariance(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, horizons) -> None:
     """The linear skip's rows of ``horizons`` (those a phase turns on) set to the ridge's limit as
-    its penalty grows (``horizon_starts: covariance``): each feature weighted by its covariance
-    with the horizon's target over the training rows (read at the row's clip), the whole scaled by
-    least squares. With ~300 overlapping training dates a 5-20 day target holds 15-60 independent
-    periods, too few to estimate how 91 correlated features share the signal: the ridge
-    baseline's validation RankIC at 20 days rose with the penalty up to this limit on four of the
-    default market's five draws (docs/what_training_has_shown.md, the twenty-sixth session)."""
+    its penalty grows (``horizon_starts: covariance``, an option): each feature weighted by its
+    covariance with the horizon's target over the training rows (read at the row's clip), the whole
+    scaled by least squares. With ~300 overlapping training dates a 5-20 day target holds 15-60
+    independent periods, few to estimate how 91 correlated features share a signal: on each of the
+    default market's five draws the ridge's validation RankIC at 20 days is higher at this limit
+    than at penalty 1000. Measured with the model it lifted the synthetic draws' long horizons a
+    little and lost stocknet's 5 days (docs/what_training_has_shown.md, the twenty-sixth session).
+    The products run on one torch thread: the same bits on any core count, as ``ridge_solve``'s."""
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, rows = model.linear, list(model.skip_horizons)
-    for h in horizons:
-        col, i = HORIZONS.index(h), rows.index(h)
-        ok = np.isfinite(y[:, col])
-        xh = own_inputs(model, x[ok], h)
-        mean = xh.mean(axis=0)
-        xh -= mean
-        w = xh.T @ y[ok, col]
-        term = xh @ w
-        scale = float(term @ y[ok, col]) / max(float(term @ term), 1e-300)
-        linear.weight[i] = torch.as_tensor(scale * w, dtype=linear.weight.dtype)
-        linear.bias[i] = float(-scale * mean @ w)
+    with torch_threads(1):
+        for h in horizons:
+            col, i = HORIZONS.index(h), rows.index(h)
+            ok = np.isfinite(y[:, col])
+            xh = torch.from_numpy(own_inputs(model, x[ok], h))
+            target = torch.from_numpy(np.ascontiguousarray(y[ok, col]))
+            mean = xh.mean(dim=0)
+            xh -= mean
+            w = xh.T @ target
+            term = xh @ w
+            scale = float(term @ target) / max(float(term @ term), 1e-300)
+            linear.weight[i] = (scale * w).to(linear.weight.dtype)
+            linear.bias[i] = float(-scale * (mean @ w))
     log.info("linear skip: the rows of %s start at the covariance fit (the ridge's infinite-penalty limit, scaled)",
              ", ".join(f"{h}d" for h in horizons))  # fmt: skip
 
