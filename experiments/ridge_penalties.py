@@ -2,9 +2,10 @@
 
     python experiments/ridge_penalties.py --params '{"raw": {"synthetic_seed": 21}}' [--alphas 1e3 1e5 1e7]
 
-Fits the evaluation's ridge (``evaluation.baselines.fit_ridge``: the training split's rows, the
-target less its date's mean) at each penalty of ``--alphas`` and at the limit as the penalty grows
-(each feature weighted by its covariance with the target, ``covariance_weights``), and prints each
+Fits the evaluation's ridge (``evaluation.baselines``' ``fit_ridge``, as ``tuned_ridge`` fits its
+grid: the training split's rows, the target less its date's mean) at each penalty of ``--alphas``
+and at the limit as the penalty grows (each feature weighted by its covariance with the target,
+``covariance_weights``), and prints each
 fit's validation RankIC raw and with sectors and beta out, per fold (walk-forward) and horizon. Validation only: nothing
 here reads the test split. The market's data_engineering runs in memory (``_folds.market``).
 """
@@ -13,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def covariance_weights(x, y):
-    """The ridge's limit as its penalty grows, up to a positive scale: X_c' y (X_c: ``x`` less its
-    column means). Its ranking is the ridge's at any penalty far above the design's eigenvalues."""
-    return (x - x.mean(axis=0)).T @ y
+from atft_kedro.evaluation.baselines import covariance_weights  # the limit, as training's `horizon_starts: covariance` takes it
 
 
 def main() -> None:
@@ -43,14 +40,15 @@ def validation_scores(mk, h: str, train, val, alphas) -> list[str]:
     import numpy as np
     import polars as pl
 
-    from atft_kedro.evaluation.baselines import _rows, fit_ridge
+    from atft_kedro.evaluation.baselines import _rows, solve_ridge_path, with_intercept
     from seeds import _daily
 
     target = f"target_{h}"
     rows = mk.model_input.filter(pl.col("Date").is_in(pl.Series(val).implode())).drop_nulls(target).filter(pl.col(target).is_finite())
     x = rows.select(mk.names).fill_nan(0.0).fill_null(0.0).to_numpy().astype(np.float64)
-    fits = {f"a{a:g}": fit_ridge(mk.model_input, mk.names, target, train, a)[:-1] for a in alphas}
     fitted = _rows(mk.model_input, mk.names, target, train)
+    path = solve_ridge_path(with_intercept(fitted.select(mk.names).to_numpy()), fitted[target].to_numpy(), alphas)  # fit_ridge's fits, one product
+    fits = {f"a{a:g}": coef[:-1] for a, coef in zip(alphas, path)}
     fits["limit"] = covariance_weights(fitted.select(mk.names).fill_nan(0.0).fill_null(0.0).to_numpy().astype(np.float64), fitted[target].to_numpy())
     frame = rows.select("Date", "Code", target, "beta_60d", "Sector33Code").with_columns(**{k: pl.Series(x @ w) for k, w in fits.items()})
     cells = []

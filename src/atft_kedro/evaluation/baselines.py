@@ -217,6 +217,20 @@ def solve_ridge_path(design: np.ndarray, y: np.ndarray, alphas, weights: np.ndar
         return out
 
 
+def covariance_weights(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The ridge's limit as its penalty grows, up to a positive scale: each column of ``x`` weighted
+    by its covariance with ``y``, X_c' y (X_c: ``x`` less its column means), made as X' y less the
+    means times y's sum, so no centred copy of ``x`` is held. Its ranking is the ridge's at any
+    penalty far above the design's eigenvalues. On one torch thread: the same bits on any core
+    count, as ``ridge_solve``'s."""
+    import torch
+
+    x = torch.from_numpy(np.asarray(x, dtype=np.float64))
+    y = torch.from_numpy(np.array(y, dtype=np.float64, order="C"))
+    with torch_threads(1):
+        return (x.T @ y - x.mean(dim=0) * y.sum()).numpy()
+
+
 def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.ndarray) -> np.ndarray:
     x = model_input.select(feature_names).to_numpy().astype(np.float64)
     return x @ coef[:-1] + coef[-1]

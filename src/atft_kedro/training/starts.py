@@ -303,22 +303,23 @@ def start_at_covariance(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np
     default market's five draws the ridge's validation RankIC at 20 days is higher at this limit
     than at penalty 1000. Measured with the model it lifted the synthetic draws' long horizons a
     little and lost stocknet's 5 days (docs/what_training_has_shown.md, the twenty-sixth session).
-    The products run on one torch thread: the same bits on any core count, as ``ridge_solve``'s."""
+    The products run on one torch thread (``covariance_weights``): the same bits on any core count."""
+    from atft_kedro.evaluation.baselines import covariance_weights
+
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, rows = model.linear, list(model.skip_horizons)
-    with torch_threads(1):
-        for h in horizons:
-            col, i = HORIZONS.index(h), rows.index(h)
-            ok = np.isfinite(y[:, col])
-            xh = torch.from_numpy(own_inputs(model, x[ok], h))
-            target = torch.from_numpy(np.ascontiguousarray(y[ok, col]))
-            mean = xh.mean(dim=0)
-            xh -= mean
-            w = xh.T @ target
-            term = xh @ w
-            scale = float(term @ target) / max(float(term @ term), 1e-300)
-            linear.weight[i] = (scale * w).to(linear.weight.dtype)
-            linear.bias[i] = float(-scale * (mean @ w))
+    for h in horizons:
+        col, i = HORIZONS.index(h), rows.index(h)
+        ok = np.isfinite(y[:, col])
+        xh, target = own_inputs(model, x[ok], h), y[ok, col]
+        w = covariance_weights(xh, target)
+        with torch_threads(1):  # the term on one thread too, as the weights
+            xt, wt = torch.from_numpy(xh), torch.from_numpy(w)
+            offset = float(xt.mean(dim=0) @ wt)
+            term = xt @ wt - offset  # the centred features' term, without a centred copy of them
+            scale = float(term @ torch.from_numpy(np.ascontiguousarray(target))) / max(float(term @ term), 1e-300)
+        linear.weight[i] = torch.as_tensor(scale * w, dtype=linear.weight.dtype)
+        linear.bias[i] = -scale * offset
     log.info("linear skip: the rows of %s start at the covariance fit (the ridge's infinite-penalty limit, scaled)",
              ", ".join(f"{h}d" for h in horizons))  # fmt: skip
 

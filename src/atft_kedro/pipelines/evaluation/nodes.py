@@ -134,11 +134,10 @@ def feature_importance(model: dict, training_arrays: TrainingArrays, graphs: Gra
         return document, plots.plot_feature_importance(document)
     groups = feature_groups(feature_manifest, training_arrays.feature_names)
     groups[ALL_FEATURES] = np.arange(len(training_arrays.feature_names))  # the scale: what the inputs are worth together
-    moved = {}
+    moved, share = {}, one_day_share(forecast)
     for group, columns in tqdm(groups.items(), desc="feature groups moved", unit="group"):
         moved[group] = _predict_split("val", model, training_arrays, graphs, splits, model_input, data_fingerprint, checkpoints, market_features,
-                                      normalisation, parts=False, moved=(columns, seed), last=last,
-                                      share=one_day_share(forecast))  # fmt: skip
+                                      normalisation, parts=False, moved=(columns, seed), last=last, share=share)  # fmt: skip
     worth = group_importance(validation_predictions, moved, cfg.min_stocks)
     for group, by_h in sorted(worth.items(), key=lambda g: -next(iter(g[1].values()))["worth"]["mean"]):
         log.info("validation RankIC lost with %s moved between stocks: %s", group,
