@@ -989,8 +989,8 @@ def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
         for h in ("5d", "10d", "20d"):
             assert choice.scores[name][h] == pytest.approx(full[h], abs=1e-6), (name, h)
     assert len({round(s["20d"], 6) for s in choice.scores.values()}) > 1  # the candidates differ on validation
-    with pytest.raises(ValueError, match="horizon_starts must be 'ridge', 'validated', 'ranked', 'one_day' or 'covariance'"):
-        small_config(horizon_starts="momentum")
+    with pytest.raises(ValueError, match="horizon_starts must be 'ridge', 'validated', 'ranked', 'one_day', 'covariance' or 'momentum'"):
+        small_config(horizon_starts="sideways")
 
 
 def test_the_horizons_phase_1_turns_on_may_start_at_a_fit_on_ranked_targets(prepared):
@@ -1272,6 +1272,42 @@ def test_horizons_phase_1_turns_on_can_start_at_the_ridges_infinite_penalty_limi
         assert abs(np.mean(term)) < 1e-5 * np.std(term)  # centred on the training rows (float32 weights)
         assert abs(float((y[ok, i] - term) @ term)) < 1e-4 * float(term @ term)  # the least-squares scale
         assert not torch.allclose(w[i], zero["linear.weight"][i].double())  # not the ridge start at the configured penalty
+
+
+def test_horizons_phase_1_turns_on_can_start_at_one_feature_scaled(prepared, tmp_path):
+    """horizon_starts=momentum: when phase 1 turns the 5-20 day horizons on, each of their rows of
+    the linear skip reads ``momentum_feature`` alone, centred on the training rows and scaled by
+    least squares; the 1-day row is phase 0's; a feature the model lacks is named in the error."""
+    from atft_kedro.training.loop import _start_state
+    from atft_kedro.training.starts import training_rows
+
+    arrays, graphs = prepared["arrays"], prepared["graphs"]
+    model_cfg = {**small_config().model, "linear_skip": (1, 5, 10, 20)}
+    cfg = small_config(model=model_cfg, horizon_starts="momentum", momentum_feature="ret_20d", linear_start="ridge")
+    store = CheckpointStore(tmp_path)
+    _train(prepared, store, phase=0, model=model_cfg, horizon_starts="momentum", momentum_feature="ret_20d", linear_start="ridge")
+    zero = store.load(0, "best")["model"]
+    model = build_model(arrays, graphs, cfg, 1, torch.device("cpu"))
+    train_idx = _idx(prepared)[0]
+    progress = _start_state(1, model, torch.optim.AdamW(model.parameters()), arrays, graphs, train_idx, cfg, store, [])
+    assert progress.starts["phase 1, linear skip"] == {h: "ret_20d, scaled" for h in ("5d", "10d", "20d")}
+    assert torch.equal(model.linear.weight[0], zero["linear.weight"][0])
+    j = arrays.feature_names.index("ret_20d")
+    w, b = model.linear.weight.detach().double(), model.linear.bias.detach().double()
+    x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    for i in (1, 2, 3):
+        others = torch.cat([w[i, :j], w[i, j + 1 :]])
+        assert torch.count_nonzero(others) == 0 and w[i, j] != 0  # the one feature
+        ok = np.isfinite(y[:, i])
+        term = x[ok, j] * float(w[i, j]) + float(b[i])
+        assert abs(np.mean(term)) < 1e-5 * np.std(term)  # centred on the training rows
+        assert abs(float((y[ok, i] - term) @ term)) < 1e-4 * float(term @ term)  # the least-squares scale
+        slope = np.polyfit(x[ok, j], y[ok, i], 1)[0]
+        assert np.isclose(float(w[i, j]), slope, rtol=1e-4)  # the training rows' own slope, sign included
+    wrong = small_config(model=model_cfg, horizon_starts="momentum", momentum_feature="ret_61d", linear_start="ridge")
+    fresh = build_model(arrays, graphs, wrong, 1, torch.device("cpu"))
+    with pytest.raises(ValueError, match="momentum_feature is 'ret_61d', which is not among the model's features"):
+        _start_state(1, fresh, torch.optim.AdamW(fresh.parameters()), arrays, graphs, train_idx, wrong, store, [])
 
 
 def test_the_linear_paths_may_learn_at_a_fraction_of_the_rate(prepared, tmp_path):

@@ -76,7 +76,8 @@ class TrainConfig:
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
     skip_clips: tuple[float, ...] = ()  # the linear skip's rows of phase 0's horizons (1 day) read the features winsorised at the one of these their validation prefers, or as they are; empty: never clipped (conf/base: [0.5, 1, 2, 3])
     skip_targets: tuple[str, ...] = ("raw",)  # with skip_clips: the 1-day row's candidate fits are also made on each date's targets as ranks (rank: normal scores), and validation picks among all
-    horizon_starts: str = "ridge"  # ridge | validated | ranked | one_day | covariance: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation among other penalties and signals or against the ridge fitted on ranked targets (training.starts.choose_skip_starts), start at the 1-day row (start_at_one_day) or at the ridge's infinite-penalty limit (start_at_covariance)
+    horizon_starts: str = "ridge"  # ridge | validated | ranked | one_day | covariance | momentum: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation among other penalties and signals or against the ridge fitted on ranked targets (training.starts.choose_skip_starts), start at the 1-day row (start_at_one_day), at the ridge's infinite-penalty limit (start_at_covariance) or at momentum_feature scaled (start_at_feature)
+    momentum_feature: str = "ret_60d"  # with horizon_starts: momentum, the feature the long rows start at
     neighbour_start_margin: float = 0.0  # the neighbour skip's best fit replaces no skip (phase 2's start) only where it beats it on validation by more than this many standard errors (0: by any amount)
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
     skip_lr_scale: float = 1.0  # the two linear paths (linear and neighbour skip) learn at this fraction of the learning rate: at 1 a phase's first epoch moves their ridge starts far off (1: one rate for all)
@@ -89,8 +90,10 @@ class TrainConfig:
             raise ValueError(f"training threads is safe mode's torch thread count, a whole number >= 0 (0: all), got {self.threads!r}")
         if self.targets not in ("raw", "neutral"):
             raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
-        if self.horizon_starts not in ("ridge", "validated", "ranked", "one_day", "covariance"):
-            raise ValueError(f"horizon_starts must be 'ridge', 'validated', 'ranked', 'one_day' or 'covariance', got {self.horizon_starts!r}")
+        if self.horizon_starts not in ("ridge", "validated", "ranked", "one_day", "covariance", "momentum"):
+            raise ValueError(f"horizon_starts must be 'ridge', 'validated', 'ranked', 'one_day', 'covariance' or 'momentum', got {self.horizon_starts!r}")
+        if not isinstance(self.momentum_feature, str) or not self.momentum_feature:
+            raise ValueError(f"momentum_feature is the name of a feature, got {self.momentum_feature!r}")
         if not number_in(self.neighbour_start_margin, 0):
             raise ValueError(f"neighbour_start_margin must be a number of standard errors >= 0, got {self.neighbour_start_margin!r}")
         if not all(number_in(c, 0, above_low=True) for c in self.skip_clips or ()):

@@ -35,7 +35,7 @@ from atft_kedro.training import distributed
 from atft_kedro.training.data import HORIZON_KEYS, DateDataset, TrainingArrays, typical_returns
 from atft_kedro.training.losses import LossWeights
 from atft_kedro.training.predict import predict, rank_ic_by_date
-from atft_kedro.training.starts import Validation, choose_skip_starts, start_at_covariance, start_at_one_day, start_at_ridge, start_neighbours_at_ridge
+from atft_kedro.training.starts import Validation, choose_skip_starts, start_at_covariance, start_at_feature, start_at_one_day, start_at_ridge, start_neighbours_at_ridge
 from atft_kedro.training.step import PARTS, DeviceStep, forward_loss, gat_grad_norm
 
 
@@ -537,6 +537,10 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
             rows = [h for h in coming if h in model.skip_horizons]
             start_at_covariance(model, arrays, train_idx, rows)
             starts[f"phase {phase}, linear skip"] = {f"{h}d": "the covariance fit" for h in rows}
+        if coming and cfg.horizon_starts == "momentum" and model.linear is not None:
+            rows = [h for h in coming if h in model.skip_horizons]
+            start_at_feature(model, arrays, train_idx, rows, cfg.momentum_feature)
+            starts[f"phase {phase}, linear skip"] = {f"{h}d": f"{cfg.momentum_feature}, scaled" for h in rows}
         graph_on = spec.use_gat and not PHASES[phase - 1].use_gat
         if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
             choice = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation, cfg.neighbour_start_margin)

@@ -324,6 +324,34 @@ def start_at_covariance(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np
              ", ".join(f"{h}d" for h in horizons))  # fmt: skip
 
 
+@torch.no_grad()
+def start_at_feature(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, horizons, feature: str) -> None:
+    """The linear skip's rows of ``horizons`` (those a phase turns on) set to one feature, scaled by
+    least squares on the training rows (``horizon_starts: momentum``, ``momentum_feature``, an
+    option): the row ranks as the feature does, or against it where the training rows say its
+    slope is negative. A fixed prior has no weights to estimate from the 15-60 independent periods
+    a 5-20 day target holds over ~300 training dates; on validation the last 60 days' return ranks
+    the synthetic markets' 5-20 day returns better than any ridge fitted on the features
+    (docs/what_training_has_shown.md, the twenty-seventh session)."""
+    if feature not in arrays.feature_names:
+        raise ValueError(f"training.momentum_feature is {feature!r}, which is not among the model's features "
+                         f"({', '.join(arrays.feature_names)}): name one of them")  # fmt: skip
+    j = arrays.feature_names.index(feature)
+    x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
+    linear, rows = model.linear, list(model.skip_horizons)
+    for h in horizons:
+        col, i = HORIZONS.index(h), rows.index(h)
+        ok = np.isfinite(y[:, col])
+        v = own_inputs(model, x[ok, j].copy(), h)
+        offset = float(v.mean())
+        centred = v - offset
+        scale = float(centred @ y[ok, col]) / max(float(centred @ centred), 1e-300)
+        linear.weight[i] = 0.0
+        linear.weight[i, j] = scale
+        linear.bias[i] = -scale * offset
+        log.info("linear skip: the %sd row starts at %s times %.4g (least squares on the training rows)", h, feature, scale)
+
+
 BY_DATE = "by date"  # a candidate's scores: its per-horizon DailyScores, beside the means
 
 
