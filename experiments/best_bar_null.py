@@ -10,7 +10,7 @@ JSON of runs; a comma-joined list is its seeds, scored as their per-date mean). 
 per-date RankIC of the model and of every baseline are resampled together in blocks of
 ``max(5, h)`` dates (a moving-block bootstrap that keeps the dates' dependence within and across
 the scorers), and the markets' mean of "model minus the best of the four" is recomputed under two
-nulls:
+nulls (``shortfall_nulls``; every run's report gives the first for its own market):
 
 - *all equal*: every scorer's series moved to one mean. The model is as skilled as each baseline;
   the selection is then at its largest.
@@ -29,33 +29,7 @@ import json
 
 import numpy as np
 
-
-def block_indices(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
-    """A moving-block bootstrap's resampled positions of a series of ``n`` dates: blocks of
-    ``block`` consecutive dates, their starts uniform, laid end to end and cut to ``n``."""
-    block = max(1, min(block, n))
-    starts = rng.integers(0, n - block + 1, size=-(-n // block))
-    return (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
-
-
-def shortfall_nulls(markets: list[np.ndarray], block: int, draws: int, seed: int = 0) -> dict:
-    """``markets``: per market, a [dates, 1 + baselines] array of per-date RankIC, the model first.
-    -> the observed markets' mean of (model mean - the best baseline mean), and for each null
-    ("all equal", "as observed") its ``draws`` bootstrap values of the same statistic."""
-    rng = np.random.default_rng(seed)
-    stat = lambda m: float(m[:, 0].mean() - m[:, 1:].mean(0).max())  # noqa: E731
-    observed = float(np.mean([stat(m) for m in markets]))
-    nulls = {}
-    for name in ("all equal", "as observed"):
-        centred = []
-        for m in markets:
-            c = m - m.mean(0)
-            if name == "as observed":
-                c[:, 1:] += m[:, 1:].mean(0)
-                c[:, 0] += m[:, 1:].mean(0).max()
-            centred.append(c)
-        nulls[name] = np.array([np.mean([stat(c[block_indices(len(c), block, rng)]) for c in centred]) for _ in range(draws)])
-    return {"observed": observed, **nulls}
+from atft_kedro.evaluation.metrics import shortfall_nulls  # the evaluation's report takes its "all equal" null (selection_of_the_best)
 
 
 def per_date_matrix(runs: list[dict], h: str, neutral: bool) -> np.ndarray:

@@ -502,6 +502,9 @@ def test_the_model_is_also_paired_with_the_baseline_validation_picks():
     assert pick["mean"] > doc["paired"]["1d"]["mean"]  # the bar chosen after the fact is the higher one
     report = markdown_report(doc, result.counts, {"source": "synthetic", "n_dates": 15, "start": "a", "end": "b", "n_stocks": 40, "quantile": 0.2, "cost_bp": 0})
     assert "## The model against the baseline validation picks" in report and "| 1d | momentum_20d |" in report
+    chosen = doc["paired"]["1d"]["selection"]  # a model as good as every baseline, against the best of them
+    assert chosen["draws"] == 1000 and chosen["q05"] < chosen["mean"] < 0 and 0 <= chosen["p"] <= 1
+    assert f"{chosen['mean']:+.4f}, {chosen['q05']:+.4f} | {chosen['p']:.2f} |" in report
 
 
 def test_how_alike_each_forecast_is_to_the_models():

@@ -45,7 +45,7 @@ from atft_kedro.checks import whole_number
 from atft_kedro.evaluation.backtest import BacktestConfig, BacktestResult, long_short_backtest
 from atft_kedro.evaluation.baselines import BaselineConfig, baseline_frame
 from atft_kedro.evaluation.blend import blend
-from atft_kedro.evaluation.metrics import DailyScores, daily_scores, neutral_scores, overlap_lag, paired_difference, summarise
+from atft_kedro.evaluation.metrics import DailyScores, daily_scores, neutral_scores, overlap_lag, paired_difference, selection_of_the_best, summarise
 from atft_kedro.evaluation.report import metrics_document
 
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
@@ -142,7 +142,8 @@ def evaluate_predictions(
                     for name, col in columns.items() if name != "model"}  # fmt: skip
         lag = overlap_lag(h)
         best = max(BASELINES, key=lambda b: _or_low(table[h][b]["rank_ic"]))
-        paired[h] = {"best_baseline": best, "lag": lag, **paired_difference(daily[h]["model"], daily[h][best], lag)}
+        paired[h] = {"best_baseline": best, "lag": lag, **paired_difference(daily[h]["model"], daily[h][best], lag),
+                     "selection": selection_of_the_best(daily[h]["model"], [daily[h][b] for b in BASELINES], h)}  # fmt: skip
         picked[h] = _against_validation_picks(frame, fitted, h, daily[h], cfg.min_stocks)
         shuffled = daily_scores(random_graph_predictions, f"pred_{h}", f"target_{h}", cfg.min_stocks)
         ablation[h] = {"with_graph": table[h]["model"]["rank_ic"], "random_endpoints": summarise(shuffled)["rank_ic"],

@@ -147,3 +147,58 @@ def difference_summary(diff: np.ndarray, lag: int) -> dict[str, float]:
         return {"mean": float("nan"), "se": float("nan"), "ci95_low": float("nan"), "ci95_high": float("nan"), "dates": 0}
     mean, se = float(np.mean(diff)), newey_west_se(diff, lag)
     return {"mean": mean, "se": se, "ci95_low": mean - 1.96 * se, "ci95_high": mean + 1.96 * se, "dates": len(diff)}
+
+
+def block_indices(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """A moving-block bootstrap's resampled positions of a series of ``n`` dates: blocks of
+    ``block`` consecutive dates, their starts uniform, laid end to end and cut to ``n``."""
+    block = max(1, min(block, n))
+    starts = rng.integers(0, n - block + 1, size=-(-n // block))
+    return (starts[:, None] + np.arange(block)[None, :]).ravel()[:n]
+
+
+def shortfall_nulls(markets: list[np.ndarray], block: int, draws: int, seed: int = 0) -> dict:
+    """How far below the best baseline on test a model as skilled as it lands. ``markets``: per
+    market, a [dates, 1 + baselines] array of per-date RankIC, the model first. -> the observed
+    markets' mean of (model mean - the best baseline mean) and, for two nulls, ``draws`` values of
+    the same statistic, each market's rows resampled together in blocks of ``block`` dates
+    (``block_indices``: the dates' dependence kept within and across the scorers): "all equal",
+    every scorer's series moved to one mean (choosing the best after the fact matters most), and
+    "as observed", the baselines at their observed means and the model at the best one's (noise
+    widens observed spreads, so this null's selection is if anything too small)."""
+    rng = np.random.default_rng(seed)
+    stat = lambda m: float(m[:, 0].mean() - m[:, 1:].mean(0).max())  # noqa: E731
+    observed = float(np.mean([stat(m) for m in markets]))
+    nulls = {}
+    for name in ("all equal", "as observed"):
+        centred = []
+        for m in markets:
+            c = m - m.mean(0)
+            if name == "as observed":
+                c[:, 1:] += m[:, 1:].mean(0)
+                c[:, 0] += m[:, 1:].mean(0).max()
+            centred.append(c)
+        nulls[name] = np.array([np.mean([stat(c[block_indices(len(c), block, rng)]) for c in centred]) for _ in range(draws)])
+    return {"observed": observed, **nulls}
+
+
+def on_common_dates(scores: list[DailyScores]) -> np.ndarray:
+    """Several scorers' daily RankIC on the dates every one of them scored -> [dates, scorers]."""
+    dates = np.asarray(scores[0].dates)
+    for d in scores[1:]:
+        dates = np.intersect1d(dates, np.asarray(d.dates))
+    return np.column_stack([d.rank_ic[np.intersect1d(dates, np.asarray(d.dates), return_indices=True)[2]] for d in scores])
+
+
+def selection_of_the_best(model: DailyScores, baselines: list[DailyScores], horizon: str, draws: int = 1000) -> dict[str, float]:
+    """What a model exactly as skilled as every baseline would show against the best of them on
+    test (``shortfall_nulls``' "all equal" null, one market, blocks of max(5, h) dates, on the
+    dates every scorer scored): its mean and 5% quantile, and ``p``, the share of its draws at or
+    below the model's observed difference (small: the model is below the best baseline by more
+    than choosing the best after the fact explains)."""
+    rows = on_common_dates([model, *baselines])
+    if len(rows) < 2:
+        return {"mean": float("nan"), "q05": float("nan"), "p": float("nan"), "draws": 0}
+    out = shortfall_nulls([rows], max(5, overlap_lag(horizon) + 1), draws)
+    null = out["all equal"]
+    return {"mean": float(null.mean()), "q05": float(np.quantile(null, 0.05)), "p": float(np.mean(null <= out["observed"])), "draws": draws}

@@ -135,13 +135,18 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             "Per date, the model's RankIC minus that of the baseline with the highest test RankIC at that",
             "horizon; the 95% interval uses a Newey-West standard error at lag h - 1 (h-day targets of",
             "neighbouring dates overlap). An interval above 0 says the model ranks better than every baseline.",
-            "`rank_ic_by_horizon.png` draws it beside every scorer's RankIC.",
+            "`rank_ic_by_horizon.png` draws it beside every scorer's RankIC. The best of four noisy scores,",
+            "chosen after they are read, sits above even a model as skilled as each of them: the last",
+            "columns are what such a model would show on average and at its 5% quantile (a block bootstrap",
+            "of these dates with every scorer at one mean), and the share of its draws at or below the model's.",
             "",
-            "| horizon | best baseline | model | baseline | difference | 95% interval | dates |",
-            "|---|---|---|---|---|---|---|",
+            "| horizon | best baseline | model | baseline | difference | 95% interval | dates | a model as good: mean, 5% | share at or below |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for h, p in document["paired"].items():
-            lines.append(f"| {h} | {p['best_baseline']} | " + _against(document, h, document["horizons"][h][p["best_baseline"]]["rank_ic"], p))
+            row = f"| {h} | {p['best_baseline']} | " + _against(document, h, document["horizons"][h][p["best_baseline"]]["rank_ic"], p)
+            chosen = p.get("selection")  # metrics written before 2026-12-06 have none
+            lines.append(row + (f" {_num(chosen['mean'], '+.4f')}, {_num(chosen['q05'], '+.4f')} | {_num(chosen['p'], '.2f')} |" if chosen else " | |"))
         lines.append("")
     if "validation_pick" in document:
         lines += [
