@@ -332,7 +332,7 @@ def start_at_feature(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.nd
     slope is negative. A fixed prior has no weights to estimate from the 15-60 independent periods
     a 5-20 day target holds over ~300 training dates; on validation the last 60 days' return ranks
     the previous synthetic market's 5-20 day returns better than any ridge fitted on the features,
-    and the default market's about as well as the best of them (the ridge at 10^8). Measured
+    and the default market's a little below the best of them (the ridge at 10^8, by 0.0005-0.005). Measured
     with the model it gained on validation and not on test, and lost stocknet's 5 days
     (docs/what_training_has_shown.md, the twenty-seventh session)."""
     if feature not in arrays.feature_names:
