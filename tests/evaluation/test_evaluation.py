@@ -566,3 +566,6 @@ def test_the_console_summary_lines_up_every_scorer_and_the_paired_difference():
     assert len({len(line) for line in lines[1:5]}) == 1  # one width: the columns line up
     assert lines[-1] == "    1d  +0.0725 [+0.0236, +0.1213] against ridge, 80 dates"
     assert "minus the best" not in console_summary({"horizons": rows})
+    paired["1d"]["selection"] = {"mean": -0.00512, "q05": -0.011, "p": 1.0, "draws": 1000}  # what selecting the best after the fact costs
+    assert console_summary({"horizons": rows, "paired": paired}).splitlines()[-1] == (
+        "    1d  +0.0725 [+0.0236, +0.1213] against ridge, 80 dates (a model as good as each baseline: -0.0051 on average)")

@@ -85,7 +85,8 @@ def _against(document: dict, h: str, baseline_rank_ic: float | None, difference:
 
 def console_summary(document: dict) -> str:
     """What a run's evaluation found, for the terminal at its end: every scorer's test RankIC by
-    horizon, then the model minus the best baseline on test with its 95% interval."""
+    horizon, then the model minus the best baseline on test with its 95% interval, and what a model
+    as good as every baseline would show against that after-the-fact best (``selection``)."""
     horizons = list(document["horizons"])
     scorers = list(document["horizons"][horizons[0]])
     width = max(len(s) for s in scorers) + 2
@@ -95,7 +96,9 @@ def console_summary(document: dict) -> str:
     if "paired" in document:
         lines.append("The model minus the best baseline on test, per date (95% Newey-West interval):")
         for h, p in document["paired"].items():
-            lines.append(f"  {h:>4}  {_num(p['mean'], '+.4f')} {_interval(p)} against {p['best_baseline']}, {p['dates']} dates")
+            chosen = p.get("selection")
+            as_good = f" (a model as good as each baseline: {_num(chosen['mean'], '+.4f')} on average)" if chosen and chosen.get("draws") else ""
+            lines.append(f"  {h:>4}  {_num(p['mean'], '+.4f')} {_interval(p)} against {p['best_baseline']}, {p['dates']} dates" + as_good)
     return "\n".join(lines)
 
 
