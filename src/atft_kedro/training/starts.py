@@ -312,16 +312,23 @@ def start_at_covariance(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np
         col, i = HORIZONS.index(h), rows.index(h)
         ok = np.isfinite(y[:, col])
         xh, target = own_inputs(model, x[ok], h), y[ok, col]
-        w = covariance_weights(xh, target)
-        with torch_threads(1):  # the term on one thread too, as the weights
-            xt, wt = torch.from_numpy(xh), torch.from_numpy(w)
-            offset = float(xt.mean(dim=0) @ wt)
-            term = xt @ wt - offset  # the centred features' term, without a centred copy of them
-            scale = float(term @ torch.from_numpy(np.ascontiguousarray(target))) / max(float(term @ term), 1e-300)
-        linear.weight[i] = torch.as_tensor(scale * w, dtype=linear.weight.dtype)
-        linear.bias[i] = -scale * offset
+        _set_row_scaled(linear, i, xh, target, covariance_weights(xh, target))
     log.info("linear skip: the rows of %s start at the covariance fit (the ridge's infinite-penalty limit, scaled)",
              ", ".join(f"{h}d" for h in horizons))  # fmt: skip
+
+
+def _set_row_scaled(linear: torch.nn.Linear, i: int, x: np.ndarray, target: np.ndarray, w: np.ndarray) -> float:
+    """Row ``i`` of ``linear`` set to the direction ``w`` on inputs ``x``, centred on those rows and
+    scaled by least squares on ``target`` (a residual with no part along the term). On one torch
+    thread, as ``covariance_weights``: the same bits on any core count. -> the scale."""
+    with torch_threads(1):
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+        offset = float(xt.mean(dim=0) @ wt)
+        term = xt @ wt - offset  # the centred inputs' term, without a centred copy of them
+        scale = float(term @ torch.from_numpy(np.ascontiguousarray(target))) / max(float(term @ term), 1e-300)
+    linear.weight[i] = torch.as_tensor(scale * w, dtype=linear.weight.dtype)
+    linear.bias[i] = -scale * offset
+    return scale
 
 
 @torch.no_grad()
@@ -338,19 +345,14 @@ def start_at_feature(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.nd
     if feature not in arrays.feature_names:
         raise ValueError(f"training.momentum_feature is {feature!r}, which is not among the model's features "
                          f"({', '.join(arrays.feature_names)}): name one of them")  # fmt: skip
-    j = arrays.feature_names.index(feature)
+    one = np.zeros(len(arrays.feature_names))
+    one[arrays.feature_names.index(feature)] = 1.0
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, rows = model.linear, list(model.skip_horizons)
     for h in horizons:
         col, i = HORIZONS.index(h), rows.index(h)
         ok = np.isfinite(y[:, col])
-        v = own_inputs(model, x[ok, j].copy(), h)
-        offset = float(v.mean())
-        centred = v - offset
-        scale = float(centred @ y[ok, col]) / max(float(centred @ centred), 1e-300)
-        linear.weight[i] = 0.0
-        linear.weight[i, j] = scale
-        linear.bias[i] = -scale * offset
+        scale = _set_row_scaled(linear, i, own_inputs(model, x[ok], h), y[ok, col], one)
         log.info("linear skip: the %sd row starts at %s times %.4g (least squares on the training rows)", h, feature, scale)
 
 
