@@ -301,12 +301,27 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
             if not all(f"pred_{h}" in f[0].columns for f in frames):
                 continue
             each = [against_best(f, h, neutral, None if against == "best" else validation_pick(rows, h)) for f, rows in zip(frames, markets)]
-            mean = float(np.mean([c["mean"] for c in each]))
-            se = float(np.sqrt(sum(c["se"] ** 2 for c in each))) / len(each)
             cells = [f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" + (f" {c['best']}" if against == "pick" else "") for c in each]
-            lines.append(f"| {h} | {' | '.join(cells)} | {mean:+.4f} | [{mean - 1.96 * se:+.4f}, {mean + 1.96 * se:+.4f}] | "
-                         f"{sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")  # fmt: skip
+            lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | {sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")
+    for neutral in (False, True):  # no selection: each baseline on its own, the same in every market
+        title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
+        lines += ["", f"### model - each baseline, the markets' mean and 95% interval, {title}", "",
+                  "| horizon | " + " | ".join(f"{b} | 95% interval" for b in BASELINES) + " |", "|---|" + "---|---|" * len(BASELINES)]  # fmt: skip
+        for h in HORIZONS:
+            if all(f"pred_{h}" in f[0].columns for f in frames):
+                folds = [validation_pick(rows, h) or {None: None} for rows in markets]  # walk-forward: every fold's rows
+                cells = [_markets_mean([against_best(f, h, neutral, dict.fromkeys(k, b)) for f, k in zip(frames, folds)]) for b in BASELINES]
+                lines.append(f"| {h} | {' | '.join(cells)} |")
     return "\n".join(["markets: " + "; ".join(f"{i}: seeds {[r['seed'] for r in rows]}" for i, rows in enumerate(markets)), *lines])
+
+
+def _markets_mean(each: list[dict]) -> str:
+    """Independent markets' paired differences (``against_best``'s) as one: their mean and a 95%
+    interval from the standard error of a mean of independent differences (each market's Newey-West
+    standard error), as a table's cells."""
+    mean = float(np.mean([c["mean"] for c in each]))
+    se = float(np.sqrt(sum(c["se"] ** 2 for c in each))) / len(each)
+    return f"{mean:+.4f} | [{mean - 1.96 * se:+.4f}, {mean + 1.96 * se:+.4f}]"
 
 
 def scored_without_sectors(frames) -> bool:

@@ -323,3 +323,36 @@ def test_neutralised_forecasts_hold_no_sector_or_beta_bet_and_lift_a_forecast_th
     frame.drop("Sector33Code").write_parquet(path)
     with pytest.raises(SystemExit, match="--neutralised needs the frames' beta_60d and Sector33Code"):
         seeds.markets_report([run], neutralised=True)
+
+
+def test_the_model_is_set_against_each_baseline_without_a_selection(tmp_path):
+    """``markets_report`` also sets the model against each baseline on its own (no choice among them
+    after test is read): per baseline the markets' mean of the paired difference and its interval,
+    the same mean as the model's daily RankIC less that baseline's, market by market."""
+    import seeds
+
+    rng = np.random.default_rng(5)
+    n_dates, n_stocks = 30, 40
+    dates = np.repeat(np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-01") + n_dates), n_stocks)
+    runs, expected = [], {b: [] for b in seeds.BASELINES}
+    for market, strengths in enumerate(((0.8, 0.1, 0.4, 0.2), (0.6, 0.3, 0.5, 0.0))):
+        signal = rng.normal(size=len(dates))
+        frame = pl.DataFrame({"Date": dates, "Code": np.tile([f"{c:04d}" for c in range(n_stocks)], n_dates),
+                              "beta_60d": np.tile(rng.uniform(0.5, 1.5, n_stocks), n_dates), "Sector33Code": np.tile(np.arange(n_stocks) % 4, n_dates).astype(str),
+                              "target_1d": signal + rng.normal(size=len(dates)), "pred_1d": 0.5 * signal + rng.normal(size=len(dates)),
+                              **{c: s * signal + rng.normal(size=len(dates)) for c, s in zip(("momentum_20d", "reversal_1d", "ridge_1d", "lightgbm_1d"), strengths)}})  # fmt: skip
+        path = tmp_path / f"market{market}.parquet"
+        frame.write_parquet(path)
+        runs.append([{"seed": 0, "frame": str(path), "metrics": {}}])
+        model = seeds._daily(frame, "pred_1d", "target_1d", False)
+        for b, c in zip(seeds.BASELINES, ("momentum_20d", "reversal_1d", "ridge_1d", "lightgbm_1d")):
+            base = seeds._daily(frame, c, "target_1d", False)
+            expected[b].append(np.mean([model[d] - base[d] for d in model]))
+    table = seeds.markets_report(runs)
+    part = table.split("### model - each baseline, the markets' mean and 95% interval, test RankIC\n")[1]
+    assert part.splitlines()[1] == "| horizon | " + " | ".join(f"{b} | 95% interval" for b in seeds.BASELINES) + " |"
+    cells = next(line for line in part.splitlines() if line.startswith("| 1d")).split(" | ")[1:]
+    for i, b in enumerate(seeds.BASELINES):
+        low, high = (float(x) for x in cells[2 * i + 1].strip(" |[]").split(", "))
+        assert abs(float(cells[2 * i]) - np.mean(expected[b])) < 1e-4 and low < float(cells[2 * i]) < high
+    assert float(cells[0]) < 0 < float(cells[2])  # momentum planted stronger than the model, reversal weaker
