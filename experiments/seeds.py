@@ -40,7 +40,9 @@ more than their interval.
 
 ``--markets`` takes several independent markets (draws of the synthetic market: ``raw.synthetic_seed``),
 each given as its seeds' JSON files joined by commas, and prints each market's pooled difference to
-its own best baseline beside their mean, whose interval treats the markets as independent. With
+its own best baseline beside their mean, whose interval treats the markets as independent, then the
+same against the baseline validation picks and against each baseline on its own (no choice among
+them after test is read). With
 ``--neutralised`` every forecast, the model's and each baseline's, has its date's sector means and
 beta part taken out as the returns do before it is scored: what a sector- and beta-neutral book
 would trade, so no scorer loses for bets the neutral returns do not reward.
