@@ -200,6 +200,7 @@ def test_the_blend_table_pairs_the_blend_with_the_model_and_lightgbm_per_date():
     assert float(raw[6]) == pytest.approx(float(raw[3]) - lightgbm, abs=2e-4) and float(raw[7].strip("[] |").split(", ")[0]) > 0
 
 
+@pytest.mark.slow  # a research script's full training with every state kept (24 s); the --project mode runs by default
 def test_each_horizon_can_take_the_state_validation_ranks_best(tmp_path, monkeypatch, capsys):
     """``run_seed`` with ``states`` keeps every state training validated (each phase's start and
     epochs) and writes their forecasts; ``per_horizon_best.py`` then gives each horizon the state

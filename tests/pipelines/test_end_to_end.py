@@ -206,7 +206,7 @@ def test_one_training_phase_from_the_cli(project):
     assert "StaleArtifactError: the predictions were made by another model (phase 3 epoch" in line and "than the catalog's (phase 2 epoch" in line
     err = _kedro(project, "--nodes", "feature_importance", "--params", TINY, ok=False).stderr  # nor are its validation forecasts
     assert "StaleArtifactError: the validation_predictions were made by another model (phase 3 epoch" in err
-    _kedro(project, "--pipelines", "evaluation", "--params", TINY)
+    _kedro(project, "--pipelines", "evaluation", "--params", TINY + ",evaluation.importance_dates=0")  # the importance: test_kedro_run_...
     assert json.loads((project / "data/08_reporting/metrics.json").read_text())["provenance"]["model"]["phase"] == 2
 
 
@@ -225,7 +225,7 @@ def test_a_run_stopped_in_training_continues_where_it_stopped(project, tmp_path)
     torch.save({**torch.load(checkpoints / "phase2/last.pt", weights_only=True), "finished": False}, checkpoints / "phase2/last.pt")
     shutil.rmtree(checkpoints / "phase3")
     before = {p: (checkpoints / f"phase{p}/last.pt").stat().st_mtime_ns for p in (0, 1)}
-    _kedro(other, "--params", TINY)
+    _kedro(other, "--params", TINY + ",evaluation.importance_dates=0")  # an evaluation setting: training's phases are kept
     log = (other / "info.log").read_text()
     assert "continuing an interrupted run of these data and settings: phase 0, phase 1 finished before, kept" in log
     assert "phase 2: resuming after epoch 0" in log and "phase 3: starting from phase 2's best checkpoint" in log
@@ -256,21 +256,6 @@ def test_results_notebook_runs_top_to_bottom(project):
     out = subprocess.run([sys.executable, script.name], cwd=project / "notebooks", env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "share of days with positive RankIC" in out.stdout
-
-
-def test_the_blend_turns_on_from_the_command_line(project, tmp_path):
-    """``--params evaluation.blend=true`` on a finished run's evaluation: ``blend`` is scored beside
-    the model, in metrics.json and the report; the model's own scores are the same as without it."""
-    if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
-        _kedro(project, "--params", TINY)
-    other = tmp_path / "blended"
-    shutil.copytree(project, other)
-    _kedro(other, "--pipelines", "evaluation", "--params", TINY + ",evaluation.blend=true")
-    metrics = json.loads((other / "data/08_reporting/metrics.json").read_text())
-    plain = json.loads((project / "data/08_reporting/metrics.json").read_text())
-    assert "blend" in metrics["horizons"]["1d"] and set(metrics["blend"]) == set(metrics["horizons"])
-    assert metrics["horizons"]["1d"]["model"] == plain["horizons"]["1d"]["model"] and "blend" not in plain
-    assert "## The model and LightGBM blended" in (other / "data/08_reporting/evaluation_report.md").read_text()
 
 
 def test_artifacts_of_other_data_stop_the_run_with_the_commands_that_rebuild_them(project, tmp_path):
