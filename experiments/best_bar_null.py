@@ -37,13 +37,10 @@ def per_date_matrix(runs: list[dict], h: str, neutral: bool) -> np.ndarray:
     momentum, reversal, ridge and LightGBM, on the test dates all five scored."""
     import polars as pl
 
-    from seeds import _daily
+    from seeds import BASELINES, scored_daily
 
-    frames = [pl.read_parquet(r["frame"]) for r in runs]
-    target = f"target_{h}"
-    model = [_daily(f, f"pred_{h}", target, neutral) for f in frames]
-    cols = ("momentum_20d", "reversal_1d", f"ridge_{h}", f"lightgbm_{h}")
-    base = [_daily(frames[0], c, target, neutral) for c in cols]
+    model, scored = scored_daily([pl.read_parquet(r["frame"]) for r in runs], h, neutral)
+    base = [scored[b] for b in BASELINES]  # momentum, reversal, ridge, LightGBM
     dates = sorted(set.intersection(*(set(d) for d in model + base)))
     return np.array([[np.mean([m[t] for m in model])] + [b[t] for b in base] for t in dates])
 

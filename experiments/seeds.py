@@ -221,18 +221,35 @@ def ensemble_lines(val_frames, test_frames) -> list[str]:
     return lines
 
 
+def scored_daily(frames, h: str, neutral: bool) -> tuple[list[dict], dict[str, dict]]:
+    """Horizon ``h``'s daily RankIC on the scored test frames (one per seed): the model's per seed,
+    and every baseline's (from the first frame: the baselines do not depend on the seed)."""
+    target = f"target_{h}"
+    model = [_daily(f, f"pred_{h}", target, neutral) for f in frames]
+    return model, {b: _daily(frames[0], _column(b, h), target, neutral) for b in BASELINES}
+
+
+def _column(baseline: str, h: str) -> str:
+    """A baseline's forecast column in the scored frames at horizon ``h``."""
+    return f"{baseline}_{h}" if baseline in ("ridge", "lightgbm") else baseline
+
+
+def paired_against(model: list[dict], against: dict, h: str) -> dict:
+    """The seeds' mean daily RankIC minus ``against``'s, per date on the dates all scored -> its
+    mean and Newey-West interval (``difference_summary`` at lag h - 1)."""
+    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
+
+    dates = sorted(set.intersection(*(set(m) for m in model), set(against)))
+    return difference_summary(np.array([np.mean([m[d] for m in model]) - against[d] for d in dates]), overlap_lag(h))
+
+
 def against_best(frames, h: str, neutral: bool, pick: dict | None = None) -> dict:
     """The model (one scored frame per seed) against the baseline with the best test mean at horizon
     ``h`` (or against ``pick``, ``validation_pick``'s: walk-forward, each fold's rows against its
     fold's pick): each seed's mean daily RankIC, every baseline's, the compared one's name ("best")
     and mean, and the paired per-date difference (the seeds' mean that date minus the baseline's)
     with its Newey-West interval."""
-    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
-
-    target = f"target_{h}"
-    model = [_daily(f, f"pred_{h}", target, neutral) for f in frames]
-    cols = {"momentum_20d": "momentum_20d", "reversal_1d": "reversal_1d", "ridge": f"ridge_{h}", "lightgbm": f"lightgbm_{h}"}
-    base = {b: _daily(frames[0], c, target, neutral) for b, c in cols.items()}
+    model, base = scored_daily(frames, h, neutral)
     mean = lambda d: float(np.mean(list(d.values()))) if d else float("nan")  # noqa: E731
     if pick is None:
         best = max(BASELINES, key=lambda b: mean(base[b]))
@@ -240,11 +257,9 @@ def against_best(frames, h: str, neutral: bool, pick: dict | None = None) -> dic
     else:
         best, against = pick_name(pick), {}
         for fold, name in pick.items():
-            against.update(_daily(fold_rows(frames[0], fold), cols[name], target, neutral))
-    dates = sorted(set.intersection(*(set(m) for m in model), set(against)))
-    pooled = np.array([np.mean([m[d] for m in model]) - against[d] for d in dates])
+            against.update(_daily(fold_rows(frames[0], fold), _column(name, h), f"target_{h}", neutral))
     return {"per_seed": [mean(m) for m in model], "baselines": {b: mean(d) for b, d in base.items()}, "best": best,
-            "baseline": mean(against), **difference_summary(pooled, overlap_lag(h))}  # fmt: skip
+            "baseline": mean(against), **paired_against(model, against, h)}  # fmt: skip
 
 
 def validation_pick(rows: list[dict], h: str) -> dict | None:
@@ -311,8 +326,8 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
                   "| horizon | " + " | ".join(f"{b} | 95% interval" for b in BASELINES) + " |", "|---|" + "---|---|" * len(BASELINES)]  # fmt: skip
         for h in HORIZONS:
             if all(f"pred_{h}" in f[0].columns for f in frames):
-                folds = [validation_pick(rows, h) or {None: None} for rows in markets]  # walk-forward: every fold's rows
-                cells = [_markets_mean([against_best(f, h, neutral, dict.fromkeys(k, b)) for f, k in zip(frames, folds)]) for b in BASELINES]
+                scored = [scored_daily(f, h, neutral) for f in frames]  # a date's RankIC is its own rows': walk-forward blocks need no split
+                cells = [_markets_mean([paired_against(model, base[b], h) for model, base in scored]) for b in BASELINES]
                 lines.append(f"| {h} | {' | '.join(cells)} |")
     return "\n".join(["markets: " + "; ".join(f"{i}: seeds {[r['seed'] for r in rows]}" for i, rows in enumerate(markets)), *lines])
 
