@@ -205,6 +205,22 @@ def test_a_model_checkpoint_from_another_model_size_is_a_clear_error():
         predict_test(model, None, None, pl.DataFrame({"fold": [0], "split": ["test"]}), None)
 
 
+def test_the_feature_importance_refuses_validation_forecasts_of_another_model():
+    """The feature importance scores against the saved validation forecasts: forecasts stamped with
+    another model (or none) stop it before any work, naming both models (the end-to-end test sees
+    the evaluation's own check from the command line, after one phase is trained again)."""
+    from atft_kedro.pipelines.evaluation.nodes import feature_importance
+    from atft_kedro.provenance import StaleArtifactError
+
+    model = {"config": {"phase": 2}, "epoch": 0, "saved_at": "t1"}
+    stale = pl.DataFrame({"Date": [1], "Code": ["A"], "model_id": ["phase 3 epoch 0 saved t0"]})
+    said = r"the validation_predictions were made by another model \(phase 3 epoch 0 saved t0\) than the catalog's \(phase 2 epoch 0 saved t1\)"
+    with pytest.raises(StaleArtifactError, match=said):
+        feature_importance(model, None, None, None, None, stale, [], {})
+    with pytest.raises(StaleArtifactError, match=r"the validation_predictions were made by another model \(no model_id\)"):
+        feature_importance(model, None, None, None, None, stale.drop("model_id"), [], {})
+
+
 def test_newey_west_error_of_overlapping_sums_counts_the_overlap():
     """Daily h-day targets overlap: sums of h consecutive iid shocks (variance 1) have autocovariances
     h - k at lag k < h. Bartlett weights 1 - k/h at lag h - 1 give the long-run variance

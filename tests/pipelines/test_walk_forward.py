@@ -13,37 +13,37 @@ TRAINING = {"epochs": 1, "max_train_dates": 4, "min_stocks": 10,
             "model": {"d_model": 16, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1}}  # fmt: skip
 
 
-def test_three_folds_are_trained_and_scored_in_turn(tmp_path, monkeypatch):
-    params = project_parameters({**TINY_PARAMS, "splits": {"n_folds": 3}, "training": TRAINING, "evaluation": {"min_stocks": 10, "importance_dates": 3}})
+def test_two_folds_are_trained_and_scored_in_turn(tmp_path, monkeypatch):
+    params = project_parameters({**TINY_PARAMS, "splits": {"n_folds": 2}, "training": TRAINING, "evaluation": {"min_stocks": 10, "importance_dates": 3}})
     store = CheckpointStore(tmp_path / "checkpoints")
     out = run_in_memory(["data_engineering", "graph_construction", "training", "evaluation"], params, inputs={"checkpoints": store})
     splits = out["splits"]
-    for fold in (0, 1, 2):
+    for fold in (0, 1):
         assert all(store.fold(fold).exists(p, "best") for p in range(4))
-    assert (tmp_path / "checkpoints/fold2/phase3/best.pt").exists() and not (tmp_path / "checkpoints/fold0").exists()
+    assert (tmp_path / "checkpoints/fold1/phase3/best.pt").exists() and not (tmp_path / "checkpoints/fold0").exists()
 
     # the model is the last fold's (the most recent data); each fold trained up to its own purge
     model = out["model"]
-    assert model["best"] == store.fold(2).load(3, "best")["best"]
+    assert model["best"] == store.fold(1).load(3, "best")["best"]
     history = out["training_history"]
-    assert set(history["fold"]) == {0, 1, 2}
+    assert set(history["fold"]) == {0, 1}
 
     # every fold's test block scored by that fold's checkpoint; together they are all the test dates
     predictions = out["predictions"]
-    for fold in (0, 1, 2):
+    for fold in (0, 1):
         test = set(splits.filter((pl.col("fold") == fold) & (pl.col("split") == "test"))["Date"])
         assert set(predictions.filter(pl.col("fold") == fold)["Date"]) <= test and len(test) > 0
         train_end = splits.filter((pl.col("fold") == fold) & (pl.col("split") == "train"))["Date"].max()
         assert train_end < min(test)
     metrics = out["metrics"]
-    assert set(metrics["folds"]) == {"fold0", "fold1", "fold2"}
-    assert set(metrics["baselines"]["ridge"]["1d"]) == {"fold0", "fold1", "fold2"}  # refitted on each fold's window
-    per_fold = [metrics["folds"][f]["1d"]["model"] for f in ("fold0", "fold1", "fold2")]
+    assert set(metrics["folds"]) == {"fold0", "fold1"}
+    assert set(metrics["baselines"]["ridge"]["1d"]) == {"fold0", "fold1"}  # refitted on each fold's window
+    per_fold = [metrics["folds"][f]["1d"]["model"] for f in ("fold0", "fold1")]
     assert all(v is not None for v in per_fold) and metrics["horizons"]["1d"]["model"]["rank_ic"] is not None
     # each block set against the baseline its own fold's validation picks, never a later fold's
     for h in ("1d", "20d"):
         pick = metrics["validation_pick"][h]
-        for f in ("fold0", "fold1", "fold2"):
+        for f in ("fold0", "fold1"):
             on_val = {b: metrics["baselines"][b][h][f]["val_rank_ic"] for b in ("momentum_20d", "reversal_1d", "ridge", "lightgbm")}
             on_val = {b: -1.0 if v is None else v for b, v in on_val.items()}
             assert pick["folds"][f]["baseline"] == max(on_val, key=on_val.get)
@@ -53,31 +53,34 @@ def test_three_folds_are_trained_and_scored_in_turn(tmp_path, monkeypatch):
     pick = metrics["validation_pick"]["1d"]
     dated = predictions.filter(pl.col("target_1d").is_not_null()).group_by("fold").agg(pl.col("Date").n_unique().alias("n"))
     n = dict(zip(dated["fold"].to_list(), dated["n"].to_list()))
-    blocks = [(n[f], metrics["folds"][f"fold{f}"]["1d"][pick["folds"][f"fold{f}"]["baseline"]]) for f in (0, 1, 2)]
+    blocks = [(n[f], metrics["folds"][f"fold{f}"]["1d"][pick["folds"][f"fold{f}"]["baseline"]]) for f in (0, 1)]
     assert pick["dates"] == sum(k for k, _ in blocks)
     assert abs(pick["rank_ic"] - sum(k * v for k, v in blocks) / pick["dates"]) < 1e-5
     # the report has each block's row beside the pooled tables
     report = out["evaluation_report"]
-    assert "## Each walk-forward test block" in report and "| horizon | scorer | fold0 | fold1 | fold2 |" in report
-    assert f"| 1d | model | {per_fold[0]:.4f} | {per_fold[1]:.4f} | {per_fold[2]:.4f} |" in report
+    assert "## Each walk-forward test block" in report and "| horizon | scorer | fold0 | fold1 |" in report
+    assert f"| 1d | model | {per_fold[0]:.4f} | {per_fold[1]:.4f} |" in report
     # the feature importance on each fold's last 3 validation dates (evaluation.importance_dates), by that fold's model
     importance = metrics["feature_importance"]
-    assert importance["dates"] == 9 and all(g["1d"]["worth"]["dates"] == 9 for g in importance["groups"].values())
-    assert "(on 9 validation dates)" in report
+    assert importance["dates"] == 6 and all(g["1d"]["worth"]["dates"] == 6 for g in importance["groups"].values())
+    assert "(on 6 validation dates)" in report
 
     # stopped in fold 1's last phase, run again: fold 0 is kept whole (its arrays are not even
-    # rebuilt), fold 1's last phase and fold 2 are trained
+    # rebuilt) and so are fold 1's first three phases; only fold 1's last phase is trained
     import atft_kedro.pipelines.training.nodes as nodes
 
     store.fold(1).path(3, "last").unlink()  # stopped before the phase's first epoch ended
-    kept_ns = [store.load(p, "last")["saved_ns"] for p in range(4)]
+
+    def saved() -> list[int]:
+        return [store.load(p, "last")["saved_ns"] for p in range(4)] + [store.fold(1).load(p, "last")["saved_ns"] for p in range(3)]
+
+    kept_ns = saved()
     built, fold_arrays = [], nodes.fold_arrays
     monkeypatch.setattr(nodes, "fold_arrays", lambda arrays, splits, fold, *a: built.append(fold) or fold_arrays(arrays, splits, fold, *a))
     _, model = nodes.train_model(out["training_arrays"], out["graphs"], splits, out["feature_manifest"], store, "all",
                                  params["training"], out["data_fingerprint"], out["market_features"], params["normalisation"])  # fmt: skip
-    assert built == [1, 2]
-    assert [store.load(p, "last")["saved_ns"] for p in range(4)] == kept_ns
-    assert store.fold(1).load(3, "last")["finished"] and model["best"] == store.fold(2).load(3, "best")["best"]
+    assert built == [1] and saved() == kept_ns
+    assert store.fold(1).load(3, "last")["finished"] and model["best"] == store.fold(1).load(3, "best")["best"]
 
 
 def test_a_later_fold_has_its_own_market_context_scaling(tiny_pipeline):
