@@ -1,0 +1,161 @@
+"""Each long forecast leaning on the ridge, computed on saved runs (no training).
+
+For every run (``seeds.py``'s runs.json or one run's JSON: its test and validation frames) the
+evaluation's ridge is fitted again from the run's data (training split, penalty chosen on
+validation, per walk-forward fold) and forecasts the run's validation and test rows. The lean at
+5, 10 and 20 days: each date's model and ridge forecasts as the normal scores of their ranks,
+``(1 - s) model + s ridge``. Printed: per group of runs (a market's draws, or one market's seeds),
+the lean minus the model on validation for every ``s``, and with ``--test S`` the lean of that
+``s`` on test against the model and against the best baseline on test. The rule these numbers
+were read by: docs/what_training_has_shown.md, the twenty-ninth session.
+
+    python experiments/ridge_lean.py \\
+        --run size_leaders '{"raw": {"synthetic_seed": 21, "synthetic_market": "size_leaders"}}' runs21.json \\
+        --run stocknet '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}, "splits": {"n_folds": 3, "test_fraction": 0.45}}' s0.json s1.json s2.json \\
+        [--shares 0.25 0.5] [--test 0.5]
+
+Runs of one group that are draws of a market (one run each) are pooled as independent markets
+(``pooled``, as ``seeds._markets_mean`` pools them); the runs of a group with several seeds on one market (stocknet) are
+averaged date by date first (``seeds.paired_settings``'s way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from seeds import _daily, against_best  # noqa: E402
+
+LONG = ("5d", "10d", "20d")
+
+
+def run_data(overrides: dict) -> dict:
+    """The run's data as its pipelines made them: model_input, splits and the stock feature names."""
+    from atft_kedro.features.builders import stock_feature_names
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+
+    params = project_parameters(overrides)
+    out = run_in_memory(["data_engineering"], params)
+    return {"model_input": out["model_input"], "splits": out["splits"], "names": stock_feature_names(out["feature_manifest"]), "params": params}
+
+
+def with_ridge(frames: list[pl.DataFrame], data: dict) -> tuple[list[pl.DataFrame], dict]:
+    """``frames`` (validation, test) with ``ridge_lean_{h}``: the evaluation's tuned ridge of each
+    fold, fitted on that fold's training dates, forecasting each frame's rows of that fold."""
+    from atft_kedro.evaluation.baselines import BaselineConfig, ridge_scores, row_folds, tuned_ridge
+    from atft_kedro.features.splits import split_dates
+
+    cfg = BaselineConfig.from_params(data["params"]["evaluation"])
+    model_input, splits, names = data["model_input"], data["splits"], data["names"]
+    rows = [f.select("Date", "Code").join(model_input, on=["Date", "Code"], how="left", maintain_order="left") for f in frames]
+    folds = [row_folds(f) for f in frames]
+    out, alphas = [dict() for _ in frames], {}
+    for h in LONG:
+        scores = [np.full(f.height, np.nan) for f in frames]
+        for fold in sorted(set(np.concatenate(folds).tolist())):
+            train_dates, val_dates = (split_dates(splits, s, int(fold)) for s in ("train", "val"))
+            coef, info = tuned_ridge(model_input, names, f"target_{h}", train_dates, val_dates, cfg)
+            alphas[f"{h} fold{fold}"] = info["alpha"]
+            for score, r, f in zip(scores, rows, folds):
+                score[f == fold] = ridge_scores(r, names, coef)[f == fold]
+        for o, score in zip(out, scores):
+            o[f"ridge_lean_{h}"] = score
+    return [f.with_columns(pl.Series(c, v) for c, v in o.items()) for f, o in zip(frames, out)], alphas
+
+
+def leaned(frame: pl.DataFrame, h: str, share: float) -> pl.DataFrame:
+    """``frame`` with ``pred_{h}`` the lean of ``share`` (per date and fold, rank normal scores)."""
+    from atft_kedro.features.normalise import rank_gauss_by_date
+
+    by = ["fold", "Date"] if "fold" in frame.columns else ["Date"]
+    ranked = rank_gauss_by_date(frame, [f"pred_{h}", f"ridge_lean_{h}"], by=by)
+    return frame.with_columns(((1 - share) * ranked[f"pred_{h}"] + share * ranked[f"ridge_lean_{h}"]).alias(f"pred_{h}"))
+
+
+def gain(pairs: list[tuple[pl.DataFrame, pl.DataFrame]], h: str, neutral: bool, several_seeds: bool) -> dict:
+    """The lean minus the model (each pair: the lean's frame, the model's), per date, pooled: runs of
+    one market averaged per date first (``several_seeds``), else each run a market of its own."""
+    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
+
+    daily = [(_daily(a, f"pred_{h}", f"target_{h}", neutral), _daily(b, f"pred_{h}", f"target_{h}", neutral)) for a, b in pairs]
+    if several_seeds:
+        dates = sorted(set.intersection(*(set(a) & set(b) for a, b in daily)))
+        diff = np.array([np.mean([a[t] - b[t] for a, b in daily]) for t in dates])
+        return difference_summary(diff, overlap_lag(h))
+    each = []
+    for a, b in daily:
+        dates = sorted(set(a) & set(b))
+        each.append(difference_summary(np.array([a[t] - b[t] for t in dates]), overlap_lag(h)))
+    return pooled(each)
+
+
+def pooled(each: list[dict]) -> dict:
+    """Independent markets' differences as one (``seeds._markets_mean``'s mean and interval)."""
+    mean = float(np.mean([c["mean"] for c in each]))
+    se = float(np.sqrt(sum(c["se"] ** 2 for c in each))) / len(each)
+    return {"mean": mean, "se": se, "ci95_low": mean - 1.96 * se, "ci95_high": mean + 1.96 * se}
+
+
+def cell(c: dict) -> str:
+    return f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
+
+
+def loaded_runs(entries: list[list[str]]) -> dict[str, list[dict]]:
+    """``--run LABEL PARAMS FILE...`` entries -> {label: [run, with its frames and the ridge]}."""
+    groups: dict[str, list[dict]] = {}
+    for label, overrides, *files in entries:
+        data = run_data(json.loads(overrides))
+        for file in files:
+            saved = json.loads(Path(file).read_text())
+            for run in saved if isinstance(saved, list) else [saved]:
+                (val, test), alphas = with_ridge([pl.read_parquet(run["val_frame"]), pl.read_parquet(run["frame"])], data)
+                if "ridge_20d" in test.columns and "fold" not in test.columns:
+                    agree = np.corrcoef(test["ridge_20d"].to_numpy(), test["ridge_lean_20d"].to_numpy())[0, 1]
+                    print(f"{label} {file}: the ridge fitted again against the run's own at 20 days, correlation {agree:.6f}; penalties {alphas}")
+                groups.setdefault(label, []).append({"val": val, "test": test, "seed": run["seed"]})
+    return groups
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", nargs="+", action="append", required=True, metavar="LABEL PARAMS FILE", help="a group's label, the runs' data parameters (JSON), their runs.json files")
+    ap.add_argument("--shares", nargs="+", type=float, default=[0.25, 0.5])
+    ap.add_argument("--test", type=float, default=None, help="read test with this share")
+    args = ap.parse_args(argv)
+    groups = loaded_runs(args.run)
+    for label, runs in groups.items():
+        several = len({r["seed"] for r in runs}) > 1
+        print(f"\n## {label}: {len(runs)} run(s)" + (" of one market, averaged per date" if several else ", each a market of its own"))
+        for neutral in (False, True):
+            print(f"\n### validation, the lean minus the model{', sectors and beta out' if neutral else ''}\n")
+            print("| share | " + " | ".join(LONG) + " | mean of the three |\n|---|---|---|---|---|")
+            for s in args.shares:
+                cells = [gain([(leaned(r["val"], h, s), r["val"]) for r in runs], h, neutral, several) for h in LONG]
+                print(f"| {s} | " + " | ".join(cell(c) for c in cells) + f" | {np.mean([c['mean'] for c in cells]):+.4f} |")
+        if args.test is None:
+            continue
+        s = args.test
+        for neutral in (False, True):
+            print(f"\n### test, share {s}{', sectors and beta out' if neutral else ''}\n")
+            print("| horizon | lean - model | model - best on test | lean - best on test |\n|---|---|---|---|")
+            for h in LONG:
+                lean = [leaned(r["test"], h, s) for r in runs]
+                vs_model = gain([(a, r["test"]) for a, r in zip(lean, runs)], h, neutral, several)
+                if several:
+                    model_best, lean_best = against_best([r["test"] for r in runs], h, neutral), against_best(lean, h, neutral)
+                    print(f"| {h} | {cell(vs_model)} | {cell(model_best)} | {cell(lean_best)} |")
+                else:
+                    model_best = pooled([against_best([r["test"]], h, neutral) for r in runs])
+                    lean_best = pooled([against_best([a], h, neutral) for a in lean])
+                    print(f"| {h} | {cell(vs_model)} | {cell(model_best)} | {cell(lean_best)} |")
+
+
+if __name__ == "__main__":
+    main()
