@@ -1,4 +1,5 @@
-"""Each long forecast leaning on the ridge, computed on saved runs (no training).
+"""Each long forecast leaning on the ridge (or further on the 1-day forecast), computed on saved
+runs (no training).
 
 For every run (``seeds.py``'s runs.json or one run's JSON: its test and validation frames) the
 evaluation's ridge is fitted again from the run's data (training split, penalty chosen on
@@ -6,13 +7,14 @@ validation, per walk-forward fold) and forecasts the run's validation and test r
 5, 10 and 20 days: each date's model and ridge forecasts as the normal scores of their ranks,
 ``(1 - s) model + s ridge``. Printed: per group of runs (a market's draws, or one market's seeds),
 the lean minus the model on validation for every ``s``, and with ``--test S`` the lean of that
-``s`` on test against the model and against the best baseline on test. The rule these numbers
-were read by: docs/what_training_has_shown.md, the twenty-ninth session.
+``s`` on test against the model and against the best baseline on test. With ``--on one_day`` the
+lean is on the run's own 1-day forecast instead (``pred_1d``; nothing is fitted). The rules these
+numbers were read by: docs/what_training_has_shown.md, the twenty-ninth session.
 
     python experiments/ridge_lean.py \\
         --run size_leaders '{"raw": {"synthetic_seed": 21, "synthetic_market": "size_leaders"}}' runs21.json \\
         --run stocknet '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}, "splits": {"n_folds": 3, "test_fraction": 0.45}}' s0.json s1.json s2.json \\
-        [--shares 0.25 0.5] [--test 0.5]
+        [--shares 0.25 0.5] [--test 0.5] [--on ridge|one_day]
 
 Runs of one group that are draws of a market (one run each) are pooled as independent markets
 (``pooled``, as ``seeds._markets_mean`` pools them); the runs of a group with several seeds on one market (stocknet) are
@@ -70,13 +72,15 @@ def with_ridge(frames: list[pl.DataFrame], data: dict) -> tuple[list[pl.DataFram
     return [f.with_columns(pl.Series(c, v) for c, v in o.items()) for f, o in zip(frames, out)], alphas
 
 
-def leaned(frame: pl.DataFrame, h: str, share: float) -> pl.DataFrame:
-    """``frame`` with ``pred_{h}`` the lean of ``share`` (per date and fold, rank normal scores)."""
+def leaned(frame: pl.DataFrame, h: str, share: float, on: str = "ridge") -> pl.DataFrame:
+    """``frame`` with ``pred_{h}`` the lean of ``share`` on the ridge (``ridge_lean_{h}``) or on the
+    1-day forecast (``on="one_day"``), per date and fold as rank normal scores."""
     from atft_kedro.features.normalise import rank_gauss_by_date
 
+    other = "pred_1d" if on == "one_day" else f"ridge_lean_{h}"
     by = ["fold", "Date"] if "fold" in frame.columns else ["Date"]
-    ranked = rank_gauss_by_date(frame, [f"pred_{h}", f"ridge_lean_{h}"], by=by)
-    return frame.with_columns(((1 - share) * ranked[f"pred_{h}"] + share * ranked[f"ridge_lean_{h}"]).alias(f"pred_{h}"))
+    ranked = rank_gauss_by_date(frame, [f"pred_{h}", other], by=by)
+    return frame.with_columns(((1 - share) * ranked[f"pred_{h}"] + share * ranked[other]).alias(f"pred_{h}"))
 
 
 def gain(pairs: list[tuple[pl.DataFrame, pl.DataFrame]], h: str, neutral: bool, several_seeds: bool) -> dict:
@@ -107,15 +111,19 @@ def cell(c: dict) -> str:
     return f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
 
 
-def loaded_runs(entries: list[list[str]]) -> dict[str, list[dict]]:
-    """``--run LABEL PARAMS FILE...`` entries -> {label: [run, with its frames and the ridge]}."""
+def loaded_runs(entries: list[list[str]], ridge: bool = True) -> dict[str, list[dict]]:
+    """``--run LABEL PARAMS FILE...`` entries -> {label: [run, with its frames and (``ridge``) the ridge]}."""
     groups: dict[str, list[dict]] = {}
     for label, overrides, *files in entries:
-        data = run_data(json.loads(overrides))
+        data = run_data(json.loads(overrides)) if ridge else None
         for file in files:
             saved = json.loads(Path(file).read_text())
             for run in saved if isinstance(saved, list) else [saved]:
-                (val, test), alphas = with_ridge([pl.read_parquet(run["val_frame"]), pl.read_parquet(run["frame"])], data)
+                val, test = pl.read_parquet(run["val_frame"]), pl.read_parquet(run["frame"])
+                if not ridge:
+                    groups.setdefault(label, []).append({"val": val, "test": test, "seed": run["seed"]})
+                    continue
+                (val, test), alphas = with_ridge([val, test], data)
                 if "ridge_20d" in test.columns and "fold" not in test.columns:
                     agree = np.corrcoef(test["ridge_20d"].to_numpy(), test["ridge_lean_20d"].to_numpy())[0, 1]
                     print(f"{label} {file}: the ridge fitted again against the run's own at 20 days, correlation {agree:.6f}; penalties {alphas}")
@@ -128,8 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", nargs="+", action="append", required=True, metavar="LABEL PARAMS FILE", help="a group's label, the runs' data parameters (JSON), their runs.json files")
     ap.add_argument("--shares", nargs="+", type=float, default=[0.25, 0.5])
     ap.add_argument("--test", type=float, default=None, help="read test with this share")
+    ap.add_argument("--on", choices=["ridge", "one_day"], default="ridge", help="what the long forecasts lean on")
     args = ap.parse_args(argv)
-    groups = loaded_runs(args.run)
+    groups = loaded_runs(args.run, ridge=args.on == "ridge")
     for label, runs in groups.items():
         several = len({r["seed"] for r in runs}) > 1
         print(f"\n## {label}: {len(runs)} run(s)" + (" of one market, averaged per date" if several else ", each a market of its own"))
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n### validation, the lean minus the model{', sectors and beta out' if neutral else ''}\n")
             print("| share | " + " | ".join(LONG) + " | mean of the three |\n|---|---|---|---|---|")
             for s in args.shares:
-                cells = [gain([(leaned(r["val"], h, s), r["val"]) for r in runs], h, neutral, several) for h in LONG]
+                cells = [gain([(leaned(r["val"], h, s, args.on), r["val"]) for r in runs], h, neutral, several) for h in LONG]
                 print(f"| {s} | " + " | ".join(cell(c) for c in cells) + f" | {np.mean([c['mean'] for c in cells]):+.4f} |")
         if args.test is None:
             continue
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n### test, share {s}{', sectors and beta out' if neutral else ''}\n")
             print("| horizon | lean - model | model - best on test | lean - best on test |\n|---|---|---|---|")
             for h in LONG:
-                lean = [leaned(r["test"], h, s) for r in runs]
+                lean = [leaned(r["test"], h, s, args.on) for r in runs]
                 vs_model = gain([(a, r["test"]) for a, r in zip(lean, runs)], h, neutral, several)
                 if several:
                     model_best, lean_best = against_best([r["test"] for r in runs], h, neutral), against_best(lean, h, neutral)

@@ -48,6 +48,9 @@ def test_the_ridge_is_the_evaluations_and_the_share_moves_the_ranking_from_the_m
         assert order["r"].min() == pytest.approx(1.0)
     half = ridge_lean.leaned(val, "20d", 0.5)
     assert not np.allclose(half["pred_20d"].to_numpy(), ridge_lean.leaned(val, "20d", 0.0)["pred_20d"].to_numpy())
+    with_1d = val.with_columns(pl.Series("pred_1d", np.random.default_rng(2).normal(size=val.height)))
+    on_1d = ridge_lean.leaned(with_1d, "20d", 1.0, on="one_day").with_columns(with_1d["pred_1d"].alias("was"))
+    assert on_1d.group_by("Date").agg(pl.corr("pred_20d", "was", method="spearman").alias("r"))["r"].min() == pytest.approx(1.0)
 
 
 def test_gains_pool_draws_as_markets_and_seeds_date_by_date(tmp_path):
