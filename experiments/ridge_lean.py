@@ -8,13 +8,15 @@ validation, per walk-forward fold) and forecasts the run's validation and test r
 ``(1 - s) model + s ridge``. Printed: per group of runs (a market's draws, or one market's seeds),
 the lean minus the model on validation for every ``s``, and with ``--test S`` the lean of that
 ``s`` on test against the model and against the best baseline on test. With ``--on one_day`` the
-lean is on the run's own 1-day forecast instead (``pred_1d``; nothing is fitted). The rules these
-numbers were read by: docs/what_training_has_shown.md, the twenty-ninth session.
+lean is on the run's own 1-day forecast instead (``pred_1d``; nothing is fitted). ``--write DIR``
+(with ``--test``) saves every run's frames with that lean as a runs.json of their own, for
+``seeds.py`` to set beside other runs. The rules these numbers were read by:
+docs/what_training_has_shown.md, the twenty-ninth session.
 
     python experiments/ridge_lean.py \\
         --run size_leaders '{"raw": {"synthetic_seed": 21, "synthetic_market": "size_leaders"}}' runs21.json \\
         --run stocknet '{"source": "files", "raw": {"files_dir": "../shared/data/stocknet"}, "splits": {"n_folds": 3, "test_fraction": 0.45}}' s0.json s1.json s2.json \\
-        [--shares 0.25 0.5] [--test 0.5] [--on ridge|one_day]
+        [--shares 0.25 0.5] [--test 0.5] [--on ridge|one_day] [--write DIR]
 
 Runs of one group that are draws of a market (one run each) are pooled as independent markets
 (``pooled``, as ``seeds._markets_mean`` pools them); the runs of a group with several seeds on one market (stocknet) are
@@ -121,14 +123,32 @@ def loaded_runs(entries: list[list[str]], ridge: bool = True) -> dict[str, list[
             for run in saved if isinstance(saved, list) else [saved]:
                 val, test = pl.read_parquet(run["val_frame"]), pl.read_parquet(run["frame"])
                 if not ridge:
-                    groups.setdefault(label, []).append({"val": val, "test": test, "seed": run["seed"]})
+                    groups.setdefault(label, []).append({"val": val, "test": test, "seed": run["seed"], "saved": run})
                     continue
                 (val, test), alphas = with_ridge([val, test], data)
                 if "ridge_20d" in test.columns and "fold" not in test.columns:
                     agree = np.corrcoef(test["ridge_20d"].to_numpy(), test["ridge_lean_20d"].to_numpy())[0, 1]
                     print(f"{label} {file}: the ridge fitted again against the run's own at 20 days, correlation {agree:.6f}; penalties {alphas}")
-                groups.setdefault(label, []).append({"val": val, "test": test, "seed": run["seed"]})
+                groups.setdefault(label, []).append({"val": val, "test": test, "seed": run["seed"], "saved": run})
     return groups
+
+
+def write_leaned(runs: list[dict], share: float, on: str, out: Path) -> Path:
+    """Each run's test and validation frames with every long horizon leaned (``share``, ``on``),
+    in ``out``, and a runs.json that points at them (the run's other records as they were)."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, r in enumerate(runs):
+        paths = {}
+        for key, split in (("frame", "test"), ("val_frame", "val")):
+            frame = r[split]
+            for h in LONG:
+                frame = leaned(frame, h, share, on)
+            paths[key] = str(out / f"run{i}_{split}.parquet")
+            frame.drop([c for c in frame.columns if c.startswith("ridge_lean_")]).write_parquet(paths[key])
+        rows.append({**r["saved"], **paths})
+    (out / "runs.json").write_text(json.dumps(rows, indent=1))
+    return out / "runs.json"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shares", nargs="+", type=float, default=[0.25, 0.5])
     ap.add_argument("--test", type=float, default=None, help="read test with this share")
     ap.add_argument("--on", choices=["ridge", "one_day"], default="ridge", help="what the long forecasts lean on")
+    ap.add_argument("--write", type=Path, default=None, help="with --test: save the leaned frames here, a directory per group")
     args = ap.parse_args(argv)
     groups = loaded_runs(args.run, ridge=args.on == "ridge")
     for label, runs in groups.items():
@@ -151,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.test is None:
             continue
         s = args.test
+        if args.write is not None:
+            print(f"\nthe leaned runs: {write_leaned(runs, s, args.on, args.write / label)}")
         for neutral in (False, True):
             print(f"\n### test, share {s}{', sectors and beta out' if neutral else ''}\n")
             print("| horizon | lean - model | model - best on test | lean - best on test |\n|---|---|---|---|")

@@ -67,3 +67,21 @@ def test_gains_pool_draws_as_markets_and_seeds_date_by_date(tmp_path):
     two = ridge_lean.gain([(better, frame), (frame, frame)], "5d", False, several_seeds=False)
     assert two["mean"] == pytest.approx(one["mean"] / 2) and two["se"] == pytest.approx(one["se"] / 2)
     json.dumps(two)  # plain numbers, as the report prints them
+
+
+def test_written_runs_hold_the_leaned_frames_and_the_runs_other_records(tmp_path):
+    rng = np.random.default_rng(3)
+    dates = np.repeat(np.arange(12), 30)
+
+    def frame():
+        return pl.DataFrame({"Date": dates, "Code": np.tile(np.arange(30).astype(str), 12),
+                             **{f"{c}_{h}": rng.normal(size=dates.size) for c in ("pred", "target") for h in ("1d", *ridge_lean.LONG)}})  # fmt: skip
+
+    runs = [{"val": frame(), "test": frame(), "seed": 0, "saved": {"seed": 0, "metrics": {"m": 1}, "frame": "old", "val_frame": "old"}}]
+    written = json.loads(ridge_lean.write_leaned(runs, 0.5, "one_day", tmp_path / "out").read_text())
+    assert written[0]["metrics"] == {"m": 1} and written[0]["frame"] != "old"
+    test = pl.read_parquet(written[0]["frame"])
+    expected = runs[0]["test"]
+    for h in ridge_lean.LONG:
+        expected = ridge_lean.leaned(expected, h, 0.5, "one_day")
+    assert test.equals(expected) and test["pred_1d"].equals(runs[0]["test"]["pred_1d"])
