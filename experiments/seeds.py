@@ -386,8 +386,9 @@ def paired_settings(mine, theirs, h: str, neutral: bool) -> dict:
 def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] | None = None) -> str:
     """Two settings compared over several groups of runs (markets, or draws of one), each group its
     runs of this setting and of the other, paired in order: per split, returns and horizon, each
-    group's difference with its 95% interval, the mean over the groups, and how many groups lose
-    or gain by more than their noise (interval below or above 0)."""
+    group's difference with its 95% interval, the mean over the groups with its interval (the
+    groups independent, as ``_markets_mean`` takes markets), and how many groups lose or gain by
+    more than their noise (interval below or above 0)."""
     import polars as pl
 
     names = names or [f"group {i}" for i in range(len(groups))]
@@ -399,14 +400,14 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] 
                 continue
             title = f"{split} RankIC" + (", sector means and beta out of the returns" if neutral else "")
             lines += ["", f"### {title}: this setting minus the other, per group", "",
-                      "| horizon | " + " | ".join(names) + " | mean over groups | groups below / above |",
-                      "|---|" + "---|" * (len(groups) + 2)]  # fmt: skip
+                      "| horizon | " + " | ".join(names) + " | mean over groups | 95% interval | groups below / above |",
+                      "|---|" + "---|" * (len(groups) + 3)]  # fmt: skip
             for h in HORIZONS:
                 if not all(f"pred_{h}" in f.columns for pair in frames for runs in pair for f in runs):
                     continue
                 each = [paired_settings(mine, theirs, h, neutral) for mine, theirs in frames]
                 cells = [f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" for c in each]
-                lines.append(f"| {h} | {' | '.join(cells)} | {np.mean([c['mean'] for c in each]):+.4f} | "
+                lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | "
                              f"{sum(c['ci95_high'] < 0 for c in each)} / {sum(c['ci95_low'] > 0 for c in each)} |")  # fmt: skip
     return "\n".join(lines)
 

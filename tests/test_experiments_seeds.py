@@ -44,7 +44,7 @@ def test_two_settings_are_compared_date_by_date_and_must_pair(tmp_path):
 
 def test_groups_are_compared_each_on_its_own_and_averaged(tmp_path):
     """``groups_report``: each group's difference is ``settings_report``'s for that group, the mean
-    over groups is their mean, and the last column counts the groups below and above 0 beyond
+    over groups is their mean (with an interval), and the last column counts the groups below and above 0 beyond
     their intervals (here one clearly better group, one clearly worse, one a tie)."""
     import seeds
 
@@ -61,7 +61,9 @@ def test_groups_are_compared_each_on_its_own_and_averaged(tmp_path):
         means = [float(cell.split(" [")[0]) for cell in row[1:4]]
         assert means[0] == pytest.approx(alone, abs=1e-4) and means[0] > 1.5 and means[1] < -1.5 and means[2] == 0
         assert float(row[4]) == pytest.approx(np.mean(means), abs=2e-4)
-        assert row[5].strip(" |") == "1 / 1"
+        low, high = (float(v) for v in row[5].strip("[]").split(", "))
+        assert low < float(row[4]) < high  # the groups' independent intervals combined
+        assert row[6].strip(" |") == "1 / 1"
 
 
 def test_long_horizons_switch_to_the_1d_forecast_only_where_validation_prefers_it(tmp_path, monkeypatch, capsys):
