@@ -19,7 +19,7 @@ docs/what_training_has_shown.md, the twenty-ninth session.
         [--shares 0.25 0.5] [--test 0.5] [--on ridge|one_day] [--write DIR]
 
 Runs of one group that are draws of a market (one run each) are pooled as independent markets
-(``pooled``, as ``seeds._markets_mean`` pools them); the runs of a group with several seeds on one market (stocknet) are
+(``seeds.pooled_markets``); the runs of a group with several seeds on one market (stocknet) are
 averaged date by date first (``seeds.paired_settings``'s way).
 """
 
@@ -35,7 +35,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seeds import _daily, against_best  # noqa: E402
+from seeds import against_best, interval_cell, paired_settings, pooled_markets  # noqa: E402
 
 LONG = ("5d", "10d", "20d")
 
@@ -87,30 +87,11 @@ def leaned(frame: pl.DataFrame, h: str, share: float, on: str = "ridge") -> pl.D
 
 def gain(pairs: list[tuple[pl.DataFrame, pl.DataFrame]], h: str, neutral: bool, several_seeds: bool) -> dict:
     """The lean minus the model (each pair: the lean's frame, the model's), per date, pooled: runs of
-    one market averaged per date first (``several_seeds``), else each run a market of its own."""
-    from atft_kedro.evaluation.metrics import difference_summary, overlap_lag
-
-    daily = [(_daily(a, f"pred_{h}", f"target_{h}", neutral), _daily(b, f"pred_{h}", f"target_{h}", neutral)) for a, b in pairs]
+    one market averaged per date first (``several_seeds``, ``seeds.paired_settings``), else each run
+    a market of its own (``seeds.pooled_markets``)."""
     if several_seeds:
-        dates = sorted(set.intersection(*(set(a) & set(b) for a, b in daily)))
-        diff = np.array([np.mean([a[t] - b[t] for a, b in daily]) for t in dates])
-        return difference_summary(diff, overlap_lag(h))
-    each = []
-    for a, b in daily:
-        dates = sorted(set(a) & set(b))
-        each.append(difference_summary(np.array([a[t] - b[t] for t in dates]), overlap_lag(h)))
-    return pooled(each)
-
-
-def pooled(each: list[dict]) -> dict:
-    """Independent markets' differences as one (``seeds._markets_mean``'s mean and interval)."""
-    mean = float(np.mean([c["mean"] for c in each]))
-    se = float(np.sqrt(sum(c["se"] ** 2 for c in each))) / len(each)
-    return {"mean": mean, "se": se, "ci95_low": mean - 1.96 * se, "ci95_high": mean + 1.96 * se}
-
-
-def cell(c: dict) -> str:
-    return f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
+        return paired_settings([a for a, _ in pairs], [b for _, b in pairs], h, neutral)
+    return pooled_markets([paired_settings([a], [b], h, neutral) for a, b in pairs])
 
 
 def loaded_runs(entries: list[list[str]], ridge: bool = True) -> dict[str, list[dict]]:
@@ -122,13 +103,11 @@ def loaded_runs(entries: list[list[str]], ridge: bool = True) -> dict[str, list[
             saved = json.loads(Path(file).read_text())
             for run in saved if isinstance(saved, list) else [saved]:
                 val, test = pl.read_parquet(run["val_frame"]), pl.read_parquet(run["frame"])
-                if not ridge:
-                    groups.setdefault(label, []).append({"val": val, "test": test, "seed": run["seed"], "saved": run})
-                    continue
-                (val, test), alphas = with_ridge([val, test], data)
-                if "ridge_20d" in test.columns and "fold" not in test.columns:
-                    agree = np.corrcoef(test["ridge_20d"].to_numpy(), test["ridge_lean_20d"].to_numpy())[0, 1]
-                    print(f"{label} {file}: the ridge fitted again against the run's own at 20 days, correlation {agree:.6f}; penalties {alphas}")
+                if ridge:
+                    (val, test), alphas = with_ridge([val, test], data)
+                    if "ridge_20d" in test.columns and "fold" not in test.columns:
+                        agree = np.corrcoef(test["ridge_20d"].to_numpy(), test["ridge_lean_20d"].to_numpy())[0, 1]
+                        print(f"{label} {file}: the ridge fitted again against the run's own at 20 days, correlation {agree:.6f}; penalties {alphas}")
                 groups.setdefault(label, []).append({"val": val, "test": test, "seed": run["seed"], "saved": run})
     return groups
 
@@ -168,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             print("| share | " + " | ".join(LONG) + " | mean of the three |\n|---|---|---|---|---|")
             for s in args.shares:
                 cells = [gain([(leaned(r["val"], h, s, args.on), r["val"]) for r in runs], h, neutral, several) for h in LONG]
-                print(f"| {s} | " + " | ".join(cell(c) for c in cells) + f" | {np.mean([c['mean'] for c in cells]):+.4f} |")
+                print(f"| {s} | " + " | ".join(interval_cell(c) for c in cells) + f" | {np.mean([c['mean'] for c in cells]):+.4f} |")
         if args.test is None:
             continue
         s = args.test
@@ -182,11 +161,11 @@ def main(argv: list[str] | None = None) -> None:
                 vs_model = gain([(a, r["test"]) for a, r in zip(lean, runs)], h, neutral, several)
                 if several:
                     model_best, lean_best = against_best([r["test"] for r in runs], h, neutral), against_best(lean, h, neutral)
-                    print(f"| {h} | {cell(vs_model)} | {cell(model_best)} | {cell(lean_best)} |")
+                    print(f"| {h} | {interval_cell(vs_model)} | {interval_cell(model_best)} | {interval_cell(lean_best)} |")
                 else:
-                    model_best = pooled([against_best([r["test"]], h, neutral) for r in runs])
-                    lean_best = pooled([against_best([a], h, neutral) for a in lean])
-                    print(f"| {h} | {cell(vs_model)} | {cell(model_best)} | {cell(lean_best)} |")
+                    model_best = pooled_markets([against_best([r["test"]], h, neutral) for r in runs])
+                    lean_best = pooled_markets([against_best([a], h, neutral) for a in lean])
+                    print(f"| {h} | {interval_cell(vs_model)} | {interval_cell(model_best)} | {interval_cell(lean_best)} |")
 
 
 if __name__ == "__main__":

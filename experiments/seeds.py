@@ -318,7 +318,7 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
             if not all(f"pred_{h}" in f[0].columns for f in frames):
                 continue
             each = [against_best(f, h, neutral, None if against == "best" else validation_pick(rows, h)) for f, rows in zip(frames, markets)]
-            cells = [f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" + (f" {c['best']}" if against == "pick" else "") for c in each]
+            cells = [interval_cell(c) + (f" {c['best']}" if against == "pick" else "") for c in each]
             lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | {sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")
     for neutral in (False, True):  # no selection: each baseline on its own, the same in every market
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
@@ -332,13 +332,24 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
     return "\n".join(["markets: " + "; ".join(f"{i}: seeds {[r['seed'] for r in rows]}" for i, rows in enumerate(markets)), *lines])
 
 
-def _markets_mean(each: list[dict]) -> str:
-    """Independent markets' paired differences (``against_best``'s) as one: their mean and a 95%
-    interval from the standard error of a mean of independent differences (each market's Newey-West
-    standard error), as a table's cells."""
+def pooled_markets(each: list[dict]) -> dict:
+    """Independent markets' paired differences (``against_best``'s or ``paired_settings``') as one:
+    their mean and a 95% interval from the standard error of a mean of independent differences
+    (each market's Newey-West standard error)."""
     mean = float(np.mean([c["mean"] for c in each]))
     se = float(np.sqrt(sum(c["se"] ** 2 for c in each))) / len(each)
-    return f"{mean:+.4f} | [{mean - 1.96 * se:+.4f}, {mean + 1.96 * se:+.4f}]"
+    return {"mean": mean, "se": se, "ci95_low": mean - 1.96 * se, "ci95_high": mean + 1.96 * se}
+
+
+def _markets_mean(each: list[dict]) -> str:
+    """``pooled_markets`` as a table's two cells, the mean and its interval."""
+    c = pooled_markets(each)
+    return f"{c['mean']:+.4f} | [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
+
+
+def interval_cell(c: dict) -> str:
+    """A paired difference (``difference_summary``'s keys) as one cell: its mean and 95% interval."""
+    return f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
 
 
 def scored_without_sectors(frames) -> bool:
@@ -406,7 +417,7 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] 
                 if not all(f"pred_{h}" in f.columns for pair in frames for runs in pair for f in runs):
                     continue
                 each = [paired_settings(mine, theirs, h, neutral) for mine, theirs in frames]
-                cells = [f"{c['mean']:+.4f} [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]" for c in each]
+                cells = [interval_cell(c) for c in each]
                 lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | "
                              f"{sum(c['ci95_high'] < 0 for c in each)} / {sum(c['ci95_low'] > 0 for c in each)} |")  # fmt: skip
     return "\n".join(lines)
