@@ -673,7 +673,10 @@ def test_neutral_targets_are_what_training_sees_and_predictions_keep_the_realise
     preds = predict_test(store.load(0, "best"), neutral, prepared["graphs"], prepared["splits"], model_input)
     realised = preds.join(model_input.select("Date", "Code", pl.col("target_1d").alias("raw_1d")), on=["Date", "Code"])
     assert preds.height > 0 and realised["target_1d"].equals(realised["raw_1d"])
-    with pytest.raises(ValueError, match="training targets must be 'raw' or 'neutral'"):
+    long_only = build_training_arrays(model_input, context, manifest, {**params, "targets": "neutral_long"})  # 5-20 days neutral, 1 day raw
+    np.testing.assert_array_equal(long_only.targets[..., 0], raw.targets[..., 0])
+    np.testing.assert_array_equal(long_only.targets[..., 1:], expected.targets[..., 1:])
+    with pytest.raises(ValueError, match="training targets must be 'raw', 'neutral' or 'neutral_long'"):
         small_config(targets="residual")
 
 

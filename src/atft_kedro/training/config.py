@@ -70,7 +70,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # ModelConfig fields other than the data sizes
     device: str = "auto"
     resume: bool = True  # an interrupted run keeps the phases it finished (same data, code and settings) and resumes the one it stopped in
-    targets: str = "raw"  # raw | neutral: train and validate on returns less each date's sector means and beta part
+    targets: str = "raw"  # raw | neutral | neutral_long: train and validate on returns less each date's sector means and beta part (neutral_long: the 5-20 day targets only, the 1-day raw)
     scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
     linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
@@ -89,8 +89,8 @@ class TrainConfig:
         self._check_numbers()
         if not whole_number(self.threads, 0):
             raise ValueError(f"training threads is safe mode's torch thread count, a whole number >= 0 (0: all), got {self.threads!r}")
-        if self.targets not in ("raw", "neutral"):
-            raise ValueError(f"training targets must be 'raw' or 'neutral', got {self.targets!r}")
+        if self.targets not in ("raw", "neutral", "neutral_long"):
+            raise ValueError(f"training targets must be 'raw', 'neutral' or 'neutral_long', got {self.targets!r}")
         if self.horizon_starts not in ("ridge", "validated", "ranked", "one_day", "covariance", "momentum"):
             raise ValueError(f"horizon_starts must be 'ridge', 'validated', 'ranked', 'one_day', 'covariance' or 'momentum', got {self.horizon_starts!r}")
         if not isinstance(self.momentum_feature, str) or not self.momentum_feature:
