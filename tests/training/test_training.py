@@ -956,38 +956,6 @@ def test_the_neighbour_skip_starts_at_none_unless_it_clears_the_margin(prepared)
             small_config(neighbour_start_margin=bad)
 
 
-def test_the_neighbour_skips_long_rows_are_chosen_on_the_leaned_forecast(prepared):
-    """With ``share`` the 1-day row is chosen as without it, and each 5-20 day row on its forecast
-    leaned on the 1-day one (``lean_on_one_day``), as the evaluation reads it: every candidate's
-    long score is the model's own, loaded with the candidate's long rows beside the kept 1-day row,
-    predicted in full and leaned; each long row keeps its best such score."""
-    from atft_kedro.training.predict import lean_on_one_day
-    from atft_kedro.training.starts import start_neighbours_at_ridge
-
-    arrays, graphs = prepared["arrays"], prepared["graphs"]
-    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5), "neighbour_skip": (1, 5), "lead_weights": "neighbour_leads_long"})
-    chosen = {}
-    for share in (0.0, 0.5):
-        model, train_idx, validation = _model_and_validation(prepared, cfg, 2)
-        chosen[share] = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, alpha=50.0, validation=validation, share=share)
-    heads, leaned = chosen[0.0], chosen[0.5]
-    none = "none (the previous phase's function)"
-    assert leaned.kept["1d"] == heads.kept["1d"]
-    assert leaned.kept["5d"] == max(leaned.scores, key=lambda n: (leaned.scores[n]["5d"], n != none))
-    kept_1d = leaned.starts[leaned.kept["1d"]]
-    for name, weights in leaned.starts.items():
-        assert leaned.scores[name]["1d"] == heads.scores[name]["1d"]
-        paired = {k: v.clone() for k, v in weights.items()}
-        paired["weight"][0], paired["bias"][0] = kept_1d["weight"][0], kept_1d["bias"][0]
-        model.neighbour.linear.load_state_dict(paired)
-        full = validation.rank_ics(lean_on_one_day(validation.forecast(model), 0.5))
-        assert leaned.scores[name]["5d"] == pytest.approx(full["5d"], abs=1e-6), name
-    assert any(leaned.scores[n]["5d"] != pytest.approx(heads.scores[n]["5d"], abs=1e-6) for n in leaned.scores)  # the lean moved the scores
-    for bad in (-0.1, 1.0, "0.5"):
-        with pytest.raises(ValueError, match="neighbour_start_share"):
-            small_config(neighbour_start_share=bad)
-
-
 def test_the_horizons_phase_1_turns_on_start_where_validation_says(prepared):
     """horizon_starts=validated: the linear skip's rows of the horizons a phase turns on start at
     the best on validation of the ridge start they hold, the ridge at other penalties, and 20-day

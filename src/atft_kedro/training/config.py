@@ -79,7 +79,6 @@ class TrainConfig:
     horizon_starts: str = "ridge"  # ridge | validated | ranked | one_day | covariance | momentum: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation among other penalties and signals or against the ridge fitted on ranked targets (training.starts.choose_skip_starts), start at the 1-day row (start_at_one_day), at the ridge's infinite-penalty limit (start_at_covariance) or at momentum_feature scaled (start_at_feature)
     momentum_feature: str = "ret_60d"  # with horizon_starts: momentum, the feature the long rows start at
     neighbour_start_margin: float = 0.0  # the neighbour skip's best fit replaces no skip (phase 2's start) only where it beats it on validation by more than this many standard errors (0: by any amount)
-    neighbour_start_share: float = 0.0  # phase 2's neighbour start for 5-20 days chosen on each long forecast leaned on the 1-day one by this share, as the evaluation reads it (forecast.one_day_share), the 1-day row at its own choice; 0: on the heads alone
     keep_start: bool = True  # a phase's starting weights count as its epoch -1: its best is never below its start on validation
     skip_lr_scale: float = 1.0  # the two linear paths (linear and neighbour skip) learn at this fraction of the learning rate: at 1 a phase's first epoch moves their ridge starts far off (1: one rate for all)
 
@@ -97,8 +96,6 @@ class TrainConfig:
             raise ValueError(f"momentum_feature is the name of a feature, got {self.momentum_feature!r}")
         if not number_in(self.neighbour_start_margin, 0):
             raise ValueError(f"neighbour_start_margin must be a number of standard errors >= 0, got {self.neighbour_start_margin!r}")
-        if not number_in(self.neighbour_start_share, 0, 1, below_high=True):
-            raise ValueError(f"neighbour_start_share is the 1-day forecast's share of each long forecast, in [0, 1), got {self.neighbour_start_share!r}")
         if not all(number_in(c, 0, above_low=True) for c in self.skip_clips or ()):
             raise ValueError(f"skip_clips are robust z-scores to winsorise the linear skip's inputs at, each > 0, got {list(self.skip_clips)!r}")
         object.__setattr__(self, "skip_clips", tuple(float(c) for c in self.skip_clips or ()))

@@ -543,8 +543,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
             starts[f"phase {phase}, linear skip"] = {f"{h}d": f"{cfg.momentum_feature}, scaled" for h in rows}
         graph_on = spec.use_gat and not PHASES[phase - 1].use_gat
         if graph_on and cfg.linear_start == "ridge" and model.neighbour is not None:
-            choice = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation,
-                                               cfg.neighbour_start_margin, cfg.neighbour_start_share)
+            choice = start_neighbours_at_ridge(model, arrays, graphs, train_idx, cfg.window, cfg.linear_ridge_alpha, validation, cfg.neighbour_start_margin)
             if choice is not None:
                 starts[f"phase {phase}, neighbour skip"] = choice.kept
         return _Progress(starts=starts)

@@ -25,7 +25,7 @@ from atft_kedro.graph.store import GraphSet
 from atft_kedro.model import ATFTGATFAN
 from atft_kedro.threads import torch_threads
 from atft_kedro.training.data import HORIZON_KEYS, Batch, DateDataset, TrainingArrays, collate_dates
-from atft_kedro.training.predict import lean_on_one_day, mean_rank_ics
+from atft_kedro.training.predict import mean_rank_ics
 
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
 
 @torch.no_grad()
 def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int, alpha: float,
-                               validation: Validation | None = None, margin: float = 0.0, share: float = 0.0) -> StartChoice | None:  # fmt: skip
+                               validation: Validation | None = None, margin: float = 0.0) -> StartChoice | None:  # fmt: skip
     """The neighbour skip (its attention still uniform, its map 0) set from ridge fits over the
     training dates of each horizon's target on the neighbours' inputs: beside the model's median
     forecast (dropout off, in its units; ``set_beside_forecast``), or on what that forecast leaves.
@@ -169,9 +169,7 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
     day), the fit of what it leaves where they carry little and the forecast's own scale is right,
     and where none beats the previous phase's function the graph path starts at nothing
     (docs/what_training_has_shown.md, 2026-12-02); with ``margin`` > 0, also where the best beats
-    it by no more than ``margin`` standard errors (``kept_starts``). With ``share`` > 0 the 1-day
-    row is chosen first and the 5-20 day rows on their forecasts leaned on the 1-day forecast by
-    ``share`` (``lean_on_one_day``), as the evaluation reads them (``leaned_choice``).
+    it by no more than ``margin`` standard errors (``kept_starts``).
     The candidates are scored from one validation forecast with the map at 0 and the skip's
     inputs: the skip adds ``linear(inputs) * target_scale`` to every quantile, so each candidate's
     forecast is that sum (the model's own forecast up to float rounding), one pass over the
@@ -206,8 +204,6 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
     linear.load_state_dict(starts[none])
     scores = scored_starts(model, starts, validation)
     kept = kept_starts(scores, [f"{h}d" for h in model.neighbour_horizons], none, margin)
-    if share > 0 and "1d" in kept and len(kept) > 1:
-        scores, kept = leaned_choice(model, starts, scores, kept, validation, share, none, margin)
     _keep_rows(linear, model.neighbour_horizons, StartChoice(starts, scores, kept), "neighbour skip")
     return StartChoice(starts, scores, kept)
 
@@ -237,32 +233,6 @@ class StartChoice:
     kept: dict
 
 
-def leaned_choice(model: ATFTGATFAN, starts: dict, scores: dict, kept: dict, validation: Validation, share: float, none: str,
-                  margin: float = 0.0) -> tuple[dict, dict]:  # fmt: skip
-    """The neighbour skip's 5-20 day rows chosen as the evaluation reads their forecasts: each
-    candidate's long forecasts leaned on the 1-day forecast by ``share`` (``lean_on_one_day``),
-    the 1-day row at the candidate ``kept`` for it, so each long horizon is scored with the 1-day
-    forecast the model will have. A long horizon's own neighbour term can then be worth less (the
-    lean already carries the 1-day neighbour term) or more than its head alone shows. ``scores``:
-    the heads' scores (``scored_starts``). -> the scores with the long horizons' leaned, and the
-    kept candidates."""
-    one = model.neighbour_horizons.index(1)
-    chosen = starts[kept["1d"]]
-    paired = {}
-    for name, state in starts.items():  # each candidate's long rows beside the kept 1-day row
-        weight, bias = state["weight"].clone(), state["bias"].clone()
-        weight[one], bias[one] = chosen["weight"][one], chosen["bias"][one]
-        paired[name] = {"weight": weight, "bias": bias}
-    with torch.random.fork_rng(devices=[]):  # the second forecast leaves the phase's training draws as without it
-        leaned = scored_starts(model, paired, validation, share)
-    long = [k for k in kept if k != "1d"]
-    log.info("neighbour skip: the 1-day row kept %s; the %s rows are scored on their forecasts leaned on the 1-day one (%.0f%% of the weight)",
-             kept["1d"], ", ".join(long), 100 * share)  # fmt: skip
-    scores = {name: {**s, **{k: leaned[name][k] for k in long}, BY_DATE: {**s[BY_DATE], **{k: leaned[name][BY_DATE][k] for k in long}}}
-              for name, s in scores.items()}  # fmt: skip
-    return scores, {"1d": kept["1d"], **kept_starts(scores, long, none, margin)}
-
-
 def neighbour_inputs(model: ATFTGATFAN, dataset: DateDataset) -> Iterator[tuple[Batch, np.ndarray]]:
     """Date by date of ``dataset``, in its order: the date's batch and the neighbour skip's inputs
     there ([stocks, in_features], float64)."""
@@ -271,24 +241,21 @@ def neighbour_inputs(model: ATFTGATFAN, dataset: DateDataset) -> Iterator[tuple[
         yield b, model.neighbour.inputs(b.x[:, -1], b.neighbors, b.edge_attr).double().cpu().numpy()
 
 
-def scored_starts(model: ATFTGATFAN, starts: dict, validation: Validation, lean: float = 0.0) -> dict:
+def scored_starts(model: ATFTGATFAN, starts: dict, validation: Validation) -> dict:
     """Each candidate map's validation RankIC per horizon, from one forecast of ``model`` (its map
-    at 0) plus the candidate's term, linear(inputs) times the horizon's target scale (``lean``:
-    the long forecasts then leaned on the 1-day one, ``scores_of_terms``)."""
+    at 0) plus the candidate's term, linear(inputs) times the horizon's target scale."""
     inputs = [x_date for _, x_date in neighbour_inputs(model, validation.dataset)]  # the rows of ``predict``'s frame, in order
     inputs = np.vstack(inputs) if inputs else np.zeros((0, model.neighbour.linear.in_features))
-    return scores_of_terms(model, validation, inputs, starts, model.neighbour_horizons, lean=lean)
+    return scores_of_terms(model, validation, inputs, starts, model.neighbour_horizons)
 
 
-def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarray, starts: dict, horizons, held: dict | None = None,
-                    lean: float = 0.0) -> dict:  # fmt: skip
+def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarray, starts: dict, horizons, held: dict | None = None) -> dict:
     """Each candidate linear map's (name -> state, one output per horizon of ``horizons``)
     validation RankIC per horizon: ``model``'s forecast there, less the term of the map ``held``
     (the state it holds now; None: a map at 0), plus the candidate's term, linear(inputs) times the
     horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame. Each
     candidate's scores also hold, under ``BY_DATE``, its RankIC date by date. ``inputs`` may also be
-    a dict, name -> each candidate's own inputs (with ``held`` None). ``lean`` > 0: each forecast's
-    5-20 days scored leaned on its 1-day forecast by that share (``lean_on_one_day``)."""
+    a dict, name -> each candidate's own inputs (with ``held`` None)."""
     if held is not None and isinstance(inputs, dict):
         raise ValueError("candidates with inputs of their own are scored against a map at 0 (held=None)")
     base = validation.forecast(model)
@@ -304,7 +271,7 @@ def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarra
         change = term(weights, inputs_of(name)) - now
         frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + change[:, i] * scale[f"{h}d"])
                                   for i, h in enumerate(horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
-        daily = validation.by_date(lean_on_one_day(frame, lean))
+        daily = validation.by_date(frame)
         scores[name] = {**mean_rank_ics(daily), BY_DATE: daily}
     return scores
 
