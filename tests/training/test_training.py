@@ -676,6 +676,7 @@ def test_neutral_targets_are_what_training_sees_and_predictions_keep_the_realise
     long_only = build_training_arrays(model_input, context, manifest, {**params, "targets": "neutral_long"})  # 5-20 days neutral, 1 day raw
     np.testing.assert_array_equal(long_only.targets[..., 0], raw.targets[..., 0])
     np.testing.assert_array_equal(long_only.targets[..., 1:], expected.targets[..., 1:])
+    assert small_config(targets="neutral_long").neutral_horizons == (5, 10, 20) and small_config().neutral_horizons == ()
     with pytest.raises(ValueError, match="training targets must be 'raw', 'neutral' or 'neutral_long'"):
         small_config(targets="residual")
 

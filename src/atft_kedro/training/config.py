@@ -29,6 +29,9 @@ PHASES = {
     3: Phase(use_fan=True, use_gat=True, horizons=HORIZONS, lr_scale=0.1),  # fine-tuning
 }
 
+# the horizons whose training targets are the returns less each date's sector means and beta part, per ``targets``
+NEUTRAL_HORIZONS = {"raw": (), "neutral": HORIZONS, "neutral_long": tuple(h for h in HORIZONS if h > 1)}
+
 
 def parse_phases(phase) -> list[int]:
     """``phase`` as given (0..3, "2", or "all") -> the phases to train, in order."""
@@ -88,7 +91,7 @@ class TrainConfig:
         self._check_numbers()
         if not whole_number(self.threads, 0):
             raise ValueError(f"training threads is safe mode's torch thread count, a whole number >= 0 (0: all), got {self.threads!r}")
-        if self.targets not in ("raw", "neutral", "neutral_long"):
+        if self.targets not in NEUTRAL_HORIZONS:
             raise ValueError(f"training targets must be 'raw', 'neutral' or 'neutral_long', got {self.targets!r}")
         if self.horizon_starts not in ("ridge", "validated", "ranked", "one_day", "covariance", "momentum"):
             raise ValueError(f"horizon_starts must be 'ridge', 'validated', 'ranked', 'one_day', 'covariance' or 'momentum', got {self.horizon_starts!r}")
@@ -111,6 +114,11 @@ class TrainConfig:
                 torch.device(self.device)
             except (RuntimeError, TypeError):
                 raise ValueError(f"training device is 'auto' or a torch device ('cpu', 'cuda', 'cuda:1'), got {self.device!r}") from None
+
+    @property
+    def neutral_horizons(self) -> tuple[int, ...]:
+        """The horizons trained on returns less each date's sector means and beta part (``targets``)."""
+        return NEUTRAL_HORIZONS[self.targets]
 
     def _check_numbers(self) -> None:
         """The numbers (and the phases and horizons they are given for) a run would otherwise meet

@@ -9,7 +9,7 @@ import os
 import polars as pl
 
 from atft_kedro.features.builders import stock_feature_names
-from atft_kedro.features.targets import HORIZONS, neutralise_targets
+from atft_kedro.features.targets import neutralise_targets
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.pipelines.typed import typed
 from atft_kedro.provenance import check_built_from
@@ -31,9 +31,8 @@ def build_training_arrays(model_input: pl.DataFrame, market_context: pl.DataFram
     (``neutral_long``: those of 5-20 days, the 1-day targets raw); the evaluation scores predictions
     against the raw returns whatever this is."""
     names = stock_feature_names(feature_manifest)
-    targets = typed(TrainConfig, params).targets
-    if targets in ("neutral", "neutral_long"):
-        horizons = HORIZONS if targets == "neutral" else tuple(h for h in HORIZONS if h > 1)
+    horizons = typed(TrainConfig, params).neutral_horizons
+    if horizons:
         log.info("training targets at %s: returns less each date's sector means and beta-explained part", ", ".join(f"{h}d" for h in horizons))
         model_input = neutralise_targets(model_input, horizons)
     return dataclasses.replace(build_arrays(model_input, market_context, names), data_fingerprint=data_fingerprint)
