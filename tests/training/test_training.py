@@ -1359,3 +1359,18 @@ def test_the_history_plot_draws_the_gat_share_where_phase_2_has_one():
 
     assert labels(0.2) == (["GAT grad norm (left)", "fusion gate s (right)", "GAT share a (right)"], "GAT gradient norm (log), fusion gate and GAT share")
     assert labels(math.nan) == (["GAT grad norm (left)", "fusion gate s (right)"], "GAT gradient norm (log) and fusion gate")
+
+
+def test_the_history_plot_says_which_validation_columns_read_neutral_targets():
+    """With ``targets: neutral_long`` validation at 5-20 days reads returns with sectors and beta
+    out, and the plot's legend says so; the node passes the config's horizons."""
+    import polars as pl
+
+    from atft_kedro.pipelines.training.nodes import plot_training_history
+
+    rows = [{"phase": 1, "epoch": e, "seconds": 1.0, "train_loss": -0.01, "gat_grad_norm": math.nan, "fusion_gate": math.nan,
+             **{f"val_rank_ic_{h}d": 0.01 * e for h in (1, 5, 10, 20)}} for e in range(2)]  # fmt: skip
+    legend = lambda fig: [t.get_text() for t in fig.axes[1].get_legend().get_texts()]  # noqa: E731
+    assert legend(plot_training_history(pl.DataFrame(rows), {"targets": "neutral_long"})) == [
+        "1d", "5d, sectors and beta out", "10d, sectors and beta out", "20d, sectors and beta out"]  # fmt: skip
+    assert legend(plot_training_history(pl.DataFrame(rows), {"targets": "raw"})) == ["1d", "5d", "10d", "20d"]

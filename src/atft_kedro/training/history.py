@@ -6,10 +6,11 @@ import polars as pl
 from matplotlib.figure import Figure
 
 
-def plot_history(history: pl.DataFrame):
+def plot_history(history: pl.DataFrame, neutral_horizons: tuple[int, ...] = ()):
     """Four panels over the epochs of every phase: train loss, validation RankIC per horizon,
     GAT gradient norm with the fusion gate (and the GAT's share, with ``gat_start`` "previous"),
-    seconds per epoch."""
+    seconds per epoch. Validation reads the training targets: the horizons in ``neutral_horizons``
+    (``TrainConfig.neutral_horizons``) are labelled as scored with sector means and beta out."""
     fig = Figure(figsize=(11, 7), constrained_layout=True)
     axes = fig.subplots(2, 2)
     if history.height == 0:
@@ -19,8 +20,10 @@ def plot_history(history: pl.DataFrame):
     x = h["step"].to_numpy()
     axes[0, 0].plot(x, h["train_loss"], marker="o")
     axes[0, 0].set_title("train loss")
+    neutral = {f"{n}d" for n in neutral_horizons}
     for col in [c for c in h.columns if c.startswith("val_rank_ic_")]:
-        axes[0, 1].plot(x, h[col], marker="o", label=col.removeprefix("val_rank_ic_"))
+        horizon = col.removeprefix("val_rank_ic_")
+        axes[0, 1].plot(x, h[col], marker="o", label=f"{horizon}, sectors and beta out" if horizon in neutral else horizon)
     axes[0, 1].axhline(0, color="grey", lw=0.5)
     axes[0, 1].set_title("validation RankIC")
     axes[0, 1].legend()

@@ -88,5 +88,5 @@ def train_model(
     return history, checkpoints.fold(folds[-1]).load(phases[-1], "best")  # its data fingerprint says how its features were normalised
 
 
-def plot_training_history(training_history: pl.DataFrame):
-    return plot_history(training_history)
+def plot_training_history(training_history: pl.DataFrame, params: TrainConfig):
+    return plot_history(training_history, neutral_horizons=typed(TrainConfig, params).neutral_horizons)

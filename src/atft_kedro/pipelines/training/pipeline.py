@@ -19,6 +19,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["training_history", "model"],
                 name="train_model",
             ),
-            Node(nodes.plot_training_history, "training_history", "training_history_plot", name="plot_training_history"),
+            Node(nodes.plot_training_history, ["training_history", "params:training"], "training_history_plot", name="plot_training_history"),
         ]
     )
