@@ -7,8 +7,9 @@ share / (1 - share)`` (``training.predict.lean_on_one_day``). Each date's ``sd(h
 from the leaned forecast's variance and its covariance with the 1-day forecast (``heads``), so the
 heads come back exactly where the saved share is known and at most 0.5 (above it two heads fit;
 nothing in the frames tells the share, so ``--saved`` must be the one the runs ran with). They are
-then leaned at each ``--shares`` value with the evaluation's own function, and the script prints, per group of runs, each share minus the saved one on validation (``--test S``: on test,
-for that share), raw and with sectors and beta out. The rule these numbers were read by:
+then leaned at each ``--shares`` value with the evaluation's own function, and the script prints,
+per group of runs, each share minus the saved one on validation (``--test S``: on test, for that
+share), raw and with sectors and beta out. The rule these numbers were read by:
 docs/what_training_has_shown.md, the thirty-first session.
 
     python experiments/lean_share.py --run default F7 F21 ... --run previous F7 ... \\

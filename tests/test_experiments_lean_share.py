@@ -1,5 +1,6 @@
-"""experiments/lean_share.py: a run's heads come back exactly from its leaned forecasts, at any
-saved share, and leaning them again at another share is the evaluation's lean of the heads."""
+"""experiments/lean_share.py: a run's heads come back exactly from its leaned forecasts at a saved
+share up to 0.5 (above it the script refuses), and leaning them again at another share is the
+evaluation's lean of the heads."""
 
 import sys
 from pathlib import Path
