@@ -4,9 +4,9 @@ truth, scored as the model is.
     python experiments/truth_runs.py --out runs/default_s7 --params '{"raw": {"synthetic_seed": 7}}'
     python experiments/seeds.py --markets runs/default_s7/filter.json runs/default_s21/filter.json ...
 
-For one synthetic market (the project's parameters with ``--params`` merged in), writes two
-``seeds.py`` runs (``filter.json``, ``oracle.json`` in ``--out``, each one run with its scored
-frame) whose forecast is, in place of the model's:
+For one synthetic market (the project's parameters with ``--params`` merged in), writes three
+``seeds.py`` runs (``filter.json``, ``oracle.json``, ``taught.json`` in ``--out``, each one run
+with its scored frame) whose forecast is, in place of the model's:
 
 - ``filter``: the privileged filter of ``synthetic_ceiling.py``, a Kalman filter told every past
   market, sector and cluster shock, each stock's loadings and its idiosyncratic variance, which
@@ -14,6 +14,14 @@ frame) whose forecast is, in place of the model's:
   more than any forecaster from prices can, so in expectation none ranks above it: a bound on
   what the market lets skill reach at each horizon.
 - ``oracle``: the simulator's own expected returns (the drift and today's shocks known exactly).
+- ``taught``: the evaluation's ridge on the model's own features, fitted on the training split to
+  the oracle's h-day expected returns less each date's sector means and beta part in place of the
+  realised returns (its penalty chosen on validation against the same), so what it fits holds
+  none of the returns' noise. It sees only what the model sees, and learns as if the training
+  split held unlimited draws of the same market: what the best linear map of the model's own
+  features reaches at each horizon once learning costs nothing. Where it is below the best
+  baseline on test, a linear forecaster on these features cannot clear that bar however well it
+  learns; where it is above and the model is not, what is missing is learning, not the features.
 
 Each is scored by the evaluation's own code (``evaluate_predictions``) beside the four baselines,
 fitted as the evaluation fits them, on the test split. ``seeds.py --markets`` then gives, per
@@ -83,7 +91,9 @@ def truth_runs(overrides: dict, out: Path) -> dict[str, Path]:
                 raise AssertionError(f"the simulated paths' {h}-day oracle differs from oracle_returns on {split}: the rows are misplaced")
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name in ("filter", "oracle"):
+    for split, forecast in taught_ridge(data, params).items():
+        truth[split] = truth[split].with_columns(forecast)
+    for name in ("filter", "oracle", "taught"):
         forecasts = {split: r.with_columns(truth[split][f"{name}_{h}d"].alias(f"pred_{h}d") for h in HORIZONS).select(
             "Date", "Code", *(f"pred_{h}d" for h in HORIZONS), *targets) for split, r in rows.items()}  # fmt: skip
         result = evaluate_predictions(forecasts["test"], forecasts["test"], data["features"], data["model_input"], data["oracle_returns"],
@@ -105,6 +115,31 @@ def truth_runs(overrides: dict, out: Path) -> dict[str, Path]:
     return written
 
 
+def taught_ridge(data: dict, params: dict) -> dict[str, list[pl.Series]]:
+    """The ridge on the model's own features fitted on the training split to the oracle's h-day
+    expected returns with each date's sector means and beta part out, its penalty the evaluation's
+    grid's best on validation against the same -> {split: [taught_{h}d on that split's rows of
+    the model input, in their order]} for validation and test (the rows ``truth_runs`` scores)."""
+    from atft_kedro.evaluation.baselines import BaselineConfig, ridge_scores, tuned_ridge
+    from atft_kedro.features.builders import stock_feature_names
+    from atft_kedro.features.splits import split_dates
+    from atft_kedro.features.targets import HORIZONS, sector_beta_residual
+
+    names = stock_feature_names(data["feature_manifest"])
+    oracle = data["oracle_returns"].join(data["features"].select("Date", "Code", "beta_60d"), on=["Date", "Code"])
+    oracle = oracle.join(data["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
+    neutral = [sector_beta_residual(f"expected_return_{h}d", "beta_60d", "Sector33Code").alias(f"taught_target_{h}d") for h in HORIZONS]
+    oracle = oracle.select("Date", "Code", *neutral)
+    frame = data["model_input"].join(oracle, on=["Date", "Code"], how="left", maintain_order="left")
+    cfg = BaselineConfig.from_params(params["evaluation"])
+    train, val = split_dates(data["splits"], "train"), split_dates(data["splits"], "val")
+    coefs = {h: tuned_ridge(frame, names, f"taught_target_{h}d", train, val, cfg) for h in HORIZONS}
+    for h, (_, info) in coefs.items():
+        print(f"taught ridge, {h}d: penalty {info['alpha']:g}, validation RankIC against the oracle {info['val_rank_ic']:+.4f}", flush=True)
+    rows = {split: frame.filter(pl.col("Date").is_in(split_dates(data["splits"], split).implode())) for split in ("val", "test")}
+    return {split: [pl.Series(f"taught_{h}d", ridge_scores(r, names, coefs[h][0])) for h in HORIZONS] for split, r in rows.items()}
+
+
 def filter_parts(test: pl.DataFrame, val: pl.DataFrame) -> list[str]:
     """Where the filter's long-horizon ranking comes from, with sectors and beta out of the returns:
     its 1-day forecast scored on the h-day returns, and the rest of its h-day forecast (less the
@@ -123,7 +158,7 @@ def filter_parts(test: pl.DataFrame, val: pl.DataFrame) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="a directory: filter.json and oracle.json (seeds.py runs) and their frames")
+    parser.add_argument("--out", required=True, help="a directory: filter.json, oracle.json and taught.json (seeds.py runs) and their frames")
     parser.add_argument("--params", default="{}", help="parameters merged into conf/base's, as JSON (e.g. the market and its seed)")
     args = parser.parse_args()
     truth_runs(json.loads(args.params), Path(args.out))
