@@ -18,10 +18,11 @@ with its scored frame) whose forecast is, in place of the model's:
   the oracle's h-day expected returns less each date's sector means and beta part in place of the
   realised returns (its penalty chosen on validation against the same), so what it fits holds
   none of the returns' noise. It sees only what the model sees, and learns as if the training
-  split held unlimited draws of the same market: what the best linear map of the model's own
-  features reaches at each horizon once learning costs nothing. Where it is below the best
-  baseline on test, a linear forecaster on these features cannot clear that bar however well it
-  learns; where it is above and the model is not, what is missing is learning, not the features.
+  split held unlimited draws of the same market: the least-squares map of the oracle on the
+  model's own features, what a linear learner on them tends to as its training grows. Where it is
+  below the best baseline on test, these features' linear content does not clear that bar (a
+  finite fit may still rank one test split higher by chance); where it is above and the model is
+  not, what is missing is learning, not the features.
 
 Each is scored by the evaluation's own code (``evaluate_predictions``) beside the four baselines,
 fitted as the evaluation fits them, on the test split. ``seeds.py --markets`` then gives, per
