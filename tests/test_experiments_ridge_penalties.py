@@ -23,3 +23,18 @@ def test_the_covariance_weights_are_the_ridges_direction_at_a_very_large_penalty
     cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
     assert cos(w, far) > 1 - 1e-9
     assert cos(w, near) < 0.9  # least squares shares the signal out otherwise
+
+
+def test_the_fits_can_be_made_on_neutral_targets_and_are_scored_on_the_returns_either_way():
+    """``--neutral-targets``: the fits move with the targets they are made on, the scoring rows do not
+    (fitting on the market's own model input is the default, to the digit)."""
+    from _folds import market
+    from atft_kedro.features.splits import split_dates
+    from atft_kedro.features.targets import neutralise_targets
+
+    mk = market('{"raw": {"synthetic_size": "tiny"}, "evaluation": {"min_stocks": 10}}')
+    train, val = (split_dates(mk.splits, s, 0) for s in ("train", "val"))
+    own = ridge_penalties.validation_scores(mk, "20d", train, val, [1e3])
+    assert ridge_penalties.validation_scores(mk, "20d", train, val, [1e3], mk.model_input) == own
+    neutral = ridge_penalties.validation_scores(mk, "20d", train, val, [1e3], neutralise_targets(mk.model_input))
+    assert len(neutral) == len(own) == 2 and neutral[0] != own[0]
