@@ -127,8 +127,7 @@ def taught_ridge(data: dict, params: dict) -> dict[str, list[pl.Series]]:
     from atft_kedro.features.targets import HORIZONS, sector_beta_residual
 
     names = stock_feature_names(data["feature_manifest"])
-    oracle = data["oracle_returns"].join(data["features"].select("Date", "Code", "beta_60d"), on=["Date", "Code"])
-    oracle = oracle.join(data["model_input"].select("Date", "Code", "Sector33Code"), on=["Date", "Code"])
+    oracle = data["oracle_returns"].join(beta_and_sector(data["features"], data["model_input"]), on=["Date", "Code"])
     neutral = [sector_beta_residual(f"expected_return_{h}d", "beta_60d", "Sector33Code").alias(f"taught_target_{h}d") for h in HORIZONS]
     oracle = oracle.select("Date", "Code", *neutral)
     frame = data["model_input"].join(oracle, on=["Date", "Code"], how="left", maintain_order="left")
