@@ -1080,6 +1080,31 @@ def test_the_linear_skip_reads_its_inputs_winsorised_at_the_clip_validation_chos
             small_config(skip_clips=bad)
 
 
+def test_the_long_rows_of_the_linear_skip_may_start_at_a_penalty_of_their_own(prepared):
+    """long_ridge_alpha: the rows of the horizons phase 0 does not train (5 days here) are fitted at
+    that penalty, with and without the 1-day row's choice of clip; the 1-day row is the fit at
+    linear_ridge_alpha either way, and a penalty that is not a positive number is refused."""
+    from atft_kedro.training.starts import set_to_ridge, start_at_ridge, training_rows
+
+    arrays = prepared["arrays"]
+    cfg = small_config(model={**small_config().model, "linear_skip": (1, 5)})
+    for clips in ((), (1.0,)):
+        plain, train_idx, validation = _model_and_validation(prepared, cfg, 0)
+        own = copy.deepcopy(plain)
+        start_at_ridge(plain, arrays, train_idx, 50.0, clips, validation)
+        start_at_ridge(own, arrays, train_idx, 50.0, clips, validation, long_alpha=5000.0)
+        assert torch.equal(own.linear.weight[0], plain.linear.weight[0]) and torch.equal(own.skip_clip, plain.skip_clip)
+        x, y = training_rows(arrays, train_idx, own.target_scale.numpy())
+        expected = copy.deepcopy(own.linear)
+        set_to_ridge(expected, own.skip_horizons, x, y, 5000.0, only=(5,))
+        assert torch.equal(own.linear.weight[1], expected.weight[1]) and torch.equal(own.linear.bias[1], expected.bias[1])
+        ratio = float(own.linear.weight[1].detach().norm() / plain.linear.weight[1].detach().norm())
+        assert ratio < 0.9, clips  # a hundred times the penalty: a smaller map
+    for bad in (0.0, -1.0, "1e5", float("nan")):
+        with pytest.raises(ValueError, match="long_ridge_alpha is the 5-20 day rows' ridge penalty"):
+            small_config(long_ridge_alpha=bad)
+
+
 def test_the_linear_skip_may_also_start_at_fits_on_each_dates_targets_as_ranks(prepared):
     """skip_targets [raw, rank]: every clip's fit is also made on each date's targets as the normal
     scores of their ranks, and validation picks among all; a date's ranks ignore how far its extreme

@@ -552,7 +552,7 @@ def _start_state(phase, model, optimizer, arrays, graphs, train_idx, cfg, store,
         model.target_scale.copy_(torch.as_tensor(typical_returns(arrays, train_idx), dtype=torch.float32))
     starts = {}
     if cfg.linear_start == "ridge" and model.linear is not None:
-        choice = start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha, cfg.skip_clips, validation, cfg.skip_targets)
+        choice = start_at_ridge(model, arrays, train_idx, cfg.linear_ridge_alpha, cfg.skip_clips, validation, cfg.skip_targets, cfg.long_ridge_alpha)
         if choice is not None:
             starts[f"phase {phase}, linear skip"] = choice.kept
     return _Progress(starts=starts)

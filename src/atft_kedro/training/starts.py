@@ -107,7 +107,7 @@ UNCLIPPED = "the ridge on the features as they are"
 
 @torch.no_grad()
 def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndarray, alpha: float, clips=(),
-                   validation: Validation | None = None, targets=("raw",)) -> StartChoice | None:  # fmt: skip
+                   validation: Validation | None = None, targets=("raw",), long_alpha: float | None = None) -> StartChoice | None:  # fmt: skip
     """The linear skip set to the ridge regression of each of its horizons' targets (less each
     date's mean, in the model's units) on the last day's features of the training dates, as each
     row reads them (``own_inputs``). With ``clips`` and a ``validation`` split, the rows of the
@@ -118,18 +118,23 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     where the target follows them no further (stocknet's validation prefers a clip in each of its
     three folds, the default synthetic market's none; docs/what_training_has_shown.md, the seventh
     session). With ``targets`` ``("raw", "rank")`` each of those fits is also made on each date's
-    targets as ranks (``ranked_by_date``), and validation picks among all of them.
+    targets as ranks (``ranked_by_date``), and validation picks among all of them. The rows of
+    the horizons the phase does not train (5-20 days at phase 0) are fitted at ``long_alpha``
+    (None: ``alpha``).
     -> the candidates, their scores and what was kept (None without a choice)."""
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, horizons = model.linear, model.skip_horizons
+    scored = [h for h in model.horizons if h in horizons]
+    penalty = lambda h: alpha if h in scored or long_alpha is None else long_alpha  # noqa: E731
     if not clips or validation is None:
         for h in horizons:  # each row reads the features at its own clip (own_inputs)
-            set_to_ridge(linear, horizons, x, y, alpha, only=(h,), clip=skip_clip_of(model, h))
+            set_to_ridge(linear, horizons, x, y, penalty(h), only=(h,), clip=skip_clip_of(model, h))
         return None
-    scored = [h for h in model.horizons if h in horizons]
     rows = last_day_features(validation, linear.in_features)
     model.skip_clip.fill_(math.inf)
-    set_to_ridge(linear, horizons, x, y, alpha, only=[h for h in horizons if h not in scored])  # the rows not chosen here: as they are
+    for h in horizons:  # the rows not chosen here: as they are
+        if h not in scored:
+            set_to_ridge(linear, horizons, x, y, penalty(h), only=(h,))
     fitted_on = {"raw": y}
     if "rank" in targets:
         fitted_on["rank"] = ranked_targets(arrays, train_idx, y)
