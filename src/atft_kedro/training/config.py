@@ -77,7 +77,7 @@ class TrainConfig:
     scale_targets: bool = True  # phase 0 sets the model's target_scale from the training returns (else 1)
     linear_start: str = "zero"  # zero | ridge: the linear skip (phase 0) and the neighbour skip (phase 2, on what the model leaves) start at ridge fits on the training split
     linear_ridge_alpha: float = 1000.0  # that ridge's penalty (features are robust z-scores)
-    long_ridge_alpha: float | None = None  # the penalty of the linear skip's 5-20 day rows' start (phase 0 fits them, phase 1 trains them); null: linear_ridge_alpha
+    long_ridge_alpha: float | None = None  # the penalty of the linear skip's 5-20 day rows' start (phase 0 fits them, phase 1 trains them; a horizon_starts other than ridge starts them again at phase 1); null: linear_ridge_alpha
     skip_clips: tuple[float, ...] = ()  # the linear skip's rows of phase 0's horizons (1 day) read the features winsorised at the one of these their validation prefers, or as they are; empty: never clipped (conf/base: [0.5, 1, 2, 3])
     skip_targets: tuple[str, ...] = ("raw",)  # with skip_clips: the 1-day row's candidate fits are also made on each date's targets as ranks (rank: normal scores), and validation picks among all
     horizon_starts: str = "ridge"  # ridge | validated | ranked | one_day | covariance | momentum: the linear skip's rows of the horizons a phase turns on keep their ridge start, are chosen on validation among other penalties and signals or against the ridge fitted on ranked targets (training.starts.choose_skip_starts), start at the 1-day row (start_at_one_day), at the ridge's infinite-penalty limit (start_at_covariance) or at momentum_feature scaled (start_at_feature)
