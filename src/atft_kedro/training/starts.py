@@ -125,16 +125,14 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, horizons = model.linear, model.skip_horizons
     scored = [h for h in model.horizons if h in horizons]
-    penalty = lambda h: alpha if h in scored or long_alpha is None else long_alpha  # noqa: E731
+    long_alpha = alpha if long_alpha is None else long_alpha
     if not clips or validation is None:
         for h in horizons:  # each row reads the features at its own clip (own_inputs)
-            set_to_ridge(linear, horizons, x, y, penalty(h), only=(h,), clip=skip_clip_of(model, h))
+            set_to_ridge(linear, horizons, x, y, alpha if h in scored else long_alpha, only=(h,), clip=skip_clip_of(model, h))
         return None
     rows = last_day_features(validation, linear.in_features)
     model.skip_clip.fill_(math.inf)
-    for h in horizons:  # the rows not chosen here: as they are
-        if h not in scored:
-            set_to_ridge(linear, horizons, x, y, penalty(h), only=(h,))
+    set_to_ridge(linear, horizons, x, y, long_alpha, only=[h for h in horizons if h not in scored])  # the rows not chosen here: as they are
     fitted_on = {"raw": y}
     if "rank" in targets:
         fitted_on["rank"] = ranked_targets(arrays, train_idx, y)
