@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -341,6 +342,21 @@ def pooled_markets(each: list[dict]) -> dict:
     return {"mean": mean, "se": se, "ci95_low": mean - 1.96 * se, "ci95_high": mean + 1.96 * se}
 
 
+def across_groups(each: list[dict]) -> dict:
+    """The groups' differences taken as a sample of draws: their mean and a 95% t interval (n - 1
+    degrees of freedom) from their spread. Unlike ``pooled_markets``, which holds each run fixed
+    and counts only the dates' noise, the spread also carries what a run's training path adds: a
+    setting that touches one part of the model moves every later epoch, and that moves a forecast
+    by more than its dates' interval says (the research log, the thirty-fourth session)."""
+    from scipy import stats
+
+    means = np.array([c["mean"] for c in each])
+    if len(means) < 2:
+        return {"mean": float(means.mean()), "ci95_low": math.nan, "ci95_high": math.nan}
+    half = float(stats.t.ppf(0.975, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means)))
+    return {"mean": float(means.mean()), "ci95_low": float(means.mean()) - half, "ci95_high": float(means.mean()) + half}
+
+
 def _markets_mean(each: list[dict]) -> str:
     """``pooled_markets`` as a table's two cells, the mean and its interval."""
     c = pooled_markets(each)
@@ -398,8 +414,9 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] 
     """Two settings compared over several groups of runs (markets, or draws of one), each group its
     runs of this setting and of the other, paired in order: per split, returns and horizon, each
     group's difference with its 95% interval, the mean over the groups with its interval (the
-    groups independent, as ``_markets_mean`` takes markets), and how many groups lose or gain by
-    more than their noise (interval below or above 0)."""
+    groups independent, as ``_markets_mean`` takes markets; the runs held fixed), the same mean's
+    interval from the groups' spread (``across_groups``: the runs' training paths counted too), and
+    how many groups lose or gain by more than their noise (interval below or above 0)."""
     import polars as pl
 
     names = names or [f"group {i}" for i in range(len(groups))]
@@ -411,14 +428,15 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] 
                 continue
             title = f"{split} RankIC" + (", sector means and beta out of the returns" if neutral else "")
             lines += ["", f"### {title}: this setting minus the other, per group", "",
-                      "| horizon | " + " | ".join(names) + " | mean over groups | 95% interval | groups below / above |",
-                      "|---|" + "---|" * (len(groups) + 3)]  # fmt: skip
+                      "| horizon | " + " | ".join(names) + " | mean over groups | 95% interval | across groups (t) | groups below / above |",
+                      "|---|" + "---|" * (len(groups) + 4)]  # fmt: skip
             for h in HORIZONS:
                 if not all(f"pred_{h}" in f.columns for pair in frames for runs in pair for f in runs):
                     continue
                 each = [paired_settings(mine, theirs, h, neutral) for mine, theirs in frames]
                 cells = [interval_cell(c) for c in each]
-                lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | "
+                spread = across_groups(each)
+                lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | [{spread['ci95_low']:+.4f}, {spread['ci95_high']:+.4f}] | "
                              f"{sum(c['ci95_high'] < 0 for c in each)} / {sum(c['ci95_low'] > 0 for c in each)} |")  # fmt: skip
     return "\n".join(lines)
 

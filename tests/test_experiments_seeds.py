@@ -44,8 +44,10 @@ def test_two_settings_are_compared_date_by_date_and_must_pair(tmp_path):
 
 def test_groups_are_compared_each_on_its_own_and_averaged(tmp_path):
     """``groups_report``: each group's difference is ``settings_report``'s for that group, the mean
-    over groups is their mean (with an interval), and the last column counts the groups below and above 0 beyond
-    their intervals (here one clearly better group, one clearly worse, one a tie)."""
+    over groups is their mean (with an interval), the next its interval from the groups' spread (a
+    t interval: wide where the groups disagree, as here), and the last column counts the groups
+    below and above 0 beyond their intervals (here one clearly better group, one clearly worse, one
+    a tie)."""
     import seeds
 
     rng = np.random.default_rng(1)
@@ -63,7 +65,11 @@ def test_groups_are_compared_each_on_its_own_and_averaged(tmp_path):
         assert float(row[4]) == pytest.approx(np.mean(means), abs=2e-4)
         low, high = (float(v) for v in row[5].strip("[]").split(", "))
         assert low < float(row[4]) < high  # the groups' independent intervals combined
-        assert row[6].strip(" |") == "1 / 1"
+        t_low, t_high = (float(v) for v in row[6].strip("[]").split(", "))
+        half = 4.303 * np.std(means, ddof=1) / np.sqrt(3)  # t at 2 degrees of freedom
+        assert t_low == pytest.approx(np.mean(means) - half, abs=1e-3) and t_high == pytest.approx(np.mean(means) + half, abs=1e-3)
+        assert t_low < low and t_high > high  # the groups disagree by far more than their dates' noise
+        assert row[7].strip(" |") == "1 / 1"
 
 
 def test_long_horizons_switch_to_the_1d_forecast_only_where_validation_prefers_it(tmp_path, monkeypatch, capsys):
