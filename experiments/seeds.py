@@ -35,8 +35,11 @@ without the market and sectors where the validation frames carry beta and sector
 
 ``--groups`` compares two settings over several groups of runs (markets, or a market's draws), each
 given as [NAME=]THIS:OTHER (comma-joined JSON files, paired in order): per split and horizon each group's
-difference as ``--against`` gives it, the mean over the groups, and how many groups lose or gain by
-more than their interval.
+difference as ``--against`` gives it, the mean over the groups with two intervals, and how many
+groups lose or gain by more than their interval. The first interval combines the groups' own (each
+run held fixed: the dates' noise); the second (``across groups (t)``) comes from the groups' spread,
+which also carries what a setting does to each run's training path through its later epochs, and is
+the one to read for a setting's effect on a market of the kind (wider, more so with few groups).
 
 ``--markets`` takes several independent markets (draws of the synthetic market: ``raw.synthetic_seed``),
 each given as its seeds' JSON files joined by commas, and prints each market's pooled difference to
