@@ -43,7 +43,8 @@ the one to read for a setting's effect on a market of the kind (wider, more so w
 
 ``--markets`` takes several independent markets (draws of the synthetic market: ``raw.synthetic_seed``),
 each given as its seeds' JSON files joined by commas, and prints each market's pooled difference to
-its own best baseline beside their mean, whose interval treats the markets as independent, then the
+its own best baseline beside their mean, whose interval treats the markets as independent (and a
+second from the markets' spread, as ``--groups`` gives), then the
 same against the baseline validation picks and against each baseline on its own (no choice among
 them after test is read). With
 ``--neutralised`` every forecast, the model's and each baseline's, has its date's sector means and
@@ -301,8 +302,9 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
     """Several independent markets (e.g. draws of the synthetic market), each its seeds' runs: per
     horizon, each market's pooled difference to its best baseline, and their mean with a 95%
     interval that treats the markets as independent (the standard error of a mean of independent
-    differences, each from its market's Newey-West standard error). ``neutralised``: every forecast
-    scored as ``neutralised_forecasts`` leaves it."""
+    differences, each from its market's Newey-West standard error), and the mean's interval from the
+    markets' spread (``across_groups``: each run's training path counted too). ``neutralised``:
+    every forecast scored as ``neutralised_forecasts`` leaves it."""
     import polars as pl
 
     frames = [[pl.read_parquet(r["frame"]) for r in rows] for rows in markets]
@@ -316,14 +318,16 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
         baseline = "best baseline on test" if against == "best" else "the baseline validation picks"
         lines += ["", f"### model - {baseline}, per market, {title}", "",
-                  "| horizon | " + " | ".join(f"market {i}" for i in range(len(markets))) + " | mean | 95% interval | lower bound above 0 |",
-                  "|---|" + "---|" * (len(markets) + 3)]  # fmt: skip
+                  "| horizon | " + " | ".join(f"market {i}" for i in range(len(markets))) + " | mean | 95% interval | across markets (t) | lower bound above 0 |",
+                  "|---|" + "---|" * (len(markets) + 4)]  # fmt: skip
         for h in HORIZONS:
             if not all(f"pred_{h}" in f[0].columns for f in frames):
                 continue
             each = [against_best(f, h, neutral, None if against == "best" else validation_pick(rows, h)) for f, rows in zip(frames, markets)]
             cells = [interval_cell(c) + (f" {c['best']}" if against == "pick" else "") for c in each]
-            lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | {sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")
+            spread = across_groups(each)
+            lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | [{spread['ci95_low']:+.4f}, {spread['ci95_high']:+.4f}] | "
+                         f"{sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")  # fmt: skip
     for neutral in (False, True):  # no selection: each baseline on its own, the same in every market
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
         lines += ["", f"### model - each baseline, the markets' mean and 95% interval, {title}", "",

@@ -365,3 +365,8 @@ def test_the_model_is_set_against_each_baseline_without_a_selection(tmp_path):
         low, high = (float(x) for x in cells[2 * i + 1].strip(" |[]").split(", "))
         assert abs(float(cells[2 * i]) - np.mean(expected[b])) < 1e-4 and low < float(cells[2 * i]) < high
     assert float(cells[0]) < 0 < float(cells[2])  # momentum planted stronger than the model, reversal weaker
+    first = next(line for line in table.splitlines() if line.startswith("| 1d")).split(" | ")  # model - best on test, per market
+    each = [float(c.split(" [")[0]) for c in first[1:3]]
+    t_low, t_high = (float(v) for v in first[5].strip("[]").split(", "))
+    half = 12.706 * np.std(each, ddof=1) / np.sqrt(2)  # t at 1 degree of freedom: two markets
+    assert t_low == pytest.approx(np.mean(each) - half, abs=1e-3) and t_high == pytest.approx(np.mean(each) + half, abs=1e-3)
