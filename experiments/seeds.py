@@ -38,8 +38,8 @@ given as [NAME=]THIS:OTHER (comma-joined JSON files, paired in order): per split
 difference as ``--against`` gives it, the mean over the groups with two intervals, and how many
 groups lose or gain by more than their interval. The first interval combines the groups' own (each
 run held fixed: the dates' noise); the second (``across groups (t)``) comes from the groups' spread,
-which also carries what a setting does to each run's training path through its later epochs, and is
-the one to read for a setting's effect on a market of the kind (wider, more so with few groups).
+which also carries how the setting's effect differs from draw to draw, and is the one to read for a
+setting's effect on a market of the kind (wider, more so with few groups).
 
 ``--markets`` takes several independent markets (draws of the synthetic market: ``raw.synthetic_seed``),
 each given as its seeds' JSON files joined by commas, and prints each market's pooled difference to
@@ -303,7 +303,7 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
     horizon, each market's pooled difference to its best baseline, and their mean with a 95%
     interval that treats the markets as independent (the standard error of a mean of independent
     differences, each from its market's Newey-West standard error), and the mean's interval from the
-    markets' spread (``across_groups``: each run's training path counted too). ``neutralised``:
+    markets' spread (``across_groups``: how the markets differ counted too). ``neutralised``:
     every forecast scored as ``neutralised_forecasts`` leaves it."""
     import polars as pl
 
@@ -352,9 +352,9 @@ def pooled_markets(each: list[dict]) -> dict:
 def across_groups(each: list[dict]) -> dict:
     """The groups' differences taken as a sample of draws: their mean and a 95% t interval (n - 1
     degrees of freedom) from their spread. Unlike ``pooled_markets``, which holds each run fixed
-    and counts only the dates' noise, the spread also carries what a run's training path adds: a
-    setting that touches one part of the model moves every later epoch, and that moves a forecast
-    by more than its dates' interval says (the research log, the thirty-fourth session)."""
+    and counts only the dates' noise, the spread also carries how an effect differs from draw to
+    draw: a setting moves each draw's later epochs its own way, by more than the dates' intervals
+    say (the research log, the thirty-fourth session)."""
     from scipy import stats
 
     means = np.array([c["mean"] for c in each])
@@ -422,7 +422,7 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] 
     runs of this setting and of the other, paired in order: per split, returns and horizon, each
     group's difference with its 95% interval, the mean over the groups with its interval (the
     groups independent, as ``_markets_mean`` takes markets; the runs held fixed), the same mean's
-    interval from the groups' spread (``across_groups``: the runs' training paths counted too), and
+    interval from the groups' spread (``across_groups``: how the groups differ counted too), and
     how many groups lose or gain by more than their noise (interval below or above 0)."""
     import polars as pl
 
