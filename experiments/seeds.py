@@ -325,9 +325,7 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
                 continue
             each = [against_best(f, h, neutral, None if against == "best" else validation_pick(rows, h)) for f, rows in zip(frames, markets)]
             cells = [interval_cell(c) + (f" {c['best']}" if against == "pick" else "") for c in each]
-            spread = across_groups(each)
-            lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | [{spread['ci95_low']:+.4f}, {spread['ci95_high']:+.4f}] | "
-                         f"{sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")  # fmt: skip
+            lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | {_across_cell(each)} | {sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")
     for neutral in (False, True):  # no selection: each baseline on its own, the same in every market
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
         lines += ["", f"### model - each baseline, the markets' mean and 95% interval, {title}", "",
@@ -358,16 +356,21 @@ def across_groups(each: list[dict]) -> dict:
     from scipy import stats
 
     means = np.array([c["mean"] for c in each])
-    if len(means) < 2:
-        return {"mean": float(means.mean()), "ci95_low": math.nan, "ci95_high": math.nan}
-    half = float(stats.t.ppf(0.975, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means)))
-    return {"mean": float(means.mean()), "ci95_low": float(means.mean()) - half, "ci95_high": float(means.mean()) + half}
+    mean = float(means.mean())
+    half = float(stats.t.ppf(0.975, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means))) if len(means) > 1 else math.nan
+    return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half}
 
 
 def _markets_mean(each: list[dict]) -> str:
     """``pooled_markets`` as a table's two cells, the mean and its interval."""
     c = pooled_markets(each)
     return f"{c['mean']:+.4f} | [{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
+
+
+def _across_cell(each: list[dict]) -> str:
+    """``across_groups``' interval as a table's cell."""
+    c = across_groups(each)
+    return f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}]"
 
 
 def interval_cell(c: dict) -> str:
@@ -442,8 +445,7 @@ def groups_report(groups: list[tuple[list[dict], list[dict]]], names: list[str] 
                     continue
                 each = [paired_settings(mine, theirs, h, neutral) for mine, theirs in frames]
                 cells = [interval_cell(c) for c in each]
-                spread = across_groups(each)
-                lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | [{spread['ci95_low']:+.4f}, {spread['ci95_high']:+.4f}] | "
+                lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | {_across_cell(each)} | "
                              f"{sum(c['ci95_high'] < 0 for c in each)} / {sum(c['ci95_low'] > 0 for c in each)} |")  # fmt: skip
     return "\n".join(lines)
 
