@@ -3,10 +3,11 @@ minus the best baseline on test (the goals' bar) and minus the baseline validati
 returns and with each date's sector means and beta out, each with two 95% intervals.
 
     python experiments/goals_figure.py --market "default market=d7.json,d21.json,d22.json" \
-        --market "previous market=p7.json,p21.json" --market "stocknet=sn.json" --out docs/goals
+        --market "previous market=p7.json,p21.json" --market "stocknet=sn_s0.json+sn_s1.json" --out docs/goals
 
-Each ``--market`` is NAME=FILES: one JSON file of ``seeds.py --out`` per draw of that market (its
-seeds pooled, as ``seeds.py --markets`` pools them), the draws joined by commas. Writes OUT.png and
+Each ``--market`` is NAME=DRAWS: the draws of that market joined by commas, each the JSON files of
+``seeds.py --out`` that hold its runs (its seeds, pooled as ``seeds.py --markets`` pools them)
+joined by "+". Writes OUT.png and
 OUT.json and prints the table. The numbers are ``seeds.py --markets``' own (``against_best``,
 ``pooled_markets``, ``across_groups``): the dates' interval holds each run fixed (Newey-West at lag
 h - 1, the draws taken as independent); the draws' interval is a t interval from the draws' spread,
@@ -125,15 +126,15 @@ def plot_standing(standing: dict[str, dict]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--market", action="append", required=True, help="NAME=FILE[,FILE...]: one seeds.py JSON per draw")
+    parser.add_argument("--market", action="append", required=True, help="NAME=DRAW[,DRAW...], a draw FILE[+FILE...]: seeds.py JSON files")
     parser.add_argument("--out", required=True, help="writes OUT.png and OUT.json")
     args = parser.parse_args()
     standing = {}
     for spec in args.market:
         name, sep, files = spec.partition("=")
         if not sep or not name or not files:
-            raise SystemExit(f"--market takes NAME=FILE[,FILE...], got {spec!r}")
-        standing[name] = market_standing([seeds.saved_runs([f]) for f in files.split(",")])
+            raise SystemExit(f"--market takes NAME=DRAW[,DRAW...], a draw FILE[+FILE...], got {spec!r}")
+        standing[name] = market_standing([seeds.saved_runs(draw.split("+")) for draw in files.split(",")])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(standing, indent=1))

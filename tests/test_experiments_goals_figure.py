@@ -42,9 +42,9 @@ def test_the_standing_is_seeds_markets_numbers_with_the_draws_interval(tmp_path,
 
     rng = np.random.default_rng(3)
     strong = [_draw(tmp_path, f"strong{i}", 0.9, (0.4, 0.1, 0.2, 0.3), rng) for i in range(3)]
-    weak = [_draw(tmp_path, "weak", 0.2, (0.8, 0.1, 0.3, 0.2), rng)]
+    weak = [_draw(tmp_path, f"weak{seed}", 0.2, (0.8, 0.1, 0.3, 0.2), rng) for seed in (0, 1)]  # one draw, two seeds' files
     out = tmp_path / "figure" / "goals"
-    argv = ["goals_figure.py", "--market", "strong=" + ",".join(map(str, strong)), "--market", f"weak={weak[0]}", "--out", str(out)]
+    argv = ["goals_figure.py", "--market", "strong=" + ",".join(map(str, strong)), "--market", "weak=" + "+".join(map(str, weak)), "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     goals_figure.main()
     table = capsys.readouterr().out
@@ -61,10 +61,12 @@ def test_the_standing_is_seeds_markets_numbers_with_the_draws_interval(tmp_path,
         draws_low, draws_high = (float(v) for v in row[6].strip("[]").split(", "))
         assert (c["ci95_low"], c["ci95_high"], c["draws_low"], c["draws_high"]) == pytest.approx((low, high, draws_low, draws_high), abs=1e-4)
         assert c["ci95_low"] > 0 and c["draws_low"] > 0  # the model above every baseline in every draw
+    weak_alone = seeds.against_best([pl.read_parquet(r["frame"]) for r in seeds.saved_runs(weak)], "1d", False)  # both seeds pooled
+    assert standing["weak"]["best"]["raw"]["1d"]["mean"] == pytest.approx(weak_alone["mean"]) and standing["weak"]["draws"] == 1
     assert standing["weak"]["best"]["raw"]["1d"]["ci95_high"] < 0 and standing["weak"]["best"]["raw"]["1d"]["draws_low"] is None
     assert standing["weak"]["pick"]["raw"]["1d"]["mean"] > standing["weak"]["best"]["raw"]["1d"]["mean"]  # reversal, weaker on test
     assert set(standing["strong"]["best"]) == {"raw", "neutral"} and standing["strong"]["draws"] == 3
     assert "| strong | 3 | 1d |" in table and "; draws [" in table and "| weak | 1 | 1d |" in table
     monkeypatch.setattr(sys, "argv", ["goals_figure.py", "--market", "no name", "--out", str(out)])
-    with pytest.raises(SystemExit, match="NAME=FILE"):
+    with pytest.raises(SystemExit, match="NAME=DRAW"):
         goals_figure.main()
