@@ -5,13 +5,12 @@ returns and with each date's sector means and beta out, each with two 95% interv
     python experiments/goals_figure.py --market "default market=d7.json,d21.json,d22.json" \
         --market "previous market=p7.json,p21.json" --market "stocknet=sn_s0.json+sn_s1.json" --out docs/goals
 
-Each ``--market`` is NAME=DRAWS: the draws of that market joined by commas, each the JSON files of
-``seeds.py --out`` that hold its runs (its seeds, pooled as ``seeds.py --markets`` pools them)
-joined by "+". Writes OUT.png and
-OUT.json and prints the table. The numbers are ``seeds.py --markets``' own (``against_best``,
-``pooled_markets``, ``across_groups``): the dates' interval holds each run fixed (Newey-West at lag
-h - 1, the draws taken as independent); the draws' interval is a t interval from the draws' spread,
-the one to read for "a market of this kind", given where there are two draws or more.
+Each ``--market`` is NAME=DRAWS: the market's draws joined by commas, each draw the ``seeds.py
+--out`` JSON files of its runs (its seeds, pooled as ``seeds.py --markets`` pools them) joined by
+"+". Writes OUT.png and OUT.json and prints the table. The numbers are ``seeds.py --markets``' own
+(``against_best``, ``pooled_markets``, ``across_groups``): the dates' interval holds each run fixed
+(Newey-West at lag h - 1, the draws taken as independent); the draws' interval, a t interval from
+the draws' spread, is the one to read for "a market of this kind" (given with two draws or more).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import numpy as np
 import seeds
 
 MEASURES = (("best", "the best baseline on test (the goals' bar)"), ("pick", "the baseline validation picks"))
-RETURNS = ((False, "raw returns"), (True, "sector means and beta out"))
 
 
 def market_standing(draws: list[list[dict]]) -> dict:
@@ -41,7 +39,7 @@ def market_standing(draws: list[list[dict]]) -> dict:
     out = {"draws": len(draws)}
     for measure, _ in MEASURES[: 1 + picked]:
         out[measure] = {}
-        for neutral, _ in RETURNS[: 1 + neutral_ok]:
+        for neutral in (False, True)[: 1 + neutral_ok]:
             cells = {}
             for h in seeds.HORIZONS:
                 if not all(f"pred_{h}" in f[0].columns for f in frames):
