@@ -26,32 +26,31 @@ import seeds
 MEASURES = (("best", "the best baseline on test (the goals' bar)"), ("pick", "the baseline validation picks"))
 
 
-def market_standing(draws: list[list[dict]]) -> dict:
+def market_standing(draws: list[list[dict]], label: str | None = None) -> dict:
     """One market's draws (each its seeds' runs): per measure ("best", "pick"), returns ("raw",
     "neutral") and horizon, the draws' mean difference with the dates' interval (``pooled_markets``)
     and the draws' t interval (``across_groups``; None with one draw), and each draw's mean. "pick"
-    is left out where a draw's runs lack the baselines' validation scores."""
+    is left out where a draw's runs lack the baselines' validation scores. ``label``: a progress bar
+    of that name over the cells."""
     import polars as pl
+    from tqdm.auto import tqdm
 
     frames = [[pl.read_parquet(r["frame"]) for r in rows] for rows in draws]
     neutral_ok = all(seeds.scored_without_sectors(f) for f in frames)
     picked = all(seeds.validation_pick(rows, "1d") for rows in draws)
+    horizons = [h for h in seeds.HORIZONS if all(f"pred_{h}" in f[0].columns for f in frames)]
+    cells = [(m, n, h) for m, _ in MEASURES[: 1 + picked] for n in (False, True)[: 1 + neutral_ok] for h in horizons]
     out = {"draws": len(draws)}
-    for measure, _ in MEASURES[: 1 + picked]:
-        out[measure] = {}
-        for neutral in (False, True)[: 1 + neutral_ok]:
-            cells = {}
-            for h in seeds.HORIZONS:
-                if not all(f"pred_{h}" in f[0].columns for f in frames):
-                    continue
-                each = [seeds.against_best(f, h, neutral, None if measure == "best" else seeds.validation_pick(rows, h))
-                        for f, rows in zip(frames, draws)]  # fmt: skip
-                pooled, across = seeds.pooled_markets(each), seeds.across_groups(each)
-                cells[h] = {"mean": pooled["mean"], "ci95_low": pooled["ci95_low"], "ci95_high": pooled["ci95_high"],
-                            "draws_low": None if math.isnan(across["ci95_low"]) else across["ci95_low"],
-                            "draws_high": None if math.isnan(across["ci95_high"]) else across["ci95_high"],
-                            "each": [c["mean"] for c in each]}  # fmt: skip
-            out[measure]["neutral" if neutral else "raw"] = cells
+    for measure, neutral, h in tqdm(cells, desc=label, unit="cell", disable=label is None):
+        each = [seeds.against_best(f, h, neutral, None if measure == "best" else seeds.validation_pick(rows, h))
+                for f, rows in zip(frames, draws)]  # fmt: skip
+        pooled, across = seeds.pooled_markets(each), seeds.across_groups(each)
+        out.setdefault(measure, {}).setdefault("neutral" if neutral else "raw", {})[h] = {
+            "mean": pooled["mean"], "ci95_low": pooled["ci95_low"], "ci95_high": pooled["ci95_high"],
+            "draws_low": None if math.isnan(across["ci95_low"]) else across["ci95_low"],
+            "draws_high": None if math.isnan(across["ci95_high"]) else across["ci95_high"],
+            "each": [c["mean"] for c in each],
+        }
     return out
 
 
@@ -132,7 +131,7 @@ def main() -> None:
         name, sep, files = spec.partition("=")
         if not sep or not name or not files:
             raise SystemExit(f"--market takes NAME=DRAW[,DRAW...], a draw FILE[+FILE...], got {spec!r}")
-        standing[name] = market_standing([seeds.saved_runs(draw.split("+")) for draw in files.split(",")])
+        standing[name] = market_standing([seeds.saved_runs(draw.split("+")) for draw in files.split(",")], label=name)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(standing, indent=1))
