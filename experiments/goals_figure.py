@@ -42,8 +42,7 @@ def market_standing(draws: list[list[dict]], label: str | None = None) -> dict:
     cells = [(m, n, h) for m, _ in MEASURES[: 1 + picked] for n in (False, True)[: 1 + neutral_ok] for h in horizons]
     out = {"draws": len(draws)}
     for measure, neutral, h in tqdm(cells, desc=label, unit="cell", disable=label is None):
-        each = [seeds.against_best(f, h, neutral, None if measure == "best" else seeds.validation_pick(rows, h))
-                for f, rows in zip(frames, draws)]  # fmt: skip
+        each = seeds.against_each_market(frames, draws, h, neutral, measure)
         pooled, across = seeds.pooled_markets(each), seeds.across_groups(each)
         out.setdefault(measure, {}).setdefault("neutral" if neutral else "raw", {})[h] = {
             "mean": pooled["mean"], "ci95_low": pooled["ci95_low"], "ci95_high": pooled["ci95_high"],
@@ -101,9 +100,8 @@ def plot_standing(standing: dict[str, dict]):
                         continue
                     x = i + shift
                     if c["draws_low"] is not None:
-                        ax.plot([x, x], [c["draws_low"], c["draws_high"]], color=colours[kind], lw=1, alpha=0.8)
-                        ax.plot([x - 0.05, x + 0.05], [c["draws_low"]] * 2, color=colours[kind], lw=1)
-                        ax.plot([x - 0.05, x + 0.05], [c["draws_high"]] * 2, color=colours[kind], lw=1)
+                        ax.errorbar(x, c["mean"], yerr=[[c["mean"] - c["draws_low"]], [c["draws_high"] - c["mean"]]], fmt="none",
+                                    ecolor=colours[kind], elinewidth=1, capsize=4)  # fmt: skip
                     ax.plot([x, x], [c["ci95_low"], c["ci95_high"]], color=colours[kind], lw=5, alpha=0.45, solid_capstyle="butt")
                     ax.plot(x, c["mean"], "o", color=colours[kind], ms=5)
             ax.set_xticks(range(len(seeds.HORIZONS)), seeds.HORIZONS)

@@ -267,6 +267,12 @@ def against_best(frames, h: str, neutral: bool, pick: dict | None = None) -> dic
             "baseline": mean(against), **paired_against(model, against, h)}  # fmt: skip
 
 
+def against_each_market(frames, markets: list[list[dict]], h: str, neutral: bool, against: str) -> list[dict]:
+    """``against_best`` for each market (its scored frames, its runs): against the best baseline on
+    test (``against`` "best") or against the baseline its validation picks ("pick")."""
+    return [against_best(f, h, neutral, None if against == "best" else validation_pick(rows, h)) for f, rows in zip(frames, markets)]
+
+
 def validation_pick(rows: list[dict], h: str) -> dict | None:
     """The baseline with the best validation RankIC at ``h`` in these runs' metrics, {None: name}, or
     walk-forward {fold: name}, each fold's own (``evaluate.validation_picks``; the same in every run of
@@ -323,7 +329,7 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
         for h in HORIZONS:
             if not all(f"pred_{h}" in f[0].columns for f in frames):
                 continue
-            each = [against_best(f, h, neutral, None if against == "best" else validation_pick(rows, h)) for f, rows in zip(frames, markets)]
+            each = against_each_market(frames, markets, h, neutral, against)
             cells = [interval_cell(c) + (f" {c['best']}" if against == "pick" else "") for c in each]
             lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | {_across_cell(each)} | {sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")
     for neutral in (False, True):  # no selection: each baseline on its own, the same in every market
