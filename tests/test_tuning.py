@@ -2,7 +2,6 @@
 study's; the best trial becomes a parameters file."""
 
 import json
-import subprocess
 import sys
 
 import mlflow
@@ -10,6 +9,7 @@ import optuna
 import yaml
 
 from atft_kedro import tuning
+from tests.kedro_process import Command
 
 TINY = {"raw": {"synthetic_size": "tiny", "synthetic_seed": 11}, "graph": {"window": 40, "min_periods": 25},
         "training": {"epochs": 1, "max_train_dates": 4, "min_stocks": 10, "model": {"temporal_heads": 2, "gat_heads": 2}}}  # fmt: skip
@@ -20,10 +20,10 @@ def test_two_workers_share_one_study_and_the_best_trial_is_a_parameters_file(tmp
     cmd = [sys.executable, "-m", "atft_kedro.tuning", "--study", "tiny", "--storage", storage, "--trials", "1",
            "--params", json.dumps(TINY), "--mlflow", tracking]  # fmt: skip
     optuna.create_study(study_name="tiny", storage=storage, direction="maximize")  # both workers join it
-    workers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [Command(cmd, tmp_path) for _ in range(2)]  # side by side, each a process of its own
     for w in workers:
-        out, err = w.communicate(timeout=900)
-        assert w.returncode == 0, err[-3000:]
+        done = w.wait(timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert len(study.trials) == 2 and sorted(t.number for t in study.trials) == [0, 1]
     assert len({json.dumps(t.params, sort_keys=True) for t in study.trials}) == 2  # two different draws

@@ -5,8 +5,6 @@ import datetime as dt
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -29,6 +27,7 @@ from tests.data.fake_jquants import (
     SECRETS,
     FakeJQuants,
 )
+from tests.kedro_process import kedro_run
 
 DATES = ["2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09"]  # 01-08 is a holiday: empty answer
 V2_CREDS = JQuantsCredentials(api_key=API_KEY)
@@ -201,9 +200,7 @@ def test_kedro_run_reads_credentials_yml_through_the_hook(v2, tmp_path):
     (project / "conf" / "local" / "credentials.yml").write_text(f"jquants:\n  api_key: {API_KEY}\n")
     params = f"source=jquants,raw.jquants.start_date={DATES[0]},raw.jquants.end_date={DATES[-1]},raw.jquants.base_url={v2.url},raw.jquants.requests_per_minute=60000"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JQUANTS_")}
-    kedro = Path(sys.executable).with_name("kedro")
-    out = subprocess.run([str(kedro), "run", "--nodes", "load_raw_market", "--params", params], cwd=project,
-                         env={**env, "KEDRO_DISABLE_TELEMETRY": "true"}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    out = kedro_run(project, "--nodes", "load_raw_market", "--params", params, env={**env, "KEDRO_DISABLE_TELEMETRY": "true"}, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert len(list((project / "data/01_raw/jquants/v2/daily_quotes").glob("*.parquet"))) == 4
     quotes = pl.read_parquet(project / "data/02_intermediate/daily_quotes.parquet")

@@ -11,6 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.kedro_process import kedro_run, run
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ",".join(
     [
@@ -45,10 +47,8 @@ def copy_project(root: Path) -> Path:
     return root
 
 
-def _kedro(project: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
-    kedro = Path(sys.executable).with_name("kedro")
-    out = subprocess.run([str(kedro), "run", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+def _kedro(project: Path, *args: str, ok: bool = True, fresh: bool = False) -> subprocess.CompletedProcess:
+    out = kedro_run(project, *args, fresh=fresh)
     assert (out.returncode == 0) == ok, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
@@ -76,7 +76,7 @@ def test_a_pipeline_before_its_inputs_stops_with_what_to_run_first(tmp_path):
 
 
 def test_kedro_run_runs_all_four_pipelines(project):
-    out = _kedro(project, "--params", TINY)
+    out = _kedro(project, "--params", TINY, fresh=True)  # a real `kedro` executable: warnings raised at import are its own
     text = out.stdout + out.stderr
     assert "WARNING" not in text, text[-3000:]  # a plain run greets nobody with warnings
     summary = out.stdout[out.stdout.rindex("Test RankIC:") :]  # the headline numbers at the end, and where the rest is
@@ -150,19 +150,14 @@ def test_every_run_is_tracked_and_inference_ranks_tomorrow_from_the_catalogs_or_
     before = outside.stat().st_mtime_ns if outside.exists() else None
     if not (project / "data/06_models/model.pt").exists():  # run on its own (-k): the whole run first
         _kedro(project, "--params", TINY)
-    code = (
-        "import json, mlflow\n"
-        "mlflow.set_tracking_uri('sqlite:///mlflow.db')\n"
-        "runs = mlflow.search_runs(experiment_names=['atft_kedro'], filter_string=\"tags.mlflow.runName = '__default__'\")\n"
-        "run = runs.iloc[0]\n"
-        "client = mlflow.MlflowClient()\n"
-        "files = [a.path for d in ('reporting', 'model') for a in client.list_artifacts(run.run_id, d)]\n"
-        "history = client.get_metric_history(run.run_id, 'phase0.val_rank_ic_1d')\n"
-        "print(json.dumps({'id': run.run_id, 'rank_ic': run['metrics.horizons.1d.model.rank_ic'], 'files': files,\n"
-        "                  'epochs': len(history), 'window': run['params.graph.window']}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True)
-    run = json.loads(out.stdout.strip().splitlines()[-1])
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("atft_kedro").experiment_id
+    logged = client.search_runs([experiment], filter_string="tags.mlflow.runName = '__default__'", order_by=["attributes.start_time DESC"])[0]
+    run = {"id": logged.info.run_id, "rank_ic": logged.data.metrics["horizons.1d.model.rank_ic"], "window": logged.data.params["graph.window"],
+           "files": [a.path for d in ("reporting", "model") for a in client.list_artifacts(logged.info.run_id, d)],
+           "epochs": len(client.get_metric_history(logged.info.run_id, "phase0.val_rank_ic_1d"))}  # fmt: skip
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert run["rank_ic"] == metrics["horizons"]["1d"]["model"]["rank_ic"] and run["window"] == "40"
     assert {"reporting/metrics.json", "reporting/evaluation_report.md", "reporting/cumulative_returns.png", "model/model.pt"} <= set(run["files"])
@@ -245,8 +240,7 @@ def test_results_notebook_runs_top_to_bottom(project):
     code = [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     script = project / "notebooks" / "_run_notebook.py"
     script.write_text("\n\n".join(code))
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
-    out = subprocess.run([sys.executable, script.name], cwd=project / "notebooks", env=env, capture_output=True, text=True, timeout=300)
+    out = run([sys.executable, script.name], project / "notebooks", {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "share of days with positive RankIC" in out.stdout
 
