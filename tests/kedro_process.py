@@ -95,7 +95,12 @@ class Command:
             status = self._process.wait(timeout) if self._process else self._join(timeout)
             return subprocess.CompletedProcess(self.argv, status, self._out.read_text(), self._err.read_text())
         except subprocess.TimeoutExpired:
-            (self._process or self._child).kill()
+            if self._process:
+                self._process.kill()
+                self._process.wait()
+            else:
+                self._child.kill()
+                self._child.join()
             raise subprocess.TimeoutExpired(self.argv, timeout, self._out.read_text(), self._err.read_text()) from None
         finally:
             self._tmp.cleanup()
