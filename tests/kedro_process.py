@@ -58,9 +58,9 @@ def _child(cwd: str, argv: list[str], env: dict[str, str], out: str, err: str) -
     with open(out, "w") as o, open(err, "w") as e:
         os.dup2(o.fileno(), 1)
         os.dup2(e.fileno(), 2)
-    sys.argv, run = _entry(argv)
+    sys.argv, command = _entry(argv)
     try:
-        run()
+        command()
     except SystemExit:
         raise
     except BaseException:  # as the interpreter would end the command: the traceback through sys.excepthook, status 1
