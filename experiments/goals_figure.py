@@ -38,8 +38,7 @@ def market_standing(draws: list[list[dict]], label: str | None = None) -> dict:
     frames = [[pl.read_parquet(r["frame"]) for r in rows] for rows in draws]
     neutral_ok = all(seeds.scored_without_sectors(f) for f in frames)
     picked = all(seeds.validation_pick(rows, "1d") for rows in draws)
-    horizons = [h for h in seeds.HORIZONS if all(f"pred_{h}" in f[0].columns for f in frames)]
-    cells = [(m, n, h) for m, _ in MEASURES[: 1 + picked] for n in (False, True)[: 1 + neutral_ok] for h in horizons]
+    cells = [(m, n, h) for m, _ in MEASURES[: 1 + picked] for n in (False, True)[: 1 + neutral_ok] for h in seeds.markets_horizons(frames)]
     out = {"draws": len(draws)}
     for measure, neutral, h in tqdm(cells, desc=label, unit="cell", disable=label is None):
         each = seeds.against_each_market(frames, draws, h, neutral, measure)

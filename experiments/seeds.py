@@ -267,6 +267,11 @@ def against_best(frames, h: str, neutral: bool, pick: dict | None = None) -> dic
             "baseline": mean(against), **paired_against(model, against, h)}  # fmt: skip
 
 
+def markets_horizons(frames: list[list]) -> list[str]:
+    """The horizons every market's scored frames forecast (each market's first frame read)."""
+    return [h for h in HORIZONS if all(f"pred_{h}" in f[0].columns for f in frames)]
+
+
 def against_each_market(frames, markets: list[list[dict]], h: str, neutral: bool, against: str) -> list[dict]:
     """``against_best`` for each market (its scored frames, its runs): against the best baseline on
     test (``against`` "best") or against the baseline its validation picks ("pick")."""
@@ -326,9 +331,7 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
         lines += ["", f"### model - {baseline}, per market, {title}", "",
                   "| horizon | " + " | ".join(f"market {i}" for i in range(len(markets))) + " | mean | 95% interval | across markets (t) | lower bound above 0 |",
                   "|---|" + "---|" * (len(markets) + 4)]  # fmt: skip
-        for h in HORIZONS:
-            if not all(f"pred_{h}" in f[0].columns for f in frames):
-                continue
+        for h in markets_horizons(frames):
             each = against_each_market(frames, markets, h, neutral, against)
             cells = [interval_cell(c) + (f" {c['best']}" if against == "pick" else "") for c in each]
             lines.append(f"| {h} | {' | '.join(cells)} | {_markets_mean(each)} | {_across_cell(each)} | {sum(c['ci95_low'] > 0 for c in each)} of {len(each)} |")
@@ -336,11 +339,10 @@ def markets_report(markets: list[list[dict]], neutralised: bool = False) -> str:
         title = "test RankIC, sector means and beta out of the returns" if neutral else "test RankIC"
         lines += ["", f"### model - each baseline, the markets' mean and 95% interval, {title}", "",
                   "| horizon | " + " | ".join(f"{b} | 95% interval" for b in BASELINES) + " |", "|---|" + "---|---|" * len(BASELINES)]  # fmt: skip
-        for h in HORIZONS:
-            if all(f"pred_{h}" in f[0].columns for f in frames):
-                scored = [scored_daily(f, h, neutral) for f in frames]  # a date's RankIC is its own rows': walk-forward blocks need no split
-                cells = [_markets_mean([paired_against(model, base[b], h) for model, base in scored]) for b in BASELINES]
-                lines.append(f"| {h} | {' | '.join(cells)} |")
+        for h in markets_horizons(frames):
+            scored = [scored_daily(f, h, neutral) for f in frames]  # a date's RankIC is its own rows': walk-forward blocks need no split
+            cells = [_markets_mean([paired_against(model, base[b], h) for model, base in scored]) for b in BASELINES]
+            lines.append(f"| {h} | {' | '.join(cells)} |")
     return "\n".join(["markets: " + "; ".join(f"{i}: seeds {[r['seed'] for r in rows]}" for i, rows in enumerate(markets)), *lines])
 
 
