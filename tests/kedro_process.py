@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,20 @@ PRELOAD = ["kedro.framework.cli.cli", "kedro_mlflow.framework.cli.cli", "kedro_m
     f"atft_kedro.pipelines.{name}.pipeline" for name in ("data_engineering", "graph_construction", "training", "evaluation", "inference")
 ]  # fmt: skip
 
+ROOT = Path(__file__).resolve().parents[1]
+
 _context = None
+
+
+def copy_project(root: Path) -> Path:
+    """The project's code and configuration in ``root``, without local settings or data."""
+    for name in ("pyproject.toml", "conf", "notebooks"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.rmtree(root / "conf" / "local", ignore_errors=True)
+    (root / "conf" / "local").mkdir()
+    return root
 
 
 def _fork_server():

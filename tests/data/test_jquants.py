@@ -4,7 +4,6 @@ one, 429 and 500 faults): the package's client and our cache, retries and errors
 import datetime as dt
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -27,7 +26,7 @@ from tests.data.fake_jquants import (
     SECRETS,
     FakeJQuants,
 )
-from tests.kedro_process import kedro_run
+from tests.kedro_process import copy_project, kedro_run
 
 DATES = ["2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09"]  # 01-08 is a holiday: empty answer
 V2_CREDS = JQuantsCredentials(api_key=API_KEY)
@@ -191,12 +190,7 @@ def test_load_market_keeps_tse_equities_and_quarantines_untraded_rows(v2, tmp_pa
 
 def test_kedro_run_reads_credentials_yml_through_the_hook(v2, tmp_path):
     """`kedro run --params source=jquants` in a project copy with conf/local/credentials.yml."""
-    root = Path(__file__).resolve().parents[2]
-    project = tmp_path / "project"
-    shutil.copytree(root / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    shutil.copy(root / "pyproject.toml", project)
-    shutil.copytree(root / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (project / "conf" / "local").mkdir()
+    project = copy_project(tmp_path)
     (project / "conf" / "local" / "credentials.yml").write_text(f"jquants:\n  api_key: {API_KEY}\n")
     params = f"source=jquants,raw.jquants.start_date={DATES[0]},raw.jquants.end_date={DATES[-1]},raw.jquants.base_url={v2.url},raw.jquants.requests_per_minute=60000"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JQUANTS_")}

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.kedro_process import kedro_run, run
+from tests.kedro_process import copy_project, kedro_run, run
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ",".join(
@@ -34,17 +34,6 @@ TINY = ",".join(
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     return copy_project(tmp_path_factory.mktemp("project"))
-
-
-def copy_project(root: Path) -> Path:
-    """The project's code and configuration in ``root``, without local settings or data."""
-    for name in ("pyproject.toml", "conf", "notebooks"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
-    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.rmtree(root / "conf" / "local", ignore_errors=True)
-    (root / "conf" / "local").mkdir()
-    return root
 
 
 def _kedro(project: Path, *args: str, ok: bool = True, fresh: bool = False) -> subprocess.CompletedProcess:
