@@ -26,6 +26,9 @@ from pathlib import Path
 PRELOAD = ["kedro.framework.cli.cli", "kedro_mlflow.framework.cli.cli", "kedro_mlflow.framework.hooks", "atft_kedro.settings",
            "atft_kedro.pipelines.in_memory", "atft_kedro.tuning"] + [
     f"atft_kedro.pipelines.{name}.pipeline" for name in ("data_engineering", "graph_construction", "training", "evaluation", "inference")
+] + [  # what a run imports later, in its nodes and hooks (`python -X importtime`): 3.5 s a run here
+    "torch._inductor.config",  # by torch.use_deterministic_algorithms, in safe mode's training
+    "mlflow.store.tracking.sqlalchemy_store", "scipy.stats", "lightgbm", "torch.fx.experimental.symbolic_shapes",
 ]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[1]
