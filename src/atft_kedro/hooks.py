@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 
 import click
 from kedro.framework.hooks import hook_impl
@@ -124,6 +125,11 @@ class TrackingHook:
 
     def __init__(self):
         self._logged: set[str] = set()
+        self._catalog = None
+
+    @hook_impl
+    def after_catalog_created(self, catalog, **kwargs) -> None:
+        self._catalog = catalog
 
     @hook_impl
     def before_pipeline_run(self, **kwargs) -> None:
@@ -151,9 +157,18 @@ class TrackingHook:
         elif dataset_name == "evaluation_report":
             tracking.log_text(data, "evaluation_report.md")
         elif dataset_name.endswith("_plot"):
-            tracking.log_figure(data, f"{dataset_name.removesuffix('_plot')}.png")
+            tracking.log_figure(data, f"{dataset_name.removesuffix('_plot')}.png", self._saved_file(dataset_name))
         elif dataset_name == "model":
             tracking.log_model(data)
+
+    def _saved_file(self, dataset_name: str) -> Path | None:
+        """The local file the catalog just wrote ``dataset_name`` to; None where it is not one plain
+        local file (another protocol, a versioned dataset)."""
+        dataset = self._catalog.get(dataset_name) if self._catalog is not None else None
+        path = getattr(dataset, "_filepath", None)
+        if path is None or getattr(dataset, "_protocol", "file") != "file" or getattr(dataset, "_version", None) is not None:
+            return None
+        return Path(path) if Path(path).is_file() else None
 
 
 class SummaryHook:

@@ -83,8 +83,15 @@ def log_text(text: str, name: str) -> None:
         mlflow.log_text(text, f"reporting/{name}")
 
 
-def log_figure(figure, name: str) -> None:
-    if (mlflow := _mlflow()) is not None:
+def log_figure(figure, name: str, saved: Path | None = None) -> None:
+    """``figure`` as ``reporting/{name}``: the file the catalog wrote it to (``saved``, when named
+    ``name``), as in the report and without drawing it a second time (up to a second a plot), else
+    drawn by MLflow."""
+    if (mlflow := _mlflow()) is None:
+        return
+    if saved is not None and saved.name == name:
+        mlflow.log_artifact(str(saved), artifact_path="reporting")
+    else:
         mlflow.log_figure(figure, f"reporting/{name}")
 
 

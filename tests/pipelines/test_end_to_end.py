@@ -151,6 +151,10 @@ def test_every_run_is_tracked_and_inference_ranks_tomorrow_from_the_catalogs_or_
     assert run["rank_ic"] == metrics["horizons"]["1d"]["model"]["rank_ic"] and run["window"] == "40"
     assert {"reporting/metrics.json", "reporting/evaluation_report.md", "reporting/cumulative_returns.png", "model/model.pt"} <= set(run["files"])
     assert run["epochs"] == 1  # training.epochs=1: one point per phase and metric
+    (project / "downloaded").mkdir()
+    for plot in ("training_history", "cumulative_returns", "feature_importance"):  # each plot as the catalog wrote it, not drawn again
+        logged_plot = Path(client.download_artifacts(run["id"], f"reporting/{plot}.png", str(project / "downloaded")))
+        assert logged_plot.read_bytes() == (project / f"data/08_reporting/{plot}.png").read_bytes(), plot
     _kedro(project, "--pipelines", "inference", "--params", TINY)
     out = project / "data/07_model_output"
     (csv,) = out.glob("ranking_*.csv")
