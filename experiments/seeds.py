@@ -78,11 +78,11 @@ def keeping_every_state(store):
     validated: each phase's start (its ``best`` of epoch -1) and each epoch's weights (its ``last``)."""
     store.states, save = [], store.save
 
-    def save_and_keep(phase: int, kind: str, state: dict):
-        if kind == "last" or state["epoch"] == -1:
+    def save_and_keep(phase: int, kind: str, state: dict, also: tuple[str, ...] = ()):
+        if "last" in (kind, *also) or state["epoch"] == -1:
             kept = {k: v for k, v in state.items() if k not in ("optimizer", "train_weights", "rng", "history")}
             store.states.append({**kept, "model": {k: t.detach().clone() for k, t in state["model"].items()}})
-        return save(phase, kind, state)
+        return save(phase, kind, state, also)
 
     store.save = save_and_keep
     return store

@@ -551,6 +551,14 @@ def test_checkpoints_hold_the_average_and_the_trained_weights(prepared, tmp_path
     assert "train_weights" not in off.load(0, "last")
 
 
+def test_an_epoch_that_improves_is_saved_once_as_best_and_copied_to_last(prepared, tmp_path):
+    store = CheckpointStore(tmp_path)
+    history = _train(prepared, store, epochs=1, keep_start=False)  # no start to beat: the one epoch is the best
+    assert store.load(0, "best")["epoch"] == history[-1]["epoch"] == 0
+    assert store.path(0, "best").read_bytes() == store.path(0, "last").read_bytes()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_optimized_mode_predicts_several_dates_a_batch_as_one_date_at_a_time(prepared):
     """Validation and evaluation batch dates as training does (optimized mode): the same rows, in
     the same order, and the same forecasts as one date a batch (safe mode)."""

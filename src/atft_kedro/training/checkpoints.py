@@ -9,6 +9,7 @@ one: training, evaluation and inference all go through it.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -74,9 +75,14 @@ class CheckpointStore:
     def exists(self, phase: int, kind: str) -> bool:
         return self.path(phase, kind).exists()
 
-    def save(self, phase: int, kind: str, state: dict) -> Path:
+    def save(self, phase: int, kind: str, state: dict, also: tuple[str, ...] = ()) -> Path:
+        """``state`` as ``phase``'s ``kind``, then as each kind of ``also`` in turn: a copy of the
+        file, each replacing the one before atomically (serialised once)."""
         path = self.path(phase, kind)
         atomic_torch_save(state, path)
+        for other in also:
+            with atomic_file(self.path(phase, other)) as tmp:
+                shutil.copyfile(path, tmp)
         return path
 
     def load(self, phase: int, kind: str) -> dict:

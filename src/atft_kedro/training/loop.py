@@ -412,9 +412,10 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
         }  # fmt: skip
         if averaged is not None:  # with "model" (the average), what an exact resume needs
             state.update(train_weights=model.state_dict(), ema_updates=averaged.updates)
-        if improved:
-            store.save(phase, "best", state)
-        store.save(phase, "last", state)
+        if improved:  # the same state: serialised once, copied to last
+            store.save(phase, "best", state, also=("last",))
+        else:
+            store.save(phase, "last", state)
         log.info(
             "phase %d epoch %d: loss %.4f, val RankIC %s, %.1f s%s",
             phase, epoch, row["train_loss"], {h: round(v, 4) for h, v in val.items()}, row["seconds"],
