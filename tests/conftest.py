@@ -27,6 +27,25 @@ def tiny_pipeline():
     return run_in_memory(["data_engineering", "graph_construction"], project_parameters(TINY_PARAMS))
 
 
+WALK_FORWARD_TRAINING = {"epochs": 1, "max_train_dates": 4, "min_stocks": 10,
+                         "model": {"d_model": 16, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1}}  # fmt: skip
+WALK_FORWARD_PARAMS = {**TINY_PARAMS, "splits": {"n_folds": 2}, "training": WALK_FORWARD_TRAINING}
+
+
+@pytest.fixture(scope="session")
+def two_fold_run(tmp_path_factory):
+    """The tiny market walk-forward (two folds, phases of one epoch) through all four pipelines on
+    an in-memory catalog, trained once a session: -> (outputs, parameters, the checkpoints' root).
+    Tests read these checkpoints; a test that changes them works on a copy."""
+    from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
+    from atft_kedro.training.checkpoints import CheckpointStore
+
+    params = project_parameters({**WALK_FORWARD_PARAMS, "evaluation": {"min_stocks": 10, "importance_dates": 3}})
+    root = tmp_path_factory.mktemp("two_fold_run") / "checkpoints"
+    out = run_in_memory(["data_engineering", "graph_construction", "training", "evaluation"], params, inputs={"checkpoints": CheckpointStore(root)})
+    return out, params, root
+
+
 @pytest.fixture(scope="session")
 def stocknet_dir():
     from pathlib import Path

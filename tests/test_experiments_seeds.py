@@ -118,20 +118,37 @@ def test_long_horizons_switch_to_the_1d_forecast_only_where_validation_prefers_i
             assert new["pred_5d"].equals(old["pred_1d" if switches else "pred_5d"]) and new["pred_10d"].equals(old["pred_10d"])
 
 
-def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path):
+def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path, two_fold_run, monkeypatch, caplog):
     """``run_seed`` with ``splits.n_folds`` 2: the test frame holds both folds' test blocks (each
     predicted by its fold's checkpoint, which exists only while the run's store does), and so does
-    the validation frame with both folds' validation blocks; the phases' scores are the last fold's."""
-    from seeds import run_seed
+    the validation frame with both folds' validation blocks; the phases' scores are the last fold's.
+    Its training is the pipeline's: its store starts as the pipeline's run of the same settings
+    (``two_fold_run``) stopped before fold 1's last phase ended, and keeps the seven phases before."""
+    import contextlib
+    import shutil
+    import tempfile
+    from types import SimpleNamespace
+
+    import seeds
 
     from atft_kedro.features.splits import split_dates
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
 
-    from .conftest import TINY_PARAMS
-    from .pipelines.test_walk_forward import TRAINING
+    from .conftest import WALK_FORWARD_PARAMS
 
-    overrides = {**TINY_PARAMS, "splits": {"n_folds": 2}, "training": TRAINING, "evaluation": {"min_stocks": 10}}
-    row = run_seed(0, overrides, tmp_path)
+    @contextlib.contextmanager
+    def stopped_in_its_last_phase():
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(two_fold_run[2], tmp, dirs_exist_ok=True)
+            (Path(tmp) / "fold1" / "phase3" / "last.pt").unlink()
+            yield tmp
+
+    monkeypatch.setattr(seeds, "tempfile", SimpleNamespace(TemporaryDirectory=stopped_in_its_last_phase))
+    overrides = {**WALK_FORWARD_PARAMS, "evaluation": {"min_stocks": 10}}
+    with caplog.at_level("INFO"):
+        row = seeds.run_seed(0, overrides, tmp_path)
+    kept = ", ".join(f"fold {f} phase {p}" for f, p in [(f, p) for f in (0, 1) for p in range(4)][:7])
+    assert f"{kept} finished before, kept" in caplog.text
     splits = run_in_memory(["data_engineering"], project_parameters(overrides))["splits"]
     test, val = pl.read_parquet(row["frame"]), pl.read_parquet(row["val_frame"])
     blocks = [set(split_dates(splits, "test", fold).to_list()) for fold in (0, 1)]
@@ -219,10 +236,9 @@ def test_each_horizon_can_take_the_state_validation_ranks_best(tmp_path, monkeyp
     import per_horizon_best
     import seeds
 
-    from .conftest import TINY_PARAMS
-    from .pipelines.test_walk_forward import TRAINING
+    from .conftest import TINY_PARAMS, WALK_FORWARD_TRAINING
 
-    overrides = {**TINY_PARAMS, "training": {**TRAINING, "epochs": 2, "patience": 1}, "evaluation": {"min_stocks": 10, "importance_dates": 0}}
+    overrides = {**TINY_PARAMS, "training": {**WALK_FORWARD_TRAINING, "epochs": 2, "patience": 1}, "evaluation": {"min_stocks": 10, "importance_dates": 0}}
     row = seeds.run_seed(0, overrides, tmp_path, states=True)
     tags = row["states"]["tags"]
     assert {"p0start", "p0e0", "p0e1", "p3e0"} <= set(tags) and row["states"]["final"] in tags

@@ -1,26 +1,22 @@
 """Walk-forward: with splits.n_folds > 1 every fold is trained on its own window, with its own
 market-context scaling, and scored on its own test block; the metrics pool the blocks."""
 
+import shutil
+
 import numpy as np
 import polars as pl
 
-from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
 from atft_kedro.training.checkpoints import CheckpointStore
 
-from ..conftest import TINY_PARAMS
 
-TRAINING = {"epochs": 1, "max_train_dates": 4, "min_stocks": 10,
-            "model": {"d_model": 16, "temporal_heads": 2, "gat_heads": 2, "gat_layers": 1}}  # fmt: skip
-
-
-def test_two_folds_are_trained_and_scored_in_turn(tmp_path, monkeypatch):
-    params = project_parameters({**TINY_PARAMS, "splits": {"n_folds": 2}, "training": TRAINING, "evaluation": {"min_stocks": 10, "importance_dates": 3}})
-    store = CheckpointStore(tmp_path / "checkpoints")
-    out = run_in_memory(["data_engineering", "graph_construction", "training", "evaluation"], params, inputs={"checkpoints": store})
+def test_two_folds_are_trained_and_scored_in_turn(two_fold_run, tmp_path, monkeypatch):
+    """The run of all four pipelines (the ``two_fold_run`` fixture: the tiny market, splits.n_folds 2)."""
+    out, params, root = two_fold_run
+    store = CheckpointStore(root)
     splits = out["splits"]
     for fold in (0, 1):
         assert all(store.fold(fold).exists(p, "best") for p in range(4))
-    assert (tmp_path / "checkpoints/fold1/phase3/best.pt").exists() and not (tmp_path / "checkpoints/fold0").exists()
+    assert (root / "fold1/phase3/best.pt").exists() and not (root / "fold0").exists()
 
     # the model is the last fold's (the most recent data); each fold trained up to its own purge
     model = out["model"]
@@ -69,6 +65,8 @@ def test_two_folds_are_trained_and_scored_in_turn(tmp_path, monkeypatch):
     # rebuilt) and so are fold 1's first three phases; only fold 1's last phase is trained
     import atft_kedro.pipelines.training.nodes as nodes
 
+    shutil.copytree(root, tmp_path / "checkpoints")  # the fixture's checkpoints stay as the run left them
+    store = CheckpointStore(tmp_path / "checkpoints")
     store.fold(1).path(3, "last").unlink()  # stopped before the phase's first epoch ended
 
     def saved() -> list[int]:

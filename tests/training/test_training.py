@@ -167,7 +167,30 @@ def test_an_interrupted_phase_starts_over_under_other_settings_or_after_its_star
     assert "resuming after epoch" not in caplog.text
 
 
-def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp_path, caplog, monkeypatch):
+WHOLE_EPOCHS = {"0": 1, "1": 1, "2": 2, "3": 2}
+
+
+def _fingerprinted(prepared) -> tuple:
+    """The training node's first four inputs, the arrays with a data fingerprint (what lets a run
+    continue an interrupted one)."""
+    import dataclasses
+
+    arrays = dataclasses.replace(prepared["arrays"], data_fingerprint={"id": "tiny"})
+    return arrays, prepared["graphs"], prepared["splits"], prepared["manifest"]
+
+
+@pytest.fixture(scope="module")
+def whole_run(prepared, tmp_path_factory):
+    """``phase=all`` with epochs ``WHOLE_EPOCHS``, never interrupted: the weights that runs
+    continued after an interruption or a raised limit must end at. Read only."""
+    import atft_kedro.pipelines.training.nodes as nodes
+
+    whole = CheckpointStore(tmp_path_factory.mktemp("whole_run"))
+    nodes.train_model(*_fingerprinted(prepared), whole, "all", small_config(epochs=WHOLE_EPOCHS))
+    return whole
+
+
+def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, whole_run, tmp_path, caplog, monkeypatch):
     """``phase=all`` killed in phase 2: run again, it keeps phases 0 and 1 (not trained again),
     resumes phase 2 and trains phase 3, to the weights of a run never interrupted. Other settings,
     ``resume: false``, or a run that finished train everything again."""
@@ -176,11 +199,9 @@ def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp
     import atft_kedro.pipelines.training.nodes as nodes
     from atft_kedro.training.loop import finished_before
 
-    arrays = dataclasses.replace(prepared["arrays"], data_fingerprint={"id": "tiny"})
-    cfg = small_config(epochs={"0": 1, "1": 1, "2": 2, "3": 1})
-    args = (arrays, prepared["graphs"], prepared["splits"], prepared["manifest"])
-    whole, broken = CheckpointStore(tmp_path / "whole"), CheckpointStore(tmp_path / "broken")
-    nodes.train_model(*args, whole, "all", cfg)
+    args = _fingerprinted(prepared)
+    arrays, cfg = args[0], small_config(epochs=WHOLE_EPOCHS)
+    broken = CheckpointStore(tmp_path / "broken")
 
     def killed_in_phase_2(phase, *a, **kw):
         def kill(epoch):
@@ -207,7 +228,7 @@ def test_an_interrupted_run_continues_after_the_phases_it_finished(prepared, tmp
     assert ("training.threads=0 uses them all" in caplog.text) == ((os.cpu_count() or 1) > 1)  # where a second core waits
     assert caplog.text.count("the Sharpe loss term needs several dates per step") == 1  # said once a run, not a phase
     assert [broken.load(p, "last")["saved_ns"] for p in (0, 1)] == before  # not trained again
-    expected = whole.load(3, "best")["model"]
+    expected = whole_run.load(3, "best")["model"]
     assert all(torch.equal(model["model"][k], expected[k]) for k in expected)
     assert finished_before(sequence, cfg, arrays) == 0  # a finished run: the next one trains it all
 
@@ -280,18 +301,14 @@ def test_a_phase_that_stopped_at_its_epoch_limit_goes_on_when_the_limit_rises(pr
     assert "phase 1 ran before; training it again from the start" in caplog.text and "going on" not in caplog.text
 
 
-def test_a_finished_run_given_more_epochs_for_its_last_phase_keeps_the_others_and_goes_on(prepared, tmp_path, caplog):
+def test_a_finished_run_given_more_epochs_for_its_last_phase_keeps_the_others_and_goes_on(prepared, whole_run, tmp_path, caplog):
     """``phase=all`` finished, then run with phase 3's limit raised: phases 0-2 are kept (not
     trained again), phase 3 goes on after its last epoch, and the model is a run's of that limit."""
-    import dataclasses
-
     import atft_kedro.pipelines.training.nodes as nodes
 
-    arrays = dataclasses.replace(prepared["arrays"], data_fingerprint={"id": "tiny"})
-    args = (arrays, prepared["graphs"], prepared["splits"], prepared["manifest"])
-    short, more = small_config(epochs={"0": 1, "1": 1, "2": 1, "3": 1}), small_config(epochs={"0": 1, "1": 1, "2": 1, "3": 2})
-    whole, store = CheckpointStore(tmp_path / "whole"), CheckpointStore(tmp_path / "store")
-    nodes.train_model(*args, whole, "all", more)
+    args = _fingerprinted(prepared)
+    short, more = small_config(epochs={**WHOLE_EPOCHS, "3": 1}), small_config(epochs=WHOLE_EPOCHS)
+    store = CheckpointStore(tmp_path / "store")
     nodes.train_model(*args, store, "all", short)
     before = [store.load(p, "last")["saved_ns"] for p in range(3)]
     with caplog.at_level("INFO"):
@@ -299,7 +316,7 @@ def test_a_finished_run_given_more_epochs_for_its_last_phase_keeps_the_others_an
     assert "phase 0, phase 1, phase 2 finished before, kept" in caplog.text and "phase 3: it stopped at its epoch limit (1) before; going on after epoch 0" in caplog.text
     assert [store.load(p, "last")["saved_ns"] for p in range(3)] == before
     assert history.filter(history["phase"] == 3)["epoch"].to_list() == [0, 1]
-    expected = whole.load(3, "best")["model"]
+    expected = whole_run.load(3, "best")["model"]
     assert all(torch.equal(model["model"][k], expected[k]) for k in expected)
 
 
