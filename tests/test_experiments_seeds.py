@@ -134,7 +134,7 @@ def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path, tw
     from atft_kedro.features.splits import split_dates
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
 
-    from .conftest import WALK_FORWARD_PARAMS
+    from .conftest import TINY_EVALUATION, WALK_FORWARD_PARAMS
 
     @contextlib.contextmanager
     def stopped_in_its_last_phase():
@@ -144,7 +144,7 @@ def test_a_walk_forward_seed_scores_each_test_block_by_its_own_fold(tmp_path, tw
             yield tmp
 
     monkeypatch.setattr(seeds, "tempfile", SimpleNamespace(TemporaryDirectory=stopped_in_its_last_phase))
-    overrides = {**WALK_FORWARD_PARAMS, "evaluation": {"min_stocks": 10}}
+    overrides = {**WALK_FORWARD_PARAMS, "evaluation": TINY_EVALUATION}
     with caplog.at_level("INFO"):
         row = seeds.run_seed(0, overrides, tmp_path)
     kept = ", ".join(f"fold {f} phase {p}" for f, p in [(f, p) for f in (0, 1) for p in range(4)][:7])
@@ -236,9 +236,9 @@ def test_each_horizon_can_take_the_state_validation_ranks_best(tmp_path, monkeyp
     import per_horizon_best
     import seeds
 
-    from .conftest import TINY_PARAMS, WALK_FORWARD_TRAINING
+    from .conftest import TINY_EVALUATION, TINY_PARAMS, WALK_FORWARD_TRAINING
 
-    overrides = {**TINY_PARAMS, "training": {**WALK_FORWARD_TRAINING, "epochs": 2, "patience": 1}, "evaluation": {"min_stocks": 10, "importance_dates": 0}}
+    overrides = {**TINY_PARAMS, "training": {**WALK_FORWARD_TRAINING, "epochs": 2, "patience": 1}, "evaluation": {**TINY_EVALUATION, "importance_dates": 0}}
     row = seeds.run_seed(0, overrides, tmp_path, states=True)
     tags = row["states"]["tags"]
     assert {"p0start", "p0e0", "p0e1", "p3e0"} <= set(tags) and row["states"]["final"] in tags
@@ -266,9 +266,9 @@ def test_finished_runs_are_scored_beside_the_baselines_once(tmp_path):
     import seeds
     from atft_kedro.pipelines.evaluation.nodes import split_dates
     from atft_kedro.pipelines.in_memory import project_parameters, run_in_memory
-    from .conftest import TINY_PARAMS
+    from .conftest import TINY_EVALUATION, TINY_PARAMS
 
-    overrides = {**TINY_PARAMS, "evaluation": {"min_stocks": 10}}
+    overrides = {**TINY_PARAMS, "evaluation": TINY_EVALUATION}
     out = run_in_memory(["data_engineering"], project_parameters(overrides))
     rng = np.random.default_rng(0)
     targets = [f"target_{h}" for h in ("1d", "5d", "10d", "20d")]

@@ -12,9 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import seeds  # noqa: E402
 import truth_runs  # noqa: E402
 
+from .conftest import TINY_EVALUATION  # noqa: E402
+
 
 def test_the_oracle_scores_as_the_evaluations_oracle_and_seeds_reads_the_runs(tmp_path, capsys):
-    written = truth_runs.truth_runs({"raw": {"synthetic_size": "tiny"}, "evaluation": {"min_stocks": 10}}, tmp_path)
+    written = truth_runs.truth_runs({"raw": {"synthetic_size": "tiny"}, "evaluation": TINY_EVALUATION}, tmp_path)
     assert set(written) == {"filter", "oracle", "taught"}
     oracle = json.loads(written["oracle"].read_text())[0]["metrics"]
     for h, scorers in oracle["horizons"].items():

@@ -27,6 +27,7 @@ TINY = ",".join(
         "training.model.gat_heads=2",
         "training.model.temporal_heads=2",
         "evaluation.min_stocks=10",
+        "evaluation.lightgbm.early_stopping=20",  # as the in-process tests' TINY_EVALUATION
     ]
 )
 
