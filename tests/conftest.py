@@ -49,6 +49,19 @@ def two_fold_run(tmp_path_factory):
     return out, params, root
 
 
+def stopped_in_its_last_phase(root, to):
+    """A copy at ``to`` of ``two_fold_run``'s checkpoints (at ``root``) as a run stopped before fold
+    1's last phase ended leaves them -> its store. The fixture's own stay as the run left them."""
+    import shutil
+
+    from atft_kedro.training.checkpoints import CheckpointStore
+
+    shutil.copytree(root, to, dirs_exist_ok=True)
+    store = CheckpointStore(to)
+    store.fold(1).path(3, "last").unlink()
+    return store
+
+
 @pytest.fixture(scope="session")
 def stocknet_dir():
     from pathlib import Path

@@ -1,12 +1,12 @@
 """Walk-forward: with splits.n_folds > 1 every fold is trained on its own window, with its own
 market-context scaling, and scored on its own test block; the metrics pool the blocks."""
 
-import shutil
-
 import numpy as np
 import polars as pl
 
 from atft_kedro.training.checkpoints import CheckpointStore
+
+from ..conftest import stopped_in_its_last_phase
 
 
 def test_two_folds_are_trained_and_scored_in_turn(two_fold_run, tmp_path, monkeypatch):
@@ -65,9 +65,7 @@ def test_two_folds_are_trained_and_scored_in_turn(two_fold_run, tmp_path, monkey
     # rebuilt) and so are fold 1's first three phases; only fold 1's last phase is trained
     import atft_kedro.pipelines.training.nodes as nodes
 
-    shutil.copytree(root, tmp_path / "checkpoints")  # the fixture's checkpoints stay as the run left them
-    store = CheckpointStore(tmp_path / "checkpoints")
-    store.fold(1).path(3, "last").unlink()  # stopped before the phase's first epoch ended
+    store = stopped_in_its_last_phase(root, tmp_path / "checkpoints")  # before the phase's first epoch ended
 
     def saved() -> list[int]:
         return [store.load(p, "last")["saved_ns"] for p in range(4)] + [store.fold(1).load(p, "last")["saved_ns"] for p in range(3)]
