@@ -10,9 +10,10 @@ from kedro.framework.project import configure_project
 
 
 def main(*args, **kwargs) -> Any:
-    from atft_kedro.kedro_init import quiet_plugin_warnings
+    from atft_kedro.kedro_init import pipelines_spelling, quiet_plugin_warnings
 
     quiet_plugin_warnings()  # what the kedro CLI runs first (kedro.init), for `python -m atft_kedro` and torchrun
+    sys.argv[1:] = pipelines_spelling(sys.argv[1:])  # the command line is the run command's own
     package_name = Path(__file__).parent.name
     configure_project(package_name)
 

@@ -193,7 +193,8 @@ def test_one_training_phase_from_the_cli(project):
         _kedro(project, "--params", TINY)
     checkpoints = project / "data/06_models/checkpoints"
     before = {p: (checkpoints / f"phase{p}/last.pt").stat().st_mtime_ns for p in range(4)}
-    _kedro(project, "--pipeline", "training", "--params", TINY + ",phase=2")  # the older spelling works too
+    out = _kedro(project, "--pipeline", "training", "--params", TINY + ",phase=2")  # the spelling Kedro 1.x deprecates
+    assert "deprecated" not in out.stdout + out.stderr  # handed to Kedro as --pipelines (atft_kedro/kedro_init.py)
     after = {p: (checkpoints / f"phase{p}/last.pt").stat().st_mtime_ns for p in range(4)}
     assert [after[p] != before[p] for p in range(4)] == [False, False, True, False]
     # model.pt is now phase 2's: the phase-3 predictions on disk are not scored as if they were its
