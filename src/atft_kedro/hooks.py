@@ -80,7 +80,8 @@ class ParametersHook:
     the project reads, and the groups nodes take as dicts must hold values their configs accept. A
     misspelt key (``--params evaluation.blnd=true``) would otherwise be ignored without a word, and
     a bad evaluation value met only after training. The groups nodes take as config dataclasses
-    Kedro checks itself, where the run reads them."""
+    Kedro checks itself, where the run reads them (its error a ParametersError too:
+    atft_kedro/context.py)."""
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, catalog, **kwargs) -> None:

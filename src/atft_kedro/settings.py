@@ -1,7 +1,8 @@
-"""Project settings (Kedro defaults, local env for runs, the project's hooks)."""
+"""Project settings (Kedro defaults, local env for runs, the project's hooks and context)."""
 
 import warnings
 
+from atft_kedro.context import ProjectContext
 from atft_kedro.hooks import (DistributedRanksHook, JQuantsCredentialsHook, MissingInputsHook, NodeCostHook, OneLineErrorHook, SummaryHook,
                               TrackingHook, ParametersHook, torchrun_rank)  # fmt: skip
 
@@ -18,6 +19,8 @@ HOOKS = (JQuantsCredentialsHook(), MissingInputsHook(), ParametersHook(), OneLin
 
 # under torchrun, rank 0 alone tracks the run in MLflow
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",) if torchrun_rank() > 0 else ()
+
+CONTEXT_CLASS = ProjectContext  # a parameter value a config refuses: its message, not a traceback
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

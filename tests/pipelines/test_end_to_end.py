@@ -65,6 +65,15 @@ def test_a_pipeline_before_its_inputs_stops_with_what_to_run_first(tmp_path):
     assert not (fresh / "data").exists() or not any((fresh / "data").rglob("*.parquet"))  # no node ran
 
 
+def test_a_training_value_its_config_refuses_stops_the_run_with_its_message_alone(tmp_path):
+    """Kedro checks ``training`` itself (a config dataclass in the node's signature); its error is
+    the command's one message, as the project's own parameter checks are (atft_kedro/context.py)."""
+    fresh = copy_project(tmp_path)
+    err = _kedro(fresh, "--params", TINY + ",training.lr=-1", ok=False).stderr
+    assert "Error: Parameter validation failed:" in err and "training lr is the learning rate, >= 0 (0: the phase keeps its start), got -1" in err
+    assert "Traceback" not in err and not (fresh / "data").exists()
+
+
 def test_kedro_run_runs_all_four_pipelines(project):
     out = _kedro(project, "--params", TINY, fresh=True)  # a real `kedro` executable: warnings raised at import are its own
     text = out.stdout + out.stderr
