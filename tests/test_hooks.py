@@ -120,7 +120,11 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
                                              ({"training": {"model": {"selection_gates": "relu"}}}, r"^training.model: variable selection gates must be"),
                                              ({"training": {"model": {"lead_bands": [10, 5]}}}, r"^training.model: lead_bands \(10, 5\) must be slots in increasing"),
                                              ({"phase": 7}, r"^phase must be one of \[0, 1, 2, 3\] or 'all', got 7$"),
-                                             ({"source": "jquant"}, r"^source is where the raw tables come from, one of synthetic, files, jquants; got 'jquant'$")])  # fmt: skip
+                                             ({"source": "jquant"}, r"^source is where the raw tables come from, one of synthetic, files, jquants; got 'jquant'$"),
+                                             ({"raw": {"synthetic_size": "huge"}}, r"^raw: unknown synthetic size 'huge'; choose one of \['full', 'small', 'tiny'\]$"),
+                                             ({"raw": {"synthetic_market": "leaders"}}, r"^raw: unknown synthetic market 'leaders'; choose one of"),
+                                             ({"raw": {"synthetic_seed": "abc"}}, r"^raw: synthetic seed is a whole number >= 0, got 'abc'$"),
+                                             ({"raw": {"synthetic_seed": -1}}, r"^raw: synthetic seed is a whole number >= 0, got -1$")])  # fmt: skip
 def test_a_model_the_parameters_cannot_build_or_a_phase_or_source_there_is_not_stops_the_run(params, said):
     """Met otherwise when the first phase builds the model, after the data and graphs are made."""
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters(params))})

@@ -35,15 +35,18 @@ class SourceConfig:
     jquants: dict = field(default_factory=dict)  # JQuantsConfig fields
 
 
+def synthetic_config(cfg: SourceConfig) -> SyntheticConfig:
+    """The synthetic market ``cfg`` names (its size, layout, seed and overrides)."""
+    return SyntheticConfig.sized(cfg.synthetic_size, cfg.synthetic_market, seed=cfg.synthetic_seed, **cfg.synthetic_overrides)
+
+
 def load_market(
     source: str, cfg: SourceConfig, credentials: JQuantsCredentials | None = None
 ) -> tuple[ValidatedMarket, pl.DataFrame]:
     """The validated raw market of ``source`` and the oracle (empty unless synthetic).
     ``credentials`` are used by source=jquants only."""
     if source == "synthetic":
-        sim = generate_market(
-            SyntheticConfig.sized(cfg.synthetic_size, cfg.synthetic_market, seed=cfg.synthetic_seed, **cfg.synthetic_overrides)
-        )
+        sim = generate_market(synthetic_config(cfg))
         market = validate_market(sim.daily_quotes, sim.listed_info, sim.topix, on_bad_rows="error")
         return market, sim.oracle.select(list(ORACLE_SCHEMA))
     if source == "files":

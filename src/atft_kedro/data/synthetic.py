@@ -52,6 +52,7 @@ market is measured in the tests and written in docs/synthetic_market.md.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -98,6 +99,8 @@ class SyntheticConfig:
     split_fraction: float = 0.04
 
     def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"synthetic seed is a whole number >= 0, got {self.seed!r}")
         if self.leaders not in ("size", "random"):
             raise ValueError(f"synthetic leaders must be 'size' or 'random', got {self.leaders!r}")
         if not 0.0 <= self.cross_sector_fraction <= 1.0:

@@ -82,7 +82,8 @@ def parameters_read(pipelines) -> set[str]:
 
 def parameter_problems(params: dict, read: set[str]) -> str | None:
     """What is wrong with ``params`` before any node runs, or None: keys nothing reads
-    (``unknown_parameters``), then a ``source`` there is not, then values the dict-taking groups
+    (``unknown_parameters``), then a ``source`` there is not or a synthetic market it cannot make
+    (``raw.synthetic_size``, ``_market``, ``_seed``), then values the dict-taking groups
     refuse (``normalisation.clip``; ``training.model``: the model it describes, met otherwise when a
     phase builds it; ``phase``; ``evaluation``: its config's checks, which its node would otherwise
     meet only after training; ``forecast.one_day_share``: in [0, 1))."""
@@ -94,6 +95,13 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
 
         if params["source"] not in SOURCES:
             return f"source is where the raw tables come from, one of {', '.join(SOURCES)}; got {params['source']!r}"
+        if params["source"] == "synthetic":  # the market it names (size, layout, seed), met otherwise in the first node
+            from atft_kedro.data.sources import SourceConfig, synthetic_config
+
+            try:
+                synthetic_config(typed(SourceConfig, _plain(params.get("raw", {}))))
+            except (ValueError, TypeError) as error:
+                return f"raw: {error}"
     clip = _plain(params.get("normalisation", {})).get("clip", 5.0)
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
         return f"normalisation: clip is the robust z-score the features are clipped at, > 0, got {clip!r}"
