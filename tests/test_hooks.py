@@ -123,7 +123,9 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
                                              ({"source": "jquant"}, r"^source is where the raw tables come from, one of synthetic, files, jquants; got 'jquant'$"),
                                              ({"raw": {"synthetic_size": "huge"}}, r"^raw: unknown synthetic size 'huge'; choose one of \['full', 'small', 'tiny'\]$"),
                                              ({"raw": {"synthetic_market": "leaders"}}, r"^raw: unknown synthetic market 'leaders'; choose one of"),
-                                             ({"raw": {"synthetic_seed": "abc"}}, r"^raw: synthetic seed is a whole number >= 0, got 'abc'$"),
+                                             ({"raw": {"synthetic_seed": "abc"}}, r"^raw: synthetic seed is a whole number, got 'abc'$"),
+                                             ({"raw": {"synthetic_overrides": {"lead_lag": "abc"}}}, r"^raw: synthetic lead_lag is a number, got 'abc'$"),
+                                             ({"raw": {"synthetic_overrides": {"n_stocks": 10.5}}}, r"^raw: synthetic n_stocks is a whole number, got 10.5$"),
                                              ({"raw": {"synthetic_seed": -1}}, r"^raw: synthetic seed is a whole number >= 0, got -1$")])  # fmt: skip
 def test_a_model_the_parameters_cannot_build_or_a_phase_or_source_there_is_not_stops_the_run(params, said):
     """Met otherwise when the first phase builds the model, after the data and graphs are made."""

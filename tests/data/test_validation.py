@@ -207,3 +207,11 @@ def test_stocknet_loads_through_the_files_source(stocknet_dir):
 def test_missing_files_say_where_to_put_them(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no daily_quotes.parquet \(or .csv\) in .*Put daily_quotes, listed_info and topix there"):
         read_raw_tables(tmp_path)
+
+
+def test_an_on_bad_rows_there_is_not_is_refused_with_the_two_there_are():
+    """Kedro builds ``SourceConfig`` from ``raw`` before any node, so this stops the run there."""
+    from atft_kedro.data.sources import SourceConfig
+
+    with pytest.raises(ValueError, match=r"^raw.on_bad_rows is 'quarantine' \(set bad rows aside\) or 'error' \(stop at the first\), got 'skip'$"):
+        SourceConfig(on_bad_rows="skip")

@@ -34,6 +34,10 @@ class SourceConfig:
     on_bad_rows: str = "quarantine"
     jquants: dict = field(default_factory=dict)  # JQuantsConfig fields
 
+    def __post_init__(self):
+        if self.on_bad_rows not in ("quarantine", "error"):  # checked before any node (Kedro builds this config from `raw`)
+            raise ValueError(f"raw.on_bad_rows is 'quarantine' (set bad rows aside) or 'error' (stop at the first), got {self.on_bad_rows!r}")
+
 
 def synthetic_config(cfg: SourceConfig) -> SyntheticConfig:
     """The synthetic market ``cfg`` names (its size, layout, seed and overrides)."""

@@ -53,7 +53,7 @@ market is measured in the tests and written in docs/synthetic_market.md.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -99,8 +99,12 @@ class SyntheticConfig:
     split_fraction: float = 0.04
 
     def __post_init__(self):
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
-            raise ValueError(f"synthetic seed is a whole number >= 0, got {self.seed!r}")
+        for f in fields(self):  # a value of another kind would fail deep inside numpy, or pass as something else
+            value, kind = getattr(self, f.name), {"int": numbers.Integral, "float": numbers.Real}.get(f.type)
+            if kind and (isinstance(value, bool) or not isinstance(value, kind)):
+                raise ValueError(f"synthetic {f.name} is a {'whole number' if f.type == 'int' else 'number'}, got {value!r}")
+        if self.seed < 0:
+            raise ValueError(f"synthetic seed is a whole number >= 0, got {self.seed}")
         if self.leaders not in ("size", "random"):
             raise ValueError(f"synthetic leaders must be 'size' or 'random', got {self.leaders!r}")
         if not 0.0 <= self.cross_sector_fraction <= 1.0:
