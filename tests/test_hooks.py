@@ -120,6 +120,8 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
                                              ({"training": {"model": {"selection_gates": "relu"}}}, r"^training.model: variable selection gates must be"),
                                              ({"training": {"model": {"lead_bands": [10, 5]}}}, r"^training.model: lead_bands \(10, 5\) must be slots in increasing"),
                                              ({"phase": 7}, r"^phase must be one of \[0, 1, 2, 3\] or 'all', got 7$"),
+                                             ({"normalisation": {"rank_groups": ["foo"]}}, r"^normalisation: rank_groups is a list of stock feature groups \(.*moving_average, oscillator, range, returns.*\), e.g. \[range\]; got \['foo'\]$"),
+                                             ({"normalisation": {"rank_groups": "range"}}, r"^normalisation: rank_groups is a list of stock feature groups .*; got 'range'$"),
                                              ({"source": "jquant"}, r"^source is where the raw tables come from, one of synthetic, files, jquants; got 'jquant'$"),
                                              ({"raw": {"synthetic_size": "huge"}}, r"^raw: unknown synthetic size 'huge'; choose one of \['full', 'small', 'tiny'\]$"),
                                              ({"raw": {"synthetic_market": "leaders"}}, r"^raw: unknown synthetic market 'leaders'; choose one of"),

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from atft_kedro.features.builders import build_features
+from atft_kedro.features.builders import build_features, stock_feature_groups
 from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats
 from atft_kedro.features.panel import build_panel
 from atft_kedro.features.splits import SplitConfig, make_splits
@@ -29,6 +29,7 @@ def test_manifest_names_and_groups_every_column(built):
     groups = {m["group"] for m in manifest}
     assert {"returns", "volatility", "moving_average", "oscillator", "liquidity", "range",
             "market_relative", "sector", "cross_section_rank", "market"} <= groups  # fmt: skip
+    assert stock_feature_groups() == {m["group"] for m in manifest if not m["date_constant"]}  # what the parameter check names
     assert all(m["description"] for m in manifest)
 
 

@@ -293,6 +293,11 @@ def build_features(panel: pl.DataFrame, topix: pl.DataFrame) -> tuple[pl.DataFra
     return features, market, manifest
 
 
+def stock_feature_groups() -> set[str]:
+    """The groups of the per-stock features ``build_features`` makes (its manifest's, less the market context's)."""
+    return {group for group, *_ in _stock_feature_exprs()} | {group for group, *_ in SECTOR_FEATURES + RANK_FEATURES}
+
+
 def stock_feature_names(manifest: list[dict]) -> list[str]:
     """The manifest's per-stock features (the date-constant ones form the market context)."""
     return [m["name"] for m in manifest if not m["date_constant"]]

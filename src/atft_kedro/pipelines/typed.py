@@ -83,10 +83,10 @@ def parameters_read(pipelines) -> set[str]:
 def parameter_problems(params: dict, read: set[str]) -> str | None:
     """What is wrong with ``params`` before any node runs, or None: keys nothing reads
     (``unknown_parameters``), then a ``source`` there is not or a synthetic market it cannot make
-    (``raw.synthetic_size``, ``_market``, ``_seed``), then values the dict-taking groups
-    refuse (``normalisation.clip``; ``training.model``: the model it describes, met otherwise when a
-    phase builds it; ``phase``; ``evaluation``: its config's checks, which its node would otherwise
-    meet only after training; ``forecast.one_day_share``: in [0, 1))."""
+    (``raw.synthetic_size``, ``_market``, ``_seed``), then values the dict-taking groups refuse
+    (``normalisation.clip`` and ``.rank_groups``; ``training.model``: the model it describes, met
+    otherwise when a phase builds it; ``phase``; ``evaluation``: its config's checks, which its node
+    would otherwise meet only after training; ``forecast.one_day_share``: in [0, 1))."""
     unknown = unknown_parameters(params, read)
     if unknown:
         return "parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown)
@@ -105,6 +105,13 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
     clip = _plain(params.get("normalisation", {})).get("clip", 5.0)
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
         return f"normalisation: clip is the robust z-score the features are clipped at, > 0, got {clip!r}"
+    rank_groups = _plain(params.get("normalisation", {})).get("rank_groups") or []
+    if rank_groups:  # met otherwise where the features are normalised, after they are built
+        from atft_kedro.features.builders import stock_feature_groups
+
+        groups = stock_feature_groups()
+        if isinstance(rank_groups, str) or not set(rank_groups) <= groups:
+            return f"normalisation: rank_groups is a list of stock feature groups ({', '.join(sorted(groups))}), e.g. [range]; got {rank_groups!r}"
     model = _plain(params.get("training", {})).get("model", {})
     if model:  # the model it describes is built (small inputs, no weights trained): what its first phase would meet
         from atft_kedro.model.atft import ATFTGATFAN, ModelConfig
