@@ -102,12 +102,27 @@ def latest_ranking(
     return today.join(ranking, on="Code", how="inner").with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
 
 
+def inference_problem(params: dict) -> str | None:
+    """What is wrong with the ``inference`` parameters (``as_of``, ``top``), or None: checked before
+    any node runs, instead of where the ranking is made or its summary written."""
+    if params.get("as_of") is not None and _date(params["as_of"]) is None:
+        return f"inference.as_of must be a date (YYYY-MM-DD), or null for the data's last date; got {params['as_of']!r}"
+    top = params.get("top", 10)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        return f"inference.top is how many names the summary shows at the top and at the bottom, a whole number >= 1; got {top!r}"
+    return None
+
+
+def _date(value):
+    return pl.Series([str(value)]).str.to_date("%Y-%m-%d", strict=False)[0]
+
+
 def _as_of(panel: pl.DataFrame, as_of) -> object:
     dates = panel["Date"]
     if as_of is None:
         as_of = dates.max()
     else:
-        given, as_of = as_of, pl.Series([str(as_of)]).str.to_date("%Y-%m-%d", strict=False)[0]
+        given, as_of = as_of, _date(as_of)
         if as_of is None:
             raise InferenceError(f"inference.as_of must be a date (YYYY-MM-DD), got {given!r}")
     traded = panel.filter((pl.col("Date") == as_of) & pl.col("traded")).height

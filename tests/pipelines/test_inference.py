@@ -98,3 +98,11 @@ def test_it_refuses_other_features_and_a_date_without_data(trained, tiny_market)
               "normalisation": {**kept, "clip": 4.0}}  # fmt: skip
     with pytest.raises(InferenceError, match=r"and clip 4.0, but inference has rank_groups \[\] and clip 5.0"):
         latest_ranking(beside, panel, features, market, manifest, splits, graphs.config, 5.0)
+
+
+def test_a_run_id_mlflow_does_not_have_is_said_with_where_it_looked(tmp_path, monkeypatch):
+    from atft_kedro.pipelines.inference.nodes import _logged_model
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(InferenceError, match=r"^inference.mlflow_run_id=nonexistent: no logged model of that run in the MLflow store sqlite:///.*mlflow.db \(.*nonexistent"):
+        _logged_model("nonexistent")

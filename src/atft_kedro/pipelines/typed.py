@@ -86,7 +86,8 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
     (``raw.synthetic_size``, ``_market``, ``_seed``), then values the dict-taking groups refuse
     (``normalisation.clip`` and ``.rank_groups``; ``training.model``: the model it describes, met
     otherwise when a phase builds it; ``phase``; ``evaluation``: its config's checks, which its node
-    would otherwise meet only after training; ``forecast.one_day_share``: in [0, 1))."""
+    would otherwise meet only after training; ``forecast.one_day_share``: in [0, 1); ``inference``'s
+    ``as_of`` and ``top``)."""
     unknown = unknown_parameters(params, read)
     if unknown:
         return "parameters that nothing reads, so the run would ignore them (misspelt?): " + "; ".join(unknown)
@@ -135,6 +136,12 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
             parse_phases(params["phase"])
         except ValueError as error:
             return str(error)
+    if "inference" in params:
+        from atft_kedro.inference import inference_problem
+
+        problem = inference_problem(_plain(params["inference"]) or {})
+        if problem:
+            return problem
     if "evaluation" in params:
         from atft_kedro.evaluation.evaluate import EvaluationConfig
 

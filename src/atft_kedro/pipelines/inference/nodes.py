@@ -8,7 +8,7 @@ import polars as pl
 
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.graph.store import GraphSet
-from atft_kedro.inference import latest_ranking, ranking_summary
+from atft_kedro.inference import InferenceError, latest_ranking, ranking_summary
 from atft_kedro.tracking import load_logged_model
 from atft_kedro.training.predict import one_day_share
 
@@ -35,7 +35,7 @@ def rank_latest(
     ``forecast`` (the ``forecast`` parameters) how its long horizons lean on the 1-day forecast. With
     ``inference.mlflow_run_id`` the model is the one that MLflow run logged, not the catalog's."""
     if params.get("mlflow_run_id"):
-        model = load_logged_model(params["mlflow_run_id"])
+        model = _logged_model(params["mlflow_run_id"])
         log.info("model from MLflow run %s (phase %d, %s)", params["mlflow_run_id"], model["config"]["phase"], kept_checkpoint(model["epoch"], model["best"]))
     share = one_day_share(forecast)
     ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
@@ -45,3 +45,18 @@ def rank_latest(
     top = ranking.row(0, named=True)
     log.info("ranking for the trading day after %s: %d stocks; first %s (1d score %+.4f)", as_of, ranking.height, top["Code"], top["score_1d"])
     return {name: ranking}, {name: ranking}, {name: ranking_summary(ranking, model, params.get("top", 10), share)}
+
+
+def _logged_model(run_id: str) -> dict:
+    """The model MLflow run ``run_id`` logged; a run MLflow does not have, or one without a logged
+    model, is an ``InferenceError`` that says where it looked."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return load_logged_model(run_id)
+    except MlflowException as error:
+        raise InferenceError(
+            f"inference.mlflow_run_id={run_id}: no logged model of that run in the MLflow store {mlflow.get_tracking_uri()} "
+            f"({' '.join(str(error).split())}); `mlflow ui --backend-store-uri sqlite:///mlflow.db` lists the runs"
+        ) from None
