@@ -1,11 +1,14 @@
 """Two Optuna workers join one study on the tiny market, every trial an MLflow run nested under the
-study's; the best trial becomes a parameters file."""
+study's; the best trial becomes a parameters file. Parameters a run would refuse stop the command
+before the study opens."""
 
 import json
+import re
 import sys
 
 import mlflow
 import optuna
+import pytest
 import yaml
 
 from atft_kedro import tuning
@@ -44,3 +47,13 @@ def test_two_workers_share_one_study_and_the_best_trial_is_a_parameters_file(tmp
     written = yaml.safe_load(best.read_text())
     assert written["training"]["lr"] == study.best_params["lr"] and written["graph"]["k"] == study.best_params["graph_k"]
     assert written["training"]["model"]["d_model"] == study.best_params["d_model"] and written["training"]["epochs"] == 1
+
+
+@pytest.mark.parametrize(("params", "said"), [('{"raw": {"synthetic_size": "tiny"', r"--params is not JSON \(Expecting ',' delimiter"),
+                                             ('{"training": {"lr": -1}}', r"--params: Parameter validation failed:\n- Parameter 'training'.*training lr is the learning rate"),
+                                             ('{"raw": {"synthetic_size": "huge"}}', r"--params: raw: unknown synthetic size 'huge'")])  # fmt: skip
+def test_parameters_a_run_would_refuse_are_a_usage_error_before_the_study_opens(tmp_path, capsys, params, said):
+    storage = tmp_path / "study.db"
+    with pytest.raises(SystemExit) as stopped:
+        tuning.main(["--storage", f"sqlite:///{storage}", "--trials", "1", "--mlflow", "none", "--params", params])
+    assert stopped.value.code == 2 and re.search(said, capsys.readouterr().err) and not storage.exists()

@@ -65,6 +65,17 @@ def pipeline_named(names) -> Pipeline:
     return sum((importlib.import_module(f"{__package__}.{n}").create_pipeline() for n in names), Pipeline([]))
 
 
+def checked_parameters(params: dict, pipeline: Pipeline | None = None) -> dict:
+    """``params`` checked as a ``kedro run`` checks them before any node -> the parameters its nodes
+    get: the project's checks (a ValueError with the run's message), then Kedro's, which make the
+    groups ``pipeline``'s nodes (by default every pipeline's) annotate with a config dataclass into
+    one (a ``ParameterValidationError``)."""
+    problem = parameter_problems(params, parameters_read([pipeline_named(ORDER)]))
+    if problem:
+        raise ValueError(problem)
+    return ParameterValidator({"__default__": pipeline or pipeline_named(ORDER)}).validate_raw_params(params)
+
+
 def run_in_memory(names, params: dict, inputs: dict[str, Any] | None = None, quiet: bool = True) -> dict[str, Any]:
     """Run the named pipelines (in data order) on an in-memory catalog -> every dataset by name.
     ``params`` are the top-level parameters (``project_parameters()``); a node whose outputs are
@@ -74,12 +85,7 @@ def run_in_memory(names, params: dict, inputs: dict[str, Any] | None = None, qui
     if unknown:
         raise ValueError(f"unknown pipelines {sorted(unknown)}; the project has {ORDER}")
     pipeline = pipeline_named([n for n in ORDER if n in names])
-    # as a kedro run does: the parameters that nodes annotate with a config dataclass become one
-    # (and are validated) before any node runs
-    problem = parameter_problems(params, parameters_read([pipeline_named(ORDER)]))
-    if problem:
-        raise ValueError(problem)
-    params = ParameterValidator({"__default__": pipeline}).validate_raw_params(params)
+    params = checked_parameters(params, pipeline)
     inputs = {"jquants_credentials": JQuantsCredentials(), **(inputs or {})}
     catalog = DataCatalog()
     for name in pipeline.datasets():
