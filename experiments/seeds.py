@@ -659,6 +659,9 @@ def main() -> None:
     if args.markets:
         print(markets_report([saved_runs(group.split(",")) for group in args.markets], args.neutralised))
         return
+    from atft_kedro.pipelines.in_memory import parameters_from_argument
+
+    parameters_from_argument(parser, args.params)  # before any seed starts: what a kedro run refuses, as the usage error
     if args.scored:
         out, frames = output_paths(args.out)
         rows = scored_runs(args.scored, json.loads(args.params), frames)

@@ -384,3 +384,15 @@ def test_the_model_is_set_against_each_baseline_without_a_selection(tmp_path):
     t_low, t_high = (float(v) for v in first[5].strip("[]").split(", "))
     half = 12.706 * np.std(each, ddof=1) / np.sqrt(2)  # t at 1 degree of freedom: two markets
     assert t_low == pytest.approx(np.mean(each) - half, abs=1e-3) and t_high == pytest.approx(np.mean(each) + half, abs=1e-3)
+
+
+def test_parameters_a_run_would_refuse_stop_the_script_before_any_seed_starts(tmp_path, monkeypatch, capsys):
+    import seeds
+
+    monkeypatch.setattr(sys, "argv", ["seeds.py", "--seeds", "0", "--mlflow", "", "--out", str(tmp_path / "runs.json"),
+                                      "--params", '{"training": {"lr": -1}}'])  # fmt: skip
+    monkeypatch.setattr(seeds.subprocess, "run", lambda *a, **k: pytest.fail("a seed started"))
+    with pytest.raises(SystemExit) as stopped:
+        seeds.main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "seeds.py: error: --params: Parameter validation failed" in err and "training lr is the learning rate" in err

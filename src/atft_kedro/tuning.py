@@ -178,17 +178,9 @@ def main(argv=None) -> None:
     parser.add_argument("--mlflow", help="MLflow tracking URI for the trials (default: the project's, conf/*/mlflow.yml; 'none': no tracking)")
     args = parser.parse_args(argv)
 
-    from kedro.validation.exceptions import ParameterValidationError
+    from atft_kedro.pipelines.in_memory import parameters_from_argument
 
-    from atft_kedro.pipelines.in_memory import checked_parameters, project_parameters
-
-    try:  # before the study is opened: what a kedro run refuses before any node, said as the command's usage error
-        base = project_parameters(json.loads(args.params))
-        checked_parameters(base)
-    except json.JSONDecodeError as error:
-        parser.error(f"--params is not JSON ({error}): {args.params}")
-    except (ValueError, ParameterValidationError) as error:
-        parser.error(f"--params: {error}")
+    base = parameters_from_argument(parser, args.params)  # before the study is opened, as a kedro run checks them
     study = optuna.create_study(study_name=args.study, storage=args.storage, direction="maximize", load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))  # fmt: skip
     if args.trials:

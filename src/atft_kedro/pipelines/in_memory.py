@@ -76,6 +76,24 @@ def checked_parameters(params: dict, pipeline: Pipeline | None = None) -> dict:
     return ParameterValidator({"__default__": pipeline or pipeline_named(ORDER)}).validate_raw_params(params)
 
 
+def parameters_from_argument(parser, text: str) -> dict:
+    """conf/base's parameters with a command's ``--params`` JSON ``text`` merged in, checked as a
+    ``kedro run`` checks them before any node (``checked_parameters``); what is wrong is the
+    command's usage error (``parser.error``, an ``argparse.ArgumentParser``'s: exit status 2)."""
+    import json
+
+    from kedro.validation.exceptions import ParameterValidationError
+
+    try:
+        params = project_parameters(json.loads(text))
+        checked_parameters(params)
+    except json.JSONDecodeError as error:
+        parser.error(f"--params is not JSON ({error}): {text}")
+    except (ValueError, ParameterValidationError) as error:
+        parser.error(f"--params: {error}")
+    return params
+
+
 def run_in_memory(names, params: dict, inputs: dict[str, Any] | None = None, quiet: bool = True) -> dict[str, Any]:
     """Run the named pipelines (in data order) on an in-memory catalog -> every dataset by name.
     ``params`` are the top-level parameters (``project_parameters()``); a node whose outputs are
