@@ -366,6 +366,13 @@ def test_a_universe_smaller_than_the_stocks_a_date_needs_is_a_clear_error(prepar
     assert not CheckpointStore(tmp_path).exists(0, "best")  # said before anything was trained
 
 
+def test_a_window_longer_than_the_data_is_a_clear_error(prepared, tmp_path):
+    days = prepared["arrays"].features.shape[0]
+    with pytest.raises(TrainingError, match=rf"^training.window is {days + 1} days, longer than the data's {days} trading days"):
+        _train(prepared, CheckpointStore(tmp_path), window=days + 1)
+    assert not CheckpointStore(tmp_path).exists(0, "best")  # said before anything was trained
+
+
 def test_phase_two_without_phase_one_is_a_clear_error(prepared, tmp_path):
     with pytest.raises(TrainingError, match=r"run phase=1 first \(kedro run --pipelines training --params phase=1\)"):
         _train(prepared, CheckpointStore(tmp_path), phase=2)

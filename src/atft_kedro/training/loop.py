@@ -335,6 +335,10 @@ class _Progress:
 def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest, on_epoch_end, progress, followed_by) -> list[dict]:
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {sorted(PHASES)}, got {phase!r}")
+    days = arrays.features.shape[0]
+    if cfg.window > days:  # every window would be mostly the zeros before the first day, and its steps as slow as its length
+        raise TrainingError(f"training.window is {cfg.window} days, longer than the data's {days} trading days: each date's "
+                            f"history would be mostly zeros. Run with a window under that, e.g. --params training.window=20 (the default).")  # fmt: skip
     most = int(arrays.present[np.asarray(val_idx)].sum(1).max()) if len(val_idx) else cfg.min_stocks
     if most < cfg.min_stocks:  # no validation date could be scored: no epoch, start or checkpoint could be chosen
         raise TrainingError(f"the validation dates have at most {most} stocks, fewer than training.min_stocks ({cfg.min_stocks}), the "
