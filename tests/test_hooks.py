@@ -125,6 +125,8 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
                                              ({"inference": {"top": "abc"}}, r"^inference.top is how many names the summary shows at the top and at the bottom, a whole number >= 1; got 'abc'$"),
                                              ({"inference": {"top": 0}}, r"^inference.top is how many names .* got 0$"),
                                              ({"inference": {"as_of": "2020-13-45"}}, r"^inference.as_of must be a date \(YYYY-MM-DD\), or null for the data's last date; got '2020-13-45'$"),
+                                             ({"source": "jquants", "raw": {"jquants": {"plan": "gold"}}}, r"^raw.jquants.plan must be one of \['free', 'light', 'standard', 'premium'\], got 'gold'$"),
+                                             ({"source": "jquants", "raw": {"jquants": {"start_date": "abc"}}}, r"^raw.jquants.start_date must be a date \(YYYY-MM-DD\), got 'abc'$"),
                                              ({"source": "jquant"}, r"^source is where the raw tables come from, one of synthetic, files, jquants; got 'jquant'$"),
                                              ({"raw": {"synthetic_size": "huge"}}, r"^raw: unknown synthetic size 'huge'; choose one of \['full', 'small', 'tiny'\]$"),
                                              ({"raw": {"synthetic_market": "leaders"}}, r"^raw: unknown synthetic market 'leaders'; choose one of"),

@@ -151,6 +151,8 @@ def test_configuration_errors():
         JQuantsConfig()
     with pytest.raises(JQuantsError, match="plan"):
         JQuantsConfig(start_date="2024-01-04", plan="gold")
+    with pytest.raises(JQuantsError, match=r"^raw.jquants.end_date must be a date \(YYYY-MM-DD\), got '2024-02-30'$"):
+        JQuantsConfig(start_date="2024-01-04", end_date="2024-02-30")
     with pytest.raises(JQuantsError, match="unknown keys"):
         JQuantsCredentials.from_sources({"apikey": "x"})
 

@@ -83,7 +83,8 @@ def parameters_read(pipelines) -> set[str]:
 def parameter_problems(params: dict, read: set[str]) -> str | None:
     """What is wrong with ``params`` before any node runs, or None: keys nothing reads
     (``unknown_parameters``), then a ``source`` there is not or a synthetic market it cannot make
-    (``raw.synthetic_size``, ``_market``, ``_seed``), then values the dict-taking groups refuse
+    (``raw.synthetic_size``, ``_market``, ``_seed``) or J-Quants settings it cannot fetch with
+    (``raw.jquants.plan``, the dates), then values the dict-taking groups refuse
     (``normalisation.clip`` and ``.rank_groups``; ``training.model``: the model it describes, met
     otherwise when a phase builds it; ``phase``; ``evaluation``: its config's checks, which its node
     would otherwise meet only after training; ``forecast.one_day_share``: in [0, 1); ``inference``'s
@@ -103,6 +104,13 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
                 synthetic_config(typed(SourceConfig, _plain(params.get("raw", {}))))
             except (ValueError, TypeError) as error:
                 return f"raw: {error}"
+        if params["source"] == "jquants":  # what to fetch (plan, dates), met otherwise in the first node
+            from atft_kedro.data.jquants.config import JQuantsConfig, JQuantsError
+
+            try:
+                JQuantsConfig(**(_plain(params.get("raw", {})).get("jquants") or {}))
+            except JQuantsError as error:
+                return str(error)
     clip = _plain(params.get("normalisation", {})).get("clip", 5.0)
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
         return f"normalisation: clip is the robust z-score the features are clipped at, > 0, got {clip!r}"

@@ -41,18 +41,29 @@ class JQuantsConfig:
 
     def __post_init__(self):
         if self.api_version not in ENDPOINTS:
-            raise JQuantsError(f"jquants.api_version must be 'v1' or 'v2', got {self.api_version!r}")
+            raise JQuantsError(f"raw.jquants.api_version must be 'v1' or 'v2', got {self.api_version!r}")
         if self.plan not in PLAN_REQUESTS_PER_MINUTE:
-            raise JQuantsError(f"jquants.plan must be one of {list(PLAN_REQUESTS_PER_MINUTE)}, got {self.plan!r}")
+            raise JQuantsError(f"raw.jquants.plan must be one of {list(PLAN_REQUESTS_PER_MINUTE)}, got {self.plan!r}")
         if not self.start_date:
             raise JQuantsError(
-                "source=jquants needs a date range: set jquants.start_date (and optionally end_date) in "
-                "conf/base/parameters_data_engineering.yml or --params jquants.start_date=2021-01-04"
+                "source=jquants needs a date range: set raw.jquants.start_date (and optionally end_date) in "
+                "conf/base/parameters_data_engineering.yml or --params raw.jquants.start_date=2021-01-04"
             )
+        for name in ("start_date", "end_date"):
+            value = getattr(self, name)
+            if value is not None and _date(value) is None:
+                raise JQuantsError(f"raw.jquants.{name} must be a date (YYYY-MM-DD), got {value!r}")
 
     @property
     def rate(self) -> float:
         return self.requests_per_minute or PLAN_REQUESTS_PER_MINUTE[self.plan]
+
+
+def _date(value) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        return None
 
 
 def business_days(cfg: JQuantsConfig, today: dt.date | None = None) -> list[dt.date]:
@@ -60,7 +71,7 @@ def business_days(cfg: JQuantsConfig, today: dt.date | None = None) -> list[dt.d
     end = pd.Timestamp(cfg.end_date).date() if cfg.end_date else today - dt.timedelta(days=1)
     start = pd.Timestamp(cfg.start_date).date()
     if end < start:
-        raise JQuantsError(f"jquants.end_date {end} is before start_date {start}")
+        raise JQuantsError(f"raw.jquants.end_date {end} is before start_date {start}")
     if end >= today:
         log.info("jquants: dates from %s on are not published yet; fetching up to %s", today, today - dt.timedelta(days=1))
         end = today - dt.timedelta(days=1)

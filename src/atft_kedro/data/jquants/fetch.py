@@ -71,7 +71,7 @@ def fetch_jquants(
 def _to_contract(table: str, raw: pl.DataFrame) -> pl.DataFrame:
     """v1 names, the contract's columns, Date parsed, codes as strings."""
     if raw.is_empty():
-        raise JQuantsError(f"J-Quants returned no {table} rows for the dates asked for; check jquants.start_date / end_date")
+        raise JQuantsError(f"J-Quants returned no {table} rows for the dates asked for; check raw.jquants.start_date / end_date")
     df = to_v1_names(raw)
     df = df.select([c for c in CONTRACT[table] if c in df.columns])
     df = df.with_columns(pl.col("Date").cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d"))

@@ -43,7 +43,7 @@ def _explain(status: int, message: str, what: str, cfg: JQuantsConfig) -> JQuant
         )
     if status == 400 and "subscription" in message.lower():
         return JQuantsError(
-            f"J-Quants: {where}. The dates asked for are outside your plan's window: move jquants.start_date "
+            f"J-Quants: {where}. The dates asked for are outside your plan's window: move raw.jquants.start_date "
             "/ end_date inside it (the message above gives the window)."
         )
     if status == 429:
