@@ -134,8 +134,9 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
                                              ({"raw": {"synthetic_overrides": {"lead_lag": "abc"}}}, r"^raw: synthetic lead_lag is a number, got 'abc'$"),
                                              ({"raw": {"synthetic_overrides": {"n_stocks": 10.5}}}, r"^raw: synthetic n_stocks is a whole number, got 10.5$"),
                                              ({"raw": {"synthetic_seed": -1}}, r"^raw: synthetic seed is a whole number >= 0, got -1$")])  # fmt: skip
-def test_a_model_the_parameters_cannot_build_or_a_phase_or_source_there_is_not_stops_the_run(params, said):
-    """Met otherwise when the first phase builds the model, after the data and graphs are made."""
+def test_a_value_a_run_would_meet_late_stops_it_before_any_node(params, said):
+    """Met otherwise in the first node (a source, the market, J-Quants' settings), after the features
+    are built (rank groups), where inference ranks, or when the first phase builds the model."""
     catalog = DataCatalog({"parameters": MemoryDataset(project_parameters(params))})
     with pytest.raises(ParametersError, match=said):
         ParametersHook().before_pipeline_run(catalog=catalog, pipeline=Pipeline([]), run_params={})
