@@ -133,7 +133,8 @@ def test_a_model_size_the_model_cannot_take_stops_the_run():
                                              ({"raw": {"synthetic_seed": "abc"}}, r"^raw: synthetic seed is a whole number, got 'abc'$"),
                                              ({"raw": {"synthetic_overrides": {"lead_lag": "abc"}}}, r"^raw: synthetic lead_lag is a number, got 'abc'$"),
                                              ({"raw": {"synthetic_overrides": {"n_stocks": 10.5}}}, r"^raw: synthetic n_stocks is a whole number, got 10.5$"),
-                                             ({"raw": {"synthetic_seed": -1}}, r"^raw: synthetic seed is a whole number >= 0, got -1$")])  # fmt: skip
+                                             ({"raw": {"synthetic_seed": -1}}, r"^raw: synthetic seed is a whole number >= 0, got -1$"),
+                                             ({"raw": {"on_bad_rows": "skip"}}, r"^raw.on_bad_rows is 'quarantine' \(set bad rows aside\) or 'error' \(stop at the first\), got 'skip'$")])  # fmt: skip
 def test_a_value_a_run_would_meet_late_stops_it_before_any_node(params, said):
     """Met otherwise in the first node (a source, the market, J-Quants' settings), after the features
     are built (rank groups), where inference ranks, or when the first phase builds the model."""

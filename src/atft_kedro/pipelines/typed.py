@@ -103,7 +103,7 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
             try:
                 synthetic_config(typed(SourceConfig, _plain(params.get("raw", {}))))
             except (ValueError, TypeError) as error:
-                return f"raw: {error}"
+                return str(error) if str(error).startswith("raw.") else f"raw: {error}"
         if params["source"] == "jquants":  # what to fetch (plan, dates), met otherwise in the first node
             from atft_kedro.data.jquants.config import JQuantsConfig, JQuantsError
 
