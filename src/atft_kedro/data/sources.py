@@ -15,7 +15,7 @@ from atft_kedro.data.jquants import (
 )
 from atft_kedro.data.schema import HORIZONS, SECTOR33_CODES
 from atft_kedro.data.synthetic import SyntheticConfig, generate_market
-from atft_kedro.data.validation import ValidatedMarket, validate_market
+from atft_kedro.data.validation import ON_BAD_ROWS, ValidatedMarket, validate_market
 
 SOURCES = ("synthetic", "files", "jquants")
 ORACLE_SCHEMA = {
@@ -35,7 +35,7 @@ class SourceConfig:
     jquants: dict = field(default_factory=dict)  # JQuantsConfig fields
 
     def __post_init__(self):
-        if self.on_bad_rows not in ("quarantine", "error"):  # checked before any node (Kedro builds this config from `raw`)
+        if self.on_bad_rows not in ON_BAD_ROWS:  # checked before any node (Kedro builds this config from `raw`)
             raise ValueError(f"raw.on_bad_rows is 'quarantine' (set bad rows aside) or 'error' (stop at the first), got {self.on_bad_rows!r}")
 
 

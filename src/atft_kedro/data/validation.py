@@ -186,6 +186,9 @@ def _quote_checks(quotes: pl.DataFrame) -> list[tuple[pl.Expr, str]]:
     )
 
 
+ON_BAD_ROWS = ("quarantine", "error")  # what becomes of a bad row: set aside with its reason, or the run stops
+
+
 def validate_market(
     daily_quotes: pl.DataFrame,
     listed_info: pl.DataFrame,
@@ -194,7 +197,7 @@ def validate_market(
     on_bad_rows: str = "quarantine",
 ) -> ValidatedMarket:
     """Check the three raw tables against the contract; return clean copies and the quarantine."""
-    if on_bad_rows not in ("quarantine", "error"):
+    if on_bad_rows not in ON_BAD_ROWS:
         raise ValueError(f"on_bad_rows must be 'quarantine' or 'error', got {on_bad_rows!r}")
     frames = {
         "daily_quotes": _coerce_and_check_columns("daily_quotes", daily_quotes),

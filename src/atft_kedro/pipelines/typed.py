@@ -111,10 +111,11 @@ def parameter_problems(params: dict, read: set[str]) -> str | None:
                 JQuantsConfig(**(_plain(params.get("raw", {})).get("jquants") or {}))
             except JQuantsError as error:
                 return str(error)
-    clip = _plain(params.get("normalisation", {})).get("clip", 5.0)
+    normalisation = _plain(params.get("normalisation", {}))
+    clip = normalisation.get("clip", 5.0)
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
         return f"normalisation: clip is the robust z-score the features are clipped at, > 0, got {clip!r}"
-    rank_groups = _plain(params.get("normalisation", {})).get("rank_groups") or []
+    rank_groups = normalisation.get("rank_groups") or []
     if rank_groups:  # met otherwise where the features are normalised, after they are built
         from atft_kedro.features.builders import stock_feature_groups
 

@@ -68,8 +68,8 @@ def _date(value) -> dt.date | None:
 
 def business_days(cfg: JQuantsConfig, today: dt.date | None = None) -> list[dt.date]:
     today = today or dt.date.today()
-    end = pd.Timestamp(cfg.end_date).date() if cfg.end_date else today - dt.timedelta(days=1)
-    start = pd.Timestamp(cfg.start_date).date()
+    end = _date(cfg.end_date) if cfg.end_date else today - dt.timedelta(days=1)  # both checked when cfg was made
+    start = _date(cfg.start_date)
     if end < start:
         raise JQuantsError(f"raw.jquants.end_date {end} is before start_date {start}")
     if end >= today:
