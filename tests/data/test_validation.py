@@ -53,6 +53,12 @@ def test_wrong_type_code_is_an_integer(tables):
         validate_market(**tables)
 
 
+def test_dates_written_as_numbers_are_said_how_to_write(tables):
+    tables["topix"] = tables["topix"].with_columns(pl.col("Date").dt.strftime("%Y%m%d").cast(pl.Int64))  # a csv's 20200106
+    with pytest.raises(RawDataError, match=r"topix: column 'Date' has type Int64, expected date \(dates written as numbers.*YYYY-MM-DD\)$"):
+        validate_market(**tables)
+
+
 def test_unparseable_date_string(tables):
     q = tables["daily_quotes"].with_columns(pl.col("Date").cast(pl.String))
     tables["daily_quotes"] = _set(q, 7, "Date", "2020-13-45")

@@ -120,6 +120,7 @@ def _coerce_and_check_columns(name: str, df: pl.DataFrame) -> pl.DataFrame:
             raise RawDataError(
                 f"{name}: column {col!r} has type {df.schema[col]}, expected {kind}"
                 + (" (codes are strings such as '72030', so leading zeros survive)" if col.endswith("Code") else "")
+                + (" (dates written as numbers, e.g. 20200106, read as numbers: write them as YYYY-MM-DD)" if kind == DATE and got == NUMERIC else "")
             )
         elif kind == NUMERIC:
             df = df.with_columns(pl.col(col).cast(pl.Float64))
