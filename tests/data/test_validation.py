@@ -186,6 +186,33 @@ def test_unknown_sector(tables):
         validate_market(**tables)
 
 
+@pytest.mark.parametrize("table", ["daily_quotes", "listed_info", "topix"])
+def test_an_empty_table_is_an_error(tables, table):
+    tables[table] = tables[table].head(0)
+    with pytest.raises(RawDataError, match=rf"^{table}: the table has no rows$"):
+        validate_market(**tables)
+
+
+def test_codes_listed_info_does_not_share_stop_before_a_panel_of_nothing(tables):
+    codes = tables["listed_info"]["Code"]
+    tables["listed_info"] = tables["listed_info"].with_columns(pl.col("Code").str.slice(0, 4))  # '72030' written as '7203'
+    with pytest.raises(RawDataError, match=rf"daily_quotes: no row is left .*: no code of daily_quotes is in listed_info \(daily_quotes has e.g. '{codes.sort()[0]}', .*"
+                                           rf"listed_info '{codes.sort()[0][:4]}', .*'7203' and '72030' differ$"):  # fmt: skip
+        validate_market(**tables)
+
+
+def test_every_row_set_aside_is_an_error_with_the_reasons_counted(tables):
+    quotes = tables["daily_quotes"]
+    first = quotes["Code"].sort()[0]
+    tables["daily_quotes"] = quotes.with_columns(pl.when(pl.col("Code") == first).then(-1.0).otherwise(pl.col("Close")).alias("Close"))
+    tables["listed_info"] = tables["listed_info"].filter(pl.col("Code") == first)
+    n_first = quotes.filter(pl.col("Code") == first).height
+    with pytest.raises(RawDataError, match=rf"every row was set aside \({quotes.height - n_first} unknown sector: code not in listed_info, {n_first} non-positive Close\)$"):
+        validate_market(**tables)
+    tables["daily_quotes"] = quotes  # the one listed code's rows are good: they are kept, the rest set aside
+    assert validate_market(**tables).daily_quotes["Code"].unique().to_list() == [first]
+
+
 def test_bad_index_row_is_an_error(tables):
     tables["topix"] = _set(tables["topix"], 3, "Close", 0.0)
     with pytest.raises(RawDataError, match=r"topix: non-positive Close at rows \[3\]"):

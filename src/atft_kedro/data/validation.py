@@ -130,6 +130,18 @@ def _coerce_and_check_columns(name: str, df: pl.DataFrame) -> pl.DataFrame:
     return df
 
 
+def _why_none_left(quotes: pl.DataFrame, bad: pl.DataFrame, known: pl.Series) -> str:
+    """Why every row of daily_quotes was set aside: codes listed_info does not share (e.g. 4-digit
+    codes against J-Quants' 5-digit ones), or else the reasons, counted."""
+    if not quotes["Code"].is_in(known.implode()).any():
+        return (
+            f": no code of daily_quotes is in listed_info (daily_quotes has e.g. {_examples(quotes['Code'].unique().sort())}, "
+            f"listed_info {_examples(known.sort())}); codes are compared as text, so '7203' and '72030' differ"
+        )
+    counts = bad.group_by("_reason").len().sort("len", descending=True)
+    return ": every row was set aside (" + ", ".join(f"{n} {reason}" for reason, n in counts.iter_rows()) + ")"
+
+
 def _check_keys_and_order(name: str, df: pl.DataFrame) -> None:
     keys = ["Date", "Code"] if "Code" in df.columns else ["Date"]
     dup = df.filter(pl.struct(keys).is_duplicated())
@@ -206,6 +218,8 @@ def validate_market(
         "topix": _coerce_and_check_columns("topix", topix),
     }
     for name, df in frames.items():
+        if not df.height:
+            raise RawDataError(f"{name}: the table has no rows")
         _check_keys_and_order(name, df)
 
     quotes, listed, index = frames["daily_quotes"], frames["listed_info"], frames["topix"]
@@ -243,6 +257,8 @@ def validate_market(
             f"(Date {first['Date']}, Code {first['Code']}{value}); rows {_shown(bad['_row'].to_list())}. "
             "Fix the file or set on_bad_rows: quarantine to set these rows aside."
         )
+    if bad.height == quotes.height:
+        raise RawDataError(f"daily_quotes: no row is left to build features from{_why_none_left(quotes, bad, known)}")
     quarantine = bad.select(
         pl.lit("daily_quotes").alias("table"), pl.col("_row").alias("row"), "Date", "Code", pl.col("_reason").alias("reason")
     ).cast(QUARANTINE_SCHEMA)
