@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import polars as pl
@@ -198,10 +199,16 @@ def test_splits_respect_purge_and_embargo(n_folds):
         assert tests[-1].max() == dates[-1]
 
 
-def test_too_short_history_is_a_clear_error():
-    dates = pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 6, 1), "1d", eager=True)
-    with pytest.raises(ValueError, match="too few dates for the splits"):
-        make_splits(dates, SplitConfig())
+@pytest.mark.parametrize("cfg", [SplitConfig(), SplitConfig(n_folds=3, test_fraction=0.3)])
+def test_too_short_history_is_a_clear_error_that_says_how_many_dates_are_needed(cfg):
+    dates = pl.date_range(pl.date(2020, 1, 1), pl.date(2024, 1, 1), "1d", eager=True)
+    with pytest.raises(ValueError, match=r"too few dates for the splits: 153 dates leave \d+ training dates in fold 0 \(at least 80") as error:
+        make_splits(dates[:153], cfg)
+    needed = int(re.search(r"these splits need at least (\d+) dates", str(error.value)).group(1))
+    assert str(error.value).endswith("or fewer folds") == (cfg.n_folds > 1)
+    assert make_splits(dates[:needed], cfg)["fold"].n_unique() == cfg.n_folds  # the number said is the least that works
+    with pytest.raises(ValueError, match=f"{needed - 1} dates leave"):
+        make_splits(dates[: needed - 1], cfg)
 
 
 def test_robust_zscore_equals_the_polars_expression():

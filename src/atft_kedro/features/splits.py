@@ -41,27 +41,47 @@ class SplitConfig:
             raise ValueError(f"splits.val_fraction and test_fraction are each > 0 and together < 1, got {self.val_fraction!r} and {self.test_fraction!r}")
 
 
+def _blocks(n: int, cfg: SplitConfig) -> list[tuple[int, int, int, int, int]]:
+    """Per fold, (train_end, val_start, val_end, test_start, test_end) as positions among ``n``
+    dates after the warm-up; training is [0, train_end)."""
+    gap = cfg.purge_days + cfg.embargo_days
+    test_len = max(1, int(round(n * cfg.test_fraction / cfg.n_folds)))
+    val_len = max(1, int(round(n * cfg.val_fraction)))
+    blocks = []
+    for fold in range(cfg.n_folds):
+        test_end = n - (cfg.n_folds - 1 - fold) * test_len
+        test_start = test_end - test_len
+        val_start = test_start - gap - val_len
+        blocks.append((val_start - gap, val_start, val_start + val_len, test_start, test_end))
+    return blocks
+
+
+def _dates_needed(cfg: SplitConfig, have: int) -> int | None:
+    """The fewest dates (more than ``have``) whose splits leave every fold its training minimum;
+    None when no history up to 100 times ``have`` would (fractions that leave training nothing)."""
+    least = 2 * (cfg.purge_days + cfg.embargo_days)
+    for total in range(have + 1, 100 * max(have, 100)):
+        if all(b[0] >= least for b in _blocks(total - cfg.warmup_days, cfg)):
+            return total
+    return None
+
+
 def make_splits(dates: list | pl.Series, cfg: SplitConfig) -> pl.DataFrame:
     """Sorted unique dates -> frame (fold, Date, split) with split in {train, val, test}; dates in
     warm-up or gaps are absent."""
     dates = pl.Series("Date", dates).unique().sort()
     usable = dates[cfg.warmup_days :]
-    gap = cfg.purge_days + cfg.embargo_days
-    n = len(usable)
-    test_len = max(1, int(round(n * cfg.test_fraction / cfg.n_folds)))
-    val_len = max(1, int(round(n * cfg.val_fraction)))
+    least = 2 * (cfg.purge_days + cfg.embargo_days)
     rows = []
-    for fold in range(cfg.n_folds):
-        test_end = n - (cfg.n_folds - 1 - fold) * test_len
-        test_start = test_end - test_len
-        val_end = test_start - gap
-        val_start = val_end - val_len
-        train_end = val_start - gap
-        if train_end < 2 * gap:
+    for fold, (train_end, val_start, val_end, test_start, test_end) in enumerate(_blocks(len(usable), cfg)):
+        if train_end < least:
+            needed = _dates_needed(cfg, len(dates))
             raise ValueError(
                 f"too few dates for the splits: {len(dates)} dates leave {max(train_end, 0)} training dates in "
-                f"fold {fold} after warm-up {cfg.warmup_days}, purge {cfg.purge_days} and embargo "
-                f"{cfg.embargo_days}; use a longer history or smaller fractions"
+                f"fold {fold} (at least {least}, twice purge and embargo) after warm-up {cfg.warmup_days}, purge "
+                f"{cfg.purge_days} and embargo {cfg.embargo_days}"
+                + (f"; these splits need at least {needed} dates" if needed else "")
+                + ": use a longer history or smaller fractions" + (" or fewer folds" if cfg.n_folds > 1 else "")
             )
         for name, lo, hi in (("train", 0, train_end), ("val", val_start, val_end), ("test", test_start, test_end)):
             rows.append(pl.DataFrame({"fold": fold, "Date": usable[lo:hi], "split": name}))
