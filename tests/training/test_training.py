@@ -752,6 +752,30 @@ def test_a_checkpoint_of_an_earlier_format_is_a_clear_error(prepared, tmp_path):
         model_from_checkpoint(old)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_a_damaged_checkpoint_is_a_clear_error_that_names_the_file_and_what_writes_it(tmp_path, damage):
+    """A checkpoint cut short (a disk that filled, a copy stopped) or a file of another kind was
+    torch's 'OSError: [Errno 22] Invalid argument' or a zip reader's error, naming neither."""
+    from kedro.io.core import DatasetError
+
+    from atft_kedro.datasets.torch_datasets import TorchCheckpointDataset
+
+    store = CheckpointStore(tmp_path / "checkpoints")
+    path = store.save(1, "best", {"model": {"w": torch.arange(10_000.0)}, "epoch": 3})
+    assert store.load(1, "best")["epoch"] == 3
+    model = TorchCheckpointDataset(filepath=str(tmp_path / "model.pt"))
+    model.save({"model": {"w": torch.zeros(3)}})
+    for file in (path, tmp_path / "model.pt"):
+        whole = file.read_bytes()
+        file.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else b"not a checkpoint\n")
+    with pytest.raises(TrainingError, match=rf"^{path} cannot be read as a checkpoint \(damaged, .*\); train phase 1 again: kedro run --pipelines training --params phase=1"):
+        store.load(1, "best")
+    with pytest.raises(DatasetError, match=r"model.pt cannot be read as a checkpoint .*; training writes it at its end: kedro run --pipelines training$"):
+        model.load()  # through the catalog, Kedro's DatasetError carries the message
+    with pytest.raises(FileNotFoundError):  # a missing one is not called damaged
+        store.load(2, "best")
+
+
 def test_the_sharpe_term_has_no_effect_with_one_date_per_step(prepared, tmp_path):
     """The Sharpe loss is across the dates of a step: safe mode's one-date steps train the same
     weights whatever its weight (as the training config says), several dates per step do not."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from atft_kedro.atomic import atomic_folder, restore_interrupted
 from atft_kedro.datasets._base import PathDataset
-from atft_kedro.training.checkpoints import CheckpointStore, atomic_torch_save
+from atft_kedro.training.checkpoints import CheckpointStore, atomic_torch_save, read_checkpoint
 from atft_kedro.training.data import TrainingArrays
 
 
@@ -67,7 +65,7 @@ class TorchCheckpointDataset(PathDataset):
         return Path(self._filepath).exists()
 
     def load(self) -> dict:
-        return torch.load(Path(self._filepath), map_location="cpu", weights_only=True)
+        return read_checkpoint(Path(self._filepath), "training writes it at its end: kedro run --pipelines training")
 
     def save(self, data: dict) -> None:
         atomic_torch_save(data, Path(self._filepath))

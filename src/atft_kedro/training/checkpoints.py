@@ -57,6 +57,19 @@ def model_from_checkpoint(state: dict, where: str = "the checkpoint", backend: s
     return model.eval()
 
 
+def read_checkpoint(path: str | Path, remake: str) -> dict:
+    """A checkpoint file as saved (tensors and plain values, ``weights_only``), or an error that
+    names the file and what writes it again (``remake``) where it is damaged or not a checkpoint.
+    A missing file is the caller's to say (FileNotFoundError passes through)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a truncated zip (OSError, RuntimeError), a pickle of other objects, ...
+        detail = " ".join(str(err).split()).split(". ")[0]  # torch's first sentence; the rest is advice for files of other origins
+        raise TrainingError(f"{path} cannot be read as a checkpoint (damaged, or another kind of file: {type(err).__name__}: {detail}); {remake}") from err
+
+
 def atomic_torch_save(state: dict, path: Path) -> None:
     """Write to a temporary file and rename: a kill mid-save leaves the old file intact."""
     with atomic_file(path) as tmp:
@@ -89,7 +102,7 @@ class CheckpointStore:
         path = self.path(phase, kind)
         if not path.exists():
             raise FileNotFoundError(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_checkpoint(path, f"train phase {phase} again: kedro run --pipelines training --params phase={phase} (or phase=all)")
 
     def fold(self, fold: int) -> "CheckpointStore":
         """Walk-forward: fold 0's checkpoints are the store's own (where a one-fold run keeps
