@@ -126,6 +126,18 @@ def test_an_interrupted_run_resumes_where_it_stopped(v2, tmp_path):
     assert tables["daily_quotes"]["Date"].n_unique() == 3
 
 
+def test_a_damaged_cache_file_is_named_with_how_to_fetch_it_again(v2, tmp_path):
+    _fetch(_cfg(v2, tmp_path), V2_CREDS)
+    damaged = tmp_path / "v2" / "daily_quotes" / f"{DATES[1]}.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:40])  # a disk error; the cache's own writes are atomic
+    with pytest.raises(JQuantsError, match=rf"cache file {damaged} cannot be read .*; delete it and run again to fetch that date anew$"):
+        _fetch(_cfg(v2, tmp_path), V2_CREDS)
+    before = len(v2.requests)
+    damaged.unlink()
+    assert _fetch(_cfg(v2, tmp_path), V2_CREDS)["daily_quotes"]["Date"].n_unique() == 3
+    assert [r["query"].get("date") for r in v2.requests[before:]] == [DATES[1]]  # that date alone, asked again
+
+
 def test_missing_credentials_say_where_to_put_them(v2, v1, tmp_path):
     with pytest.raises(JQuantsError, match="conf/local/credentials.yml.*JQUANTS_API_KEY"):
         _fetch(_cfg(v2, tmp_path), JQuantsCredentials())

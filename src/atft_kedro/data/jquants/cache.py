@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from atft_kedro.atomic import atomic_file
+from atft_kedro.data.jquants.config import JQuantsError
 
 
 class JQuantsCache:
@@ -31,6 +32,16 @@ class JQuantsCache:
             frame.write_parquet(tmp)
 
     def read(self, table: str, dates: list[dt.date]) -> pl.DataFrame:
-        frames = [pl.read_parquet(self.path(table, d)) for d in dates if self.has(table, d)]
+        frames = [self._read(self.path(table, d)) for d in dates if self.has(table, d)]
         frames = [f for f in frames if f.height]
         return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+    @staticmethod
+    def _read(path: Path) -> pl.DataFrame:
+        """One cached answer; a file that cannot be read is named, with how to fetch it again (the
+        cache never rewrites a file itself)."""
+        try:
+            return pl.read_parquet(path)
+        except Exception as err:  # polars' ComputeError or an OSError, depending on the damage
+            raise JQuantsError(f"the J-Quants cache file {path} cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+                          "delete it and run again to fetch that date anew") from err
