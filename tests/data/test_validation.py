@@ -242,6 +242,22 @@ def test_missing_files_say_where_to_put_them(tmp_path):
         read_raw_tables(tmp_path)
 
 
+def test_a_file_that_cannot_be_read_is_named_with_a_csvs_ragged_line(tables, tmp_path):
+    for name, table in tables.items():
+        table.write_parquet(tmp_path / f"{name}.parquet")
+    topix = tables["topix"]
+    whole = (tmp_path / "topix.parquet").read_bytes()
+    (tmp_path / "topix.parquet").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    with pytest.raises(RawDataError, match=rf"^{tmp_path / 'topix.parquet'}: cannot be read \(ComputeError: parquet: .*\)$"):
+        read_raw_tables(tmp_path)
+    (tmp_path / "topix.parquet").unlink()
+    lines = topix.write_csv().splitlines()
+    lines[5] += ",12,13"  # a row with two fields more than the header
+    (tmp_path / "topix.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RawDataError, match=r"topix.csv: cannot be read \(ComputeError: found more fields than defined in 'Schema'\); line 6 has 7 fields, the header 5$"):
+        read_raw_tables(tmp_path)
+
+
 def test_an_on_bad_rows_there_is_not_is_refused_with_the_two_there_are():
     """Kedro builds ``SourceConfig`` from ``raw`` before any node, so this stops the run there."""
     from atft_kedro.data.sources import SourceConfig

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import polars as pl
 
+from atft_kedro.data.validation import RawDataError
+
 TABLE_NAMES = ("daily_quotes", "listed_info", "topix")
+TEXT_COLUMNS = {"Code": pl.String, "Sector17Code": pl.String, "Sector33Code": pl.String, "MarketCode": pl.String}
 
 
 def read_raw_tables(directory: str | Path) -> dict[str, pl.DataFrame]:
@@ -14,12 +18,11 @@ def read_raw_tables(directory: str | Path) -> dict[str, pl.DataFrame]:
     directory = Path(directory)
     tables = {}
     for name in TABLE_NAMES:
-        parquet, csv = directory / f"{name}.parquet", directory / f"{name}.csv"
+        parquet, csv_file = directory / f"{name}.parquet", directory / f"{name}.csv"
         if parquet.exists():
-            tables[name] = pl.read_parquet(parquet)
-        elif csv.exists():
-            tables[name] = pl.read_csv(csv, schema_overrides={"Code": pl.String, "Sector17Code": pl.String,
-                                                              "Sector33Code": pl.String, "MarketCode": pl.String})
+            tables[name] = _read(parquet, pl.read_parquet)
+        elif csv_file.exists():
+            tables[name] = _read(csv_file, lambda p: pl.read_csv(p, schema_overrides=TEXT_COLUMNS))
         else:
             raise FileNotFoundError(
                 f"source=files: no {name}.parquet (or .csv) in {directory.resolve()}. "
@@ -27,3 +30,24 @@ def read_raw_tables(directory: str | Path) -> dict[str, pl.DataFrame]:
                 "or run with the default synthetic source."
             )
     return tables
+
+
+def _read(path: Path, reader) -> pl.DataFrame:
+    """``reader(path)``, or an error that names the file (and a csv's first line of another width)."""
+    try:
+        return reader(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        detail = " ".join(str(err).strip().splitlines()[0].split())  # polars' own advice (its reader's options) follows
+        where = _ragged_line(path) if path.suffix == ".csv" else ""
+        raise RawDataError(f"{path}: cannot be read ({type(err).__name__}: {detail[:200]}){where}") from err
+
+
+def _ragged_line(path: Path) -> str:
+    """Where a csv's first row with another number of fields than its header is, if it has one."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = csv.reader(f)
+        header = next(rows, [])
+        for row in rows:
+            if row and len(row) != len(header):
+                return f"; line {rows.line_num} has {len(row)} fields, the header {len(header)}"
+    return ""
