@@ -36,7 +36,12 @@ def test_missing_column(tables):
     with pytest.raises(RawDataError, match=r"daily_quotes: missing column\(s\) \['TurnoverValue', 'AdjustmentClose'\]; the table has .*"
                                            r"if the prices are already adjusted for splits, add AdjustmentFactor = 1 .*TurnoverValue = Close x Volume"):  # fmt: skip
         validate_market(**{**tables, "daily_quotes": plain})
-    tables["listed_info"] = tables["listed_info"].drop("Sector33Code")
+    listed = tables["listed_info"]
+    tables["listed_info"] = listed.drop("Sector17Code", "MarketCode")  # a market outside Japan may have neither
+    with pytest.raises(RawDataError, match=r"listed_info: missing column\(s\) \['Sector17Code', 'MarketCode'\]; the table has .*"
+                                           r"add MarketCode with one value for every stock .*; .*add Sector17Code equal to Sector33Code"):  # fmt: skip
+        validate_market(**tables)
+    tables["listed_info"] = listed.drop("Sector33Code")
     with pytest.raises(RawDataError, match=r"listed_info: missing column\(s\) \['Sector33Code'\]; the table has \[[^]]*\]$"):  # no hint where none fits
         validate_market(**tables)
 
@@ -182,7 +187,7 @@ def test_unknown_sector(tables):
     assert market.quarantine.height == n_rows
     assert set(market.quarantine["reason"]) == {"unknown sector: code not in listed_info"}
     tables["listed_info"] = _set(listed, 2, "Sector33Code", "n/a")
-    with pytest.raises(RawDataError, match=r"listed_info: column 'Sector33Code' has unknown sector codes \['n/a'\] at rows \[2\]"):
+    with pytest.raises(RawDataError, match=r"listed_info: column 'Sector33Code' has unknown sector codes \['n/a'\] at rows \[2\] \(sector codes are whole numbers"):
         validate_market(**tables)
 
 

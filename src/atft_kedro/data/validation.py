@@ -86,6 +86,10 @@ def _hint(missing: list[str]) -> str:
         hints.append("if the prices are already adjusted for splits, add AdjustmentFactor = 1 and each Adjustment* column equal to its raw one")
     if "TurnoverValue" in missing:
         hints.append("without a traded value, add TurnoverValue = Close x Volume")
+    if "MarketCode" in missing:
+        hints.append("for a market of one segment, add MarketCode with one value for every stock (e.g. '0111')")
+    if "Sector17Code" in missing:
+        hints.append("without a 17-sector classification, add Sector17Code equal to Sector33Code (it is carried, not used)")
     return "; " + "; ".join(hints) if hints else ""
 
 
@@ -229,7 +233,8 @@ def validate_market(
     if bad_sector.height:
         raise RawDataError(
             f"listed_info: column 'Sector33Code' has unknown sector codes "
-            f"{bad_sector['Sector33Code'].unique().to_list()[:_MAX_SHOWN]} at rows {_shown(bad_sector['_row'].to_list())}"
+            f"{bad_sector['Sector33Code'].unique().to_list()[:_MAX_SHOWN]} at rows {_shown(bad_sector['_row'].to_list())} "
+            "(sector codes are whole numbers written as text, e.g. '3050': number your own sectors, one code each)"
         )
     index_bad = index.with_columns(_reason=_bad_row_reasons(index, _price_checks(index, PRICE_COLUMNS)))
     index_bad = index_bad.filter(pl.col("_reason").is_not_null())
