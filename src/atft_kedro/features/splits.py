@@ -41,6 +41,11 @@ class SplitConfig:
             raise ValueError(f"splits.val_fraction and test_fraction are each > 0 and together < 1, got {self.val_fraction!r} and {self.test_fraction!r}")
 
 
+def _least_training(cfg: SplitConfig) -> int:
+    """The fewest training dates a fold may have: twice the gap between its blocks."""
+    return 2 * (cfg.purge_days + cfg.embargo_days)
+
+
 def _blocks(n: int, cfg: SplitConfig) -> list[tuple[int, int, int, int, int]]:
     """Per fold, (train_end, val_start, val_end, test_start, test_end) as positions among ``n``
     dates after the warm-up; training is [0, train_end)."""
@@ -59,7 +64,7 @@ def _blocks(n: int, cfg: SplitConfig) -> list[tuple[int, int, int, int, int]]:
 def _dates_needed(cfg: SplitConfig, have: int) -> int | None:
     """The fewest dates (more than ``have``) whose splits leave every fold its training minimum;
     None when no history up to 100 times ``have`` would (fractions that leave training nothing)."""
-    least = 2 * (cfg.purge_days + cfg.embargo_days)
+    least = _least_training(cfg)
     for total in range(have + 1, 100 * max(have, 100)):
         if all(b[0] >= least for b in _blocks(total - cfg.warmup_days, cfg)):
             return total
@@ -71,7 +76,7 @@ def make_splits(dates: list | pl.Series, cfg: SplitConfig) -> pl.DataFrame:
     warm-up or gaps are absent."""
     dates = pl.Series("Date", dates).unique().sort()
     usable = dates[cfg.warmup_days :]
-    least = 2 * (cfg.purge_days + cfg.embargo_days)
+    least = _least_training(cfg)
     rows = []
     for fold, (train_end, val_start, val_end, test_start, test_end) in enumerate(_blocks(len(usable), cfg)):
         if train_end < least:

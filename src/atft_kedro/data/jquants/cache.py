@@ -43,5 +43,6 @@ class JQuantsCache:
         try:
             return pl.read_parquet(path)
         except Exception as err:  # polars' ComputeError or an OSError, depending on the damage
-            raise JQuantsError(f"the J-Quants cache file {path} cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
-                          "delete it and run again to fetch that date anew") from err
+            detail = " ".join(str(err).strip().splitlines()[0].split())[:200]
+            raise JQuantsError(f"the J-Quants cache file {path} cannot be read ({type(err).__name__}: {detail}); "
+                               "delete it and run again to fetch that date anew") from err
