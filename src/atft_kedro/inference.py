@@ -18,6 +18,7 @@ date has no data.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import polars as pl
@@ -34,7 +35,10 @@ from atft_kedro.training.config import TrainConfig
 from atft_kedro.training.data import DateDataset, build_arrays
 from atft_kedro.training.predict import lean_on_one_day, predict
 
+log = logging.getLogger(__name__)
+
 RETRAIN = "kedro run (or kedro run --pipelines data_engineering,graph_construction,training)"
+THIN_DAY_SHARE, THIN_DAY_LOOKBACK = 0.5, 20  # an as-of date with under half the usual traded stocks is said
 
 
 class InferenceError(RuntimeError):
@@ -132,6 +136,12 @@ def _as_of(panel: pl.DataFrame, as_of) -> object:
             f"the data has no traded stock on {as_of} (it covers {first} .. {last}); pick a trading day with "
             "--params inference.as_of=YYYY-MM-DD, or fetch the latest data first"
         )
+    before = panel.filter((pl.col("Date") < as_of) & pl.col("traded")).group_by("Date").len().sort("Date").tail(THIN_DAY_LOOKBACK)
+    usual = float(before["len"].median()) if before.height else 0.0
+    if traded < THIN_DAY_SHARE * usual:
+        log.warning("%s has %d traded stocks against a median of %d over the %d dates before it: a part of a day's data? "
+                    "The ranking covers only the stocks of %s; --params inference.as_of=YYYY-MM-DD ranks an earlier day",
+                    as_of, traded, usual, before.height, as_of)  # fmt: skip
     return as_of
 
 

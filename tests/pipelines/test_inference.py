@@ -106,3 +106,22 @@ def test_a_run_id_mlflow_does_not_have_is_said_with_where_it_looked(tmp_path, mo
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(InferenceError, match=r"^inference.mlflow_run_id=nonexistent: no logged model of that run in the MLflow store sqlite:///.*mlflow.db \(.*nonexistent"):
         _logged_model("nonexistent")
+
+
+def test_an_as_of_date_with_far_fewer_stocks_than_the_days_before_is_said(trained, tiny_market, caplog):
+    """A download stopped part way through the last day: the ranking can only cover that day's
+    stocks, and the log says so."""
+    model, splits, graphs = trained["model"], trained["splits"], trained["graphs"]
+    quotes = tiny_market.daily_quotes
+    last = quotes["Date"].max()
+    few = quotes["Code"].unique().sort().head(10)
+    partial = quotes.filter((pl.col("Date") < last) | pl.col("Code").is_in(few.implode()))
+    with caplog.at_level("WARNING", logger="atft_kedro.inference"):
+        ranking = latest_ranking(model, *_latest(partial, tiny_market.listed_info, tiny_market.topix), splits, graphs.config, 5.0)
+    assert set(ranking["Code"]) == set(few)
+    assert f"{last} has 10 traded stocks against a median of" in caplog.text and "a part of a day's data?" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="atft_kedro.inference"):
+        latest_ranking(model, *_latest(quotes, tiny_market.listed_info, tiny_market.topix), splits, graphs.config, 5.0)
+    assert "a part of a day's data" not in caplog.text  # a whole day is not
+
