@@ -96,6 +96,24 @@ def test_missing_exit_price_counts_flat_and_holding_does_not_overlap():
     np.testing.assert_allclose(r.gross, [0.0 - (-0.02)] * 2)  # long E (no exit price: 0), short A
 
 
+@pytest.mark.parametrize("horizon", [1, 5])
+def test_a_period_not_yet_over_at_the_end_of_the_data_is_left_out_not_booked_flat(horizon):
+    """The data's last h dates have no h-day return yet: a rebalance among them would trade, pay
+    costs and earn 0, and the Sharpe of a short test split would be pulled toward such periods."""
+    rng = np.random.default_rng(5)
+    n_dates, n_known = 23, 23 - horizon
+    rows = [(D0 + dt.timedelta(days=d), f"{i:02d}", float(rng.normal()), float(rng.normal()) * 0.01 if d < n_known else None)
+            for d in range(n_dates) for i in range(20)]  # fmt: skip
+    cfg = BacktestConfig(quantile=0.2, cost_bp=10, min_stocks=10)
+    r = long_short_backtest(_frame(rows), "s", "y", horizon, cfg)
+    rebalances = list(range(0, n_dates, horizon))
+    assert [d.day - 1 for d in r.dates] == [d for d in rebalances if d < n_known]
+    assert r.skipped_dates == sum(d >= n_known for d in rebalances) >= 1
+    assert (r.gross != 0).all() and len(r.net) == len(r.turnover) == len(r.dates)
+    known = long_short_backtest(_frame([row for row in rows if row[3] is not None]), "s", "y", horizon, cfg)
+    np.testing.assert_array_equal(r.net, known.net)  # the same book as if the data ended at the last known return
+
+
 def test_a_prediction_at_t_only_meets_returns_after_t():
     rng = np.random.default_rng(3)
     rows = [(D0 + dt.timedelta(days=d), f"{i:02d}", float(rng.normal()), float(rng.normal()) * 0.01) for d in range(12) for i in range(30)]

@@ -8,7 +8,9 @@ book, still n stocks, is filled from the top (bottom) down: the same book size, 
 held for h trading days and earns ``target_{h}d`` of each stock over (t, t+h]: a score known at the
 close of t only ever meets returns after t. For h > 1 the holding periods do not overlap (rebalance
 every h-th date). A position whose exit price is missing (suspended or delisted by t+h) earns 0:
-selection never uses whether a stock survives.
+selection never uses whether a stock survives. A period with no exit price at all (it starts within
+the data's last h dates, so it has not ended yet) is left out and counted as skipped, not booked as
+a flat period that trades and pays costs.
 
 Turnover at a rebalance is sum_i |w_new - w_old| (0..4); its cost is ``cost_bp`` basis points per
 unit of turnover, charged to that period. Reported: annualised compound return, Sharpe (mean / std
@@ -96,8 +98,8 @@ def long_short_backtest(frame: pl.DataFrame, score: str, target: str, horizon: i
     for d in rebalance:
         g = by_date.get(d)
         g = g.filter(pl.col("s").is_not_null() & pl.col("s").is_not_nan()) if g is not None else None
-        if g is None or g.height < cfg.min_stocks:
-            skipped += 1
+        if g is None or g.height < cfg.min_stocks or not g["y"].is_not_null().any() or g["y"].is_nan().all():
+            skipped += 1  # too few stocks, or a period not yet over (no exit price known: the data's last h dates)
             continue
         n = max(1, int(np.floor(g.height * cfg.quantile)))
         hold = max(n, int(np.floor(g.height * (cfg.hold_quantile or cfg.quantile))))
