@@ -115,6 +115,10 @@ def test_kedro_run_runs_all_four_pipelines(project):
         total = sum(predictions[f"part_{path}_{h}"] for path in ("network", "own", "neighbours"))
         assert (total - predictions[f"pred_{h}"]).abs().max() < 1e-6
     assert "## What the forecast is made of" in report and "| 1d | neighbours |" in report and "adds on validation" in report
+    known = predictions.group_by("Date").agg(pl.col(f"target_{h}").is_not_null().any() for h in ("1d", "5d", "10d", "20d")).sort("Date")
+    for h in ("1d", "5d", "10d", "20d"):  # the book's periods: every h-th test date whose h-day return is known, the last h left out
+        periods = int(known[f"target_{h}"][:: int(h[:-1])].sum())
+        assert 0 < periods < len(known[:: int(h[:-1])]) and f"The model's long-short book: {periods} period" in report
     manifest = json.loads((project / "data/04_feature/feature_manifest.json").read_text())
     importance = metrics["feature_importance"]  # every stock-feature group, each moved on every validation date
     assert importance == json.loads((project / "data/08_reporting/feature_importance.json").read_text()) and importance["split"] == "val"

@@ -124,7 +124,13 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
             lines += [f"Start of the {path.split(', ', 1)[-1]} ({path.split(', ', 1)[0]}), chosen on validation: "
                       + "; ".join(f"{h} {name}" for h, name in kept.items()) + ".", ""]  # fmt: skip
     for h, scorers in document["horizons"].items():
-        lines += [f"## {h}", "", "| scorer | IC | RankIC | ICIR | RankICIR | hit rate | LS Sharpe | LS Sharpe before costs | LS ann. return | max DD | turnover | dates used / skipped |",
+        lines += [f"## {h}", ""]
+        periods = context.get("ls_periods", {}).get(h)
+        if periods is not None:  # a Sharpe of a few periods says little: the long horizons have few on a short test split
+            every = "each test date" if h == "1d" else f"every {h.removesuffix('d')} test dates"
+            lines += [f"The model's long-short book: {periods} period{'s' if periods != 1 else ''} of {h} (a new book {every}, "
+                      "up to the last whose return is known).", ""]  # fmt: skip
+        lines += ["| scorer | IC | RankIC | ICIR | RankICIR | hit rate | LS Sharpe | LS Sharpe before costs | LS ann. return | max DD | turnover | dates used / skipped |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for s, m in scorers.items():
             cells = ["n/a" if m[k] is None else f"{m[k]:.4f}" for k in METRIC_KEYS]

@@ -217,7 +217,8 @@ def evaluate(
     dates = predictions["Date"]
     context = {"provenance": result.document.get("provenance"), "source": source, "n_dates": dates.n_unique(), "start": dates.min(), "end": dates.max(),
                "n_stocks": predictions["Code"].n_unique(), "quantile": cfg.backtest.quantile, "hold_quantile": cfg.backtest.hold_quantile,
-               "cost_bp": cfg.backtest.cost_bp, "one_day_share": share}  # fmt: skip
+               "cost_bp": cfg.backtest.cost_bp, "one_day_share": share,
+               "ls_periods": {h: len(curves["model"].net) for h, curves in result.curves.items()}}  # fmt: skip
     first = next(iter(result.document["horizons"]))
     quantile_scores = [f"pred_{first}", f"ridge_{first}", f"lightgbm_{first}", "momentum_20d"]
     quantile_scores += [f"oracle_{first}"] if f"oracle_{first}" in result.frame.columns else []
