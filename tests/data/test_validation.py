@@ -263,6 +263,17 @@ def test_a_file_that_cannot_be_read_is_named_with_a_csvs_ragged_line(tables, tmp
         read_raw_tables(tmp_path)
 
 
+def test_a_table_in_both_formats_is_read_from_the_parquet_and_said(tables, tmp_path, caplog):
+    for name, table in tables.items():
+        table.write_parquet(tmp_path / f"{name}.parquet")
+    tables["topix"].head(5).write_csv(tmp_path / "topix.csv")
+    with caplog.at_level("WARNING", logger="atft_kedro.data.files"):
+        read = read_raw_tables(tmp_path)
+    assert read["topix"].height == tables["topix"].height
+    assert "has both topix.parquet and topix.csv: reading the parquet, the csv is not read" in caplog.text
+    assert "daily_quotes" not in caplog.text
+
+
 def test_an_on_bad_rows_there_is_not_is_refused_with_the_two_there_are():
     """Kedro builds ``SourceConfig`` from ``raw`` before any node, so this stops the run there."""
     from atft_kedro.data.sources import SourceConfig

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import polars as pl
 
 from atft_kedro.data.validation import RawDataError
+
+log = logging.getLogger(__name__)
 
 TABLE_NAMES = ("daily_quotes", "listed_info", "topix")
 TEXT_COLUMNS = {"Code": pl.String, "Sector17Code": pl.String, "Sector33Code": pl.String, "MarketCode": pl.String}
@@ -20,6 +23,8 @@ def read_raw_tables(directory: str | Path) -> dict[str, pl.DataFrame]:
     for name in TABLE_NAMES:
         parquet, csv_file = directory / f"{name}.parquet", directory / f"{name}.csv"
         if parquet.exists():
+            if csv_file.exists():  # an edited csv beside an older parquet would be read as if it were not there
+                log.warning("%s has both %s and %s: reading the parquet, the csv is not read", directory, parquet.name, csv_file.name)
             tables[name] = _read(parquet, pl.read_parquet)
         elif csv_file.exists():
             tables[name] = _read(csv_file, lambda p: pl.read_csv(p, schema_overrides=TEXT_COLUMNS))
