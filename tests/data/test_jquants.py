@@ -4,6 +4,7 @@ one, 429 and 500 faults): the package's client and our cache, retries and errors
 import datetime as dt
 import logging
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -130,7 +131,7 @@ def test_a_damaged_cache_file_is_named_with_how_to_fetch_it_again(v2, tmp_path):
     _fetch(_cfg(v2, tmp_path), V2_CREDS)
     damaged = tmp_path / "v2" / "daily_quotes" / f"{DATES[1]}.parquet"
     damaged.write_bytes(damaged.read_bytes()[:40])  # a disk error; the cache's own writes are atomic
-    with pytest.raises(JQuantsError, match=rf"cache file {damaged} cannot be read .*; delete it and run again to fetch that date anew$"):
+    with pytest.raises(JQuantsError, match=rf"cache file {re.escape(str(damaged))} cannot be read .*; delete it and run again to fetch that date anew$"):
         _fetch(_cfg(v2, tmp_path), V2_CREDS)
     before = len(v2.requests)
     damaged.unlink()
