@@ -87,6 +87,7 @@ def latest_ranking(
     model_input = stock.join(known, on=["Date", "Code"]).with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
     market_columns = [c for c in market_features.columns if c != "Date"]
     train_dates = split_dates(splits, "train")
+    _holds_the_training_dates(market_features, train_dates, model)
     context, _ = standardise_with_train_stats(market_features.filter(pl.col("Date") <= as_of), market_columns, train_dates, clip=clip)
     arrays = build_arrays(model_input, context.filter(pl.col("Date").is_in(recent.implode())), names)
     graphs = build_graphs(panel.filter(pl.col("Date") <= as_of), cfg, dates=[as_of], progress=False)
@@ -104,6 +105,24 @@ def latest_ranking(
     ).with_columns(pl.col(f"score_{h}").rank("ordinal", descending=True).cast(pl.Int32).alias(f"rank_{h}") for h in horizons)
     today = known.filter(pl.col("Date") == as_of).drop("Date")
     return today.join(ranking, on="Code", how="inner").with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
+
+
+def _holds_the_training_dates(market_features: pl.DataFrame, train_dates: pl.Series, model: dict) -> None:
+    """The market context is scaled with statistics of the training run's training dates, so the
+    latest data must hold them: data of another source or folder (an inference run without the
+    training run's ``source``), or a history fetched from a later start, would scale it otherwise."""
+    missing = train_dates.filter(~train_dates.is_in(market_features["Date"].implode()))
+    if missing.is_empty():
+        return
+    made = model.get("data_fingerprint") or {}
+    trained_on = (f" (the model's: {made['source']} data, {made['stocks']} stocks, {made['first_date']} .. {made['last_date']})"
+                  if made.get("source") else "")  # fmt: skip
+    raise InferenceError(
+        f"the latest data lacks {len(missing)} of the {len(train_dates)} training dates whose market statistics scale the model's "
+        f"market context (e.g. {missing[0]}; it covers {market_features['Date'].min()} .. {market_features['Date'].max()}): it is "
+        f"not the data the model was trained on{trained_on}. Run inference with the training run's source and raw settings "
+        f"(e.g. --params source=files,raw.files_dir=...), or retrain on this data: {RETRAIN}"
+    )
 
 
 def inference_problem(params: dict) -> str | None:

@@ -125,3 +125,16 @@ def test_an_as_of_date_with_far_fewer_stocks_than_the_days_before_is_said(traine
         latest_ranking(model, *_latest(quotes, tiny_market.listed_info, tiny_market.topix), splits, graphs.config, 5.0)
     assert "a part of a day's data" not in caplog.text  # a whole day is not
 
+
+def test_data_without_the_training_dates_is_refused_with_what_the_model_was_trained_on(trained, tiny_market):
+    """An inference run without the training run's source (or with a history fetched from a later
+    start) would scale the market context with other statistics than training did."""
+    model, splits, graphs = trained["model"], trained["splits"], trained["graphs"]
+    first_train = splits.filter(pl.col("split") == "train")["Date"].min()
+    later = lambda df: df.filter(pl.col("Date") > first_train)  # noqa: E731
+    latest = _latest(later(tiny_market.daily_quotes), tiny_market.listed_info, later(tiny_market.topix))
+    made = model["data_fingerprint"]
+    with pytest.raises(InferenceError, match=rf"the latest data lacks 1 of the \d+ training dates .*\(e.g. {first_train};.*not the data the model was "
+                                             rf"trained on \(the model's: synthetic data, {made['stocks']} stocks, {made['first_date']} .. "):  # fmt: skip
+        latest_ranking(model, *latest, splits, graphs.config, 5.0)
+
