@@ -26,7 +26,7 @@ def trained(tiny_pipeline, tmp_path_factory):
     params = project_parameters({**TINY_PARAMS, "training": TRAINING})
     store = CheckpointStore(tmp_path_factory.mktemp("checkpoints"))
     run = run_in_memory(["training"], params, inputs={**tiny_pipeline, "checkpoints": store})
-    given = {k: v for k, v in {**tiny_pipeline, **run}.items() if k in ("model", "splits", "graphs")}
+    given = {k: v for k, v in {**tiny_pipeline, **run}.items() if k in ("model", "splits", "graphs", "data_fingerprint")}
     latest = run_in_memory(["inference"], params, inputs=given)
     return {**tiny_pipeline, **run, "params": params, "latest": latest}
 
@@ -137,4 +137,15 @@ def test_data_without_the_training_dates_is_refused_with_what_the_model_was_trai
     with pytest.raises(InferenceError, match=rf"the latest data lacks 1 of the \d+ training dates .*\(e.g. {first_train};.*not the data the model was "
                                              rf"trained on \(the model's: synthetic data, {made['stocks']} stocks, {made['first_date']} .. "):  # fmt: skip
         latest_ranking(model, *latest, splits, graphs.config, 5.0)
+
+
+def test_a_model_of_other_data_than_the_catalogs_splits_is_refused(trained):
+    """A model (the catalog's, or one an MLflow run logged) trained on other data than the catalog's
+    splits and graphs: its market context would be scaled with another run's training dates."""
+    from atft_kedro.provenance import StaleArtifactError
+
+    other = {**trained["data_fingerprint"], "id": "0123456789ab"}  # data_engineering rerun on other data since
+    given = {"model": trained["model"], "splits": trained["splits"], "graphs": trained["graphs"], "data_fingerprint": other}
+    with pytest.raises(StaleArtifactError, match=r"^model, graphs were built from other data than the current data_engineering output .*0123456789ab"):
+        run_in_memory(["inference"], trained["params"], inputs=given)
 

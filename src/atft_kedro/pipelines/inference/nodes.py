@@ -9,6 +9,7 @@ import polars as pl
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.inference import InferenceError, latest_ranking, ranking_summary
+from atft_kedro.provenance import check_built_from
 from atft_kedro.tracking import load_logged_model
 from atft_kedro.training.predict import one_day_share
 
@@ -26,6 +27,7 @@ def rank_latest(
     feature_manifest: list[dict],
     splits: pl.DataFrame,
     graphs: GraphSet,
+    data_fingerprint: dict,
     normalisation: dict,
     params: dict,
     forecast: dict | None = None,
@@ -33,10 +35,13 @@ def rank_latest(
     """-> ranking (csv), ranking (parquet), summary (markdown), each named after the as-of date.
     ``graphs`` (the training run's) gives the graph configuration the model was trained with;
     ``forecast`` (the ``forecast`` parameters) how its long horizons lean on the 1-day forecast. With
-    ``inference.mlflow_run_id`` the model is the one that MLflow run logged, not the catalog's."""
+    ``inference.mlflow_run_id`` the model is the one that MLflow run logged, not the catalog's.
+    The model and the graphs must be of the data whose splits the catalog holds
+    (``data_fingerprint``): the market context is scaled with those splits' training dates."""
     if params.get("mlflow_run_id"):
         model = _logged_model(params["mlflow_run_id"])
         log.info("model from MLflow run %s (phase %d, %s)", params["mlflow_run_id"], model["config"]["phase"], kept_checkpoint(model["epoch"], model["best"]))
+    check_built_from(data_fingerprint, model=model.get("data_fingerprint"), graphs=graphs.data_fingerprint)
     share = one_day_share(forecast)
     ranking = latest_ranking(model, panel, features, market_features, feature_manifest, splits, graphs.config,
                              normalisation["clip"], params.get("as_of"), normalisation.get("rank_groups", ()), share)  # fmt: skip

@@ -26,7 +26,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.rank_latest,
                 ["model", f"{LATEST}panel", f"{LATEST}features", f"{LATEST}market_features", f"{LATEST}feature_manifest",
-                 "splits", "graphs", "params:normalisation", "params:inference", "params:forecast"],
+                 "splits", "graphs", "data_fingerprint", "params:normalisation", "params:inference", "params:forecast"],
                 ["ranking_csv", "ranking_parquet", "ranking_summary"],
                 name="rank_latest",
             ),  # fmt: skip
