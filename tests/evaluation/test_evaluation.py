@@ -114,6 +114,16 @@ def test_a_period_not_yet_over_at_the_end_of_the_data_is_left_out_not_booked_fla
     np.testing.assert_array_equal(r.net, known.net)  # the same book as if the data ended at the last known return
 
 
+def test_a_stock_that_did_not_trade_on_the_rebalance_date_is_not_held():
+    """A suspended stock keeps its forecast, but it has no price at t to buy or sell at."""
+    rows = [(D0, c, float(i), 0.01 * i) for i, c in enumerate("ABCDEFGHIJK")]  # K scores highest
+    frame = _frame(rows).with_columns(traded=pl.col("Code") != "K")
+    cfg = BacktestConfig(quantile=0.2, cost_bp=0, min_stocks=5)
+    r = long_short_backtest(frame, "s", "y", 1, cfg)
+    assert r.gross[0] == pytest.approx((0.08 + 0.09) / 2 - (0.0 + 0.01) / 2)  # long I and J, of the ten that traded; short A and B
+    assert long_short_backtest(frame.drop("traded"), "s", "y", 1, cfg).gross[0] == pytest.approx((0.09 + 0.10) / 2 - 0.005)  # without the flag: K
+
+
 def test_a_prediction_at_t_only_meets_returns_after_t():
     rng = np.random.default_rng(3)
     rows = [(D0 + dt.timedelta(days=d), f"{i:02d}", float(rng.normal()), float(rng.normal()) * 0.01) for d in range(12) for i in range(30)]

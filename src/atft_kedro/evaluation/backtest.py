@@ -87,8 +87,12 @@ def _book(codes: list, n: int, hold: int, held: set) -> set:
 
 
 def long_short_backtest(frame: pl.DataFrame, score: str, target: str, horizon: int, cfg: BacktestConfig) -> BacktestResult:
-    """``frame``: Date, Code, ``score`` (null/NaN: not tradable), ``target`` (forward h-day return)."""
-    f = frame.select("Date", "Code", pl.col(score).alias("s"), pl.col(target).alias("y")).sort("Date", "Code")
+    """``frame``: Date, Code, ``score`` (null/NaN: not tradable), ``target`` (forward h-day return)
+    and, where it has one, ``traded`` (False: no price on that date, so not tradable then)."""
+    f = frame.select("Date", "Code", pl.col(score).alias("s"), pl.col(target).alias("y"))
+    if "traded" in frame.columns:  # a suspended stock keeps its forecast but cannot be bought or sold at t's close
+        f = f.with_columns(pl.when(frame["traded"].fill_null(False)).then(pl.col("s")).alias("s"))
+    f = f.sort("Date", "Code")
     dates = f["Date"].unique().sort().to_list()
     rebalance = dates[::horizon]
     by_date = {d[0]: g for d, g in f.filter(pl.col("Date").is_in(rebalance)).group_by("Date")}

@@ -284,7 +284,8 @@ def baseline_frame(
 ) -> tuple[pl.DataFrame, dict, pl.DataFrame | None]:
     """predictions (Date, Code, pred_{h}, target_{h}) joined with every baseline's score columns:
     momentum_20d, reversal_1d, ridge_{h}, lightgbm_{h}, oracle_{h} (oracle only when ``oracle`` has
-    rows), and each stock's beta_60d and Sector33Code (to score without the market and sectors)
+    rows), each stock's beta_60d and Sector33Code (to score without the market and sectors) and
+    ``traded`` (which stocks the long-short book may hold)
     -> (frame, {"momentum_20d" and "reversal_1d": {h: {"val_rank_ic"}}, "ridge": {h: {"alpha",
     "val_rank_ic"}}, "lightgbm": {h: {"trees", "val_rank_ic"}}}: each baseline's validation RankIC,
     and what tuning chose; walk-forward: per fold}, LightGBM's forecasts of ``validation``'s rows or
@@ -299,7 +300,7 @@ def baseline_frame(
         on=["Date", "Code"], how="left", maintain_order="left",
     )  # fmt: skip
     rows = keys.join(model_input, on=["Date", "Code"], how="left", maintain_order="left")
-    out = out.with_columns(rows["Sector33Code"])
+    out = out.with_columns(rows["Sector33Code"], *([rows["traded"]] if "traded" in rows.columns else []))  # which stocks the book may hold at t
     x = rows.select(feature_names).to_numpy()
     # walk-forward (predictions with a fold column): each fold's rows scored by baselines fitted on
     # that fold's training and validation dates, as the model was
