@@ -181,7 +181,7 @@ def ranking_summary(ranking: pl.DataFrame, model: dict, top: int = 10, one_day_s
            if one_day_share else "."),
         "",
     ]
-    shown = ["Code", "Sector33Code", *[f"score_{h}" for h in horizons], f"q05_{first}", f"q95_{first}"]
+    shown = ["Code", "Sector33Code", "traded", *[f"score_{h}" for h in horizons], f"q05_{first}", f"q95_{first}"]  # traded: a suspended name is ranked too
     paths = [c for c in ranking.columns if c.startswith("part_") and c.endswith(f"_{first}")]
     if paths:  # where a name's score comes from: the network, its own features, its neighbours (they sum to the score)
         shown += paths

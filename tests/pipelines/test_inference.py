@@ -58,6 +58,7 @@ def test_the_ranking_covers_every_stock_of_the_last_date_as_the_model_scores_it(
     summary = trained["latest"]["ranking_summary"][name]
     assert summary.startswith(f"# Ranking for the trading day after {last}") and "## Top 10 by 1d" in summary
     assert "| part_network_1d | part_own_1d | part_neighbours_1d |" in summary
+    assert "| rank | Code | Sector33Code | traded | score_1d |" in summary  # a name that did not trade on the as-of date says so
     assert "each 5-20 day score leans on the 1-day one (50% of its ranking's weight, `forecast.one_day_share`)" in summary
 
 
