@@ -39,6 +39,13 @@ def sweep(frames: dict[str, pl.DataFrame], horizon: str, holds: list[float | Non
     return [{**r, "chosen": i == best} for i, r in enumerate(rows)]
 
 
+def with_traded(forecasts: pl.DataFrame, run: Path) -> pl.DataFrame:
+    """The forecasts with the run's ``traded`` flag (``05_model_input/model_input.parquet``), so the
+    book leaves out stocks that did not trade on a rebalance date, as the evaluation's does."""
+    flags = pl.read_parquet(run / "05_model_input" / "model_input.parquet", columns=["Date", "Code", "traded"])
+    return forecasts.join(flags, on=["Date", "Code"], how="left", maintain_order="left")
+
+
 def tally(sweeps: list[list[dict]]) -> tuple[int, int]:
     """Over runs (each one ``sweep``'s rows, no buffer first): in how many the hold validation
     picked has a higher test Sharpe after costs than no buffer, and in how many it picked a buffer."""
@@ -60,7 +67,7 @@ def main() -> None:
     horizons = args.horizons.split(",")
     sweeps = {h: [] for h in horizons}
     for run in args.runs:
-        frames = {split: pl.read_parquet(Path(run) / "07_model_output" / f"{name}.parquet") for split, name in SPLITS.items()}
+        frames = {split: with_traded(pl.read_parquet(Path(run) / "07_model_output" / f"{name}.parquet"), Path(run)) for split, name in SPLITS.items()}
         print(f"\n{run}\n")
         print("| horizon | hold | validation: Sharpe / before costs / turnover | test: Sharpe / before costs / turnover |")
         print("|---|---|---|---|")

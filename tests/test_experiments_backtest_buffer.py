@@ -9,7 +9,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-from backtest_buffer import sweep, tally  # noqa: E402
+from backtest_buffer import sweep, tally, with_traded  # noqa: E402
 
 from atft_kedro.evaluation.backtest import BacktestConfig, long_short_backtest  # noqa: E402
 
@@ -51,3 +51,17 @@ def test_the_tally_counts_runs_where_validations_pick_beat_no_buffer_on_test():
         [row(None, 2.0, 1.0, True), row(0.4, 1.0, 5.0, False)],  # no buffer picked: not above itself
     ]
     assert tally(runs) == (1, 2)
+
+
+def test_the_runs_forecasts_carry_its_traded_flag_as_the_evaluations_frame_does(tmp_path):
+    forecasts = _forecasts(0, 0.9)
+    flags = forecasts.select("Date", "Code").with_columns(traded=pl.col("Code") != "03")
+    (tmp_path / "05_model_input").mkdir()
+    flags.with_columns(extra=pl.lit(1.0)).reverse().write_parquet(tmp_path / "05_model_input" / "model_input.parquet")
+    joined = with_traded(forecasts, tmp_path)
+    assert joined.select("Date", "Code").equals(forecasts.select("Date", "Code"))  # the forecasts' rows, in their order
+    assert joined["traded"].to_list() == flags["traded"].to_list()
+    cfg = BacktestConfig(quantile=0.2, cost_bp=10)
+    assert not np.array_equal(long_short_backtest(joined, "pred_1d", "target_1d", 1, cfg).gross,
+                              long_short_backtest(forecasts, "pred_1d", "target_1d", 1, cfg).gross)  # fmt: skip
+
