@@ -6,8 +6,9 @@ training dates fitted the market-context scaling, the graphs' configuration), an
 stock of the as-of date for the trading day after it. Nothing is refitted and nothing is re-split:
 
 * stock features are z-scored per date (each date's own cross-section, as in training);
-* the market context is scaled with statistics of the training run's training dates, which the
-  latest data holds unchanged (features are point-in-time);
+* the market context is scaled with statistics of the training dates of the kept model's fold (a
+  walk-forward run keeps its last fold's), which the latest data holds unchanged (features are
+  point-in-time);
 * the graph of the as-of date is built with the training run's graph configuration.
 
 Only rows up to the as-of date are read. It refuses, with what to rerun, when the data's features
@@ -26,7 +27,7 @@ import torch
 
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
-from atft_kedro.features.normalise import standardise_with_train_stats, stock_features_by_date
+from atft_kedro.features.normalise import market_context_of_fold, stock_features_by_date
 from atft_kedro.features.splits import split_dates
 from atft_kedro.features.targets import target_columns
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
@@ -85,10 +86,8 @@ def latest_ranking(
     stock = stock_features_by_date(features.filter(pl.col("Date").is_in(recent.implode())), feature_manifest, clip=clip, rank_groups=rank_groups)
     known = panel.filter(pl.col("Date").is_in(recent.implode())).select("Date", "Code", "traded", "Sector33Code", "MarketCode")
     model_input = stock.join(known, on=["Date", "Code"]).with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
-    market_columns = [c for c in market_features.columns if c != "Date"]
-    train_dates = split_dates(splits, "train")
-    _holds_the_training_dates(market_features, train_dates, model)
-    context, _ = standardise_with_train_stats(market_features.filter(pl.col("Date") <= as_of), market_columns, train_dates, clip=clip)
+    _holds_the_training_dates(market_features, split_dates(splits, "train", kept_fold(splits)), model)
+    context = market_context_at(market_features, splits, as_of, clip)
     arrays = build_arrays(model_input, context.filter(pl.col("Date").is_in(recent.implode())), names)
     graphs = build_graphs(panel.filter(pl.col("Date") <= as_of), cfg, dates=[as_of], progress=False)
 
@@ -105,6 +104,18 @@ def latest_ranking(
     ).with_columns(pl.col(f"score_{h}").rank("ordinal", descending=True).cast(pl.Int32).alias(f"rank_{h}") for h in horizons)
     today = known.filter(pl.col("Date") == as_of).drop("Date")
     return today.join(ranking, on="Code", how="inner").with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
+
+
+def kept_fold(splits: pl.DataFrame) -> int:
+    """The fold whose model a run keeps: the last (a walk-forward run's model is its last fold's,
+    trained on the most recent data; a one-fold run has fold 0 alone)."""
+    return int(splits["fold"].max())
+
+
+def market_context_at(market_features: pl.DataFrame, splits: pl.DataFrame, as_of, clip: float) -> pl.DataFrame:
+    """The market context up to ``as_of``, scaled as the kept model was trained with it: with the
+    statistics of its fold's training dates."""
+    return market_context_of_fold(market_features.filter(pl.col("Date") <= as_of), splits, kept_fold(splits), clip)
 
 
 def _holds_the_training_dates(market_features: pl.DataFrame, train_dates: pl.Series, model: dict) -> None:

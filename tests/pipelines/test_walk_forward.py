@@ -95,3 +95,34 @@ def test_a_later_fold_has_its_own_market_context_scaling(tiny_pipeline):
     # fitted on fold 2's training dates: there each column has mean 0 (up to the clip and float32)
     column = np.asarray(fold2.market)[train2, 0]
     assert abs(column.mean()) < 0.05
+
+
+def test_inference_after_a_walk_forward_run_scales_the_market_context_as_its_last_fold_trained(two_fold_run):
+    """The model a walk-forward run keeps is its last fold's, trained with that fold's market-context
+    scaling: inference ranks as that model scores the fold's own arrays on the last date."""
+    import torch
+
+    from atft_kedro.pipelines.in_memory import run_in_memory
+    from atft_kedro.training.checkpoints import model_from_checkpoint
+    from atft_kedro.training.config import TrainConfig
+    from atft_kedro.training.data import DateDataset, fold_arrays
+    from atft_kedro.training.predict import lean_on_one_day, predict
+
+    from atft_kedro.inference import market_context_at
+
+    out, params, _ = two_fold_run
+    latest = run_in_memory(["inference"], params, inputs={k: out[k] for k in ("model", "splits", "graphs", "data_fingerprint")})
+    (_, ranking), = latest["ranking_parquet"].items()
+    model, last_fold = out["model"], int(out["splits"]["fold"].max())
+    arrays = fold_arrays(out["training_arrays"], out["splits"], last_fold, out["market_features"], params["normalisation"])
+    train = TrainConfig(**model["config"]["train"])
+    slow = predict(model_from_checkpoint(model), DateDataset(arrays, out["graphs"], [len(arrays.dates) - 1], train.window), train, torch.device("cpu"))
+    both = ranking.join(lean_on_one_day(slow, params["forecast"]["one_day_share"]), on="Code")
+    assert last_fold == 1 and both.height == ranking.height
+    for h in ("1d", "20d"):
+        torch.testing.assert_close(both[f"score_{h}"].to_torch(), both[f"pred_{h}"].to_torch(), rtol=0, atol=1e-6)
+    # the ranking barely moves with the market context (a date's one value for every stock); its scaling is checked itself
+    context = market_context_at(out["market_features"], out["splits"], out["market_features"]["Date"].max(), params["normalisation"]["clip"])
+    first = fold_arrays(out["training_arrays"], out["splits"], 0, out["market_features"], params["normalisation"])
+    np.testing.assert_array_equal(context.drop("Date").to_numpy(), arrays.market)  # the last fold's scaling, every date
+    assert np.abs(first.market - arrays.market).max() > 0.1  # fold 0's, which it used before, is another
