@@ -57,3 +57,19 @@ def test_parameters_a_run_would_refuse_are_a_usage_error_before_the_study_opens(
     with pytest.raises(SystemExit) as stopped:
         tuning.main(["--storage", f"sqlite:///{storage}", "--trials", "1", "--mlflow", "none", "--params", params])
     assert stopped.value.code == 2 and re.search(said, capsys.readouterr().err) and not storage.exists()
+
+
+def test_with_walk_forward_splits_the_study_tunes_on_the_last_fold():
+    """Fold 0's dates (what it read before) are the oldest and fewest; the last fold's model is the one a run keeps."""
+    from atft_kedro.features.splits import split_dates
+    from atft_kedro.pipelines.in_memory import project_parameters
+    from atft_kedro.training.data import fold_arrays
+
+    objective = tuning.Objective(project_parameters({**TINY, "splits": {"n_folds": 2}}), seeds=[0])
+    splits, arrays = objective.data["splits"], objective.arrays
+    assert objective.fold == 1
+    for name, idx in (("train", objective.train_idx), ("val", objective.val_idx)):
+        assert list(arrays.dates[idx]) == list(split_dates(splits, name, 1).to_numpy().astype("datetime64[D]"))
+    refitted = fold_arrays(arrays, splits, 1, objective.data["market_features"], objective.base["normalisation"])
+    assert (arrays.market == refitted.market).all()  # the market context scaled on fold 1's training dates
+

@@ -7,7 +7,9 @@
 Each trial draws the parameters that matter (learning rate, weight decay, dropout, d_model, the
 rank-IC and IC loss weights, the window, the graph's k), trains phases 0-3 once per seed on the
 project's data (the pipelines' own nodes, in memory) and returns the mean over seeds of the last
-phase's best validation RankIC (1d, what early stopping uses). The test split is never read.
+phase's best validation RankIC (1d, what early stopping uses). The test split is never read. With
+walk-forward splits (``splits.n_folds`` > 1) it tunes on the last fold's training and validation
+dates, the fold whose model a run keeps.
 Every epoch's validation score of the first seed is reported, so the median pruner stops trials
 that trail the others.
 
@@ -63,11 +65,18 @@ class Objective:
     def __init__(self, base: dict, seeds: list[int]):
         from atft_kedro.pipelines.in_memory import run_in_memory
         from atft_kedro.pipelines.training.nodes import build_training_arrays
+        from atft_kedro.training.data import fold_arrays, split_indices
 
         self.base, self.seeds = base, seeds
         self.data = run_in_memory(["data_engineering"], base)
-        self.arrays = build_training_arrays(self.data["model_input"], self.data["market_context"], self.data["feature_manifest"],
-                                            base["training"], self.data["data_fingerprint"])  # fmt: skip
+        arrays = build_training_arrays(self.data["model_input"], self.data["market_context"], self.data["feature_manifest"],
+                                       base["training"], self.data["data_fingerprint"])  # fmt: skip
+        splits = self.data["splits"]
+        self.fold = int(splits["fold"].max())  # walk-forward: the last fold, whose model a run keeps (one fold: fold 0)
+        self.arrays = fold_arrays(arrays, splits, self.fold, self.data["market_features"], base["normalisation"])
+        self.train_idx, self.val_idx = (split_indices(self.arrays, splits, s, self.fold) for s in ("train", "val"))
+        if self.fold:
+            log.info("walk-forward splits: the study tunes on fold %d's training and validation dates (the last fold's)", self.fold)
         self.graphs = {}
 
     def _graphs(self, graph_params: dict):
@@ -81,12 +90,11 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         from atft_kedro.training.checkpoints import CheckpointStore
         from atft_kedro.training.config import PHASES, TrainConfig
-        from atft_kedro.training.data import split_indices
         from atft_kedro.training.loop import train_phase
 
         params = suggest(trial, self.base)
         graphs = self._graphs(params["graph"])
-        train_idx, val_idx = (split_indices(self.arrays, self.data["splits"], s) for s in ("train", "val"))
+        train_idx, val_idx = self.train_idx, self.val_idx
         scores, step = [], 0
         for n, seed in enumerate(self.seeds):
             cfg = TrainConfig(**{**params["training"], "seed": seed})
