@@ -28,7 +28,7 @@ import torch
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.normalise import market_context_of_fold, stock_features_by_date
-from atft_kedro.features.splits import split_dates
+from atft_kedro.features.splits import kept_fold, split_dates
 from atft_kedro.features.targets import target_columns
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
 from atft_kedro.training.checkpoints import model_from_checkpoint
@@ -104,12 +104,6 @@ def latest_ranking(
     ).with_columns(pl.col(f"score_{h}").rank("ordinal", descending=True).cast(pl.Int32).alias(f"rank_{h}") for h in horizons)
     today = known.filter(pl.col("Date") == as_of).drop("Date")
     return today.join(ranking, on="Code", how="inner").with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
-
-
-def kept_fold(splits: pl.DataFrame) -> int:
-    """The fold whose model a run keeps: the last (a walk-forward run's model is its last fold's,
-    trained on the most recent data; a one-fold run has fold 0 alone)."""
-    return int(splits["fold"].max())
 
 
 def market_context_at(market_features: pl.DataFrame, splits: pl.DataFrame, as_of, clip: float) -> pl.DataFrame:

@@ -63,6 +63,7 @@ class Objective:
     """Builds the data once per process and the graphs once per k; a trial trains every seed."""
 
     def __init__(self, base: dict, seeds: list[int]):
+        from atft_kedro.features.splits import kept_fold
         from atft_kedro.pipelines.in_memory import run_in_memory
         from atft_kedro.pipelines.training.nodes import build_training_arrays
         from atft_kedro.training.data import fold_arrays, split_indices
@@ -72,7 +73,7 @@ class Objective:
         arrays = build_training_arrays(self.data["model_input"], self.data["market_context"], self.data["feature_manifest"],
                                        base["training"], self.data["data_fingerprint"])  # fmt: skip
         splits = self.data["splits"]
-        self.fold = int(splits["fold"].max())  # walk-forward: the last fold, whose model a run keeps (one fold: fold 0)
+        self.fold = kept_fold(splits)  # walk-forward: the last fold, whose model a run keeps (one fold: fold 0)
         self.arrays = fold_arrays(arrays, splits, self.fold, self.data["market_features"], base["normalisation"])
         self.train_idx, self.val_idx = (split_indices(self.arrays, splits, s, self.fold) for s in ("train", "val"))
         if self.fold:

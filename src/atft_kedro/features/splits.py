@@ -99,3 +99,11 @@ def split_dates(splits: pl.DataFrame, name: str, fold: int | None = 0) -> pl.Ser
     if fold is not None:
         rows = rows.filter(pl.col("fold") == fold)
     return rows["Date"].unique().sort()
+
+
+def kept_fold(splits: pl.DataFrame) -> int:
+    """The fold whose model a run keeps: the last (a walk-forward run's model is its last fold's,
+    trained on the most recent data; a one-fold run has fold 0 alone). Training keeps it; inference
+    and tuning read its dates."""
+    return int(splits["fold"].max())
+

@@ -9,6 +9,7 @@ import os
 import polars as pl
 
 from atft_kedro.features.builders import stock_feature_names
+from atft_kedro.features.splits import kept_fold
 from atft_kedro.features.targets import neutralise_targets
 from atft_kedro.graph.store import GraphSet
 from atft_kedro.pipelines.typed import typed
@@ -85,7 +86,7 @@ def train_model(
         fold_rows = [row for p in store.phases() for row in store.load(p, "last")["history"]]
         rows += [{"fold": fold, **row} for row in fold_rows] if len(folds) > 1 else fold_rows
     history = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-    return history, checkpoints.fold(folds[-1]).load(phases[-1], "best")  # its data fingerprint says how its features were normalised
+    return history, checkpoints.fold(kept_fold(splits)).load(phases[-1], "best")  # its data fingerprint says how its features were normalised
 
 
 def plot_training_history(training_history: pl.DataFrame, params: TrainConfig):
