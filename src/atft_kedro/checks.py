@@ -1,4 +1,4 @@
-"""What the configs' ``__post_init__`` checks share."""
+"""What the checks share: the configs' ``__post_init__`` value tests, and an error quoted in a message."""
 
 import math
 
@@ -14,3 +14,11 @@ def number_in(value, low: float = -math.inf, high: float = math.inf, *, below_hi
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
     return (value > low if above_low else value >= low) and (value < high if below_high else value <= high)
+
+
+def error_line(error: BaseException, limit: int = 200) -> str:
+    """``error``'s message as one line to quote: its first line (what follows is often the library's
+    advice about its own options), whitespace squeezed, at most ``limit`` characters."""
+    lines = str(error).strip().splitlines()
+    return " ".join(lines[0].split())[:limit] if lines else ""
+

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from atft_kedro.checks import error_line
 from atft_kedro.data.validation import RawDataError
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,8 @@ def _read(path: Path, reader) -> pl.DataFrame:
     try:
         return reader(path)
     except (pl.exceptions.PolarsError, OSError) as err:
-        detail = " ".join(str(err).strip().splitlines()[0].split())  # polars' own advice (its reader's options) follows
         where = _ragged_line(path) if path.suffix == ".csv" else ""
-        raise RawDataError(f"{path}: cannot be read ({type(err).__name__}: {detail[:200]}){where}") from err
+        raise RawDataError(f"{path}: cannot be read ({type(err).__name__}: {error_line(err)}){where}") from err
 
 
 def _ragged_line(path: Path) -> str:

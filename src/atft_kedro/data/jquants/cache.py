@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from atft_kedro.atomic import atomic_file
+from atft_kedro.checks import error_line
 from atft_kedro.data.jquants.config import JQuantsError
 
 
@@ -43,6 +44,5 @@ class JQuantsCache:
         try:
             return pl.read_parquet(path)
         except Exception as err:  # polars' ComputeError or an OSError, depending on the damage
-            detail = " ".join(str(err).strip().splitlines()[0].split())[:200]
-            raise JQuantsError(f"the J-Quants cache file {path} cannot be read ({type(err).__name__}: {detail}); "
+            raise JQuantsError(f"the J-Quants cache file {path} cannot be read ({type(err).__name__}: {error_line(err)}); "
                                "delete it and run again to fetch that date anew") from err
