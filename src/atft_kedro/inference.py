@@ -108,8 +108,9 @@ def latest_ranking(
 
 def market_context_at(market_features: pl.DataFrame, splits: pl.DataFrame, as_of, clip: float) -> pl.DataFrame:
     """The market context up to ``as_of``, scaled as the kept model was trained with it: with the
-    statistics of its fold's training dates."""
-    return market_context_of_fold(market_features.filter(pl.col("Date") <= as_of), splits, kept_fold(splits), clip)
+    statistics of all its fold's training dates, also where ``as_of`` falls among them (each date's
+    value is its own, scaled: later dates change none before them)."""
+    return market_context_of_fold(market_features, splits, kept_fold(splits), clip).filter(pl.col("Date") <= as_of)
 
 
 def _holds_the_training_dates(market_features: pl.DataFrame, train_dates: pl.Series, model: dict) -> None:

@@ -126,3 +126,20 @@ def test_inference_after_a_walk_forward_run_scales_the_market_context_as_its_las
     first = fold_arrays(out["training_arrays"], out["splits"], 0, out["market_features"], params["normalisation"])
     np.testing.assert_array_equal(context.drop("Date").to_numpy(), arrays.market)  # the last fold's scaling, every date
     assert np.abs(first.market - arrays.market).max() > 0.1  # fold 0's, which it used before, is another
+
+
+def test_inference_on_a_training_date_scales_the_market_context_as_training_did(two_fold_run):
+    """An as-of date among the kept fold's training dates is scaled with the statistics of all of
+    them, as the model was trained: not with those of the training dates up to it."""
+    from atft_kedro.features.splits import kept_fold, split_dates
+    from atft_kedro.inference import market_context_at
+    from atft_kedro.training.data import fold_arrays
+
+    out, params, _ = two_fold_run
+    fold = kept_fold(out["splits"])
+    train = split_dates(out["splits"], "train", fold)
+    as_of = train[len(train) // 2]
+    context = market_context_at(out["market_features"], out["splits"], as_of, params["normalisation"]["clip"])
+    arrays = fold_arrays(out["training_arrays"], out["splits"], fold, out["market_features"], params["normalisation"])
+    assert context["Date"].max() == as_of
+    np.testing.assert_array_equal(context.drop("Date").to_numpy(), arrays.market[: context.height])
