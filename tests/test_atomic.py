@@ -58,3 +58,39 @@ def test_the_datasets_restore_an_interrupted_save(tmp_path, tiny_pipeline):
     (tmp_path / "graphs").rename(tmp_path / ".graphs.old")  # the state a kill between the renames leaves
     assert ds.exists()
     assert len(ds.load()) == len(graphs)
+
+
+def _killed_while_saving(target: Path, folder: bool) -> None:
+    """A process that dies (``os._exit``: no cleanup runs, as under SIGKILL) half way through a save of ``target``."""
+    import subprocess
+    import sys
+
+    save = "atomic_folder(p) as tmp: (tmp / 'data.txt').write_text('half')" if folder else "atomic_file(p) as tmp: open(tmp, 'w').write('half')"
+    code = f"import os; from pathlib import Path; from atft_kedro.atomic import *\np = Path({str(target)!r})\nwith {save}; os._exit(9)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+
+
+@pytest.mark.parametrize("folder", [True, False], ids=["folder", "file"])
+def test_the_next_save_removes_what_a_killed_save_left_and_nothing_else(tmp_path, folder):
+    import os
+    import re
+    import socket
+
+    from atft_kedro.atomic import atomic_file
+
+    target = tmp_path / ("store" if folder else "model.pt")
+    _killed_while_saving(target, folder)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(f".{target.name}.{socket.gethostname()}-")  # the kill left its temporary
+    suffix, dead = (".new" if folder else ".tmp"), re.search(r"-(\d+)\.[^.]+\.\w+$", left[0])[1]  # the killed process's id
+    others = [f".{target.name}.elsewhere-{dead}.abc{suffix}",  # another host's
+              f".{target.name}.{socket.gethostname()}-{os.getpid()}.abc{suffix}",  # a running process's
+              f".{target.name}x.{socket.gethostname()}-{dead}.abc{suffix}", "notes.txt"]  # another target's; a file of the user's  # fmt: skip
+    for name in others:
+        (tmp_path / name).write_text("keep")
+    if folder:
+        _write(target, "whole")
+    else:
+        with atomic_file(target) as tmp:
+            Path(tmp).write_text("whole")
+    assert target.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, *others])
