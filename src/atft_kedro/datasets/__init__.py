@@ -1,6 +1,8 @@
 """Custom Kedro datasets of the project."""
 
+from .files import AtomicJSONDataset, AtomicPolarsDataset, AtomicTextDataset
 from .graph_store import GraphStoreDataset
 from .torch_datasets import CheckpointStoreDataset, TorchCheckpointDataset, TrainingArraysDataset
 
-__all__ = ["CheckpointStoreDataset", "GraphStoreDataset", "TorchCheckpointDataset", "TrainingArraysDataset"]
+__all__ = ["AtomicJSONDataset", "AtomicPolarsDataset", "AtomicTextDataset", "CheckpointStoreDataset", "GraphStoreDataset",
+           "TorchCheckpointDataset", "TrainingArraysDataset"]  # fmt: skip
