@@ -203,3 +203,30 @@ def test_the_cost_hook_logs_each_nodes_time_and_its_own_peak_memory(caplog):
     assert caplog.messages[-1].startswith("where the run's time went, per node: ")
     assert costs["big"] - costs["small"] > 3e8  # each node's own peak: the block was the big node's alone
     assert hook._watch is None  # no watcher left behind
+
+
+def test_an_artifact_that_cannot_be_read_is_named_with_the_command_that_writes_it_again(tmp_path, capsys):
+    """A file a pipeline wrote, damaged since (a run of an older version, a disk, an edit), stops the
+    run in Kedro's runner before any node: one line says which file, why and what to run."""
+    import polars as pl
+    from kedro.io import DatasetError
+
+    from atft_kedro.datasets import AtomicPolarsDataset
+    from atft_kedro.hooks import OneLineErrorHook, unreadable_artifact
+
+    path = tmp_path / "model_input.parquet"
+    pl.DataFrame({"x": list(range(1000))}).write_parquet(path)
+    path.write_bytes(path.read_bytes()[:300])
+    catalog = DataCatalog({"model_input": AtomicPolarsDataset(filepath=str(path), file_format="parquet"), "other": MemoryDataset(0)})
+    with pytest.raises(DatasetError) as raised:
+        catalog.load("model_input")
+    message = unreadable_artifact(raised.value, catalog, project_pipelines())
+    assert message.startswith(f"cannot read model_input ({path}): ")
+    assert "parquet" in message.split(": ", 1)[1].split(". data_engineering")[0].lower()  # what the reader said
+    assert message.endswith("data_engineering writes it: `kedro run --pipelines data_engineering` writes it again "
+                            "(or run everything with `kedro run`), then repeat this command.")  # fmt: skip
+    OneLineErrorHook().on_pipeline_error(error=raised.value, catalog=catalog)
+    assert capsys.readouterr().err.strip() == f"Error: {message}"
+    # any other error, or a dataset no pipeline writes, is Kedro's to report
+    assert unreadable_artifact(ValueError("model_input: Failed while loading data from dataset"), catalog, project_pipelines()) is None
+    assert unreadable_artifact(DatasetError("raw_files: Failed while loading data from dataset X"), catalog, project_pipelines()) is None

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
 
 import click
 from kedro.framework.hooks import hook_impl
-from kedro.io import MemoryDataset
+from kedro.io import DatasetError, MemoryDataset
 
+from atft_kedro.checks import error_line
 from atft_kedro.data.jquants import JQuantsCredentials
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,32 @@ class OneLineErrorHook:
             click.secho(f"Error in node {node.name}: {one_line(error)}", fg="red", bold=True, err=True)
 
 
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, catalog, **kwargs) -> None:
+        problem = unreadable_artifact(error, catalog, project_pipelines())
+        if problem:
+            click.secho(f"Error: {problem}", fg="red", bold=True, err=True)
+
+
 def one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def unreadable_artifact(error: Exception, catalog, registered: dict) -> str | None:
+    """Where a run stopped loading a dataset a pipeline of ``registered`` writes (a file damaged
+    or edited since, or of another version of the project): which file, why, and the command that
+    writes it again -> the message, or None for any other error. (The load fails in Kedro's
+    runner, before the node that reads it, so ``on_node_error`` does not see it.)"""
+    found = re.match(r"(\S+): Failed while loading data from dataset", str(error)) if isinstance(error, DatasetError) else None
+    maker = next((name for name in DATA_ORDER if found and found[1] in registered[name].all_outputs()), None)
+    if maker is None:
+        return None
+    path = getattr(catalog.get(found[1]), "_filepath", None) if found[1] in catalog else None
+    cause = error
+    while cause.__cause__ is not None:  # Kedro's two DatasetErrors around what the reader said
+        cause = cause.__cause__
+    return (f"cannot read {found[1]}{f' ({path})' if path else ''}: {error_line(cause)}. {maker} writes it: "
+            f"`kedro run --pipelines {maker}` writes it again (or run everything with `kedro run`), then repeat this command.")
 
 
 class MissingInputsError(click.ClickException):
