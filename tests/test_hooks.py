@@ -230,3 +230,38 @@ def test_an_artifact_that_cannot_be_read_is_named_with_the_command_that_writes_i
     # any other error, or a dataset no pipeline writes, is Kedro's to report
     assert unreadable_artifact(ValueError("model_input: Failed while loading data from dataset"), catalog, project_pipelines()) is None
     assert unreadable_artifact(DatasetError("raw_files: Failed while loading data from dataset X"), catalog, project_pipelines()) is None
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from atft_kedro.hooks import hold_project_lock
+held = hold_project_lock(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_in_the_project_stops_while_the_first_runs_and_goes_once_it_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from atft_kedro.hooks import OneRunAtATimeHook, ProjectBusyError
+
+    first = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(tmp_path / "data" / ".run.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        second = OneRunAtATimeHook()
+        with pytest.raises(ProjectBusyError, match=rf"another run is using this project's data \(process {first.pid}, since .*: -c .*\)"):
+            second.before_pipeline_run(run_params={"project_path": str(tmp_path)})
+    finally:
+        first.send_signal(signal.SIGKILL)  # no cleanup: the system lets go of the lock
+        first.wait()
+    second.before_pipeline_run(run_params={"project_path": str(tmp_path)})
+    with pytest.raises(ProjectBusyError):  # held now by this run, until it ends ...
+        OneRunAtATimeHook().before_pipeline_run(run_params={"project_path": str(tmp_path)})
+    second.on_pipeline_error()  # ... with an error, say
+    third = OneRunAtATimeHook()
+    third.before_pipeline_run(run_params={"project_path": str(tmp_path)})
+    third.after_pipeline_run()

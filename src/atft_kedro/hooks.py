@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -95,6 +96,68 @@ class MissingInputsHook:
         problem = missing_inputs(pipeline, catalog, project_pipelines())
         if problem:
             raise MissingInputsError(problem)
+
+
+class ProjectBusyError(click.ClickException):
+    """Another run is using this project's data. A ClickException: the command line prints the message, not a traceback."""
+
+
+class OneRunAtATimeHook:
+    """One `kedro run` at a time in a project. Two at once write the same ``data/``: a second run's
+    data_engineering replaces what the first one's training reads, their checkpoints and model.pt
+    cross, and the metrics are neither run's. A run holds an exclusive lock on ``data/.run.lock``
+    while it runs (the system lets go of it when the process ends, however it ends); a second run
+    stops before any node (and before kedro-mlflow opens a run) and says which run holds it. Under
+    torchrun the ranks are one run: rank 0 holds the lock. Registered before the parameter and
+    input checks, so that they, run first, stop a bad command without waiting for the lock."""
+
+    def __init__(self):
+        self._held = None
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict, **kwargs) -> None:
+        if torchrun_rank() == 0:
+            self._held = hold_project_lock(Path(run_params["project_path"]) / "data" / ".run.lock")
+
+    @hook_impl
+    def after_pipeline_run(self, **kwargs) -> None:
+        self._release()
+
+    @hook_impl
+    def on_pipeline_error(self, **kwargs) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.close()  # closing the file lets go of its lock
+            self._held = None
+
+
+def hold_project_lock(path: Path):
+    """Take the exclusive lock on ``path`` and write who holds it -> the open file (the lock lasts
+    while it is open), or None where the system has no ``flock`` (not POSIX). Raises
+    ``ProjectBusyError`` naming the holder when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = open(path, "a+")
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.seek(0)
+        holder = held.read().strip() or "a process that has not said which"
+        held.close()
+        raise ProjectBusyError(
+            f"another run is using this project's data ({holder}), and two runs at once would write over each other's "
+            f"artifacts. Wait for it to end, or run in a copy of the project (seeds side by side: experiments/seeds.py)."
+        ) from None
+    held.seek(0)
+    held.truncate()
+    held.write(f"process {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}")
+    held.flush()
+    return held
 
 
 class ParametersError(click.ClickException):

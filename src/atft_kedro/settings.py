@@ -3,8 +3,8 @@
 import warnings
 
 from atft_kedro.context import ProjectContext
-from atft_kedro.hooks import (DistributedRanksHook, JQuantsCredentialsHook, MissingInputsHook, NodeCostHook, OneLineErrorHook, SummaryHook,
-                              TrackingHook, ParametersHook, torchrun_rank)  # fmt: skip
+from atft_kedro.hooks import (DistributedRanksHook, JQuantsCredentialsHook, MissingInputsHook, NodeCostHook, OneLineErrorHook, OneRunAtATimeHook,
+                              SummaryHook, TrackingHook, ParametersHook, torchrun_rank)  # fmt: skip
 
 
 def quiet_kedro_deprecations() -> None:
@@ -15,7 +15,8 @@ def quiet_kedro_deprecations() -> None:
 
 quiet_kedro_deprecations()
 
-HOOKS = (JQuantsCredentialsHook(), MissingInputsHook(), ParametersHook(), OneLineErrorHook(), TrackingHook(), SummaryHook(), NodeCostHook(), DistributedRanksHook())
+# before_pipeline_run: the tryfirst hooks run last registered first, so the parameter and input checks before the lock
+HOOKS = (JQuantsCredentialsHook(), OneRunAtATimeHook(), MissingInputsHook(), ParametersHook(), OneLineErrorHook(), TrackingHook(), SummaryHook(), NodeCostHook(), DistributedRanksHook())
 
 # under torchrun, rank 0 alone tracks the run in MLflow
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",) if torchrun_rank() > 0 else ()

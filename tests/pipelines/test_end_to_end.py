@@ -4,6 +4,7 @@ project, then one training phase on its own, then the results notebook top to bo
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,21 @@ def test_a_training_value_its_config_refuses_stops_the_run_with_its_message_alon
     err = _kedro(fresh, "--params", TINY + ",training.lr=-1", ok=False).stderr
     assert "Error: Parameter validation failed:" in err and "training lr is the learning rate, >= 0 (0: the phase keeps its start), got -1" in err
     assert "Traceback" not in err and not (fresh / "data").exists()
+
+
+def test_a_run_while_another_runs_in_the_project_stops_before_any_node(tmp_path):
+    from atft_kedro.hooks import hold_project_lock
+
+    fresh = copy_project(tmp_path)
+    held = hold_project_lock(fresh / "data" / ".run.lock")  # this process runs in the project
+    try:
+        err = _kedro(fresh, "--nodes", "load_raw_market", "--params", TINY, ok=False).stderr
+    finally:
+        held.close()
+    assert f"Error: another run is using this project's data (process {os.getpid()}, since " in err and "Traceback" not in err
+    assert not any((fresh / "data").rglob("*.parquet"))  # no node ran
+    with sqlite3.connect(fresh / "mlflow.db") as db:  # kedro-mlflow makes its store as the command starts ...
+        assert db.execute("select count(*) from runs").fetchone() == (0,)  # ... and opened no run
 
 
 def test_kedro_run_runs_all_four_pipelines(project):
