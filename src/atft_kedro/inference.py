@@ -79,6 +79,7 @@ def latest_ranking(
     trained_on = {k: v for k, v in graph_config.items() if k != "edge_attributes"}
     cfg = GraphConfig(**trained_on)
     as_of = _as_of(panel, as_of)
+    _say_if_in_sample(splits, as_of)
     window = TrainConfig(**model["config"]["train"]).window
     dates = panel.filter(pl.col("Date") <= as_of)["Date"].unique().sort()
     recent = dates.tail(window)
@@ -111,6 +112,16 @@ def market_context_at(market_features: pl.DataFrame, splits: pl.DataFrame, as_of
     statistics of all its fold's training dates, also where ``as_of`` falls among them (each date's
     value is its own, scaled: later dates change none before them)."""
     return market_context_of_fold(market_features, splits, kept_fold(splits), clip).filter(pl.col("Date") <= as_of)
+
+
+def _say_if_in_sample(splits: pl.DataFrame, as_of) -> None:
+    """Log a warning where ``as_of`` is among the dates the kept model was fitted or chosen on (its
+    fold's training and validation dates): its ranking there is in-sample, not a forecast."""
+    fold = kept_fold(splits)
+    seen = pl.concat([split_dates(splits, "train", fold), split_dates(splits, "val", fold)])
+    if not seen.is_empty() and seen.min() <= as_of <= seen.max():
+        log.warning("%s is among the dates the model was trained or chosen on (%s .. %s): it has seen the returns that followed, "
+                    "so this ranking is in-sample, not a forecast", as_of, seen.min(), seen.max())  # fmt: skip
 
 
 def _holds_the_training_dates(market_features: pl.DataFrame, train_dates: pl.Series, model: dict) -> None:

@@ -143,3 +143,22 @@ def test_inference_on_a_training_date_scales_the_market_context_as_training_did(
     arrays = fold_arrays(out["training_arrays"], out["splits"], fold, out["market_features"], params["normalisation"])
     assert context["Date"].max() == as_of
     np.testing.assert_array_equal(context.drop("Date").to_numpy(), arrays.market[: context.height])
+
+
+def test_a_ranking_on_a_date_the_model_was_trained_on_is_said_to_be_in_sample(two_fold_run, caplog):
+    import logging
+
+    from atft_kedro.features.splits import kept_fold, split_dates
+    from atft_kedro.pipelines.in_memory import run_in_memory
+
+    out, params, _ = two_fold_run
+    inputs = {k: out[k] for k in ("model", "splits", "graphs", "data_fingerprint")}
+    val = split_dates(out["splits"], "val", kept_fold(out["splits"]))
+    for as_of, in_sample in ((val[len(val) // 2], True), (None, False)):  # a validation date; the data's last
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="atft_kedro.inference"):
+            run_in_memory(["inference"], {**params, "inference": {**params["inference"], "as_of": as_of and str(as_of)}}, inputs=inputs)
+        said = [r.getMessage() for r in caplog.records if "in-sample" in r.getMessage()]
+        assert len(said) == in_sample, said
+        if in_sample:
+            assert said[0].startswith(f"{as_of} is among the dates the model was trained or chosen on ")
