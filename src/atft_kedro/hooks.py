@@ -45,7 +45,6 @@ class OneLineErrorHook:
         if type(error).__module__.startswith("atft_kedro."):
             click.secho(f"Error in node {node.name}: {one_line(error)}", fg="red", bold=True, err=True)
 
-
     @hook_impl
     def on_pipeline_error(self, error: Exception, catalog, **kwargs) -> None:
         problem = unreadable_artifact(error, catalog, project_pipelines())
