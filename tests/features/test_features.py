@@ -100,6 +100,39 @@ def test_no_feature_of_day_t_sees_prices_after_t(tiny_market, built):
     assert not np.allclose(day_before, t2.filter(pl.col("Date") == cut)["target_5d"].to_numpy(), equal_nan=True)
 
 
+def test_a_split_after_day_t_changes_no_feature_of_day_t(tiny_market, built):
+    """A data source's adjusted history is rescaled back from each split (J-Quants' Adjustment*
+    columns as of the download): a stock that splits after t has other adjusted prices and volumes
+    on t than if it had not. No feature of t may tell them apart: a future split would leak."""
+    _, features, _, _ = built
+    quotes = tiny_market.daily_quotes
+    dates = quotes["Date"].unique().sort()
+    cut, split_day = dates[len(dates) // 2], dates[3 * len(dates) // 4]
+    stocks = quotes.filter(pl.col("Date") == dates[0])["Code"].sort()[:5]  # each splits 1:4 on split_day
+    splitter = pl.col("Code").is_in(stocks.implode())
+    after = splitter & (pl.col("Date") >= split_day)
+    # adjusted to the shares after the split: a quarter of the price and 4 times the volume, every day
+    adjusted = [pl.when(splitter).then(pl.col(c) / 4).otherwise(pl.col(c)).alias(c) for c in
+                ("AdjustmentOpen", "AdjustmentHigh", "AdjustmentLow", "AdjustmentClose")]  # fmt: skip
+    raw = [pl.when(after).then(pl.col(c) / 4).otherwise(pl.col(c)).alias(c) for c in ("Open", "High", "Low", "Close")]
+    split = quotes.with_columns(
+        *adjusted, *raw,
+        pl.when(splitter).then(pl.col("AdjustmentVolume") * 4).otherwise(pl.col("AdjustmentVolume")).alias("AdjustmentVolume"),
+        pl.when(after).then(pl.col("Volume") * 4).otherwise(pl.col("Volume")).alias("Volume"),
+        pl.when(pl.col("Code").is_in(stocks.implode()) & (pl.col("Date") == split_day)).then(0.25)
+        .otherwise(pl.col("AdjustmentFactor")).alias("AdjustmentFactor"),
+    )  # fmt: skip
+    f2, _, _ = build_features(build_panel(split, tiny_market.listed_info), tiny_market.topix)
+    known = pl.col("Date") <= cut
+    cols = features.columns[2:]
+    a, b = features.filter(known).sort("Code", "Date"), f2.filter(known).sort("Code", "Date")
+    differ = [c for c in cols if not np.allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-5, atol=1e-6, equal_nan=True)]
+    assert differ == [], differ
+    # and once it has happened a split is a change of units: the same features after it too
+    a, b = features.sort("Code", "Date"), f2.sort("Code", "Date")
+    assert [c for c in cols if not np.allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-5, atol=1e-6, equal_nan=True)] == []
+
+
 def test_targets_look_exactly_h_trading_days_ahead(built):
     panel = built[0]
     targets = build_targets(panel)

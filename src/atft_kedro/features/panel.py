@@ -5,6 +5,14 @@ whose prices carry the last close forward and whose volume is 0, so that every s
 the feature builders counts trading days of the common calendar and ``target_h`` really is h days
 ahead. Adjusted prices are used throughout: features only ever take ratios of prices of one stock up
 to day t, so the later rescaling that a split applies to adjusted history never leaks into them.
+
+Volume is not used adjusted. A source's adjusted volume is its history rescaled back from every
+split up to the download (a stock that splits in a year shows 4 times the volume today for a 1:4
+split), and features take its level (``log_volume``) and its logs across days without trades,
+which would read a split still to come. The panel's ``volume`` is adjusted forward instead: the
+shares traded that day in the stock's shares of its first day in the data, the raw ``Volume``
+divided by the splits up to that day (the cumulative product of ``1 / AdjustmentFactor``): as
+continuous across a split as the adjusted volume, and known on the day.
 """
 
 from __future__ import annotations
@@ -17,9 +25,16 @@ PANEL_PRICE_COLUMNS = {
     "AdjustmentHigh": "high",
     "AdjustmentLow": "low",
     "AdjustmentClose": "close",
-    "AdjustmentVolume": "volume",
     "TurnoverValue": "turnover",
 }
+
+
+def split_adjusted_forward(quotes: pl.DataFrame) -> pl.Expr:
+    """The raw ``Volume`` in the shares of the stock's first day in ``quotes``: divided by the
+    splits up to each day, the cumulative product of ``1 / AdjustmentFactor`` (0.5 on the day a
+    1:2 split takes effect) in date order."""
+    splits = (1.0 / pl.col("AdjustmentFactor")).cum_prod().over("Code", order_by="Date")
+    return (pl.col("Volume") / splits).alias("volume")
 
 
 def _sectors_asof(keys: pl.DataFrame, listed_info: pl.DataFrame) -> pl.DataFrame:
@@ -40,7 +55,7 @@ def build_panel(daily_quotes: pl.DataFrame, listed_info: pl.DataFrame) -> pl.Dat
     """Validated raw quotes -> panel sorted by (Code, Date) with columns
     Date, Code, open, high, low, close, volume, turnover, traded, Sector17Code, Sector33Code, MarketCode."""
     calendar = daily_quotes.select(pl.col("Date").unique().sort()).with_row_index("t")
-    quotes = daily_quotes.select("Date", "Code", *PANEL_PRICE_COLUMNS).rename(PANEL_PRICE_COLUMNS)
+    quotes = daily_quotes.select("Date", "Code", *PANEL_PRICE_COLUMNS, split_adjusted_forward(daily_quotes)).rename(PANEL_PRICE_COLUMNS)
     quotes = quotes.join(calendar, on="Date")
     grid = (
         quotes.group_by("Code")
