@@ -29,10 +29,10 @@ PANEL_PRICE_COLUMNS = {
 }
 
 
-def split_adjusted_forward(quotes: pl.DataFrame) -> pl.Expr:
-    """The raw ``Volume`` in the shares of the stock's first day in ``quotes``: divided by the
-    splits up to each day, the cumulative product of ``1 / AdjustmentFactor`` (0.5 on the day a
-    1:2 split takes effect) in date order."""
+def volume_adjusted_forward() -> pl.Expr:
+    """Over raw quotes: the raw ``Volume`` in the shares of the stock's first day in them, divided
+    by the splits up to each day (the cumulative product of ``1 / AdjustmentFactor``, 0.5 on the
+    day a 1:2 split takes effect, in date order)."""
     splits = (1.0 / pl.col("AdjustmentFactor")).cum_prod().over("Code", order_by="Date")
     return (pl.col("Volume") / splits).alias("volume")
 
@@ -55,7 +55,7 @@ def build_panel(daily_quotes: pl.DataFrame, listed_info: pl.DataFrame) -> pl.Dat
     """Validated raw quotes -> panel sorted by (Code, Date) with columns
     Date, Code, open, high, low, close, volume, turnover, traded, Sector17Code, Sector33Code, MarketCode."""
     calendar = daily_quotes.select(pl.col("Date").unique().sort()).with_row_index("t")
-    quotes = daily_quotes.select("Date", "Code", *PANEL_PRICE_COLUMNS, split_adjusted_forward(daily_quotes)).rename(PANEL_PRICE_COLUMNS)
+    quotes = daily_quotes.select("Date", "Code", *PANEL_PRICE_COLUMNS, volume_adjusted_forward()).rename(PANEL_PRICE_COLUMNS)
     quotes = quotes.join(calendar, on="Date")
     grid = (
         quotes.group_by("Code")
