@@ -21,4 +21,3 @@ def error_line(error: BaseException, limit: int = 200) -> str:
     advice about its own options), whitespace squeezed, at most ``limit`` characters."""
     lines = str(error).strip().splitlines()
     return " ".join(lines[0].split())[:limit] if lines else ""
-

@@ -106,4 +106,3 @@ def kept_fold(splits: pl.DataFrame) -> int:
     trained on the most recent data; a one-fold run has fold 0 alone). Training keeps it; inference
     and tuning read its dates."""
     return int(splits["fold"].max())
-
