@@ -28,6 +28,7 @@ import torch
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.normalise import market_context_of_fold, stock_features_by_date
+from atft_kedro.features.panel import traded_flags
 from atft_kedro.features.splits import kept_fold, split_dates
 from atft_kedro.features.targets import target_columns
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
@@ -84,7 +85,8 @@ def latest_ranking(
     dates = panel.filter(pl.col("Date") <= as_of)["Date"].unique().sort()
     recent = dates.tail(window)
 
-    stock = stock_features_by_date(features.filter(pl.col("Date").is_in(recent.implode())), feature_manifest, clip=clip, rank_groups=rank_groups)
+    latest = features.filter(pl.col("Date").is_in(recent.implode()))
+    stock = stock_features_by_date(latest, feature_manifest, clip=clip, rank_groups=rank_groups, counted=traded_flags(latest, panel))
     known = panel.filter(pl.col("Date").is_in(recent.implode())).select("Date", "Code", "traded", "Sector33Code", "MarketCode")
     model_input = stock.join(known, on=["Date", "Code"]).with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
     _holds_the_training_dates(market_features, split_dates(splits, "train", kept_fold(splits)), model)
@@ -191,14 +193,14 @@ def ranking_summary(ranking: pl.DataFrame, model: dict, top: int = 10, one_day_s
     lines = [
         f"# Ranking for the trading day after {as_of}",
         "",
-        f"{ranking.height} stocks ({int(ranking['traded'].sum())} traded on {as_of}). Model: phase "
+        f"{ranking.height} stocks, every one that traded on {as_of}. Model: phase "
         f"{model['config']['phase']}, {kept_checkpoint(model['epoch'], model['best'])}, trained on "
         f"{fp.get('source', '?')} data `{fp.get('id', '?')}`. Scores are median forecasts of the return, per horizon"
         + (f"; each 5-20 day score leans on the 1-day one ({one_day_share:.0%} of its ranking's weight, `forecast.one_day_share`)."
            if one_day_share else "."),
         "",
     ]
-    shown = ["Code", "Sector33Code", "traded", *[f"score_{h}" for h in horizons], f"q05_{first}", f"q95_{first}"]  # traded: a suspended name is ranked too
+    shown = ["Code", "Sector33Code", *[f"score_{h}" for h in horizons], f"q05_{first}", f"q95_{first}"]
     paths = [c for c in ranking.columns if c.startswith("part_") and c.endswith(f"_{first}")]
     if paths:  # where a name's score comes from: the network, its own features, its neighbours (they sum to the score)
         shown += paths

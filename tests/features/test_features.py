@@ -292,12 +292,15 @@ def test_neutralised_targets_hold_no_sector_or_beta_and_keep_the_rest():
     assert np.corrcoef(known["target_1d"].to_numpy(), known["own"].to_numpy())[0, 1] > 0.99
 
 
-@pytest.mark.xfail(strict=True, reason="known leak (docs/status.md): a suspended stock's rows on the days before it trades again "
-                   "take part in those days' cross-sectional features and z-scores; one never trading again has none")  # fmt: skip
 def test_whether_a_suspended_stock_trades_again_changes_nothing_of_day_t(tiny_market, built):
     """A stock suspended from just before t: in one history it trades again a few days after t, in
-    the other never (delisted while suspended). On day t the two cannot be told apart, so no other
-    stock's features or per-date z-scores of t may differ."""
+    the other never (delisted while suspended). On day t the two cannot be told apart, so nothing
+    of t may differ: no other stock's features or per-date z-scores, no market feature, no graph.
+    (The panel has a row without a trade only where the stock trades again later: each date's
+    cross-section is the stocks that traded that day.)"""
+    from atft_kedro.graph.correlation import GraphConfig, build_graphs
+    from atft_kedro.pipelines.data_engineering.nodes import build_model_input
+
     _, _, _, manifest = built
     quotes = tiny_market.daily_quotes
     dates = quotes["Date"].unique().sort()
@@ -305,15 +308,22 @@ def test_whether_a_suspended_stock_trades_again_changes_nothing_of_day_t(tiny_ma
     stops, resumes = dates[len(dates) // 2 - 2], dates[len(dates) // 2 + 4]
     code = quotes.filter(pl.col("Date") == dates[-1])["Code"].sort()[0]  # listed to the end
     this = pl.col("Code") == code
-    again = quotes.filter(~(this & (pl.col("Date") >= stops) & (pl.col("Date") < resumes)))
-    never = quotes.filter(~(this & (pl.col("Date") >= stops)))
-    scored = []
-    for q in (again, never):
-        features, _, _ = build_features(build_panel(q, tiny_market.listed_info), tiny_market.topix)
-        z = stock_features_by_date(features, manifest)
-        scored.append(z.filter((pl.col("Date") <= cut) & ~this).sort("Code", "Date"))
-    a, b = scored
-    assert a.height == b.height > 0
-    cols = a.columns[2:]
-    differ = [c for c in cols if not np.allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-5, atol=1e-6, equal_nan=True)]
+    known = pl.col("Date") <= cut
+    names = [m["name"] for m in manifest if not m["date_constant"]]
+    seen = []
+    for q in (quotes.filter(~(this & (pl.col("Date") >= stops) & (pl.col("Date") < resumes))), quotes.filter(~(this & (pl.col("Date") >= stops)))):
+        panel = build_panel(q, tiny_market.listed_info)
+        features, market, _ = build_features(panel, tiny_market.topix)
+        model_input = build_model_input(features, build_targets(panel), panel, manifest, {"clip": 5.0})
+        graphs = build_graphs(panel, GraphConfig(k=6, window=40, min_periods=25), dates=dates.filter((dates >= stops) & (dates <= cut)), progress=False)
+        rows = zip(graphs.offsets[:-1], graphs.offsets[1:])
+        edges = {(d, c, tuple(sorted(graphs.codes[lo:hi][n] for n in nbrs if n >= 0)))
+                 for d, (lo, hi) in zip(graphs.dates, rows) for c, nbrs in zip(graphs.codes[lo:hi], graphs.neighbors[lo:hi])}  # fmt: skip
+        seen.append((model_input.filter(known & ~this).sort("Code", "Date"), market.filter(known), edges))
+    (a, ma, ea), (b, mb, eb) = seen
+    assert a.height == b.height > 0 and len(ea) > 0
+    differ = [c for c in names if not np.allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-5, atol=1e-6, equal_nan=True)]
+    differ += [c for c in ma.columns[1:] if not np.allclose(ma[c].to_numpy(), mb[c].to_numpy(), rtol=1e-5, atol=1e-6, equal_nan=True)]
     assert differ == [], differ
+    assert ea == eb
+    assert not any(c == code or code in n for _, c, n in ea)  # suspended on each of these dates: neither a node nor a neighbour

@@ -84,7 +84,7 @@ def test_no_graph_of_day_t_sees_returns_after_t(panel, returns, lead_lag, blend,
 def test_degree_padding_self_exclusion_and_attribute_order(panel):
     cfg = GraphConfig(k=8, window=40, min_periods=25)
     graphs = build_graphs(panel, cfg, progress=False)
-    day = panel.filter(pl.col("Date") == graphs.dates[200]).sort("Code")
+    day = panel.filter((pl.col("Date") == graphs.dates[200]) & pl.col("traded")).sort("Code")  # the nodes: the stocks that traded that day
     g = graphs.graph(graphs.dates[200])
     n = day.height
     nb, attr = g.neighbors.numpy(), g.edge_attr.numpy()

@@ -31,14 +31,14 @@ def trained(tiny_pipeline, tmp_path_factory):
     return {**tiny_pipeline, **run, "params": params, "latest": latest}
 
 
-def test_the_ranking_covers_every_stock_of_the_last_date_as_the_model_scores_it(trained):
+def test_the_ranking_covers_every_stock_that_traded_on_the_last_date_as_the_model_scores_it(trained):
     files = trained["latest"]["ranking_parquet"]
     (name, ranking), = files.items()
     panel = trained["panel"]
     last = panel["Date"].max()
     assert name == f"ranking_{last}" and set(trained["latest"]["ranking_csv"]) == {name}
     traded = set(panel.filter((pl.col("Date") == last) & pl.col("traded"))["Code"])
-    assert traded <= set(ranking["Code"]) and ranking.height == panel.filter(pl.col("Date") == last).height
+    assert set(ranking["Code"]) == traded and ranking["traded"].all()  # a date's cross-section: the stocks that traded that day
     assert sorted(ranking["rank_1d"]) == list(range(1, ranking.height + 1))
     assert (ranking["q05_1d"] <= ranking["score_1d"]).all() and (ranking["score_1d"] <= ranking["q95_1d"]).all()
     # the slow way: the model on the training run's own arrays and graphs, at the last date
@@ -58,7 +58,7 @@ def test_the_ranking_covers_every_stock_of_the_last_date_as_the_model_scores_it(
     summary = trained["latest"]["ranking_summary"][name]
     assert summary.startswith(f"# Ranking for the trading day after {last}") and "## Top 10 by 1d" in summary
     assert "| part_network_1d | part_own_1d | part_neighbours_1d |" in summary
-    assert "| rank | Code | Sector33Code | traded | score_1d |" in summary  # a name that did not trade on the as-of date says so
+    assert "| rank | Code | Sector33Code | score_1d |" in summary and f"{ranking.height} stocks, every one that traded on {last}" in summary
     assert "each 5-20 day score leans on the 1-day one (50% of its ranking's weight, `forecast.one_day_share`)" in summary
 
 

@@ -57,7 +57,8 @@ def test_padded_static_batches_train_as_the_batches_themselves(prepared):
                 torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5 * scale)
         a, b = padded.finish(), plain.finish()
         assert a.steps == b.steps == 1 and a.skipped == b.skipped == []
-        assert a.sums == pytest.approx(b.sums, rel=1e-5, abs=1e-7) and a.gat_norms == pytest.approx(b.gat_norms, rel=1e-5)
+        # the GAT's gradient norm sums the gradients above: the same float32 precision (1.8e-5 apart on one batch of the tiny market)
+        assert a.sums == pytest.approx(b.sums, rel=1e-5, abs=1e-7) and a.gat_norms == pytest.approx(b.gat_norms, rel=1e-4)
         assert all(math.isfinite(v) for v in a.sums.values())
 
 

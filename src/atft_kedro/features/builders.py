@@ -8,6 +8,8 @@ the stock). That avoids a group-by per window, which is what makes the full-size
 
 Stock-level features vary across the cross-section and are normalised per date later; date-constant
 features (market, regime) form the separate market-context table and are never z-scored per date.
+A date's cross-section (sector means, ranks, the market's breadth and dispersion) is the stocks that
+traded that day: a row without a trade exists only where the stock trades again later.
 """
 
 from __future__ import annotations
@@ -200,25 +202,36 @@ def _pct_rank(e: pl.Expr) -> pl.Expr:
     return (e.rank("average") - 1) / (e.count() - 1).clip(lower_bound=1).cast(pl.Float64)
 
 
+def traded_only(e: pl.Expr) -> pl.Expr:
+    """``e`` where the stock traded that day, else null: what enters a date's cross-section. A row
+    without a trade (a suspension) exists only if the stock trades again later, so counting it
+    would tell the other stocks of that day something of the future."""
+    return pl.when(pl.col("traded")).then(e)
+
+
 def _sector_and_rank_exprs() -> list[pl.Expr]:
+    """Each date's sector and cross-sectional features, over the stocks that traded that day (a
+    stock that did not still gets its sector's values; its own ranks are null)."""
     s = ["Date", "Sector33Code"]
     r1, r5, r20 = pl.col("ret_1d"), pl.col("ret_5d"), pl.col("ret_20d")
+    m1, m5, m20 = (traded_only(r).mean().over(s) for r in (r1, r5, r20))
+    traded_in_sector = pl.col("traded").cast(pl.Float64).sum().over(s)
     exprs = [
-        r1.mean().over(s).alias("sector_ret_1d"),
-        r5.mean().over(s).alias("sector_ret_5d"),
-        r20.mean().over(s).alias("sector_ret_20d"),
-        (r1 - r1.mean().over(s)).alias("rel_sector_ret_1d"),
-        (r5 - r5.mean().over(s)).alias("rel_sector_ret_5d"),
-        (r20 - r20.mean().over(s)).alias("rel_sector_ret_20d"),
-        _pct_rank(r5).over(s).alias("sector_rank_ret_5d"),
-        _pct_rank(r20).over(s).alias("sector_rank_ret_20d"),
-        pl.col("vol_20d").mean().over(s).alias("sector_vol_20d"),
-        (r1 > 0).cast(pl.Float64).mean().over(s).alias("sector_breadth"),
-        pl.len().over(s).cast(pl.Float64).log().alias("sector_log_size"),
+        m1.alias("sector_ret_1d"),
+        m5.alias("sector_ret_5d"),
+        m20.alias("sector_ret_20d"),
+        (r1 - m1).alias("rel_sector_ret_1d"),
+        (r5 - m5).alias("rel_sector_ret_5d"),
+        (r20 - m20).alias("rel_sector_ret_20d"),
+        _pct_rank(traded_only(r5)).over(s).alias("sector_rank_ret_5d"),
+        _pct_rank(traded_only(r20)).over(s).alias("sector_rank_ret_20d"),
+        traded_only(pl.col("vol_20d")).mean().over(s).alias("sector_vol_20d"),
+        traded_only((r1 > 0).cast(pl.Float64)).mean().over(s).alias("sector_breadth"),
+        pl.when(traded_in_sector > 0).then(traded_in_sector.log()).alias("sector_log_size"),
     ]
     for _, name, _ in RANK_FEATURES:
         base = pl.col(name.removeprefix("cs_rank_"))
-        exprs.append(_pct_rank(base).over("Date").alias(name))
+        exprs.append(_pct_rank(traded_only(base)).over("Date").alias(name))
     return exprs
 
 
@@ -275,11 +288,12 @@ def build_features(panel: pl.DataFrame, topix: pl.DataFrame) -> tuple[pl.DataFra
     feats = base.with_columns([e.alias(name) for _, name, _, e in stock]).with_columns(_sector_and_rank_exprs())
     stock_names = [name for _, name, _, _ in stock] + [n for _, n, _ in SECTOR_FEATURES + RANK_FEATURES]
     float_cols = [pl.col(n).cast(pl.Float32).fill_nan(None) for n in stock_names]
-    features = feats.select("Date", "Code", *float_cols).collect()
+    features = feats.select("Date", "Code", *float_cols, "traded").collect()
 
-    cross = features.group_by("Date").agg(
+    cross = features.filter(pl.col("traded")).group_by("Date").agg(
         (pl.col("ret_1d") > 0).mean().alias("mkt_breadth"), pl.col("ret_1d").std().alias("mkt_dispersion")
     )
+    features = features.drop("traded")
     market_names = [n for n, _, _ in _market_exprs()] + [n for n, _ in CROSS_MARKET]
     market = (
         market.join(cross, on="Date", how="left")

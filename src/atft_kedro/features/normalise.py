@@ -21,10 +21,11 @@ PARAMETERS = ("clip", "rank_groups")  # the keys of `normalisation` in conf/base
 
 
 def robust_zscore_by_date(
-    features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, eps: float = 1e-8
+    features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, eps: float = 1e-8, counted: pl.Series | None = None
 ) -> pl.DataFrame:
     """Per-date robust z-score of ``columns``; nulls (not yet computable) become 0, the median.
-    Rows keep their order.
+    Rows keep their order. ``counted`` (one bool a row; None: every row): the rows whose values
+    make each date's median and MAD (the stocks that traded that day); every row is scored with them.
 
     Each column is laid out as a [date, stock] grid (NaN where a stock has no value) and the
     medians are read off a row-wise sort: numpy's vectorised sort makes this ~3x faster than
@@ -36,12 +37,17 @@ def robust_zscore_by_date(
     shape = (int(keys["d"].max()) + 1, int(keys["s"].max()) + 1) if features.height else (0, 0)
     cell = keys["d"].to_numpy().astype(np.int64) * shape[1] + keys["s"].to_numpy()  # each row's place in the grid
 
+    left_out = None if counted is None else cell[~counted.to_numpy()]
+
     def one(c: str) -> pl.Series:
         grid = np.full(shape[0] * shape[1], np.nan)
         grid[cell] = features[c].to_numpy()  # nulls -> NaN
-        grid = grid.reshape(shape)
-        med = _row_median(grid)[:, None]
-        mad = _row_median(np.abs(grid - med))[:, None]
+        population = grid.copy() if left_out is not None else grid
+        if left_out is not None:
+            population[left_out] = np.nan
+        grid, population = grid.reshape(shape), population.reshape(shape)
+        med = _row_median(population)[:, None]
+        mad = _row_median(np.abs(population - med))[:, None]
         z = np.clip((grid - med) / (MAD_TO_STD * mad + eps), -clip, clip)
         return pl.Series(c, np.nan_to_num(np.take(z.reshape(-1), cell).astype(np.float32), copy=False))
 
@@ -49,10 +55,13 @@ def robust_zscore_by_date(
         return features.with_columns(list(pool.map(one, columns)))
 
 
-def stock_features_by_date(features: pl.DataFrame, manifest: list[dict], *, clip: float = 5.0, rank_groups=()) -> pl.DataFrame:
+def stock_features_by_date(
+    features: pl.DataFrame, manifest: list[dict], *, clip: float = 5.0, rank_groups=(), counted: pl.Series | None = None
+) -> pl.DataFrame:
     """The stock features as the model and the baselines read them: each per-date robust z-score,
     or, for the features of ``rank_groups`` (manifest groups), the normal scores of their ranks among
-    the date's stocks (``rank_gauss_by_date``). Both from each date's cross-section alone."""
+    the date's stocks (``rank_gauss_by_date``). Both from each date's cross-section alone: the rows
+    ``counted`` (one bool a row, the stocks that traded that day; None: every row)."""
     columns = stock_feature_names(manifest)
     groups = {m["group"] for m in manifest if not m["date_constant"]}  # the market context's are not ranked among stocks
     unknown = set(rank_groups) - groups
@@ -60,20 +69,24 @@ def stock_features_by_date(features: pl.DataFrame, manifest: list[dict], *, clip
         raise ValueError(f"normalisation.rank_groups names {sorted(unknown)}, which are not stock feature groups; the groups are {sorted(groups)}")
     ranked = [m["name"] for m in manifest if m["group"] in set(rank_groups) and m["name"] in columns]
     scored = [c for c in columns if c not in ranked]
-    out = robust_zscore_by_date(features, scored, clip=clip)
-    return rank_gauss_by_date(out, ranked, clip=clip) if ranked else out
+    out = robust_zscore_by_date(features, scored, clip=clip, counted=counted)
+    return rank_gauss_by_date(out, ranked, clip=clip, counted=counted) if ranked else out
 
 
-def rank_gauss_by_date(features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, by: str | list[str] = "Date") -> pl.DataFrame:
+def rank_gauss_by_date(
+    features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, by: str | list[str] = "Date", counted: pl.Series | None = None
+) -> pl.DataFrame:
     """Each of ``columns`` as the normal scores of its ranks among the date's non-null values, ties
     at their mean rank: Phi^-1((rank - 0.5) / n), clipped; nulls become 0, the median. Rows keep
-    their order; ``by``: the groups ranked apart (each date; e.g. each fold's dates). A feature whose
+    their order; ``by``: the groups ranked apart (each date; e.g. each fold's dates); ``counted``
+    (one bool a row; None: every row): the rows ranked, the others 0 as nulls are. A feature whose
     far values the target does not follow (a shadow of the day's candle, at least 0 with a long
     tail) keeps its order and loses its tail's scale."""
     from scipy.special import ndtri
 
-    ranks = features.select(
-        *[(pl.col(c).rank("average").over(by) - 0.5) / pl.col(c).count().over(by) for c in columns]
+    value = (lambda c: pl.col(c)) if counted is None else (lambda c: pl.when(pl.col("_counted")).then(pl.col(c)))
+    ranks = features.with_columns(_counted=counted if counted is not None else pl.lit(True)).select(
+        *[(value(c).rank("average").over(by) - 0.5) / value(c).count().over(by) for c in columns]
     )  # fmt: skip
     return features.with_columns(
         pl.Series(c, np.nan_to_num(np.clip(ndtri(ranks[c].to_numpy().astype(np.float64)), -clip, clip)).astype(np.float32)) for c in columns

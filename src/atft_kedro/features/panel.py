@@ -3,7 +3,8 @@
 Missing days inside a stock's life (suspensions, gaps in the data) become rows with ``traded=False``
 whose prices carry the last close forward and whose volume is 0, so that every shift and window in
 the feature builders counts trading days of the common calendar and ``target_h`` really is h days
-ahead. Adjusted prices are used throughout: features only ever take ratios of prices of one stock up
+ahead. Such a row exists only where the stock trades again later, so it is never part of its date's
+cross-section (features, normalisation, graph and model take the stocks that traded that day). Adjusted prices are used throughout: features only ever take ratios of prices of one stock up
 to day t, so the later rescaling that a split applies to adjusted history never leaks into them.
 
 Volume is not used adjusted. A source's adjusted volume is its history rescaled back from every
@@ -75,6 +76,14 @@ def build_panel(daily_quotes: pl.DataFrame, listed_info: pl.DataFrame) -> pl.Dat
     return panel.select(
         "Date", "Code", *prices, "volume", "turnover", "traded", "Sector17Code", "Sector33Code", "MarketCode"
     ).sort("Code", "Date")
+
+
+def traded_flags(frame: pl.DataFrame, panel: pl.DataFrame) -> pl.Series:
+    """The panel's ``traded`` of each row of ``frame`` (Date, Code; rows keep their order): the rows
+    that make their date's cross-section."""
+    return frame.select("Date", "Code").join(
+        panel.select("Date", "Code", "traded"), on=["Date", "Code"], how="left", maintain_order="left"
+    )["traded"].fill_null(False)
 
 
 def date_stock_cells(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series, np.ndarray, np.ndarray]:

@@ -4,7 +4,8 @@ For date t the window holds the W daily returns of the calendar dates ending at 
 close of t is known when the graph of t is used; lag 1: one day more conservative). A stock's
 returns are standardised on the days it has one; a missing day counts as its window mean (it adds
 nothing to any covariance). Stocks with fewer than ``min_periods`` returns in the window get no
-neighbours and are nobody's neighbour: no edge is ever made up.
+neighbours and are nobody's neighbour: no edge is ever made up. The graph of t has a node for each
+stock that traded on t (one suspended on t is not in that day's cross-section).
 
     rho = Xs^T Xs          one matrix product per date, Xs = sqrt(w) (X - mean) / norm, per column
 
@@ -172,8 +173,8 @@ def return_grid(panel: pl.DataFrame) -> ReturnGrid:
     p = p.with_columns(s=pl.Series(s))
     returns = np.full((len(dates), len(codes)), np.nan)
     returns[d, s] = p["ret"].fill_null(np.nan).to_numpy()
-    present = np.zeros((len(dates), len(codes)), dtype=bool)
-    present[d, s] = True
+    present = np.zeros((len(dates), len(codes)), dtype=bool)  # a date's nodes: the stocks that traded that day
+    present[d, s] = p["traded"].to_numpy()
     turnover = np.full((len(dates), len(codes)), np.nan)
     turnover[d, s] = p["value"].fill_null(np.nan).to_numpy()
     attrs = p.group_by("s").agg(pl.col("Sector33Code").last(), pl.col("MarketCode").last()).sort("s")

@@ -35,7 +35,7 @@ def build_graph_reference(panel: pl.DataFrame | pd.DataFrame, date, cfg: GraphCo
     calendar = sorted(df["Date"].unique())
     t = calendar.index(pd.Timestamp(date))
     end = t + 1 - cfg.lag
-    today = df[df["Date"] == pd.Timestamp(date)].sort_values("Code")
+    today = df[(df["Date"] == pd.Timestamp(date)) & df["traded"]].sort_values("Code")  # the date's nodes: the stocks that traded on it
     codes = list(today["Code"])
     column = {"raw": "ret", "relative": "relative_ret", "sector_relative": "sector_relative_ret"}[cfg.returns]
     shrink = cfg.shrinkage if cfg.method == "ewm_shrunk" else 0.0

@@ -34,7 +34,7 @@ class TrainingArrays:
     codes: np.ndarray  # [S] str
     features: np.ndarray  # [D, S, F] float32 (0 where the stock is absent)
     targets: np.ndarray  # [D, S, 4] float32 (NaN where unknown)
-    present: np.ndarray  # [D, S] bool
+    present: np.ndarray  # [D, S] bool: the stock traded that day (the date's cross-section)
     market: np.ndarray  # [D, M] float32
     feature_names: tuple[str, ...]
     root: str | None = None  # the folder when the arrays are memory maps of it
@@ -110,8 +110,8 @@ def build_arrays(model_input: pl.DataFrame, market_context: pl.DataFrame, featur
     features[d, s] = mi.select(feature_names).to_numpy().astype(np.float32)
     targets = np.full((len(dates), len(codes), len(TARGETS)), np.nan, dtype=np.float32)
     targets[d, s] = mi.select(TARGETS).fill_null(np.nan).to_numpy().astype(np.float32)
-    present = np.zeros((len(dates), len(codes)), dtype=bool)
-    present[d, s] = True
+    present = np.zeros((len(dates), len(codes)), dtype=bool)  # a date's cross-section: the stocks that traded that day
+    present[d, s] = mi["traded"].to_numpy() if "traded" in mi.columns else True
     return TrainingArrays(
         dates=dates.to_numpy().astype("datetime64[D]"), codes=codes.to_numpy().astype(str),
         features=features, targets=targets, present=present,

@@ -9,6 +9,7 @@ import polars as pl
 
 from atft_kedro.data.sources import SourceConfig, load_market
 from atft_kedro.features import builders, normalise, panel, splits, targets
+from atft_kedro.features.panel import traded_flags
 from atft_kedro.pipelines.typed import typed
 from atft_kedro.provenance import data_fingerprint, describe
 
@@ -59,9 +60,11 @@ def make_splits(panel: pl.DataFrame, params: splits.SplitConfig) -> pl.DataFrame
 def build_model_input(
     features: pl.DataFrame, targets: pl.DataFrame, panel: pl.DataFrame, feature_manifest: list[dict], params: dict
 ) -> pl.DataFrame:
-    """Per-date normalised stock features (robust z-scores; ranks for ``rank_groups``) joined with
-    targets and the traded flag."""
-    normalised = normalise.stock_features_by_date(features, feature_manifest, clip=params["clip"], rank_groups=params.get("rank_groups", ()))
+    """Per-date normalised stock features (robust z-scores; ranks for ``rank_groups``; each date's
+    statistics from the stocks that traded that day) joined with targets and the traded flag."""
+    normalised = normalise.stock_features_by_date(
+        features, feature_manifest, clip=params["clip"], rank_groups=params.get("rank_groups", ()), counted=traded_flags(features, panel)
+    )
     return normalised.join(targets, on=["Date", "Code"]).join(
         panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"]
     ).sort("Code", "Date")
