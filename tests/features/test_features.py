@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from atft_kedro.features.builders import build_features, stock_feature_groups
-from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats, stock_features_by_date
+from atft_kedro.features.normalise import robust_zscore_by_date, standardise_with_train_stats
 from atft_kedro.features.panel import build_panel
 from atft_kedro.features.splits import SplitConfig, make_splits
 from atft_kedro.features.targets import build_targets, neutralise_targets
@@ -162,6 +162,21 @@ def test_robust_zscore_uses_only_its_own_date(built):
     x = z.filter(pl.col("Date") == day)["ret_5d"].to_numpy()
     assert abs(np.median(x)) < 1e-6 and np.abs(x).max() <= 5.0
     assert z[cols].null_count().sum_horizontal().item() == 0
+
+
+def test_rows_left_out_of_a_dates_statistics_are_scored_with_the_others():
+    """``counted``: the stocks that traded make each date's median, MAD and ranks; a suspended
+    stock's row is scored against them (z-score) or set to the median (ranks), and moves neither."""
+    from atft_kedro.features.normalise import rank_gauss_by_date
+
+    frame = pl.DataFrame({"Date": [1, 1, 1, 1, 2, 2], "a": [1.0, 2.0, 3.0, 100.0, 5.0, 6.0]})
+    counted = pl.Series([True, True, True, False, True, True])
+    z = robust_zscore_by_date(frame, ["a"], counted=counted)["a"].to_numpy()
+    np.testing.assert_allclose(z, [-1 / 1.4826, 0.0, 1 / 1.4826, 5.0, -0.5 / (1.4826 * 0.5), 0.5 / (1.4826 * 0.5)], atol=1e-5)
+    everyone = robust_zscore_by_date(frame, ["a"])["a"].to_numpy()
+    assert not np.allclose(everyone[:3], z[:3])  # counted, the 100 would move the others' median and MAD
+    r = rank_gauss_by_date(frame, ["a"], counted=counted)["a"].to_numpy()
+    np.testing.assert_allclose(r[:4], [-0.9674216, 0.0, 0.9674216, 0.0], atol=1e-6)  # three ranked; the fourth at the median
 
 
 def test_rank_groups_read_as_per_date_normal_scores_of_ranks_from_their_own_date_alone(built):

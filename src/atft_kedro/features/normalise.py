@@ -42,8 +42,9 @@ def robust_zscore_by_date(
     def one(c: str) -> pl.Series:
         grid = np.full(shape[0] * shape[1], np.nan)
         grid[cell] = features[c].to_numpy()  # nulls -> NaN
-        population = grid.copy() if left_out is not None else grid
-        if left_out is not None:
+        population = grid
+        if left_out is not None:  # scored, but not part of their date's statistics
+            population = grid.copy()
             population[left_out] = np.nan
         grid, population = grid.reshape(shape), population.reshape(shape)
         med = _row_median(population)[:, None]

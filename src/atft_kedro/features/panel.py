@@ -4,8 +4,9 @@ Missing days inside a stock's life (suspensions, gaps in the data) become rows w
 whose prices carry the last close forward and whose volume is 0, so that every shift and window in
 the feature builders counts trading days of the common calendar and ``target_h`` really is h days
 ahead. Such a row exists only where the stock trades again later, so it is never part of its date's
-cross-section (features, normalisation, graph and model take the stocks that traded that day). Adjusted prices are used throughout: features only ever take ratios of prices of one stock up
-to day t, so the later rescaling that a split applies to adjusted history never leaks into them.
+cross-section (features, normalisation, graph and model take the stocks that traded that day).
+Adjusted prices are used throughout: features only ever take ratios of prices of one stock up to
+day t, so the later rescaling that a split applies to adjusted history never leaks into them.
 
 Volume is not used adjusted. A source's adjusted volume is its history rescaled back from every
 split up to the download (a stock that splits in a year shows 4 times the volume today for a 1:4
