@@ -60,7 +60,7 @@ def latest_ranking(
     rank_groups=(),
     one_day_share: float = 0.0,
 ) -> pl.DataFrame:
-    """-> one row per stock of the as-of date: Code, Sector33Code, MarketCode, traded, and per
+    """-> one row per stock that traded on the as-of date: Code, Sector33Code, MarketCode, traded, and per
     horizon the median forecast ``score_{h}``, its quantiles ``q05_{h}`` .. ``q95_{h}`` and
     ``rank_{h}`` (1 = the highest expected return), sorted by ``rank_1d``."""
     names = stock_feature_names(model["feature_manifest"])
