@@ -28,7 +28,6 @@ import torch
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.normalise import market_context_of_fold, stock_features_by_date
-from atft_kedro.features.panel import traded_flags
 from atft_kedro.features.splits import kept_fold, split_dates
 from atft_kedro.features.targets import target_columns
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
@@ -85,10 +84,10 @@ def latest_ranking(
     dates = panel.filter(pl.col("Date") <= as_of)["Date"].unique().sort()
     recent = dates.tail(window)
 
-    latest = features.filter(pl.col("Date").is_in(recent.implode()))
-    stock = stock_features_by_date(latest, feature_manifest, clip=clip, rank_groups=rank_groups, counted=traded_flags(latest, panel))
     known = panel.filter(pl.col("Date").is_in(recent.implode())).select("Date", "Code", "traded", "Sector33Code", "MarketCode")
-    model_input = stock.join(known, on=["Date", "Code"]).with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
+    latest = features.filter(pl.col("Date").is_in(recent.implode())).join(known, on=["Date", "Code"], maintain_order="left")
+    stock = stock_features_by_date(latest, feature_manifest, clip=clip, rank_groups=rank_groups, counted=latest["traded"])
+    model_input = stock.with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
     _holds_the_training_dates(market_features, split_dates(splits, "train", kept_fold(splits)), model)
     context = market_context_at(market_features, splits, as_of, clip)
     arrays = build_arrays(model_input, context.filter(pl.col("Date").is_in(recent.implode())), names)

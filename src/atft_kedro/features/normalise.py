@@ -85,8 +85,8 @@ def rank_gauss_by_date(
     tail) keeps its order and loses its tail's scale."""
     from scipy.special import ndtri
 
-    value = (lambda c: pl.col(c)) if counted is None else (lambda c: pl.when(pl.col("_counted")).then(pl.col(c)))
-    ranks = features.with_columns(_counted=counted if counted is not None else pl.lit(True)).select(
+    value = lambda c: pl.when(pl.col("_counted")).then(pl.col(c))  # noqa: E731  (a row not counted is null: unranked)
+    ranks = features.with_columns(_counted=pl.lit(True) if counted is None else counted).select(
         *[(value(c).rank("average").over(by) - 0.5) / value(c).count().over(by) for c in columns]
     )  # fmt: skip
     return features.with_columns(

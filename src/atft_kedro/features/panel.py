@@ -79,14 +79,6 @@ def build_panel(daily_quotes: pl.DataFrame, listed_info: pl.DataFrame) -> pl.Dat
     ).sort("Code", "Date")
 
 
-def traded_flags(frame: pl.DataFrame, panel: pl.DataFrame) -> pl.Series:
-    """The panel's ``traded`` of each row of ``frame`` (Date, Code; rows keep their order): the rows
-    that make their date's cross-section."""
-    return frame.select("Date", "Code").join(
-        panel.select("Date", "Code", "traded"), on=["Date", "Code"], how="left", maintain_order="left"
-    )["traded"].fill_null(False)
-
-
 def date_stock_cells(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series, np.ndarray, np.ndarray]:
     """The [date, stock] grid of a long frame (one row per Date and Code): its sorted dates and
     codes, and each row's cell (``grid[d[i], s[i]]`` is row i; rows keep their order)."""

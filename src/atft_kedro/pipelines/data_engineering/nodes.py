@@ -9,7 +9,6 @@ import polars as pl
 
 from atft_kedro.data.sources import SourceConfig, load_market
 from atft_kedro.features import builders, normalise, panel, splits, targets
-from atft_kedro.features.panel import traded_flags
 from atft_kedro.pipelines.typed import typed
 from atft_kedro.provenance import data_fingerprint, describe
 
@@ -62,12 +61,13 @@ def build_model_input(
 ) -> pl.DataFrame:
     """Per-date normalised stock features (robust z-scores; ranks for ``rank_groups``; each date's
     statistics from the stocks that traded that day) joined with targets and the traded flag."""
-    normalised = normalise.stock_features_by_date(
-        features, feature_manifest, clip=params["clip"], rank_groups=params.get("rank_groups", ()), counted=traded_flags(features, panel)
+    rows = features.join(targets, on=["Date", "Code"], maintain_order="left").join(
+        panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"], maintain_order="left"
     )
-    return normalised.join(targets, on=["Date", "Code"]).join(
-        panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"]
-    ).sort("Code", "Date")
+    normalised = normalise.stock_features_by_date(
+        rows, feature_manifest, clip=params["clip"], rank_groups=params.get("rank_groups", ()), counted=rows["traded"]
+    )
+    return normalised.sort("Code", "Date")
 
 
 def build_market_context(market_features: pl.DataFrame, splits: pl.DataFrame, params: dict) -> pl.DataFrame:
