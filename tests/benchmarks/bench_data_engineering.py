@@ -19,13 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
-
 
 def run_pipeline(raw_dir: Path) -> dict:
     from atft_kedro.data.files import read_raw_tables
     from atft_kedro.data.validation import validate_market
-    from atft_kedro.features import builders, normalise, panel, splits, targets
+    from atft_kedro.features import builders, panel, splits, targets
+    from atft_kedro.pipelines.data_engineering import nodes
 
     timings = {}
     t0 = time.perf_counter()
@@ -46,10 +45,9 @@ def run_pipeline(raw_dir: Path) -> dict:
     lap("targets")
     sp = splits.make_splits(p["Date"], splits.SplitConfig())
     lap("splits")
-    cols = [m["name"] for m in manifest if not m["date_constant"]]
-    model_input = normalise.robust_zscore_by_date(features, cols).join(tg, on=["Date", "Code"])
-    train = sp.filter(pl.col("split") == "train")["Date"]
-    normalise.standardise_with_train_stats(market_features, [c for c in market_features.columns if c != "Date"], train)
+    params = {"clip": 5.0}  # conf/base's normalisation
+    model_input = nodes.build_model_input(features, tg, p, manifest, params)  # the pipeline's own nodes, as `kedro run` normalises
+    nodes.build_market_context(market_features, sp, params)
     lap("normalise")
     total = sum(timings.values())
     return {
