@@ -20,19 +20,24 @@ import time
 from pathlib import Path
 
 
+def peak_rss_gb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
 def run_pipeline(raw_dir: Path) -> dict:
     from atft_kedro.data.files import read_raw_tables
     from atft_kedro.data.validation import validate_market
     from atft_kedro.features import builders, panel, splits, targets
     from atft_kedro.pipelines.data_engineering import nodes
 
-    timings = {}
+    timings, peaks = {}, {}
     t0 = time.perf_counter()
 
     def lap(name):
         nonlocal t0
         now = time.perf_counter()
         timings[name] = round(now - t0, 2)
+        peaks[name] = peak_rss_gb()  # the process's peak so far: where it rose is the stage that raised it
         t0 = now
 
     market = validate_market(**read_raw_tables(raw_dir))
@@ -59,7 +64,8 @@ def run_pipeline(raw_dir: Path) -> dict:
         "seconds": round(total, 2),
         "rows_per_second": round(p.height / total),
         "stage_seconds": timings,
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gb_after_stage": peaks,
+        "peak_rss_gb": peak_rss_gb(),
     }
 
 

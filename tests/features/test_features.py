@@ -342,3 +342,23 @@ def test_whether_a_suspended_stock_trades_again_changes_nothing_of_day_t(tiny_ma
     assert differ == [], differ
     assert ea == eb
     assert not any(c == code or code in n for _, c, n in ea)  # suspended on each of these dates: neither a node nor a neighbour
+
+
+def test_model_input_is_the_same_whatever_the_rows_order_and_refuses_a_repeated_row(built):
+    """build_model_input joins only the keys and reorders only when it must: the model input comes
+    out in (Code, Date) order, one row a stock and date, with each row's own targets, whatever order
+    the features and targets arrive in; a (Date, Code) given twice is an error that says so."""
+    from atft_kedro.pipelines.data_engineering.nodes import build_model_input
+
+    panel, features, _, manifest = built
+    tg = build_targets(panel)
+    params = {"clip": 5.0}
+    model_input = build_model_input(features, tg, panel, manifest, params)
+    assert model_input.height == features.height
+    assert model_input.select("Code", "Date").equals(features.sort("Code", "Date").select("Code", "Date"))
+    expected = features.join(tg, on=["Date", "Code"]).sort("Code", "Date")["target_5d"]
+    assert model_input["target_5d"].equals(expected, null_equal=True)  # each row's own target, not a neighbour's
+    shuffled = build_model_input(features.sample(fraction=1.0, shuffle=True, seed=3), tg.sample(fraction=1.0, shuffle=True, seed=4), panel, manifest, params)
+    assert shuffled.equals(model_input, null_equal=True)
+    with pytest.raises(ValueError, match="more than once"):
+        build_model_input(features, pl.concat([tg, tg.head(1)]), panel, manifest, params)
