@@ -27,7 +27,7 @@ import torch
 
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
-from atft_kedro.features.normalise import market_context_of_fold, stock_features_by_date
+from atft_kedro.features.normalise import market_context_of_fold, model_input_rows
 from atft_kedro.features.splits import kept_fold, split_dates
 from atft_kedro.features.targets import target_columns
 from atft_kedro.graph.correlation import GraphConfig, build_graphs
@@ -85,8 +85,8 @@ def latest_ranking(
     recent = dates.tail(window)
 
     known = panel.filter(pl.col("Date").is_in(recent.implode())).select("Date", "Code", "traded", "Sector33Code", "MarketCode")
-    latest = features.filter(pl.col("Date").is_in(recent.implode())).join(known, on=["Date", "Code"], maintain_order="left")
-    stock = stock_features_by_date(latest, feature_manifest, clip=clip, rank_groups=rank_groups, counted=latest["traded"])
+    latest = features.filter(pl.col("Date").is_in(recent.implode()))
+    stock = model_input_rows(latest, known, feature_manifest, clip=clip, rank_groups=rank_groups)  # as data_engineering's model input
     model_input = stock.with_columns(pl.lit(None, pl.Float64).alias(c) for c in target_columns())
     _holds_the_training_dates(market_features, split_dates(splits, "train", kept_fold(splits)), model)
     context = market_context_at(market_features, splits, as_of, clip)

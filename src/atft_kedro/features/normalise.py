@@ -74,6 +74,37 @@ def stock_features_by_date(
     return rank_gauss_by_date(out, ranked, clip=clip, counted=counted) if ranked else out
 
 
+def model_input_rows(
+    features: pl.DataFrame, panel: pl.DataFrame, manifest: list[dict], *, clip: float = 5.0, rank_groups=(), targets: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """The rows the model and the baselines read, in (Code, Date) order: ``features``' stock
+    features normalised per date (``stock_features_by_date``, each date's statistics from the stocks
+    that traded that day), then each row's ``targets`` (None: none, as inference has) and the
+    panel's traded flag, sector and market. data_engineering's model input and inference's latest
+    rows are both made here.
+
+    Only the keys are joined: the rest is looked up for ``features``' rows and set beside the
+    normalised features (a horizontal concat shares their buffers), and the rows are reordered only
+    if ``features`` is not already in (Code, Date) order, as ``build_features`` leaves it. At the full
+    size (3,800 stocks) this holds the features and their normalised copy, not also a joined copy
+    and a sorted one (docs/performance.md)."""
+    keys = features.select("Date", "Code")
+    beside = keys if targets is None else keys.join(targets, on=["Date", "Code"], how="left", maintain_order="left")
+    beside = beside.join(
+        panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"], how="left", maintain_order="left"
+    )
+    if beside.height != features.height:
+        raise ValueError(
+            f"the targets or the panel hold a (Date, Code) more than once ({beside.height} rows looked up for "
+            f"{features.height} feature rows); each stock and date must be one row"
+        )
+    normalised = stock_features_by_date(features, manifest, clip=clip, rank_groups=rank_groups, counted=beside["traded"])
+    out = pl.concat([normalised, beside.drop("Date", "Code")], how="horizontal")
+    order = keys.select(pl.arg_sort_by("Code", "Date"))[:, 0]
+    in_order = bool((order == pl.int_range(len(order), dtype=order.dtype, eager=True)).all())
+    return out if in_order else out[order]
+
+
 def rank_gauss_by_date(
     features: pl.DataFrame, columns: list[str], *, clip: float = 5.0, by: str | list[str] = "Date", counted: pl.Series | None = None
 ) -> pl.DataFrame:

@@ -60,29 +60,11 @@ def build_model_input(
     features: pl.DataFrame, targets: pl.DataFrame, panel: pl.DataFrame, feature_manifest: list[dict], params: dict
 ) -> pl.DataFrame:
     """Per-date normalised stock features (robust z-scores; ranks for ``rank_groups``; each date's
-    statistics from the stocks that traded that day) joined with targets and the traded flag.
-
-    Only the keys are joined: the targets, the traded flag, sectors and markets are looked up for
-    ``features``' rows and set beside the normalised features (a horizontal concat shares their
-    buffers), and the rows are reordered only if ``features`` is not already in (Code, Date) order,
-    as ``build_features`` leaves it. At the full size (3,800 stocks) this holds the features and
-    their normalised copy, not also a joined copy and a sorted one (docs/performance.md)."""
-    keys = features.select("Date", "Code")
-    beside = keys.join(targets, on=["Date", "Code"], how="left", maintain_order="left").join(
-        panel.select("Date", "Code", "traded", "Sector33Code", "MarketCode"), on=["Date", "Code"], how="left", maintain_order="left"
+    statistics from the stocks that traded that day) joined with targets and the traded flag
+    (``normalise.model_input_rows``, which inference also calls)."""
+    return normalise.model_input_rows(
+        features, panel, feature_manifest, clip=params["clip"], rank_groups=params.get("rank_groups", ()), targets=targets
     )
-    if beside.height != features.height:
-        raise ValueError(
-            f"build_model_input: the targets or the panel hold a (Date, Code) more than once "
-            f"({beside.height} rows looked up for {features.height} feature rows); each stock and date must be one row"
-        )
-    normalised = normalise.stock_features_by_date(
-        features, feature_manifest, clip=params["clip"], rank_groups=params.get("rank_groups", ()), counted=beside["traded"]
-    )
-    out = pl.concat([normalised, beside.drop("Date", "Code")], how="horizontal")
-    order = keys.select(pl.arg_sort_by("Code", "Date"))[:, 0]
-    in_order = bool((order == pl.int_range(len(order), dtype=order.dtype, eager=True)).all())
-    return out if in_order else out[order]
 
 
 def build_market_context(market_features: pl.DataFrame, splits: pl.DataFrame, params: dict) -> pl.DataFrame:
