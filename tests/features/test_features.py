@@ -344,10 +344,11 @@ def test_whether_a_suspended_stock_trades_again_changes_nothing_of_day_t(tiny_ma
     assert not any(c == code or code in n for _, c, n in ea)  # suspended on each of these dates: neither a node nor a neighbour
 
 
-def test_model_input_is_the_same_whatever_the_rows_order_and_refuses_a_repeated_row(built):
+def test_model_input_is_the_same_whatever_the_rows_order_and_refuses_a_repeated_or_unknown_row(built):
     """build_model_input joins only the keys and reorders only when it must: the model input comes
     out in (Code, Date) order, one row a stock and date, with each row's own targets, whatever order
-    the features and targets arrive in; a (Date, Code) given twice is an error that says so."""
+    the features and targets arrive in; a (Date, Code) given twice, or a feature row the panel
+    lacks, is an error that says so."""
     from atft_kedro.pipelines.data_engineering.nodes import build_model_input
 
     panel, features, _, manifest = built
@@ -362,3 +363,5 @@ def test_model_input_is_the_same_whatever_the_rows_order_and_refuses_a_repeated_
     assert shuffled.equals(model_input, null_equal=True)
     with pytest.raises(ValueError, match="more than once"):
         build_model_input(features, pl.concat([tg, tg.head(1)]), panel, manifest, params)
+    with pytest.raises(ValueError, match="have no panel row"):
+        build_model_input(features, tg, panel.slice(1), manifest, params)

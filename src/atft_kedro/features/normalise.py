@@ -98,6 +98,12 @@ def model_input_rows(
             f"the targets or the panel hold a (Date, Code) more than once ({beside.height} rows looked up for "
             f"{features.height} feature rows); each stock and date must be one row"
         )
+    if beside["traded"].null_count():
+        missing = beside.filter(pl.col("traded").is_null()).row(0, named=True)
+        raise ValueError(
+            f"{beside['traded'].null_count()} feature rows have no panel row (e.g. {missing['Code']} on {missing['Date']}): "
+            "the features were built from another panel; run data_engineering again"
+        )
     normalised = stock_features_by_date(features, manifest, clip=clip, rank_groups=rank_groups, counted=beside["traded"])
     out = pl.concat([normalised, beside.drop("Date", "Code")], how="horizontal")
     order = keys.select(pl.arg_sort_by("Code", "Date"))[:, 0]
