@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 
-def peak_rss_gb() -> float:
+def peak_rss_gib() -> float:
+    """The process's peak resident memory so far, in GiB (Linux reports it in KiB; the run's
+    hooks log decimal GB: 1 GiB = 1.074 GB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
 
@@ -37,7 +39,7 @@ def run_pipeline(raw_dir: Path) -> dict:
         nonlocal t0
         now = time.perf_counter()
         timings[name] = round(now - t0, 2)
-        peaks[name] = peak_rss_gb()  # the process's peak so far: where it rose is the stage that raised it
+        peaks[name] = peak_rss_gib()  # the process's peak so far: where it rose is the stage that raised it
         t0 = now
 
     market = validate_market(**read_raw_tables(raw_dir))
@@ -64,8 +66,8 @@ def run_pipeline(raw_dir: Path) -> dict:
         "seconds": round(total, 2),
         "rows_per_second": round(p.height / total),
         "stage_seconds": timings,
-        "peak_rss_gb_after_stage": peaks,
-        "peak_rss_gb": peak_rss_gb(),
+        "peak_rss_gib_after_stage": peaks,
+        "peak_rss_gib": peak_rss_gib(),
     }
 
 
