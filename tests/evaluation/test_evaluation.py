@@ -613,3 +613,39 @@ def test_the_console_summary_lines_up_every_scorer_and_the_paired_difference():
     paired["1d"]["selection"] = {"mean": -0.00512, "q05": -0.011, "p": 1.0, "draws": 1000}  # what selecting the best after the fact costs
     assert console_summary({"horizons": rows, "paired": paired}).splitlines()[-1] == (
         "    1d  +0.0725 [+0.0236, +0.1213] against ridge, 80 dates (a model as good as each baseline: -0.0051 on average)")
+
+
+def test_each_ranking_is_scored_within_each_dates_liquidity_thirds():
+    """A model that knows the returns of the least liquid third of each date's stocks (by the
+    20-day Amihud illiquidity known that day) and nothing of the rest ranks at 1 there and about 0
+    in the other thirds; each number is the mean over dates of the Spearman correlation within the
+    third, and the report has the table."""
+    from atft_kedro.evaluation.evaluate import LIQUIDITY_BUCKETS, EvaluationConfig, evaluate_predictions
+
+    rng = np.random.default_rng(8)
+    n_dates, n_stocks = 60, 60
+    day = np.repeat(np.arange(n_dates), n_stocks)
+    dates = [D0 + dt.timedelta(days=int(i)) for i in day]
+    illiquid, noise, f = rng.normal(size=(3, len(day)))
+    y = 0.01 * rng.normal(size=len(day))
+    keys = {"Date": dates, "Code": np.tile([f"{i:04d}" for i in range(n_stocks)], n_dates)}
+    features = pl.DataFrame({**keys, "ret_20d": f, "ret_1d": noise, "beta_60d": np.ones(len(day)), "amihud_20d": illiquid})
+    model_input = pl.DataFrame({**keys, "Sector33Code": np.tile(["1", "2"], len(day) // 2), "f": f, "target_1d": y})
+    splits = pl.DataFrame({"fold": 0, "Date": sorted(set(dates)), "split": ["train"] * 30 + ["val"] * 15 + ["test"] * 15})
+    test = model_input.join(features, on=["Date", "Code"]).filter(pl.col("Date") >= D0 + dt.timedelta(days=45))
+    third = ((pl.col("amihud_20d").rank("ordinal").over("Date") - 1) * 3 // pl.len().over("Date")).alias("third")
+    test = test.with_columns(third)
+    predictions = test.select("Date", "Code", pl.when(pl.col("third") == 2).then(pl.col("target_1d")).otherwise(pl.col("ret_1d")).alias("pred_1d"), "target_1d")
+    result = evaluate_predictions(predictions, predictions, features, model_input, pl.DataFrame(), splits, ["f"], EvaluationConfig(BacktestConfig(min_stocks=10)))
+    liquid = result.document["by_liquidity"]
+    assert liquid["feature"] == "amihud_20d" and liquid["buckets"] == LIQUIDITY_BUCKETS == ["most liquid", "middle", "least liquid"]
+    model = liquid["rank_ic"]["1d"]["model"]
+    assert model[2] == pytest.approx(1.0) and abs(model[0]) < 0.15 and abs(model[1]) < 0.15
+    assert set(liquid["rank_ic"]["1d"]) == {"model", "momentum_20d", "reversal_1d", "ridge", "lightgbm"}
+    for b in range(3):  # each third's number, the slow way
+        rows = test.join(predictions.select("Date", "Code", "pred_1d"), on=["Date", "Code"]).filter(pl.col("third") == b)
+        direct = np.mean([stats.spearmanr(g["pred_1d"], g["target_1d"])[0] for _, g in rows.group_by("Date")])
+        assert model[b] == pytest.approx(direct, abs=1e-9)
+    report = markdown_report(result.document, result.counts, {"source": "synthetic", "n_dates": 15, "start": "a", "end": "b", "n_stocks": 60,
+                                                              "quantile": 0.2, "cost_bp": 0})  # fmt: skip
+    assert "## Where the ranking holds: by liquidity" in report and f"| 1d | model | {model[0]:.4f} | {model[1]:.4f} | {model[2]:.4f} |" in report

@@ -237,6 +237,7 @@ def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.n
 
 
 SIGNALS = {"momentum_20d": ("ret_20d", 1.0), "reversal_1d": ("ret_1d", -1.0)}  # name -> (feature, sign)
+LIQUIDITY = "amihud_20d"  # the 20-day Amihud illiquidity (higher: less liquid), the evaluation's liquidity buckets
 
 
 def signals_on_validation(features: pl.DataFrame, model_input: pl.DataFrame, target: str, val_dates, min_stocks: int) -> dict[str, dict]:
@@ -284,8 +285,9 @@ def baseline_frame(
 ) -> tuple[pl.DataFrame, dict, pl.DataFrame | None]:
     """predictions (Date, Code, pred_{h}, target_{h}) joined with every baseline's score columns:
     momentum_20d, reversal_1d, ridge_{h}, lightgbm_{h}, oracle_{h} (oracle only when ``oracle`` has
-    rows), each stock's beta_60d and Sector33Code (to score without the market and sectors) and
-    ``traded`` (which stocks the long-short book may hold)
+    rows), each stock's beta_60d and Sector33Code (to score without the market and sectors), its
+    ``LIQUIDITY`` as it was known at t where the features have it (to score within liquidity
+    buckets) and ``traded`` (which stocks the long-short book may hold)
     -> (frame, {"momentum_20d" and "reversal_1d": {h: {"val_rank_ic"}}, "ridge": {h: {"alpha",
     "val_rank_ic"}}, "lightgbm": {h: {"trees", "val_rank_ic"}}}: each baseline's validation RankIC,
     and what tuning chose; walk-forward: per fold}, LightGBM's forecasts of ``validation``'s rows or
@@ -294,9 +296,10 @@ def baseline_frame(
     keys = predictions.select("Date", "Code")
     # every join keeps the predictions' row order: the ridge scores below are placed by position
     signal_features = sorted({feature for feature, _ in SIGNALS.values()})
-    raw = keys.join(features.select("Date", "Code", *signal_features, "beta_60d"), on=["Date", "Code"], how="left", maintain_order="left")
+    liquidity = [LIQUIDITY] if LIQUIDITY in features.columns else []
+    raw = keys.join(features.select("Date", "Code", *signal_features, "beta_60d", *liquidity), on=["Date", "Code"], how="left", maintain_order="left")
     out = predictions.join(
-        raw.select("Date", "Code", *signal_columns(), "beta_60d"),
+        raw.select("Date", "Code", *signal_columns(), "beta_60d", *liquidity),
         on=["Date", "Code"], how="left", maintain_order="left",
     )  # fmt: skip
     rows = keys.join(model_input, on=["Date", "Code"], how="left", maintain_order="left")

@@ -43,12 +43,14 @@ import polars as pl
 
 from atft_kedro.checks import whole_number
 from atft_kedro.evaluation.backtest import BacktestConfig, BacktestResult, long_short_backtest
-from atft_kedro.evaluation.baselines import BaselineConfig, baseline_frame
+from atft_kedro.evaluation.baselines import LIQUIDITY, BaselineConfig, baseline_frame
 from atft_kedro.evaluation.blend import blend
-from atft_kedro.evaluation.metrics import DailyScores, daily_scores, neutral_scores, overlap_lag, paired_difference, selection_of_the_best, summarise
+from atft_kedro.evaluation.metrics import (DailyScores, daily_scores, neutral_scores, overlap_lag, paired_difference, rank_ic_by_bucket,
+                                          selection_of_the_best, summarise)
 from atft_kedro.evaluation.report import metrics_document
 
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
+LIQUIDITY_BUCKETS = ["most liquid", "middle", "least liquid"]  # thirds of each date's stocks by LIQUIDITY, lowest first
 # the keys of `evaluation` in conf/base/parameters_evaluation.yml (`lightgbm`'s are LightGBMConfig's fields)
 PARAMETERS = ("quantile", "hold_quantile", "cost_bp", "min_stocks", "ridge_alphas", "lightgbm", "blend", "blend_weights", "graph_ablation_seed", "importance_seed",
               "importance_dates")
@@ -123,7 +125,7 @@ def evaluate_predictions(
     blending = validation_predictions is not None and bool(cfg.blend_weights)
     frame, fitted, lightgbm_val = baseline_frame(predictions, features, model_input, oracle, splits, feature_names, horizons, cfg.baselines,
                                                  validation_predictions if blending else None)  # fmt: skip
-    table, neutral, counts, curves, daily, paired, picked, ablation, parts, blended, alike = ({} for _ in range(11))
+    table, neutral, counts, curves, daily, paired, picked, ablation, parts, blended, alike, liquid = ({} for _ in range(12))
     weights_chosen = {}  # per horizon, what the blend's validation chose
     for h in horizons:
         if blending:  # the model and LightGBM blended, LightGBM's weight chosen on validation (evaluation/blend.py)
@@ -149,6 +151,8 @@ def evaluate_predictions(
         ablation[h] = {"with_graph": table[h]["model"]["rank_ic"], "random_endpoints": summarise(shuffled)["rank_ic"],
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
         parts[h] = forecast_parts(frame, h, daily[h]["model"], cfg.min_stocks)
+        if LIQUIDITY in frame.columns:  # does each ranking hold among the stocks a book trades in size?
+            liquid[h] = rank_ic_by_bucket(frame, columns, f"target_{h}", LIQUIDITY, len(LIQUIDITY_BUCKETS), cfg.min_stocks)
         if blending:
             blended[h] = {"chosen": weights_chosen[h], "minus_model": paired_difference(daily[h]["blend"], daily[h]["model"], lag),
                           "minus_lightgbm": paired_difference(daily[h]["blend"], daily[h]["lightgbm"], lag)}  # fmt: skip
@@ -166,7 +170,8 @@ def evaluate_predictions(
         }  # fmt: skip
     parts = {h: p for h, p in parts.items() if p} or None
     document = metrics_document(table, neutral, paired=paired, validation_pick=picked, graph_ablation=ablation, forecast_parts=parts,
-                                baselines=fitted, folds=folds, blend=blended or None, forecast_correlation=alike)  # fmt: skip
+                                baselines=fitted, folds=folds, blend=blended or None, forecast_correlation=alike,
+                                by_liquidity={"feature": LIQUIDITY, "buckets": LIQUIDITY_BUCKETS, "rank_ic": liquid} if liquid else None)  # fmt: skip
     return Evaluation(document, counts, curves, daily, frame)
 
 

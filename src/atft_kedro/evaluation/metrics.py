@@ -61,6 +61,23 @@ def daily_scores(frame: pl.DataFrame, score: str, target: str, min_stocks: int =
     )
 
 
+def rank_ic_by_bucket(frame: pl.DataFrame, columns: dict[str, str], target: str, by: str, n: int = 3, min_stocks: int = 20) -> dict[str, list]:
+    """Each scorer's mean daily RankIC within each of ``n`` buckets of its date's stocks, cut at the
+    date's quantiles of ``by`` (bucket 0: the lowest values) among the rows with a target and a
+    ``by`` -> {scorer: [RankIC of bucket 0, ..., n - 1]} (None where no date has ``min_stocks`` in
+    the bucket). ``columns``: {scorer: its score column}. With ``by`` a point-in-time liquidity
+    measure it says whether a ranking holds among the stocks a book can trade in size or lives in
+    the illiquid tail."""
+    value = pl.col(by)
+    f = frame.filter(value.is_not_null() & value.is_not_nan() & pl.col(target).is_not_null())
+    f = f.with_columns(_bucket=((value.rank("ordinal").over("Date") - 1) * n // value.count().over("Date")).cast(pl.Int32))
+    out = {}
+    for name, column in columns.items():
+        scores = [summarise(daily_scores(f.filter(pl.col("_bucket") == b), column, target, min_stocks))["rank_ic"] for b in range(n)]
+        out[name] = [None if v is None or not np.isfinite(v) else float(v) for v in scores]
+    return out
+
+
 def _ir(x: np.ndarray) -> float:
     return float(x.mean() / x.std(ddof=1)) if len(x) > 1 and x.std(ddof=1) > 0 else float("nan")
 

@@ -39,6 +39,7 @@ def metrics_document(
     folds: dict | None = None,
     blend: dict | None = None,
     forecast_correlation: dict | None = None,
+    by_liquidity: dict | None = None,
 ) -> dict:
     """table[horizon][scorer][key] -> {"horizons": {h: {scorer: {key: value}}}}; NaN -> null. With
     ``neutral`` (the same layout, ``metrics.neutral_scores``'s keys) also {"neutral": ...}; with
@@ -47,12 +48,14 @@ def metrics_document(
     adds), ``baselines`` (what tuning chose), ``folds`` (walk-forward: each fold's test RankIC per
     scorer) and ``blend`` (the model and LightGBM blended: the weight validation chose, the blend minus
     each) and ``forecast_correlation`` (each scorer's forecast against the model's: their mean daily
-    Spearman correlation) those sections as given, cleaned the same way."""
+    Spearman correlation) and ``by_liquidity`` (each scorer's RankIC within each date's liquidity
+    buckets) those sections as given, cleaned the same way."""
     document = {"horizons": _document(table, METRIC_KEYS)}
     if neutral is not None:
         document["neutral"] = _document(neutral, NEUTRAL_KEYS)
     sections = {"paired": paired, "validation_pick": validation_pick, "graph_ablation": graph_ablation, "forecast_parts": forecast_parts,
-                "baselines": baselines, "folds": folds, "blend": blend, "forecast_correlation": forecast_correlation}  # fmt: skip
+                "baselines": baselines, "folds": folds, "blend": blend, "forecast_correlation": forecast_correlation,
+                "by_liquidity": by_liquidity}  # fmt: skip
     for name, section in sections.items():
         if section is not None:
             document[name] = cleaned(section)
@@ -194,6 +197,8 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
         for scorer in dict.fromkeys(name for h in horizons for name in alike[h]):
             lines.append(f"| {scorer} | " + " | ".join(_num(alike[h].get(scorer), "+.2f") for h in horizons) + " |")
         lines.append("")
+    if "by_liquidity" in document:
+        lines += _liquidity_lines(document)
     if "blend" in document:
         lines += [
             "## The model and LightGBM blended",
@@ -307,3 +312,26 @@ def markdown_report(document: dict, counts: dict[str, dict[str, tuple[int, int]]
                 lines.append(f"| {s} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in cells) + " |")
             lines.append("")
     return "\n".join(lines)
+
+
+def _liquidity_lines(document: dict) -> list[str]:
+    """The report's section on each ranking within each date's liquidity buckets: per horizon the
+    model, the best baseline on test and the oracle (every scorer is in ``metrics.json``)."""
+    liquid = document["by_liquidity"]
+    buckets, paired = liquid["buckets"], document.get("paired", {})
+    lines = [
+        "## Where the ranking holds: by liquidity",
+        "",
+        f"Each date's stocks cut into thirds by `{liquid['feature']}` as it was known that day (the 20-day",
+        "Amihud illiquidity: |return| per yen traded), and each scorer's mean daily RankIC within each",
+        "third. A ranking that holds only among the least liquid stocks earns less than its RankIC says",
+        "once a book trades in size; `metrics.json` (`by_liquidity`) has every scorer.",
+        "",
+        "| horizon | scorer | " + " | ".join(buckets) + " |",
+        "|---|---|" + "---|" * len(buckets),
+    ]
+    for h, scores in liquid["rank_ic"].items():
+        best = paired.get(h, {}).get("best_baseline")
+        for scorer in [s for s in ("model", best, "oracle") if s in scores]:
+            lines.append(f"| {h} | {scorer}{' (best baseline)' if scorer == best else ''} | " + " | ".join(_num(v) for v in scores[scorer]) + " |")
+    return [*lines, ""]
