@@ -267,6 +267,7 @@ def test_results_notebook_runs_top_to_bottom(project):
     out = run([sys.executable, script.name], project / "notebooks", {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "share of days with positive RankIC" in out.stdout
+    assert "least liquid" in out.stdout  # the liquidity thirds' table
 
 
 def test_artifacts_of_other_data_stop_the_run_with_the_commands_that_rebuild_them(project, tmp_path):
