@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from atft_kedro.evaluation.baselines import LIQUIDITY, LIQUIDITY_BUCKETS
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.normalise import market_context_of_fold, model_input_rows
@@ -61,7 +62,9 @@ def latest_ranking(
 ) -> pl.DataFrame:
     """-> one row per stock that traded on the as-of date: Code, Sector33Code, MarketCode, traded, and per
     horizon the median forecast ``score_{h}``, its quantiles ``q05_{h}`` .. ``q95_{h}`` and
-    ``rank_{h}`` (1 = the highest expected return), sorted by ``rank_1d``."""
+    ``rank_{h}`` (1 = the highest expected return), with the stock's 20-day Amihud illiquidity and
+    ``liquidity_third`` (1: the most liquid third of the ranked stocks, as the evaluation's
+    ``by_liquidity`` cuts them), sorted by ``rank_1d``."""
     names = stock_feature_names(model["feature_manifest"])
     if stock_feature_names(feature_manifest) != names:
         raise InferenceError(
@@ -105,7 +108,12 @@ def latest_ranking(
         *[c for c in preds.columns if c.startswith(("q", "part_")) and c.split("_")[-1] in horizons],
     ).with_columns(pl.col(f"score_{h}").rank("ordinal", descending=True).cast(pl.Int32).alias(f"rank_{h}") for h in horizons)
     today = known.filter(pl.col("Date") == as_of).drop("Date")
-    return today.join(ranking, on="Code", how="inner").with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
+    out = today.join(ranking, on="Code", how="inner")
+    if LIQUIDITY in features.columns:  # how much each name can be traded in size: the evaluation's liquidity thirds, as of today
+        out = out.join(features.filter(pl.col("Date") == as_of).select("Code", LIQUIDITY), on="Code", how="left", maintain_order="left")
+        third = (pl.col(LIQUIDITY).rank("ordinal") - 1) * len(LIQUIDITY_BUCKETS) // pl.col(LIQUIDITY).count() + 1
+        out = out.with_columns(third.cast(pl.Int8).alias("liquidity_third"))  # 1: the most liquid third of today's ranked stocks
+    return out.with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
 
 
 def market_context_at(market_features: pl.DataFrame, splits: pl.DataFrame, as_of, clip: float) -> pl.DataFrame:

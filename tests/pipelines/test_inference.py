@@ -41,6 +41,12 @@ def test_the_ranking_covers_every_stock_that_traded_on_the_last_date_as_the_mode
     assert set(ranking["Code"]) == traded and ranking["traded"].all()  # a date's cross-section: the stocks that traded that day
     assert sorted(ranking["rank_1d"]) == list(range(1, ranking.height + 1))
     assert (ranking["q05_1d"] <= ranking["score_1d"]).all() and (ranking["score_1d"] <= ranking["q95_1d"]).all()
+    # each name's liquidity as of the date, and its third among the ranked names (1: the most liquid)
+    features = trained["features"].filter(pl.col("Date") == last).select("Code", "amihud_20d")
+    assert ranking.select("Code", "amihud_20d").sort("Code").equals(features.filter(pl.col("Code").is_in(ranking["Code"].implode())).sort("Code"))
+    thirds = ranking.group_by("liquidity_third").agg(pl.col("amihud_20d").min().alias("lo"), pl.col("amihud_20d").max().alias("hi"), pl.len()).sort("liquidity_third")
+    assert thirds["liquidity_third"].to_list() == [1, 2, 3] and (thirds["hi"][:-1] < thirds["lo"][1:]).all()  # ordered, no overlap
+    assert max(thirds["len"]) - min(thirds["len"]) <= 1
     # the slow way: the model on the training run's own arrays and graphs, at the last date
     arrays, model = trained["training_arrays"], trained["model"]
     window = TrainConfig(**model["config"]["train"]).window

@@ -238,6 +238,7 @@ def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.n
 
 SIGNALS = {"momentum_20d": ("ret_20d", 1.0), "reversal_1d": ("ret_1d", -1.0)}  # name -> (feature, sign)
 LIQUIDITY = "amihud_20d"  # the 20-day Amihud illiquidity (higher: less liquid), the evaluation's liquidity buckets
+LIQUIDITY_BUCKETS = ["most liquid", "middle", "least liquid"]  # each date's stocks cut into these by LIQUIDITY, lowest first
 
 
 def signals_on_validation(features: pl.DataFrame, model_input: pl.DataFrame, target: str, val_dates, min_stocks: int) -> dict[str, dict]:

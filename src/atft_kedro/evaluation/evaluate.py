@@ -43,14 +43,13 @@ import polars as pl
 
 from atft_kedro.checks import whole_number
 from atft_kedro.evaluation.backtest import BacktestConfig, BacktestResult, long_short_backtest
-from atft_kedro.evaluation.baselines import LIQUIDITY, BaselineConfig, baseline_frame
+from atft_kedro.evaluation.baselines import LIQUIDITY, LIQUIDITY_BUCKETS, BaselineConfig, baseline_frame
 from atft_kedro.evaluation.blend import blend
 from atft_kedro.evaluation.metrics import (DailyScores, daily_scores, neutral_scores, overlap_lag, paired_difference, rank_ic_by_bucket,
                                           selection_of_the_best, summarise)
 from atft_kedro.evaluation.report import metrics_document
 
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
-LIQUIDITY_BUCKETS = ["most liquid", "middle", "least liquid"]  # thirds of each date's stocks by LIQUIDITY, lowest first
 # the keys of `evaluation` in conf/base/parameters_evaluation.yml (`lightgbm`'s are LightGBMConfig's fields)
 PARAMETERS = ("quantile", "hold_quantile", "cost_bp", "min_stocks", "ridge_alphas", "lightgbm", "blend", "blend_weights", "graph_ablation_seed", "importance_seed",
               "importance_dates")
