@@ -635,7 +635,8 @@ def test_each_ranking_is_scored_within_each_dates_liquidity_thirds():
     test = model_input.join(features, on=["Date", "Code"]).filter(pl.col("Date") >= D0 + dt.timedelta(days=45))
     third = ((pl.col("amihud_20d").rank("ordinal").over("Date") - 1) * 3 // pl.len().over("Date")).alias("third")
     test = test.with_columns(third)
-    predictions = test.select("Date", "Code", pl.when(pl.col("third") == 2).then(pl.col("target_1d")).otherwise(pl.col("ret_1d")).alias("pred_1d"), "target_1d")
+    knows = pl.when(pl.col("third") == 2).then(100 * pl.col("target_1d")).otherwise(pl.col("ret_1d"))  # both on one scale
+    predictions = test.select("Date", "Code", knows.alias("pred_1d"), "target_1d")
     result = evaluate_predictions(predictions, predictions, features, model_input, pl.DataFrame(), splits, ["f"], EvaluationConfig(BacktestConfig(min_stocks=10)))
     liquid = result.document["by_liquidity"]
     assert liquid["feature"] == "amihud_20d" and liquid["buckets"] == LIQUIDITY_BUCKETS == ["most liquid", "middle", "least liquid"]
@@ -649,3 +650,10 @@ def test_each_ranking_is_scored_within_each_dates_liquidity_thirds():
     report = markdown_report(result.document, result.counts, {"source": "synthetic", "n_dates": 15, "start": "a", "end": "b", "n_stocks": 60,
                                                               "quantile": 0.2, "cost_bp": 0})  # fmt: skip
     assert "## Where the ranking holds: by liquidity" in report and f"| 1d | model | {model[0]:.4f} | {model[1]:.4f} | {model[2]:.4f} |" in report
+    # the long-short book on the two more liquid thirds alone: what it knows is gone from it
+    without = liquid["ls_sharpe_without_least_liquid"]["1d"]["model"]
+    everything = result.document["horizons"]["1d"]["model"]["ls_sharpe"]
+    assert everything > 5 and without < everything - 5
+    liquid_rows = result.frame.join(test.select("Date", "Code", "third"), on=["Date", "Code"]).filter(pl.col("third") < 2)
+    slow = long_short_backtest(liquid_rows, "pred_1d", "target_1d", 1, BacktestConfig(min_stocks=10)).summary()["ls_sharpe"]
+    assert without == pytest.approx(slow, abs=1e-6)  # metrics.json keeps six decimals

@@ -46,7 +46,7 @@ from atft_kedro.evaluation.backtest import BacktestConfig, BacktestResult, long_
 from atft_kedro.evaluation.baselines import LIQUIDITY, LIQUIDITY_BUCKETS, BaselineConfig, baseline_frame
 from atft_kedro.evaluation.blend import blend
 from atft_kedro.evaluation.metrics import (DailyScores, daily_scores, neutral_scores, overlap_lag, paired_difference, rank_ic_by_bucket,
-                                          selection_of_the_best, summarise)
+                                          selection_of_the_best, summarise, with_buckets)
 from atft_kedro.evaluation.report import metrics_document
 
 BASELINES = ("momentum_20d", "reversal_1d", "ridge", "lightgbm")
@@ -151,7 +151,7 @@ def evaluate_predictions(
                        "difference": paired_difference(daily[h]["model"], shuffled, lag)}  # fmt: skip
         parts[h] = forecast_parts(frame, h, daily[h]["model"], cfg.min_stocks)
         if LIQUIDITY in frame.columns:  # does each ranking hold among the stocks a book trades in size?
-            liquid[h] = rank_ic_by_bucket(frame, columns, f"target_{h}", LIQUIDITY, len(LIQUIDITY_BUCKETS), cfg.min_stocks)
+            liquid[h] = _by_liquidity(frame, columns, h, cfg)
         if blending:
             blended[h] = {"chosen": weights_chosen[h], "minus_model": paired_difference(daily[h]["blend"], daily[h]["model"], lag),
                           "minus_lightgbm": paired_difference(daily[h]["blend"], daily[h]["lightgbm"], lag)}  # fmt: skip
@@ -170,8 +170,26 @@ def evaluate_predictions(
     parts = {h: p for h, p in parts.items() if p} or None
     document = metrics_document(table, neutral, paired=paired, validation_pick=picked, graph_ablation=ablation, forecast_parts=parts,
                                 baselines=fitted, folds=folds, blend=blended or None, forecast_correlation=alike,
-                                by_liquidity={"feature": LIQUIDITY, "buckets": LIQUIDITY_BUCKETS, "rank_ic": liquid} if liquid else None)  # fmt: skip
+                                by_liquidity=_liquidity_document(liquid) if liquid else None)  # fmt: skip
     return Evaluation(document, counts, curves, daily, frame)
+
+
+def _by_liquidity(frame: pl.DataFrame, columns: dict[str, str], h: str, cfg: EvaluationConfig) -> dict:
+    """Each scorer at ``h`` within each date's liquidity buckets (by ``LIQUIDITY``, as known that
+    day): its RankIC in each, and the long-short book's Sharpe after costs with the least liquid
+    bucket left out of the universe (the book a fund that cannot trade the illiquid tail holds)."""
+    bucketed = with_buckets(frame, LIQUIDITY, len(LIQUIDITY_BUCKETS), f"target_{h}")
+    tradable = bucketed.filter(pl.col("_bucket") < len(LIQUIDITY_BUCKETS) - 1)
+    return {"rank_ic": rank_ic_by_bucket(bucketed, columns, f"target_{h}", len(LIQUIDITY_BUCKETS), cfg.min_stocks),
+            "ls_sharpe": {name: long_short_backtest(tradable, col, f"target_{h}", int(h[:-1]), cfg.backtest).summary()["ls_sharpe"]
+                          for name, col in columns.items()}}  # fmt: skip
+
+
+def _liquidity_document(liquid: dict) -> dict:
+    """``by_liquidity`` in metrics.json: the buckets, then per horizon each scorer's RankIC in each
+    bucket and its long-short Sharpe with the least liquid bucket left out."""
+    return {"feature": LIQUIDITY, "buckets": LIQUIDITY_BUCKETS, "rank_ic": {h: v["rank_ic"] for h, v in liquid.items()},
+            "ls_sharpe_without_least_liquid": {h: v["ls_sharpe"] for h, v in liquid.items()}}  # fmt: skip
 
 
 def forecast_parts(frame: pl.DataFrame, h: str, forecast: DailyScores, min_stocks: int) -> dict[str, dict]:

@@ -61,19 +61,22 @@ def daily_scores(frame: pl.DataFrame, score: str, target: str, min_stocks: int =
     )
 
 
-def rank_ic_by_bucket(frame: pl.DataFrame, columns: dict[str, str], target: str, by: str, n: int = 3, min_stocks: int = 20) -> dict[str, list]:
-    """Each scorer's mean daily RankIC within each of ``n`` buckets of its date's stocks, cut at the
-    date's quantiles of ``by`` (bucket 0: the lowest values) among the rows with a target and a
-    ``by`` -> {scorer: [RankIC of bucket 0, ..., n - 1]} (None where no date has ``min_stocks`` in
-    the bucket). ``columns``: {scorer: its score column}. With ``by`` a point-in-time liquidity
-    measure it says whether a ranking holds among the stocks a book can trade in size or lives in
-    the illiquid tail."""
+def with_buckets(frame: pl.DataFrame, by: str, n: int, target: str) -> pl.DataFrame:
+    """The rows with a target and a ``by``, each with ``_bucket``: its place among ``n`` buckets of
+    its date's stocks, cut at the date's quantiles of ``by`` (bucket 0: the lowest values)."""
     value = pl.col(by)
     f = frame.filter(value.is_not_null() & value.is_not_nan() & pl.col(target).is_not_null())
-    f = f.with_columns(_bucket=((value.rank("ordinal").over("Date") - 1) * n // value.count().over("Date")).cast(pl.Int32))
+    return f.with_columns(_bucket=((value.rank("ordinal").over("Date") - 1) * n // value.count().over("Date")).cast(pl.Int32))
+
+
+def rank_ic_by_bucket(bucketed: pl.DataFrame, columns: dict[str, str], target: str, n: int, min_stocks: int = 20) -> dict[str, list]:
+    """Each scorer's mean daily RankIC within each of the ``n`` buckets of ``bucketed`` (``with_buckets``)
+    -> {scorer: [RankIC of bucket 0, ..., n - 1]} (None where no date has ``min_stocks`` in the
+    bucket). ``columns``: {scorer: its score column}. With a point-in-time liquidity measure it says
+    whether a ranking holds among the stocks a book can trade in size or lives in the illiquid tail."""
     out = {}
     for name, column in columns.items():
-        scores = [summarise(daily_scores(f.filter(pl.col("_bucket") == b), column, target, min_stocks))["rank_ic"] for b in range(n)]
+        scores = [summarise(daily_scores(bucketed.filter(pl.col("_bucket") == b), column, target, min_stocks))["rank_ic"] for b in range(n)]
         out[name] = [None if v is None or not np.isfinite(v) else float(v) for v in scores]
     return out
 

@@ -325,13 +325,18 @@ def _liquidity_lines(document: dict) -> list[str]:
         f"Each date's stocks cut into thirds by `{liquid['feature']}` as it was known that day (the 20-day",
         "Amihud illiquidity: |return| per yen traded), and each scorer's mean daily RankIC within each",
         "third. A ranking that holds only among the least liquid stocks earns less than its RankIC says",
-        "once a book trades in size; `metrics.json` (`by_liquidity`) has every scorer.",
+        "once a book trades in size: the last columns are the long-short book's Sharpe after costs on every",
+        "stock, and with the least liquid third left out of its universe. `metrics.json` (`by_liquidity`)",
+        "has every scorer.",
         "",
-        "| horizon | scorer | " + " | ".join(buckets) + " |",
-        "|---|---|" + "---|" * len(buckets),
+        "| horizon | scorer | " + " | ".join(buckets) + " | LS Sharpe | LS Sharpe, least liquid third out |",
+        "|---|---|" + "---|" * (len(buckets) + 2),
     ]
+    without = liquid.get("ls_sharpe_without_least_liquid", {})
     for h, scores in liquid["rank_ic"].items():
         best = paired.get(h, {}).get("best_baseline")
         for scorer in [s for s in ("model", best, "oracle") if s in scores]:
-            lines.append(f"| {h} | {scorer}{' (best baseline)' if scorer == best else ''} | " + " | ".join(_num(v) for v in scores[scorer]) + " |")
+            sharpe = document["horizons"].get(h, {}).get(scorer, {}).get("ls_sharpe")
+            cells = [*(_num(v) for v in scores[scorer]), _num(sharpe, ".2f"), _num(without.get(h, {}).get(scorer), ".2f")]
+            lines.append(f"| {h} | {scorer}{' (best baseline)' if scorer == best else ''} | " + " | ".join(cells) + " |")
     return [*lines, ""]
