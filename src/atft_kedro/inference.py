@@ -26,6 +26,7 @@ import polars as pl
 import torch
 
 from atft_kedro.evaluation.baselines import LIQUIDITY, LIQUIDITY_BUCKETS
+from atft_kedro.evaluation.metrics import bucket_of
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.builders import stock_feature_names
 from atft_kedro.features.normalise import market_context_of_fold, model_input_rows
@@ -111,8 +112,8 @@ def latest_ranking(
     out = today.join(ranking, on="Code", how="inner")
     if LIQUIDITY in features.columns:  # how much each name can be traded in size: the evaluation's liquidity thirds, as of today
         out = out.join(features.filter(pl.col("Date") == as_of).select("Code", LIQUIDITY), on="Code", how="left", maintain_order="left")
-        third = (pl.col(LIQUIDITY).rank("ordinal") - 1) * len(LIQUIDITY_BUCKETS) // pl.col(LIQUIDITY).count() + 1
-        out = out.with_columns(third.cast(pl.Int8).alias("liquidity_third"))  # 1: the most liquid third of today's ranked stocks
+        third = bucket_of(LIQUIDITY, len(LIQUIDITY_BUCKETS)) + 1  # 1: the most liquid third of today's ranked stocks
+        out = out.with_columns(third.cast(pl.Int8).alias("liquidity_third"))
     return out.with_columns(pl.lit(as_of).alias("as_of")).sort(f"rank_{horizons[0]}")
 
 

@@ -61,12 +61,19 @@ def daily_scores(frame: pl.DataFrame, score: str, target: str, min_stocks: int =
     )
 
 
+def bucket_of(by: str, n: int) -> pl.Expr:
+    """Each row's place among ``n`` buckets of the rows (of each group, with ``.over``), cut at their
+    quantiles of ``by``: 0 for the lowest values, ``n - 1`` for the highest; null where ``by`` is."""
+    value = pl.col(by)
+    return (value.rank("ordinal") - 1) * n // value.count()
+
+
 def with_buckets(frame: pl.DataFrame, by: str, n: int, target: str) -> pl.DataFrame:
     """The rows with a target and a ``by``, each with ``_bucket``: its place among ``n`` buckets of
-    its date's stocks, cut at the date's quantiles of ``by`` (bucket 0: the lowest values)."""
+    its date's stocks (``bucket_of``, per date)."""
     value = pl.col(by)
     f = frame.filter(value.is_not_null() & value.is_not_nan() & pl.col(target).is_not_null())
-    return f.with_columns(_bucket=((value.rank("ordinal").over("Date") - 1) * n // value.count().over("Date")).cast(pl.Int32))
+    return f.with_columns(_bucket=bucket_of(by, n).over("Date").cast(pl.Int32))
 
 
 def rank_ic_by_bucket(bucketed: pl.DataFrame, columns: dict[str, str], target: str, n: int, min_stocks: int = 20) -> dict[str, list]:
