@@ -84,7 +84,7 @@ def rank_ic_by_bucket(bucketed: pl.DataFrame, columns: dict[str, str], target: s
     out = {}
     for name, column in columns.items():
         scores = [summarise(daily_scores(bucketed.filter(pl.col("_bucket") == b), column, target, min_stocks))["rank_ic"] for b in range(n)]
-        out[name] = [None if v is None or not np.isfinite(v) else float(v) for v in scores]
+        out[name] = [float(v) if np.isfinite(v) else None for v in scores]  # summarise gives NaN for a bucket without a scored date
     return out
 
 
