@@ -1215,7 +1215,7 @@ def test_a_forecast_that_ranks_backwards_gets_the_fit_of_what_it_leaves():
     the skip is the ridge fit of what the forecast leaves; otherwise forecast + skip is a positive
     multiple of the fit beside it."""
     from atft_kedro.evaluation.baselines import ridge_solve
-    from atft_kedro.training.starts import set_beside_forecast
+    from atft_kedro.training.starts import design_moments, set_beside_forecast
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 3))
@@ -1225,7 +1225,7 @@ def test_a_forecast_that_ranks_backwards_gets_the_fit_of_what_it_leaves():
         forecast = np.zeros((500, 4))
         forecast[:, col] = sign * 4.0 * (y[:, col] + rng.normal(size=500))
         linear = torch.nn.Linear(3, 1).double()
-        set_beside_forecast(linear, (1,), x, y, forecast, alpha=5.0)
+        set_beside_forecast(linear, (1,), design_moments(x, y, forecast, (1,)), alpha=5.0)
         w, b = linear.weight[0].detach().numpy(), float(linear.bias[0].detach())
         if sign < 0:
             np.testing.assert_allclose(np.append(w, b), ridge_solve(x, y[:, 0] - forecast[:, 0], 5.0), rtol=1e-10)
@@ -1233,6 +1233,34 @@ def test_a_forecast_that_ranks_backwards_gets_the_fit_of_what_it_leaves():
             joint = ridge_solve(np.hstack([x, forecast[:, :1]]), y[:, 0], 5.0)
             assert joint[3] > 0
             np.testing.assert_allclose(np.append(w, b) * joint[3], np.append(joint[:3], joint[4]), rtol=1e-10)
+
+
+def test_the_neighbour_fits_from_summed_moments_are_the_fits_of_the_rows():
+    """The neighbour skip's fits come from per-date moments summed (``design_moments``,
+    ``ridge_of_moments``), never from the rows held together: the same coefficients as the ridge
+    on the stacked rows' design (``with_intercept``), beside the forecast and on what it leaves,
+    with columns read as 0, where a horizon's targets are missing on some rows."""
+    from atft_kedro.evaluation.baselines import solve_ridge_design, with_intercept
+    from atft_kedro.training.starts import design_moments, ridge_of_moments
+
+    rng = np.random.default_rng(1)
+    x, forecast = rng.normal(size=(900, 6)), rng.normal(size=(900, 4))
+    y = x @ rng.normal(size=(6, 4)) + forecast + rng.normal(size=(900, 4))
+    y[rng.random(900) < 0.1, 3] = np.nan  # the 20-day target missing on some rows
+    dates = np.split(np.arange(900), [250, 600])
+    parts = [design_moments(x[d], y[d], forecast[d], (1, 20)) for d in dates]
+    summed = {h: sum(p[h] for p in parts) for h in (1, 20)}
+    for h in (1, 20):
+        col = (1, 5, 10, 20).index(h)
+        ok = np.isfinite(y[:, col])
+        for zeroed in (0, 2):
+            beside = solve_ridge_design(with_intercept(x, ok, extra=forecast[:, col : col + 1], zeroed=zeroed), y[ok, col], 5.0)
+            leaves = solve_ridge_design(with_intercept(x, ok, zeroed=zeroed), y[ok, col] - forecast[ok, col], 5.0)
+            np.testing.assert_allclose(ridge_of_moments(summed[h], 5.0, beside=True, zeroed=zeroed), beside, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(ridge_of_moments(summed[h], 5.0, beside=False, zeroed=zeroed), leaves, rtol=1e-9, atol=1e-12)
+            assert (ridge_of_moments(summed[h], 5.0, beside=True, zeroed=zeroed)[:zeroed] == 0).all()
+        assert abs(beside[-2]) > 0.5  # the forecast carries weight in the joint fit: the two fits differ
+        assert not np.allclose(beside[:6], leaves[:6])
 
 
 def test_a_phase_never_ends_below_its_start_on_validation(prepared, tmp_path):

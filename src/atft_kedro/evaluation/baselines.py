@@ -209,12 +209,19 @@ def solve_ridge_path(design: np.ndarray, y: np.ndarray, alphas, weights: np.ndar
     x = torch.from_numpy(design)
     with torch_threads(1):
         gram, moment = x.T @ x, x.T @ torch.from_numpy(y)
-        out = []
-        for alpha in alphas:
-            penalty = alpha * torch.eye(x.shape[1], dtype=torch.float64)
-            penalty[-1, -1] = 0.0
-            out.append(torch.linalg.solve(gram + penalty, moment).numpy())
-        return out
+        return [solve_ridge_gram(gram, moment, alpha) for alpha in alphas]
+
+
+def solve_ridge_gram(gram, moment, alpha: float) -> np.ndarray:
+    """The ridge coefficients from a design's products alone, ``gram`` = D'D and ``moment`` = D'y
+    (float64 torch tensors; the intercept's column last, unpenalised): a fit whose rows are summed
+    up date by date never holds them together."""
+    import torch
+
+    penalty = alpha * torch.eye(gram.shape[0], dtype=torch.float64)
+    penalty[-1, -1] = 0.0
+    with torch_threads(1):
+        return torch.linalg.solve(gram + penalty, moment).numpy()
 
 
 def covariance_weights(x: np.ndarray, y: np.ndarray) -> np.ndarray:

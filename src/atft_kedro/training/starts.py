@@ -34,13 +34,21 @@ log = logging.getLogger(__name__)
 def training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(last-day features [rows, F], targets less each date's mean, in the model's units [rows, 4])
     of the training dates' stocks, date by date, each date's stocks in Code order (DateDataset's)."""
-    x, y = [], []
-    for t in np.asarray(train_idx):
-        members = np.flatnonzero(arrays.present[t])
-        target = np.asarray(arrays.targets[t, members], dtype=np.float64)  # (n, 4)
-        x.append(np.asarray(arrays.features[t, members], dtype=np.float64))
-        y.append((target - np.nanmean(target, axis=0)) / scale)
-    return np.vstack(x), np.vstack(y)
+    train_idx = np.asarray(train_idx)
+    bounds = np.concatenate([[0], np.cumsum(arrays.present[train_idx].sum(1))])
+    x, y = np.empty((bounds[-1], arrays.features.shape[2])), np.empty((bounds[-1], len(HORIZONS)))
+    for t, start, stop in zip(train_idx, bounds[:-1], bounds[1:]):  # filled date by date: one copy, not a list and its stack
+        members, y[start:stop] = date_targets(arrays, t, scale)
+        x[start:stop] = arrays.features[t, members]
+    return x, y
+
+
+def date_targets(arrays: TrainingArrays, t: int, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Date ``t``'s stocks (their columns in ``arrays``, Code order) and their targets less the
+    date's mean, in the model's units ([n, 4], float64): ``training_rows``' rows of that date."""
+    members = np.flatnonzero(arrays.present[t])
+    target = np.asarray(arrays.targets[t, members], dtype=np.float64)  # (n, 4)
+    return members, (target - np.nanmean(target, axis=0)) / scale
 
 
 def ranked_by_date(y: np.ndarray, sizes) -> np.ndarray:
@@ -178,21 +186,9 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
     forecast is that sum (the model's own forecast up to float rounding), one pass over the
     validation dates instead of one per candidate. -> the candidates, their scores and what each
     horizon kept (None without ``validation``)."""
-    _, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
-    linear = model.neighbour.linear
-    x, forecast, filled = np.empty((len(y), linear.in_features)), np.empty((len(y), len(HORIZON_KEYS))), 0  # filled date by date: one copy
-    model.eval()
-    for b, x_date in neighbour_inputs(model, DateDataset(arrays, graphs, train_idx, window)):  # training_rows' rows, in order
-        out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
-        rows = slice(filled, filled + len(x_date))
-        x[rows] = x_date
-        forecast[rows] = np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
-                                   for h, s in zip(HORIZON_KEYS, model.target_scale)], 1)  # fmt: skip
-        filled = rows.stop
-    if filled != len(y):
-        raise RuntimeError(f"the neighbour inputs have {filled} rows, the training rows {len(y)}")
+    linear, moments = model.neighbour.linear, neighbour_moments(model, arrays, graphs, train_idx, window)
     if validation is None:
-        set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha)
+        set_beside_forecast(linear, model.neighbour_horizons, moments, alpha)
         return None
     none = "none (the previous phase's function)"
     starts = {none: copy.deepcopy(linear.state_dict())}  # the map is still 0
@@ -200,9 +196,9 @@ def start_neighbours_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, graphs:
     if model.neighbour.lead_attribute is not None:  # the mean's columns at 0 get coefficients 0: the lead-weighted sum alone
         designs[", lead-weighted sum alone"] = model.cfg.n_features
     for suffix, zeroed in designs.items():
-        set_beside_forecast(linear, model.neighbour_horizons, x, y, forecast, alpha, zeroed=zeroed)
+        set_beside_forecast(linear, model.neighbour_horizons, moments, alpha, zeroed=zeroed)
         starts[f"the fit beside the forecast{suffix}"] = copy.deepcopy(linear.state_dict())
-        set_to_ridge(linear, model.neighbour_horizons, x, y - forecast, alpha, zeroed=zeroed)
+        set_on_what_forecast_leaves(linear, model.neighbour_horizons, moments, alpha, zeroed=zeroed)
         starts[f"the fit of what the forecast leaves{suffix}"] = copy.deepcopy(linear.state_dict())
     linear.load_state_dict(starts[none])
     scores = scored_starts(model, starts, validation)
@@ -234,6 +230,58 @@ class StartChoice:
     starts: dict
     scores: dict
     kept: dict
+
+
+@torch.no_grad()
+def neighbour_moments(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSet, train_idx: np.ndarray, window: int) -> dict:
+    """Per horizon of the neighbour skip, ``design_moments`` of the training rows (``training_rows``'
+    targets) on the skip's inputs and the model's median forecast (dropout off, in its units),
+    summed date by date: every fit of the skip's start is made from them (``ridge_of_moments``),
+    so its rows are never held together (at the full size 2.7 million rows of 101 inputs, 2.2 GB
+    a copy, which the fits held twice)."""
+    scale, moments = model.target_scale.cpu().numpy(), None
+    model.eval()
+    for t, (b, x_date) in zip(np.asarray(train_idx), neighbour_inputs(model, DateDataset(arrays, graphs, train_idx, window))):
+        members, y = date_targets(arrays, t, scale)
+        if len(members) != len(x_date):
+            raise RuntimeError(f"the neighbour inputs of {arrays.dates[t]} have {len(x_date)} rows, its training rows {len(members)}")
+        out = model(b.x, b.market, b.date_of_node, b.neighbors, b.edge_attr)
+        forecast = np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
+                             for h, s in zip(HORIZON_KEYS, model.target_scale)], 1)  # fmt: skip
+        date = design_moments(x_date, y, forecast, model.neighbour_horizons)
+        moments = date if moments is None else {h: moments[h] + date[h] for h in date}
+    if moments is None:
+        raise ValueError("the neighbour skip's start has no training dates to fit on")
+    return moments
+
+
+def design_moments(x: np.ndarray, y: np.ndarray, forecast: np.ndarray, horizons) -> dict:
+    """Per horizon h of ``horizons``: Z'Z over the rows whose h-day target is finite, Z = [x, the
+    forecast's h-day column, 1, the h-day target] (``y`` and ``forecast``: one column per horizon
+    of HORIZONS), float64 on one torch thread (the same bits on any core count). Sums over rows:
+    the moments of many dates are the sum of each date's."""
+    out = {}
+    for h in horizons:
+        col = HORIZONS.index(h)
+        ok = np.isfinite(y[:, col])
+        z = torch.from_numpy(np.hstack([x[ok], forecast[ok, col : col + 1], np.ones((int(ok.sum()), 1)), y[ok, col : col + 1]]))
+        with torch_threads(1):
+            out[h] = z.T @ z
+    return out
+
+
+def ridge_of_moments(moments: torch.Tensor, alpha: float, beside: bool, zeroed: int = 0) -> np.ndarray:
+    """From one horizon's ``design_moments``: the ridge coefficients (the intercept last,
+    unpenalised) of the target on [x, forecast, 1] (``beside``) or of the target less the forecast
+    on [x, 1], x's first ``zeroed`` columns read as 0: the fits ``with_intercept``'s designs give."""
+    from atft_kedro.evaluation.baselines import solve_ridge_gram
+
+    n = moments.shape[0] - 3  # x's columns; then the forecast, the intercept's 1 and the target
+    cols = [*range(n), n, n + 1] if beside else [*range(n), n + 1]
+    gram = moments[cols][:, cols].clone()
+    moment = moments[cols, n + 2] - (0.0 if beside else moments[cols, n])
+    gram[:zeroed], gram[:, :zeroed], moment[:zeroed] = 0.0, 0.0, 0.0
+    return solve_ridge_gram(gram, moment, alpha)
 
 
 def neighbour_inputs(model: ATFTGATFAN, dataset: DateDataset) -> Iterator[tuple[Batch, np.ndarray]]:
@@ -455,26 +503,32 @@ def kept_starts(scores: dict, horizons: list[str], none: str, margin: float = 0.
     return kept
 
 
-def set_beside_forecast(linear: torch.nn.Linear, horizons, x: np.ndarray, y: np.ndarray, forecast: np.ndarray, alpha: float,
-                        zeroed: int = 0) -> None:  # fmt: skip
+def set_beside_forecast(linear: torch.nn.Linear, horizons, moments: dict, alpha: float, zeroed: int = 0) -> None:
     """Each output of ``linear`` (one per horizon) set so that ``forecast + linear(x)`` ranks as the
-    ridge fit of ``y`` on x and the forecast together does: that fit is c * forecast + x b + b0,
-    and with c > 0, forecast + (x b + b0) / c has the same ranking on every date. (A fit of what the
-    forecast leaves, y - forecast, takes the forecast's scale as right: a forecast trained on rank
-    losses has its own scale, and then its residual is mostly that forecast.) Where c <= 0 (the
-    forecast does not rank the training targets), the fit of what the forecast leaves. ``x``'s first
-    ``zeroed`` columns are read as 0 (``with_intercept``)."""
-    from atft_kedro.evaluation.baselines import solve_ridge_design, with_intercept
-
+    ridge fit of the target on x and the forecast together does: that fit is c * forecast + x b +
+    b0, and with c > 0, forecast + (x b + b0) / c has the same ranking on every date. (A fit of what
+    the forecast leaves, target - forecast, takes the forecast's scale as right: a forecast trained
+    on rank losses has its own scale, and then its residual is mostly that forecast.) Where c <= 0
+    (the forecast does not rank the training targets), the fit of what the forecast leaves.
+    ``moments``: per horizon, ``design_moments`` of x, the targets and the forecast; x's first
+    ``zeroed`` columns are read as 0."""
     with torch.no_grad():
         for i, h in enumerate(horizons):
-            col = HORIZONS.index(h)
-            ok = np.isfinite(y[:, col])
-            coef = solve_ridge_design(with_intercept(x, ok, extra=forecast[:, col : col + 1], zeroed=zeroed), y[ok, col], alpha)
+            coef = ridge_of_moments(moments[h], alpha, beside=True, zeroed=zeroed)
             c = coef[-2]
             if c <= 0:
-                coef, c = solve_ridge_design(with_intercept(x, ok, zeroed=zeroed), y[ok, col] - forecast[ok, col], alpha), 1.0
+                coef, c = ridge_of_moments(moments[h], alpha, beside=False, zeroed=zeroed), 1.0
             else:
                 coef = np.append(coef[:-2], coef[-1])
             linear.weight[i] = torch.as_tensor(coef[:-1] / c, dtype=linear.weight.dtype)
             linear.bias[i] = float(coef[-1] / c)
+
+
+def set_on_what_forecast_leaves(linear: torch.nn.Linear, horizons, moments: dict, alpha: float, zeroed: int = 0) -> None:
+    """Each output of ``linear`` (one per horizon) to the ridge fit of the target less the forecast
+    on x (``moments`` as ``set_beside_forecast`` reads them; x's first ``zeroed`` columns read as 0)."""
+    with torch.no_grad():
+        for i, h in enumerate(horizons):
+            coef = ridge_of_moments(moments[h], alpha, beside=False, zeroed=zeroed)
+            linear.weight[i] = torch.as_tensor(coef[:-1], dtype=linear.weight.dtype)
+            linear.bias[i] = float(coef[-1])
