@@ -436,6 +436,30 @@ def test_the_ridge_fit_is_the_same_bits_with_any_thread_count():
     assert len(digests) == 1 and len(next(iter(digests))) == len(hashlib.md5().hexdigest())
 
 
+def test_the_design_of_selected_rows_holds_no_hidden_copy(monkeypatch):
+    """``with_intercept`` with a row selection fills the design a block of rows at a time: numpy's
+    compress into a strided ``out`` first fills a hidden copy of every selected row (at the full
+    size, 2 GB beside the design). Its numpy allocations peak at the design and one block, and the
+    values are the selected rows, over several blocks."""
+    import tracemalloc
+
+    from atft_kedro.evaluation import baselines
+
+    monkeypatch.setattr(baselines, "_BLOCK_ROWS", 1000)
+    r = np.random.default_rng(4)
+    x, rows = r.standard_normal((20000, 50)), r.random(20000) > 0.2
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        design = baselines.with_intercept(x, rows, 1.0)
+        held = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(design, np.hstack([np.clip(x[rows], -1.0, 1.0), np.ones((int(rows.sum()), 1))]))
+    assert held < design.nbytes + 1000 * 50 * 8 + rows.size * 8 + 2**16  # the design, one block, the kept rows' index
+    assert design.nbytes > 6_000_000  # large beside that allowance: a hidden copy of the rows (another 6 MB) would fail it
+
+
 def test_the_one_copy_design_is_the_stacked_arrays_it_replaces_and_fits_to_the_same_bits():
     """``with_intercept`` builds a fit's design in one array (the full-size market's starts fit 2.7
     million rows); its values, and so the ridge coefficients, are the bits of the stacked copies the
