@@ -237,8 +237,8 @@ def neighbour_moments(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSe
     """Per horizon of the neighbour skip, ``design_moments`` of the training rows (``training_rows``'
     targets) on the skip's inputs and the model's median forecast (dropout off, in its units),
     summed date by date: every fit of the skip's start is made from them (``ridge_of_moments``),
-    so its rows are never held together (at the full size 2.7 million rows of 101 inputs, 2.2 GB
-    a copy, which the fits held twice)."""
+    so its rows are never held together (at the full size 2.6 million rows of 101 inputs, 2.1 GB
+    a copy, of which the fits on the stacked rows held three: docs/performance.md)."""
     scale, moments = model.target_scale.cpu().numpy(), None
     model.eval()
     for t, (b, x_date) in zip(np.asarray(train_idx), neighbour_inputs(model, DateDataset(arrays, graphs, train_idx, window))):
@@ -249,7 +249,7 @@ def neighbour_moments(model: ATFTGATFAN, arrays: TrainingArrays, graphs: GraphSe
         forecast = np.stack([(out[h][:, 2] / s).double().cpu().numpy() if h in out else np.zeros(len(b.x))
                              for h, s in zip(HORIZON_KEYS, model.target_scale)], 1)  # fmt: skip
         date = design_moments(x_date, y, forecast, model.neighbour_horizons)
-        moments = date if moments is None else {h: moments[h] + date[h] for h in date}
+        moments = date if moments is None else {h: moments[h].add_(date[h]) for h in date}
     if moments is None:
         raise ValueError("the neighbour skip's start has no training dates to fit on")
     return moments
