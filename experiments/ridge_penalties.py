@@ -47,15 +47,15 @@ def validation_scores(mk, h: str, train, val, alphas, fit_on=None) -> list[str]:
     import numpy as np
     import polars as pl
 
-    from atft_kedro.evaluation.baselines import _rows, solve_ridge_path, with_intercept
+    from atft_kedro.evaluation.baselines import _rows, frame_products, solve_ridge_gram
     from seeds import _daily
 
     target = f"target_{h}"
     rows = mk.model_input.filter(pl.col("Date").is_in(pl.Series(val).implode())).drop_nulls(target).filter(pl.col(target).is_finite())
     x = rows.select(mk.names).fill_nan(0.0).fill_null(0.0).to_numpy().astype(np.float64)
     fitted = _rows(mk.model_input if fit_on is None else fit_on, mk.names, target, train)
-    path = solve_ridge_path(with_intercept(fitted.select(mk.names).to_numpy()), fitted[target].to_numpy(), alphas)  # fit_ridge's fits, one product
-    fits = {f"a{a:g}": coef[:-1] for a, coef in zip(alphas, path)}
+    gram, moment = frame_products(fitted, mk.names, target)  # fit_ridge's fits, one product
+    fits = {f"a{a:g}": solve_ridge_gram(gram, moment, a)[:-1] for a in alphas}
     fits["limit"] = covariance_weights(fitted.select(mk.names).fill_nan(0.0).fill_null(0.0).to_numpy().astype(np.float64), fitted[target].to_numpy())
     frame = rows.select("Date", "Code", target, "beta_60d", "Sector33Code").with_columns(**{k: pl.Series(x @ w) for k, w in fits.items()})
     cells = []

@@ -460,6 +460,37 @@ def test_the_design_of_selected_rows_holds_no_hidden_copy(monkeypatch):
     assert design.nbytes > 6_000_000  # large beside that allowance: a hidden copy of the rows (another 6 MB) would fail it
 
 
+def test_the_ridge_baseline_sums_its_products_from_the_frame_a_block_at_a_time(monkeypatch):
+    """``frame_products`` (the ridge baseline's fits) sums D'D and D'y over blocks of the frame's
+    rows, never holding the rows' float64 design: the products of the whole design up to rounding,
+    over several blocks, the fit the same, and its numpy allocations a small part of that design."""
+    import tracemalloc
+
+    import torch
+
+    from atft_kedro.evaluation import baselines
+
+    monkeypatch.setattr(baselines, "_BLOCK_ROWS", 1000)
+    r = np.random.default_rng(5)
+    x = r.standard_normal((20000, 50)).astype(np.float32)
+    names = [f"f{j}" for j in range(50)]
+    frame = pl.DataFrame({**{n: x[:, j] for j, n in enumerate(names)}, "target_1d": (x[:, :3].sum(1) + r.standard_normal(20000)).astype(np.float32)})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        gram, moment = baselines.frame_products(frame, names, "target_1d")
+        held = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    design = torch.from_numpy(baselines.with_intercept(x))
+    np.testing.assert_allclose(gram.numpy(), (design.T @ design).numpy(), rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(moment.numpy(), (design.T @ torch.from_numpy(frame["target_1d"].to_numpy().astype(np.float64))).numpy(), rtol=1e-10, atol=1e-8)
+    whole = baselines.ridge_solve(x, frame["target_1d"].to_numpy(), 3.0)
+    np.testing.assert_allclose(baselines.solve_ridge_gram(gram, moment, 3.0), whole, rtol=1e-9, atol=1e-12)
+    assert abs(whole[0]) > 0.5  # a fit that finds the planted slope
+    assert held < design.numpy().nbytes / 4  # the whole design is 8 MB; one block of it 0.4 MB
+
+
 def test_the_one_copy_design_is_the_stacked_arrays_it_replaces_and_fits_to_the_same_bits():
     """``with_intercept`` builds a fit's design in one array (the full-size market's starts fit 2.7
     million rows); its values, and so the ridge coefficients, are the bits of the stacked copies the
