@@ -4,7 +4,7 @@ penalty (the reference), alternating, on a full-size-like training split.
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 \\
         python tests/benchmarks/bench_ridge_grid.py [--dates 300 --stocks 3800 --features 91 --repeats 3]
 
-``tuned_ridge`` (``solve_ridge_path``: the design's products once, then a solve per penalty)
+``tuned_ridge`` (``frame_products``: the design's products once, then a solve per penalty)
 against ``fit_ridge`` at each penalty of ``evaluation.ridge_alphas`` (conf/base), as tuned_ridge
 fitted before. Both pick on the same validation dates; prints each repeat's seconds, the ratio of
 the medians and whether the kept coefficients are the same bits.
