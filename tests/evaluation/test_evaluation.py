@@ -387,7 +387,7 @@ def test_ridge_penalty_is_chosen_on_validation():
 
 
 def test_the_tuned_ridge_fits_every_penalty_from_one_product_to_the_bits_of_one_fit_each():
-    """tuned_ridge makes the design's products once for the whole grid (solve_ridge_path); each
+    """tuned_ridge makes the design's products once for the whole grid (frame_products); each
     penalty's coefficients are the bits fit_ridge gives at it alone, and the kept one is the best
     on validation."""
     from atft_kedro.evaluation.baselines import BaselineConfig, _rows, fit_ridge, mean_daily_rank_ic, tuned_ridge

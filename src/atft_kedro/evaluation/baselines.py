@@ -197,14 +197,8 @@ def with_intercept(x: np.ndarray, rows: np.ndarray | None = None, clip: float = 
 
 
 def solve_ridge_design(design: np.ndarray, y: np.ndarray, alpha: float, weights: np.ndarray | None = None) -> np.ndarray:
-    """``ridge_solve`` on its design (``with_intercept``'s: the intercept's column last, unpenalised)."""
-    return solve_ridge_path(design, y, (alpha,), weights)[0]
-
-
-def solve_ridge_path(design: np.ndarray, y: np.ndarray, alphas, weights: np.ndarray | None = None) -> list[np.ndarray]:
-    """``solve_ridge_design`` at each of ``alphas``, the design's products made once: on a million
-    rows they are the fit's cost, and the penalty only enters after them (the same bits as one
-    call per penalty)."""
+    """``ridge_solve`` on its design (``with_intercept``'s: the intercept's column last, unpenalised):
+    the design's products, then ``solve_ridge_gram``."""
     import torch
 
     y = np.array(y, dtype=np.float64, order="C")  # its own copy: a read-only array (polars') would make torch warn
@@ -213,8 +207,7 @@ def solve_ridge_path(design: np.ndarray, y: np.ndarray, alphas, weights: np.ndar
         design, y = design * root[:, None], y * (root if y.ndim == 1 else root[:, None])
     x = torch.from_numpy(design)
     with torch_threads(1):
-        gram, moment = x.T @ x, x.T @ torch.from_numpy(y)
-        return [solve_ridge_gram(gram, moment, alpha) for alpha in alphas]
+        return solve_ridge_gram(x.T @ x, x.T @ torch.from_numpy(y), alpha)
 
 
 def frame_products(frame: pl.DataFrame, feature_names: list[str], target: str):
