@@ -172,7 +172,7 @@ def test_the_check_reads_the_groups_kedro_has_already_made_config_dataclasses():
         run_with({"model": {"d_model": 30}})
 
 
-def test_the_cost_hook_logs_each_nodes_time_and_its_own_peak_memory(caplog):
+def test_the_cost_hook_logs_each_nodes_time_and_its_own_peak_memory(caplog, tmp_path):
     import logging
     import mmap
     import time
@@ -184,24 +184,35 @@ def test_the_cost_hook_logs_each_nodes_time_and_its_own_peak_memory(caplog):
 
     if memory() is None:
         pytest.skip("no /proc/self/status here: the hook logs times only")
-    hook, big, small = NodeCostHook(step=1e8, every=0.05), SimpleNamespace(name="big"), SimpleNamespace(name="small")
+    hook = NodeCostHook(step=1e8, every=0.05)
+    big, mapped, small = SimpleNamespace(name="big"), SimpleNamespace(name="mapped"), SimpleNamespace(name="small")
+    np.ones(300_000_000, np.uint8).tofile(tmp_path / "pages.bin")
     with caplog.at_level(logging.INFO, logger="atft_kedro.hooks"):
         hook.before_pipeline_run()
         hook.before_node_run(node=big)
         block = mmap.mmap(-1, 400_000_000)  # its own mapping, given back on close whatever malloc's settings
-        np.frombuffer(block, np.uint8)[::4096] = 1  # every page touched: 400 MB resident
+        np.frombuffer(block, np.uint8)[::4096] = 1  # every page touched: 400 MB resident, the process's own
         time.sleep(0.5)  # the watcher samples
         hook.after_node_run(node=big)
         block.close()
+        hook.before_node_run(node=mapped)
+        pages = np.memmap(tmp_path / "pages.bin", np.uint8, mode="r")
+        assert int(pages[::4096].sum()) == len(range(0, 300_000_000, 4096))  # every page read: 300 MB resident, a file's
+        time.sleep(0.5)
+        hook.after_node_run(node=mapped)
+        del pages
         hook.before_node_run(node=small)
         hook.after_node_run(node=small)
         hook.after_pipeline_run()
-    costs = {name: peak for name, _, peak, _ in hook._costs}
-    assert [m for m in caplog.messages if m.startswith("node big: ") and "peak memory" in m]
+    costs = {c.name: c for c in hook._costs}
+    assert [m for m in caplog.messages if m.startswith("node big: ") and "peak memory" in m and "of it the process's own" in m]
     assert [m for m in caplog.messages if m.startswith("node small: ") and "peak memory about" in m]  # below the run's high: sampled
     assert [m for m in caplog.messages if m.startswith("memory: node big passed ")]  # said while the node ran, at each 0.1 GB passed
     assert caplog.messages[-1].startswith("where the run's time went, per node: ")
-    assert costs["big"] - costs["small"] > 3e8  # each node's own peak: the block was the big node's alone
+    assert costs["big"].peak - costs["small"].peak > 3e8  # each node's own peak: the block was the big node's alone
+    assert costs["big"].anon - costs["small"].anon > 3e8  # and its own memory
+    assert costs["mapped"].peak - costs["small"].peak > 2e8  # the file's pages are resident ...
+    assert costs["mapped"].anon - costs["small"].anon < 1e8  # ... and not the process's own
     assert hook._watch is None  # no watcher left behind
 
 

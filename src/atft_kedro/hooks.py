@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 from kedro.framework.hooks import hook_impl
@@ -282,14 +283,17 @@ class NodeCostHook:
     The peak is exact for a node that raised the process's high-water mark (``VmHWM``: the run's
     peak so far was set in it); for the others it is the most a watcher saw, sampling the resident
     set twice a second (said "about"). The mark is never reset, so ``/usr/bin/time`` still gives the
-    run's own peak. While a node runs, the watcher also logs each whole ``step`` of memory the node
-    passes, so that the line falls among the node's own log lines where the memory is taken. Linux
-    (``/proc/self/status``); elsewhere only times. Meant for the sequential runner, where nodes do
-    not overlap."""
+    run's own peak. Each line also gives the most the watcher saw of the process's own memory
+    (not pages of mapped files, ``Memory.anon``): the resident set also counts the pages of the memory-mapped arrays and graphs
+    that were read, which the system drops and reads again when memory runs short, so the own part
+    is what a machine must hold. While a node runs, the watcher also logs each whole ``step`` of
+    memory the node passes, so that the line falls among the node's own log lines where the memory
+    is taken. Linux (``/proc/self/status``); elsewhere only times. Meant for the sequential runner,
+    where nodes do not overlap."""
 
     def __init__(self, step: float = 2e9, every: float = 0.5):
         self._started: dict[str, tuple[float, int | None]] = {}
-        self._costs: list[tuple[str, float, int | None, bool]] = []
+        self._costs: list[NodeCost] = []
         self._step, self._every = step, every
         self._watch: _Watch | None = None
 
@@ -301,7 +305,7 @@ class NodeCostHook:
     def before_node_run(self, node, **kwargs) -> None:
         self._stop_watch()
         now = memory()
-        self._started[node.name] = (time.perf_counter(), now and now[1])
+        self._started[node.name] = (time.perf_counter(), now and now.peak)
         if now is not None:
             self._watch = _Watch(node.name, self._step, self._every)
 
@@ -311,13 +315,12 @@ class NodeCostHook:
         began, mark = self._started.pop(node.name, (time.perf_counter(), None))
         now = memory()
         if now is None or mark is None:
-            peak, exact = None, False
-        elif now[1] > mark:  # the node set the run's high-water mark: its peak, exactly
-            peak, exact = now[1], True
-        else:
-            peak, exact = max(seen, now[0]), False
-        self._costs.append((node.name, time.perf_counter() - began, peak, exact))
-        log.info("node %s: %s", node.name, _cost(*self._costs[-1][1:]))
+            cost = NodeCost(node.name, time.perf_counter() - began)
+        else:  # the node set the run's high-water mark: its peak, exactly; else the most seen
+            exact = now.peak > mark
+            cost = NodeCost(node.name, time.perf_counter() - began, now.peak if exact else max(seen.rss, now.rss), exact, max(seen.anon, now.anon))
+        self._costs.append(cost)
+        log.info("node %s: %s", node.name, cost)
 
     @hook_impl
     def on_node_error(self, **kwargs) -> None:
@@ -326,20 +329,41 @@ class NodeCostHook:
     @hook_impl
     def after_pipeline_run(self, **kwargs) -> None:
         if len(self._costs) > 1:
-            log.info("where the run's time went, per node: %s",
-                     "; ".join(f"{name} {_cost(*c)}" for name, *c in sorted(self._costs, key=lambda c: -c[1])))  # fmt: skip
+            log.info("where the run's time went, per node: %s", "; ".join(f"{c.name} {c}" for c in sorted(self._costs, key=lambda c: -c.seconds)))
 
-    def _stop_watch(self) -> int:
-        seen, self._watch = (self._watch.stop() if self._watch is not None else 0), None
+    def _stop_watch(self) -> Memory:
+        seen, self._watch = (self._watch.stop() if self._watch is not None else Memory(0, 0, 0)), None
         return seen
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeCost:
+    """A node's wall time, its peak resident memory (``exact``: the run's high-water mark, set in
+    it; else the most sampled; None off Linux) and the most sampled of its own (``Memory.anon``)."""
+
+    name: str
+    seconds: float
+    peak: int | None = None
+    exact: bool = False
+    anon: int = 0
+
+    def __str__(self) -> str:
+        minutes, rest = divmod(self.seconds, 60)
+        took = f"{int(minutes)} min {rest:.0f} s" if minutes else f"{rest:.1f} s"
+        if self.peak is None:
+            return took
+        own = f"{self.anon / 1e9:.2f} GB of it the process's own, the rest mapped files"
+        return f"{took}, peak memory {self.peak / 1e9:.2f} GB (the run's peak so far; at most {own})" if self.exact else \
+            f"{took}, peak memory about {self.peak / 1e9:.2f} GB (at most {own})"  # fmt: skip
 
 
 class _Watch:
     """A thread that samples the resident set every ``every`` seconds until ``stop`` (which returns
-    the most it saw) and logs each whole ``step`` the node's memory passes."""
+    the most it saw of the resident set and of its own part, ``Memory``'s ``rss`` and ``anon``) and
+    logs each whole ``step`` the node's memory passes."""
 
     def __init__(self, node: str, step: float, every: float):
-        self.node, self.step, self.every, self.most = node, step, every, 0
+        self.node, self.step, self.every, self.most, self.most_anon = node, step, every, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="node-memory")
         self._thread.start()
@@ -350,37 +374,38 @@ class _Watch:
             now = memory()
             if now is None:
                 return
-            self.most = max(self.most, now[0])
+            self.most, self.most_anon = max(self.most, now.rss), max(self.most_anon, now.anon)
             steps = int(self.most // self.step)
             if passed is not None and steps > passed:
-                log.info("memory: node %s passed %.0f GB", self.node, steps * self.step / 1e9)
+                log.info("memory: node %s passed %.0f GB (%.1f GB of it its own)", self.node, steps * self.step / 1e9, now.anon / 1e9)
             passed = steps
             if self._stop.wait(self.every):
                 return
 
-    def stop(self) -> int:
+    def stop(self) -> Memory:
         self._stop.set()
         self._thread.join()
-        return self.most
+        return Memory(self.most, 0, self.most_anon)
 
 
-def memory() -> tuple[int, int] | None:
-    """The process's resident memory now and its high-water mark (``VmRSS``, ``VmHWM``), in bytes;
-    None where ``/proc/self/status`` does not say (not Linux)."""
+class Memory(NamedTuple):
+    """The process's resident memory now (``VmRSS``), its high-water mark (``VmHWM``) and the part
+    of the resident memory now that is its own (``VmRSS`` less ``RssFile``: not pages of mapped
+    files, which the system can drop and read again), in bytes."""
+
+    rss: int
+    peak: int
+    anon: int
+
+
+def memory() -> Memory | None:
+    """The process's ``Memory`` from ``/proc/self/status``; None where it does not say (not Linux)."""
     try:
         with open("/proc/self/status") as f:
-            found = {k: int(v.split()[0]) * 1024 for k, _, v in (line.partition(":") for line in f) if k in ("VmRSS", "VmHWM")}
-        return found["VmRSS"], found["VmHWM"]
+            found = {k: int(v.split()[0]) * 1024 for k, _, v in (line.partition(":") for line in f) if k in ("VmRSS", "VmHWM", "RssFile")}
+        return Memory(found["VmRSS"], found["VmHWM"], found["VmRSS"] - found["RssFile"])
     except (OSError, KeyError, ValueError, IndexError):
         return None
-
-
-def _cost(seconds: float, peak: int | None, exact: bool) -> str:
-    minutes, rest = divmod(seconds, 60)
-    took = f"{int(minutes)} min {rest:.0f} s" if minutes else f"{rest:.1f} s"
-    if peak is None:
-        return took
-    return f"{took}, peak memory {peak / 1e9:.2f} GB (the run's peak so far)" if exact else f"{took}, peak memory about {peak / 1e9:.2f} GB"
 
 
 class DistributedRanksHook:
