@@ -1263,6 +1263,36 @@ def test_the_neighbour_fits_from_summed_moments_are_the_fits_of_the_rows():
         assert not np.allclose(beside[:6], leaves[:6])
 
 
+def test_the_linear_skip_fits_from_summed_moments_are_the_fits_of_the_rows(prepared):
+    """The linear skip's start solves each fit from per-date products summed (``skip_moments``),
+    never from the training rows held together: the coefficients of the ridge on the stacked rows'
+    design (``with_intercept``), on the features as they are and winsorised, on the targets and on
+    each date's rank scores, where a horizon's targets are missing on some rows."""
+    from atft_kedro.evaluation.baselines import solve_ridge_design, solve_ridge_gram, with_intercept
+    from atft_kedro.training.starts import ranked_by_date, skip_moments, training_rows
+
+    arrays = copy.deepcopy(prepared["arrays"])
+    train_idx = _idx(prepared)[0][:30]
+    rng = np.random.default_rng(2)
+    arrays.targets[train_idx[3:9], :, 3] = np.where(rng.random((6, arrays.targets.shape[1])) < 0.3, np.nan, arrays.targets[train_idx[3:9], :, 3])
+    scale = np.array([0.02, 0.04, 0.06, 0.08])
+    wanted = {(math.inf, 1), (math.inf, 20), (1.0, 1), (1.0, 20)}
+    moments = skip_moments(arrays, train_idx, scale, wanted, ranked=True)
+    assert set(moments) == wanted
+    x, y = training_rows(arrays, train_idx, scale)
+    ranks = ranked_by_date(y, arrays.present[train_idx].sum(1))
+    n = x.shape[1] + 1
+    assert not np.isfinite(y[:, 3]).all() and np.abs(x).max() > 1.0  # missing targets, and features beyond the clip
+    for clip, h in wanted:
+        col = (1, 5, 10, 20).index(h)
+        ok = np.isfinite(y[:, col])
+        design = with_intercept(x, ok, clip)
+        for k, target in enumerate((y, ranks)):
+            np.testing.assert_allclose(solve_ridge_gram(moments[clip, h][:n, :n].clone(), moments[clip, h][:n, n + k].clone(), 50.0),
+                                       solve_ridge_design(design, target[ok, col], 50.0), rtol=1e-9, atol=1e-12)  # fmt: skip
+    assert not torch.allclose(moments[1.0, 1], moments[math.inf, 1])
+
+
 def test_a_phase_never_ends_below_its_start_on_validation(prepared, tmp_path):
     """keep_start: the starting weights are the phase's epoch -1. Phase 1 starts as phase 0's best
     function (FAN enters at scale 0), so its best validation metric is at least phase 0's, and when

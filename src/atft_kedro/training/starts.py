@@ -35,12 +35,23 @@ def training_rows(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarr
     """(last-day features [rows, F], targets less each date's mean, in the model's units [rows, 4])
     of the training dates' stocks, date by date, each date's stocks in Code order (DateDataset's)."""
     train_idx = np.asarray(train_idx)
-    bounds = np.concatenate([[0], np.cumsum(arrays.present[train_idx].sum(1))])
-    x, y = np.empty((bounds[-1], arrays.features.shape[2])), np.empty((bounds[-1], len(HORIZONS)))
-    for t, start, stop in zip(train_idx, bounds[:-1], bounds[1:]):  # filled date by date: one copy, not a list and its stack
-        members, y[start:stop] = date_targets(arrays, t, scale)
-        x[start:stop] = arrays.features[t, members]
+    x, bounds = last_day_rows(arrays, train_idx)
+    y = np.empty((len(x), len(HORIZONS)))
+    for t, start, stop in zip(train_idx, bounds[:-1], bounds[1:]):
+        y[start:stop] = date_targets(arrays, t, scale)[1]
     return x, y
+
+
+def last_day_rows(arrays: TrainingArrays, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The features of dates ``idx``' stocks on the date itself ([rows, F], float64), date by
+    date, each date's stocks in Code order (DateDataset's: the rows of ``predict``'s frame), filled
+    into one array (not a list and its stack), and where each date's rows begin and end."""
+    idx = np.asarray(idx)
+    bounds = np.concatenate([[0], np.cumsum(arrays.present[idx].sum(1))])
+    x = np.empty((bounds[-1], arrays.features.shape[2]))
+    for t, start, stop in zip(idx, bounds[:-1], bounds[1:]):
+        x[start:stop] = arrays.features[t, np.flatnonzero(arrays.present[t])]
+    return x, bounds
 
 
 def date_targets(arrays: TrainingArrays, t: int, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,8 +117,8 @@ def own_inputs(model: ATFTGATFAN, x: np.ndarray, horizon: int, out: np.ndarray |
 
 def last_day_features(validation: Validation, n_features: int) -> np.ndarray:
     """The last day's features of the validation rows, in the order of ``predict``'s frame ([rows, F], float64)."""
-    rows = [collate_dates([item]).x[:, -1].double().numpy() for item in validation.dataset]
-    return np.vstack(rows) if rows else np.zeros((0, n_features))
+    dataset = validation.dataset
+    return last_day_rows(dataset.arrays, dataset.date_indices)[0] if len(dataset) else np.zeros((0, n_features))
 
 
 UNCLIPPED = "the ridge on the features as they are"
@@ -128,34 +139,40 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     session). With ``targets`` ``("raw", "rank")`` each of those fits is also made on each date's
     targets as ranks (``ranked_by_date``), and validation picks among all of them. The rows of
     the horizons the phase does not train (5-20 days at phase 0) are fitted at ``long_alpha``
-    (None: ``alpha``).
+    (None: ``alpha``). Every fit is solved from products summed date by date (``skip_moments``),
+    so the training rows are never held together (at the full size 2.6 million rows of 101
+    features, 2.1 GB a copy).
     -> the candidates, their scores and what was kept (None without a choice)."""
-    x, y = training_rows(arrays, train_idx, model.target_scale.cpu().numpy())
     linear, horizons = model.linear, model.skip_horizons
     scored = [h for h in model.horizons if h in horizons]
     long_alpha = alpha if long_alpha is None else long_alpha
-    if not clips or validation is None:
-        for h in horizons:  # each row reads the features at its own clip (own_inputs)
-            set_to_ridge(linear, horizons, x, y, alpha if h in scored else long_alpha, only=(h,), clip=skip_clip_of(model, h))
+    scale = model.target_scale.cpu().numpy()
+    if not clips or validation is None:  # each row reads the features at its own clip (own_inputs)
+        moments = skip_moments(arrays, train_idx, scale, {(skip_clip_of(model, h), h) for h in horizons})
+        for i, h in enumerate(horizons):
+            _set_row(linear, i, moments[skip_clip_of(model, h), h], alpha if h in scored else long_alpha)
         return None
-    rows = last_day_features(validation, linear.in_features)
+    ranked = "rank" in targets
+    tried = (math.inf, *sorted(set(clips)))
+    moments = skip_moments(arrays, train_idx, scale, {(math.inf, h) for h in horizons} | {(c, h) for c in tried for h in scored}, ranked)
     model.skip_clip.fill_(math.inf)
-    set_to_ridge(linear, horizons, x, y, long_alpha, only=[h for h in horizons if h not in scored])  # the rows not chosen here: as they are
-    fitted_on = {"raw": y}
-    if "rank" in targets:
-        fitted_on["rank"] = ranked_targets(arrays, train_idx, y)
-    starts, inputs, clip_of = {}, {}, {}
-    clipped_rows = {c: rows if c == math.inf else np.clip(rows, -c, c) for c in (math.inf, *sorted(set(clips)))}  # one copy a clip, shared by the targets
-    for kind, yk in fitted_on.items():
-        for c, read in clipped_rows.items():
+    for i, h in enumerate(horizons):
+        if h not in scored:  # the rows not chosen here: as they are
+            _set_row(linear, i, moments[math.inf, h], long_alpha)
+    starts, clip_of = {}, {}
+    for kind in ("raw", "rank") if ranked else ("raw",):
+        for c in tried:
             name = UNCLIPPED if c == math.inf else f"the ridge on the features winsorised at {c:g}"
             name += "" if kind == "raw" else ", fitted on each date's targets as ranks"
-            set_to_ridge(linear, horizons, x, yk, alpha, only=scored, clip=c)
-            starts[name], inputs[name], clip_of[name] = copy.deepcopy(linear.state_dict()), read, c
+            for i, h in enumerate(horizons):
+                if h in scored:
+                    _set_row(linear, i, moments[c, h], alpha, ranks=kind == "rank")
+            starts[name], clip_of[name] = copy.deepcopy(linear.state_dict()), c
     linear.weight.zero_()
     linear.bias.zero_()
+    rows = last_day_features(validation, linear.in_features)
     with torch.random.fork_rng(devices=[]):  # a forecast's loader draws a seed from torch's generator: the phase's training draws stay as without the choice
-        scores = scores_of_terms(model, validation, inputs, starts, horizons)
+        scores = scores_of_terms(model, validation, rows, starts, horizons, clips=clip_of)
     keys = [f"{h}d" for h in scored]
     mean = lambda name: float(np.nanmean([scores[name].get(k, math.nan) for k in keys]))  # noqa: E731
     best = max(starts, key=lambda n: (mean(n), n == UNCLIPPED))
@@ -164,6 +181,44 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
         model.skip_clip[horizons.index(h)] = clip_of[best]
     log.info("linear skip's start at %s, validation RankIC: %s; kept %s", ", ".join(keys), ", ".join(f"{n} {mean(n):.4f}" for n in starts), best)
     return StartChoice(starts, scores, {k: best for k in keys})
+
+
+def skip_moments(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarray, wanted, ranked: bool = False) -> dict:
+    """For each (clip, horizon) of ``wanted``: Z'Z over the training rows (``training_rows``')
+    whose h-day target is finite, Z = [the last day's features winsorised at the clip (inf: as
+    they are), 1, the h-day target, and with ``ranked`` its date's rank score (``ranked_by_date``)],
+    float64 on one torch thread, summed date by date: a linear skip's ridge fits are solved from
+    them (``_set_row``) without the rows held together."""
+    out = {}
+    for t in np.asarray(train_idx):
+        members, y = date_targets(arrays, t, scale)
+        x = np.asarray(arrays.features[t, members], dtype=np.float64)
+        ranks = ranked_by_date(y, [len(y)]) if ranked else None
+        for clip in sorted({c for c, _ in wanted}):
+            read = x if clip == math.inf else np.clip(x, -clip, clip)
+            for h in sorted(h for c, h in wanted if c == clip):
+                col = HORIZONS.index(h)
+                ok = np.isfinite(y[:, col])
+                z = [read[ok], np.ones((int(ok.sum()), 1)), y[ok, col : col + 1]] + ([ranks[ok, col : col + 1]] if ranked else [])
+                z = torch.from_numpy(np.hstack(z))
+                with torch_threads(1):
+                    date = z.T @ z
+                out[clip, h] = date if (clip, h) not in out else out[clip, h].add_(date)
+    if not out:
+        raise ValueError("the linear skip's start has no training dates to fit on")
+    return out
+
+
+def _set_row(linear: torch.nn.Linear, i: int, moments: torch.Tensor, alpha: float, ranks: bool = False) -> None:
+    """Row ``i`` of ``linear`` set to the ridge fit (penalty ``alpha``, the intercept unpenalised)
+    of the target, or with ``ranks`` its rank score, on the features, from their ``skip_moments``:
+    the fit ``set_to_ridge`` makes from the stacked rows."""
+    from atft_kedro.evaluation.baselines import solve_ridge_gram
+
+    n = linear.in_features + 1  # the features and the intercept's 1
+    coef = solve_ridge_gram(moments[:n, :n].clone(), moments[:n, n + int(ranks)].clone(), alpha)
+    linear.weight[i] = torch.as_tensor(coef[:-1], dtype=linear.weight.dtype)
+    linear.bias[i] = float(coef[-1])
 
 
 @torch.no_grad()
@@ -300,31 +355,45 @@ def scored_starts(model: ATFTGATFAN, starts: dict, validation: Validation) -> di
     return scores_of_terms(model, validation, inputs, starts, model.neighbour_horizons)
 
 
-def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarray, starts: dict, horizons, held: dict | None = None) -> dict:
+def scores_of_terms(model: ATFTGATFAN, validation: Validation, inputs: np.ndarray, starts: dict, horizons, held: dict | None = None,
+                    clips: dict | None = None) -> dict:  # fmt: skip
     """Each candidate linear map's (name -> state, one output per horizon of ``horizons``)
     validation RankIC per horizon: ``model``'s forecast there, less the term of the map ``held``
     (the state it holds now; None: a map at 0), plus the candidate's term, linear(inputs) times the
-    horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame. Each
-    candidate's scores also hold, under ``BY_DATE``, its RankIC date by date. ``inputs`` may also be
-    a dict, name -> each candidate's own inputs (with ``held`` None)."""
-    if held is not None and isinstance(inputs, dict):
-        raise ValueError("candidates with inputs of their own are scored against a map at 0 (held=None)")
+    horizon's target scale. ``inputs``: the map's inputs on the rows of ``predict``'s frame;
+    ``clips`` (name -> a clip, with ``held`` None): each candidate reads them winsorised at its
+    own, a block of rows at a time (no clipped copy of them). Each candidate's scores also hold,
+    under ``BY_DATE``, its RankIC date by date."""
+    if held is not None and clips is not None:
+        raise ValueError("candidates with clips of their own are scored against a map at 0 (held=None)")
     base = validation.forecast(model)
-    for rows in inputs.values() if isinstance(inputs, dict) else [inputs]:
-        if len(rows) != len(base):
-            raise RuntimeError(f"the linear map's inputs have {len(rows)} rows, the validation forecast {len(base)}")
+    if len(inputs) != len(base):
+        raise RuntimeError(f"the linear map's inputs have {len(inputs)} rows, the validation forecast {len(base)}")
     scale = dict(zip(HORIZON_KEYS, model.target_scale.double().cpu().numpy()))
-    term = lambda w, x: x @ w["weight"].double().numpy().T + w["bias"].double().numpy()  # noqa: E731  (rows, horizons), the model's units
-    inputs_of = (lambda name: inputs[name]) if isinstance(inputs, dict) else (lambda name: inputs)  # noqa: E731
-    now = term(held, inputs) if held is not None else 0.0
+    now = _term(held, inputs) if held is not None else 0.0
     scores = {}
     for name, weights in starts.items():
-        change = term(weights, inputs_of(name)) - now
+        change = _term(weights, inputs, math.inf if clips is None else clips[name]) - now
         frame = base.with_columns(pl.Series(f"pred_{h}d", base[f"pred_{h}d"].to_numpy() + change[:, i] * scale[f"{h}d"])
                                   for i, h in enumerate(horizons) if f"pred_{h}d" in base.columns)  # fmt: skip
         daily = validation.by_date(frame)
         scores[name] = {**mean_rank_ics(daily), BY_DATE: daily}
     return scores
+
+
+_TERM_ROWS = 1 << 14  # a winsorised term's rows a block (13 MB of 101 features)
+
+
+def _term(weights: dict, x: np.ndarray, clip: float = math.inf) -> np.ndarray:
+    """A linear map's term (rows, outputs) in float64, the map's state ``weights`` on ``x``
+    winsorised at ``clip``, a block of rows at a time when clipped."""
+    w, b = weights["weight"].double().numpy().T, weights["bias"].double().numpy()
+    if clip == math.inf:
+        return x @ w + b
+    out = np.empty((len(x), w.shape[1]))
+    for start in range(0, len(x), _TERM_ROWS):
+        out[start : start + _TERM_ROWS] = np.clip(x[start : start + _TERM_ROWS], -clip, clip) @ w + b
+    return out
 
 
 @torch.no_grad()
