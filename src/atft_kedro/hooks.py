@@ -377,7 +377,8 @@ class _Watch:
             self.most, self.most_anon = max(self.most, now.rss), max(self.most_anon, now.anon)
             steps = int(self.most // self.step)
             if passed is not None and steps > passed:
-                log.info("memory: node %s passed %.0f GB (%.1f GB of it its own)", self.node, steps * self.step / 1e9, now.anon / 1e9)
+                log.info("memory: node %s passed %.0f GB (now %.1f GB, %.1f GB of it its own)", self.node, steps * self.step / 1e9,
+                         now.rss / 1e9, now.anon / 1e9)  # fmt: skip
             passed = steps
             if self._stop.wait(self.every):
                 return
