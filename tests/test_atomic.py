@@ -110,12 +110,14 @@ def write(self, data):  # the process dies half way through writing the file (no
 local.LocalFileOpener.write = write
 kind, path, value = sys.argv[1:]
 ds = {"parquet": lambda: datasets.AtomicPolarsDataset(filepath=path, file_format="parquet"),
+      "lazy": lambda: datasets.AtomicLazyPolarsDataset(filepath=path, file_format="parquet"),
       "json": lambda: datasets.AtomicJSONDataset(filepath=path), "text": lambda: datasets.AtomicTextDataset(filepath=path)}[kind]()
-ds.save({"parquet": pl.DataFrame({"x": [value] * 1000}), "json": {"x": [value] * 1000}, "text": value * 1000}[kind])
+ds.save({"parquet": pl.DataFrame({"x": [value] * 1000}), "lazy": pl.DataFrame({"x": [value] * 1000}), "json": {"x": [value] * 1000},
+         "text": value * 1000}[kind])
 """
 
 
-@pytest.mark.parametrize("kind", ["parquet", "json", "text"])
+@pytest.mark.parametrize("kind", ["parquet", "lazy", "json", "text"])
 def test_a_run_killed_while_saving_a_catalog_file_leaves_the_previous_file(tmp_path, kind):
     import subprocess
     import sys
@@ -126,12 +128,17 @@ def test_a_run_killed_while_saving_a_catalog_file_leaves_the_previous_file(tmp_p
 
     path = str(tmp_path / f"artifact.{kind}")
     ds = {"parquet": lambda: datasets.AtomicPolarsDataset(filepath=path, file_format="parquet"),
+          "lazy": lambda: datasets.AtomicLazyPolarsDataset(filepath=path, file_format="parquet"),
           "json": lambda: datasets.AtomicJSONDataset(filepath=path), "text": lambda: datasets.AtomicTextDataset(filepath=path)}[kind]()  # fmt: skip
-    before = {"parquet": pl.DataFrame({"x": ["old"] * 1000}), "json": {"x": ["old"] * 1000}, "text": "old" * 1000}[kind]
+    before = {"parquet": pl.DataFrame({"x": ["old"] * 1000}), "lazy": pl.DataFrame({"x": ["old"] * 1000}), "json": {"x": ["old"] * 1000},
+              "text": "old" * 1000}[kind]  # fmt: skip
     ds.save(before)
     assert subprocess.run([sys.executable, "-c", KILL_MID_WRITE, kind, path, "new"]).returncode == 9
     loaded = ds.load()
-    assert loaded.equals(before) if kind == "parquet" else loaded == before
+    if kind == "lazy":
+        assert isinstance(loaded, pl.LazyFrame)
+        loaded = loaded.collect()
+    assert loaded.equals(before) if kind in ("parquet", "lazy") else loaded == before
     ds.save(before)  # the next save removes the killed one's temporary
     assert [p.name for p in tmp_path.iterdir()] == [f"artifact.{kind}"]
 

@@ -460,6 +460,30 @@ def test_the_design_of_selected_rows_holds_no_hidden_copy(monkeypatch):
     assert design.nbytes > 6_000_000  # large beside that allowance: a hidden copy of the rows (another 6 MB) would fail it
 
 
+def test_the_evaluation_reads_only_its_baselines_columns_of_the_features(tmp_path):
+    """The catalog loads ``features`` lazily; the evaluation takes the baselines' columns alone
+    (``baseline_features``): the parquet scan reads those and no other, the same values as the
+    columns of the whole table, and a table without one of them is named."""
+    from atft_kedro.datasets import AtomicLazyPolarsDataset
+    from atft_kedro.evaluation.baselines import LIQUIDITY, baseline_features
+
+    rng = np.random.default_rng(0)
+    table = pl.DataFrame({"Date": [dt.date(2024, 1, d) for d in range(1, 11)], "Code": [f"{c}" for c in range(10)],
+                          **{name: rng.normal(size=10) for name in ("ret_1d", "ret_20d", "beta_60d", LIQUIDITY, *(f"other_{i}" for i in range(40)))}})  # fmt: skip
+    dataset = AtomicLazyPolarsDataset(filepath=str(tmp_path / "features.parquet"), file_format="parquet")
+    dataset.save(table)
+    lazy = dataset.load()
+    assert isinstance(lazy, pl.LazyFrame)
+    chosen = baseline_features(lazy)
+    assert chosen.columns == ["Date", "Code", "ret_1d", "ret_20d", "beta_60d", LIQUIDITY]
+    assert chosen.equals(table.select(chosen.columns)) and baseline_features(table).equals(chosen)
+    plan = lazy.select(chosen.columns).explain()
+    assert f"PROJECT {len(chosen.columns)}/{table.width} COLUMNS" in plan  # the scan reads those columns alone
+    assert baseline_features(table.drop(LIQUIDITY)).columns == ["Date", "Code", "ret_1d", "ret_20d", "beta_60d"]  # liquidity where it is there
+    with pytest.raises(ValueError, match="no column beta_60d, which the evaluation's baselines read"):
+        baseline_features(table.drop("beta_60d").lazy())
+
+
 def test_the_ridge_baseline_sums_its_products_from_the_frame_a_block_at_a_time(monkeypatch):
     """``frame_products`` (the ridge baseline's fits) sums D'D and D'y over blocks of the frame's
     rows, never holding the rows' float64 design: the products of the whole design up to rounding,

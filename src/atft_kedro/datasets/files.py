@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from kedro.io.core import get_filepath_str
 from kedro_datasets.json import JSONDataset
-from kedro_datasets.polars import EagerPolarsDataset
+from kedro_datasets.polars import EagerPolarsDataset, LazyPolarsDataset
 from kedro_datasets.text import TextDataset
 
 from atft_kedro.atomic import atomic_file
@@ -48,6 +48,20 @@ class AtomicPolarsDataset(_AtomicLocalSave, EagerPolarsDataset):
           type: atft_kedro.datasets.AtomicPolarsDataset
           file_format: parquet
           filepath: data/03_primary/panel.parquet
+    """
+
+
+class AtomicLazyPolarsDataset(_AtomicLocalSave, LazyPolarsDataset):
+    """``polars.LazyPolarsDataset`` (the same arguments; it loads a ``LazyFrame``, it saves a
+    DataFrame or a LazyFrame), saved atomically on a local disk: for a table of which a node reads
+    a few columns, so that only those are read.
+
+    .. code-block:: yaml
+
+        features:
+          type: atft_kedro.datasets.AtomicLazyPolarsDataset
+          file_format: parquet
+          filepath: data/04_feature/features.parquet
     """
 
 

@@ -270,6 +270,20 @@ LIQUIDITY = "amihud_20d"  # the 20-day Amihud illiquidity (higher: less liquid),
 LIQUIDITY_BUCKETS = ["most liquid", "middle", "least liquid"]  # each date's stocks cut into these by LIQUIDITY, lowest first
 
 
+def baseline_features(features: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The columns of ``features`` the baselines read (``baseline_frame``'s: Date, Code, the
+    ``SIGNALS``' features, beta_60d and ``LIQUIDITY`` where it is there), read alone from a lazy
+    frame (a parquet scan reads no other column)."""
+    names = features.collect_schema().names() if isinstance(features, pl.LazyFrame) else features.columns
+    wanted = ["Date", "Code", *sorted({feature for feature, _ in SIGNALS.values()}), "beta_60d", *([LIQUIDITY] if LIQUIDITY in names else [])]
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise ValueError(f"the features table has no column {', '.join(missing)}, which the evaluation's baselines read: "
+                         "build the features again (kedro run --pipelines data_engineering)")  # fmt: skip
+    chosen = features.select(wanted)
+    return chosen.collect() if isinstance(chosen, pl.LazyFrame) else chosen
+
+
 def signals_on_validation(features: pl.DataFrame, model_input: pl.DataFrame, target: str, val_dates, min_stocks: int) -> dict[str, dict]:
     """Each one-feature baseline's (``SIGNALS``) mean daily RankIC on the validation dates, as the
     ridge's and LightGBM's tuning reports theirs -> {name: {"val_rank_ic"}}."""

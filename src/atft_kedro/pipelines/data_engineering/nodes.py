@@ -57,11 +57,14 @@ def make_splits(panel: pl.DataFrame, params: splits.SplitConfig) -> pl.DataFrame
 
 
 def build_model_input(
-    features: pl.DataFrame, targets: pl.DataFrame, panel: pl.DataFrame, feature_manifest: list[dict], params: dict
+    features: pl.DataFrame | pl.LazyFrame, targets: pl.DataFrame, panel: pl.DataFrame, feature_manifest: list[dict], params: dict
 ) -> pl.DataFrame:
     """Per-date normalised stock features (robust z-scores; ranks for ``rank_groups``; each date's
     statistics from the stocks that traded that day) joined with targets and the traded flag
-    (``normalise.model_input_rows``, which inference also calls)."""
+    (``normalise.model_input_rows``, which inference also calls). ``features`` is read whole (the
+    catalog loads it lazily, for the evaluation's few columns)."""
+    if isinstance(features, pl.LazyFrame):
+        features = features.collect()
     return normalise.model_input_rows(
         features, panel, feature_manifest, clip=params["clip"], rank_groups=params.get("rank_groups", ()), targets=targets
     )
