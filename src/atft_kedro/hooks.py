@@ -284,9 +284,9 @@ class NodeCostHook:
     peak so far was set in it); for the others it is the most a watcher saw, sampling the resident
     set twice a second (said "about"). The mark is never reset, so ``/usr/bin/time`` still gives the
     run's own peak. Each line also gives the most the watcher saw of the process's own memory
-    (not pages of mapped files, ``Memory.anon``): the resident set also counts the pages of the memory-mapped arrays and graphs
-    that were read, which the system drops and reads again when memory runs short, so the own part
-    is what a machine must hold. While a node runs, the watcher also logs each whole ``step`` of
+    (not pages of mapped files, ``Memory.anon``): the resident set also counts the pages read of
+    the memory-mapped arrays and graphs, which the system drops and reads again when memory runs
+    short, so the own part is what a machine must hold. While a node runs, the watcher also logs each whole ``step`` of
     memory the node passes, so that the line falls among the node's own log lines where the memory
     is taken. Linux (``/proc/self/status``); elsewhere only times. Meant for the sequential runner,
     where nodes do not overlap."""

@@ -3,8 +3,8 @@
     python tests/benchmarks/bench_linear_starts.py --size full --dates 150               # the neighbour skip (phase 2)
     python tests/benchmarks/bench_linear_starts.py --path skip --size full --dates 0     # the linear skip (phase 0)
 
-``--path neighbour``: builds the synthetic market through the pipelines' nodes and a phase-2 model (the project's
-settings, fixed initial weights), then fits the skip's start candidates on ``--dates`` training
+``--path neighbour``: builds the synthetic market through the pipelines' nodes and a phase-2
+model (the project's settings, fixed initial weights), then fits the skip's start candidates on ``--dates`` training
 dates two ways, alternating: ``start_neighbours_at_ridge``'s fits, from each date's products
 summed (``neighbour_moments``), and the reference, the way they were made before: every row's
 inputs and forecast stacked, each fit's design (``with_intercept``) made from them. Prints the

@@ -140,8 +140,8 @@ def start_at_ridge(model: ATFTGATFAN, arrays: TrainingArrays, train_idx: np.ndar
     targets as ranks (``ranked_by_date``), and validation picks among all of them. The rows of
     the horizons the phase does not train (5-20 days at phase 0) are fitted at ``long_alpha``
     (None: ``alpha``). Every fit is solved from products summed date by date (``skip_moments``),
-    so the training rows are never held together (at the full size 2.6 million rows of 101
-    features, 2.1 GB a copy).
+    so the training rows are never held together (at the full size 2.6 million rows of 91
+    features, 1.9 GB a float64 copy; docs/performance.md, "The linear skip's start").
     -> the candidates, their scores and what was kept (None without a choice)."""
     linear, horizons = model.linear, model.skip_horizons
     scored = [h for h in model.horizons if h in horizons]
