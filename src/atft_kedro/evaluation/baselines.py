@@ -318,7 +318,7 @@ def features_of(rows: pl.DataFrame, model_input: pl.DataFrame, feature_names: li
 
 def baseline_frame(
     predictions: pl.DataFrame,
-    features: pl.DataFrame,
+    features: pl.DataFrame | pl.LazyFrame,
     model_input: pl.DataFrame,
     oracle: pl.DataFrame,
     splits: pl.DataFrame,
@@ -339,9 +339,9 @@ def baseline_frame(
     same LightGBM fits forecast these rows too (``lightgbm_{h}``), for choices made on validation."""
     keys = predictions.select("Date", "Code")
     # every join keeps the predictions' row order: the ridge scores below are placed by position
-    signal_features = sorted({feature for feature, _ in SIGNALS.values()})
+    features = baseline_features(features)  # a lazy frame: only these columns are read
     liquidity = [LIQUIDITY] if LIQUIDITY in features.columns else []
-    raw = keys.join(features.select("Date", "Code", *signal_features, "beta_60d", *liquidity), on=["Date", "Code"], how="left", maintain_order="left")
+    raw = keys.join(features, on=["Date", "Code"], how="left", maintain_order="left")
     out = predictions.join(
         raw.select("Date", "Code", *signal_columns(), "beta_60d", *liquidity),
         on=["Date", "Code"], how="left", maintain_order="left",

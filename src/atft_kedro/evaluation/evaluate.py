@@ -103,7 +103,7 @@ def _scorer_columns(h: str, frame: pl.DataFrame) -> dict[str, str]:
 def evaluate_predictions(
     predictions: pl.DataFrame,
     random_graph_predictions: pl.DataFrame,
-    features: pl.DataFrame,
+    features: pl.DataFrame | pl.LazyFrame,
     model_input: pl.DataFrame,
     oracle: pl.DataFrame,
     splits: pl.DataFrame,

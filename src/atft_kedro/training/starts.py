@@ -199,10 +199,7 @@ def skip_moments(arrays: TrainingArrays, train_idx: np.ndarray, scale: np.ndarra
             for h in sorted(h for c, h in wanted if c == clip):
                 col = HORIZONS.index(h)
                 ok = np.isfinite(y[:, col])
-                z = [read[ok], np.ones((int(ok.sum()), 1)), y[ok, col : col + 1]] + ([ranks[ok, col : col + 1]] if ranked else [])
-                z = torch.from_numpy(np.hstack(z))
-                with torch_threads(1):
-                    date = z.T @ z
+                date = gram_of([read[ok], np.ones((int(ok.sum()), 1)), y[ok, col : col + 1]] + ([ranks[ok, col : col + 1]] if ranked else []))
                 out[clip, h] = date if (clip, h) not in out else out[clip, h].add_(date)
     if not out:
         raise ValueError("the linear skip's start has no training dates to fit on")
@@ -319,10 +316,16 @@ def design_moments(x: np.ndarray, y: np.ndarray, forecast: np.ndarray, horizons)
     for h in horizons:
         col = HORIZONS.index(h)
         ok = np.isfinite(y[:, col])
-        z = torch.from_numpy(np.hstack([x[ok], forecast[ok, col : col + 1], np.ones((int(ok.sum()), 1)), y[ok, col : col + 1]]))
-        with torch_threads(1):
-            out[h] = z.T @ z
+        out[h] = gram_of([x[ok], forecast[ok, col : col + 1], np.ones((int(ok.sum()), 1)), y[ok, col : col + 1]])
     return out
+
+
+def gram_of(columns: list[np.ndarray]) -> torch.Tensor:
+    """Z'Z of Z = ``columns`` side by side (float64), on one torch thread: the same bits on any
+    core count. A ridge fit's products over many dates are the sum of each date's."""
+    z = torch.from_numpy(np.hstack(columns))
+    with torch_threads(1):
+        return z.T @ z
 
 
 def ridge_of_moments(moments: torch.Tensor, alpha: float, beside: bool, zeroed: int = 0) -> np.ndarray:

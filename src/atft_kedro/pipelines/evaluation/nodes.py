@@ -10,7 +10,6 @@ import torch
 from tqdm.auto import tqdm
 
 from atft_kedro.evaluation import plots
-from atft_kedro.evaluation.baselines import baseline_features
 from atft_kedro.evaluation.blend import chosen_weights
 from atft_kedro.evaluation.evaluate import BASELINES, EvaluationConfig, evaluate_predictions
 from atft_kedro.evaluation.importance import ALL_FEATURES, ShuffledColumns, feature_groups, group_importance
@@ -181,8 +180,8 @@ def evaluate(
     each feature group is worth to the ranking on validation, in the metrics and the report;
     ``forecast`` (the ``forecast`` parameters the predictions were made with): the report says how
     the long horizons lean on the 1-day forecast, and ``metrics["provenance"]`` records it.
-    Of ``features`` only the baselines' columns are read (``baseline_features``; the catalog loads
-    it lazily: at the full size the whole table is 1.7 GB)."""
+    Of ``features`` only the baselines' columns are read (``baseline_frame`` takes them with
+    ``baseline_features``; the catalog loads it lazily: at the full size the whole table is 1.7 GB)."""
     if data_fingerprint is not None and model is not None:
         check_built_from(data_fingerprint, model=model.get("data_fingerprint"))
     _check_covers_the_test_split(predictions, splits)
@@ -193,7 +192,7 @@ def evaluate(
             if made is not None:
                 _check_made_by(model, name, made)
     cfg = EvaluationConfig.from_params(params)
-    result = evaluate_predictions(predictions, random_graph_predictions, baseline_features(features), model_input, oracle_returns, splits,
+    result = evaluate_predictions(predictions, random_graph_predictions, features, model_input, oracle_returns, splits,
                                   stock_feature_names(feature_manifest), cfg, validation_predictions)  # fmt: skip
     for h, scorers in result.document["horizons"].items():
         for name, m in scorers.items():
