@@ -4,6 +4,7 @@ The page-fault checks run in a fresh process: in a long one (this test session) 
 costs depends on the holes earlier work left in the heap."""
 
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -16,9 +17,15 @@ needs_glibc = pytest.mark.skipif(allocator.glibc() is None or bool(allocator.use
                                  reason="glibc on Linux, without the user's own malloc settings")  # fmt: skip
 
 SCENARIO = r"""
-import json, resource
+import json, logging, resource
 import torch
 from atft_kedro import allocator
+
+said = []
+handler = logging.Handler()
+handler.emit = lambda record: said.append(record.getMessage())
+logging.getLogger("atft_kedro.allocator").addHandler(handler)
+logging.getLogger("atft_kedro.allocator").setLevel(logging.DEBUG)
 
 def faults(n=8):
     # minor page faults of n tensors of 64 MiB made, written and freed in turn
@@ -45,6 +52,7 @@ with allocator.freed_memory_kept() as acted:
     out["after_inner"] = faults()
     before_exit = resident()
 out["given_back"] = before_exit - resident()
+out["said"] = said
 print(json.dumps(out))
 """
 
@@ -60,6 +68,10 @@ def test_freed_tensors_are_reused_inside_the_block_and_their_memory_given_back_a
     assert out["kept"] >= 48 * mib  # freed, and still the process's to reuse
     assert not out["inner_acted"] and out["after_inner"] < pages  # a nested block's end undoes nothing
     assert out["given_back"] >= 48 * mib  # the block's end hands the kept memory back to the system
+    said = [m for m in out["said"] if m.startswith("freed memory handed back to the system: ")]
+    assert len(said) == 1  # once, at the outermost block's end
+    back, before, after = map(float, re.findall(r"(\d+\.\d+) GB", said[0]))
+    assert back >= 0.048 * 1.048 and abs(before - after - back) < 0.015  # what it handed back, and the own memory before and after
 
 
 def test_the_user_s_own_malloc_settings_and_off_are_left_alone(monkeypatch):

@@ -23,6 +23,8 @@ import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from atft_kedro.memory import memory
+
 log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
@@ -71,7 +73,18 @@ def freed_memory_kept(on: bool = True) -> Iterator[bool]:
 
 
 def _release(libc) -> None:
-    """What is free back to the system, and the thresholds at ``RELEASE``."""
+    """What is free back to the system, and the thresholds at ``RELEASE``. How much of the
+    process's own memory that was (what the block's freed tensors held at its end) is logged: at
+    INFO from ``SAID`` up, where it says what a large run's own memory held."""
+    before = memory()
     libc.malloc_trim(ctypes.c_size_t(0))
+    after = memory()
     for param, value in RELEASE.items():
         libc.mallopt(param, ctypes.c_int(value))
+    if before is not None and after is not None:
+        log.log(logging.INFO if before.anon - after.anon >= SAID else logging.DEBUG,
+                "freed memory handed back to the system: %.2f GB (the process's own memory %.2f GB -> %.2f GB)",
+                (before.anon - after.anon) / 1e9, before.anon / 1e9, after.anon / 1e9)  # fmt: skip
+
+
+SAID = 100 << 20  # the least freed memory handed back that is logged at INFO

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import click
 from kedro.framework.hooks import hook_impl
@@ -18,6 +17,7 @@ from kedro.io import DatasetError, MemoryDataset
 
 from atft_kedro.checks import error_line
 from atft_kedro.data.jquants import JQuantsCredentials
+from atft_kedro.memory import Memory, memory
 
 log = logging.getLogger(__name__)
 
@@ -387,26 +387,6 @@ class _Watch:
         self._stop.set()
         self._thread.join()
         return Memory(self.most, 0, self.most_anon)
-
-
-class Memory(NamedTuple):
-    """The process's resident memory now (``VmRSS``), its high-water mark (``VmHWM``) and the part
-    of the resident memory now that is its own (``VmRSS`` less ``RssFile``: not pages of mapped
-    files, which the system can drop and read again), in bytes."""
-
-    rss: int
-    peak: int
-    anon: int
-
-
-def memory() -> Memory | None:
-    """The process's ``Memory`` from ``/proc/self/status``; None where it does not say (not Linux)."""
-    try:
-        with open("/proc/self/status") as f:
-            found = {k: int(v.split()[0]) * 1024 for k, _, v in (line.partition(":") for line in f) if k in ("VmRSS", "VmHWM", "RssFile")}
-        return Memory(found["VmRSS"], found["VmHWM"], found["VmRSS"] - found["RssFile"])
-    except (OSError, KeyError, ValueError, IndexError):
-        return None
 
 
 class DistributedRanksHook:
