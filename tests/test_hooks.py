@@ -2,6 +2,9 @@
 an earlier pipeline is not there, and says what to run; a run with a parameter nothing reads (a
 misspelt key) stops before any node and names it."""
 
+import re
+from pathlib import Path
+
 import click
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
@@ -184,15 +187,19 @@ def test_the_cost_hook_logs_each_nodes_time_and_its_own_peak_memory(caplog, tmp_
 
     if memory() is None:
         pytest.skip("no /proc/self/status here: the hook logs times only")
-    hook = NodeCostHook(step=1e8, every=0.05)
+    hook = NodeCostHook(step=1e8, every=0.05, code=Path(__file__).parent)  # this file's frames count as the project's code
+
+    def touch_and_wait(block):
+        np.frombuffer(block, np.uint8)[::4096] = 1  # every page touched: 400 MB resident, the process's own
+        time.sleep(0.5)  # the watcher samples
+
     big, mapped, small = SimpleNamespace(name="big"), SimpleNamespace(name="mapped"), SimpleNamespace(name="small")
     np.ones(300_000_000, np.uint8).tofile(tmp_path / "pages.bin")
     with caplog.at_level(logging.INFO, logger="atft_kedro.hooks"):
         hook.before_pipeline_run()
         hook.before_node_run(node=big)
         block = mmap.mmap(-1, 400_000_000)  # its own mapping, given back on close whatever malloc's settings
-        np.frombuffer(block, np.uint8)[::4096] = 1  # every page touched: 400 MB resident, the process's own
-        time.sleep(0.5)  # the watcher samples
+        touch_and_wait(block)
         hook.after_node_run(node=big)
         block.close()
         hook.before_node_run(node=mapped)
@@ -211,6 +218,9 @@ def test_the_cost_hook_logs_each_nodes_time_and_its_own_peak_memory(caplog, tmp_
     assert caplog.messages[-1].startswith("where the run's time went, per node: ")
     assert costs["big"].peak - costs["small"].peak > 3e8  # each node's own peak: the block was the big node's alone
     assert costs["big"].anon - costs["small"].anon > 3e8  # and its own memory
+    assert re.fullmatch(r"test_hooks\.py:\d+ touch_and_wait < test_hooks\.py:\d+ test_the_cost_hook\w+", costs["big"].where)  # taken there
+    assert f"its own highest at {costs['big'].where})" in next(m for m in caplog.messages if m.startswith("node big: "))
+    assert [m for m in caplog.messages if m.startswith("memory: node big passed ") and ", at test_hooks.py:" in m]
     assert costs["mapped"].peak - costs["small"].peak > 2e8  # the file's pages are resident ...
     assert costs["mapped"].anon - costs["small"].anon < 1e8  # ... and not the process's own
     assert hook._watch is None  # no watcher left behind

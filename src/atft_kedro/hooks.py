@@ -275,6 +275,25 @@ class SummaryHook:
             click.echo(f"\n{console_summary(catalog.load('metrics'))}\nThe report, with every metric and the plots beside it: {report}")
 
 
+SOURCE = Path(__file__).parent.parent  # the folder of the project's packages (src/)
+
+
+def running_at(thread: int, code: Path = SOURCE, depth: int = 3) -> str | None:
+    """Where thread ``thread`` is now in the code under ``code``: its innermost ``depth`` frames
+    there, innermost first, as "path:line function" joined by " < " (path from ``code``); None
+    where none of its frames is, where the thread is in a hook of this module (not in a node's
+    code), or where it has ended. Read from another thread, this is the line the thread runs, or
+    the one that called into C code (torch, polars) and waits on it."""
+    frame, places, root = sys._current_frames().get(thread), [], f"{code}{os.sep}"
+    while frame is not None:
+        if frame.f_code.co_filename == __file__:
+            return None
+        if frame.f_code.co_filename.startswith(root) and len(places) < depth:
+            places.append(f"{frame.f_code.co_filename.removeprefix(root)}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back
+    return " < ".join(places) or None
+
+
 class NodeCostHook:
     """Each node's wall time (its function's: Kedro loads its inputs before and saves its outputs
     after) and its peak resident memory, logged when it ends, and at the end of the run one line
@@ -286,15 +305,17 @@ class NodeCostHook:
     run's own peak. Each line also gives the most the watcher saw of the process's own memory
     (not pages of mapped files, ``Memory.anon``): the resident set also counts the pages read of
     the memory-mapped arrays and graphs, which the system drops and reads again when memory runs
-    short, so the own part is what a machine must hold. While a node runs, the watcher also logs each whole ``step`` of
-    memory the node passes, so that the line falls among the node's own log lines where the memory
-    is taken. Linux (``/proc/self/status``); elsewhere only times. Meant for the sequential runner,
-    where nodes do not overlap."""
+    short, so the own part is what a machine must hold, and the line says where in the project's
+    code (``code``: its source folder) the node was when its own memory was highest (``running_at``).
+    While a node runs, the watcher also logs each whole ``step`` of memory the node passes, and
+    where, so that the line falls among the node's own log lines where the memory is taken. Linux
+    (``/proc/self/status``); elsewhere only times. Meant for the sequential runner, where nodes do
+    not overlap."""
 
-    def __init__(self, step: float = 2e9, every: float = 0.5):
+    def __init__(self, step: float = 2e9, every: float = 0.5, code: Path = SOURCE):
         self._started: dict[str, tuple[float, int | None]] = {}
         self._costs: list[NodeCost] = []
-        self._step, self._every = step, every
+        self._step, self._every, self._code = step, every, code
         self._watch: _Watch | None = None
 
     @hook_impl
@@ -307,18 +328,19 @@ class NodeCostHook:
         now = memory()
         self._started[node.name] = (time.perf_counter(), now and now.peak)
         if now is not None:
-            self._watch = _Watch(node.name, self._step, self._every)
+            self._watch = _Watch(node.name, self._step, self._every, self._code)
 
     @hook_impl
     def after_node_run(self, node, **kwargs) -> None:
-        seen = self._stop_watch()
+        seen, where = self._stop_watch()
         began, mark = self._started.pop(node.name, (time.perf_counter(), None))
         now = memory()
         if now is None or mark is None:
             cost = NodeCost(node.name, time.perf_counter() - began)
         else:  # the node set the run's high-water mark: its peak, exactly; else the most seen
             exact = now.peak > mark
-            cost = NodeCost(node.name, time.perf_counter() - began, now.peak if exact else max(seen.rss, now.rss), exact, max(seen.anon, now.anon))
+            where = where if seen.anon >= now.anon else "its end"
+            cost = NodeCost(node.name, time.perf_counter() - began, now.peak if exact else max(seen.rss, now.rss), exact, max(seen.anon, now.anon), where)
         self._costs.append(cost)
         log.info("node %s: %s", node.name, cost)
 
@@ -329,41 +351,47 @@ class NodeCostHook:
     @hook_impl
     def after_pipeline_run(self, **kwargs) -> None:
         if len(self._costs) > 1:
-            log.info("where the run's time went, per node: %s", "; ".join(f"{c.name} {c}" for c in sorted(self._costs, key=lambda c: -c.seconds)))
+            log.info("where the run's time went, per node: %s", "; ".join(f"{c.name} {dataclasses.replace(c, where=None)}" for c in sorted(self._costs, key=lambda c: -c.seconds)))
 
-    def _stop_watch(self) -> Memory:
-        seen, self._watch = (self._watch.stop() if self._watch is not None else Memory(0, 0, 0)), None
-        return seen
+    def _stop_watch(self) -> tuple[Memory, str | None]:
+        """-> the most the watcher saw and where the node was at its most own memory."""
+        watch, self._watch = self._watch, None
+        return (watch.stop(), watch.where) if watch is not None else (Memory(0, 0, 0), None)
 
 
 @dataclasses.dataclass(frozen=True)
 class NodeCost:
     """A node's wall time, its peak resident memory (``exact``: the run's high-water mark, set in
-    it; else the most sampled; None off Linux) and the most sampled of its own (``Memory.anon``)."""
+    it; else the most sampled; None off Linux), the most sampled of its own (``Memory.anon``) and
+    where the node's code was then (``running_at``; "its end"; None: not in the project's code)."""
 
     name: str
     seconds: float
     peak: int | None = None
     exact: bool = False
     anon: int = 0
+    where: str | None = None
 
     def __str__(self) -> str:
         minutes, rest = divmod(self.seconds, 60)
         took = f"{int(minutes)} min {rest:.0f} s" if minutes else f"{rest:.1f} s"
         if self.peak is None:
             return took
-        own = f"{self.anon / 1e9:.2f} GB of it the process's own, the rest mapped files"
+        own = f"{self.anon / 1e9:.2f} GB of it the process's own, the rest mapped files{f'; its own highest at {self.where}' if self.where else ''}"
         return f"{took}, peak memory {self.peak / 1e9:.2f} GB (the run's peak so far; at most {own})" if self.exact else \
             f"{took}, peak memory about {self.peak / 1e9:.2f} GB (at most {own})"  # fmt: skip
 
 
 class _Watch:
     """A thread that samples the resident set every ``every`` seconds until ``stop`` (which returns
-    the most it saw of the resident set and of its own part, ``Memory``'s ``rss`` and ``anon``) and
-    logs each whole ``step`` the node's memory passes."""
+    the most it saw of the resident set and of its own part, ``Memory``'s ``rss`` and ``anon``),
+    keeps where in ``code`` the node's thread (the one that made the watch) was at the most of its
+    own (``where``), and logs each whole ``step`` the node's memory passes."""
 
-    def __init__(self, node: str, step: float, every: float):
+    def __init__(self, node: str, step: float, every: float, code: Path = SOURCE):
         self.node, self.step, self.every, self.most, self.most_anon = node, step, every, 0, 0
+        self.where: str | None = None
+        self._code, self._thread_id = code, threading.get_ident()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="node-memory")
         self._thread.start()
@@ -374,11 +402,14 @@ class _Watch:
             now = memory()
             if now is None:
                 return
-            self.most, self.most_anon = max(self.most, now.rss), max(self.most_anon, now.anon)
+            self.most = max(self.most, now.rss)
+            if now.anon > self.most_anon:
+                self.most_anon, self.where = now.anon, running_at(self._thread_id, self._code)
             steps = int(self.most // self.step)
             if passed is not None and steps > passed:
-                log.info("memory: node %s passed %.0f GB (now %.1f GB, %.1f GB of it its own)", self.node, steps * self.step / 1e9,
-                         now.rss / 1e9, now.anon / 1e9)  # fmt: skip
+                at = running_at(self._thread_id, self._code)
+                log.info("memory: node %s passed %.0f GB (now %.1f GB, %.1f GB of it its own)%s", self.node, steps * self.step / 1e9,
+                         now.rss / 1e9, now.anon / 1e9, f", at {at}" if at else "")  # fmt: skip
             passed = steps
             if self._stop.wait(self.every):
                 return
