@@ -411,6 +411,20 @@ def test_the_tuned_ridge_fits_every_penalty_from_one_product_to_the_bits_of_one_
     assert info["alpha"] == max(scores, key=scores.get) and info["val_rank_ic"] == scores[info["alpha"]]
 
 
+def test_the_baselines_rows_are_the_same_bits_at_every_call():
+    """The rows a baseline fits (``_rows``: the target less its date's mean) come out the same bits
+    every time; made as one lazy query, polars collects them in chunks whose date means differ in
+    the last bit from call to call (seen: 30 to 294 calls of 300)."""
+    from atft_kedro.evaluation.baselines import _rows
+
+    rng = np.random.default_rng(2)
+    dates = pl.Series([D0 + dt.timedelta(days=i) for i in range(30)]).gather(np.repeat(np.arange(30), 40))
+    frame = pl.DataFrame({"Date": dates, **{f"x{i}": rng.normal(size=len(dates)) for i in range(8)}, "target_1d": rng.normal(size=len(dates))})
+    days = frame["Date"].unique().sort()
+    first = _rows(frame, [f"x{i}" for i in range(8)], "target_1d", days[:20])
+    assert all(_rows(frame, [f"x{i}" for i in range(8)], "target_1d", days[:20]).equals(first) for _ in range(100))
+
+
 def test_the_ridge_fit_is_the_same_bits_with_any_thread_count():
     """Training starts its linear paths at ``ridge_solve``'s fits, and safe mode promises the same
     bits on any machine's core count: numpy's BLAS rounds ``x.T @ x`` differently with 1 and 2
