@@ -124,21 +124,16 @@ def tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, c
     {"trees", "val_rank_ic"})."""
     import lightgbm as lgb
 
+    train, val = (_rows(model_input, feature_names, target, d) for d in (train_dates, val_dates))
     g = cfg.lightgbm
     params = lightgbm_params(g)
-    val = _rows(model_input, feature_names, target, val_dates)
     val_dates_rows, val_y = val["Date"].to_numpy(), val[target].to_numpy()
 
     def rank_ic(preds, _data):
         return "rank_ic", mean_daily_rank_ic(val_dates_rows, preds, val_y, cfg.min_stocks), True
 
-    # the training rows held once at a time: the frame goes once its numpy copy is made, the copy
-    # once LightGBM has binned it (``free_raw_data``; lgb.train constructs the datasets)
-    train = _rows(model_input, feature_names, target, train_dates)
     dtrain = lgb.Dataset(train.select(feature_names).to_numpy(), train[target].to_numpy(), free_raw_data=True)
-    del train
     dval = lgb.Dataset(val.select(feature_names).to_numpy(), val_y, reference=dtrain)
-    del val
     params["metric"] = "None"  # early stopping on the validation RankIC alone
     booster = lgb.train(params, dtrain, g.max_trees, valid_sets=[dval], feval=rank_ic,
                         callbacks=[lgb.early_stopping(g.early_stopping, verbose=False)])  # fmt: skip
