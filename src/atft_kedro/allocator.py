@@ -35,7 +35,6 @@ RELEASE = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 64 << 20}
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_", "GLIBC_TUNABLES", "LD_PRELOAD")
 
 _depth = 0  # blocks entered and not left: only the outermost sets and restores
-_acting = None  # the C library while an outermost block keeps freed memory (it acted), else None
 
 
 @functools.cache
@@ -57,58 +56,35 @@ def user_settings() -> list[str]:
 def freed_memory_kept(on: bool = True) -> Iterator[bool]:
     """Run the block with glibc keeping freed memory for reuse (``KEEP``); on the way out, an error
     included, what is free goes back to the system (``malloc_trim``) and the thresholds are set to
-    ``RELEASE``. Yields whether it acted. Nested blocks act once, at the outermost. Within it,
-    ``hand_back_freed`` gives what is free back at a point of the block's choosing."""
-    global _depth, _acting
+    ``RELEASE``. Yields whether it acted. Nested blocks act once, at the outermost."""
+    global _depth
     libc = glibc() if on and _depth == 0 and not user_settings() else None
     if libc is not None and not all([libc.mallopt(param, ctypes.c_int(value)) == 1 for param, value in KEEP.items()]):
-        _release(libc, "glibc's refusal")
+        _release(libc)
         log.debug("glibc refused the malloc settings; the released ones stand")
         libc = None
     _depth += 1
-    if libc is not None:
-        _acting = libc
     try:
         yield libc is not None
     finally:
         _depth -= 1
         if libc is not None:
-            _acting = None
             _release(libc)
 
 
-def hand_back_freed(when: str = "") -> bool:
-    """Inside a block that keeps freed memory (``freed_memory_kept`` acted): what is free now goes
-    back to the system (``malloc_trim``), the thresholds stay. Training calls it at each epoch's end.
-    Freed memory is kept so that the next step's tensors of the same sizes reuse it, but from
-    epoch to epoch the heap holds more that no later tensor fits: at the full size 6.2 GB of the
-    6.9 GB of the process's own memory at phase 0's end was free (docs/performance.md). Handed back
-    once an epoch, it costs the next epoch's first steps their page faults. ``when``: the point the
-    log line names. -> whether it acted."""
-    if _acting is None:
-        return False
-    _trim(_acting, when)
-    return True
-
-
-def _release(libc, when: str = "the block's end") -> None:
+def _release(libc) -> None:
     """What is free back to the system, and the thresholds at ``RELEASE``. How much of the
     process's own memory that was (what the block's freed tensors held at its end) is logged: at
     INFO from ``SAID`` up, where it says what a large run's own memory held."""
-    _trim(libc, when)
-    for param, value in RELEASE.items():
-        libc.mallopt(param, ctypes.c_int(value))
-
-
-def _trim(libc, when: str) -> None:
-    """``malloc_trim``, and how much of the process's own memory it gave back logged (at INFO from ``SAID`` up)."""
     before = memory()
     libc.malloc_trim(ctypes.c_size_t(0))
     after = memory()
+    for param, value in RELEASE.items():
+        libc.mallopt(param, ctypes.c_int(value))
     if before is not None and after is not None:
         log.log(logging.INFO if before.anon - after.anon >= SAID else logging.DEBUG,
-                "freed memory handed back to the system%s: %.2f GB (the process's own memory %.2f GB -> %.2f GB)",
-                f" at {when}" if when else "", (before.anon - after.anon) / 1e9, before.anon / 1e9, after.anon / 1e9)  # fmt: skip
+                "freed memory handed back to the system: %.2f GB (the process's own memory %.2f GB -> %.2f GB)",
+                (before.anon - after.anon) / 1e9, before.anon / 1e9, after.anon / 1e9)  # fmt: skip
 
 
 SAID = 100 << 20  # the least freed memory handed back that is logged at INFO

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from atft_kedro.allocator import freed_memory_kept, hand_back_freed
+from atft_kedro.allocator import freed_memory_kept
 from atft_kedro.evaluation.report import kept_checkpoint
 from atft_kedro.features.targets import HORIZONS
 from atft_kedro.graph.store import GraphSet
@@ -437,7 +437,6 @@ def _train_phase(phase, arrays, graphs, train_idx, val_idx, cfg, store, manifest
                                                  device, resident, progress and ranks.main, ranks, stepper, nodes)  # fmt: skip
         sums = distributed.summed(sums, ranks)  # each rank's share of every step's loss
         stop = distributed.from_main(record(epoch, time.perf_counter() - t0, sums, steps, bad, gat_norms) if ranks.main else None, ranks)
-        hand_back_freed(f"phase {phase} epoch {epoch}'s end")  # what the epoch's tensors left free and no later one fits
         if on_epoch_end is not None:
             on_epoch_end(epoch)
         if stop:
