@@ -351,7 +351,8 @@ class NodeCostHook:
     @hook_impl
     def after_pipeline_run(self, **kwargs) -> None:
         if len(self._costs) > 1:
-            log.info("where the run's time went, per node: %s", "; ".join(f"{c.name} {dataclasses.replace(c, where=None)}" for c in sorted(self._costs, key=lambda c: -c.seconds)))
+            costliest = sorted(self._costs, key=lambda c: -c.seconds)  # each without where: that is in its own line
+            log.info("where the run's time went, per node: %s", "; ".join(f"{c.name} {dataclasses.replace(c, where=None)}" for c in costliest))
 
     def _stop_watch(self) -> tuple[Memory, str | None]:
         """-> the most the watcher saw and where the node was at its most own memory."""
