@@ -425,6 +425,31 @@ def test_the_baselines_rows_are_the_same_bits_at_every_call():
     assert all(_rows(frame, [f"x{i}" for i in range(8)], "target_1d", days[:20]).equals(first) for _ in range(100))
 
 
+def test_lightgbm_s_rows_filled_column_by_column_are_the_rows_of_the_frame():
+    """``_row_matrix`` (LightGBM's rows, filled a column at a time) holds what ``_rows``' frame
+    gives: the same rows in the same order, the same features and dtype, the same target bits,
+    on a frame read in chunks with missing, infinite and NaN targets and missing features."""
+    from atft_kedro.evaluation.baselines import _row_matrix, _rows
+
+    rng = np.random.default_rng(3)
+    dates = pl.Series([D0 + dt.timedelta(days=i) for i in range(30)]).gather(np.repeat(np.arange(30), 40))
+    x = rng.normal(size=(len(dates), 6)).astype(np.float32)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    target = rng.normal(size=len(dates))
+    target[::7], target[3::11], target[5::13] = np.inf, np.nan, -np.inf
+    frame = pl.DataFrame({"Date": dates, **{f"x{i}": x[:, i] for i in range(6)}, "target_5d": target, "other": np.zeros(len(dates))})
+    frame = frame.with_columns(pl.when(pl.col("x0") > 1.5).then(None).otherwise(pl.col("target_5d")).alias("target_5d"))  # nulls too
+    chunked = pl.concat([frame.slice(0, 500), frame.slice(500)], rechunk=False)
+    names = [f"x{i}" for i in range(6)]
+    for days in (frame["Date"].unique().sort()[:20], frame["Date"].unique().sort()[25:]):
+        matrix, rows = _row_matrix(chunked, names, "target_5d", days)
+        expected = _rows(chunked, names, "target_5d", days)
+        assert matrix.dtype == expected.select(names).to_numpy().dtype == np.float32 and matrix.flags["F_CONTIGUOUS"]
+        assert np.array_equal(matrix, expected.select(names).to_numpy(), equal_nan=True)
+        assert rows["Date"].equals(expected["Date"]) and rows["target_5d"].equals(expected["target_5d"])
+        assert 0 < rows.height < len(days) * 40 and np.isfinite(rows["target_5d"].to_numpy()).all()
+
+
 def test_the_ridge_fit_is_the_same_bits_with_any_thread_count():
     """Training starts its linear paths at ``ridge_solve``'s fits, and safe mode promises the same
     bits on any machine's core count: numpy's BLAS rounds ``x.T @ x`` differently with 1 and 2

@@ -73,6 +73,22 @@ def _rows(model_input: pl.DataFrame, feature_names: list[str], target: str, date
     )
 
 
+def _row_matrix(model_input: pl.DataFrame, feature_names: list[str], target: str, dates) -> tuple[np.ndarray, pl.DataFrame]:
+    """``_rows``' rows as (their features as one array [rows, features], Fortran order, the dtype
+    ``DataFrame.to_numpy`` gives them; their Date and target as ``_rows`` makes them), the array
+    filled a column at a time from ``model_input``: no frame of the rows' features is held beside
+    it (at the full size the training rows of one horizon are 1 GB a copy)."""
+    keep = model_input.select(
+        (pl.col("Date").is_in(pl.Series(dates).implode()) & pl.col(target).is_not_null() & pl.col(target).is_finite()).fill_null(False)
+    ).to_series()  # fmt: skip
+    rows = _rows(model_input.select("Date", target), [], target, dates)
+    x = np.empty((rows.height, len(feature_names)), dtype=pl.DataFrame(schema={n: model_input.schema[n] for n in feature_names}).to_numpy().dtype,
+                 order="F")  # fmt: skip
+    for j, name in enumerate(feature_names):
+        x[:, j] = model_input[name].filter(keep).to_numpy()
+    return x, rows
+
+
 def daily_rank_ic(dates: np.ndarray, score: np.ndarray, target: np.ndarray, min_stocks: int) -> pl.DataFrame:
     """Per date with at least ``min_stocks`` rows, in the order the dates first come: the Spearman
     correlation of ``score`` and ``target`` -> frame (d, n, r)."""
@@ -124,7 +140,7 @@ def tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, c
     {"trees", "val_rank_ic"})."""
     import lightgbm as lgb
 
-    train, val = (_rows(model_input, feature_names, target, d) for d in (train_dates, val_dates))
+    (x, train), (x_val, val) = (_row_matrix(model_input, feature_names, target, d) for d in (train_dates, val_dates))
     g = cfg.lightgbm
     params = lightgbm_params(g)
     val_dates_rows, val_y = val["Date"].to_numpy(), val[target].to_numpy()
@@ -132,8 +148,9 @@ def tuned_lightgbm(model_input, feature_names, target, train_dates, val_dates, c
     def rank_ic(preds, _data):
         return "rank_ic", mean_daily_rank_ic(val_dates_rows, preds, val_y, cfg.min_stocks), True
 
-    dtrain = lgb.Dataset(train.select(feature_names).to_numpy(), train[target].to_numpy(), free_raw_data=True)
-    dval = lgb.Dataset(val.select(feature_names).to_numpy(), val_y, reference=dtrain)
+    dtrain = lgb.Dataset(x, train[target].to_numpy(), free_raw_data=True)
+    dval = lgb.Dataset(x_val, val_y, reference=dtrain)
+    del x, x_val  # the datasets' own references go once LightGBM has binned them (``free_raw_data``)
     params["metric"] = "None"  # early stopping on the validation RankIC alone
     booster = lgb.train(params, dtrain, g.max_trees, valid_sets=[dval], feval=rank_ic,
                         callbacks=[lgb.early_stopping(g.early_stopping, verbose=False)])  # fmt: skip
