@@ -61,27 +61,30 @@ class BaselineConfig:
 
 
 def _rows(model_input: pl.DataFrame, feature_names: list[str], target: str, dates) -> pl.DataFrame:
-    """The rows of ``dates`` with a finite target, the target less its date's mean. (Eager on
-    purpose: the same query made lazy collects the rows in chunks that the date means sum in an
-    order that varies from call to call, so the fits' last bits would too.)"""
+    """The rows of ``dates`` with a finite target, the target less its date's mean: the columns
+    chosen first and the rows filtered once (one copy of them; at the full size the training rows
+    of one horizon are 1 GB a copy). (Eager on purpose: the same query made lazy collects the rows
+    in chunks that the date means sum in an order that varies from call to call, so the fits'
+    last bits would too.)"""
     return (
-        model_input.filter(pl.col("Date").is_in(pl.Series(dates).implode()))
-        .select("Date", *feature_names, target)
-        .drop_nulls(target)
-        .filter(pl.col(target).is_finite())
+        model_input.select("Date", *feature_names, target)
+        .filter(_kept(target, dates))
         .with_columns((pl.col(target) - pl.col(target).mean().over("Date")).alias(target))
     )
+
+
+def _kept(target: str, dates) -> pl.Expr:
+    """Which rows ``_rows`` keeps: of ``dates``, with a finite ``target`` (False, not null, where it is missing)."""
+    return (pl.col("Date").is_in(pl.Series(dates).implode()) & pl.col(target).is_not_null() & pl.col(target).is_finite()).fill_null(False)
 
 
 def _row_matrix(model_input: pl.DataFrame, feature_names: list[str], target: str, dates) -> tuple[np.ndarray, pl.DataFrame]:
     """``_rows``' rows as (their features as one array [rows, features], Fortran order, the dtype
     ``DataFrame.to_numpy`` gives them; their Date and target as ``_rows`` makes them), the array
     filled a column at a time from ``model_input``: no frame of the rows' features is held beside
-    it (at the full size the training rows of one horizon are 1 GB a copy)."""
-    keep = model_input.select(
-        (pl.col("Date").is_in(pl.Series(dates).implode()) & pl.col(target).is_not_null() & pl.col(target).is_finite()).fill_null(False)
-    ).to_series()  # fmt: skip
-    rows = _rows(model_input.select("Date", target), [], target, dates)
+    it."""
+    keep = model_input.select(_kept(target, dates)).to_series()
+    rows = _rows(model_input, [], target, dates)
     x = np.empty((rows.height, len(feature_names)), dtype=pl.DataFrame(schema={n: model_input.schema[n] for n in feature_names}).to_numpy().dtype,
                  order="F")  # fmt: skip
     for j, name in enumerate(feature_names):
