@@ -288,6 +288,7 @@ def ridge_scores(model_input: pl.DataFrame, feature_names: list[str], coef: np.n
 
 
 SIGNALS = {"momentum_20d": ("ret_20d", 1.0), "reversal_1d": ("ret_1d", -1.0)}  # name -> (feature, sign)
+SIGNAL_FEATURES = sorted({feature for feature, _ in SIGNALS.values()})  # the features the one-feature baselines read
 LIQUIDITY = "amihud_20d"  # the 20-day Amihud illiquidity (higher: less liquid), the evaluation's liquidity buckets
 LIQUIDITY_BUCKETS = ["most liquid", "middle", "least liquid"]  # each date's stocks cut into these by LIQUIDITY, lowest first
 
@@ -297,7 +298,7 @@ def baseline_features(features: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     ``SIGNALS``' features, beta_60d and ``LIQUIDITY`` where it is there), read alone from a lazy
     frame (a parquet scan reads no other column)."""
     names = features.collect_schema().names() if isinstance(features, pl.LazyFrame) else features.columns
-    wanted = ["Date", "Code", *sorted({feature for feature, _ in SIGNALS.values()}), "beta_60d", *([LIQUIDITY] if LIQUIDITY in names else [])]
+    wanted = ["Date", "Code", *SIGNAL_FEATURES, "beta_60d", *([LIQUIDITY] if LIQUIDITY in names else [])]
     missing = [c for c in wanted if c not in names]
     if missing:
         raise ValueError(f"the features table has no column {', '.join(missing)}, which the evaluation's baselines read: "
@@ -309,9 +310,8 @@ def baseline_features(features: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 def signals_on_validation(features: pl.DataFrame, model_input: pl.DataFrame, target: str, val_dates, min_stocks: int) -> dict[str, dict]:
     """Each one-feature baseline's (``SIGNALS``) mean daily RankIC on the validation dates, as the
     ridge's and LightGBM's tuning reports theirs -> {name: {"val_rank_ic"}}."""
-    names = sorted({feature for feature, _ in SIGNALS.values()})
-    rows = _rows(model_input.select("Date", "Code", target), ["Code"], target, val_dates)
-    rows = rows.join(features.select("Date", "Code", *names), on=["Date", "Code"], how="left")
+    rows = _rows(model_input, ["Code"], target, val_dates)  # _rows reads only these columns of model_input
+    rows = rows.join(features.select("Date", "Code", *SIGNAL_FEATURES), on=["Date", "Code"], how="left")
     out = {}
     for name, (feature, sign) in SIGNALS.items():
         scored = rows.filter(pl.col(feature).is_finite())  # null or NaN (a stock's first days): not scored
